@@ -2,3 +2,4 @@
 //! extension carried by GIST, on a real multi-provider Linux substrate.
 
 pub mod tlv;
+pub mod measure;
