@@ -3,3 +3,5 @@
 
 pub mod tlv;
 pub mod measure;
+pub mod vlink;
+pub mod rmf;
