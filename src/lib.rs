@@ -5,3 +5,4 @@ pub mod tlv;
 pub mod measure;
 pub mod vlink;
 pub mod rmf;
+pub mod api;
