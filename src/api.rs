@@ -63,17 +63,30 @@ fn yes() -> bool {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Reply {
     /// The virtual link is up at both ends.
-    LinkUp { vlink: LinkInfo },
+    LinkUp {
+        vlink: LinkInfo,
+    },
     /// The virtual link is gone at both ends.
-    LinkDown { vlink_id: u64 },
-    Links { links: Vec<LinkInfo> },
-    Stats { stats: serde_json::Value },
-    Points { points: Vec<crate::measure::Point> },
+    LinkDown {
+        vlink_id: u64,
+    },
+    Links {
+        links: Vec<LinkInfo>,
+    },
+    Stats {
+        stats: serde_json::Value,
+    },
+    Points {
+        points: Vec<crate::measure::Point>,
+    },
     /// Events follow on this connection.
     Subscribed,
     /// The request failed; `reason` is machine-readable, `message` says what
     /// went wrong and what to do.
-    Error { reason: String, message: String },
+    Error {
+        reason: String,
+        message: String,
+    },
 }
 
 /// A virtual link as the API shows it.
@@ -227,9 +240,9 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("bad rate {s:?}: expected a number with an optional unit like 10mbit"))?;
+    let v: f64 = num.parse().map_err(|_| {
+        format!("bad rate {s:?}: expected a number with an optional unit like 10mbit")
+    })?;
     let mult = match unit {
         "" | "bit" | "bps" => 1.0,
         "kbit" | "k" => 1e3,
@@ -269,7 +282,13 @@ mod tests {
         );
         let back: Request =
             serde_json::from_str(r#"{"op":"setup","from":"VM1","to":"VM2","rate_bps":1}"#).unwrap();
-        assert!(matches!(back, Request::Setup { authenticate: true, .. }));
+        assert!(matches!(
+            back,
+            Request::Setup {
+                authenticate: true,
+                ..
+            }
+        ));
         let t: Request = serde_json::from_str(r#"{"op":"teardown","vlink_id":7}"#).unwrap();
         assert_eq!(t, Request::Teardown { vlink_id: 7 });
     }

@@ -1,8 +1,9 @@
 //! vlsp: a testbed for the Virtual Link Setup Protocol, an authenticated QoS NSLP
 //! extension carried by GIST, on a real multi-provider Linux substrate.
 
-pub mod tlv;
-pub mod measure;
-pub mod vlink;
-pub mod rmf;
 pub mod api;
+pub mod measure;
+pub mod rmf;
+pub mod tlv;
+pub mod transport;
+pub mod vlink;

@@ -193,11 +193,23 @@ mod tests {
         r.mark_at(120, [1; 16], PointKind::ReserveSent); // other session
         let pts = r.drain();
         assert_eq!(
-            period(&pts, "tb3", &sid, PointKind::ReserveReceived, PointKind::ReserveSent),
+            period(
+                &pts,
+                "tb3",
+                &sid,
+                PointKind::ReserveReceived,
+                PointKind::ReserveSent
+            ),
             Some(150)
         );
         assert_eq!(
-            period(&pts, "tb4", &sid, PointKind::ReserveReceived, PointKind::ReserveSent),
+            period(
+                &pts,
+                "tb4",
+                &sid,
+                PointKind::ReserveReceived,
+                PointKind::ReserveSent
+            ),
             None
         );
         assert!(r.drain().is_empty());
