@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod measure;
+pub mod periods;
 pub mod plot;
 pub mod rmf;
 pub mod tlv;
