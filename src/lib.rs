@@ -6,6 +6,7 @@ pub mod measure;
 pub mod periods;
 pub mod plot;
 pub mod profile;
+pub mod qspec;
 pub mod rmf;
 pub mod tlv;
 pub mod transport;
