@@ -6,6 +6,7 @@ pub mod measure;
 pub mod periods;
 pub mod plot;
 pub mod profile;
+pub mod qos_nslp;
 pub mod qspec;
 pub mod rmf;
 pub mod tlv;

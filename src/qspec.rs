@@ -346,7 +346,7 @@ fn decode_param(buf: &[u8]) -> WireResult<(Param, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
