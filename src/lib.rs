@@ -2,6 +2,7 @@
 //! extension carried by GIST, on a real multi-provider Linux substrate.
 
 pub mod api;
+pub mod gist;
 pub mod measure;
 pub mod periods;
 pub mod plot;

@@ -1,0 +1,4 @@
+//! GIST (RFC 5971), the NSIS transport layer: the wire format and the
+//! handshake / routing-state machine.
+
+pub mod wire;
