@@ -10,6 +10,7 @@ pub mod profile;
 pub mod qos_nslp;
 pub mod qspec;
 pub mod rmf;
+pub mod session_auth;
 pub mod tlv;
 pub mod transport;
 pub mod vlink;
