@@ -2,6 +2,7 @@
 //! extension carried by GIST, on a real multi-provider Linux substrate.
 
 pub mod api;
+pub mod bench;
 pub mod gist;
 pub mod measure;
 pub mod periods;
@@ -11,6 +12,7 @@ pub mod qos_nslp;
 pub mod qspec;
 pub mod rmf;
 pub mod session_auth;
+pub mod stats;
 pub mod tlv;
 pub mod transport;
 pub mod vlink;

@@ -308,7 +308,7 @@ impl Attr {
         };
         let text = || String::from_utf8_lossy(v).into_owned();
         let ports = || -> WireResult<Vec<u16>> {
-            if v.len() % 2 != 0 {
+            if !v.len().is_multiple_of(2) {
                 return Err(bad("port list", "an even number of bytes"));
             }
             Ok(v.chunks(2)
@@ -972,8 +972,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::gist::wire::{Body, GistPdu, Mri, PathCoupledMri};
     use crate::qos_nslp::wire::{NslpMessage, NslpObject};
-    use crate::qspec::Qspec;
-    use crate::vlsp::{TunnelType, VlspObject};
     use proptest::prelude::*;
 
     /// protocol.md §5: the 104-byte object of NSIS-ka's VLSP client
@@ -1050,64 +1048,12 @@ pub(crate) mod tests {
     pub(crate) const KEY1: &[u8] = b"12345678901234567890123456789012";
     pub(crate) const KEY2: &[u8] = b"abcdefghijklmnopqrstuvwxyz-.,+%$";
 
-    /// A signed-to-be D-mode Data PDU carrying a full RESERVE, about the
-    /// paper's 240-byte message: RSN, RII, REFRESH_PERIOD, PACKET_CLASSIFIER,
-    /// QSPEC, VLSP and one authorization object per (key id, transform).
     pub(crate) fn reserve_pdu(
         profile: Profile,
         signers: &[(u32, Transform)],
         now: Timestamp,
     ) -> Vec<u8> {
-        let src = Ipv4Addr::new(172, 1, 2, 1);
-        let dst = Ipv4Addr::new(172, 3, 4, 4);
-        let vt = crate::vlsp::vlsp_type(profile);
-        let mut m = NslpMessage::reserve(
-            0,
-            7,
-            Some(0x1234),
-            Some(Duration::from_secs(30)),
-            Some(Qspec::bandwidth_request(125_000.0, profile)),
-            Some(VlspObject {
-                vnet_id: 1,
-                src_vnode: 2,
-                dst_vnode: 3,
-                src_vif: 1,
-                dst_vif: 1,
-                vlink_id: 42,
-                tunnel_type: TunnelType::Vxlan,
-            }),
-        );
-        for (key_id, t) in signers {
-            let o = SessionAuthObject::hmac_template(
-                AuthEntity::Fqdn(format!("vnp{key_id}@example.net")),
-                Some(src.into()),
-                Some(dst.into()),
-                now,
-                Some(now.plus(Duration::from_secs(600))),
-                &[0x001, 0x00b, vt],
-                *key_id,
-                *t,
-                profile,
-            );
-            m.objects.push(NslpObject::SessionAuth(o.to_bytes(profile)));
-        }
-        GistPdu {
-            hops: 1,
-            nslpid: 1,
-            c: false,
-            s: true,
-            r: false,
-            e: false,
-            body: Body::Data {
-                mri: Mri::PathCoupled(PathCoupledMri::udp_v4(src, dst)),
-                sid: [0x5a; 16],
-                nli: None,
-                nslp_data: m.to_bytes(profile),
-            },
-            unknown: vec![],
-        }
-        .encode_udp()
-        .unwrap()
+        crate::bench::sample_reserve_pdu(profile, signers, now)
     }
 
     pub(crate) fn ring() -> KeyRing {

@@ -618,7 +618,7 @@ impl NslpObject {
             }
             obj::INFO_SPEC => Self::InfoSpec(InfoSpec::decode_value(v)?),
             obj::SESSION_ID_LIST => {
-                if v.len() % 16 != 0 {
+                if !v.len().is_multiple_of(16) {
                     return Err(WireError::BadLength {
                         what: "SESSION_ID_LIST",
                         len: v.len(),
@@ -1098,14 +1098,8 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(|(rsn, epoch, rii, refresh, q, v, tear)| {
-                let mut m = NslpMessage::reserve(
-                    rsn,
-                    epoch,
-                    rii,
-                    refresh.map(|s| Duration::from_secs(s)),
-                    q,
-                    v,
-                );
+                let mut m =
+                    NslpMessage::reserve(rsn, epoch, rii, refresh.map(Duration::from_secs), q, v);
                 m.flags.tear = tear;
                 m
             })

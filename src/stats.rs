@@ -1,0 +1,219 @@
+//! Summary statistics of measured samples, and the project-wide summary CSV
+//! format that every benchmark and experiment writes:
+//!
+//! ```text
+//! metric,unit,n,mean,stddev,ci95_low,ci95_high,min,median,max,paper,ratio
+//! ```
+//! `stddev` is the sample standard deviation, the CI is the mean's 95%
+//! confidence interval from Student's t (as the paper's Table I), `paper` is
+//! the paper's average for the same metric (empty when it has none) and
+//! `ratio` = paper / mean.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One row of a summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub metric: String,
+    pub unit: String,
+    pub n: usize,
+    pub mean: f64,
+    pub stddev: f64,
+    pub ci95_low: f64,
+    pub ci95_high: f64,
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub paper: Option<f64>,
+    pub ratio: Option<f64>,
+}
+
+/// Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+/// The t quantile for a 95% two-sided interval with `df` degrees of freedom:
+/// the table up to 30, then the Cornish-Fisher expansion (accurate to 1e-4).
+pub fn t95(df: usize) -> f64 {
+    if df == 0 {
+        return f64::NAN;
+    }
+    if df <= 30 {
+        return T975[df - 1];
+    }
+    let z: f64 = 1.959_963_985;
+    let d = df as f64;
+    z + (z.powi(3) + z) / (4.0 * d)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+        + (3.0 * z.powi(7) + 19.0 * z.powi(5) + 17.0 * z.powi(3) - 15.0 * z) / (384.0 * d.powi(3))
+}
+
+impl Summary {
+    /// Summarises `samples` (kept in any order; NaNs are not allowed).
+    pub fn from_samples(metric: &str, unit: &str, samples: &[f64], paper: Option<f64>) -> Self {
+        let n = samples.len();
+        let mut s = samples.to_vec();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let mean = if n > 0 {
+            s.iter().sum::<f64>() / n as f64
+        } else {
+            f64::NAN
+        };
+        let var = if n > 1 {
+            s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        let stddev = var.sqrt();
+        let half = if n > 1 {
+            t95(n - 1) * stddev / (n as f64).sqrt()
+        } else {
+            0.0
+        };
+        let median = match n {
+            0 => f64::NAN,
+            n if n % 2 == 1 => s[n / 2],
+            n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+        };
+        Self {
+            metric: metric.to_string(),
+            unit: unit.to_string(),
+            n,
+            mean,
+            stddev,
+            ci95_low: mean - half,
+            ci95_high: mean + half,
+            min: s.first().copied().unwrap_or(f64::NAN),
+            median,
+            max: s.last().copied().unwrap_or(f64::NAN),
+            paper,
+            ratio: paper.map(|p| p / mean),
+        }
+    }
+}
+
+/// Writes summaries as CSV (the header above, fixed precision so that the
+/// same data always give the same bytes).
+pub fn write_csv(path: &Path, rows: &[Summary]) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    std::fs::write(path, to_csv(rows)).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The CSV text of `rows`.
+pub fn to_csv(rows: &[Summary]) -> String {
+    let mut w = csv::Writer::from_writer(vec![]);
+    w.write_record([
+        "metric",
+        "unit",
+        "n",
+        "mean",
+        "stddev",
+        "ci95_low",
+        "ci95_high",
+        "min",
+        "median",
+        "max",
+        "paper",
+        "ratio",
+    ])
+    .expect("writing to memory");
+    let f = |x: f64| format!("{x:.4}");
+    let o = |x: Option<f64>| x.map(f).unwrap_or_default();
+    for r in rows {
+        w.write_record([
+            r.metric.clone(),
+            r.unit.clone(),
+            r.n.to_string(),
+            f(r.mean),
+            f(r.stddev),
+            f(r.ci95_low),
+            f(r.ci95_high),
+            f(r.min),
+            f(r.median),
+            f(r.max),
+            o(r.paper),
+            o(r.ratio),
+        ])
+        .expect("writing to memory");
+    }
+    String::from_utf8(w.into_inner().expect("flush to memory")).expect("CSV is UTF-8")
+}
+
+/// Reads a summary CSV written by [`write_csv`].
+pub fn read_csv(path: &Path) -> Result<Vec<Summary>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = vec![];
+    for (i, row) in r.deserialize().enumerate() {
+        let s: Summary = row.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn known_values_one_to_ten() {
+        let x: Vec<f64> = (1..=10).map(f64::from).collect();
+        let s = Summary::from_samples("x", "ms", &x, Some(11.0));
+        assert_eq!(s.n, 10);
+        assert!(close(s.mean, 5.5, 1e-12));
+        assert!(close(s.stddev, 3.02765, 1e-5));
+        assert!(close(s.ci95_low, 3.3341, 1e-3), "{}", s.ci95_low);
+        assert!(close(s.ci95_high, 7.6659, 1e-3), "{}", s.ci95_high);
+        assert_eq!((s.min, s.median, s.max), (1.0, 5.5, 10.0));
+        assert!(close(s.ratio.unwrap(), 2.0, 1e-12));
+    }
+
+    #[test]
+    fn t_quantiles() {
+        assert!(close(t95(1), 12.706, 1e-3));
+        assert!(close(t95(31), 2.0395, 1e-3));
+        assert!(close(t95(99), 1.9842, 1e-3));
+        assert!(close(t95(1_000_000), 1.96, 1e-3));
+    }
+
+    /// The paper's Table I row [A]: 56.8 ms, sd 1.96, n = 100 gives the
+    /// interval it prints, [56.40, 57.16], to within its rounding.
+    #[test]
+    fn reproduces_paper_interval_width() {
+        let half = t95(99) * 1.96 / 10.0;
+        assert!(close(56.8 - half, 56.40, 0.02) && close(56.8 + half, 57.16, 0.04));
+    }
+
+    #[test]
+    fn csv_round_trip() {
+        let rows = vec![
+            Summary::from_samples("hmac_create", "us", &[0.5, 0.6, 0.7], Some(28.672)),
+            Summary::from_samples("setup_A", "ms", &[1.0], None),
+        ];
+        let dir = std::env::temp_dir().join(format!("vlsp-stats-{}", std::process::id()));
+        let p = dir.join("summary.csv");
+        write_csv(&p, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with(
+            "metric,unit,n,mean,stddev,ci95_low,ci95_high,min,median,max,paper,ratio\n"
+        ));
+        assert!(text.contains("setup_A,ms,1,1.0000,0.0000,1.0000,1.0000,1.0000,1.0000,1.0000,,\n"));
+        let back = read_csv(&p).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].paper, None);
+        assert!(close(back[0].mean, 0.6, 1e-4));
+        assert!(close(back[0].paper.unwrap(), 28.672, 1e-9));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
