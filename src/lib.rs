@@ -14,6 +14,7 @@ pub mod rmf;
 pub mod session_auth;
 pub mod stats;
 pub mod tlv;
+pub mod topology;
 pub mod transport;
 pub mod vlink;
 pub mod vlsp;
