@@ -13,6 +13,7 @@ pub mod qspec;
 pub mod rmf;
 pub mod session_auth;
 pub mod stats;
+pub mod substrate;
 pub mod tlv;
 pub mod topology;
 pub mod transport;

@@ -1,0 +1,55 @@
+//! Helpers for the root integration tests: unique topology names and a
+//! guard that tears the substrate down even when a test fails.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use vlsp::topology::Topology;
+
+/// True when the test may touch the kernel; prints why it skips otherwise.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        eprintln!("skipping {test}: needs root (network namespaces)");
+        false
+    }
+}
+
+/// A shipped topology under a unique name (so parallel tests never clash).
+pub fn unique_topology(file: &str, tag: &str) -> Topology {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("topologies")
+        .join(file);
+    let src = std::fs::read_to_string(&p).unwrap();
+    let orig = Topology::parse(&src, &p).unwrap();
+    let name = format!("t{}{}", tag, std::process::id() % 100_000);
+    let src = src.replacen(
+        &format!("name = \"{}\"", orig.name),
+        &format!("name = \"{name}\""),
+        1,
+    );
+    Topology::parse(&src, &p).unwrap()
+}
+
+/// Removes the topology's namespaces when dropped.
+pub struct Down(pub String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = vlsp::substrate::down(&self.0);
+    }
+}
+
+/// Names of our namespaces that still exist for `topo`.
+pub fn leftovers(topo: &str) -> Vec<String> {
+    let prefix = format!("vlsp-{topo}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
