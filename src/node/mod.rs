@@ -1,0 +1,9 @@
+//! A substrate node running NSIS: its resolved configuration and the actors
+//! (one thread per node, inside the node's namespace) that run the
+//! signaling on real sockets.
+
+pub mod config;
+pub mod runtime;
+
+pub use config::NodeConfig;
+pub use runtime::{NodeHandle, spawn_node};

@@ -1,0 +1,186 @@
+//! A running testbed: the substrate of a topology plus one signaling node
+//! (actor system on its own thread, inside its namespace) per NSIS router.
+//! What `vlsp up` runs, what the experiments and the integration tests use.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::api::{Client, Reply, Request};
+use crate::measure::Recorder;
+use crate::node::{NodeConfig, NodeHandle, spawn_node};
+use crate::substrate::{self, Timings};
+use crate::topology::Topology;
+
+/// Where a running topology keeps a copy of its file, so that commands
+/// given only the topology's name (`vlsp link ...`) know its nodes.
+pub fn saved_topology(name: &str) -> PathBuf {
+    Path::new(substrate::RUN_DIR)
+        .join(name)
+        .join("topology.toml")
+}
+
+/// Loads a topology given as a file path or as the name of a running one.
+pub fn resolve(arg: &str) -> Result<Topology> {
+    let p = Path::new(arg);
+    if p.exists() {
+        return Ok(Topology::load(p)?);
+    }
+    let saved = saved_topology(arg);
+    if saved.exists() {
+        let src = std::fs::read_to_string(&saved)?;
+        return Ok(Topology::parse(&src, p)?);
+    }
+    bail!("{arg} is neither a topology file nor a running topology (see `vlsp status`)")
+}
+
+/// Knobs the experiments turn.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Keep this many measurement points per node in memory (0: none).
+    pub points: usize,
+    /// Override the tunnel backend of every node.
+    pub backend: Option<crate::vlink::Backend>,
+    /// Override the refresh period.
+    pub refresh: Option<Duration>,
+}
+
+/// A substrate with its nodes running.
+pub struct Testbed {
+    pub topo: Topology,
+    pub nodes: Vec<NodeHandle>,
+    pub recorders: Vec<Recorder>,
+    pub up_timings: Timings,
+}
+
+impl Testbed {
+    /// Brings `topo` up: namespaces, links, routes, then the NSIS nodes.
+    /// On failure everything is removed again.
+    pub fn up(topo: Topology, opts: &Options) -> Result<Self> {
+        substrate::require_root()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let up_timings = rt.block_on(substrate::up(&topo))?;
+        drop(rt);
+        std::fs::write(
+            saved_topology(&topo.name),
+            std::fs::read(&topo.source).unwrap_or_default(),
+        )
+        .ok();
+        let mut tb = Self {
+            topo,
+            nodes: vec![],
+            recorders: vec![],
+            up_timings,
+        };
+        for n in tb.topo.nodes.clone() {
+            if !n.nsis {
+                continue;
+            }
+            let mut cfg = NodeConfig::from_topology(&tb.topo, &n.name)?;
+            if let Some(b) = opts.backend {
+                cfg.backend = b;
+            }
+            if let Some(r) = opts.refresh {
+                cfg.refresh = r;
+                cfg.lifetime = r * 3;
+            }
+            let rec = if opts.points > 0 {
+                Recorder::new(&n.name, opts.points)
+            } else {
+                Recorder::disabled(&n.name)
+            };
+            match spawn_node(cfg, rec.clone()) {
+                Ok(h) => {
+                    tb.nodes.push(h);
+                    tb.recorders.push(rec);
+                }
+                Err(e) => {
+                    let name = tb.topo.name.clone();
+                    tb.stop();
+                    let _ = substrate::down(&name);
+                    return Err(e.context(format!(
+                        "starting node {} failed; the testbed was removed",
+                        n.name
+                    )));
+                }
+            }
+        }
+        Ok(tb)
+    }
+
+    /// A client of `node`'s API socket.
+    pub fn client(&self, node: &str) -> Result<Client> {
+        Ok(Client::connect(
+            &crate::api::socket_path(&self.topo.name, node),
+            Duration::from_secs(60),
+        )?)
+    }
+
+    /// The node hosting virtual node `vnode`.
+    pub fn host_of(&self, vnode: &str) -> Result<String> {
+        self.topo
+            .vnodes
+            .iter()
+            .find(|v| v.name == vnode)
+            .map(|v| v.host.clone())
+            .ok_or_else(|| anyhow!("no virtual node {vnode} in {}", self.topo.name))
+    }
+
+    fn stop(&mut self) {
+        for n in self.nodes.drain(..) {
+            n.stop();
+        }
+    }
+
+    /// Stops the nodes and removes the substrate.
+    pub fn down(mut self) -> Result<Timings> {
+        self.stop();
+        substrate::down(&self.topo.name)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if !self.nodes.is_empty() {
+            self.stop();
+            let _ = substrate::down(&self.topo.name);
+        }
+    }
+}
+
+/// Sets up a virtual link through `from`'s host; returns its VLink ID.
+pub fn link_setup(
+    topo: &str,
+    from: &str,
+    to: &str,
+    rate_bps: u64,
+    authenticate: bool,
+) -> Result<crate::api::LinkInfo> {
+    let t = resolve(topo)?;
+    let host = t
+        .vnodes
+        .iter()
+        .find(|v| v.name == from)
+        .map(|v| v.host.clone())
+        .ok_or_else(|| anyhow!("no virtual node {from} in {}", t.name))?;
+    let mut c = Client::connect(
+        &crate::api::socket_path(&t.name, &host),
+        Duration::from_secs(60),
+    )
+    .with_context(|| format!("API of {host}"))?;
+    match c.call(&Request::Setup {
+        from: from.into(),
+        to: to.into(),
+        rate_bps,
+        bidirectional: false,
+        backend: None,
+        authenticate,
+    })? {
+        Reply::LinkUp { vlink } => Ok(vlink),
+        Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}

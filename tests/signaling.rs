@@ -1,0 +1,155 @@
+//! Root integration tests of the signaling on a real substrate (paper-4node):
+//! setup through the API, reservation state on tb2/tb3, tunnel ends on
+//! tb1/tb4, frames from VM1 arriving at VM2, teardown leaving nothing.
+
+mod common;
+
+use common::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use vlsp::api::{Reply, Request};
+use vlsp::testbed::{Options, Testbed};
+
+fn setup_req(rate: u64, auth: bool) -> Request {
+    Request::Setup {
+        from: "VM1".into(),
+        to: "VM2".into(),
+        rate_bps: rate,
+        bidirectional: false,
+        backend: None,
+        authenticate: auth,
+    }
+}
+
+fn links(tb: &Testbed, node: &str) -> usize {
+    match tb.client(node).unwrap().call(&Request::List).unwrap() {
+        Reply::Links { links } => links.len(),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn setup_carries_frames_and_teardown_leaves_nothing() {
+    if !root_or_skip("setup_carries_frames") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "g");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let vm2 = Ipv4Addr::new(10, 10, 0, 2);
+    // Before the link: VM1 cannot reach VM2.
+    assert!(
+        vlsp::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_millis(300)).is_err()
+    );
+
+    let mut c = tb.client("tb1").unwrap();
+    let reply = c.call(&setup_req(10_000_000, true)).unwrap();
+    let Reply::LinkUp { vlink } = reply else {
+        panic!("{reply:?}")
+    };
+    // tb1..tb4 all hold state for the session.
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        assert_eq!(links(&tb, n), 1, "{n} holds the session");
+    }
+    // Frames from VM1 arrive in VM2 and back.
+    let rtt = vlsp::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(3)).unwrap();
+    eprintln!("VM1 -> VM2 over the virtual link: {rtt:?}");
+    vlsp::substrate::udp_ping(
+        &name,
+        "VM2",
+        "VM1",
+        Ipv4Addr::new(10, 10, 0, 1),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+
+    // A second setup of the same pair is a new link; tearing down an unknown
+    // link is a clear API error.
+    match c.call(&Request::Teardown { vlink_id: 12345 }).unwrap() {
+        Reply::Error { reason, .. } => assert_eq!(reason, "unknown_link"),
+        r => panic!("{r:?}"),
+    }
+
+    let r = c
+        .call(&Request::Teardown {
+            vlink_id: vlink.vlink_id,
+        })
+        .unwrap();
+    assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        assert_eq!(links(&tb, n), 0, "{n} is clean");
+    }
+    assert!(
+        vlsp::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_millis(300)).is_err()
+    );
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}
+
+#[test]
+fn unsigned_request_is_refused_and_installs_nothing() {
+    if !root_or_skip("unsigned_request_is_refused") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "u");
+    let _guard = Down(t.name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let mut c = tb.client("tb1").unwrap();
+    match c.call(&setup_req(1_000_000, false)).unwrap() {
+        Reply::Error { reason, message } => {
+            assert_eq!(reason, "authorization_failure", "{message}");
+        }
+        r => panic!("{r:?}"),
+    }
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        assert_eq!(links(&tb, n), 0, "{n} holds nothing");
+    }
+    let stats = match tb.client("tb4").unwrap().call(&Request::Stats).unwrap() {
+        Reply::Stats { stats } => stats,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(stats["nslp"]["refused"]["auth_unsigned"], 1, "{stats}");
+}
+
+#[test]
+fn admission_failure_and_unknown_vnode_are_clear_errors() {
+    if !root_or_skip("admission_failure") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "a");
+    let _guard = Down(t.name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let mut c = tb.client("tb1").unwrap();
+    match c.call(&setup_req(5_000_000_000, true)).unwrap() {
+        Reply::Error { reason, message } => {
+            assert_eq!(reason, "admission", "{message}");
+            assert!(
+                message.contains("tb1") && message.contains("eth0"),
+                "{message}"
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    let bad = Request::Setup {
+        from: "VM1".into(),
+        to: "VM9".into(),
+        rate_bps: 1,
+        bidirectional: false,
+        backend: None,
+        authenticate: true,
+    };
+    match c.call(&bad).unwrap() {
+        Reply::Error { reason, message } => {
+            assert_eq!(reason, "bad_request");
+            assert!(
+                message.contains("VM9") && message.contains("VM2"),
+                "{message}"
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        assert_eq!(links(&tb, n), 0);
+    }
+}
