@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod experiment;
 pub mod gist;
 pub mod measure;
 pub mod node;

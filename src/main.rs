@@ -90,6 +90,31 @@ enum Cmd {
     /// Micro-benchmarks that reproduce the paper's per-operation tables.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run an experiment file: bring its topology up, run, tear down, and
+    /// write runs.csv, summary.csv, summary.md, meta.json and the figures.
+    Run {
+        /// Experiment file (see experiments/).
+        experiment: PathBuf,
+        /// Override the number of runs.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Override the output folder.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Regenerate summaries and figures of a results folder from its CSV
+    /// (no root needed, nothing is run).
+    Report { dir: PathBuf },
+    /// Run every paper experiment (experiments/paper-*.toml and the
+    /// sweeps) and write results/.
+    Reproduce {
+        /// Override the number of runs of every experiment.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Write under this folder instead of results/.
+        #[arg(long, default_value = "results")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -232,6 +257,57 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench(BenchCmd::Hmac(a)) => vlsp::bench::run_hmac(&a),
+        Cmd::Run {
+            experiment,
+            runs,
+            output,
+        } => {
+            let mut e = vlsp::experiment::Experiment::load(&experiment)?;
+            if let Some(r) = runs {
+                e.runs = r;
+                e.high_count = e.high_count.map(|h| h.min(r * 100));
+            }
+            if let Some(o) = output {
+                e.output = o;
+            }
+            if e.kind != vlsp::experiment::Kind::Hmac {
+                substrate::require_root()?;
+            }
+            let dir = vlsp::experiment::run(&e)?;
+            println!("{}: results in {}", e.name, dir.display());
+            print!("{}", std::fs::read_to_string(dir.join("summary.csv"))?);
+            Ok(())
+        }
+        Cmd::Report { dir } => {
+            vlsp::experiment::report(&dir)?;
+            println!(
+                "regenerated {}/summary.csv, summary.md and figures",
+                dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Reproduce { runs, output } => {
+            substrate::require_root()?;
+            let exp_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+            for f in vlsp::experiment::PAPER_EXPERIMENTS {
+                let mut e = vlsp::experiment::Experiment::load(&exp_dir.join(f))?;
+                if let Some(r) = runs {
+                    e.runs = r;
+                    e.high_count = e.high_count.map(|h| h.min(r * 100));
+                }
+                e.output = output.join(&e.name);
+                eprintln!(
+                    "== {} ({:?}, {} runs) -> {}",
+                    e.name,
+                    e.kind,
+                    e.runs,
+                    e.output.display()
+                );
+                vlsp::experiment::run(&e)?;
+            }
+            println!("all paper experiments written under {}", output.display());
+            Ok(())
+        }
     }
 }
 

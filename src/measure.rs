@@ -62,6 +62,9 @@ pub enum PointKind {
     /// Tunnel end removal started / finished (out of service).
     VlinkDownStart,
     VlinkDownDone,
+    /// Deferred removal of the tunnel device started / finished.
+    VlinkDeleteStart,
+    VlinkDeleteDone,
     HmacSignStart,
     HmacSignDone,
     HmacVerifyStart,

@@ -38,6 +38,10 @@ pub struct RunPeriods {
     /// HMAC creation on the QNI and verification on the QNR.
     pub hmac_sign_ns: Option<u64>,
     pub hmac_verify_ns: Option<u64>,
+    /// Deferred removal of the tunnel device after teardown, on the QNI and
+    /// the QNR (off the signaling path; reported on its own).
+    pub delete_qni_ns: Option<u64>,
+    pub delete_qnr_ns: Option<u64>,
     /// The forwarding nodes, in path order.
     pub hops: Vec<HopPeriods>,
 }
@@ -86,6 +90,8 @@ pub fn derive(
         d_qni_ns: period(points, qni, sid, K::GistQuerySent, K::GistConfirmSent),
         hmac_sign_ns: period(points, qni, sid, K::HmacSignStart, K::HmacSignDone),
         hmac_verify_ns: period(points, qnr, sid, K::HmacVerifyStart, K::HmacVerifyDone),
+        delete_qni_ns: period(points, qni, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        delete_qnr_ns: period(points, qnr, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
         hops: qnes
             .iter()
             .map(|n| HopPeriods {

@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -33,6 +35,20 @@ use crate::node::config::NodeConfig;
 use crate::qos_nslp::machine::{Action, AuthVerdict, Nslp, RecvContext};
 use crate::transport::{GistSockets, Incoming};
 use crate::vlink::{TunnelEnd, Tunnels};
+
+/// The measurement point of an NSLP message leaving (or arriving) in a
+/// GIST Data: its first byte is the QoS NSLP message type.
+fn nslp_point(nslp_data: &[u8], sent: bool) -> Option<PointKind> {
+    Some(match (nslp_data.first()?, sent) {
+        (1, true) => PointKind::ReserveSent,
+        (3, true) => PointKind::ResponseSent,
+        (4, true) => PointKind::NotifySent,
+        (1, false) => PointKind::ReserveReceived,
+        (3, false) => PointKind::ResponseReceived,
+        (4, false) => PointKind::NotifyReceived,
+        _ => return None,
+    })
+}
 
 // ----------------------------------------------------------------- messages
 
@@ -112,6 +128,7 @@ impl GistActor {
                 gm::Msg::Query { .. } => Some(PointKind::GistQuerySent),
                 gm::Msg::Response { .. } => Some(PointKind::GistResponseSent),
                 gm::Msg::Confirm { .. } => Some(PointKind::GistConfirmSent),
+                gm::Msg::Data { nslp_data, .. } => nslp_point(nslp_data, true),
                 _ => None,
             };
             let sid = t.msg.sid();
@@ -198,6 +215,7 @@ impl Handler<Datagram> for GistActor {
 
     fn handle(&mut self, Datagram(inc): Datagram, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let inc_ns = crate::measure::now_ns();
         // Early verification (paper §IV-B): a Data PDU whose flow ends (or,
         // upstream, starts) here is checked on the raw bytes, before parsing.
         let verdict = match crate::gist::codec::auth_relevant(&inc.payload, &self.cfg.addrs) {
@@ -245,10 +263,11 @@ impl Handler<Datagram> for GistActor {
             gm::Msg::Query { .. } => Some(PointKind::GistQueryReceived),
             gm::Msg::Response { .. } => Some(PointKind::GistResponseReceived),
             gm::Msg::Confirm { .. } => Some(PointKind::GistConfirmReceived),
+            gm::Msg::Data { nslp_data, .. } => nslp_point(nslp_data, false),
             _ => None,
         };
         if let Some(k) = kind {
-            self.rec.mark_at(crate::measure::now_ns(), sid, k);
+            self.rec.mark_at(inc_ns, sid, k);
         }
         let local = if inc.dst.is_unspecified() || inc.intercepted {
             self.cfg.local_addr_for(*inc.src.ip())
@@ -314,6 +333,8 @@ pub struct NslpActor {
     next_req: u64,
     waiting: HashMap<u64, (oneshot::Sender<Reply>, Sid)>,
     timer: Option<SpawnHandle>,
+    /// Tunnel-end operations not finished yet (incl. deferred deletions).
+    vlink_busy: Arc<AtomicUsize>,
 }
 
 impl Actor for NslpActor {
@@ -602,6 +623,7 @@ impl Handler<ApiCall> for NslpActor {
                     "node": self.cfg.name,
                     "nslp": self.nslp.stats(),
                     "reservations": self.nslp.ledger().len(),
+                    "vlink_pending": self.vlink_busy.load(Ordering::SeqCst),
                 });
                 let _ = call.reply.send(Reply::Stats { stats });
             }
@@ -634,6 +656,8 @@ impl Handler<SetApi> for NslpActor {
 /// Tunnel ends, one operation at a time, in arrival order.
 pub struct VlinkActor {
     tx: mpsc::UnboundedSender<VlinkWork>,
+    /// Operations queued or running (deferred deletions included).
+    busy: Arc<AtomicUsize>,
 }
 
 impl Actor for VlinkActor {
@@ -641,8 +665,15 @@ impl Actor for VlinkActor {
 }
 
 impl VlinkActor {
-    fn start_worker(mut tunnels: Tunnels, nslp: Addr<NslpActor>, rec: Recorder) -> Self {
+    fn start_worker(
+        mut tunnels: Tunnels,
+        nslp: Addr<NslpActor>,
+        rec: Recorder,
+        pending: Arc<AtomicUsize>,
+        reaper: std::sync::mpsc::Sender<(Sid, String)>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<VlinkWork>();
+        let busy = pending.clone();
         actix::spawn(async move {
             while let Some(w) = rx.recv().await {
                 let (start, done) = if w.up {
@@ -661,22 +692,69 @@ impl VlinkActor {
                     sid: w.sid,
                     err: r.err().map(|e| e.to_string()),
                 });
-                if !w.up {
-                    // The device's deletion waits for an RCU grace period;
-                    // it happens here, off the signaling path.
-                    let _ = tunnels.delete(&w.end).await;
+                if !w.up && tunnels.backend() == crate::vlink::Backend::Netlink {
+                    // The device's deletion holds the kernel's RTNL lock (one
+                    // for all namespaces) for an RCU grace period: the reaper
+                    // thread does it, after the signaling is over.
+                    pending.fetch_add(1, Ordering::SeqCst);
+                    let _ = reaper.send((w.sid, w.end.ifname()));
                 }
+                pending.fetch_sub(1, Ordering::SeqCst);
             }
         });
-        Self { tx }
+        Self { tx, busy }
     }
 }
 
 impl Handler<VlinkWork> for VlinkActor {
     type Result = ();
     fn handle(&mut self, w: VlinkWork, _: &mut Context<Self>) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
         let _ = self.tx.send(w);
     }
+}
+
+/// How long after a teardown the tunnel device is deleted: long enough for
+/// the other end's teardown to finish, so the deletion's RTNL stall (~25 ms,
+/// felt by every namespace) does not fall inside the signaling.
+pub const DELETE_DELAY: Duration = Duration::from_millis(20);
+
+/// A thread in the node's namespace (it inherits the caller's) with its own
+/// netlink socket, deleting tunnel devices after [`DELETE_DELAY`].
+fn start_reaper(
+    node: &str,
+    rec: Recorder,
+    pending: Arc<AtomicUsize>,
+) -> Result<std::sync::mpsc::Sender<(Sid, String)>, String> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Sid, String)>();
+    std::thread::Builder::new()
+        .name(format!("reap-{node}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(_) => return,
+            };
+            rt.block_on(async move {
+                let Ok((conn, handle, _)) = rtnetlink::new_connection() else {
+                    return;
+                };
+                tokio::spawn(conn);
+                while let Ok((sid, ifname)) = rx.recv() {
+                    tokio::time::sleep(DELETE_DELAY).await;
+                    rec.mark(sid, PointKind::VlinkDeleteStart);
+                    if let Err(e) = crate::vlink::delete_by_name(&handle, &ifname).await {
+                        tracing::warn!("deleting {ifname}: {e}");
+                    }
+                    rec.mark(sid, PointKind::VlinkDeleteDone);
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        })
+        .map_err(|e| format!("node {node}: reaper thread: {e}"))?;
+    Ok(tx)
 }
 
 // --------------------------------------------------------------------- API
@@ -867,10 +945,14 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let nslp_cfg = cfg.clone();
     let rec2 = rec.clone();
     let gist2 = gist.clone();
+    let busy = Arc::new(AtomicUsize::new(0));
+    let reaper = start_reaper(&cfg.name, rec.clone(), busy.clone())?;
     let nslp = NslpActor::create(move |ctx| {
         let me = ctx.address();
-        let vlink = VlinkActor::start_worker(tunnels, me, rec2.clone()).start();
+        let vlink =
+            VlinkActor::start_worker(tunnels, me, rec2.clone(), busy.clone(), reaper).start();
         NslpActor {
+            vlink_busy: busy,
             nslp: Nslp::new(nslp_cfg.nslp_config(), nslp_cfg.ledger(), nslp_cfg.seed()),
             cfg: nslp_cfg,
             gist: gist2,

@@ -290,20 +290,9 @@ impl Nslp {
         *self.stats.refused.entry(reason.to_string()).or_insert(0) += 1;
     }
 
-    fn point(&mut self, sid: Sid, kind: PointKind) {
-        self.actions.push_back(Action::Point { sid, kind });
-    }
-
+    /// Queues `msg` for GIST. The "sent" measurement points are taken by the
+    /// glue when the datagram leaves, after any handshake GIST needs first.
     fn send(&mut self, sid: Sid, flow: Flow, dir: Direction, msg: NslpMessage, authenticate: bool) {
-        let kind = match (msg.msg_type, dir) {
-            (MsgType::Reserve, _) => Some(PointKind::ReserveSent),
-            (MsgType::Response, _) => Some(PointKind::ResponseSent),
-            (MsgType::Notify, _) => Some(PointKind::NotifySent),
-            _ => None,
-        };
-        if let Some(k) = kind {
-            self.point(sid, k);
-        }
         self.actions.push_back(Action::Send {
             sid,
             flow,
@@ -456,18 +445,9 @@ impl Nslp {
         ctx: RecvContext,
     ) {
         match (msg.msg_type, dir) {
-            (MsgType::Reserve, Direction::Downstream) => {
-                self.point(sid, PointKind::ReserveReceived);
-                self.on_reserve(now, sid, flow, msg, ctx)
-            }
-            (MsgType::Response, Direction::Upstream) => {
-                self.point(sid, PointKind::ResponseReceived);
-                self.on_response(now, sid, msg)
-            }
-            (MsgType::Notify, Direction::Upstream) => {
-                self.point(sid, PointKind::NotifyReceived);
-                self.on_notify(now, sid, msg)
-            }
+            (MsgType::Reserve, Direction::Downstream) => self.on_reserve(now, sid, flow, msg, ctx),
+            (MsgType::Response, Direction::Upstream) => self.on_response(now, sid, msg),
+            (MsgType::Notify, Direction::Upstream) => self.on_notify(now, sid, msg),
             _ => {
                 // QUERY (resource queries) and upstream RESERVEs
                 // (receiver-initiated reservations) are not used by VLSP.
