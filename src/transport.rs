@@ -42,6 +42,8 @@ pub struct Incoming {
     pub intercepted: bool,
     /// UDP payload (the GIST magic number and PDU).
     pub payload: Vec<u8>,
+    /// `CLOCK_MONOTONIC` ns right after the kernel handed it over.
+    pub at_ns: u64,
 }
 
 /// The sockets of one node.
@@ -194,6 +196,7 @@ impl GistSockets {
             ttl: Some(p.ttl),
             intercepted: true,
             payload: p.payload.to_vec(),
+            at_ns: crate::measure::now_ns(),
         }))
     }
 
@@ -337,6 +340,7 @@ fn recv_udp(fd: RawFd) -> io::Result<Incoming> {
             ttl,
             intercepted: false,
             payload: buf,
+            at_ns: crate::measure::now_ns(),
         })
     }
 }

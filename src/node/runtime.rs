@@ -145,14 +145,16 @@ impl GistActor {
                     tracing::warn!(node = %self.cfg.name, "signing failed: {e}");
                 }
             }
+            // The instant the message is handed to the kernel: taken before
+            // the syscall, which may lose the CPU to the receiving node.
+            if let Some(k) = kind {
+                self.rec.mark(sid, k);
+            }
             let r = if t.qmode {
                 self.sockets.send_qmode(t.dst, &bytes, t.ttl)
             } else {
                 self.sockets.send_dmode(t.dst, &bytes, t.ttl)
             };
-            if let Some(k) = kind {
-                self.rec.mark(sid, k);
-            }
             if let Err(e) = r {
                 tracing::warn!(node = %self.cfg.name, dst = %t.dst, "send failed: {e}");
             }
@@ -215,7 +217,7 @@ impl Handler<Datagram> for GistActor {
 
     fn handle(&mut self, Datagram(inc): Datagram, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let inc_ns = crate::measure::now_ns();
+        let inc_ns = inc.at_ns;
         // Early verification (paper §IV-B): a Data PDU whose flow ends (or,
         // upstream, starts) here is checked on the raw bytes, before parsing.
         let verdict = match crate::gist::codec::auth_relevant(&inc.payload, &self.cfg.addrs) {

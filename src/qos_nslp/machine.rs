@@ -418,6 +418,7 @@ impl Nslp {
         s.req_id = Some(req_id);
         s.refresh_at = None;
         let flow = s.flow;
+        let authenticate = s.authenticate;
         let tear = NslpMessage::tear(s.rsn_out, self.cfg.epoch, Some(rii));
         s.outstanding = Some(Outstanding {
             rii,
@@ -429,7 +430,7 @@ impl Nslp {
             deadline: _now + self.cfg.retry,
             refresh: false,
         });
-        self.send(sid, flow, Direction::Downstream, tear, false);
+        self.send(sid, flow, Direction::Downstream, tear, authenticate);
     }
 
     // ---------------------------------------------------------- receiving
@@ -452,6 +453,26 @@ impl Nslp {
                 // QUERY (resource queries) and upstream RESERVEs
                 // (receiver-initiated reservations) are not used by VLSP.
                 self.refuse("unsupported_message");
+            }
+        }
+    }
+
+    /// Whether the verdict lets a request through; counts refusals.
+    fn authorized(&mut self, auth: &AuthVerdict) -> bool {
+        match auth {
+            AuthVerdict::Verified { .. } => true,
+            AuthVerdict::Failed { reason, .. } => {
+                let r = format!("auth_{reason}");
+                self.refuse(&r);
+                false
+            }
+            AuthVerdict::Unsigned | AuthVerdict::NotChecked => {
+                if self.cfg.require_auth {
+                    self.refuse("auth_unsigned");
+                    false
+                } else {
+                    true
+                }
             }
         }
     }
@@ -505,8 +526,21 @@ impl Nslp {
             }
             _ => false,
         };
+        // Authorization first, for every RESERVE that ends here (tears
+        // included): nothing is touched for a refused request.
+        if ctx.is_destination && !self.authorized(&ctx.auth) {
+            self.answer(
+                sid,
+                flow,
+                rii,
+                InfoSpec::authorization_failure(ctx.local),
+                None,
+                false,
+            );
+            return;
+        }
         if tear {
-            self.on_tear(now, sid, flow, rii, ctx);
+            self.on_tear(now, sid, flow, rii, &msg, ctx);
             return;
         }
         if ctx.is_destination {
@@ -529,34 +563,6 @@ impl Nslp {
         msg: NslpMessage,
         ctx: RecvContext,
     ) {
-        // Authorization first: nothing is touched for a refused request.
-        let authorized = match &ctx.auth {
-            AuthVerdict::Verified { .. } => true,
-            AuthVerdict::Failed { reason, .. } => {
-                let r = format!("auth_{reason}");
-                self.refuse(&r);
-                false
-            }
-            AuthVerdict::Unsigned | AuthVerdict::NotChecked => {
-                if self.cfg.require_auth {
-                    self.refuse("auth_unsigned");
-                    false
-                } else {
-                    true
-                }
-            }
-        };
-        if !authorized {
-            self.answer(
-                sid,
-                flow,
-                rii,
-                InfoSpec::authorization_failure(ctx.local),
-                None,
-                false,
-            );
-            return;
-        }
         if is_refresh {
             self.stats.refreshes_received += 1;
             if let Some(s) = self.sessions.get_mut(&sid) {
@@ -759,7 +765,15 @@ impl Nslp {
         self.send(sid, flow, Direction::Downstream, fwd, false);
     }
 
-    fn on_tear(&mut self, _now: Instant, sid: Sid, flow: Flow, rii: Option<u32>, ctx: RecvContext) {
+    fn on_tear(
+        &mut self,
+        _now: Instant,
+        sid: Sid,
+        flow: Flow,
+        rii: Option<u32>,
+        msg: &NslpMessage,
+        ctx: RecvContext,
+    ) {
         let Some(s) = self.sessions.get_mut(&sid) else {
             // Nothing here; still confirm a tear that asks for it, so the
             // initiator is not left waiting.
@@ -779,7 +793,9 @@ impl Nslp {
             Role::Qne | Role::Qni => {
                 let rsn = s.rsn_out.wrapping_add(1);
                 s.rsn_out = rsn;
-                let tear = NslpMessage::tear(rsn, self.cfg.epoch, rii);
+                // Forward the tear as received (its authorization object
+                // included), with our own RSN.
+                let tear = msg.with_rsn(rsn, self.cfg.epoch);
                 match rii {
                     // The RESPONSE still has to travel back through us: keep
                     // the session (without its reservation) until it does.
@@ -1549,6 +1565,24 @@ mod tests {
         c.run();
         assert!(c.replies[0].2.is_err());
         assert_eq!(c.n[3].stats().refused["auth_unsigned"], 1);
+    }
+
+    #[test]
+    fn unauthorized_tear_is_refused_and_the_link_stays() {
+        let mut c = Chain::new(100 * MBIT);
+        c.setup(1, SID, 42, 10 * MBIT);
+        c.run();
+        // The tear arrives at tb4 with a bad signature (forged or tampered).
+        c.auth = AuthVerdict::Failed {
+            reason: "bad_signature".into(),
+            message: "HMAC mismatch".into(),
+        };
+        c.vlinks.clear();
+        c.n[0].teardown(c.now, 2, 42);
+        c.run();
+        assert!(!c.vlinks.contains(&(3, false)), "tb4 kept its tunnel end");
+        assert_eq!(c.sessions(3), 1, "tb4 kept its state");
+        assert_eq!(c.n[3].stats().refused["auth_bad_signature"], 1);
     }
 
     #[test]
