@@ -5,6 +5,7 @@ pub mod api;
 pub mod bench;
 pub mod experiment;
 pub mod gist;
+pub mod graph;
 pub mod measure;
 pub mod node;
 pub mod periods;

@@ -65,6 +65,13 @@ enum Cmd {
     },
     /// Check a topology file without creating anything.
     Validate { topology: PathBuf },
+    /// Draw a topology: providers, routers, links with capacities, virtual nodes.
+    Graph {
+        topology: PathBuf,
+        /// Output file: .dot, .svg or .png.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Write a generated topology (for sweeps).
     #[command(subcommand)]
     Generate(GenerateCmd),
@@ -216,6 +223,12 @@ fn main() -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            Ok(())
+        }
+        Cmd::Graph { topology, output } => {
+            let t = Topology::load(&topology)?;
+            vlsp::graph::write(&t, &output)?;
+            println!("wrote {}", output.display());
             Ok(())
         }
         Cmd::Generate(GenerateCmd::Chain {

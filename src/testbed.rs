@@ -129,6 +129,18 @@ impl Testbed {
             .ok_or_else(|| anyhow!("no virtual node {vnode} in {}", self.topo.name))
     }
 
+    /// Stops one node's actor system (its namespace stays): a crashed
+    /// NSIS daemon, for failure tests.
+    pub fn kill_node(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| anyhow!("no running node {name}"))?;
+        self.nodes.remove(i).stop();
+        Ok(())
+    }
+
     fn stop(&mut self) {
         for n in self.nodes.drain(..) {
             n.stop();

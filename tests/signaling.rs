@@ -153,3 +153,78 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
         assert_eq!(links(&tb, n), 0);
     }
 }
+
+#[test]
+fn killed_responder_is_noticed_within_three_refresh_periods() {
+    if !root_or_skip("killed_responder") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "k");
+    let _guard = Down(t.name.clone());
+    let refresh = Duration::from_millis(300);
+    let opts = Options {
+        refresh: Some(refresh),
+        ..Options::default()
+    };
+    let mut tb = Testbed::up(t, &opts).unwrap();
+    let mut events = tb.client("tb1").unwrap();
+    assert_eq!(events.call(&Request::Events).unwrap(), Reply::Subscribed);
+    let mut c = tb.client("tb1").unwrap();
+    let Reply::LinkUp { vlink } = c.call(&setup_req(1_000_000, true)).unwrap() else {
+        panic!()
+    };
+    // Refreshes keep it up for a while.
+    std::thread::sleep(refresh * 4);
+    assert_eq!(links(&tb, "tb1"), 1);
+    let t0 = std::time::Instant::now();
+    tb.kill_node("tb4").unwrap();
+    let ev = events.next_event().unwrap();
+    let waited = t0.elapsed();
+    eprintln!("tb1 learned of tb4's death after {waited:?}: {ev:?}");
+    assert_eq!(ev.kind, "link_lost");
+    assert_eq!(ev.vlink_id, Some(vlink.vlink_id));
+    assert!(
+        waited <= refresh * 3 + Duration::from_millis(200),
+        "{waited:?}"
+    );
+    assert_eq!(links(&tb, "tb1"), 0, "tb1 freed its side");
+    // tb2 and tb3 free theirs too (the tear, or their soft state).
+    std::thread::sleep(refresh * 4);
+    assert_eq!(links(&tb, "tb2"), 0);
+    assert_eq!(links(&tb, "tb3"), 0);
+}
+
+#[test]
+fn setup_and_teardown_through_a_plain_router() {
+    if !root_or_skip("plain_router") {
+        return;
+    }
+    let t = unique_topology("plain-router.toml", "p");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    assert_eq!(tb.nodes.len(), 3, "the plain router runs no NSIS node");
+    let mut c = tb.client("a1").unwrap();
+    let Reply::LinkUp { vlink } = c.call(&setup_req(1_000_000, true)).unwrap() else {
+        panic!()
+    };
+    // a2 intercepted the Query that `plain` forwarded; it holds the session.
+    assert_eq!(links(&tb, "a2"), 1);
+    vlsp::substrate::udp_ping(
+        &name,
+        "VM1",
+        "VM2",
+        Ipv4Addr::new(10, 70, 0, 2),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let r = c
+        .call(&Request::Teardown {
+            vlink_id: vlink.vlink_id,
+        })
+        .unwrap();
+    assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    for n in ["a1", "a2", "a3"] {
+        assert_eq!(links(&tb, n), 0);
+    }
+}

@@ -71,3 +71,50 @@ async fn second_up_of_same_topology_is_refused_and_rolls_back_nothing_of_the_fir
     substrate::down(&t.name).unwrap();
     assert!(leftovers(&t.name).is_empty());
 }
+
+/// `vlsp up` killed with SIGKILL leaves its namespaces; `vlsp down NAME`
+/// removes all of them from the journal, without the topology file.
+#[test]
+fn down_after_sigkill_leaves_nothing() {
+    if !root_or_skip("down_after_sigkill") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "x");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let src = std::fs::read_to_string(&t.source).unwrap().replacen(
+        "name = \"paper-4node\"",
+        &format!("name = \"{name}\""),
+        1,
+    );
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&file, src).unwrap();
+    let exe = env!("CARGO_BIN_EXE_vlsp");
+    let mut child = std::process::Command::new(exe)
+        .args(["up", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = std::path::Path::new("/run/vlsp").join(&name).join("ready");
+    for _ in 0..200 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(ready.exists(), "vlsp up did not come up");
+    child.kill().unwrap(); // SIGKILL: no cleanup runs
+    child.wait().unwrap();
+    assert_eq!(
+        leftovers(&name).len(),
+        6,
+        "the crash left the namespaces behind"
+    );
+    std::fs::remove_file(&file).unwrap(); // the topology file is gone too
+    let st = std::process::Command::new(exe)
+        .args(["down", &name])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(leftovers(&name).is_empty(), "left: {:?}", leftovers(&name));
+}
