@@ -16,7 +16,10 @@
 //! - `auth-compare`: Fig. 13 — setup with and without authentication;
 //! - `chain-sweep`: setup over chains of several lengths, against the
 //!   paper's formula d = 2·t_s + Σ(g+q+r) + q_h + r_h;
-//! - `backends`: setup and teardown with the netlink and script backends.
+//! - `backends`: setup and teardown with the netlink and script backends;
+//! - `qos-isolation`: setup and teardown with QoS enforcement on and off,
+//!   the per-hop cost of installing a reservation, and a reserved virtual
+//!   link's goodput under a best-effort flood with and without it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +69,7 @@ pub enum Kind {
     AuthCompare,
     ChainSweep,
     Backends,
+    QosIsolation,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +103,24 @@ struct Def {
     /// Extra high-count run for `hmac`.
     #[serde(default)]
     high_count: Option<usize>,
+    /// Install reservations in the kernel (default true); false measures
+    /// admission control alone.
+    #[serde(default = "yes")]
+    qos: bool,
+    /// Override the capacity of every substrate link.
+    capacity: Option<Spanned<String>>,
+    /// `qos-isolation`: best-effort flood rate (default 4x the capacity).
+    flood: Option<Spanned<String>>,
+    /// `qos-isolation`: seconds of traffic per variant.
+    #[serde(default = "ten")]
+    traffic_seconds: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn ten() -> u64 {
+    10
 }
 
 fn hundred() -> usize {
@@ -126,6 +148,10 @@ pub struct Experiment {
     pub output: PathBuf,
     pub chain: Vec<usize>,
     pub high_count: Option<usize>,
+    pub qos: bool,
+    pub capacity_bps: Option<u64>,
+    pub flood_bps: Option<u64>,
+    pub traffic_seconds: u64,
 }
 
 impl Experiment {
@@ -180,6 +206,16 @@ impl Experiment {
         }
         let rate_bps =
             crate::api::parse_rate(d.rate.get_ref()).map_err(|m| at(d.rate.span(), m))?;
+        let opt_rate = |r: &Option<Spanned<String>>| -> Result<Option<u64>> {
+            r.as_ref()
+                .map(|r| crate::api::parse_rate(r.get_ref()).map_err(|m| at(r.span(), m)))
+                .transpose()
+        };
+        let capacity_bps = opt_rate(&d.capacity)?;
+        let flood_bps = opt_rate(&d.flood)?;
+        if d.kind == Kind::QosIsolation && !(2..=600).contains(&d.traffic_seconds) {
+            return Err(at(span, "traffic_seconds must be 2..=600".into()));
+        }
         Ok(Self {
             file: path.to_path_buf(),
             output: PathBuf::from(
@@ -197,6 +233,10 @@ impl Experiment {
             backend: d.backend,
             chain: d.chain,
             high_count: d.high_count,
+            qos: d.qos,
+            capacity_bps,
+            flood_bps,
+            traffic_seconds: d.traffic_seconds,
         })
     }
 }
@@ -233,10 +273,12 @@ fn put(values: &mut BTreeMap<String, f64>, prefix: &str, p: &RunPeriods) {
     set("hmac_verify", us(p.hmac_verify_ns));
     set("delete_qni", us(p.delete_qni_ns));
     set("delete_qnr", us(p.delete_qnr_ns));
+    set("qos_install_qni", us(p.qos_qni_ns));
     for h in &p.hops {
         set(&format!("D_{}", h.node), us(h.d_ns));
         set(&format!("E_{}", h.node), us(h.e_ns));
         set(&format!("F_{}", h.node), us(h.f_ns));
+        set(&format!("qos_install_{}", h.node), us(h.qos_ns));
     }
 }
 
@@ -503,7 +545,7 @@ fn parse_sid(hex: &str) -> Result<[u8; 16]> {
 }
 
 /// The QNI, QNEs (NSIS routers strictly between) and QNR of VM1 → VM2.
-fn roles(topo: &Topology) -> Result<(String, Vec<String>, String)> {
+pub(crate) fn roles(topo: &Topology) -> Result<(String, Vec<String>, String)> {
     let mut v = topo.vnodes.iter();
     let (a, b) = (
         v.next()
@@ -563,12 +605,13 @@ fn setup_teardown_runs(
 }
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 5] = [
+pub const PAPER_EXPERIMENTS: [&str; 6] = [
     "paper-table1.toml",
     "paper-table2.toml",
     "paper-fig13.toml",
     "chain-sweep.toml",
     "backends.toml",
+    "qos-isolation.toml",
 ];
 
 /// Runs an experiment and writes its folder. Partial results are kept and
@@ -577,7 +620,12 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
     catch_signals();
     std::fs::create_dir_all(&e.output)
         .with_context(|| format!("cannot create {}", e.output.display()))?;
-    let topo = e.topology.as_deref().map(Topology::load).transpose()?;
+    let mut topo = e.topology.as_deref().map(Topology::load).transpose()?;
+    if let (Some(t), Some(c)) = (topo.as_mut(), e.capacity_bps) {
+        for l in &mut t.links {
+            l.capacity_bps = c;
+        }
+    }
     let path = match &topo {
         Some(t) => {
             let (a, mid, b) = roles(t)?;
@@ -594,6 +642,7 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
         points: 4096,
         backend: e.backend,
         refresh: None,
+        no_qos: !e.qos,
     };
     let result: Result<()> = (|| {
         match e.kind {
@@ -662,6 +711,41 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
                         &mut rows,
                     )?;
                 }
+            }
+            Kind::QosIsolation => {
+                let t = topo.clone().expect("checked");
+                for (variant, no_qos) in [("qos-on", false), ("qos-off", true)] {
+                    let o = Options {
+                        no_qos,
+                        ..base.clone()
+                    };
+                    setup_teardown_runs(
+                        t.clone(),
+                        &o,
+                        e.runs,
+                        e.warmup,
+                        e.rate_bps,
+                        true,
+                        variant,
+                        &mut rows,
+                    )?;
+                }
+                let mut samples = vec![];
+                for (variant, no_qos) in [("reservation", false), ("no-reservation", true)] {
+                    let o = Options {
+                        no_qos,
+                        ..base.clone()
+                    };
+                    samples.extend(crate::qos_experiment::run(
+                        t.clone(),
+                        &o,
+                        variant,
+                        e.rate_bps,
+                        e.flood_bps,
+                        std::time::Duration::from_secs(e.traffic_seconds),
+                    )?);
+                }
+                crate::qos_experiment::write_csv(&e.output.join("traffic.csv"), &samples)?;
             }
             Kind::Hmac => {
                 for (variant, runs) in std::iter::once(("paper-count", e.runs))
@@ -758,7 +842,7 @@ pub fn report(dir: &Path) -> Result<()> {
         .filter(|i| *i >= 1)
         .map(|i| meta.path[i].clone());
     match meta.kind {
-        Kind::SetupTeardown | Kind::AuthCompare | Kind::Backends => {
+        Kind::SetupTeardown | Kind::AuthCompare | Kind::Backends | Kind::QosIsolation => {
             let v = rows.first().map(|r| r.variant.clone()).unwrap_or_default();
             let variants: Vec<String> = {
                 let mut x: Vec<String> = rows.iter().map(|r| r.variant.clone()).collect();
@@ -820,6 +904,30 @@ pub fn report(dir: &Path) -> Result<()> {
                         Some(paper::F),
                     ));
                 }
+                // Installing the reservation in the kernel, per hop (µs).
+                let mut qos_keys: Vec<String> = rows
+                    .iter()
+                    .filter(|r| &r.variant == var)
+                    .flat_map(|r| r.values.keys())
+                    .filter(|k| k.starts_with("setup_qos_install_"))
+                    .cloned()
+                    .collect();
+                qos_keys.sort();
+                qos_keys.dedup();
+                for k in qos_keys {
+                    let node = k.trim_start_matches("setup_qos_install_");
+                    let node = if node == "qni" {
+                        meta.path.first().map_or("qni", |s| s.as_str())
+                    } else {
+                        node
+                    };
+                    sums.extend(summ(
+                        &format!("{pre}qos_install_{node}"),
+                        "us",
+                        &col(&rows, var, &k),
+                        None,
+                    ));
+                }
                 sums.extend(summ(
                     &format!("{pre}hmac_create"),
                     "us",
@@ -835,6 +943,9 @@ pub fn report(dir: &Path) -> Result<()> {
             }
             md += &table1_md(&sums, &variants);
             figures_setup(dir, &rows, &v, &meta, last_qne.as_deref(), &variants)?;
+            if meta.kind == Kind::QosIsolation {
+                md += &crate::qos_experiment::report(dir, &mut sums)?;
+            }
         }
         Kind::Hmac => {
             let mut variants: Vec<String> = rows.iter().map(|r| r.variant.clone()).collect();

@@ -44,6 +44,10 @@ enum Cmd {
         /// Run in the background; `vlsp down NAME` stops it.
         #[arg(long)]
         detach: bool,
+        /// Admission control only: do not install reservations as HTB
+        /// classes (links are still shaped to their capacity).
+        #[arg(long)]
+        no_qos: bool,
         #[arg(long, hide = true)]
         daemon_child: bool,
     },
@@ -204,8 +208,9 @@ fn main() -> Result<()> {
             topology,
             timings,
             detach,
+            no_qos,
             daemon_child,
-        } => up(&topology, timings, detach, daemon_child),
+        } => up(&topology, timings, detach, no_qos, daemon_child),
         Cmd::Down {
             topology,
             all,
@@ -324,7 +329,13 @@ fn main() -> Result<()> {
     }
 }
 
-fn up(path: &std::path::Path, timings: bool, detach: bool, daemon_child: bool) -> Result<()> {
+fn up(
+    path: &std::path::Path,
+    timings: bool,
+    detach: bool,
+    no_qos: bool,
+    daemon_child: bool,
+) -> Result<()> {
     let topo = Topology::load(path)?;
     substrate::require_root()?;
     let name = topo.name.clone();
@@ -336,6 +347,9 @@ fn up(path: &std::path::Path, timings: bool, detach: bool, daemon_child: bool) -
         let out = std::fs::File::create(&log)?;
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
         cmd.arg("up").arg(path).arg("--daemon-child");
+        if no_qos {
+            cmd.arg("--no-qos");
+        }
         cmd.stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
@@ -366,7 +380,13 @@ fn up(path: &std::path::Path, timings: bool, detach: bool, daemon_child: bool) -
         }
         bail!("{name} did not come up within 30 s; see {}", log.display());
     }
-    let tb = Testbed::up(topo, &Options::default())?;
+    let tb = Testbed::up(
+        topo,
+        &Options {
+            no_qos,
+            ..Options::default()
+        },
+    )?;
     std::fs::write(run.join("pid"), std::process::id().to_string())?;
     std::fs::write(run.join("ready"), "")?;
     println!(

@@ -71,6 +71,9 @@ pub enum PointKind {
     HmacVerifyDone,
     AdmissionStart,
     AdmissionDone,
+    /// Reservation installed in the kernel (HTB class + filter) on this hop.
+    QosInstallStart,
+    QosInstallDone,
 }
 
 /// One recorded point.

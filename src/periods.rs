@@ -16,6 +16,8 @@ pub struct HopPeriods {
     pub e_ns: Option<u64>,
     /// [F] RESPONSE received from downstream → RESPONSE sent upstream.
     pub f_ns: Option<u64>,
+    /// Installing the reservation in the kernel (HTB class + filter).
+    pub qos_ns: Option<u64>,
 }
 
 /// Periods of one setup or teardown run, in nanoseconds.
@@ -42,6 +44,8 @@ pub struct RunPeriods {
     /// the QNR (off the signaling path; reported on its own).
     pub delete_qni_ns: Option<u64>,
     pub delete_qnr_ns: Option<u64>,
+    /// QNI: installing the reservation in the kernel on its egress link.
+    pub qos_qni_ns: Option<u64>,
     /// The forwarding nodes, in path order.
     pub hops: Vec<HopPeriods>,
 }
@@ -92,6 +96,7 @@ pub fn derive(
         hmac_verify_ns: period(points, qnr, sid, K::HmacVerifyStart, K::HmacVerifyDone),
         delete_qni_ns: period(points, qni, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
         delete_qnr_ns: period(points, qnr, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        qos_qni_ns: period(points, qni, sid, K::QosInstallStart, K::QosInstallDone),
         hops: qnes
             .iter()
             .map(|n| HopPeriods {
@@ -99,6 +104,7 @@ pub fn derive(
                 d_ns: period(points, n, sid, K::GistQuerySent, K::GistConfirmSent),
                 e_ns: period(points, n, sid, K::ReserveReceived, K::ReserveSent),
                 f_ns: period(points, n, sid, K::ResponseReceived, K::ResponseSent),
+                qos_ns: period(points, n, sid, K::QosInstallStart, K::QosInstallDone),
             })
             .collect(),
     }
@@ -170,7 +176,8 @@ mod tests {
                 node: "tb3".into(),
                 d_ns: Some(6),
                 e_ns: Some(8),
-                f_ns: Some(1)
+                f_ns: Some(1),
+                qos_ns: None,
             }
         );
         // The paper's check: [A] = [B] + [H] + overhead, [B] contains [C].

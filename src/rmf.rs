@@ -7,7 +7,47 @@
 
 use serde::Serialize;
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use thiserror::Error;
+
+/// The packets a reservation covers: the tunnel's outer flow as the MRI names
+/// it (source and destination substrate address, UDP), narrowed to one
+/// VXLAN network (VNI) when the reservation is for a virtual link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Classifier {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+    /// VXLAN VNI (UDP destination port 4789) of the virtual link.
+    pub vni: Option<u32>,
+}
+
+/// Puts admitted reservations into the data plane. The ledger decides, the
+/// enforcer makes it so; a node without enforcement uses [`NoEnforcer`].
+pub trait Enforcer: Send {
+    /// Installs (or changes the rate of) the reservation of `sid` on `link`.
+    /// On error nothing of `sid`'s new reservation may be left behind.
+    fn install(
+        &mut self,
+        sid: &[u8; 16],
+        link: &str,
+        rate_bps: u64,
+        classifier: &Classifier,
+    ) -> Result<(), String>;
+    /// Removes whatever `install` put in place for `sid` (idempotent).
+    fn remove(&mut self, sid: &[u8; 16]);
+}
+
+/// Admission control only: nothing is installed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEnforcer;
+
+impl Enforcer for NoEnforcer {
+    fn install(&mut self, _: &[u8; 16], _: &str, _: u64, _: &Classifier) -> Result<(), String> {
+        Ok(())
+    }
+    fn remove(&mut self, _: &[u8; 16]) {}
+}
 
 /// Why a reservation was refused; maps to INFO_SPEC Transient Failure 0x07
 /// "Reservation failure" on the wire.
@@ -24,6 +64,8 @@ pub enum AdmitError {
     },
     #[error("no egress link {link} on this node (route points to an unknown interface)")]
     UnknownLink { link: String },
+    #[error("link {link}: the kernel refused the reservation: {message}")]
+    Enforcement { link: String, message: String },
 }
 
 /// One admitted reservation.
@@ -34,16 +76,42 @@ pub struct Reservation {
 }
 
 /// Capacities and admitted reservations of one node's egress links.
-#[derive(Debug, Default, Clone)]
 pub struct Ledger {
     capacity: HashMap<String, u64>,
     used: HashMap<String, u64>,
     by_session: HashMap<[u8; 16], Reservation>,
+    enforcer: Box<dyn Enforcer>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::with_enforcer(Box::new(NoEnforcer))
+    }
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("capacity", &self.capacity)
+            .field("used", &self.used)
+            .field("by_session", &self.by_session)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ledger {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A ledger whose admitted reservations `enforcer` installs.
+    pub fn with_enforcer(enforcer: Box<dyn Enforcer>) -> Self {
+        Self {
+            capacity: HashMap::new(),
+            used: HashMap::new(),
+            by_session: HashMap::new(),
+            enforcer,
+        }
     }
 
     /// Declares an egress link and its capacity in bit/s.
@@ -52,10 +120,18 @@ impl Ledger {
         self.used.entry(link.to_string()).or_insert(0);
     }
 
-    /// Admits `rate_bps` for session `sid` on `link`. Admitting a session that
-    /// already holds a reservation replaces it (a modifying RESERVE): the old
-    /// rate is not counted against the new one.
-    pub fn admit(&mut self, sid: [u8; 16], link: &str, rate_bps: u64) -> Result<(), AdmitError> {
+    /// Admits `rate_bps` for session `sid` on `link` and has the enforcer
+    /// install it for the packets `classifier` matches. Admitting a session
+    /// that already holds a reservation replaces it (a modifying RESERVE):
+    /// the old rate is not counted against the new one, and an unchanged
+    /// refresh costs no kernel work.
+    pub fn admit(
+        &mut self,
+        sid: [u8; 16],
+        link: &str,
+        rate_bps: u64,
+        classifier: &Classifier,
+    ) -> Result<(), AdmitError> {
         let capacity = *self
             .capacity
             .get(link)
@@ -76,7 +152,20 @@ impl Ledger {
                 capacity,
             });
         }
-        self.release(&sid);
+        let unchanged = self
+            .by_session
+            .get(&sid)
+            .is_some_and(|r| r.link == link && r.rate_bps == rate_bps);
+        if unchanged {
+            return Ok(());
+        }
+        if let Err(message) = self.enforcer.install(&sid, link, rate_bps, classifier) {
+            return Err(AdmitError::Enforcement {
+                link: link.to_string(),
+                message,
+            });
+        }
+        self.forget(&sid);
         *self.used.entry(link.to_string()).or_insert(0) += rate_bps;
         self.by_session.insert(
             sid,
@@ -88,8 +177,15 @@ impl Ledger {
         Ok(())
     }
 
-    /// Frees the reservation of `sid`, if any, and returns it.
+    /// Frees the reservation of `sid`, if any, removes it from the data
+    /// plane, and returns it.
     pub fn release(&mut self, sid: &[u8; 16]) -> Option<Reservation> {
+        let r = self.forget(sid)?;
+        self.enforcer.remove(sid);
+        Some(r)
+    }
+
+    fn forget(&mut self, sid: &[u8; 16]) -> Option<Reservation> {
         let r = self.by_session.remove(sid)?;
         if let Some(u) = self.used.get_mut(&r.link) {
             *u -= r.rate_bps;
@@ -125,16 +221,79 @@ mod tests {
         [n; 16]
     }
 
+    const C: Classifier = Classifier {
+        src: Ipv4Addr::new(10, 0, 0, 1),
+        dst: Ipv4Addr::new(10, 0, 0, 4),
+        protocol: 17,
+        vni: Some(7),
+    };
+
+    /// Records what it was asked to do; refuses rates above `limit`.
+    #[derive(Default)]
+    struct Fake {
+        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        limit: u64,
+    }
+
+    impl Enforcer for Fake {
+        fn install(
+            &mut self,
+            sid: &[u8; 16],
+            link: &str,
+            rate: u64,
+            _: &Classifier,
+        ) -> Result<(), String> {
+            if rate > self.limit {
+                return Err("RTNETLINK answers: No buffer space".into());
+            }
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("install {} {link} {rate}", sid[0]));
+            Ok(())
+        }
+        fn remove(&mut self, sid: &[u8; 16]) {
+            self.log.lock().unwrap().push(format!("remove {}", sid[0]));
+        }
+    }
+
+    #[test]
+    fn enforcer_follows_the_ledger() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let mut l = Ledger::with_enforcer(Box::new(Fake {
+            log: log.clone(),
+            limit: 8,
+        }));
+        l.add_link("eth0", 10);
+        l.admit(sid(1), "eth0", 5, &C).unwrap();
+        // an unchanged refresh does no kernel work
+        l.admit(sid(1), "eth0", 5, &C).unwrap();
+        // a modification re-installs
+        l.admit(sid(1), "eth0", 6, &C).unwrap();
+        // refused by capacity: the enforcer is not asked
+        assert!(l.admit(sid(2), "eth0", 5, &C).is_err());
+        // refused by the kernel: nothing admitted
+        l.release(&sid(1));
+        let e = l.admit(sid(3), "eth0", 9, &C).unwrap_err();
+        assert!(matches!(e, AdmitError::Enforcement { .. }), "{e}");
+        assert_eq!(l.used("eth0"), 0);
+        assert!(l.is_empty());
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["install 1 eth0 5", "install 1 eth0 6", "remove 1"]
+        );
+    }
+
     #[test]
     fn admits_exactly_what_fits() {
         let mut l = Ledger::new();
         l.add_link("eth1", 100_000_000);
         let admitted = (0..10u8)
-            .filter(|&i| l.admit(sid(i), "eth1", 30_000_000).is_ok())
+            .filter(|&i| l.admit(sid(i), "eth1", 30_000_000, &C).is_ok())
             .count();
         assert_eq!(admitted, 3);
         assert_eq!(l.used("eth1"), 90_000_000);
-        let err = l.admit(sid(50), "eth1", 20_000_000).unwrap_err();
+        let err = l.admit(sid(50), "eth1", 20_000_000, &C).unwrap_err();
         assert_eq!(
             err,
             AdmitError::Insufficient {
@@ -151,11 +310,11 @@ mod tests {
     fn release_frees_and_modify_replaces() {
         let mut l = Ledger::new();
         l.add_link("eth0", 10);
-        l.admit(sid(1), "eth0", 6).unwrap();
+        l.admit(sid(1), "eth0", 6, &C).unwrap();
         // modifying the same session to 9 fits: its own 6 are not double counted
-        l.admit(sid(1), "eth0", 9).unwrap();
+        l.admit(sid(1), "eth0", 9, &C).unwrap();
         assert_eq!(l.used("eth0"), 9);
-        assert!(l.admit(sid(2), "eth0", 2).is_err());
+        assert!(l.admit(sid(2), "eth0", 2, &C).is_err());
         assert_eq!(l.release(&sid(1)).unwrap().rate_bps, 9);
         assert_eq!(l.used("eth0"), 0);
         assert!(l.release(&sid(1)).is_none());
@@ -166,7 +325,7 @@ mod tests {
     fn unknown_link_is_refused() {
         let mut l = Ledger::new();
         assert!(matches!(
-            l.admit(sid(1), "eth9", 1),
+            l.admit(sid(1), "eth9", 1, &C),
             Err(AdmitError::UnknownLink { .. })
         ));
     }

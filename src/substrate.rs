@@ -418,6 +418,23 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
     }
     t.mark("forwarding, routes", &mut since);
 
+    // Capacities become real: each end of each link is shaped to the
+    // link's capacity, so the bottleneck is the topology's, not the veth's.
+    for l in &topo.links {
+        for e in [&l.a, &l.b] {
+            with_netns(&files[&e.node], || {
+                crate::qos::Tc::open().and_then(|mut tc| tc.shape(&e.ifname, l.capacity_bps))
+            })?
+            .with_context(|| {
+                format!(
+                    "shaping {}:{} to {} bit/s",
+                    e.node, e.ifname, l.capacity_bps
+                )
+            })?;
+        }
+    }
+    t.mark("link shaping (HTB)", &mut since);
+
     for v in &topo.vnodes {
         let h = &handles[&v.host];
         h.link()

@@ -44,6 +44,8 @@ pub struct Options {
     pub backend: Option<crate::vlink::Backend>,
     /// Override the refresh period.
     pub refresh: Option<Duration>,
+    /// Admission control only: do not install reservations in the kernel.
+    pub no_qos: bool,
 }
 
 /// A substrate with its nodes running.
@@ -83,6 +85,7 @@ impl Testbed {
             if let Some(b) = opts.backend {
                 cfg.backend = b;
             }
+            cfg.qos_enforce = !opts.no_qos;
             if let Some(r) = opts.refresh {
                 cfg.refresh = r;
                 cfg.lifetime = r * 3;

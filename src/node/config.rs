@@ -92,6 +92,8 @@ pub struct NodeConfig {
     pub nslp_retry: Duration,
     pub nslp_retry_max: Duration,
     pub lifetime: Duration,
+    /// Install admitted reservations in the kernel (HTB class + filter).
+    pub qos_enforce: bool,
 }
 
 /// Credentials one node signs with, for one provider domain.
@@ -279,8 +281,8 @@ impl NodeConfig {
         }
     }
 
-    pub fn ledger(&self) -> crate::rmf::Ledger {
-        let mut l = crate::rmf::Ledger::new();
+    pub fn ledger(&self, enforcer: Box<dyn crate::rmf::Enforcer>) -> crate::rmf::Ledger {
+        let mut l = crate::rmf::Ledger::with_enforcer(enforcer);
         for link in &self.links {
             l.add_link(&link.ifname, link.capacity_bps);
         }
@@ -437,6 +439,7 @@ impl NodeConfig {
             nslp_retry: Duration::from_secs(2),
             nslp_retry_max: Duration::from_secs(30),
             lifetime: refresh * 3,
+            qos_enforce: true,
         })
     }
 }

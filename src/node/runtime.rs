@@ -944,6 +944,16 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
         refused: HashMap::new(),
     }
     .start();
+    // The enforcer's netlink socket is opened here, on the node's thread,
+    // so that it lives in the node's namespace.
+    let enforcer: Box<dyn crate::rmf::Enforcer> = if cfg.qos_enforce {
+        Box::new(
+            crate::qos::HtbEnforcer::open(rec.clone())
+                .map_err(|e| format!("node {}: QoS enforcement: {e}", cfg.name))?,
+        )
+    } else {
+        Box::new(crate::rmf::NoEnforcer)
+    };
     let nslp_cfg = cfg.clone();
     let rec2 = rec.clone();
     let gist2 = gist.clone();
@@ -955,7 +965,11 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             VlinkActor::start_worker(tunnels, me, rec2.clone(), busy.clone(), reaper).start();
         NslpActor {
             vlink_busy: busy,
-            nslp: Nslp::new(nslp_cfg.nslp_config(), nslp_cfg.ledger(), nslp_cfg.seed()),
+            nslp: Nslp::new(
+                nslp_cfg.nslp_config(),
+                nslp_cfg.ledger(enforcer),
+                nslp_cfg.seed(),
+            ),
             cfg: nslp_cfg,
             gist: gist2,
             vlink,

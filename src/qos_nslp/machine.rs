@@ -31,7 +31,18 @@ use serde::Serialize;
 use crate::gist::machine::{Direction, Flow, Sid};
 use crate::measure::PointKind;
 use crate::qos_nslp::wire::{InfoSpec, MsgType, NslpMessage};
-use crate::rmf::{AdmitError, Ledger};
+use crate::rmf::{AdmitError, Classifier, Ledger};
+
+/// The packets of `flow` a reservation covers: with a VLSP object, only the
+/// virtual link's VXLAN packets.
+fn classifier(flow: &Flow, vlsp: Option<&VlspObject>) -> Classifier {
+    Classifier {
+        src: flow.src,
+        dst: flow.dst,
+        protocol: flow.protocol,
+        vni: vlsp.map(|v| crate::vlink::vni_for(v.vlink_id)),
+    }
+}
 use crate::vlsp::VlspObject;
 
 /// What the glue found out about a message's Session Authorization before
@@ -324,7 +335,11 @@ impl Nslp {
             });
             return;
         }
-        if let Err(e) = self.ledger.admit(req.sid, &req.egress_link, req.rate_bps) {
+        let classifier = classifier(&req.flow, Some(&req.vlsp));
+        if let Err(e) = self
+            .ledger
+            .admit(req.sid, &req.egress_link, req.rate_bps, &classifier)
+        {
             self.refuse("admission");
             self.actions.push_back(Action::Reply {
                 req_id: req.req_id,
@@ -702,12 +717,17 @@ impl Nslp {
                 );
                 return;
             };
-            if let Err(e) = self.ledger.admit(sid, &link, rate) {
+            let classifier = classifier(
+                &flow,
+                msg.vlsp()
+                    .or_else(|| self.sessions.get(&sid).and_then(|s| s.vlsp.as_ref())),
+            );
+            if let Err(e) = self.ledger.admit(sid, &link, rate, &classifier) {
                 self.refuse("admission");
                 let text = match &e {
-                    AdmitError::Insufficient { .. } | AdmitError::UnknownLink { .. } => {
-                        format!("{}: {e}", self.cfg.node)
-                    }
+                    AdmitError::Insufficient { .. }
+                    | AdmitError::UnknownLink { .. }
+                    | AdmitError::Enforcement { .. } => format!("{}: {e}", self.cfg.node),
                 };
                 if known {
                     // A refresh or modification that no longer fits: the

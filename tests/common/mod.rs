@@ -18,10 +18,15 @@ pub fn root_or_skip(test: &str) -> bool {
 
 /// A shipped topology under a unique name (so parallel tests never clash).
 pub fn unique_topology(file: &str, tag: &str) -> Topology {
+    unique_topology_with(file, tag, |s| s)
+}
+
+/// Like [`unique_topology`], with the file's text edited first.
+pub fn unique_topology_with(file: &str, tag: &str, edit: impl Fn(String) -> String) -> Topology {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("topologies")
         .join(file);
-    let src = std::fs::read_to_string(&p).unwrap();
+    let src = edit(std::fs::read_to_string(&p).unwrap());
     let orig = Topology::parse(&src, &p).unwrap();
     let name = format!("t{}{}", tag, std::process::id() % 100_000);
     let src = src.replacen(
@@ -52,4 +57,38 @@ pub fn leftovers(topo: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Runs `cmd` inside namespace `ns` and returns its standard output.
+pub fn ns_output(ns: &str, cmd: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reservation classes (HTB classes other than the capacity and
+/// best-effort ones) and u32 filters on every interface of `node`.
+pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
+    let ns = vlsp::substrate::ns_name(topo, node);
+    let classes = ns_output(
+        &ns,
+        "for d in $(ls /sys/class/net); do tc class show dev $d; done",
+    );
+    let filters = ns_output(
+        &ns,
+        "for d in $(ls /sys/class/net); do tc filter show dev $d; done",
+    );
+    (
+        classes
+            .lines()
+            .filter(|l| {
+                l.starts_with("class htb 1:")
+                    && !l.starts_with("class htb 1:1 ")
+                    && !l.starts_with("class htb 1:ffff ")
+            })
+            .count(),
+        filters.lines().filter(|l| l.contains("flowid")).count(),
+    )
 }

@@ -1,0 +1,225 @@
+//! Root integration tests of QoS enforcement: reservations become HTB
+//! classes and u32 filters on every hop, go away on teardown, on a refresh
+//! timeout and when a node stops; admission stays exact under concurrent
+//! requests; and a reserved virtual link keeps its rate under a flood.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use vlsp::api::{Reply, Request};
+use vlsp::testbed::{Options, Testbed};
+
+fn setup(from: &str, to: &str, rate: u64) -> Request {
+    Request::Setup {
+        from: from.into(),
+        to: to.into(),
+        rate_bps: rate,
+        bidirectional: false,
+        backend: None,
+        authenticate: true,
+    }
+}
+
+#[test]
+fn classes_follow_the_reservation_on_every_hop() {
+    if !root_or_skip("classes_follow_the_reservation") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "q");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let refresh = Duration::from_millis(300);
+    let mut tb = Testbed::up(
+        t,
+        &Options {
+            refresh: Some(refresh),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    // Every substrate link is shaped: a root HTB on both ends.
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        let q = ns_output(
+            &vlsp::substrate::ns_name(&name, n),
+            "for d in $(ls /sys/class/net); do tc qdisc show dev $d; done",
+        );
+        assert!(q.contains("qdisc htb 1: root"), "{n}: {q}");
+    }
+    let mut c = tb.client("tb1").unwrap();
+    let Reply::LinkUp { vlink } = c.call(&setup("VM1", "VM2", 5_000_000)).unwrap() else {
+        panic!()
+    };
+    // The QNI and both QNEs reserve downstream; the QNR has no egress hop.
+    for n in ["tb1", "tb2", "tb3"] {
+        assert_eq!(reservations(&name, n), (1, 1), "{n} after setup");
+    }
+    assert_eq!(reservations(&name, "tb4"), (0, 0));
+    let class = ns_output(
+        &vlsp::substrate::ns_name(&name, "tb2"),
+        "tc class show dev eth1",
+    );
+    assert!(
+        class.contains("rate 5Mbit ceil 5Mbit"),
+        "the class has the TMOD rate: {class}"
+    );
+    // Refreshes do not add classes.
+    std::thread::sleep(refresh * 3);
+    for n in ["tb1", "tb2", "tb3"] {
+        assert_eq!(reservations(&name, n), (1, 1), "{n} after refreshes");
+    }
+    let r = c
+        .call(&Request::Teardown {
+            vlink_id: vlink.vlink_id,
+        })
+        .unwrap();
+    assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    for n in ["tb1", "tb2", "tb3"] {
+        assert_eq!(reservations(&name, n), (0, 0), "{n} after teardown");
+    }
+
+    // Refresh timeout: the QNI stops (its own classes go with it), the
+    // QNEs hear no more refreshes and drop theirs after the lifetime.
+    let Reply::LinkUp { .. } = c.call(&setup("VM1", "VM2", 5_000_000)).unwrap() else {
+        panic!()
+    };
+    for n in ["tb1", "tb2", "tb3"] {
+        assert_eq!(reservations(&name, n), (1, 1), "{n} after the second setup");
+    }
+    tb.kill_node("tb1").unwrap();
+    assert_eq!(
+        reservations(&name, "tb1"),
+        (0, 0),
+        "a stopped node removes its classes"
+    );
+    std::thread::sleep(refresh * 5);
+    for n in ["tb2", "tb3"] {
+        assert_eq!(
+            reservations(&name, n),
+            (0, 0),
+            "{n} after the refresh timeout"
+        );
+    }
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}
+
+/// Six virtual node pairs over tb1..tb4 whose middle link (tb2-tb3) has room
+/// for four 5 Mbit/s reservations, while tb1's has room for all six: the
+/// QNE refuses two, and the QNI must take back the classes it installed.
+#[test]
+fn concurrent_requests_admit_exactly_what_fits_100_times() {
+    if !root_or_skip("concurrent_requests") {
+        return;
+    }
+    let t = unique_topology_with("paper-4node.toml", "c", |s| {
+        let mut s = s.replacen(
+            "a = \"tb2:172.2.3.2/24\"\nb = \"tb3:172.2.3.3/24\"\ncapacity = \"1gbit\"",
+            "a = \"tb2:172.2.3.2/24\"\nb = \"tb3:172.2.3.3/24\"\ncapacity = \"20mbit\"",
+            1,
+        );
+        for i in 3..9 {
+            s += &format!(
+                "\n[[vnode]]\nname = \"A{i}\"\nvnet = \"vnet1\"\nhost = \"tb1\"\nid = {i}\naddress = \"10.10.{i}.1/24\"\n\n[[vnode]]\nname = \"B{i}\"\nvnet = \"vnet1\"\nhost = \"tb4\"\nid = {}\naddress = \"10.10.{i}.2/24\"\n",
+                100 + i
+            );
+        }
+        s
+    });
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    for round in 0..100 {
+        let results: Vec<Reply> = std::thread::scope(|s| {
+            let hs: Vec<_> = (3..9)
+                .map(|i| {
+                    let mut c = tb.client("tb1").unwrap();
+                    s.spawn(move || {
+                        c.call(&setup(&format!("A{i}"), &format!("B{i}"), 5_000_000))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let up: Vec<u64> = results
+            .iter()
+            .filter_map(|r| match r {
+                Reply::LinkUp { vlink } => Some(vlink.vlink_id),
+                _ => None,
+            })
+            .collect();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Reply::Error { .. }))
+            .count();
+        assert_eq!(up.len(), 4, "round {round}: {results:?}");
+        assert_eq!(refused, 2, "round {round}: {results:?}");
+        // Refused requests leave no class anywhere.
+        for n in ["tb1", "tb2", "tb3"] {
+            assert_eq!(reservations(&name, n), (4, 4), "round {round}, {n}");
+        }
+        let mut c = tb.client("tb1").unwrap();
+        for id in up {
+            let r = c.call(&Request::Teardown { vlink_id: id }).unwrap();
+            assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+        }
+        for n in ["tb1", "tb2", "tb3"] {
+            assert_eq!(
+                reservations(&name, n),
+                (0, 0),
+                "round {round}, {n} after teardown"
+            );
+        }
+    }
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}
+
+#[test]
+fn reserved_link_keeps_its_rate_under_a_flood() {
+    if !root_or_skip("reserved_link_keeps_its_rate") {
+        return;
+    }
+    let mut t = unique_topology("paper-4node.toml", "f");
+    for l in &mut t.links {
+        l.capacity_bps = 20_000_000;
+    }
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let rate = 5_000_000;
+    let secs = Duration::from_secs(5);
+    let on = vlsp::qos_experiment::run(
+        t.clone(),
+        &Options::default(),
+        "reservation",
+        rate,
+        Some(80_000_000),
+        secs,
+    )
+    .unwrap();
+    let off = vlsp::qos_experiment::run(
+        t,
+        &Options {
+            no_qos: true,
+            ..Options::default()
+        },
+        "no-reservation",
+        rate,
+        Some(80_000_000),
+        secs,
+    )
+    .unwrap();
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let share_on = mean(vlsp::qos_experiment::shares(&on, "reservation"));
+    let share_off = mean(vlsp::qos_experiment::shares(&off, "no-reservation"));
+    eprintln!(
+        "share of R under flood: {share_on:.1}% with the reservation, {share_off:.1}% without"
+    );
+    assert!(share_on >= 95.0, "{share_on}");
+    assert!(
+        share_off <= share_on - 10.0,
+        "no clear gap: {share_on} vs {share_off}"
+    );
+    assert!(leftovers(&name).is_empty());
+}
