@@ -114,6 +114,8 @@ struct Def {
     /// `qos-isolation`: seconds of traffic per variant.
     #[serde(default = "ten")]
     traffic_seconds: u64,
+    /// Run every virtual node as this kind ("netns" or "qemu").
+    vnodes: Option<crate::topology::VnodeKind>,
 }
 
 fn yes() -> bool {
@@ -152,6 +154,7 @@ pub struct Experiment {
     pub capacity_bps: Option<u64>,
     pub flood_bps: Option<u64>,
     pub traffic_seconds: u64,
+    pub vnodes: Option<crate::topology::VnodeKind>,
 }
 
 impl Experiment {
@@ -237,6 +240,7 @@ impl Experiment {
             capacity_bps,
             flood_bps,
             traffic_seconds: d.traffic_seconds,
+            vnodes: d.vnodes,
         })
     }
 }
@@ -354,6 +358,11 @@ pub struct Meta {
     pub path: Vec<String>,
     pub command_line: String,
     pub failure: Option<String>,
+    /// QEMU virtual nodes: accelerator (and why) and boot times.
+    #[serde(default)]
+    pub qemu_accel: Option<String>,
+    #[serde(default)]
+    pub qemu_boot_ms: Vec<(String, f64)>,
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
@@ -413,6 +422,8 @@ impl Meta {
             path,
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
             failure: None,
+            qemu_accel: None,
+            qemu_boot_ms: vec![],
         }
     }
 }
@@ -564,6 +575,9 @@ pub(crate) fn roles(topo: &Topology) -> Result<(String, Vec<String>, String)> {
     Ok((a.host.clone(), qnes, b.host.clone()))
 }
 
+/// QEMU virtual nodes of a run: accelerator (and why), boot times in ms.
+type GuestInfo = (String, Vec<(String, f64)>);
+
 /// Runs setup/teardown `runs` times on `topo` (plus warm-up), appending rows.
 #[allow(clippy::too_many_arguments)]
 fn setup_teardown_runs(
@@ -575,9 +589,18 @@ fn setup_teardown_runs(
     auth: bool,
     variant: &str,
     rows: &mut Vec<Row>,
-) -> Result<()> {
+) -> Result<Option<GuestInfo>> {
     let (qni, qnes, qnr) = roles(&topo)?;
     let tb = Testbed::up(topo, opts)?;
+    let guests = tb.accel.as_ref().map(|a| {
+        (
+            format!("{} ({})", a.name, a.why),
+            tb.boot_times
+                .iter()
+                .map(|(n, d)| (n.clone(), d.as_secs_f64() * 1e3))
+                .collect(),
+        )
+    });
     for _ in 0..warmup {
         one_run(&tb, &qni, &qnr, &qnes, rate, auth)?;
     }
@@ -601,17 +624,18 @@ fn setup_teardown_runs(
     }
     pb.finish();
     tb.down()?;
-    Ok(())
+    Ok(guests)
 }
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 6] = [
+pub const PAPER_EXPERIMENTS: [&str; 7] = [
     "paper-table1.toml",
     "paper-table2.toml",
     "paper-fig13.toml",
     "chain-sweep.toml",
     "backends.toml",
     "qos-isolation.toml",
+    "paper-table1-qemu.toml",
 ];
 
 /// Runs an experiment and writes its folder. Partial results are kept and
@@ -621,6 +645,9 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
     std::fs::create_dir_all(&e.output)
         .with_context(|| format!("cannot create {}", e.output.display()))?;
     let mut topo = e.topology.as_deref().map(Topology::load).transpose()?;
+    if let (Some(t), Some(k)) = (topo.as_mut(), e.vnodes) {
+        t.set_vnode_kind(k);
+    }
     if let (Some(t), Some(c)) = (topo.as_mut(), e.capacity_bps) {
         for l in &mut t.links {
             l.capacity_bps = c;
@@ -644,18 +671,21 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
         refresh: None,
         no_qos: !e.qos,
     };
+    let mut guests: Option<GuestInfo> = None;
     let result: Result<()> = (|| {
         match e.kind {
-            Kind::SetupTeardown => setup_teardown_runs(
-                topo.clone().expect("checked"),
-                &base,
-                e.runs,
-                e.warmup,
-                e.rate_bps,
-                true,
-                "auth",
-                &mut rows,
-            )?,
+            Kind::SetupTeardown => {
+                guests = setup_teardown_runs(
+                    topo.clone().expect("checked"),
+                    &base,
+                    e.runs,
+                    e.warmup,
+                    e.rate_bps,
+                    true,
+                    "auth",
+                    &mut rows,
+                )?;
+            }
             Kind::AuthCompare => {
                 setup_teardown_runs(
                     topo.clone().expect("checked"),
@@ -768,6 +798,10 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
         }
         Ok(())
     })();
+    if let Some((accel, boot)) = guests {
+        meta.qemu_accel = Some(accel);
+        meta.qemu_boot_ms = boot;
+    }
     meta.runs_done = rows.len();
     if let Err(err) = &result {
         meta.failure = Some(format!("{err:#}"));
@@ -835,6 +869,21 @@ pub fn report(dir: &Path) -> Result<()> {
             .map(|f| format!(" **Stopped early: {f}**"))
             .unwrap_or_default()
     );
+    if let Some(a) = &meta.qemu_accel {
+        md += &format!(
+            "Virtual nodes are QEMU guests, accelerator: {a}. Boot to readiness (QEMU start → marker on the serial console):"
+        );
+        for (n, ms) in &meta.qemu_boot_ms {
+            md += &format!(" {n} {ms:.0} ms;");
+            sums.push(Summary::from_samples(
+                &format!("qemu_boot_{n}"),
+                "ms",
+                &[*ms],
+                None,
+            ));
+        }
+        md += "\n\n";
+    }
     let last_qne = meta
         .path
         .len()
@@ -1336,6 +1385,8 @@ mod tests {
             path: vec!["tb1".into(), "tb2".into(), "tb3".into(), "tb4".into()],
             command_line: String::new(),
             failure: None,
+            qemu_accel: None,
+            qemu_boot_ms: vec![],
         };
         std::fs::write(dir.join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
         report(&dir).unwrap();

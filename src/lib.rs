@@ -11,6 +11,7 @@ pub mod node;
 pub mod periods;
 pub mod plot;
 pub mod profile;
+pub mod qemu;
 pub mod qos;
 pub mod qos_experiment;
 pub mod qos_nslp;

@@ -489,6 +489,15 @@ fn status(json: bool) -> Result<()> {
         for (n, present) in &s.namespaces {
             println!("  {n} {}", if *present { "up" } else { "MISSING" });
         }
+        for (pid, alive) in &s.guests {
+            println!(
+                "  QEMU guest pid {pid} {}",
+                if *alive { "running" } else { "GONE" }
+            );
+        }
+        if let Some(a) = &s.accel {
+            println!("  QEMU accelerator: {a}");
+        }
     }
     Ok(())
 }

@@ -180,6 +180,11 @@ pub fn journal_path(topo: &str) -> PathBuf {
     Path::new(RUN_DIR).join(topo).join("journal")
 }
 
+/// Records a QEMU process of `topo`, so `down` kills it even after a crash.
+pub fn journal_qemu(topo: &str, pid: u32) -> Result<()> {
+    journal_append(topo, &format!("qemu:{pid}"))
+}
+
 fn journal_append(topo: &str, ns: &str) -> Result<()> {
     let p = journal_path(topo);
     std::fs::create_dir_all(p.parent().expect("has a parent"))?;
@@ -319,7 +324,12 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
         .nodes
         .iter()
         .map(|n| n.name.clone())
-        .chain(topo.vnodes.iter().map(|v| v.name.clone()))
+        .chain(
+            topo.vnodes
+                .iter()
+                .filter(|v| v.qemu.is_none())
+                .map(|v| v.name.clone()),
+        )
         .collect();
     for n in &all {
         let ns = ns_name(name, n);
@@ -358,7 +368,7 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
         .await?;
         set_up(&handles[&l.b.node], &l.b.ifname).await?;
     }
-    for v in &topo.vnodes {
+    for v in topo.vnodes.iter().filter(|v| v.qemu.is_none()) {
         veth_between(
             &root,
             &files[&v.host],
@@ -387,7 +397,7 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
                 })?;
         }
     }
-    for v in &topo.vnodes {
+    for v in topo.vnodes.iter().filter(|v| v.qemu.is_none()) {
         let h = &handles[&v.name];
         let i = link_index(h, "eth0").await?;
         h.address()
@@ -442,6 +452,10 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
             .execute()
             .await
             .with_context(|| format!("bridge {} on {}", v.bridge, v.host))?;
+        if v.qemu.is_some() {
+            // The guest's tap joins later, when QEMU has created it.
+            continue;
+        }
         let br = link_index(h, &v.bridge).await?;
         let port = link_index(h, &v.host_ifname).await?;
         h.link()
@@ -461,7 +475,14 @@ pub fn down(topo: &str) -> Result<Timings> {
     let mut since = Instant::now();
     let names = journal_read(topo);
     let mut errors = vec![];
-    for ns in &names {
+    // Guests first: their taps live in the hosts' namespaces.
+    for pid in names.iter().filter_map(|l| l.strip_prefix("qemu:")) {
+        if let Ok(pid) = pid.parse() {
+            crate::qemu::kill_recorded(pid);
+        }
+    }
+    t.mark("QEMU guests stopped", &mut since);
+    for ns in names.iter().filter(|l| !l.starts_with("qemu:")) {
         if let Err(e) = netns_del(ns) {
             errors.push(format!("{ns}: {e:#}"));
         }
@@ -469,7 +490,16 @@ pub fn down(topo: &str) -> Result<Timings> {
     t.mark("namespaces removed", &mut since);
     let dir = Path::new(RUN_DIR).join(topo);
     if errors.is_empty() {
-        let _ = std::fs::remove_dir_all(&dir);
+        // Everything goes but the guests' console logs.
+        if let Ok(d) = std::fs::read_dir(&dir) {
+            for e in d.flatten() {
+                if e.file_name() != "console" {
+                    let p = e.path();
+                    let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
     }
     if !errors.is_empty() {
         bail!(
@@ -486,6 +516,10 @@ pub struct Status {
     pub topology: String,
     pub namespaces: Vec<(String, bool)>,
     pub api_sockets: Vec<String>,
+    /// QEMU guests: pid and whether it still runs.
+    pub guests: Vec<(String, bool)>,
+    /// Accelerator of the QEMU guests and why it was chosen.
+    pub accel: Option<String>,
 }
 
 /// The journaled topologies and whether their namespaces still exist.
@@ -493,8 +527,22 @@ pub fn status() -> Vec<Status> {
     journaled_topologies()
         .into_iter()
         .map(|topo| {
-            let namespaces = journal_read(&topo)
+            let lines = journal_read(&topo);
+            let guests = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("qemu:"))
+                .map(|pid| {
+                    let alive = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.starts_with("qemu"));
+                    (pid.to_string(), alive)
+                })
+                .collect();
+            let accel = std::fs::read_to_string(Path::new(RUN_DIR).join(&topo).join("accel"))
+                .ok()
+                .map(|s| s.trim().to_string());
+            let namespaces = lines
                 .into_iter()
+                .filter(|l| !l.starts_with("qemu:"))
                 .map(|n| {
                     let ok = ns_path(&n).exists();
                     (n, ok)
@@ -512,6 +560,8 @@ pub fn status() -> Vec<Status> {
                 topology: topo,
                 namespaces,
                 api_sockets,
+                guests,
+                accel,
             }
         })
         .collect()

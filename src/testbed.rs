@@ -54,6 +54,12 @@ pub struct Testbed {
     pub nodes: Vec<NodeHandle>,
     pub recorders: Vec<Recorder>,
     pub up_timings: Timings,
+    /// QEMU virtual nodes, running.
+    pub guests: Vec<crate::qemu::Guest>,
+    /// Their accelerator (when there are any).
+    pub accel: Option<crate::qemu::Accel>,
+    /// Per guest: QEMU start → readiness marker on the console.
+    pub boot_times: Vec<(String, Duration)>,
 }
 
 impl Testbed {
@@ -76,7 +82,18 @@ impl Testbed {
             nodes: vec![],
             recorders: vec![],
             up_timings,
+            guests: vec![],
+            accel: None,
+            boot_times: vec![],
         };
+        if let Err(e) = tb.start_guests() {
+            let name = tb.topo.name.clone();
+            tb.stop();
+            let _ = substrate::down(&name);
+            return Err(
+                e.context("starting the QEMU virtual nodes failed; the testbed was removed")
+            );
+        }
         for n in tb.topo.nodes.clone() {
             if !n.nsis {
                 continue;
@@ -148,6 +165,129 @@ impl Testbed {
         for n in self.nodes.drain(..) {
             n.stop();
         }
+        for mut g in self.guests.drain(..) {
+            g.stop();
+        }
+    }
+
+    /// Boots every QEMU virtual node (all at once), joins each tap to its
+    /// bridge, and waits for every guest's readiness marker.
+    fn start_guests(&mut self) -> Result<()> {
+        let qemu: Vec<_> = self
+            .topo
+            .vnodes
+            .iter()
+            .filter_map(|v| v.qemu.clone().map(|q| (v.clone(), q)))
+            .collect();
+        if qemu.is_empty() {
+            return Ok(());
+        }
+        let name = self.topo.name.clone();
+        let run = Path::new(substrate::RUN_DIR).join(&name);
+        let console = run.join("console");
+        let default_kernel = crate::qemu::default_kernel();
+        let first_kernel = match qemu[0].1.kernel.clone() {
+            Some(k) => k,
+            None => default_kernel.as_ref().map_err(|e| anyhow!("{e}"))?.clone(),
+        };
+        let accel = crate::qemu::accel(&first_kernel, Duration::from_secs(3))?;
+        std::fs::write(run.join("accel"), format!("{} ({})", accel.name, accel.why)).ok();
+        for (v, q) in &qemu {
+            let kernel = match &q.kernel {
+                Some(k) => k.clone(),
+                None => default_kernel.as_ref().map_err(|e| anyhow!("{e}"))?.clone(),
+            };
+            let initrd = match &q.disk {
+                Some(_) => None,
+                None => Some(crate::qemu::initramfs(
+                    &crate::qemu::cache_dir(),
+                    &kernel,
+                    Some(&crate::qemu::GuestNet {
+                        name: v.name.clone(),
+                        addr: v.addr,
+                        prefix_len: v.prefix_len,
+                    }),
+                )?),
+            };
+            let g = crate::qemu::Guest::start(&crate::qemu::GuestSpec {
+                name: v.name.clone(),
+                kernel,
+                initrd,
+                disk: q.disk.clone(),
+                memory_mb: q.memory_mb,
+                cpus: q.cpus,
+                accel: accel.name.clone(),
+                tap: Some(v.host_ifname.clone()),
+                mac: crate::qemu::mac_for(v.id),
+                netns: Some(substrate::ns_path(&substrate::ns_name(&name, &v.host))),
+                dir: console.clone(),
+            })?;
+            if let Some(pid) = g.pid() {
+                substrate::journal_qemu(&name, pid)?;
+            }
+            self.guests.push(g);
+        }
+        // QEMU creates each tap in the host's namespace; join it to the bridge.
+        for (v, _) in &qemu {
+            let ns = substrate::ns_name(&name, &v.host);
+            let t0 = std::time::Instant::now();
+            loop {
+                let ok = std::process::Command::new("ip")
+                    .args([
+                        "-n",
+                        &ns,
+                        "link",
+                        "set",
+                        &v.host_ifname,
+                        "master",
+                        &v.bridge,
+                        "up",
+                    ])
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(10) {
+                    let g = self.guests.iter().find(|g| g.name == v.name);
+                    bail!(
+                        "virtual node {}: QEMU did not create tap {} in {} within 10 s\n--- console ---\n{}",
+                        v.name,
+                        v.host_ifname,
+                        v.host,
+                        g.map(|g| g.console_tail(20)).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let deadline = if accel.name == "kvm" {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(120)
+        };
+        loop {
+            let mut all = true;
+            for g in &mut self.guests {
+                all &= g.poll_ready(deadline)?;
+            }
+            if all {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for g in &self.guests {
+            self.boot_times
+                .push((g.name.clone(), g.ready_after.unwrap_or_default()));
+        }
+        self.accel = Some(accel);
+        Ok(())
+    }
+
+    /// A running QEMU virtual node.
+    pub fn guest(&self, vnode: &str) -> Option<&crate::qemu::Guest> {
+        self.guests.iter().find(|g| g.name == vnode)
     }
 
     /// Stops the nodes and removes the substrate.
@@ -159,7 +299,7 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        if !self.nodes.is_empty() {
+        if !self.nodes.is_empty() || !self.guests.is_empty() {
             self.stop();
             let _ = substrate::down(&self.topo.name);
         }

@@ -191,6 +191,23 @@ struct VnodeDef {
     address: Spanned<String>,
     #[serde(default)]
     kind: VnodeKind,
+    /// QEMU guests: memory in MiB.
+    #[serde(default = "mem_default")]
+    memory_mb: u32,
+    /// QEMU guests: virtual CPUs.
+    #[serde(default = "one_u32")]
+    cpus: u32,
+    /// QEMU guests: kernel image (default: /boot/vmlinuz-*-cloud-amd64).
+    kernel: Option<Spanned<String>>,
+    /// QEMU guests: a disk image to boot instead of kernel + initramfs.
+    disk: Option<Spanned<String>>,
+}
+
+fn mem_default() -> u32 {
+    256
+}
+fn one_u32() -> u32 {
+    1
 }
 
 fn one() -> u64 {
@@ -206,7 +223,7 @@ pub enum VnodeKind {
     /// A network namespace attached to the host's bridge (fast, the default).
     #[default]
     Netns,
-    /// A QEMU guest (not available yet: refused at validation).
+    /// A QEMU guest whose tap joins the host's bridge.
     Qemu,
 }
 
@@ -273,8 +290,20 @@ pub struct Vnode {
     /// Bridge in the host's namespace the virtual node's interface joins
     /// (and the virtual links' tunnel ends with it).
     pub bridge: String,
-    /// The host-side veth of the virtual node's interface.
+    /// The host-side veth of the virtual node's interface (the tap, for
+    /// a QEMU guest).
     pub host_ifname: String,
+    /// QEMU guests only.
+    pub qemu: Option<QemuConf>,
+}
+
+/// How to run a QEMU virtual node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuConf {
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub kernel: Option<PathBuf>,
+    pub disk: Option<PathBuf>,
 }
 
 /// A validated topology.
@@ -678,14 +707,44 @@ impl Topology {
                     ),
                 ));
             }
-            if d.kind == VnodeKind::Qemu {
-                return Err(err(
-                    v.span(),
-                    format!(
-                        "virtual node {vname}: kind \"qemu\" is not available in this version; use kind = \"netns\""
-                    ),
-                ));
-            }
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let file_opt = |f: &Option<Spanned<String>>,
+                            what: &str|
+             -> Result<Option<PathBuf>, TopologyError> {
+                match f {
+                    None => Ok(None),
+                    Some(f) => {
+                        let p = dir.join(f.get_ref());
+                        if p.exists() {
+                            Ok(Some(p))
+                        } else {
+                            Err(err(
+                                f.span(),
+                                format!("virtual node {vname}: {what} {} not found", p.display()),
+                            ))
+                        }
+                    }
+                }
+            };
+            let qemu = match d.kind {
+                VnodeKind::Netns => None,
+                VnodeKind::Qemu => {
+                    if !(32..=65536).contains(&d.memory_mb) || !(1..=64).contains(&d.cpus) {
+                        return Err(err(
+                            v.span(),
+                            format!(
+                                "virtual node {vname}: memory_mb must be 32..=65536 and cpus 1..=64"
+                            ),
+                        ));
+                    }
+                    Some(QemuConf {
+                        memory_mb: d.memory_mb,
+                        cpus: d.cpus,
+                        kernel: file_opt(&d.kernel, "kernel")?,
+                        disk: file_opt(&d.disk, "disk")?,
+                    })
+                }
+            };
             let Some(id) = parse_id(d.id.get_ref()) else {
                 return Err(err(
                     d.id.span(),
@@ -724,7 +783,12 @@ impl Topology {
                 prefix_len,
                 kind: d.kind,
                 bridge,
-                host_ifname,
+                host_ifname: if qemu.is_some() {
+                    host_ifname.replacen("vn", "vq", 1)
+                } else {
+                    host_ifname
+                },
+                qemu,
             });
         }
 
@@ -827,6 +891,29 @@ impl Topology {
     /// first interface's.
     pub fn node_addr(&self, node: &str) -> Option<Ipv4Addr> {
         self.links_of(node).next().map(|(me, _, _)| me.addr)
+    }
+
+    /// Turns every virtual node into `kind` (QEMU guests get 256 MiB, one
+    /// CPU and the default kernel), e.g. to run Table I with real VMs.
+    pub fn set_vnode_kind(&mut self, kind: VnodeKind) {
+        for v in &mut self.vnodes {
+            v.kind = kind;
+            match kind {
+                VnodeKind::Netns => {
+                    v.qemu = None;
+                    v.host_ifname = v.host_ifname.replacen("vq", "vn", 1);
+                }
+                VnodeKind::Qemu => {
+                    v.qemu.get_or_insert(QemuConf {
+                        memory_mb: 256,
+                        cpus: 1,
+                        kernel: None,
+                        disk: None,
+                    });
+                    v.host_ifname = v.host_ifname.replacen("vn", "vq", 1);
+                }
+            }
+        }
     }
 
     /// Static routes of `node` to every subnet it is not attached to, via
