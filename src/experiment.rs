@@ -155,6 +155,8 @@ pub struct Experiment {
     pub flood_bps: Option<u64>,
     pub traffic_seconds: u64,
     pub vnodes: Option<crate::topology::VnodeKind>,
+    /// Capture every substrate interface (`vlsp run --pcap`).
+    pub pcap: bool,
 }
 
 impl Experiment {
@@ -241,6 +243,7 @@ impl Experiment {
             flood_bps,
             traffic_seconds: d.traffic_seconds,
             vnodes: d.vnodes,
+            pcap: false,
         })
     }
 }
@@ -471,7 +474,7 @@ fn one_run(
     qnes: &[String],
     rate: u64,
     auth: bool,
-) -> Result<(RunPeriods, RunPeriods)> {
+) -> Result<(RunPeriods, RunPeriods, [u8; 16])> {
     let mut c = tb.client(qni)?;
     for r in &tb.recorders {
         r.drain();
@@ -540,7 +543,7 @@ fn one_run(
         pts.extend(r.drain());
     }
     let teardown = derive(&pts, &sid, RunKind::Teardown, qni, qnr, qnes);
-    Ok((setup, teardown))
+    Ok((setup, teardown, sid))
 }
 
 fn parse_sid(hex: &str) -> Result<[u8; 16]> {
@@ -604,14 +607,25 @@ fn setup_teardown_runs(
     for _ in 0..warmup {
         one_run(&tb, &qni, &qnr, &qnes, rate, auth)?;
     }
+    let nsis: Vec<String> = std::iter::once(qni.clone())
+        .chain(qnes.iter().cloned())
+        .chain(std::iter::once(qnr.clone()))
+        .collect();
+    let capture = match &opts.pcap {
+        Some(_) => Some(crate::pcap::Capture::start(&tb.topo.name, &nsis)?),
+        None => None,
+    };
+    let first_row = rows.len();
+    let mut sids = vec![];
     let pb = progress(runs as u64, variant);
     for run in 1..=runs {
         if STOP.load(Ordering::SeqCst) {
             pb.abandon();
             bail!("interrupted after {} runs", run - 1);
         }
-        let (s, t) = one_run(&tb, &qni, &qnr, &qnes, rate, auth)
+        let (s, t, sid) = one_run(&tb, &qni, &qnr, &qnes, rate, auth)
             .with_context(|| format!("{variant} run {run}"))?;
+        sids.push(sid);
         let mut values = BTreeMap::new();
         put(&mut values, "setup_", &s);
         put(&mut values, "teardown_", &t);
@@ -623,6 +637,40 @@ fn setup_teardown_runs(
         pb.inc(1);
     }
     pb.finish();
+    if let (Some(cap), Some(dir)) = (capture, &opts.pcap) {
+        // The same periods from the wire, beside the measurement points.
+        let (frames, off) = cap.stop()?;
+        let substrate: std::collections::HashSet<(String, String)> = tb
+            .topo
+            .links
+            .iter()
+            .flat_map(|l| [&l.a, &l.b])
+            .map(|e| (e.node.clone(), e.ifname.clone()))
+            .collect();
+        let files = crate::pcap::write_pcaps(&dir.join(variant), &frames, off, Some(&substrate))?;
+        let ev = crate::pcap::gist_events(&frames);
+        for (row, sid) in rows[first_row..].iter_mut().zip(&sids) {
+            for n in nsis.iter().skip(1) {
+                let w = crate::pcap::wire_periods(&ev, n, sid);
+                let mut set = |k: &str, v: Option<u64>| {
+                    if let Some(v) = v {
+                        row.values
+                            .insert(format!("setup_wire_{k}_{n}"), v as f64 / 1e3);
+                    }
+                };
+                set("D", w.d_ns);
+                set("E", w.e_ns);
+                set("F", w.f_ns);
+                set("G", w.g_ns);
+            }
+        }
+        eprintln!(
+            "{variant}: {} frames captured, {} pcap files in {}",
+            frames.len(),
+            files.len(),
+            dir.join(variant).display()
+        );
+    }
     tb.down()?;
     Ok(guests)
 }
@@ -670,6 +718,7 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
         backend: e.backend,
         refresh: None,
         no_qos: !e.qos,
+        pcap: e.pcap.then(|| e.output.join("pcap")),
     };
     let mut guests: Option<GuestInfo> = None;
     let result: Result<()> = (|| {
@@ -936,6 +985,45 @@ pub fn report(dir: &Path) -> Result<()> {
                     &diff(&g("setup_G"), &g("setup_C")),
                     Some(paper::QH_RH),
                 ));
+                // Capture (--pcap): the wire's periods minus the points'.
+                for (what, wire_node, point_key) in [
+                    (
+                        "D",
+                        last_qne.clone(),
+                        last_qne.as_ref().map(|n| format!("setup_D_{n}")),
+                    ),
+                    (
+                        "E",
+                        last_qne.clone(),
+                        last_qne.as_ref().map(|n| format!("setup_E_{n}")),
+                    ),
+                    (
+                        "F",
+                        last_qne.clone(),
+                        last_qne.as_ref().map(|n| format!("setup_F_{n}")),
+                    ),
+                    ("G", meta.path.last().cloned(), Some("setup_G".to_string())),
+                ] {
+                    let (Some(n), Some(pk)) = (wire_node, point_key) else {
+                        continue;
+                    };
+                    let pairs: Vec<f64> = rows
+                        .iter()
+                        .filter(|r| &r.variant == var)
+                        .filter_map(|r| {
+                            Some(
+                                r.values.get(&format!("setup_wire_{what}_{n}"))?
+                                    - r.values.get(&pk)?,
+                            )
+                        })
+                        .collect();
+                    sums.extend(summ(
+                        &format!("{pre}wire_minus_points_{what}"),
+                        "us",
+                        &pairs,
+                        None,
+                    ));
+                }
                 if let Some(n) = &last_qne {
                     let d = g(&format!("setup_D_{n}"));
                     let e = g(&format!("setup_E_{n}"));

@@ -8,6 +8,7 @@ pub mod gist;
 pub mod graph;
 pub mod measure;
 pub mod node;
+pub mod pcap;
 pub mod periods;
 pub mod plot;
 pub mod profile;

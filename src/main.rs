@@ -112,6 +112,11 @@ enum Cmd {
         /// Override the output folder.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Capture every substrate interface of the NSIS nodes into
+        /// OUTPUT/pcap/<variant>/<node>-<if>.pcap, and report [D]..[G]
+        /// from the wire beside the measurement points.
+        #[arg(long)]
+        pcap: bool,
     },
     /// Regenerate summaries and figures of a results folder from its CSV
     /// (no root needed, nothing is run).
@@ -279,8 +284,10 @@ fn main() -> Result<()> {
             experiment,
             runs,
             output,
+            pcap,
         } => {
             let mut e = vlsp::experiment::Experiment::load(&experiment)?;
+            e.pcap = pcap;
             if let Some(r) = runs {
                 e.runs = r;
                 e.high_count = e.high_count.map(|h| h.min(r * 100));

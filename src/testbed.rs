@@ -46,6 +46,8 @@ pub struct Options {
     pub refresh: Option<Duration>,
     /// Admission control only: do not install reservations in the kernel.
     pub no_qos: bool,
+    /// Experiments: capture every substrate interface into pcap files here.
+    pub pcap: Option<PathBuf>,
 }
 
 /// A substrate with its nodes running.
