@@ -114,6 +114,9 @@ pub struct TunnelEnd {
     pub remote: Ipv4Addr,
     /// Bridge of the virtual interface this end connects to.
     pub bridge: String,
+    /// This link's backend, when a request chose one (else the node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
 }
 
 impl TunnelEnd {
@@ -200,6 +203,11 @@ impl Tunnels {
         self.backend
     }
 
+    /// The backend for `end`: its own choice, else the node's.
+    pub fn backend_for(&self, end: &TunnelEnd) -> Backend {
+        end.backend.unwrap_or(self.backend)
+    }
+
     fn handle(&self) -> &Handle {
         self.handle
             .as_ref()
@@ -231,7 +239,7 @@ impl Tunnels {
 
     /// Creates the tunnel end, enslaves it to its bridge and brings it up.
     pub async fn up(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
-        match self.backend {
+        match self.backend_for(end) {
             Backend::Netlink => self.up_netlink(end).await,
             Backend::Script => self.run_script("vlink-up.sh", UP_SCRIPT, end).await,
         }
@@ -283,7 +291,7 @@ impl Tunnels {
     /// Takes the tunnel end out of service: its bridge port is disabled, so
     /// the virtual link stops carrying frames now. Cheap (no grace period).
     pub async fn out_of_service(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
-        match self.backend {
+        match self.backend_for(end) {
             Backend::Netlink => {
                 let name = end.ifname();
                 let idx = self
@@ -332,7 +340,7 @@ impl Tunnels {
     /// Removes the device. With the script backend this already happened in
     /// [`Self::out_of_service`]; a missing device is not an error.
     pub async fn delete(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
-        if self.backend == Backend::Script {
+        if self.backend_for(end) == Backend::Script {
             return Ok(());
         }
         delete_by_name(self.handle(), &end.ifname()).await
@@ -494,6 +502,7 @@ mod tests {
             local: Ipv4Addr::new(172, 1, 2, 1),
             remote: Ipv4Addr::new(172, 3, 4, 4),
             bridge: "br0".into(),
+            backend: None,
         };
         assert!(end.ifname().len() <= 15);
         assert_eq!(end.ifname(), format!("vl{:06x}", end.vni()));

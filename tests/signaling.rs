@@ -228,3 +228,73 @@ fn setup_and_teardown_through_a_plain_router() {
         assert_eq!(links(&tb, n), 0);
     }
 }
+
+#[test]
+fn a_request_can_choose_the_script_backend() {
+    if !root_or_skip("per_request_backend") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "b");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let mut c = tb.client("tb1").unwrap();
+    let reply = c
+        .call(&Request::Setup {
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: 1_000_000,
+            bidirectional: false,
+            backend: Some(vlsp::vlink::Backend::Script),
+            authenticate: true,
+        })
+        .unwrap();
+    let Reply::LinkUp { vlink } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(vlink.backend, "script");
+    // Bidirectional links are refused clearly rather than half done.
+    match c
+        .call(&Request::Setup {
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: 1_000_000,
+            bidirectional: true,
+            backend: None,
+            authenticate: true,
+        })
+        .unwrap()
+    {
+        Reply::Error { reason, message } => {
+            assert_eq!(reason, "unsupported");
+            assert!(message.contains("BOUND_SESSION_ID"), "{message}");
+        }
+        r => panic!("{r:?}"),
+    }
+    // tb1's tunnel end came from the paper-style shell script.
+    let script = std::path::Path::new(vlsp::substrate::RUN_DIR)
+        .join(&name)
+        .join("scripts/tb1/vlink-up.sh");
+    assert!(script.exists(), "{}", script.display());
+    vlsp::substrate::udp_ping(
+        &name,
+        "VM1",
+        "VM2",
+        Ipv4Addr::new(10, 10, 0, 2),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let r = c
+        .call(&Request::Teardown {
+            vlink_id: vlink.vlink_id,
+        })
+        .unwrap();
+    assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        assert_eq!(links(&tb, n), 0);
+    }
+    // The script removed the device itself.
+    let devs = ns_output(&vlsp::substrate::ns_name(&name, "tb1"), "ip -br link");
+    assert!(!devs.contains("vl"), "{devs}");
+    tb.down().unwrap();
+}

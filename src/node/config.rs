@@ -252,6 +252,7 @@ impl NodeConfig {
             local: self.tunnel_addr,
             remote,
             bridge: v.bridge.clone(),
+            backend: None,
         })
     }
 

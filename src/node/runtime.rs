@@ -333,6 +333,8 @@ pub struct NslpActor {
     api: Option<Addr<ApiActor>>,
     rec: Recorder,
     next_req: u64,
+    /// Backends chosen per request, for this node's tunnel ends (by session).
+    backends: HashMap<Sid, crate::vlink::Backend>,
     waiting: HashMap<u64, (oneshot::Sender<Reply>, Sid)>,
     timer: Option<SpawnHandle>,
     /// Tunnel-end operations not finished yet (incl. deferred deletions).
@@ -381,7 +383,10 @@ impl NslpActor {
                     flow,
                     initiator,
                 } => {
-                    if let Some(end) = self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                    if let Some(mut end) = self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                        if initiator {
+                            end.backend = self.backends.get(&sid).copied();
+                        }
                         self.vlink.do_send(VlinkWork { sid, end, up: true });
                     } else {
                         let local = self.cfg.tunnel_addr;
@@ -402,7 +407,10 @@ impl NslpActor {
                     flow,
                     initiator,
                 } => {
-                    if let Some(end) = self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                    if let Some(mut end) = self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                        if initiator {
+                            end.backend = self.backends.remove(&sid);
+                        }
                         self.vlink.do_send(VlinkWork {
                             sid,
                             end,
@@ -487,7 +495,12 @@ impl NslpActor {
             rate_bps: rate,
             session: hex(sid),
             tunnel: self.cfg.tunnel.to_string(),
-            backend: self.cfg.backend.to_string(),
+            backend: self
+                .backends
+                .get(sid)
+                .copied()
+                .unwrap_or(self.cfg.backend)
+                .to_string(),
             state: "up".into(),
         }
     }
@@ -504,7 +517,12 @@ impl NslpActor {
                     rate_bps: rate,
                     session: hex(sid),
                     tunnel: self.cfg.tunnel.to_string(),
-                    backend: self.cfg.backend.to_string(),
+                    backend: self
+                        .backends
+                        .get(sid)
+                        .copied()
+                        .unwrap_or(self.cfg.backend)
+                        .to_string(),
                     state: format!("{}/{}", json_word(&role), json_word(&phase)),
                 })
             })
@@ -582,17 +600,35 @@ impl Handler<ApiCall> for NslpActor {
         let req_id = self.next_req;
         match call.req {
             Request::Setup {
+                bidirectional: true,
+                ..
+            } => {
+                let _ = call.reply.send(Reply::Error {
+                    reason: "unsupported".into(),
+                    message: format!(
+                        "{}: bidirectional links (a reverse reservation bound with BOUND_SESSION_ID) are not implemented yet; set up two links, one per direction",
+                        self.cfg.name
+                    ),
+                });
+            }
+            Request::Setup {
                 from,
                 to,
                 rate_bps,
-                backend: _,
+                backend,
                 authenticate,
-                bidirectional: _,
+                bidirectional: false,
             } => match self
                 .cfg
                 .setup_request(req_id, &from, &to, rate_bps, authenticate)
             {
                 Ok(req) => {
+                    // A per-request backend applies to this node's tunnel
+                    // end; the responder uses its own (nothing on the wire
+                    // names a backend).
+                    if let Some(b) = backend {
+                        self.backends.insert(req.sid, b);
+                    }
                     self.rec
                         .mark_at(call.received_ns, req.sid, PointKind::ApiRequestReceived);
                     self.waiting.insert(req_id, (call.reply, req.sid));
@@ -694,7 +730,7 @@ impl VlinkActor {
                     sid: w.sid,
                     err: r.err().map(|e| e.to_string()),
                 });
-                if !w.up && tunnels.backend() == crate::vlink::Backend::Netlink {
+                if !w.up && tunnels.backend_for(&w.end) == crate::vlink::Backend::Netlink {
                     // The device's deletion holds the kernel's RTNL lock (one
                     // for all namespaces) for an RCU grace period: the reaper
                     // thread does it, after the signaling is over.
@@ -976,6 +1012,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             api: None,
             rec: rec2,
             next_req: 0,
+            backends: HashMap::new(),
             waiting: HashMap::new(),
             timer: None,
         }
