@@ -164,6 +164,10 @@ enum LinkCmd {
         /// Send the request unsigned (providers refuse it by default).
         #[arg(long)]
         no_auth: bool,
+        /// Also reserve the reverse direction (VM2 -> VM1): the responder
+        /// starts a reservation bound with BOUND_SESSION_ID.
+        #[arg(long)]
+        bidirectional: bool,
     },
     /// Tear a virtual link down.
     Teardown {
@@ -517,10 +521,11 @@ fn link(cmd: LinkCmd) -> Result<()> {
             to,
             rate,
             no_auth,
+            bidirectional,
         } => {
             let rate = vlsp::api::parse_rate(&rate).map_err(anyhow::Error::msg)?;
             let t0 = std::time::Instant::now();
-            let l = testbed::link_setup(&topology, &from, &to, rate, !no_auth)?;
+            let l = testbed::link_setup(&topology, &from, &to, rate, !no_auth, bidirectional)?;
             println!(
                 "virtual link {} {} -> {} up ({} bit/s reserved, {} via {}) in {:.3} ms",
                 l.vlink_id,

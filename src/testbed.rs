@@ -315,6 +315,7 @@ pub fn link_setup(
     to: &str,
     rate_bps: u64,
     authenticate: bool,
+    bidirectional: bool,
 ) -> Result<crate::api::LinkInfo> {
     let t = resolve(topo)?;
     let host = t
@@ -332,7 +333,7 @@ pub fn link_setup(
         from: from.into(),
         to: to.into(),
         rate_bps,
-        bidirectional: false,
+        bidirectional,
         backend: None,
         authenticate,
     })? {

@@ -223,3 +223,61 @@ fn reserved_link_keeps_its_rate_under_a_flood() {
     );
     assert!(leftovers(&name).is_empty());
 }
+
+#[test]
+fn bidirectional_link_reserves_both_directions_on_every_hop() {
+    if !root_or_skip("bidirectional") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "d");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let mut c = tb.client("tb1").unwrap();
+    let Reply::LinkUp { vlink } = c
+        .call(&Request::Setup {
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: 3_000_000,
+            bidirectional: true,
+            backend: None,
+            authenticate: true,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    // The reverse reservation (tb4 -> tb1, bound with BOUND_SESSION_ID)
+    // follows the forward RESPONSE; wait for it to reach tb1.
+    let want = [("tb1", 1), ("tb2", 2), ("tb3", 2), ("tb4", 1)];
+    let t0 = std::time::Instant::now();
+    while want.iter().any(|(n, k)| reservations(&name, n).0 != *k) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            want.map(|(n, _)| reservations(&name, n))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The reverse class sits on the interface towards tb1.
+    let rev = ns_output(
+        &vlsp::substrate::ns_name(&name, "tb4"),
+        "tc class show dev eth0",
+    );
+    assert!(rev.contains("rate 3Mbit ceil 3Mbit"), "{rev}");
+    let r = c
+        .call(&Request::Teardown {
+            vlink_id: vlink.vlink_id,
+        })
+        .unwrap();
+    assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    let t0 = std::time::Instant::now();
+    while want.iter().any(|(n, _)| reservations(&name, n) != (0, 0)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "reverse half left behind"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tb.down().unwrap();
+}

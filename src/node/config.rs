@@ -166,6 +166,7 @@ impl NodeConfig {
         to: &str,
         rate_bps: u64,
         authenticate: bool,
+        bidirectional: bool,
     ) -> Result<SetupRequest, String> {
         let names = || {
             self.vnodes
@@ -231,6 +232,7 @@ impl NodeConfig {
             egress_link,
             authenticate,
             qspec: crate::qspec::Qspec::bandwidth_request(rate_bps as f32 / 8.0, self.profile),
+            bidirectional,
         })
     }
 

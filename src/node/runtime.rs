@@ -572,6 +572,7 @@ impl Handler<FromGist> for NslpActor {
                     auth: verdict,
                     is_destination,
                     egress_link: self.cfg.egress_link(flow.dst),
+                    reverse_link: self.cfg.egress_link(flow.src),
                     local: self.cfg.local_addr_for(peer),
                 };
                 self.nslp.recv(now, sid, flow, dir, msg, ctxt);
@@ -600,28 +601,20 @@ impl Handler<ApiCall> for NslpActor {
         let req_id = self.next_req;
         match call.req {
             Request::Setup {
-                bidirectional: true,
-                ..
-            } => {
-                let _ = call.reply.send(Reply::Error {
-                    reason: "unsupported".into(),
-                    message: format!(
-                        "{}: bidirectional links (a reverse reservation bound with BOUND_SESSION_ID) are not implemented yet; set up two links, one per direction",
-                        self.cfg.name
-                    ),
-                });
-            }
-            Request::Setup {
                 from,
                 to,
                 rate_bps,
                 backend,
                 authenticate,
-                bidirectional: false,
-            } => match self
-                .cfg
-                .setup_request(req_id, &from, &to, rate_bps, authenticate)
-            {
+                bidirectional,
+            } => match self.cfg.setup_request(
+                req_id,
+                &from,
+                &to,
+                rate_bps,
+                authenticate,
+                bidirectional,
+            ) {
                 Ok(req) => {
                     // A per-request backend applies to this node's tunnel
                     // end; the responder uses its own (nothing on the wire

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::gist::machine::{Direction, Flow, Sid};
 use crate::measure::PointKind;
-use crate::qos_nslp::wire::{InfoSpec, MsgType, NslpMessage};
+use crate::qos_nslp::wire::{BindingCode, InfoSpec, MsgType, NslpMessage};
 use crate::rmf::{AdmitError, Classifier, Ledger};
 
 /// The packets of `flow` a reservation covers: with a VLSP object, only the
@@ -68,6 +68,8 @@ pub struct RecvContext {
     pub is_destination: bool,
     /// Egress link towards the flow's destination (for admission control).
     pub egress_link: Option<String>,
+    /// Egress link towards the flow's source (for a reverse reservation).
+    pub reverse_link: Option<String>,
     /// This node's address towards the sender (the ESI of INFO_SPECs).
     pub local: Ipv4Addr,
 }
@@ -85,6 +87,9 @@ pub struct SetupRequest {
     pub authenticate: bool,
     /// The RESERVE's QSPEC, built by the glue for the profile in use.
     pub qspec: crate::qspec::Qspec,
+    /// Ask the responder for a reverse reservation bound to this one
+    /// (BOUND_SESSION_ID, binding code "bi-directional", RFC 5974 §4.6).
+    pub bidirectional: bool,
 }
 
 /// Work for the glue.
@@ -236,6 +241,11 @@ struct Session {
     /// The full RESERVE, re-sent on refresh (QNI).
     reserve: Option<NslpMessage>,
     authenticate: bool,
+    /// The other direction of a bidirectional link: at the responder, the
+    /// reverse session it initiates; in that reverse session, the forward.
+    bound: Option<Sid>,
+    /// Responder: egress link of the reverse reservation.
+    reverse_link: Option<String>,
 }
 
 /// Counters shown by `stats`.
@@ -351,7 +361,7 @@ impl Nslp {
             return;
         }
         let rii = self.next_rii();
-        let msg = NslpMessage::reserve(
+        let mut msg = NslpMessage::reserve(
             0,
             self.cfg.epoch,
             Some(rii),
@@ -359,6 +369,10 @@ impl Nslp {
             Some(req.qspec.clone()),
             Some(req.vlsp.clone()),
         );
+        let reverse_sid = req.bidirectional.then(|| self.new_sid());
+        if let Some(r) = reverse_sid {
+            msg = msg.with_bound_session(BindingCode::Bidirectional, r);
+        }
         self.sessions.insert(
             req.sid,
             Session {
@@ -384,6 +398,8 @@ impl Nslp {
                 expires_at: None,
                 reserve: Some(msg.clone()),
                 authenticate: req.authenticate,
+                bound: reverse_sid,
+                reverse_link: None,
             },
         );
         self.send(
@@ -597,11 +613,11 @@ impl Nslp {
             return;
         }
         let Some(vlsp) = msg.vlsp().cloned() else {
-            // A plain QoS reservation ending here: admit and confirm.
-            self.sessions.insert(
-                sid,
-                self.passive_session(Role::Qnr, flow, rsn, epoch, now, &msg, None),
-            );
+            // A plain QoS reservation ending here (e.g. the reverse half
+            // of a bidirectional link): confirm it, and its refreshes.
+            let mut p = self.passive_session(Role::Qnr, flow, rsn, epoch, now, &msg, None);
+            p.phase = Phase::Up;
+            self.sessions.insert(sid, p);
             self.answer(
                 sid,
                 flow,
@@ -632,6 +648,8 @@ impl Nslp {
         let mut s =
             self.passive_session(Role::Qnr, flow, rsn, epoch, now, &msg, Some(vlsp.clone()));
         s.answer_rii = rii;
+        s.bound = msg.bound_session(BindingCode::Bidirectional);
+        s.reverse_link = ctx.reverse_link.clone();
         self.sessions.insert(sid, s);
         self.actions.push_back(Action::VlinkUp {
             sid,
@@ -668,6 +686,8 @@ impl Nslp {
             expires_at: Some(now + self.cfg.lifetime),
             reserve: None,
             authenticate: false,
+            bound: None,
+            reverse_link: None,
         }
     }
 
@@ -762,6 +782,8 @@ impl Nslp {
             expires_at: None,
             reserve: None,
             authenticate: false,
+            bound: None,
+            reverse_link: None,
         });
         if let Some(r) = rate {
             s.rate_bps = r;
@@ -836,7 +858,11 @@ impl Nslp {
                 s.phase = Phase::Tearing;
                 s.answer_rii = rii;
                 let vlsp = s.vlsp.clone();
+                let reverse = s.bound;
                 self.ledger.release(&sid);
+                if let Some(r) = reverse {
+                    self.end_reverse(r);
+                }
                 match vlsp {
                     Some(v) => self.actions.push_back(Action::VlinkDown {
                         sid,
@@ -904,7 +930,40 @@ impl Nslp {
                 let was_refresh = out.refresh;
                 s.outstanding = None;
                 let flow = s.flow;
-                let vlsp = s.vlsp.clone().expect("QNI sessions carry VLSP");
+                let Some(vlsp) = s.vlsp.clone() else {
+                    // The reverse half of a bidirectional link (no VLSP).
+                    let forward = s.bound;
+                    match (s.phase, ok) {
+                        (Phase::Pending | Phase::Connecting | Phase::Up, true) => {
+                            s.phase = Phase::Up;
+                            s.refresh_at = Some(now + self.cfg.refresh);
+                        }
+                        (Phase::Tearing, _) => {
+                            self.drop_session(sid);
+                            self.actions.push_back(Action::Forget { sid });
+                        }
+                        (_, false) => {
+                            let why = info
+                                .map(|i| format!("{} refused by {}", i.describe(), i.origin()))
+                                .unwrap_or_default();
+                            self.drop_session(sid);
+                            self.actions.push_back(Action::Forget { sid });
+                            let vlink_id = forward
+                                .and_then(|f| self.sessions.get(&f))
+                                .and_then(|f| f.vlsp.as_ref())
+                                .map(|v| v.vlink_id);
+                            self.actions.push_back(Action::Event {
+                                vlink_id,
+                                kind: "reverse_refused",
+                                message: format!(
+                                    "{}: reverse reservation of a bidirectional link: {why}",
+                                    self.cfg.node
+                                ),
+                            });
+                        }
+                    }
+                    return;
+                };
                 match (s.phase, ok) {
                     (Phase::Pending, true) => {
                         s.phase = Phase::Connecting;
@@ -1055,6 +1114,108 @@ impl Nslp {
         }
     }
 
+    /// A fresh random session id (from the node's generator).
+    fn new_sid(&mut self) -> Sid {
+        let mut sid = [0u8; 16];
+        for c in sid.chunks_mut(4) {
+            c.copy_from_slice(&self.next_rii().to_be_bytes());
+        }
+        sid
+    }
+
+    /// Responder of a bidirectional link: reserves the reverse direction
+    /// (this node → the initiator) as a session of its own, bound to the
+    /// forward one. A refusal leaves the forward link up and is reported.
+    #[allow(clippy::too_many_arguments)]
+    fn start_reverse(
+        &mut self,
+        now: Instant,
+        forward: Sid,
+        rsid: Sid,
+        fflow: Flow,
+        rate_bps: u64,
+        link: String,
+        vlsp: &VlspObject,
+    ) {
+        let flow = Flow {
+            src: fflow.dst,
+            dst: fflow.src,
+            protocol: fflow.protocol,
+        };
+        if let Err(e) = self
+            .ledger
+            .admit(rsid, &link, rate_bps, &classifier(&flow, Some(vlsp)))
+        {
+            self.refuse("admission");
+            self.actions.push_back(Action::Event {
+                vlink_id: Some(vlsp.vlink_id),
+                kind: "reverse_refused",
+                message: format!("{}: reverse reservation: {e}", self.cfg.node),
+            });
+            return;
+        }
+        let rii = self.next_rii();
+        let qspec = crate::qspec::Qspec::bandwidth_request(rate_bps as f32 / 8.0, self.cfg.profile);
+        let msg = NslpMessage::reserve(
+            0,
+            self.cfg.epoch,
+            Some(rii),
+            Some(self.cfg.refresh),
+            Some(qspec),
+            None,
+        )
+        .with_bound_session(BindingCode::Bidirectional, forward);
+        self.sessions.insert(
+            rsid,
+            Session {
+                role: Role::Qni,
+                phase: Phase::Pending,
+                flow,
+                vlsp: None,
+                rate_bps,
+                rsn_out: 0,
+                rsn_in: None,
+                outstanding: Some(Outstanding {
+                    rii,
+                    msg: msg.clone(),
+                    next_retx: now + self.cfg.retry,
+                    interval: self.cfg.retry,
+                    deadline: now + self.cfg.retry_max,
+                    refresh: false,
+                }),
+                forwarded_riis: vec![],
+                answer_rii: None,
+                req_id: None,
+                refresh_at: None,
+                expires_at: None,
+                reserve: Some(msg.clone()),
+                authenticate: true,
+                bound: Some(forward),
+                reverse_link: None,
+            },
+        );
+        self.send(rsid, flow, Direction::Downstream, msg, true);
+    }
+
+    /// Tears the reverse half of a bidirectional link down (no answer
+    /// awaited: the forward teardown does not wait for it).
+    fn end_reverse(&mut self, rsid: Sid) {
+        let Some(r) = self.sessions.get(&rsid) else {
+            return;
+        };
+        let flow = r.flow;
+        let rsn = r.rsn_out.wrapping_add(1);
+        self.drop_session(rsid);
+        self.send(
+            rsid,
+            flow,
+            Direction::Downstream,
+            NslpMessage::tear(rsn, self.cfg.epoch, None),
+            true,
+        );
+        self.actions.push_back(Action::Forget { sid: rsid });
+    }
+
     fn drop_session(&mut self, sid: Sid) {
         self.ledger.release(&sid);
         self.sessions.remove(&sid);
@@ -1075,14 +1236,19 @@ impl Nslp {
                 match err {
                     None => {
                         s.phase = Phase::Up;
+                        let reverse = s.bound.zip(s.reverse_link.clone());
+                        let rate = s.rate_bps;
                         self.answer(
                             sid,
                             flow,
                             rii,
                             InfoSpec::reservation_successful(local),
-                            vlsp,
+                            vlsp.clone(),
                             true,
                         );
+                        if let (Some((rsid, link)), Some(v)) = (reverse, vlsp) {
+                            self.start_reverse(now, sid, rsid, flow, rate, link, &v);
+                        }
                     }
                     Some(e) => {
                         self.refuse("vlink");
@@ -1205,8 +1371,12 @@ impl Nslp {
             if s.expires_at.is_some_and(|t| t <= now) && s.role != Role::Qni {
                 let vlsp = s.vlsp.clone();
                 let role = s.role;
+                let reverse = if role == Role::Qnr { s.bound } else { None };
                 self.stats.expired += 1;
                 self.drop_session(sid);
+                if let Some(r) = reverse {
+                    self.end_reverse(r);
+                }
                 self.actions.push_back(Action::Forget { sid });
                 if role == Role::Qnr
                     && let Some(v) = vlsp
@@ -1236,13 +1406,18 @@ impl Nslp {
                     if tearing {
                         // No confirmation of the tear: remove our end anyway.
                         s.outstanding = None;
-                        let vlsp = s.vlsp.clone().expect("QNI");
-                        self.actions.push_back(Action::VlinkDown {
-                            sid,
-                            vlsp,
-                            flow,
-                            initiator: true,
-                        });
+                        match s.vlsp.clone() {
+                            Some(vlsp) => self.actions.push_back(Action::VlinkDown {
+                                sid,
+                                vlsp,
+                                flow,
+                                initiator: true,
+                            }),
+                            None => {
+                                self.drop_session(sid);
+                                self.actions.push_back(Action::Forget { sid });
+                            }
+                        }
                     } else if refresh {
                         self.link_lost(now, sid, "no RESPONSE to a refresh within the refresh period: the other end or the path is down");
                     } else {
@@ -1358,6 +1533,7 @@ mod tests {
                 .map(|i| {
                     let mut l = Ledger::new();
                     l.add_link("down", if i == 2 { capacity_mid } else { 100 * MBIT });
+                    l.add_link("up", 100 * MBIT);
                     Nslp::new(cfg(i), l, 7 + i as u64)
                 })
                 .collect();
@@ -1377,6 +1553,10 @@ mod tests {
         }
 
         fn setup(&mut self, req_id: u64, sid: Sid, id: u64, rate: u64) {
+            self.setup_dir(req_id, sid, id, rate, false)
+        }
+
+        fn setup_dir(&mut self, req_id: u64, sid: Sid, id: u64, rate: u64, bidirectional: bool) {
             self.n[0].setup(
                 self.now,
                 SetupRequest {
@@ -1391,6 +1571,7 @@ mod tests {
                         rate as f32 / 8.0,
                         crate::profile::Profile::Rfc,
                     ),
+                    bidirectional,
                 },
             );
         }
@@ -1421,9 +1602,11 @@ mod tests {
                     ..
                 } => {
                     self.sent.push((i, msg.msg_type, dir));
-                    let j = match dir {
-                        Direction::Downstream if i < 3 => i + 1,
-                        Direction::Upstream if i > 0 => i - 1,
+                    // Flows towards tb4 go up the index, reverse flows down.
+                    let towards_tb4 = (flow.dst == ADDR[3]) == (dir == Direction::Downstream);
+                    let j = match towards_tb4 {
+                        true if i < 3 => i + 1,
+                        false if i > 0 => i - 1,
                         _ => return,
                     };
                     if self.dead == Some(j) {
@@ -1432,14 +1615,25 @@ mod tests {
                     // Through the codec, as on the wire.
                     let bytes = msg.to_bytes(crate::profile::Profile::Rfc);
                     let msg = NslpMessage::decode(&bytes, crate::profile::Profile::Rfc).unwrap();
+                    let is_destination = dir == Direction::Downstream && flow.dst == ADDR[j];
+                    let reverse_flow = flow.dst == ADDR[0];
                     let ctx = RecvContext {
-                        auth: if j == 3 {
+                        auth: if is_destination {
                             self.auth.clone()
                         } else {
                             AuthVerdict::NotChecked
                         },
-                        is_destination: j == 3 && dir == Direction::Downstream,
-                        egress_link: (j < 3).then(|| "down".to_string()),
+                        is_destination,
+                        egress_link: if reverse_flow {
+                            (j > 0).then(|| "up".to_string())
+                        } else {
+                            (j < 3).then(|| "down".to_string())
+                        },
+                        reverse_link: if reverse_flow {
+                            (j < 3).then(|| "down".to_string())
+                        } else {
+                            (j > 0).then(|| "up".to_string())
+                        },
                         local: ADDR[j],
                     };
                     self.n[j].recv(self.now, sid, flow, dir, msg, ctx);
@@ -1703,5 +1897,72 @@ mod tests {
         assert_eq!(e.reason, "timeout");
         assert!(c.n[0].ledger().is_empty());
         let _ = InfoClass::Success;
+    }
+
+    #[test]
+    fn bidirectional_link_reserves_the_reverse_path_and_tears_it_down() {
+        let mut c = Chain::new(100 * MBIT);
+        c.setup_dir(1, SID, 42, 10 * MBIT, true);
+        c.run();
+        assert!(matches!(c.replies[..], [(0, 1, Ok(_))]), "{:?}", c.replies);
+        // Every node holds both directions; the reverse is reserved on the
+        // links towards tb1 by tb4, tb3 and tb2.
+        for i in 0..4 {
+            assert_eq!(c.sessions(i), 2, "tb{}", i + 1);
+        }
+        for i in 1..4 {
+            assert_eq!(c.n[i].ledger().used("up"), 10 * MBIT, "tb{}", i + 1);
+        }
+        assert_eq!(c.n[0].ledger().used("up"), 0);
+        // The reverse RESERVE carries the forward session as bound session.
+        assert!(c.events.is_empty(), "{:?}", c.events);
+        // Refreshes keep both halves alive past several lifetimes.
+        c.advance(Duration::from_secs(10));
+        for i in 0..4 {
+            assert_eq!(c.sessions(i), 2, "tb{} after refreshes", i + 1);
+        }
+        c.n[0].teardown(c.now, 2, 42);
+        c.run();
+        c.advance(Duration::from_secs(5));
+        for i in 0..4 {
+            assert_eq!(c.sessions(i), 0, "tb{} after teardown", i + 1);
+            assert!(c.n[i].ledger().is_empty(), "tb{} ledger", i + 1);
+        }
+    }
+
+    #[test]
+    fn refused_reverse_leaves_the_forward_link_up() {
+        let mut c = Chain::new(100 * MBIT);
+        // tb2's link towards tb1 has no room for the reverse direction.
+        c.n[1] = {
+            let mut l = Ledger::new();
+            l.add_link("down", 100 * MBIT);
+            l.add_link("up", MBIT);
+            Nslp::new(
+                Config {
+                    node: "tb2".into(),
+                    refresh: Duration::from_secs(1),
+                    lifetime: Duration::from_secs(3),
+                    ..Config::default()
+                },
+                l,
+                99,
+            )
+        };
+        c.setup_dir(1, SID, 42, 10 * MBIT, true);
+        c.run();
+        assert!(matches!(c.replies[..], [(0, 1, Ok(_))]), "{:?}", c.replies);
+        assert!(
+            c.events
+                .iter()
+                .any(|(i, k, _)| *i == 3 && *k == "reverse_refused"),
+            "{:?}",
+            c.events
+        );
+        // Only the forward half remains, and nothing of the reverse is reserved.
+        for i in 0..4 {
+            assert_eq!(c.sessions(i), 1, "tb{}", i + 1);
+            assert_eq!(c.n[i].ledger().used("up"), 0, "tb{}", i + 1);
+        }
     }
 }

@@ -708,6 +708,32 @@ impl NslpMessage {
         }
     }
 
+    /// The same message with a BOUND_SESSION_ID object, placed after
+    /// REFRESH_PERIOD as RFC 5974 orders the objects.
+    pub fn with_bound_session(mut self, code: BindingCode, sid: [u8; 16]) -> Self {
+        let at = self
+            .objects
+            .iter()
+            .position(|o| {
+                !matches!(
+                    o,
+                    NslpObject::Rsn { .. } | NslpObject::Rii(_) | NslpObject::RefreshPeriod(_)
+                )
+            })
+            .unwrap_or(self.objects.len());
+        self.objects
+            .insert(at, NslpObject::BoundSessionId { code, sid });
+        self
+    }
+
+    /// The BOUND_SESSION_ID with binding code `code`, if present.
+    pub fn bound_session(&self, code: BindingCode) -> Option<[u8; 16]> {
+        self.objects.iter().find_map(|o| match o {
+            NslpObject::BoundSessionId { code: c, sid } if *c == code => Some(*sid),
+            _ => None,
+        })
+    }
+
     /// A tearing RESERVE (TEAR flag, RSN, optional RII).
     pub fn tear(rsn: u32, epoch: u32, rii: Option<u32>) -> Self {
         let mut m = Self::reserve(rsn, epoch, rii, None, None, None);
