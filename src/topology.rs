@@ -1186,6 +1186,16 @@ name = "b"
                 "t.toml:",
                 "unknown field `colour`",
             ),
+            (
+                "[[link]]\na = \"a:10.0.0.1/24\"\nb = \"b:10.0.0.2/24\"\n[[vnet]]\nname = \"v\"\nid = 1\n[[vnode]]\nname = \"VM\"\nvnet = \"v\"\nhost = \"a\"\nid = 1\naddress = \"10.9.0.1/24\"\nkind = \"qemu\"\nkernel = \"no-such-vmlinuz\"\n",
+                "t.toml:27:10:",
+                "kernel no-such-vmlinuz not found",
+            ),
+            (
+                "[[link]]\na = \"a:10.0.0.1/24\"\nb = \"b:10.0.0.2/24\"\n[[vnet]]\nname = \"v\"\nid = 1\n[[vnode]]\nname = \"VM\"\nvnet = \"v\"\nhost = \"a\"\nid = 1\naddress = \"10.9.0.1/24\"\nkind = \"qemu\"\nmemory_mb = 4\n",
+                "t.toml:",
+                "memory_mb must be 32..=65536",
+            ),
             ("[[link\n", "t.toml:14:7:", "unclosed array table"),
             ("", "t.toml:", "cannot be reached"),
         ];
