@@ -855,6 +855,16 @@ fn compute(
             m.update(&pdu[sid]);
             for o in &nv.objs[..nv.n] {
                 if o.0 == SESSION_AUTH_TYPE {
+                    // Every auth object minus its last 20 bytes (its MAC);
+                    // one too short to hold a MAC is malformed.
+                    if o.2 - o.1 < 24 {
+                        return Err(WireError::BadLength {
+                            what: "SESSION_AUTH (NSIS-ka)",
+                            len: o.2 - o.1,
+                            expected: "at least a header and a 20-byte HMAC",
+                        }
+                        .into());
+                    }
                     m.update(&pdu[o.1..o.2 - 20]);
                 } else if o.0 > 1 && listed.contains(&o.0) {
                     m.update(&pdu[o.1..o.2]);
@@ -1266,6 +1276,21 @@ pub(crate) mod tests {
         let mut q = p.clone();
         q[second.1 + 10] ^= 0x40;
         assert!(verify_pdu(&q, Profile::Rfc, &b, NOW, &pol).is_err());
+    }
+
+    /// Found by the `early_verify` fuzz target: an `nsis-ka` PDU whose
+    /// second authorization object is shorter than a MAC once panicked.
+    #[test]
+    fn short_auth_object_is_an_error_not_a_panic() {
+        let pdu = include_bytes!("../fuzz/regressions/early_verify-short-auth-object.bin");
+        let keys = crate::bench::sample_keyring(Transform::HmacSha256_128);
+        for p in [Profile::Rfc, Profile::NsisKa] {
+            let _ = verify_pdu(pdu, p, &keys, NOW, &VerifyPolicy::default());
+            let mut copy = pdu.to_vec();
+            if sign_pdu(&mut copy, p, &keys).is_ok_and(|n| n > 0) {
+                let _ = verify_pdu(&copy, p, &keys, NOW, &VerifyPolicy::default());
+            }
+        }
     }
 
     /// Known answer: the `nsis-ka` recipe spelled out by hand.
