@@ -81,7 +81,7 @@ impl Timestamp {
 
     pub fn plus(self, d: Duration) -> Self {
         Self {
-            unix_secs: self.unix_secs + d.as_secs(),
+            unix_secs: self.unix_secs.saturating_add(d.as_secs()),
             frac: self.frac,
         }
     }
@@ -89,7 +89,8 @@ impl Timestamp {
     fn encode(self, profile: Profile) -> [u8; 8] {
         match profile {
             Profile::Rfc => {
-                let s = (self.unix_secs + NTP_UNIX_OFFSET) as u32;
+                // NTP seconds wrap every 136 years (era numbers are not carried).
+                let s = self.unix_secs.wrapping_add(NTP_UNIX_OFFSET) as u32;
                 let mut b = [0; 8];
                 b[..4].copy_from_slice(&s.to_be_bytes());
                 b[4..].copy_from_slice(&self.frac.to_be_bytes());
@@ -947,7 +948,7 @@ pub fn verify_pdu(
         };
         if let Some(r) = &a.start {
             let st = ts(r);
-            if st.unix_secs > now.unix_secs + skew {
+            if st.unix_secs > now.unix_secs.saturating_add(skew) {
                 return Err(AuthError::NotYetValid {
                     entity,
                     start: st.unix_secs,
@@ -957,7 +958,7 @@ pub fn verify_pdu(
         }
         if let Some(r) = &a.end {
             let en = ts(r);
-            if en.unix_secs + skew < now.unix_secs {
+            if en.unix_secs.saturating_add(skew) < now.unix_secs {
                 return Err(AuthError::Expired {
                     entity,
                     end: en.unix_secs,
@@ -1279,12 +1280,20 @@ pub(crate) mod tests {
     }
 
     /// Found by the `early_verify` fuzz target: an `nsis-ka` PDU whose
-    /// second authorization object is shorter than a MAC once panicked.
+    /// second authorization object is shorter than a MAC, and an END_TIME
+    /// near the end of time, once panicked.
     #[test]
-    fn short_auth_object_is_an_error_not_a_panic() {
-        let pdu = include_bytes!("../fuzz/regressions/early_verify-short-auth-object.bin");
+    fn fuzz_regressions_are_errors_not_panics() {
         let keys = crate::bench::sample_keyring(Transform::HmacSha256_128);
-        for p in [Profile::Rfc, Profile::NsisKa] {
+        for pdu in [
+            &include_bytes!("../fuzz/regressions/early_verify-short-auth-object.bin")[..],
+            // END_TIME near u64::MAX once overflowed the skew check.
+            &include_bytes!("../fuzz/regressions/early_verify-end-time-overflow.bin")[..],
+        ]
+        .iter()
+        .flat_map(|pdu| [Profile::Rfc, Profile::NsisKa].map(|p| (*pdu, p)))
+        {
+            let (pdu, p) = pdu;
             let _ = verify_pdu(pdu, p, &keys, NOW, &VerifyPolicy::default());
             let mut copy = pdu.to_vec();
             if sign_pdu(&mut copy, p, &keys).is_ok_and(|n| n > 0) {
