@@ -42,7 +42,7 @@
 //! address = "10.10.0.1/24"      # the virtual node's interface
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -334,6 +334,35 @@ pub struct Route {
 
 /// Capacity of a link without `capacity`: 1 Gbit/s.
 pub const DEFAULT_CAPACITY: u64 = 1_000_000_000;
+
+/// Merges sibling prefixes (two halves of one block) until none are left:
+/// the result covers exactly the addresses the input covers, with as few
+/// routes as that allows (a chain's 999 subnets behind one neighbour
+/// become about ten routes).
+pub fn aggregate(prefixes: Vec<(u32, u8)>) -> Vec<(u32, u8)> {
+    let mut set: BTreeSet<(u8, u32)> = prefixes.into_iter().map(|(n, l)| (l, n)).collect();
+    loop {
+        let mut merged = None;
+        for &(len, net) in &set {
+            if len == 0 {
+                continue;
+            }
+            let bit = 1u32 << (32 - len as u32);
+            let sibling = net ^ bit;
+            if net & bit == 0 && set.contains(&(len, sibling)) {
+                merged = Some((len, net, sibling));
+                break;
+            }
+        }
+        let Some((len, a, b)) = merged else { break };
+        set.remove(&(len, a));
+        set.remove(&(len, b));
+        set.insert((len - 1, a));
+    }
+    let mut out: Vec<(u32, u8)> = set.into_iter().map(|(l, n)| (n, l)).collect();
+    out.sort();
+    out
+}
 
 fn network(a: Ipv4Addr, len: u8) -> u32 {
     let mask = if len == 0 {
@@ -919,42 +948,69 @@ impl Topology {
     /// Static routes of `node` to every subnet it is not attached to, via
     /// the first hop of the shortest path to a router on that subnet.
     pub fn routes(&self, node: &str) -> Vec<Route> {
-        let mut out = Vec::new();
+        // One breadth-first search from `node` gives every router's distance
+        // and the neighbour it is reached through (linear in the topology,
+        // so 1000-router chains stay fast).
+        let mut adj: HashMap<&str, Vec<&str>> = HashMap::new();
+        for l in &self.links {
+            adj.entry(&l.a.node).or_default().push(&l.b.node);
+            adj.entry(&l.b.node).or_default().push(&l.a.node);
+        }
+        let mut dist: HashMap<&str, (usize, &str)> = HashMap::new();
+        dist.insert(node, (0, node));
+        let mut queue = std::collections::VecDeque::from([node]);
+        while let Some(cur) = queue.pop_front() {
+            let (d, first) = dist[cur];
+            for &n in adj.get(cur).map(Vec::as_slice).unwrap_or_default() {
+                if !dist.contains_key(n) {
+                    dist.insert(n, (d + 1, if cur == node { n } else { first }));
+                    queue.push_back(n);
+                }
+            }
+        }
         let attached: HashSet<(u32, u8)> = self
             .links_of(node)
             .map(|(me, _, _)| (network(me.addr, me.prefix_len), me.prefix_len))
             .collect();
         let mut seen = HashSet::new();
+        // (via, ifname) -> destination prefixes
+        let mut groups: BTreeMap<(Ipv4Addr, String), Vec<(u32, u8)>> = BTreeMap::new();
         for l in &self.links {
             let key = (network(l.a.addr, l.a.prefix_len), l.a.prefix_len);
             if attached.contains(&key) || !seen.insert(key) {
                 continue;
             }
             // Go towards whichever end of that link is nearer.
-            let pa = self.path(node, &l.a.node);
-            let pb = self.path(node, &l.b.node);
-            let p = match (pa, pb) {
+            let next = match (dist.get(l.a.node.as_str()), dist.get(l.b.node.as_str())) {
                 (Some(a), Some(b)) => {
-                    if b.len() < a.len() {
-                        b
+                    if b.0 < a.0 {
+                        b.1
                     } else {
-                        a
+                        a.1
                     }
                 }
-                (Some(a), None) => a,
-                (None, Some(b)) => b,
+                (Some(a), None) => a.1,
+                (None, Some(b)) => b.1,
                 (None, None) => continue,
             };
-            let Some(next) = p.get(1) else { continue };
-            let Some((me, other, _)) = self.links_of(node).find(|(_, o, _)| &o.node == next) else {
+            let Some((me, other, _)) = self.links_of(node).find(|(_, o, _)| o.node == next) else {
                 continue;
             };
-            out.push(Route {
-                dest: Ipv4Addr::from(key.0),
-                prefix_len: key.1,
-                via: other.addr,
-                ifname: me.ifname.clone(),
-            });
+            groups
+                .entry((other.addr, me.ifname.clone()))
+                .or_default()
+                .push(key);
+        }
+        let mut out = Vec::new();
+        for ((via, ifname), prefixes) in groups {
+            for (net, len) in aggregate(prefixes) {
+                out.push(Route {
+                    dest: Ipv4Addr::from(net),
+                    prefix_len: len,
+                    via,
+                    ifname: ifname.clone(),
+                });
+            }
         }
         out
     }
@@ -1104,8 +1160,18 @@ mod tests {
         assert_eq!(t.path("r0", "r2").unwrap().len(), 3);
         assert_eq!(t.path("r0", "r3").unwrap().len(), 4);
         for n in &t.nodes {
-            // 6 links, 2 attached: 4 routes.
-            assert_eq!(t.routes(&n.name).len(), 4, "{}", n.name);
+            // 6 links, 2 attached: 4 subnets to route (siblings may merge).
+            let r = t.routes(&n.name);
+            assert!((1..=4).contains(&r.len()), "{}", n.name);
+            let covered = t
+                .links
+                .iter()
+                .filter(|l| {
+                    r.iter()
+                        .any(|x| network(l.a.addr, x.prefix_len) == u32::from(x.dest))
+                })
+                .count();
+            assert_eq!(covered, 4, "{}", n.name);
         }
     }
 
@@ -1215,6 +1281,50 @@ name = "b"
             m.starts_with("k.toml:3:1:") && m.contains("has no key"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn aggregation_keeps_exactly_the_same_addresses() {
+        let n = |a: u8, b: u8| u32::from(Ipv4Addr::new(10, a, b, 0));
+        // 10.0.0.0/24 .. 10.0.6.0/24: a /22, a /23 and a /24
+        let p: Vec<(u32, u8)> = (0..7).map(|i| (n(0, i), 24)).collect();
+        assert_eq!(aggregate(p), [(n(0, 0), 22), (n(0, 4), 23), (n(0, 6), 24)]);
+        // not siblings: 10.0.1.0/24 and 10.0.2.0/24 stay apart
+        assert_eq!(
+            aggregate(vec![(n(0, 1), 24), (n(0, 2), 24)]),
+            [(n(0, 1), 24), (n(0, 2), 24)]
+        );
+        assert!(aggregate(vec![]).is_empty());
+    }
+
+    #[test]
+    fn long_chains_get_few_routes_that_still_reach_every_subnet() {
+        let t = Topology::parse(&generate_chain("c", 300, 1), Path::new("c.toml")).unwrap();
+        let mid = "r150";
+        let r = t.routes(mid);
+        assert!(r.len() < 40, "{} routes", r.len());
+        // Every link's subnet resolves to the neighbour on its side.
+        for l in &t.links {
+            let dst = l.a.addr;
+            let best = r
+                .iter()
+                .filter(|x| network(dst, x.prefix_len) == u32::from(x.dest))
+                .max_by_key(|x| x.prefix_len);
+            let attached = t
+                .links_of(mid)
+                .any(|(me, _, _)| network(dst, me.prefix_len) == network(me.addr, me.prefix_len));
+            if attached {
+                continue;
+            }
+            let hop = t.path(mid, &l.a.node).unwrap()[1].clone();
+            let via = t
+                .links_of(mid)
+                .find(|(_, o, _)| o.node == hop)
+                .unwrap()
+                .1
+                .addr;
+            assert_eq!(best.map(|b| b.via), Some(via), "{dst}");
+        }
     }
 
     #[test]
