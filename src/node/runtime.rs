@@ -505,6 +505,15 @@ impl NslpActor {
         }
     }
 
+    /// The backend of this node's tunnel end for session `sid`.
+    fn backend_of(&self, sid: &Sid) -> String {
+        self.backends
+            .get(sid)
+            .copied()
+            .unwrap_or(self.cfg.backend)
+            .to_string()
+    }
+
     fn list(&self) -> Vec<api::LinkInfo> {
         self.nslp
             .sessions()
@@ -517,12 +526,7 @@ impl NslpActor {
                     rate_bps: rate,
                     session: hex(sid),
                     tunnel: self.cfg.tunnel.to_string(),
-                    backend: self
-                        .backends
-                        .get(sid)
-                        .copied()
-                        .unwrap_or(self.cfg.backend)
-                        .to_string(),
+                    backend: self.backend_of(sid),
                     state: format!("{}/{}", json_word(&role), json_word(&phase)),
                 })
             })

@@ -248,6 +248,18 @@ struct Session {
     reverse_link: Option<String>,
 }
 
+/// What an initiator's new session starts with.
+struct Initiation {
+    flow: Flow,
+    vlsp: Option<VlspObject>,
+    rate_bps: u64,
+    rii: u32,
+    msg: NslpMessage,
+    req_id: Option<u64>,
+    authenticate: bool,
+    bound: Option<Sid>,
+}
+
 /// Counters shown by `stats`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
@@ -373,19 +385,37 @@ impl Nslp {
         if let Some(r) = reverse_sid {
             msg = msg.with_bound_session(BindingCode::Bidirectional, r);
         }
-        self.sessions.insert(
+        self.initiate(
+            now,
             req.sid,
-            Session {
-                role: Role::Qni,
-                phase: Phase::Pending,
+            Initiation {
                 flow: req.flow,
                 vlsp: Some(req.vlsp.clone()),
                 rate_bps: req.rate_bps,
+                rii,
+                msg,
+                req_id: Some(req.req_id),
+                authenticate: req.authenticate,
+                bound: reverse_sid,
+            },
+        );
+    }
+
+    /// Creates an initiator's session around its first RESERVE and sends it.
+    fn initiate(&mut self, now: Instant, sid: Sid, i: Initiation) {
+        self.sessions.insert(
+            sid,
+            Session {
+                role: Role::Qni,
+                phase: Phase::Pending,
+                flow: i.flow,
+                vlsp: i.vlsp,
+                rate_bps: i.rate_bps,
                 rsn_out: 0,
                 rsn_in: None,
                 outstanding: Some(Outstanding {
-                    rii,
-                    msg: msg.clone(),
+                    rii: i.rii,
+                    msg: i.msg.clone(),
                     next_retx: now + self.cfg.retry,
                     interval: self.cfg.retry,
                     deadline: now + self.cfg.retry_max,
@@ -393,22 +423,16 @@ impl Nslp {
                 }),
                 forwarded_riis: vec![],
                 answer_rii: None,
-                req_id: Some(req.req_id),
+                req_id: i.req_id,
                 refresh_at: None,
                 expires_at: None,
-                reserve: Some(msg.clone()),
-                authenticate: req.authenticate,
-                bound: reverse_sid,
+                reserve: Some(i.msg.clone()),
+                authenticate: i.authenticate,
+                bound: i.bound,
                 reverse_link: None,
             },
         );
-        self.send(
-            req.sid,
-            req.flow,
-            Direction::Downstream,
-            msg,
-            req.authenticate,
-        );
+        self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
     }
 
     /// Starts tearing down the virtual link `vlink_id` (QNI only).
@@ -1165,36 +1189,20 @@ impl Nslp {
             None,
         )
         .with_bound_session(BindingCode::Bidirectional, forward);
-        self.sessions.insert(
+        self.initiate(
+            now,
             rsid,
-            Session {
-                role: Role::Qni,
-                phase: Phase::Pending,
+            Initiation {
                 flow,
                 vlsp: None,
                 rate_bps,
-                rsn_out: 0,
-                rsn_in: None,
-                outstanding: Some(Outstanding {
-                    rii,
-                    msg: msg.clone(),
-                    next_retx: now + self.cfg.retry,
-                    interval: self.cfg.retry,
-                    deadline: now + self.cfg.retry_max,
-                    refresh: false,
-                }),
-                forwarded_riis: vec![],
-                answer_rii: None,
+                rii,
+                msg,
                 req_id: None,
-                refresh_at: None,
-                expires_at: None,
-                reserve: Some(msg.clone()),
                 authenticate: true,
                 bound: Some(forward),
-                reverse_link: None,
             },
         );
-        self.send(rsid, flow, Direction::Downstream, msg, true);
     }
 
     /// Tears the reverse half of a bidirectional link down (no answer
