@@ -103,6 +103,17 @@ pub struct LinkInfo {
     pub state: String,
 }
 
+impl LinkInfo {
+    /// The session id as bytes (`session` is its hex form).
+    pub fn sid(&self) -> Option<[u8; 16]> {
+        let mut s = [0u8; 16];
+        for (i, b) in s.iter_mut().enumerate() {
+            *b = u8::from_str_radix(self.session.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(s)
+    }
+}
+
 /// Something that happened without a request (peer lost, state expired).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -264,6 +275,29 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_info_gives_the_session_id_as_bytes() {
+        let mut l = LinkInfo {
+            vlink_id: 1,
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: 1,
+            session: "00112233445566778899aabbccddeeff".into(),
+            tunnel: "vxlan".into(),
+            backend: "netlink".into(),
+            state: "up".into(),
+        };
+        assert_eq!(
+            l.sid().unwrap(),
+            [
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff
+            ]
+        );
+        l.session = "0011".into();
+        assert_eq!(l.sid(), None);
+    }
 
     #[test]
     fn request_lines_are_stable_json() {

@@ -507,7 +507,9 @@ fn one_run(
         Reply::Error { reason, message } => bail!("setup failed ({reason}): {message}"),
         r => bail!("unexpected reply {r:?}"),
     };
-    let sid = parse_sid(&vlink.session)?;
+    let sid = vlink
+        .sid()
+        .ok_or_else(|| anyhow!("bad session id {} in the reply", vlink.session))?;
     client.mark_at(t0, sid, PointKind::ClientRequestSent);
     client.mark_at(t1, sid, PointKind::ClientReplyReceived);
     let mut pts: Vec<Point> = client.drain();
@@ -544,18 +546,6 @@ fn one_run(
     }
     let teardown = derive(&pts, &sid, RunKind::Teardown, qni, qnr, qnes);
     Ok((setup, teardown, sid))
-}
-
-fn parse_sid(hex: &str) -> Result<[u8; 16]> {
-    let mut s = [0u8; 16];
-    for (i, b) in s.iter_mut().enumerate() {
-        *b = u8::from_str_radix(
-            hex.get(2 * i..2 * i + 2)
-                .ok_or_else(|| anyhow!("bad session id {hex}"))?,
-            16,
-        )?;
-    }
-    Ok(s)
 }
 
 /// The QNI, QNEs (NSIS routers strictly between) and QNR of VM1 → VM2.
@@ -793,7 +783,11 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
             }
             Kind::QosIsolation => {
                 let t = topo.clone().expect("checked");
-                for (variant, no_qos) in [("qos-on", false), ("qos-off", true)] {
+                let mut samples = vec![];
+                for (runs_variant, traffic_variant, no_qos) in [
+                    ("qos-on", "reservation", false),
+                    ("qos-off", "no-reservation", true),
+                ] {
                     let o = Options {
                         no_qos,
                         ..base.clone()
@@ -805,20 +799,13 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
                         e.warmup,
                         e.rate_bps,
                         true,
-                        variant,
+                        runs_variant,
                         &mut rows,
                     )?;
-                }
-                let mut samples = vec![];
-                for (variant, no_qos) in [("reservation", false), ("no-reservation", true)] {
-                    let o = Options {
-                        no_qos,
-                        ..base.clone()
-                    };
                     samples.extend(crate::qos_experiment::run(
                         t.clone(),
                         &o,
-                        variant,
+                        traffic_variant,
                         e.rate_bps,
                         e.flood_bps,
                         std::time::Duration::from_secs(e.traffic_seconds),

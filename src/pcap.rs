@@ -166,14 +166,10 @@ fn capture_loop(
             mono_ns: at,
             outgoing: addr.pkttype() == PACKET_OUTGOING,
             orig_len: n,
-            bytes: iov_bytes(&buf, n),
+            bytes: buf[..n.min(SNAPLEN)].to_vec(),
         });
     }
     Ok(out)
-}
-
-fn iov_bytes(buf: &[u8], n: usize) -> Vec<u8> {
-    buf[..n.min(SNAPLEN)].to_vec()
 }
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC now, in ns.

@@ -151,15 +151,7 @@ fn header(ifindex: u32, handle: TcHandle, parent: TcHandle, info: u32) -> TcHead
 /// The root HTB qdisc `1:`.
 pub fn root_qdisc(ifindex: u32) -> RouteNetlinkMessage {
     RouteNetlinkMessage::NewQueueDiscipline(TcMessage::from_parts(
-        header(
-            ifindex,
-            TcHandle {
-                major: MAJOR,
-                minor: 0,
-            },
-            TcHandle::ROOT,
-            0,
-        ),
+        header(ifindex, handle(0), TcHandle::ROOT, 0),
         vec![
             TcAttribute::Kind("htb".into()),
             TcAttribute::Options(vec![TcOption::Other(DefaultNla::new(
@@ -239,15 +231,7 @@ pub fn filter(ifindex: u32, minor: u16, c: &Classifier) -> RouteNetlinkMessage {
     sel.nkeys = keys.len() as u8;
     sel.keys = keys;
     RouteNetlinkMessage::NewTrafficFilter(TcMessage::from_parts(
-        header(
-            ifindex,
-            TcHandle::UNSPEC,
-            TcHandle {
-                major: MAJOR,
-                minor: 0,
-            },
-            filter_info(minor),
-        ),
+        header(ifindex, TcHandle::UNSPEC, handle(0), filter_info(minor)),
         vec![
             TcAttribute::Kind("u32".into()),
             TcAttribute::Options(vec![
@@ -261,15 +245,7 @@ pub fn filter(ifindex: u32, minor: u16, c: &Classifier) -> RouteNetlinkMessage {
 /// Deletes every filter at priority `minor`.
 pub fn del_filter(ifindex: u32, minor: u16) -> RouteNetlinkMessage {
     RouteNetlinkMessage::DelTrafficFilter(TcMessage::from_parts(
-        header(
-            ifindex,
-            TcHandle::UNSPEC,
-            TcHandle {
-                major: MAJOR,
-                minor: 0,
-            },
-            filter_info(minor),
-        ),
+        header(ifindex, TcHandle::UNSPEC, handle(0), filter_info(minor)),
         vec![],
     ))
 }
@@ -301,6 +277,7 @@ pub struct Tc {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
+    ifindexes: HashMap<String, u32>,
 }
 
 impl Tc {
@@ -313,14 +290,21 @@ impl Tc {
             sock,
             seq: 0,
             buf: vec![0u8; 16384],
+            ifindexes: HashMap::new(),
         })
     }
 
-    /// Index of `ifname` in the calling thread's namespace.
-    pub fn ifindex(ifname: &str) -> Result<u32, QosError> {
-        nix::net::if_::if_nametoindex(ifname).map_err(|_| QosError::NoInterface {
+    /// Index of `ifname`, looked up once in the calling thread's namespace
+    /// (substrate interfaces live as long as the node).
+    fn ifindex(&mut self, ifname: &str) -> Result<u32, QosError> {
+        if let Some(i) = self.ifindexes.get(ifname) {
+            return Ok(*i);
+        }
+        let i = nix::net::if_::if_nametoindex(ifname).map_err(|_| QosError::NoInterface {
             ifname: ifname.to_string(),
-        })
+        })?;
+        self.ifindexes.insert(ifname.to_string(), i);
+        Ok(i)
     }
 
     fn request(
@@ -375,7 +359,7 @@ impl Tc {
     /// Shapes `ifname` to `capacity_bps`: root HTB, the capacity class and
     /// the best-effort class.
     pub fn shape(&mut self, ifname: &str, capacity_bps: u64) -> Result<(), QosError> {
-        let i = Self::ifindex(ifname)?;
+        let i = self.ifindex(ifname)?;
         self.request(root_qdisc(i), true, "root HTB qdisc 1:", ifname)?;
         self.request(
             class(i, TOP_MINOR, 0, capacity_bps, capacity_bps),
@@ -401,7 +385,7 @@ impl Tc {
         rate_bps: u64,
         c: &Classifier,
     ) -> Result<(), QosError> {
-        let i = Self::ifindex(ifname)?;
+        let i = self.ifindex(ifname)?;
         self.request(
             class(i, minor, TOP_MINOR, rate_bps, rate_bps),
             true,
@@ -422,7 +406,7 @@ impl Tc {
 
     /// Changes the rate of class `1:minor`.
     pub fn change(&mut self, ifname: &str, minor: u16, rate_bps: u64) -> Result<(), QosError> {
-        let i = Self::ifindex(ifname)?;
+        let i = self.ifindex(ifname)?;
         self.request(
             class(i, minor, TOP_MINOR, rate_bps, rate_bps),
             false,
@@ -433,7 +417,7 @@ impl Tc {
 
     /// Removes the filter and class `1:minor`.
     pub fn del(&mut self, ifname: &str, minor: u16) -> Result<(), QosError> {
-        let i = Self::ifindex(ifname)?;
+        let i = self.ifindex(ifname)?;
         let f = self.request(
             del_filter(i, minor),
             false,

@@ -430,18 +430,18 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
 
     // Capacities become real: each end of each link is shaped to the
     // link's capacity, so the bottleneck is the topology's, not the veth's.
-    for l in &topo.links {
-        for e in [&l.a, &l.b] {
-            with_netns(&files[&e.node], || {
-                crate::qos::Tc::open().and_then(|mut tc| tc.shape(&e.ifname, l.capacity_bps))
-            })?
-            .with_context(|| {
-                format!(
-                    "shaping {}:{} to {} bit/s",
-                    e.node, e.ifname, l.capacity_bps
-                )
-            })?;
-        }
+    // One netlink socket per router, opened inside its namespace.
+    for n in &topo.nodes {
+        with_netns(&files[&n.name], || -> Result<()> {
+            let mut tc = crate::qos::Tc::open()
+                .with_context(|| format!("netlink socket for shaping on {}", n.name))?;
+            for (me, _, capacity) in topo.links_of(&n.name) {
+                tc.shape(&me.ifname, capacity).with_context(|| {
+                    format!("shaping {}:{} to {capacity} bit/s", n.name, me.ifname)
+                })?;
+            }
+            Ok(())
+        })??;
     }
     t.mark("link shaping (HTB)", &mut since);
 

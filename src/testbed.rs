@@ -187,18 +187,16 @@ impl Testbed {
         let name = self.topo.name.clone();
         let run = Path::new(substrate::RUN_DIR).join(&name);
         let console = run.join("console");
-        let default_kernel = crate::qemu::default_kernel();
-        let first_kernel = match qemu[0].1.kernel.clone() {
-            Some(k) => k,
-            None => default_kernel.as_ref().map_err(|e| anyhow!("{e}"))?.clone(),
-        };
-        let accel = crate::qemu::accel(&first_kernel, Duration::from_secs(3))?;
+        let kernels = qemu
+            .iter()
+            .map(|(_, q)| match &q.kernel {
+                Some(k) => Ok(k.clone()),
+                None => crate::qemu::default_kernel(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let accel = crate::qemu::accel(&kernels[0], Duration::from_secs(3))?;
         std::fs::write(run.join("accel"), format!("{} ({})", accel.name, accel.why)).ok();
-        for (v, q) in &qemu {
-            let kernel = match &q.kernel {
-                Some(k) => k.clone(),
-                None => default_kernel.as_ref().map_err(|e| anyhow!("{e}"))?.clone(),
-            };
+        for ((v, q), kernel) in qemu.iter().zip(kernels) {
             let initrd = match &q.disk {
                 Some(_) => None,
                 None => Some(crate::qemu::initramfs(

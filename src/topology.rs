@@ -958,7 +958,7 @@ impl Topology {
         }
         let mut dist: HashMap<&str, (usize, &str)> = HashMap::new();
         dist.insert(node, (0, node));
-        let mut queue = std::collections::VecDeque::from([node]);
+        let mut queue = VecDeque::from([node]);
         while let Some(cur) = queue.pop_front() {
             let (d, first) = dist[cur];
             for &n in adj.get(cur).map(Vec::as_slice).unwrap_or_default() {
@@ -972,6 +972,11 @@ impl Topology {
             .links_of(node)
             .map(|(me, _, _)| (network(me.addr, me.prefix_len), me.prefix_len))
             .collect();
+        // Neighbour -> (our end, its end) of the first link between us.
+        let mut towards: HashMap<&str, (&Endpoint, &Endpoint)> = HashMap::new();
+        for (me, other, _) in self.links_of(node) {
+            towards.entry(other.node.as_str()).or_insert((me, other));
+        }
         let mut seen = HashSet::new();
         // (via, ifname) -> destination prefixes
         let mut groups: BTreeMap<(Ipv4Addr, String), Vec<(u32, u8)>> = BTreeMap::new();
@@ -993,7 +998,7 @@ impl Topology {
                 (None, Some(b)) => b.1,
                 (None, None) => continue,
             };
-            let Some((me, other, _)) = self.links_of(node).find(|(_, o, _)| o.node == next) else {
+            let Some(&(me, other)) = towards.get(next) else {
                 continue;
             };
             groups

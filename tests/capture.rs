@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use vlsp::api::{Reply, Request};
+use vlsp::api::Reply;
 use vlsp::pcap::{Capture, gist_events, label, wire_periods, write_pcaps};
 use vlsp::testbed::{Options, Testbed};
 
@@ -22,27 +22,13 @@ fn capture_shows_the_papers_sequence() {
     let nodes: Vec<String> = ["tb1", "tb2", "tb3", "tb4"].map(String::from).to_vec();
     let cap = Capture::start(&name, &nodes).unwrap();
     let mut c = tb.client("tb1").unwrap();
-    let Reply::LinkUp { vlink } = c
-        .call(&Request::Setup {
-            from: "VM1".into(),
-            to: "VM2".into(),
-            rate_bps: 1_000_000,
-            bidirectional: false,
-            backend: None,
-            authenticate: true,
-        })
-        .unwrap()
-    else {
+    let Reply::LinkUp { vlink } = c.call(&setup_request("VM1", "VM2", 1_000_000)).unwrap() else {
         panic!()
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
     let (frames, off) = cap.stop().unwrap();
     let ev = gist_events(&frames);
-    let sid: [u8; 16] = (0..16)
-        .map(|i| u8::from_str_radix(&vlink.session[2 * i..2 * i + 2], 16).unwrap())
-        .collect::<Vec<u8>>()
-        .try_into()
-        .unwrap();
+    let sid = vlink.sid().unwrap();
     // Sent messages of this session, in time order: what each node put on the wire.
     let sent: Vec<String> = ev
         .iter()

@@ -69,17 +69,7 @@ fn qemu_guests_ping_over_the_virtual_link_and_leave_nothing() {
     assert_ne!(code, 0, "no virtual link yet, yet VM2 answered: {out}");
 
     let mut c = tb.client("tb1").unwrap();
-    let Reply::LinkUp { vlink } = c
-        .call(&Request::Setup {
-            from: "VM1".into(),
-            to: "VM2".into(),
-            rate_bps: 10_000_000,
-            bidirectional: false,
-            backend: None,
-            authenticate: true,
-        })
-        .unwrap()
-    else {
+    let Reply::LinkUp { vlink } = c.call(&setup_request("VM1", "VM2", 10_000_000)).unwrap() else {
         panic!()
     };
     let (out, code) = vm1

@@ -10,17 +10,6 @@ use std::time::Duration;
 use vlsp::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 
-fn setup(from: &str, to: &str, rate: u64) -> Request {
-    Request::Setup {
-        from: from.into(),
-        to: to.into(),
-        rate_bps: rate,
-        bidirectional: false,
-        backend: None,
-        authenticate: true,
-    }
-}
-
 #[test]
 fn classes_follow_the_reservation_on_every_hop() {
     if !root_or_skip("classes_follow_the_reservation") {
@@ -47,7 +36,7 @@ fn classes_follow_the_reservation_on_every_hop() {
         assert!(q.contains("qdisc htb 1: root"), "{n}: {q}");
     }
     let mut c = tb.client("tb1").unwrap();
-    let Reply::LinkUp { vlink } = c.call(&setup("VM1", "VM2", 5_000_000)).unwrap() else {
+    let Reply::LinkUp { vlink } = c.call(&setup_request("VM1", "VM2", 5_000_000)).unwrap() else {
         panic!()
     };
     // The QNI and both QNEs reserve downstream; the QNR has no egress hop.
@@ -80,7 +69,7 @@ fn classes_follow_the_reservation_on_every_hop() {
 
     // Refresh timeout: the QNI stops (its own classes go with it), the
     // QNEs hear no more refreshes and drop theirs after the lifetime.
-    let Reply::LinkUp { .. } = c.call(&setup("VM1", "VM2", 5_000_000)).unwrap() else {
+    let Reply::LinkUp { .. } = c.call(&setup_request("VM1", "VM2", 5_000_000)).unwrap() else {
         panic!()
     };
     for n in ["tb1", "tb2", "tb3"] {
@@ -135,8 +124,12 @@ fn concurrent_requests_admit_exactly_what_fits_100_times() {
                 .map(|i| {
                     let mut c = tb.client("tb1").unwrap();
                     s.spawn(move || {
-                        c.call(&setup(&format!("A{i}"), &format!("B{i}"), 5_000_000))
-                            .unwrap()
+                        c.call(&setup_request(
+                            &format!("A{i}"),
+                            &format!("B{i}"),
+                            5_000_000,
+                        ))
+                        .unwrap()
                     })
                 })
                 .collect();
@@ -235,14 +228,7 @@ fn bidirectional_link_reserves_both_directions_on_every_hop() {
     let tb = Testbed::up(t, &Options::default()).unwrap();
     let mut c = tb.client("tb1").unwrap();
     let Reply::LinkUp { vlink } = c
-        .call(&Request::Setup {
-            from: "VM1".into(),
-            to: "VM2".into(),
-            rate_bps: 3_000_000,
-            bidirectional: true,
-            backend: None,
-            authenticate: true,
-        })
+        .call(&setup_request_with("VM1", "VM2", 3_000_000, true, None))
         .unwrap()
     else {
         panic!()

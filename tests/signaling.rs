@@ -240,14 +240,13 @@ fn a_request_can_choose_the_script_backend() {
     let tb = Testbed::up(t, &Options::default()).unwrap();
     let mut c = tb.client("tb1").unwrap();
     let reply = c
-        .call(&Request::Setup {
-            from: "VM1".into(),
-            to: "VM2".into(),
-            rate_bps: 1_000_000,
-            bidirectional: false,
-            backend: Some(vlsp::vlink::Backend::Script),
-            authenticate: true,
-        })
+        .call(&setup_request_with(
+            "VM1",
+            "VM2",
+            1_000_000,
+            false,
+            Some(vlsp::vlink::Backend::Script),
+        ))
         .unwrap();
     let Reply::LinkUp { vlink } = reply else {
         panic!("{reply:?}")

@@ -495,12 +495,7 @@ impl NslpActor {
             rate_bps: rate,
             session: hex(sid),
             tunnel: self.cfg.tunnel.to_string(),
-            backend: self
-                .backends
-                .get(sid)
-                .copied()
-                .unwrap_or(self.cfg.backend)
-                .to_string(),
+            backend: self.backend_of(sid),
             state: "up".into(),
         }
     }

@@ -4,7 +4,32 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use vlsp::api::Request;
 use vlsp::topology::Topology;
+
+/// A signed setup request from `from` to `to` (one direction, the
+/// topology's backend).
+pub fn setup_request(from: &str, to: &str, rate_bps: u64) -> Request {
+    setup_request_with(from, to, rate_bps, false, None)
+}
+
+/// A signed setup request with the direction and backend chosen.
+pub fn setup_request_with(
+    from: &str,
+    to: &str,
+    rate_bps: u64,
+    bidirectional: bool,
+    backend: Option<vlsp::vlink::Backend>,
+) -> Request {
+    Request::Setup {
+        from: from.into(),
+        to: to.into(),
+        rate_bps,
+        bidirectional,
+        backend,
+        authenticate: true,
+    }
+}
 
 /// True when the test may touch the kernel; prints why it skips otherwise.
 pub fn root_or_skip(test: &str) -> bool {
