@@ -575,6 +575,17 @@ pub fn exec(topo: &str, node: &str, cmd: &[String]) -> Result<std::process::Exit
         .ok_or_else(|| anyhow!("no command given after --"))?;
     let path = ns_path(&ns_name(topo, node));
     if !path.exists() {
+        let console = Path::new(RUN_DIR)
+            .join(topo)
+            .join("console")
+            .join(format!("{node}.console.sock"));
+        if console.exists() {
+            bail!(
+                "{node} in {topo} is a QEMU guest, not a namespace: drive it over its serial console {} (e.g. `socat - UNIX-CONNECT:{}`)",
+                console.display(),
+                console.display()
+            );
+        }
         bail!("no namespace for {node} in {topo}: is the topology up (`vlsp status`)?");
     }
     let prog = prog.clone();
