@@ -4,11 +4,11 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
-use vlsp::bench::{default_transform, sample_keyring, sample_reserve_pdu};
-use vlsp::gist::wire::{Body, GistPdu};
-use vlsp::profile::Profile;
-use vlsp::qos_nslp::wire::NslpMessage;
-use vlsp::session_auth::{Timestamp, VerifyPolicy, sign_pdu, verify_pdu};
+use vlsp::wire::auth::{Timestamp, VerifyPolicy, sign_pdu, verify_pdu};
+use vlsp::wire::fixtures::{default_transform, sample_keyring, sample_reserve_pdu};
+use vlsp::wire::gist::{Body, GistPdu};
+use vlsp::wire::nslp::NslpMessage;
+use vlsp::wire::profile::Profile;
 
 fn bench(c: &mut Criterion) {
     for profile in [Profile::Rfc, Profile::NsisKa] {

@@ -3,10 +3,10 @@
 //! `cargo run --example fuzz_seeds`
 
 use std::path::Path;
-use vlsp::bench::{default_transform, sample_keyring, sample_reserve_pdu};
-use vlsp::gist::wire::{Body, GistPdu};
-use vlsp::profile::Profile;
-use vlsp::session_auth::{Timestamp, sign_pdu};
+use vlsp::wire::auth::{Timestamp, sign_pdu};
+use vlsp::wire::fixtures::{default_transform, sample_keyring, sample_reserve_pdu};
+use vlsp::wire::gist::{Body, GistPdu};
+use vlsp::wire::profile::Profile;
 
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
@@ -32,7 +32,7 @@ fn main() -> std::io::Result<()> {
             std::fs::write(root.join(dir).join(format!("reserve-{tag}")), bytes)?;
         }
         // The authorization objects alone.
-        let m = vlsp::qos_nslp::wire::NslpMessage::decode(nslp_data, profile).expect("valid");
+        let m = vlsp::wire::nslp::NslpMessage::decode(nslp_data, profile).expect("valid");
         std::fs::create_dir_all(root.join("session_auth_decode"))?;
         for (i, a) in m.session_auths().enumerate() {
             std::fs::write(

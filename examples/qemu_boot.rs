@@ -1,7 +1,7 @@
 //! Boots one busybox guest (no network) with the accelerator the KVM probe
 //! picks and prints the boot time: `cargo run --release --example qemu_boot`.
 use std::time::Duration;
-use vlsp::qemu::{Guest, GuestSpec, accel, cache_dir, default_kernel, initramfs};
+use vlsp::kernel::qemu::{Guest, GuestSpec, accel, cache_dir, default_kernel, initramfs};
 
 fn main() -> anyhow::Result<()> {
     let kernel = default_kernel()?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::time::Instant;
-use vlsp::substrate;
+use vlsp::kernel::substrate;
 use vlsp::topology::{Topology, generate_chain};
 
 fn main() -> anyhow::Result<()> {

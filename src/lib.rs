@@ -1,30 +1,27 @@
 //! vlsp: a testbed for the Virtual Link Setup Protocol, an authenticated QoS NSLP
 //! extension carried by GIST, on a real multi-provider Linux substrate.
+//!
+//! Layers, bottom up; a layer imports only the layers below it
+//! (`tests/architecture.rs` keeps it so):
+//!
+//! | layer | holds |
+//! |---|---|
+//! | `model` | shared plain types: rates, ports, tunnel kinds, run paths, measurement points |
+//! | `wire` | pure bytes: TLV, GIST, QoS NSLP, QSPEC, VLSP, session authorization |
+//! | `proto` | sans-IO machines: GIST, QoS NSLP, resource management |
+//! | `topology` | topology files: parse, validate, routes, generate |
+//! | `kernel` | namespaces, links, tc, tunnels, sockets, QEMU, capture, traffic |
+//! | `node` | a signaling node: its configuration, API types, actors |
+//! | `testbed` | a running topology: substrate, nodes, guests |
+//! | `experiment` | experiment files, runs, statistics, reports, figures |
+//! | `cli` | the `vlsp` command line |
 
-pub mod api;
-pub mod bench;
+pub mod cli;
 pub mod experiment;
-pub mod gist;
-pub mod graph;
-pub mod measure;
+pub mod kernel;
+pub mod model;
 pub mod node;
-pub mod pcap;
-pub mod periods;
-pub mod plot;
-pub mod profile;
-pub mod qemu;
-pub mod qos;
-pub mod qos_experiment;
-pub mod qos_nslp;
-pub mod qspec;
-pub mod rmf;
-pub mod session_auth;
-pub mod stats;
-pub mod substrate;
+pub mod proto;
 pub mod testbed;
-pub mod tlv;
 pub mod topology;
-pub mod traffic;
-pub mod transport;
-pub mod vlink;
-pub mod vlsp;
+pub mod wire;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use vlsp::api::Reply;
-use vlsp::pcap::{Capture, gist_events, label, wire_periods, write_pcaps};
+use vlsp::kernel::capture::{Capture, gist_events, label, wire_periods, write_pcaps};
+use vlsp::node::api::Reply;
 use vlsp::testbed::{Options, Testbed};
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use vlsp::api::{Reply, Request};
+use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 
 fn qemu_pids() -> Vec<String> {
@@ -27,7 +27,7 @@ fn qemu_guests_ping_over_the_virtual_link_and_leave_nothing() {
     if !root_or_skip("qemu_guests") {
         return;
     }
-    if std::process::Command::new(vlsp::qemu::QEMU)
+    if std::process::Command::new(vlsp::kernel::qemu::QEMU)
         .arg("--version")
         .output()
         .is_err()
@@ -36,7 +36,10 @@ fn qemu_guests_ping_over_the_virtual_link_and_leave_nothing() {
             std::env::var_os("CI").is_none(),
             "CI must install qemu-system-x86 (see .ci/install)"
         );
-        eprintln!("skipping qemu_guests: {} not installed", vlsp::qemu::QEMU);
+        eprintln!(
+            "skipping qemu_guests: {} not installed",
+            vlsp::kernel::qemu::QEMU
+        );
         return;
     }
     let before = qemu_pids();
@@ -57,7 +60,7 @@ fn qemu_guests_ping_over_the_virtual_link_and_leave_nothing() {
             .any(|n| n.ends_with("-VM1") || n.ends_with("-VM2"))
     );
     let tb1 = ns_output(
-        &vlsp::substrate::ns_name(&name, "tb1"),
+        &vlsp::kernel::substrate::ns_name(&name, "tb1"),
         "ip -br link show master br0",
     );
     assert!(tb1.contains("vq0"), "VM1's tap on br0: {tb1}");

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use vlsp::api::{Reply, Request};
+use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 
 #[test]
@@ -30,7 +30,7 @@ fn classes_follow_the_reservation_on_every_hop() {
     // Every substrate link is shaped: a root HTB on both ends.
     for n in ["tb1", "tb2", "tb3", "tb4"] {
         let q = ns_output(
-            &vlsp::substrate::ns_name(&name, n),
+            &vlsp::kernel::substrate::ns_name(&name, n),
             "for d in $(ls /sys/class/net); do tc qdisc show dev $d; done",
         );
         assert!(q.contains("qdisc htb 1: root"), "{n}: {q}");
@@ -45,7 +45,7 @@ fn classes_follow_the_reservation_on_every_hop() {
     }
     assert_eq!(reservations(&name, "tb4"), (0, 0));
     let class = ns_output(
-        &vlsp::substrate::ns_name(&name, "tb2"),
+        &vlsp::kernel::substrate::ns_name(&name, "tb2"),
         "tc class show dev eth1",
     );
     assert!(
@@ -182,7 +182,7 @@ fn reserved_link_keeps_its_rate_under_a_flood() {
     let _guard = Down(name.clone());
     let rate = 5_000_000;
     let secs = Duration::from_secs(5);
-    let on = vlsp::qos_experiment::run(
+    let on = vlsp::experiment::qos_isolation::run(
         t.clone(),
         &Options::default(),
         "reservation",
@@ -191,7 +191,7 @@ fn reserved_link_keeps_its_rate_under_a_flood() {
         secs,
     )
     .unwrap();
-    let off = vlsp::qos_experiment::run(
+    let off = vlsp::experiment::qos_isolation::run(
         t,
         &Options {
             no_qos: true,
@@ -204,8 +204,11 @@ fn reserved_link_keeps_its_rate_under_a_flood() {
     )
     .unwrap();
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
-    let share_on = mean(vlsp::qos_experiment::shares(&on, "reservation"));
-    let share_off = mean(vlsp::qos_experiment::shares(&off, "no-reservation"));
+    let share_on = mean(vlsp::experiment::qos_isolation::shares(&on, "reservation"));
+    let share_off = mean(vlsp::experiment::qos_isolation::shares(
+        &off,
+        "no-reservation",
+    ));
     eprintln!(
         "share of R under flood: {share_on:.1}% with the reservation, {share_off:.1}% without"
     );
@@ -247,7 +250,7 @@ fn bidirectional_link_reserves_both_directions_on_every_hop() {
     }
     // The reverse class sits on the interface towards tb1.
     let rev = ns_output(
-        &vlsp::substrate::ns_name(&name, "tb4"),
+        &vlsp::kernel::substrate::ns_name(&name, "tb4"),
         "tc class show dev eth0",
     );
     assert!(rev.contains("rate 3Mbit ceil 3Mbit"), "{rev}");

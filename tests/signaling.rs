@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use vlsp::api::{Reply, Request};
+use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 
 fn setup_req(rate: u64, auth: bool) -> Request {
@@ -40,7 +40,8 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
     let vm2 = Ipv4Addr::new(10, 10, 0, 2);
     // Before the link: VM1 cannot reach VM2.
     assert!(
-        vlsp::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_millis(300)).is_err()
+        vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_millis(300))
+            .is_err()
     );
 
     let mut c = tb.client("tb1").unwrap();
@@ -53,9 +54,10 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
         assert_eq!(links(&tb, n), 1, "{n} holds the session");
     }
     // Frames from VM1 arrive in VM2 and back.
-    let rtt = vlsp::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(3)).unwrap();
+    let rtt = vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(3))
+        .unwrap();
     eprintln!("VM1 -> VM2 over the virtual link: {rtt:?}");
-    vlsp::substrate::udp_ping(
+    vlsp::kernel::substrate::udp_ping(
         &name,
         "VM2",
         "VM1",
@@ -81,7 +83,8 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
         assert_eq!(links(&tb, n), 0, "{n} is clean");
     }
     assert!(
-        vlsp::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_millis(300)).is_err()
+        vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_millis(300))
+            .is_err()
     );
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
@@ -210,7 +213,7 @@ fn setup_and_teardown_through_a_plain_router() {
     };
     // a2 intercepted the Query that `plain` forwarded; it holds the session.
     assert_eq!(links(&tb, "a2"), 1);
-    vlsp::substrate::udp_ping(
+    vlsp::kernel::substrate::udp_ping(
         &name,
         "VM1",
         "VM2",
@@ -245,7 +248,7 @@ fn a_request_can_choose_the_script_backend() {
             "VM2",
             1_000_000,
             false,
-            Some(vlsp::vlink::Backend::Script),
+            Some(vlsp::model::tunnel::Backend::Script),
         ))
         .unwrap();
     let Reply::LinkUp { vlink } = reply else {
@@ -254,11 +257,11 @@ fn a_request_can_choose_the_script_backend() {
     assert_eq!(vlink.backend, "script");
 
     // tb1's tunnel end came from the paper-style shell script.
-    let script = std::path::Path::new(vlsp::substrate::RUN_DIR)
+    let script = std::path::Path::new(vlsp::model::paths::RUN_DIR)
         .join(&name)
         .join("scripts/tb1/vlink-up.sh");
     assert!(script.exists(), "{}", script.display());
-    vlsp::substrate::udp_ping(
+    vlsp::kernel::substrate::udp_ping(
         &name,
         "VM1",
         "VM2",
@@ -276,7 +279,10 @@ fn a_request_can_choose_the_script_backend() {
         assert_eq!(links(&tb, n), 0);
     }
     // The script removed the device itself.
-    let devs = ns_output(&vlsp::substrate::ns_name(&name, "tb1"), "ip -br link");
+    let devs = ns_output(
+        &vlsp::kernel::substrate::ns_name(&name, "tb1"),
+        "ip -br link",
+    );
     assert!(!devs.contains("vl"), "{devs}");
     tb.down().unwrap();
 }

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use vlsp::substrate;
+use vlsp::kernel::substrate;
 
 #[tokio::test(flavor = "current_thread")]
 async fn paper_4node_up_ping_down() {

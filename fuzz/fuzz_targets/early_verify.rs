@@ -2,9 +2,9 @@
 //! leaves it verifying.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vlsp::bench::sample_keyring;
-use vlsp::profile::Profile;
-use vlsp::session_auth::{Timestamp, Transform, VerifyPolicy, sign_pdu, verify_pdu};
+use vlsp::wire::fixtures::sample_keyring;
+use vlsp::wire::profile::Profile;
+use vlsp::wire::auth::{Timestamp, Transform, VerifyPolicy, sign_pdu, verify_pdu};
 
 fuzz_target!(|data: &[u8]| {
     let keys = sample_keyring(Transform::HmacSha256_128);

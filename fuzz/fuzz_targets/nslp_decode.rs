@@ -1,10 +1,10 @@
 //! QoS NSLP messages, QSPEC and the VLSP object, in both profiles.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vlsp::profile::Profile;
-use vlsp::qos_nslp::wire::NslpMessage;
-use vlsp::qspec::Qspec;
-use vlsp::vlsp::VlspObject;
+use vlsp::wire::profile::Profile;
+use vlsp::wire::nslp::NslpMessage;
+use vlsp::wire::qspec::Qspec;
+use vlsp::wire::vlsp::VlspObject;
 
 fuzz_target!(|data: &[u8]| {
     for p in [Profile::Rfc, Profile::NsisKa] {

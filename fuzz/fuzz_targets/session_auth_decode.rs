@@ -1,8 +1,8 @@
 //! Session Authorization objects in both profiles.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vlsp::profile::Profile;
-use vlsp::session_auth::SessionAuthObject;
+use vlsp::wire::profile::Profile;
+use vlsp::wire::auth::SessionAuthObject;
 
 fuzz_target!(|data: &[u8]| {
     for p in [Profile::Rfc, Profile::NsisKa] {

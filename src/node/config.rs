@@ -5,11 +5,12 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::gist::machine::{self as gm, Flow};
-use crate::profile::Profile;
-use crate::qos_nslp::machine::{self as nm, SetupRequest};
-use crate::vlink::{Backend, TunnelEnd, TunnelKind};
-use crate::vlsp::VlspObject;
+use crate::kernel::tunnel::TunnelEnd;
+use crate::model::tunnel::{Backend, TunnelKind};
+use crate::proto::gist::machine::{self as gm, Flow};
+use crate::proto::nslp::{self as nm, SetupRequest};
+use crate::wire::profile::Profile;
+use crate::wire::vlsp::VlspObject;
 
 /// A substrate interface of the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +77,11 @@ pub struct NodeConfig {
     /// Keys this node signs with: its own provider's, and those of every
     /// provider on the paths of links it may initiate (the credentials the
     /// requesting VNP holds with each InP).
-    pub sign_keys: crate::session_auth::KeyRing,
+    pub sign_keys: crate::wire::auth::KeyRing,
     /// Keys it checks authorization objects with (the same set: a node
     /// checks the answers to its own requests too).
-    pub verify_keys: crate::session_auth::KeyRing,
-    pub verify_policy: crate::session_auth::VerifyPolicy,
+    pub verify_keys: crate::wire::auth::KeyRing,
+    pub verify_policy: crate::wire::auth::VerifyPolicy,
     /// Per far-end address: one signer per provider on the path to it.
     pub signers: std::collections::HashMap<Ipv4Addr, Vec<Signer>>,
     /// Signer for answers (RESPONSE): this node's own provider.
@@ -102,7 +103,7 @@ pub struct Signer {
     pub provider: String,
     pub entity: String,
     pub key_id: u32,
-    pub transform: crate::session_auth::Transform,
+    pub transform: crate::wire::auth::Transform,
 }
 
 impl NodeConfig {
@@ -217,7 +218,7 @@ impl NodeConfig {
             src_vif: src.vif_id,
             dst_vif: dst.vif_id,
             vlink_id,
-            tunnel_type: crate::vlsp::TunnelType::from_kind(self.tunnel),
+            tunnel_type: crate::wire::vlsp::TunnelType::from_kind(self.tunnel),
         };
         Ok(SetupRequest {
             req_id,
@@ -231,7 +232,10 @@ impl NodeConfig {
             rate_bps,
             egress_link,
             authenticate,
-            qspec: crate::qspec::Qspec::bandwidth_request(rate_bps as f32 / 8.0, self.profile),
+            qspec: crate::wire::qspec::Qspec::bandwidth_request(
+                rate_bps as f32 / 8.0,
+                self.profile,
+            ),
             bidirectional,
         })
     }
@@ -284,8 +288,11 @@ impl NodeConfig {
         }
     }
 
-    pub fn ledger(&self, enforcer: Box<dyn crate::rmf::Enforcer>) -> crate::rmf::Ledger {
-        let mut l = crate::rmf::Ledger::with_enforcer(enforcer);
+    pub fn ledger(
+        &self,
+        enforcer: Box<dyn crate::proto::rmf::Enforcer>,
+    ) -> crate::proto::rmf::Ledger {
+        let mut l = crate::proto::rmf::Ledger::with_enforcer(enforcer);
         for link in &self.links {
             l.add_link(&link.ifname, link.capacity_bps);
         }
@@ -305,10 +312,10 @@ impl NodeConfig {
         &self,
         flow: &Flow,
         dir: gm::Direction,
-        msg: &crate::qos_nslp::wire::NslpMessage,
+        msg: &crate::wire::nslp::NslpMessage,
     ) -> Vec<Vec<u8>> {
-        use crate::session_auth::{AuthEntity, SessionAuthObject, Timestamp};
-        let vt = crate::vlsp::vlsp_type(self.profile);
+        use crate::wire::auth::{AuthEntity, SessionAuthObject, Timestamp};
+        let vt = crate::wire::vlsp::vlsp_type(self.profile);
         let mut listed: Vec<u16> = msg
             .objects
             .iter()
@@ -346,7 +353,7 @@ impl NodeConfig {
 
     /// Everything node `name` of `topo` needs.
     pub fn from_topology(topo: &crate::topology::Topology, name: &str) -> anyhow::Result<Self> {
-        use crate::session_auth::{KeyRing, VerifyPolicy};
+        use crate::wire::auth::{KeyRing, VerifyPolicy};
         let node = topo
             .node(name)
             .ok_or_else(|| anyhow::anyhow!("no node {name} in topology {}", topo.name))?;
@@ -402,12 +409,14 @@ impl NodeConfig {
                 bridge: v.bridge.clone(),
             })
             .collect();
-        let run = std::path::Path::new(crate::substrate::RUN_DIR).join(&topo.name);
+        let run = std::path::Path::new(crate::model::paths::RUN_DIR).join(&topo.name);
         Ok(Self {
             topology: topo.name.clone(),
             name: name.to_string(),
-            netns: crate::substrate::ns_path(&crate::substrate::ns_name(&topo.name, name)),
-            api_socket: crate::api::socket_path(&topo.name, name),
+            netns: crate::kernel::substrate::ns_path(&crate::kernel::substrate::ns_name(
+                &topo.name, name,
+            )),
+            api_socket: crate::node::api::socket_path(&topo.name, name),
             script_dir: run.join("scripts").join(name),
             profile: topo.profile,
             backend: topo.backend,

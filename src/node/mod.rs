@@ -2,6 +2,7 @@
 //! (one thread per node, inside the node's namespace) that run the
 //! signaling on real sockets.
 
+pub mod api;
 pub mod config;
 pub mod runtime;
 

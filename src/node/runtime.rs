@@ -28,13 +28,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{self, Reply, Request};
-use crate::gist::machine::{self as gm, Direction, Flow, Gist, Sid};
-use crate::measure::{PointKind, Recorder};
+use crate::kernel::sockets::{GistSockets, Incoming};
+use crate::kernel::tunnel::{TunnelEnd, Tunnels};
+use crate::model::measure::{PointKind, Recorder};
+use crate::node::api::{self, Reply, Request};
 use crate::node::config::NodeConfig;
-use crate::qos_nslp::machine::{Action, AuthVerdict, Nslp, RecvContext};
-use crate::transport::{GistSockets, Incoming};
-use crate::vlink::{TunnelEnd, Tunnels};
+use crate::proto::gist::machine::{self as gm, Direction, Flow, Gist, Sid};
+use crate::proto::nslp::{Action, AuthVerdict, Nslp, RecvContext};
 
 /// The measurement point of an NSLP message leaving (or arriving) in a
 /// GIST Data: its first byte is the QoS NSLP message type.
@@ -132,14 +132,11 @@ impl GistActor {
                 _ => None,
             };
             let sid = t.msg.sid();
-            let mut bytes = crate::gist::codec::encode(&t.msg);
+            let mut bytes = crate::proto::gist::codec::encode(&t.msg);
             if t.sign {
                 self.rec.mark(sid, PointKind::HmacSignStart);
-                let r = crate::session_auth::sign_pdu(
-                    &mut bytes,
-                    self.cfg.profile,
-                    &self.cfg.sign_keys,
-                );
+                let r =
+                    crate::wire::auth::sign_pdu(&mut bytes, self.cfg.profile, &self.cfg.sign_keys);
                 self.rec.mark(sid, PointKind::HmacSignDone);
                 if let Err(e) = r {
                     tracing::warn!(node = %self.cfg.name, "signing failed: {e}");
@@ -190,11 +187,11 @@ impl Actor for GistActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let sockets = self.sockets.clone();
         let me = ctx.address();
-        let nslpid = crate::gist::wire::NSLPID_QOS;
+        let nslpid = crate::wire::gist::NSLPID_QOS;
         actix::spawn(async move {
             loop {
                 match sockets
-                    .recv(|p| crate::gist::codec::is_gist_for(p, nslpid))
+                    .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
                     .await
                 {
                     Ok(inc) => {
@@ -220,14 +217,15 @@ impl Handler<Datagram> for GistActor {
         let inc_ns = inc.at_ns;
         // Early verification (paper §IV-B): a Data PDU whose flow ends (or,
         // upstream, starts) here is checked on the raw bytes, before parsing.
-        let verdict = match crate::gist::codec::auth_relevant(&inc.payload, &self.cfg.addrs) {
+        let verdict = match crate::proto::gist::codec::auth_relevant(&inc.payload, &self.cfg.addrs)
+        {
             Some(sid) => {
                 self.rec.mark(sid, PointKind::HmacVerifyStart);
-                let v = crate::session_auth::verify_pdu(
+                let v = crate::wire::auth::verify_pdu(
                     &inc.payload,
                     self.cfg.profile,
                     &self.cfg.verify_keys,
-                    crate::session_auth::Timestamp::now(),
+                    crate::wire::auth::Timestamp::now(),
                     &self.cfg.verify_policy,
                 );
                 self.rec.mark(sid, PointKind::HmacVerifyDone);
@@ -236,7 +234,7 @@ impl Handler<Datagram> for GistActor {
                         entity: ok.entity.to_string(),
                         key_id: ok.key_id,
                     },
-                    Err(crate::session_auth::AuthError::Unsigned) => AuthVerdict::Unsigned,
+                    Err(crate::wire::auth::AuthError::Unsigned) => AuthVerdict::Unsigned,
                     Err(e) => {
                         *self.refused.entry(e.reason().to_string()).or_insert(0) += 1;
                         AuthVerdict::Failed {
@@ -248,13 +246,13 @@ impl Handler<Datagram> for GistActor {
             }
             None => AuthVerdict::NotChecked,
         };
-        let msg = match crate::gist::codec::decode(&inc.payload) {
+        let msg = match crate::proto::gist::codec::decode(&inc.payload) {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
                 *self.refused.entry("malformed".into()).or_insert(0) += 1;
                 tracing::debug!(node = %self.cfg.name, src = %inc.src, "bad GIST PDU: {e}");
-                if let Some(err) = crate::gist::codec::error_reply(&inc.payload, &e) {
+                if let Some(err) = crate::proto::gist::codec::error_reply(&inc.payload, &e) {
                     let _ = self.sockets.send_dmode(inc.src, &err, 64);
                 }
                 return;
@@ -334,7 +332,7 @@ pub struct NslpActor {
     rec: Recorder,
     next_req: u64,
     /// Backends chosen per request, for this node's tunnel ends (by session).
-    backends: HashMap<Sid, crate::vlink::Backend>,
+    backends: HashMap<Sid, crate::model::tunnel::Backend>,
     waiting: HashMap<u64, (oneshot::Sender<Reply>, Sid)>,
     timer: Option<SpawnHandle>,
     /// Tunnel-end operations not finished yet (incl. deferred deletions).
@@ -359,7 +357,7 @@ impl NslpActor {
                     if authenticate {
                         for obj in self.cfg.auth_objects(&flow, dir, &msg) {
                             msg.objects
-                                .push(crate::qos_nslp::wire::NslpObject::SessionAuth(obj));
+                                .push(crate::wire::nslp::NslpObject::SessionAuth(obj));
                         }
                     }
                     let bytes = msg.to_bytes(self.cfg.profile);
@@ -553,10 +551,8 @@ impl Handler<FromGist> for NslpActor {
                 peer,
                 nslp_data,
             } => {
-                let msg = match crate::qos_nslp::wire::NslpMessage::decode(
-                    &nslp_data,
-                    self.cfg.profile,
-                ) {
+                let msg = match crate::wire::nslp::NslpMessage::decode(&nslp_data, self.cfg.profile)
+                {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::debug!(node = %self.cfg.name, %peer, "bad NSLP message: {e}");
@@ -722,7 +718,7 @@ impl VlinkActor {
                     sid: w.sid,
                     err: r.err().map(|e| e.to_string()),
                 });
-                if !w.up && tunnels.backend_for(&w.end) == crate::vlink::Backend::Netlink {
+                if !w.up && tunnels.backend_for(&w.end) == crate::model::tunnel::Backend::Netlink {
                     // The device's deletion holds the kernel's RTNL lock (one
                     // for all namespaces) for an RCU grace period: the reaper
                     // thread does it, after the signaling is over.
@@ -775,7 +771,7 @@ fn start_reaper(
                 while let Ok((sid, ifname)) = rx.recv() {
                     tokio::time::sleep(DELETE_DELAY).await;
                     rec.mark(sid, PointKind::VlinkDeleteStart);
-                    if let Err(e) = crate::vlink::delete_by_name(&handle, &ifname).await {
+                    if let Err(e) = crate::kernel::tunnel::delete_by_name(&handle, &ifname).await {
                         tracing::warn!("deleting {ifname}: {e}");
                     }
                     rec.mark(sid, PointKind::VlinkDeleteDone);
@@ -824,7 +820,7 @@ fn serve_api(listener: UnixListener, nslp: Addr<NslpActor>, api: Addr<ApiActor>)
                 let (r, mut w) = stream.into_split();
                 let mut lines = BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let received_ns = crate::measure::now_ns();
+                    let received_ns = crate::model::measure::now_ns();
                     let reply = match serde_json::from_str::<Request>(&line) {
                         Err(e) => Reply::Error {
                             reason: "bad_request".into(),
@@ -908,7 +904,7 @@ pub fn spawn_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<NodeHandle> 
     let thread = std::thread::Builder::new()
         .name(format!("node-{name}"))
         .spawn(move || {
-            if let Err(e) = crate::substrate::enter(&cfg.netns) {
+            if let Err(e) = crate::kernel::substrate::enter(&cfg.netns) {
                 let _ = ready_tx.send(Err(format!(
                     "node {}: cannot enter namespace {}: {e}",
                     cfg.name,
@@ -974,13 +970,13 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     .start();
     // The enforcer's netlink socket is opened here, on the node's thread,
     // so that it lives in the node's namespace.
-    let enforcer: Box<dyn crate::rmf::Enforcer> = if cfg.qos_enforce {
+    let enforcer: Box<dyn crate::proto::rmf::Enforcer> = if cfg.qos_enforce {
         Box::new(
-            crate::qos::HtbEnforcer::open(rec.clone())
+            crate::kernel::tc::HtbEnforcer::open(rec.clone())
                 .map_err(|e| format!("node {}: QoS enforcement: {e}", cfg.name))?,
         )
     } else {
-        Box::new(crate::rmf::NoEnforcer)
+        Box::new(crate::proto::rmf::NoEnforcer)
     };
     let nslp_cfg = cfg.clone();
     let rec2 = rec.clone();

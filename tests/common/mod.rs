@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use vlsp::api::Request;
+use vlsp::node::api::Request;
 use vlsp::topology::Topology;
 
 /// A signed setup request from `from` to `to` (one direction, the
@@ -19,7 +19,7 @@ pub fn setup_request_with(
     to: &str,
     rate_bps: u64,
     bidirectional: bool,
-    backend: Option<vlsp::vlink::Backend>,
+    backend: Option<vlsp::model::tunnel::Backend>,
 ) -> Request {
     Request::Setup {
         from: from.into(),
@@ -67,7 +67,7 @@ pub struct Down(pub String);
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = vlsp::substrate::down(&self.0);
+        let _ = vlsp::kernel::substrate::down(&self.0);
     }
 }
 
@@ -96,7 +96,7 @@ pub fn ns_output(ns: &str, cmd: &str) -> String {
 /// Reservation classes (HTB classes other than the capacity and
 /// best-effort ones) and u32 filters on every interface of `node`.
 pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
-    let ns = vlsp::substrate::ns_name(topo, node);
+    let ns = vlsp::kernel::substrate::ns_name(topo, node);
     let classes = ns_output(
         &ns,
         "for d in $(ls /sys/class/net); do tc class show dev $d; done",

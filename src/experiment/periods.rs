@@ -1,0 +1,201 @@
+//! The paper's measured periods (Fig. 8) for one run, derived from the
+//! measurement points of the initiator (QNI), the responder (QNR), the
+//! forwarding nodes in between (QNEs) and the external program.
+//! See [`crate::model::measure`] for which instant each point is.
+
+use crate::model::measure::{Point, PointKind as K, period};
+use serde::{Deserialize, Serialize};
+
+/// Periods of one forwarding node (the paper reports them for tb3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HopPeriods {
+    pub node: String,
+    /// [D] GIST handshake towards the next node: Query sent → Confirm sent.
+    pub d_ns: Option<u64>,
+    /// [E] RESERVE received → RESERVE sent downstream (includes [D]).
+    pub e_ns: Option<u64>,
+    /// [F] RESPONSE received from downstream → RESPONSE sent upstream.
+    pub f_ns: Option<u64>,
+    /// Installing the reservation in the kernel (HTB class + filter).
+    pub qos_ns: Option<u64>,
+}
+
+/// Periods of one setup or teardown run, in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunPeriods {
+    /// [A] as the external program sees it: request sent → reply received.
+    pub a_ns: Option<u64>,
+    /// [A] inside the QNI: API request read → API reply written.
+    pub a_node_ns: Option<u64>,
+    /// [B] QNI: first signaling message sent → RESPONSE received.
+    pub b_ns: Option<u64>,
+    /// [C] QNR: tunnel-end setup (or removal).
+    pub c_ns: Option<u64>,
+    /// [G] QNR: RESERVE received → RESPONSE sent.
+    pub g_ns: Option<u64>,
+    /// [H] QNI: tunnel-end setup (or removal).
+    pub h_ns: Option<u64>,
+    /// QNI: GIST handshake with the first hop ([D] of the QNI).
+    pub d_qni_ns: Option<u64>,
+    /// HMAC creation on the QNI and verification on the QNR.
+    pub hmac_sign_ns: Option<u64>,
+    pub hmac_verify_ns: Option<u64>,
+    /// Deferred removal of the tunnel device after teardown, on the QNI and
+    /// the QNR (off the signaling path; reported on its own).
+    pub delete_qni_ns: Option<u64>,
+    pub delete_qnr_ns: Option<u64>,
+    /// QNI: installing the reservation in the kernel on its egress link.
+    pub qos_qni_ns: Option<u64>,
+    /// The forwarding nodes, in path order.
+    pub hops: Vec<HopPeriods>,
+}
+
+/// Which kind of run the points belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Setup,
+    Teardown,
+}
+
+/// Derives the periods of one run of session `sid` from `points` (all
+/// nodes' and the client's, for this run only). `qni` and `qnr` are the end
+/// nodes; `qnes` the forwarding NSIS nodes in path order.
+pub fn derive(
+    points: &[Point],
+    sid: &[u8; 16],
+    kind: RunKind,
+    qni: &str,
+    qnr: &str,
+    qnes: &[String],
+) -> RunPeriods {
+    let (vl_start, vl_done) = match kind {
+        RunKind::Setup => (K::VlinkUpStart, K::VlinkUpDone),
+        RunKind::Teardown => (K::VlinkDownStart, K::VlinkDownDone),
+    };
+    // [B] starts with the first signaling message: the GIST Query on setup
+    // (a new session), the tearing RESERVE on teardown (routing state exists).
+    let b_start = match kind {
+        RunKind::Setup => K::GistQuerySent,
+        RunKind::Teardown => K::ReserveSent,
+    };
+    RunPeriods {
+        a_ns: period(
+            points,
+            "client",
+            sid,
+            K::ClientRequestSent,
+            K::ClientReplyReceived,
+        ),
+        a_node_ns: period(points, qni, sid, K::ApiRequestReceived, K::ApiReplySent),
+        b_ns: period(points, qni, sid, b_start, K::ResponseReceived),
+        c_ns: period(points, qnr, sid, vl_start, vl_done),
+        g_ns: period(points, qnr, sid, K::ReserveReceived, K::ResponseSent),
+        h_ns: period(points, qni, sid, vl_start, vl_done),
+        d_qni_ns: period(points, qni, sid, K::GistQuerySent, K::GistConfirmSent),
+        hmac_sign_ns: period(points, qni, sid, K::HmacSignStart, K::HmacSignDone),
+        hmac_verify_ns: period(points, qnr, sid, K::HmacVerifyStart, K::HmacVerifyDone),
+        delete_qni_ns: period(points, qni, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        delete_qnr_ns: period(points, qnr, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        qos_qni_ns: period(points, qni, sid, K::QosInstallStart, K::QosInstallDone),
+        hops: qnes
+            .iter()
+            .map(|n| HopPeriods {
+                node: n.clone(),
+                d_ns: period(points, n, sid, K::GistQuerySent, K::GistConfirmSent),
+                e_ns: period(points, n, sid, K::ReserveReceived, K::ReserveSent),
+                f_ns: period(points, n, sid, K::ResponseReceived, K::ResponseSent),
+                qos_ns: period(points, n, sid, K::QosInstallStart, K::QosInstallDone),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn p(node: &str, at: u64, kind: K) -> Point {
+        Point {
+            at_ns: at,
+            node: Arc::from(node),
+            sid: [3; 16],
+            kind,
+        }
+    }
+
+    /// A setup on tb1..tb4 laid out like the paper's Fig. 8.
+    #[test]
+    fn setup_periods_follow_fig8() {
+        let pts = vec![
+            p("client", 0, K::ClientRequestSent),
+            p("tb1", 10, K::ApiRequestReceived),
+            p("tb1", 20, K::ReserveSent),
+            p("tb1", 21, K::GistQuerySent),
+            p("tb1", 30, K::GistConfirmSent),
+            p("tb2", 32, K::ReserveReceived),
+            p("tb2", 33, K::GistQuerySent),
+            p("tb2", 40, K::GistConfirmSent),
+            p("tb2", 41, K::ReserveSent),
+            p("tb3", 43, K::ReserveReceived),
+            p("tb3", 44, K::GistQuerySent),
+            p("tb3", 50, K::GistConfirmSent),
+            p("tb3", 51, K::ReserveSent),
+            p("tb4", 53, K::ReserveReceived),
+            p("tb4", 54, K::VlinkUpStart),
+            p("tb4", 80, K::VlinkUpDone),
+            p("tb4", 81, K::ResponseSent),
+            p("tb3", 83, K::ResponseReceived),
+            p("tb3", 84, K::ResponseSent),
+            p("tb2", 86, K::ResponseReceived),
+            p("tb2", 87, K::ResponseSent),
+            p("tb1", 89, K::ResponseReceived),
+            p("tb1", 90, K::VlinkUpStart),
+            p("tb1", 110, K::VlinkUpDone),
+            p("tb1", 111, K::ApiReplySent),
+            p("client", 115, K::ClientReplyReceived),
+        ];
+        let r = derive(
+            &pts,
+            &[3; 16],
+            RunKind::Setup,
+            "tb1",
+            "tb4",
+            &["tb2".into(), "tb3".into()],
+        );
+        assert_eq!(r.a_ns, Some(115));
+        assert_eq!(r.a_node_ns, Some(101));
+        assert_eq!(r.b_ns, Some(68));
+        assert_eq!(r.c_ns, Some(26));
+        assert_eq!(r.g_ns, Some(28));
+        assert_eq!(r.h_ns, Some(20));
+        assert_eq!(r.d_qni_ns, Some(9));
+        assert_eq!(
+            r.hops[1],
+            HopPeriods {
+                node: "tb3".into(),
+                d_ns: Some(6),
+                e_ns: Some(8),
+                f_ns: Some(1),
+                qos_ns: None,
+            }
+        );
+        // The paper's check: [A] = [B] + [H] + overhead, [B] contains [C].
+        assert!(r.a_ns.unwrap() >= r.b_ns.unwrap() + r.h_ns.unwrap());
+        assert!(r.b_ns.unwrap() > r.c_ns.unwrap());
+    }
+
+    #[test]
+    fn missing_points_give_none_not_garbage() {
+        let r = derive(
+            &[],
+            &[3; 16],
+            RunKind::Teardown,
+            "tb1",
+            "tb4",
+            &["tb2".into()],
+        );
+        assert_eq!(r.a_ns, None);
+        assert_eq!(r.hops[0].d_ns, None);
+    }
+}

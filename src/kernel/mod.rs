@@ -1,0 +1,12 @@
+//! The Linux kernel seams: namespaces and the journal, substrate links and
+//! routes, traffic control, tunnel ends, GIST sockets, QEMU guests, packet
+//! capture and the traffic generator. Everything here talks to the kernel;
+//! nothing here knows the signaling protocols' state.
+
+pub mod capture;
+pub mod qemu;
+pub mod sockets;
+pub mod substrate;
+pub mod tc;
+pub mod traffic;
+pub mod tunnel;

@@ -1,0 +1,487 @@
+//! GIST's datagram transport on a substrate node (RFC 5971 §5.3 and §5.4):
+//! one UDP socket on port 270 for D-mode messages and for sending Q-mode
+//! Queries, and one raw socket that intercepts Q-mode Queries passing
+//! through this node.
+//!
+//! Path-coupled discovery works the way the RFC intends: a Query is sent to
+//! the *flow's* destination address with the IP Router Alert option; the
+//! kernel of every forwarding node that has a raw socket with
+//! `IP_ROUTER_ALERT` hands such datagrams to that socket instead of
+//! forwarding them, and a router with no such socket (one that runs no NSIS
+//! daemon) forwards them unchanged. Datagrams the node intercepts but does not
+//! want (another NSLP, or not GIST at all) are sent on unchanged through a
+//! raw `IPPROTO_RAW` socket, so the node stays transparent to them.
+//!
+//! All sockets must be opened on the node's thread, inside its namespace:
+//! a socket keeps the namespace it was created in.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// GIST's well-known port (RFC 5971 §9; NSIS-ka uses it for Q-mode and D-mode).
+use crate::model::ports::GIST_PORT;
+/// IPv4 Router Alert option, value 0 (RFC 2113): type 0x94, length 4.
+pub const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
+const IP_ROUTER_ALERT: libc::c_int = 5;
+const MAX_DATAGRAM: usize = 65_535;
+
+/// A datagram received by the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// IP source and UDP source port.
+    pub src: SocketAddrV4,
+    /// IP destination address.
+    pub dst: Ipv4Addr,
+    /// IP TTL as received, when the kernel reported it.
+    pub ttl: Option<u8>,
+    /// True if taken off the forwarding path by the Router Alert socket.
+    pub intercepted: bool,
+    /// UDP payload (the GIST magic number and PDU).
+    pub payload: Vec<u8>,
+    /// `CLOCK_MONOTONIC` ns right after the kernel handed it over.
+    pub at_ns: u64,
+}
+
+/// The sockets of one node.
+pub struct GistSockets {
+    udp: AsyncFd<OwnedFd>,
+    ra: AsyncFd<OwnedFd>,
+    raw_out: OwnedFd,
+    local: Vec<Ipv4Addr>,
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `v` outlives the call and the length matches its type.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &v as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success we own the returned descriptor.
+    let fd =
+        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd keeps its descriptor open and unchanged for as long
+    // as the AsyncFd owns it.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = a.port().to_be();
+    sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+    sa
+}
+
+impl GistSockets {
+    /// Opens the sockets in the calling thread's namespace. `local` are the
+    /// node's substrate addresses: intercepted datagrams addressed to one of
+    /// them are left to the UDP socket, which receives them anyway.
+    /// Needs a tokio runtime (the sockets are registered with its reactor).
+    pub fn open(local: Vec<Ipv4Addr>) -> io::Result<Self> {
+        let udp = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+        let ufd = udp.as_raw_fd();
+        setsockopt_int(ufd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt_int(ufd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
+        setsockopt_int(ufd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+        let sa = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
+        // SAFETY: `sa` is a valid sockaddr_in of the given length.
+        cvt(unsafe {
+            libc::bind(
+                ufd,
+                &sa as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("bind UDP port {GIST_PORT}: {e}")))?;
+
+        let ra = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP)?;
+        setsockopt_int(ra.as_raw_fd(), libc::IPPROTO_IP, IP_ROUTER_ALERT, 1)
+            .map_err(|e| io::Error::new(e.kind(), format!("IP_ROUTER_ALERT: {e}")))?;
+        let raw_out = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+        Ok(Self {
+            udp: register(udp)?,
+            ra: register(ra)?,
+            raw_out,
+            local,
+        })
+    }
+
+    /// The node's substrate addresses.
+    pub fn local_addrs(&self) -> &[Ipv4Addr] {
+        &self.local
+    }
+
+    /// Waits for the next GIST datagram, from either socket. Intercepted
+    /// datagrams that are not GIST (or not for this node to handle) are
+    /// forwarded on unchanged by `keep`'s refusal: pass a predicate that says
+    /// whether the node handles a payload (e.g. magic number and NSLPID match).
+    pub async fn recv(&self, keep: impl Fn(&[u8]) -> bool) -> io::Result<Incoming> {
+        loop {
+            tokio::select! {
+                r = self.udp.readable() => {
+                    let mut g = r?;
+                    match g.try_io(|fd| recv_udp(fd.as_raw_fd())) {
+                        Ok(Ok(inc)) => return Ok(inc),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_would_block) => continue,
+                    }
+                }
+                r = self.ra.readable() => {
+                    let mut g = r?;
+                    let pkt = match g.try_io(|fd| recv_raw(fd.as_raw_fd())) {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(e)) => return Err(e),
+                        Err(_would_block) => continue,
+                    };
+                    if let Some(inc) = self.classify(&pkt, &keep)? {
+                        return Ok(inc);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides what to do with a packet the Router Alert socket delivered.
+    fn classify(&self, pkt: &[u8], keep: &impl Fn(&[u8]) -> bool) -> io::Result<Option<Incoming>> {
+        let Some(p) = parse_ipv4_udp(pkt) else {
+            return Ok(None);
+        };
+        // The raw socket also sees a copy of every UDP datagram addressed to
+        // this node; those reach the UDP socket too.
+        if self.local.contains(&p.dst) {
+            return Ok(None);
+        }
+        if !p.router_alert {
+            return Ok(None);
+        }
+        if p.dst_port != GIST_PORT || !keep(p.payload) {
+            self.forward(pkt)?;
+            return Ok(None);
+        }
+        Ok(Some(Incoming {
+            src: SocketAddrV4::new(p.src, p.src_port),
+            dst: p.dst,
+            ttl: Some(p.ttl),
+            intercepted: true,
+            payload: p.payload.to_vec(),
+            at_ns: crate::model::measure::now_ns(),
+        }))
+    }
+
+    /// Sends an intercepted packet on, as the kernel would have: TTL − 1.
+    fn forward(&self, pkt: &[u8]) -> io::Result<()> {
+        let mut copy = pkt.to_vec();
+        if copy[8] <= 1 {
+            return Ok(()); // TTL expired: the kernel would have dropped it too
+        }
+        copy[8] -= 1;
+        let ihl = ((copy[0] & 0x0f) as usize) * 4;
+        copy[10] = 0;
+        copy[11] = 0;
+        let sum = ipv4_checksum(&copy[..ihl]);
+        copy[10..12].copy_from_slice(&sum.to_be_bytes());
+        let dst = Ipv4Addr::new(copy[16], copy[17], copy[18], copy[19]);
+        let sa = sockaddr_in(SocketAddrV4::new(dst, 0));
+        // SAFETY: buffer and address are valid for the call.
+        cvt(unsafe {
+            libc::sendto(
+                self.raw_out.as_raw_fd(),
+                copy.as_ptr() as *const libc::c_void,
+                copy.len(),
+                0,
+                &sa as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ) as libc::c_int
+        })
+        .map(|_| ())
+    }
+
+    /// Sends a D-mode message (no Router Alert) from port 270.
+    pub fn send_dmode(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8) -> io::Result<()> {
+        self.sendmsg(dst, payload, ttl, false)
+    }
+
+    /// Sends a Q-mode Query: to the flow's destination, with the Router Alert
+    /// option, so the next GIST node on the path intercepts it.
+    pub fn send_qmode(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8) -> io::Result<()> {
+        self.sendmsg(dst, payload, ttl, true)
+    }
+
+    fn sendmsg(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8, rao: bool) -> io::Result<()> {
+        let fd = self.udp.get_ref().as_raw_fd();
+        let mut sa = sockaddr_in(dst);
+        let mut iov = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        // Room for IP_TTL (int) and IP_RETOPTS (4 bytes of options).
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is POD; every pointer set below stays valid for the
+        // sendmsg call, and the cmsg walk stays inside `cbuf`.
+        unsafe {
+            let mut msg: libc::msghdr = zeroed();
+            msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
+            msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+            let ttl_space = libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize;
+            let opt_space = libc::CMSG_SPACE(ROUTER_ALERT.len() as u32) as usize;
+            msg.msg_controllen = ttl_space + if rao { opt_space } else { 0 };
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_TTL;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::c_int, ttl as libc::c_int);
+            if rao {
+                let c2 = libc::CMSG_NXTHDR(&msg, c);
+                (*c2).cmsg_level = libc::IPPROTO_IP;
+                (*c2).cmsg_type = libc::IP_RETOPTS;
+                (*c2).cmsg_len = libc::CMSG_LEN(ROUTER_ALERT.len() as u32) as usize;
+                std::ptr::copy_nonoverlapping(
+                    ROUTER_ALERT.as_ptr(),
+                    libc::CMSG_DATA(c2),
+                    ROUTER_ALERT.len(),
+                );
+            }
+            cvt(libc::sendmsg(fd, &msg, 0) as libc::c_int).map(|_| ())
+        }
+    }
+
+    /// The source address the kernel would use to reach `dst` (the NLI's
+    /// interface address for messages towards it).
+    pub fn local_addr_for(dst: Ipv4Addr) -> io::Result<Ipv4Addr> {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        s.connect((dst, GIST_PORT))?;
+        match s.local_addr()? {
+            std::net::SocketAddr::V4(a) => Ok(*a.ip()),
+            std::net::SocketAddr::V6(_) => {
+                Err(io::Error::other("IPv6 source for IPv4 destination"))
+            }
+        }
+    }
+}
+
+fn recv_udp(fd: RawFd) -> io::Result<Incoming> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // SAFETY: POD structs; buffers outlive the call; the cmsg walk uses the
+    // kernel-reported controllen inside `cbuf`.
+    unsafe {
+        let mut sa: libc::sockaddr_in = zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let mut cbuf = [0u64; 16];
+        let mut msg: libc::msghdr = zeroed();
+        msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = size_of::<[u64; 16]>();
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.truncate(n as usize);
+        let mut ttl = None;
+        let mut dst = Ipv4Addr::UNSPECIFIED;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TTL {
+                ttl =
+                    Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int) as u8);
+            } else if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let pi: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const _);
+                dst = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let src = SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+            u16::from_be(sa.sin_port),
+        );
+        Ok(Incoming {
+            src,
+            dst,
+            ttl,
+            intercepted: false,
+            payload: buf,
+            at_ns: crate::model::measure::now_ns(),
+        })
+    }
+}
+
+fn recv_raw(fd: RawFd) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // SAFETY: buffer valid for its length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// The fields of an IPv4/UDP packet that interception needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv4Udp<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub router_alert: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub payload: &'a [u8],
+}
+
+/// Parses an IPv4 packet carrying UDP; `None` for anything else or malformed.
+pub fn parse_ipv4_udp(pkt: &[u8]) -> Option<Ipv4Udp<'_>> {
+    if pkt.len() < 20 || pkt[0] >> 4 != 4 || pkt[9] != libc::IPPROTO_UDP as u8 {
+        return None;
+    }
+    let ihl = ((pkt[0] & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+    if ihl < 20 || total < ihl + 8 || total > pkt.len() {
+        return None;
+    }
+    // Fragments other than the first carry no UDP header.
+    if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x1fff != 0 {
+        return None;
+    }
+    let mut router_alert = false;
+    let mut opts = &pkt[20..ihl];
+    while let Some(&t) = opts.first() {
+        match t {
+            0 => break,
+            1 => opts = &opts[1..],
+            _ => {
+                let l = *opts.get(1)? as usize;
+                if l < 2 || l > opts.len() {
+                    return None;
+                }
+                if t == 0x94 && l == 4 {
+                    router_alert = true;
+                }
+                opts = &opts[l..];
+            }
+        }
+    }
+    let udp = &pkt[ihl..total];
+    let ulen = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    if ulen < 8 || ulen > udp.len() {
+        return None;
+    }
+    Some(Ipv4Udp {
+        src: Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]),
+        dst: Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]),
+        ttl: pkt[8],
+        router_alert,
+        src_port: u16::from_be_bytes([udp[0], udp[1]]),
+        dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+        payload: &udp[8..ulen],
+    })
+}
+
+/// RFC 1071 checksum of an IPv4 header (checksum field zeroed by the caller).
+pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for ch in hdr.chunks(2) {
+        let w = if ch.len() == 2 {
+            u16::from_be_bytes([ch[0], ch[1]])
+        } else {
+            u16::from_be_bytes([ch[0], 0])
+        };
+        sum += w as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 header with the Router Alert option (IHL 6), UDP 270→270,
+    /// 4 bytes of payload: what a GIST Query looks like on the wire.
+    static QUERY_PKT: [u8; 36] = [
+        0x46, 0x00, 0x00, 0x24, // version 4, IHL 6; TOS; total length 36
+        0x00, 0x01, 0x00, 0x00, // id 1; no fragment
+        0x67, 0x11, 0x00, 0x00, // TTL 103; protocol UDP; checksum (not checked)
+        172, 1, 2, 1, // source tb1
+        172, 3, 4, 4, // destination tb4
+        0x94, 0x04, 0x00, 0x00, // Router Alert, value 0
+        0x01, 0x0e, 0x01, 0x0e, // UDP 270 -> 270
+        0x00, 0x0c, 0x00, 0x00, // UDP length 12; checksum 0
+        0x4e, 0x04, 0xbd, 0xa5, // GIST magic number
+    ];
+
+    #[test]
+    fn parses_router_alert_query() {
+        let p = parse_ipv4_udp(&QUERY_PKT).unwrap();
+        assert_eq!(p.src, Ipv4Addr::new(172, 1, 2, 1));
+        assert_eq!(p.dst, Ipv4Addr::new(172, 3, 4, 4));
+        assert_eq!(p.ttl, 103);
+        assert!(p.router_alert);
+        assert_eq!((p.src_port, p.dst_port), (270, 270));
+        assert_eq!(p.payload, &[0x4e, 0x04, 0xbd, 0xa5]);
+    }
+
+    #[test]
+    fn rejects_malformed_packets() {
+        for n in 0..QUERY_PKT.len() {
+            assert!(parse_ipv4_udp(&QUERY_PKT[..n]).is_none(), "prefix {n}");
+        }
+        let mut bad = QUERY_PKT;
+        bad[21] = 0x40; // option length overruns the header
+        assert!(parse_ipv4_udp(&bad).is_none());
+        let mut frag = QUERY_PKT;
+        frag[7] = 0x10; // fragment offset != 0
+        assert!(parse_ipv4_udp(&frag).is_none());
+    }
+
+    #[test]
+    fn checksum_matches_rfc1071_example() {
+        // Header from RFC 1071-style worked example (Wikipedia IPv4 header checksum).
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(ipv4_checksum(&h), 0xb861);
+    }
+}

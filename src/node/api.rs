@@ -1,0 +1,308 @@
+//! The external program's interface to a node (paper §IV-B: "an external
+//! program on tb1 issues a request ... via a UNIX Domain Socket interface").
+//!
+//! One UNIX stream socket per node at `/run/vlsp/<topology>/<node>.sock`,
+//! speaking JSON lines: one request object per line, one reply object per
+//! line. `events` turns the connection into a stream of [`Event`] lines.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::paths::run_dir;
+
+/// The API socket of `node` in `topology`.
+pub fn socket_path(topology: &str, node: &str) -> PathBuf {
+    run_dir(topology).join(format!("{node}.sock"))
+}
+
+/// A request line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Set up a virtual link with a QoS reservation from a virtual node hosted
+    /// on this node to another virtual node.
+    Setup {
+        from: String,
+        to: String,
+        /// Reserved rate in bit/s.
+        rate_bps: u64,
+        /// Also reserve the reverse direction (bound with BOUND_SESSION_ID).
+        #[serde(default)]
+        bidirectional: bool,
+        /// Overrides the topology's tunnel backend for this link.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backend: Option<crate::model::tunnel::Backend>,
+        /// Sign the request (default true); false measures the unsigned case.
+        #[serde(default = "yes")]
+        authenticate: bool,
+    },
+    /// Tear a virtual link down.
+    Teardown { vlink_id: u64 },
+    /// Virtual links known to this node.
+    List,
+    /// Counters: messages, refusals per reason, reservations.
+    Stats,
+    /// Subscribe: the connection then carries [`Event`] lines.
+    Events,
+    /// Take the measurement points recorded so far (they are removed).
+    DumpPoints,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Reply {
+    /// The virtual link is up at both ends.
+    LinkUp {
+        vlink: LinkInfo,
+    },
+    /// The virtual link is gone at both ends.
+    LinkDown {
+        vlink_id: u64,
+    },
+    Links {
+        links: Vec<LinkInfo>,
+    },
+    Stats {
+        stats: serde_json::Value,
+    },
+    Points {
+        points: Vec<crate::model::measure::Point>,
+    },
+    /// Events follow on this connection.
+    Subscribed,
+    /// The request failed; `reason` is machine-readable, `message` says what
+    /// went wrong and what to do.
+    Error {
+        reason: String,
+        message: String,
+    },
+}
+
+/// A virtual link as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub vlink_id: u64,
+    pub from: String,
+    pub to: String,
+    pub rate_bps: u64,
+    /// GIST session id, hex.
+    pub session: String,
+    pub tunnel: String,
+    pub backend: String,
+    pub state: String,
+}
+
+impl LinkInfo {
+    /// The session id as bytes (`session` is its hex form).
+    pub fn sid(&self) -> Option<[u8; 16]> {
+        let mut s = [0u8; 16];
+        for (i, b) in s.iter_mut().enumerate() {
+            *b = u8::from_str_radix(self.session.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(s)
+    }
+}
+
+/// Something that happened without a request (peer lost, state expired).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub node: String,
+    pub vlink_id: Option<u64>,
+    pub kind: String,
+    pub message: String,
+}
+
+/// Why talking to a node's API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to {path}: {source} (is the topology up? start it with `vlsp up TOPOLOGY`)"
+    )]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("API socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("API socket {path}: bad reply {line:?}: {source}")]
+    BadReply {
+        path: PathBuf,
+        line: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("API socket {path}: connection closed before a reply")]
+    Closed { path: PathBuf },
+}
+
+/// A blocking client: the external program of the paper's experiments.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    line: String,
+}
+
+impl Client {
+    /// Connects to the socket at `path`; replies must come within `timeout`.
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, ClientError> {
+        let s = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let io = |source| ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        s.set_read_timeout(Some(timeout)).map_err(io)?;
+        let writer = s.try_clone().map_err(io)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::new(s),
+            writer,
+            line: String::with_capacity(512),
+        })
+    }
+
+    /// Sends `req` and waits for one reply line.
+    pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        self.send(req)?;
+        self.recv()
+    }
+
+    /// Writes one request line.
+    pub fn send(&mut self, req: &Request) -> Result<(), ClientError> {
+        let mut buf = serde_json::to_vec(req).expect("requests always serialize");
+        buf.push(b'\n');
+        self.writer
+            .write_all(&buf)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Reads one reply line.
+    pub fn recv(&mut self) -> Result<Reply, ClientError> {
+        self.line.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.line)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(ClientError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        serde_json::from_str(self.line.trim_end()).map_err(|source| ClientError::BadReply {
+            path: self.path.clone(),
+            line: self.line.trim_end().to_string(),
+            source,
+        })
+    }
+
+    /// Reads one event line (after [`Request::Events`]).
+    pub fn next_event(&mut self) -> Result<Event, ClientError> {
+        self.line.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.line)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(ClientError::Closed {
+                path: self.path.clone(),
+            });
+        }
+        serde_json::from_str(self.line.trim_end()).map_err(|source| ClientError::BadReply {
+            path: self.path.clone(),
+            line: self.line.trim_end().to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_info_gives_the_session_id_as_bytes() {
+        let mut l = LinkInfo {
+            vlink_id: 1,
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: 1,
+            session: "00112233445566778899aabbccddeeff".into(),
+            tunnel: "vxlan".into(),
+            backend: "netlink".into(),
+            state: "up".into(),
+        };
+        assert_eq!(
+            l.sid().unwrap(),
+            [
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff
+            ]
+        );
+        l.session = "0011".into();
+        assert_eq!(l.sid(), None);
+    }
+
+    #[test]
+    fn request_lines_are_stable_json() {
+        let r = Request::Setup {
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: 10_000_000,
+            bidirectional: false,
+            backend: None,
+            authenticate: true,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"setup","from":"VM1","to":"VM2","rate_bps":10000000,"bidirectional":false,"authenticate":true}"#
+        );
+        let back: Request =
+            serde_json::from_str(r#"{"op":"setup","from":"VM1","to":"VM2","rate_bps":1}"#).unwrap();
+        assert!(matches!(
+            back,
+            Request::Setup {
+                authenticate: true,
+                ..
+            }
+        ));
+        let t: Request = serde_json::from_str(r#"{"op":"teardown","vlink_id":7}"#).unwrap();
+        assert_eq!(t, Request::Teardown { vlink_id: 7 });
+    }
+
+    #[test]
+    fn client_names_the_socket_when_nothing_listens() {
+        let p = std::env::temp_dir().join(format!("vlsp-test-{}.sock", std::process::id()));
+        let err = match Client::connect(&p, Duration::from_millis(10)) {
+            Err(e) => e,
+            Ok(_) => panic!("connected to nothing"),
+        };
+        let msg = err.to_string();
+        assert!(msg.contains(&p.display().to_string()) && msg.contains("vlsp up"));
+    }
+}

@@ -1,0 +1,478 @@
+//! Between the GIST machine's messages ([`machine::Msg`]) and the bytes of
+//! UDP GIST PDUs ([`wire::GistPdu`]), with NSIS-ka's header conventions
+//! (protocol.md §10): Queries with hops 100 and C+S+R, everything else
+//! with hops 1 and S; Responses ask for a Confirm; D-mode Data carries an NLI.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::machine::{Direction, Flow, Msg, Nli};
+use crate::wire::gist::{
+    Body, ErrorObject, GistPdu, Mri, NSLPID_QOS, PathCoupledMri, error_class, error_code, scan_udp,
+};
+use crate::wire::tlv::{WireError, WireResult};
+
+/// GIST hop count a Query starts with (NSIS-ka's QoS NSLP default).
+pub const QUERY_HOPS: u8 = 100;
+
+fn mri(flow: &Flow, dir: Direction) -> Mri {
+    let mut m = PathCoupledMri::udp_v4(flow.src, flow.dst);
+    m.protocol = Some(flow.protocol);
+    m.upstream = dir == Direction::Upstream;
+    Mri::PathCoupled(m)
+}
+
+fn wire_nli(n: &Nli) -> crate::wire::gist::Nli {
+    crate::wire::gist::Nli {
+        peer_id: n.peer_id.to_vec(),
+        ip_ttl: n.ip_ttl,
+        rs_validity_ms: n.rs_validity_ms,
+        interface: n.addr.into(),
+    }
+}
+
+fn machine_nli(n: &crate::wire::gist::Nli) -> WireResult<Nli> {
+    let IpAddr::V4(addr) = n.interface else {
+        return Err(WireError::BadValue {
+            what: "NLI",
+            detail: "IPv6 interface address (this testbed signals over IPv4)".into(),
+        });
+    };
+    let mut peer_id = [0u8; 16];
+    let l = n.peer_id.len().min(16);
+    peer_id[..l].copy_from_slice(&n.peer_id[..l]);
+    Ok(Nli {
+        peer_id,
+        ip_ttl: n.ip_ttl,
+        rs_validity_ms: n.rs_validity_ms,
+        addr,
+    })
+}
+
+fn flow_of(m: &Mri) -> WireResult<(Flow, Direction)> {
+    match m {
+        Mri::PathCoupled(p) => match (p.src, p.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Ok((
+                Flow {
+                    src,
+                    dst,
+                    protocol: p.protocol.unwrap_or(0),
+                },
+                if p.upstream {
+                    Direction::Upstream
+                } else {
+                    Direction::Downstream
+                },
+            )),
+            _ => Err(WireError::BadValue {
+                what: "MRI",
+                detail: "IPv6 flow (this testbed signals over IPv4)".into(),
+            }),
+        },
+        Mri::Other { mrm_id, .. } => Err(WireError::BadValue {
+            what: "MRI",
+            detail: format!("message routing method {mrm_id} (only path-coupled is supported)"),
+        }),
+    }
+}
+
+/// The UDP payload (magic number first) of `msg`.
+pub fn encode(msg: &Msg) -> Vec<u8> {
+    let pdu = match msg {
+        Msg::Query {
+            flow,
+            dir,
+            sid,
+            nli,
+            query_cookie,
+        } => GistPdu {
+            hops: QUERY_HOPS,
+            nslpid: NSLPID_QOS,
+            c: true,
+            s: true,
+            r: true,
+            e: false,
+            body: Body::Query {
+                mri: mri(flow, *dir),
+                sid: *sid,
+                nli: wire_nli(nli),
+                query_cookie: query_cookie.clone(),
+                stack: None,
+                nslp_data: None,
+            },
+            unknown: vec![],
+        },
+        Msg::Response {
+            flow,
+            dir,
+            sid,
+            nli,
+            query_cookie,
+            responder_cookie,
+        } => GistPdu {
+            hops: 1,
+            nslpid: NSLPID_QOS,
+            c: false,
+            s: true,
+            r: true,
+            e: false,
+            body: Body::Response {
+                mri: mri(flow, *dir),
+                sid: *sid,
+                nli: wire_nli(nli),
+                query_cookie: query_cookie.clone(),
+                responder_cookie: Some(responder_cookie.clone()),
+                stack: None,
+                nslp_data: None,
+            },
+            unknown: vec![],
+        },
+        Msg::Confirm {
+            flow,
+            dir,
+            sid,
+            nli,
+            responder_cookie,
+        } => GistPdu {
+            hops: 1,
+            nslpid: NSLPID_QOS,
+            c: false,
+            s: true,
+            r: false,
+            e: false,
+            body: Body::Confirm {
+                mri: mri(flow, *dir),
+                sid: *sid,
+                nli: wire_nli(nli),
+                responder_cookie: Some(responder_cookie.clone()),
+                stack_proposal: None,
+                stack_config: None,
+                nslp_data: None,
+            },
+            unknown: vec![],
+        },
+        Msg::Data {
+            flow,
+            dir,
+            sid,
+            nli,
+            nslp_data,
+        } => GistPdu {
+            hops: 1,
+            nslpid: NSLPID_QOS,
+            c: false,
+            s: true,
+            r: false,
+            e: false,
+            body: Body::Data {
+                mri: mri(flow, *dir),
+                sid: *sid,
+                nli: nli.as_ref().map(wire_nli),
+                nslp_data: nslp_data.clone(),
+            },
+            unknown: vec![],
+        },
+        Msg::NoRoutingState { flow, sid, nli } => {
+            let mut m = vec![];
+            let _ = mri(flow, Direction::Downstream);
+            if let Mri::PathCoupled(p) = mri(flow, Direction::Downstream) {
+                // The MRI value without its TLV header, as the Error object carries it.
+                let full = GistPdu {
+                    hops: 1,
+                    nslpid: NSLPID_QOS,
+                    c: false,
+                    s: true,
+                    r: false,
+                    e: false,
+                    body: Body::Data {
+                        mri: Mri::PathCoupled(p),
+                        sid: *sid,
+                        nli: None,
+                        nslp_data: vec![0; 4],
+                    },
+                    unknown: vec![],
+                }
+                .encode()
+                .expect("small PDU");
+                let mri_len = 4 * u16::from_be_bytes([full[10], full[11]]) as usize;
+                m = full[12..12 + mri_len].to_vec();
+            }
+            GistPdu {
+                hops: 1,
+                nslpid: NSLPID_QOS,
+                c: false,
+                s: true,
+                r: false,
+                e: false,
+                body: Body::Error {
+                    nli: Some(wire_nli(nli)),
+                    error: ErrorObject {
+                        class: error_class::PROTOCOL_ERROR,
+                        code: error_code::NO_ROUTING_STATE,
+                        subcode: 0,
+                        dmode: true,
+                        qmode: false,
+                        header: [1, 1, 0, 0, 0, 1, 3, 0x80],
+                        session_id: Some(*sid),
+                        mri: Some(m),
+                        info: vec![],
+                        comment: None,
+                    },
+                },
+                unknown: vec![],
+            }
+        }
+    };
+    pdu.encode_udp()
+        .expect("machine messages are always encodable")
+}
+
+/// Decodes a UDP payload into a machine message; `Ok(None)` for messages the
+/// machine does not act on (MA-Hello, Errors other than No Routing State,
+/// other NSLPs).
+pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
+    let pdu = GistPdu::decode_udp(buf)?;
+    if pdu.nslpid != NSLPID_QOS {
+        return Ok(None);
+    }
+    Ok(Some(match pdu.body {
+        Body::Query {
+            mri,
+            sid,
+            nli,
+            query_cookie,
+            ..
+        } => {
+            let (flow, dir) = flow_of(&mri)?;
+            Msg::Query {
+                flow,
+                dir,
+                sid,
+                nli: machine_nli(&nli)?,
+                query_cookie,
+            }
+        }
+        Body::Response {
+            mri,
+            sid,
+            nli,
+            query_cookie,
+            responder_cookie,
+            ..
+        } => {
+            let (flow, dir) = flow_of(&mri)?;
+            Msg::Response {
+                flow,
+                dir,
+                sid,
+                nli: machine_nli(&nli)?,
+                query_cookie,
+                responder_cookie: responder_cookie.unwrap_or_default(),
+            }
+        }
+        Body::Confirm {
+            mri,
+            sid,
+            nli,
+            responder_cookie,
+            ..
+        } => {
+            let (flow, dir) = flow_of(&mri)?;
+            Msg::Confirm {
+                flow,
+                dir,
+                sid,
+                nli: machine_nli(&nli)?,
+                responder_cookie: responder_cookie.unwrap_or_default(),
+            }
+        }
+        Body::Data {
+            mri,
+            sid,
+            nli,
+            nslp_data,
+        } => {
+            let (flow, dir) = flow_of(&mri)?;
+            Msg::Data {
+                flow,
+                dir,
+                sid,
+                nli: nli.as_ref().map(machine_nli).transpose()?,
+                nslp_data,
+            }
+        }
+        Body::Error { nli, error } if error.code == error_code::NO_ROUTING_STATE => {
+            let (Some(sid), Some(nli)) = (error.session_id, nli) else {
+                return Ok(None);
+            };
+            let flow = Flow {
+                src: Ipv4Addr::UNSPECIFIED,
+                dst: Ipv4Addr::UNSPECIFIED,
+                protocol: 0,
+            };
+            Msg::NoRoutingState {
+                flow,
+                sid,
+                nli: machine_nli(&nli)?,
+            }
+        }
+        Body::Error { .. } | Body::MaHello { .. } => return Ok(None),
+    }))
+}
+
+/// Whether an intercepted datagram is GIST for `nslpid` (magic number and
+/// header), so that anything else is forwarded untouched.
+pub fn is_gist_for(payload: &[u8], nslpid: u16) -> bool {
+    payload.len() >= 12
+        && payload[..4] == crate::wire::gist::MAGIC.to_be_bytes()
+        && u16::from_be_bytes([payload[8], payload[9]]) == nslpid
+}
+
+/// For a Data PDU whose flow ends here (downstream: destination is local;
+/// upstream: source is local), the session id: this node is an end of the
+/// virtual link and verifies the authorization early. `None` otherwise.
+pub fn auth_relevant(payload: &[u8], local: &[Ipv4Addr]) -> Option<[u8; 16]> {
+    let v = scan_udp(payload).ok()?;
+    if v.header.msg_type != crate::wire::gist::MessageType::Data {
+        return None;
+    }
+    let m = &payload[v.mri?];
+    // MRI TLV: header(4) | MRM word(4) | src(4) | dst(4) for IPv4.
+    if m.len() < 16 || m[4] != 0 || (m[6] >> 4) != 4 {
+        return None;
+    }
+    let upstream = m[7] & 0x20 != 0;
+    let src = Ipv4Addr::new(m[8], m[9], m[10], m[11]);
+    let dst = Ipv4Addr::new(m[12], m[13], m[14], m[15]);
+    let end = if upstream { src } else { dst };
+    if !local.contains(&end) {
+        return None;
+    }
+    let s = &payload[v.sid?];
+    s.get(4..20)?.try_into().ok()
+}
+
+/// The GIST Error answering a datagram that failed to decode, if one is due.
+pub fn error_reply(payload: &[u8], err: &WireError) -> Option<Vec<u8>> {
+    // Never answer an Error with an Error.
+    if payload.get(10).is_some_and(|t| t & 0x7f == 4) {
+        return None;
+    }
+    GistPdu::error_reply(payload, err, true).and_then(|p| p.encode_udp().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
+    const FLOW: Flow = Flow {
+        src: A,
+        dst: Ipv4Addr::new(172, 3, 4, 4),
+        protocol: 17,
+    };
+
+    fn nli() -> Nli {
+        Nli {
+            peer_id: [7; 16],
+            ip_ttl: 64,
+            rs_validity_ms: 30_000,
+            addr: A,
+        }
+    }
+
+    #[test]
+    fn every_machine_message_round_trips() {
+        let msgs = vec![
+            Msg::Query {
+                flow: FLOW,
+                dir: Direction::Downstream,
+                sid: [1; 16],
+                nli: nli(),
+                query_cookie: vec![1, 2, 3, 4],
+            },
+            Msg::Response {
+                flow: FLOW,
+                dir: Direction::Downstream,
+                sid: [1; 16],
+                nli: nli(),
+                query_cookie: vec![1, 2, 3, 4],
+                responder_cookie: vec![9; 16],
+            },
+            Msg::Confirm {
+                flow: FLOW,
+                dir: Direction::Downstream,
+                sid: [1; 16],
+                nli: nli(),
+                responder_cookie: vec![9; 16],
+            },
+            Msg::Data {
+                flow: FLOW,
+                dir: Direction::Upstream,
+                sid: [1; 16],
+                nli: Some(nli()),
+                nslp_data: vec![3, 0, 0, 0],
+            },
+        ];
+        for m in msgs {
+            let b = encode(&m);
+            assert!(is_gist_for(&b, NSLPID_QOS));
+            assert_eq!(decode(&b).unwrap(), Some(m));
+        }
+        // Query header as NSIS-ka sends it.
+        let q = encode(&Msg::Query {
+            flow: FLOW,
+            dir: Direction::Downstream,
+            sid: [1; 16],
+            nli: nli(),
+            query_cookie: vec![1, 2, 3, 4],
+        });
+        assert_eq!(q[4..6], [0x01, 0x64]);
+        assert_eq!(q[10..12], [0x80, 0xc0]);
+    }
+
+    #[test]
+    fn no_routing_state_round_trips_and_is_never_answered() {
+        let m = Msg::NoRoutingState {
+            flow: FLOW,
+            sid: [2; 16],
+            nli: nli(),
+        };
+        let b = encode(&m);
+        let Some(Msg::NoRoutingState { sid, .. }) = decode(&b).unwrap() else {
+            panic!()
+        };
+        assert_eq!(sid, [2; 16]);
+        assert!(
+            error_reply(
+                &b,
+                &WireError::Trailing {
+                    what: "x",
+                    extra: 1
+                }
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn ends_verify_and_intermediates_do_not() {
+        let d = encode(&Msg::Data {
+            flow: FLOW,
+            dir: Direction::Downstream,
+            sid: [3; 16],
+            nli: None,
+            nslp_data: vec![1, 0, 0, 0],
+        });
+        assert_eq!(auth_relevant(&d, &[FLOW.dst]), Some([3; 16]));
+        assert_eq!(auth_relevant(&d, &[Ipv4Addr::new(172, 2, 3, 3)]), None);
+        let up = encode(&Msg::Data {
+            flow: FLOW,
+            dir: Direction::Upstream,
+            sid: [3; 16],
+            nli: None,
+            nslp_data: vec![3, 0, 0, 0],
+        });
+        assert_eq!(auth_relevant(&up, &[A]), Some([3; 16]));
+        assert_eq!(auth_relevant(&up, &[FLOW.dst]), None);
+    }
+}

@@ -1,0 +1,923 @@
+//! GIST's message-routing and handshake logic (RFC 5971 §4, §5.3), sans-IO:
+//! datagrams, NSLP send requests and the current time go in; datagrams to
+//! send, NSLP messages to deliver, and peer-loss notices come out. No sockets
+//! and no clock inside, so every behaviour (handshake, retransmission with
+//! back-off, delayed state installation, cookie checks, routing-state expiry,
+//! "No Routing State" errors) is tested in memory with a simulated network.
+//!
+//! What one node does, for one session and direction:
+//! - **Querier** (the node sending downstream without routing state): sends a
+//!   Q-mode Query towards the flow's destination with a fresh Query-Cookie,
+//!   keeps the NSLP data queued, retransmits the Query after T1, 2·T1, … up to
+//!   T2, and gives up with [`Event::PeerLost`]. On a Response with the right
+//!   cookie it installs routing state (the peer's NLI), sends the Confirm
+//!   (echoing the Responder-Cookie) and then the queued data in D-mode.
+//! - **Responder** (a node that intercepts a Query or is its destination):
+//!   answers with a Response carrying a Responder-Cookie that it can check
+//!   later without keeping any state (delayed state installation); installs
+//!   routing state only when a Confirm returns a valid cookie.
+//! - Data from a peer without routing state is answered with the GIST Error
+//!   "No Routing State" (code 5).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// A session id (128 bits).
+pub type Sid = [u8; 16];
+
+/// The flow a session signals for: path-coupled MRI (RFC 5971 §5.8.1), IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+}
+
+/// Which way a message travels relative to the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Towards the flow's destination.
+    Downstream,
+    /// Back towards the flow's source.
+    Upstream,
+}
+
+/// Network-Layer-Information: who a peer is and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nli {
+    pub peer_id: [u8; 16],
+    pub ip_ttl: u8,
+    pub rs_validity_ms: u32,
+    pub addr: Ipv4Addr,
+}
+
+/// The GIST messages this machine exchanges, without wire detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Query {
+        flow: Flow,
+        dir: Direction,
+        sid: Sid,
+        nli: Nli,
+        query_cookie: Vec<u8>,
+    },
+    Response {
+        flow: Flow,
+        dir: Direction,
+        sid: Sid,
+        nli: Nli,
+        query_cookie: Vec<u8>,
+        responder_cookie: Vec<u8>,
+    },
+    Confirm {
+        flow: Flow,
+        dir: Direction,
+        sid: Sid,
+        nli: Nli,
+        responder_cookie: Vec<u8>,
+    },
+    Data {
+        flow: Flow,
+        dir: Direction,
+        sid: Sid,
+        nli: Option<Nli>,
+        nslp_data: Vec<u8>,
+    },
+    /// "No Routing State" for a Data message of `sid`.
+    NoRoutingState { flow: Flow, sid: Sid, nli: Nli },
+}
+
+impl Msg {
+    /// The session the message belongs to.
+    pub fn sid(&self) -> Sid {
+        match self {
+            Self::Query { sid, .. }
+            | Self::Response { sid, .. }
+            | Self::Confirm { sid, .. }
+            | Self::Data { sid, .. }
+            | Self::NoRoutingState { sid, .. } => *sid,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: SocketAddrV4,
+    /// Q-mode: send with the Router Alert option to the flow's address.
+    pub qmode: bool,
+    pub ttl: u8,
+    pub msg: Msg,
+    /// The NSLP asked for the auth objects it created to be signed.
+    pub sign: bool,
+}
+
+/// What the machine tells the NSLP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// NSLP data arrived from a peer.
+    Received {
+        sid: Sid,
+        flow: Flow,
+        /// The direction the message travelled.
+        dir: Direction,
+        peer: Ipv4Addr,
+        nslp_data: Vec<u8>,
+    },
+    /// No GIST peer answered our Queries for this session: the path is
+    /// broken or the next NSIS node is down.
+    PeerLost {
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        /// Messages that could not be delivered.
+        dropped: usize,
+    },
+    /// A peer told us it has no routing state for our Data; we re-query.
+    RoutingStateLost { sid: Sid, peer: Ipv4Addr },
+}
+
+/// Timers and identity of one GIST node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's peer identity in NLIs.
+    pub peer_id: [u8; 16],
+    /// Routing-state validity we announce (RS-Validity-Time).
+    pub rs_validity: Duration,
+    /// First Query retransmission (T1, RFC 5971: 500 ms).
+    pub t1: Duration,
+    /// Give up after this much back-off (T2, RFC 5971: 64 s).
+    pub t2: Duration,
+    /// IP TTL for our messages, also put in the NLI.
+    pub ip_ttl: u8,
+    /// Secret for Responder-Cookies (rotated by the caller if it wishes).
+    pub secret: [u8; 32],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            peer_id: [0; 16],
+            rs_validity: Duration::from_secs(30),
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(64),
+            ip_ttl: 64,
+            secret: [0; 32],
+        }
+    }
+}
+
+#[derive(Debug)]
+enum QState {
+    /// Query sent; waiting for the Response.
+    Waiting {
+        cookie: Vec<u8>,
+        next_retx: Instant,
+        interval: Duration,
+        elapsed: Duration,
+    },
+    /// Handshake done: data go in D-mode to `peer`.
+    Established { peer: Nli, refresh_at: Instant },
+}
+
+#[derive(Debug)]
+struct QNode {
+    flow: Flow,
+    dir: Direction,
+    state: QState,
+    queue: VecDeque<(Vec<u8>, bool)>,
+}
+
+#[derive(Debug)]
+struct RNode {
+    peer: Nli,
+    expires: Instant,
+}
+
+/// The per-node GIST state machine.
+pub struct Gist {
+    cfg: Config,
+    /// Querying node state, by session and direction we send in.
+    q: HashMap<(Sid, Direction), QNode>,
+    /// Responding node state: the peer that queried us, by session and the
+    /// direction its messages travel.
+    r: HashMap<(Sid, Direction), RNode>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    cookie_seq: u64,
+}
+
+fn opposite(d: Direction) -> Direction {
+    match d {
+        Direction::Downstream => Direction::Upstream,
+        Direction::Upstream => Direction::Downstream,
+    }
+}
+
+impl Gist {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            q: HashMap::new(),
+            r: HashMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            cookie_seq: 0,
+        }
+    }
+
+    fn nli(&self, local: Ipv4Addr) -> Nli {
+        Nli {
+            peer_id: self.cfg.peer_id,
+            ip_ttl: self.cfg.ip_ttl,
+            rs_validity_ms: self.cfg.rs_validity.as_millis() as u32,
+            addr: local,
+        }
+    }
+
+    fn responder_cookie(&self, flow: &Flow, sid: &Sid, querier: &Nli) -> Vec<u8> {
+        let mut m = <Hmac<Sha256>>::new_from_slice(&self.cfg.secret).expect("any key length");
+        m.update(&querier.peer_id);
+        m.update(&querier.addr.octets());
+        m.update(&flow.src.octets());
+        m.update(&flow.dst.octets());
+        m.update(&[flow.protocol]);
+        m.update(sid);
+        m.finalize().into_bytes()[..16].to_vec()
+    }
+
+    /// Queues NSLP data for the next GIST peer of `sid` in direction `dir`.
+    /// `local` is this node's address towards that peer (for the NLI).
+    /// Upstream data go to the peer that queried us; downstream data to the
+    /// peer found by our own Query.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        local: Ipv4Addr,
+        nslp_data: Vec<u8>,
+        sign: bool,
+    ) {
+        // A peer that queried us towards `opposite(dir)` is our next hop in
+        // `dir`: e.g. for an upstream RESPONSE, the node that sent the Query.
+        if let Some(r) = self.r.get(&(sid, opposite(dir))) {
+            let dst = SocketAddrV4::new(r.peer.addr, crate::model::ports::GIST_PORT);
+            let nli = Some(self.nli(local));
+            self.out.push_back(Transmit {
+                dst,
+                qmode: false,
+                ttl: self.cfg.ip_ttl,
+                msg: Msg::Data {
+                    flow,
+                    dir,
+                    sid,
+                    nli,
+                    nslp_data,
+                },
+                sign,
+            });
+            return;
+        }
+        if dir == Direction::Upstream {
+            // Nobody queried us for this session: there is no upstream peer.
+            self.events.push_back(Event::PeerLost {
+                sid,
+                flow,
+                dir,
+                dropped: 1,
+            });
+            return;
+        }
+        let key = (sid, dir);
+        match self.q.get_mut(&key) {
+            Some(QNode {
+                state: QState::Established { peer, refresh_at },
+                ..
+            }) if now < *refresh_at => {
+                let dst = SocketAddrV4::new(peer.addr, crate::model::ports::GIST_PORT);
+                let nli = Some(Nli {
+                    peer_id: self.cfg.peer_id,
+                    ip_ttl: self.cfg.ip_ttl,
+                    rs_validity_ms: self.cfg.rs_validity.as_millis() as u32,
+                    addr: local,
+                });
+                self.out.push_back(Transmit {
+                    dst,
+                    qmode: false,
+                    ttl: self.cfg.ip_ttl,
+                    msg: Msg::Data {
+                        flow,
+                        dir,
+                        sid,
+                        nli,
+                        nslp_data,
+                    },
+                    sign,
+                });
+            }
+            Some(QNode {
+                state: QState::Waiting { .. },
+                queue,
+                ..
+            }) => queue.push_back((nslp_data, sign)),
+            _ => {
+                // No state, or state too old to trust: (re-)run the handshake.
+                let cookie = self.next_cookie();
+                let mut queue = VecDeque::new();
+                queue.push_back((nslp_data, sign));
+                self.q.insert(
+                    key,
+                    QNode {
+                        flow,
+                        dir,
+                        state: QState::Waiting {
+                            cookie: cookie.clone(),
+                            next_retx: now + self.cfg.t1,
+                            interval: self.cfg.t1,
+                            elapsed: Duration::ZERO,
+                        },
+                        queue,
+                    },
+                );
+                self.push_query(flow, dir, sid, local, cookie);
+            }
+        }
+    }
+
+    fn next_cookie(&mut self) -> Vec<u8> {
+        self.cookie_seq += 1;
+        let mut m = <Hmac<Sha256>>::new_from_slice(&self.cfg.secret).expect("any key length");
+        m.update(&self.cookie_seq.to_be_bytes());
+        m.update(b"query-cookie");
+        m.finalize().into_bytes()[..4].to_vec()
+    }
+
+    fn push_query(
+        &mut self,
+        flow: Flow,
+        dir: Direction,
+        sid: Sid,
+        local: Ipv4Addr,
+        cookie: Vec<u8>,
+    ) {
+        let target = match dir {
+            Direction::Downstream => flow.dst,
+            Direction::Upstream => flow.src,
+        };
+        let nli = self.nli(local);
+        self.out.push_back(Transmit {
+            dst: SocketAddrV4::new(target, crate::model::ports::GIST_PORT),
+            qmode: true,
+            ttl: self.cfg.ip_ttl,
+            msg: Msg::Query {
+                flow,
+                dir,
+                sid,
+                nli,
+                query_cookie: cookie,
+            },
+            sign: false,
+        });
+    }
+
+    /// Handles a decoded GIST message received from `src`. `local` is this
+    /// node's address on the interface towards `src`.
+    pub fn handle(&mut self, now: Instant, src: SocketAddrV4, local: Ipv4Addr, msg: Msg) {
+        match msg {
+            Msg::Query {
+                flow,
+                dir,
+                sid,
+                nli,
+                query_cookie,
+            } => {
+                let responder_cookie = self.responder_cookie(&flow, &sid, &nli);
+                let me = self.nli(local);
+                // The Response goes to the querier's NLI address, to the
+                // port the Query came from.
+                self.out.push_back(Transmit {
+                    dst: SocketAddrV4::new(nli.addr, src.port()),
+                    qmode: false,
+                    ttl: self.cfg.ip_ttl,
+                    msg: Msg::Response {
+                        flow,
+                        dir,
+                        sid,
+                        nli: me,
+                        query_cookie,
+                        responder_cookie,
+                    },
+                    sign: false,
+                });
+            }
+            Msg::Response {
+                flow,
+                dir,
+                sid,
+                nli,
+                query_cookie,
+                responder_cookie,
+            } => {
+                let key = (sid, dir);
+                let Some(node) = self.q.get_mut(&key) else {
+                    return; // not ours, or already answered: drop silently
+                };
+                match &node.state {
+                    QState::Waiting { cookie, .. } if *cookie == query_cookie => {}
+                    _ => return,
+                }
+                let validity = Duration::from_millis(nli.rs_validity_ms as u64);
+                let peer = nli.clone();
+                node.state = QState::Established {
+                    peer: peer.clone(),
+                    // Re-handshake before the peer's state can expire.
+                    refresh_at: now + validity.mul_f32(0.75),
+                };
+                let queued: Vec<_> = node.queue.drain(..).collect();
+                let me = Nli {
+                    peer_id: self.cfg.peer_id,
+                    ip_ttl: self.cfg.ip_ttl,
+                    rs_validity_ms: self.cfg.rs_validity.as_millis() as u32,
+                    addr: local,
+                };
+                let dst = SocketAddrV4::new(peer.addr, crate::model::ports::GIST_PORT);
+                self.out.push_back(Transmit {
+                    dst,
+                    qmode: false,
+                    ttl: self.cfg.ip_ttl,
+                    msg: Msg::Confirm {
+                        flow,
+                        dir,
+                        sid,
+                        nli: me.clone(),
+                        responder_cookie,
+                    },
+                    sign: false,
+                });
+                for (nslp_data, sign) in queued {
+                    self.out.push_back(Transmit {
+                        dst,
+                        qmode: false,
+                        ttl: self.cfg.ip_ttl,
+                        msg: Msg::Data {
+                            flow,
+                            dir,
+                            sid,
+                            nli: Some(me.clone()),
+                            nslp_data,
+                        },
+                        sign,
+                    });
+                }
+            }
+            Msg::Confirm {
+                flow,
+                dir,
+                sid,
+                nli,
+                responder_cookie,
+            } => {
+                if responder_cookie != self.responder_cookie(&flow, &sid, &nli) {
+                    return; // forged or stale cookie: install nothing
+                }
+                let validity = self.cfg.rs_validity;
+                self.r.insert(
+                    (sid, dir),
+                    RNode {
+                        peer: nli,
+                        expires: now + validity,
+                    },
+                );
+            }
+            Msg::Data {
+                flow,
+                dir,
+                sid,
+                nli,
+                nslp_data,
+            } => {
+                let from_known_peer = match self.r.get(&(sid, dir)) {
+                    Some(r) => {
+                        r.peer.addr == *src.ip()
+                            || nli.as_ref().is_some_and(|n| n.addr == r.peer.addr)
+                    }
+                    None => false,
+                } || match self.q.get(&(sid, opposite(dir))) {
+                    Some(QNode {
+                        state: QState::Established { peer, .. },
+                        ..
+                    }) => {
+                        peer.addr == *src.ip() || nli.as_ref().is_some_and(|n| n.addr == peer.addr)
+                    }
+                    _ => false,
+                };
+                if !from_known_peer {
+                    let me = self.nli(local);
+                    self.out.push_back(Transmit {
+                        dst: SocketAddrV4::new(*src.ip(), crate::model::ports::GIST_PORT),
+                        qmode: false,
+                        ttl: self.cfg.ip_ttl,
+                        msg: Msg::NoRoutingState { flow, sid, nli: me },
+                        sign: false,
+                    });
+                    return;
+                }
+                self.events.push_back(Event::Received {
+                    sid,
+                    flow,
+                    dir,
+                    peer: nli.map(|n| n.addr).unwrap_or(*src.ip()),
+                    nslp_data,
+                });
+            }
+            Msg::NoRoutingState { sid, .. } => {
+                // Our downstream peer lost its state (e.g. it restarted):
+                // forget ours so the next send re-runs the handshake.
+                let before = self.q.len();
+                self.q.retain(|(s, _), n| {
+                    !(*s == sid && matches!(&n.state, QState::Established { peer, .. } if peer.addr == *src.ip()))
+                });
+                if self.q.len() != before {
+                    self.events.push_back(Event::RoutingStateLost {
+                        sid,
+                        peer: *src.ip(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Forgets everything about `sid` (the NSLP ended the session).
+    pub fn forget(&mut self, sid: &Sid) {
+        self.q.retain(|(s, _), _| s != sid);
+        self.r.retain(|(s, _), _| s != sid);
+    }
+
+    /// The next instant at which [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let q = self.q.values().filter_map(|n| match n.state {
+            QState::Waiting { next_retx, .. } => Some(next_retx),
+            QState::Established { .. } => None,
+        });
+        let r = self.r.values().map(|n| n.expires);
+        q.chain(r).min()
+    }
+
+    /// Retransmits Queries that went unanswered, gives up after T2, and
+    /// expires responder state. `local_for` gives our address towards a
+    /// destination (for the NLI of a retransmitted Query).
+    pub fn handle_timeout(&mut self, now: Instant, local_for: impl Fn(Ipv4Addr) -> Ipv4Addr) {
+        let mut retx = Vec::new();
+        let mut lost = Vec::new();
+        for (key, node) in self.q.iter_mut() {
+            if let QState::Waiting {
+                cookie,
+                next_retx,
+                interval,
+                elapsed,
+            } = &mut node.state
+            {
+                if *next_retx > now {
+                    continue;
+                }
+                // Back off (T1, 2·T1, 4·T1, ...) while the whole attempt
+                // stays within T2; the timeout that would overrun it ends it.
+                *elapsed += *interval;
+                let next = *interval * 2;
+                if *elapsed + next > self.cfg.t2 {
+                    lost.push(*key);
+                    continue;
+                }
+                *interval = next;
+                *next_retx = now + next;
+                retx.push((node.flow, node.dir, key.0, cookie.clone()));
+            }
+        }
+        for (flow, dir, sid, cookie) in retx {
+            let target = match dir {
+                Direction::Downstream => flow.dst,
+                Direction::Upstream => flow.src,
+            };
+            self.push_query(flow, dir, sid, local_for(target), cookie);
+        }
+        for key in lost {
+            if let Some(node) = self.q.remove(&key) {
+                self.events.push_back(Event::PeerLost {
+                    sid: key.0,
+                    flow: node.flow,
+                    dir: node.dir,
+                    dropped: node.queue.len(),
+                });
+            }
+        }
+        self.r.retain(|_, n| n.expires > now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the NSLP.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Sessions with routing state (querier and responder side).
+    pub fn session_count(&self) -> usize {
+        let mut s: Vec<_> = self.q.keys().chain(self.r.keys()).map(|k| k.0).collect();
+        s.sort();
+        s.dedup();
+        s.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 2);
+    const FLOW: Flow = Flow {
+        src: Ipv4Addr::new(172, 1, 2, 1),
+        dst: Ipv4Addr::new(172, 3, 4, 4),
+        protocol: 17,
+    };
+    const SID: Sid = [0x5a; 16];
+
+    fn node(id: u8) -> Gist {
+        Gist::new(Config {
+            peer_id: [id; 16],
+            secret: [id; 32],
+            ..Config::default()
+        })
+    }
+
+    /// Two GIST nodes on one link with a controlled clock; B intercepts
+    /// everything A sends towards the flow (as the next NSIS hop would).
+    struct Pair {
+        a: Gist,
+        b: Gist,
+        now: Instant,
+        /// Drop the next n datagrams from A.
+        drop_from_a: usize,
+        log: Vec<&'static str>,
+    }
+
+    fn kind(m: &Msg) -> &'static str {
+        match m {
+            Msg::Query { .. } => "Query",
+            Msg::Response { .. } => "Response",
+            Msg::Confirm { .. } => "Confirm",
+            Msg::Data { .. } => "Data",
+            Msg::NoRoutingState { .. } => "NoRoutingState",
+        }
+    }
+
+    impl Pair {
+        fn new() -> Self {
+            Self {
+                a: node(1),
+                b: node(2),
+                now: Instant::now(),
+                drop_from_a: 0,
+                log: vec![],
+            }
+        }
+        fn drive(&mut self) {
+            loop {
+                let mut progressed = false;
+                while let Some(t) = self.a.poll_transmit() {
+                    progressed = true;
+                    if self.drop_from_a > 0 {
+                        self.drop_from_a -= 1;
+                        self.log.push("lost");
+                        continue;
+                    }
+                    self.log.push(kind(&t.msg));
+                    self.b.handle(self.now, SocketAddrV4::new(A, 270), B, t.msg);
+                }
+                while let Some(t) = self.b.poll_transmit() {
+                    progressed = true;
+                    self.log.push(kind(&t.msg));
+                    assert_eq!(*t.dst.ip(), A, "B answers to A's NLI address");
+                    self.a.handle(self.now, SocketAddrV4::new(B, 270), A, t.msg);
+                }
+                if !progressed {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn handshake_then_data() {
+        let mut p = Pair::new();
+        p.a.send(
+            p.now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"RESERVE".to_vec(),
+            true,
+        );
+        let q = p.a.out.front().unwrap().clone();
+        assert!(q.qmode, "the Query is Q-mode");
+        assert_eq!(*q.dst.ip(), FLOW.dst, "sent towards the flow's destination");
+        p.drive();
+        assert_eq!(p.log, ["Query", "Response", "Confirm", "Data"]);
+        assert_eq!(
+            p.b.poll_event(),
+            Some(Event::Received {
+                sid: SID,
+                flow: FLOW,
+                dir: Direction::Downstream,
+                peer: A,
+                nslp_data: b"RESERVE".to_vec()
+            })
+        );
+        // Established: the next message goes straight as D-mode Data.
+        p.log.clear();
+        p.a.send(
+            p.now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"REFRESH".to_vec(),
+            false,
+        );
+        p.drive();
+        assert_eq!(p.log, ["Data"]);
+        // And B can answer upstream to the peer that queried it.
+        p.log.clear();
+        p.b.send(
+            p.now,
+            SID,
+            FLOW,
+            Direction::Upstream,
+            B,
+            b"RESPONSE".to_vec(),
+            false,
+        );
+        p.drive();
+        assert_eq!(p.log, ["Data"]);
+        let ev = std::iter::from_fn(|| p.a.poll_event()).last().unwrap();
+        assert!(matches!(
+            ev,
+            Event::Received {
+                dir: Direction::Upstream,
+                peer: B,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn lost_query_is_retransmitted_with_backoff() {
+        let mut p = Pair::new();
+        p.drop_from_a = 2;
+        p.a.send(
+            p.now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        p.drive();
+        assert_eq!(p.log, ["lost"]);
+        let t1 = p.a.poll_timeout().unwrap();
+        assert_eq!(t1 - p.now, Duration::from_millis(500));
+        p.now = t1;
+        p.a.handle_timeout(p.now, |_| A);
+        p.drive();
+        let t2 = p.a.poll_timeout().unwrap();
+        assert_eq!(t2 - p.now, Duration::from_millis(1000), "T1 doubles");
+        p.now = t2;
+        p.a.handle_timeout(p.now, |_| A);
+        p.drive();
+        assert_eq!(
+            p.log,
+            ["lost", "lost", "Query", "Response", "Confirm", "Data"]
+        );
+        assert!(matches!(p.b.poll_event(), Some(Event::Received { .. })));
+    }
+
+    #[test]
+    fn gives_up_after_t2() {
+        let mut g = node(1);
+        let mut now = Instant::now();
+        g.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        let mut queries = 0;
+        while let Some(t) = g.poll_timeout() {
+            while g.poll_transmit().is_some() {
+                queries += 1;
+            }
+            now = t;
+            g.handle_timeout(now, |_| A);
+        }
+        // 0.5+1+2+4+8+16+32 = 63.5 s of back-off: 7 Queries, then give up.
+        assert_eq!(queries, 7);
+        assert_eq!(
+            g.poll_event(),
+            Some(Event::PeerLost {
+                sid: SID,
+                flow: FLOW,
+                dir: Direction::Downstream,
+                dropped: 1
+            })
+        );
+        assert_eq!(g.session_count(), 0);
+    }
+
+    #[test]
+    fn forged_confirm_installs_nothing_and_data_gets_no_routing_state() {
+        let mut b = node(2);
+        let now = Instant::now();
+        let nli = Nli {
+            peer_id: [9; 16],
+            ip_ttl: 64,
+            rs_validity_ms: 30_000,
+            addr: A,
+        };
+        b.handle(
+            now,
+            SocketAddrV4::new(A, 270),
+            B,
+            Msg::Confirm {
+                flow: FLOW,
+                dir: Direction::Downstream,
+                sid: SID,
+                nli: nli.clone(),
+                responder_cookie: vec![0; 16],
+            },
+        );
+        assert_eq!(b.session_count(), 0);
+        b.handle(
+            now,
+            SocketAddrV4::new(A, 270),
+            B,
+            Msg::Data {
+                flow: FLOW,
+                dir: Direction::Downstream,
+                sid: SID,
+                nli: Some(nli),
+                nslp_data: b"RESERVE".to_vec(),
+            },
+        );
+        assert!(b.poll_event().is_none(), "nothing delivered");
+        let t = b.poll_transmit().unwrap();
+        assert!(matches!(t.msg, Msg::NoRoutingState { .. }));
+        assert_eq!(*t.dst.ip(), A);
+    }
+
+    #[test]
+    fn responder_state_expires() {
+        let mut p = Pair::new();
+        p.a.send(
+            p.now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        p.drive();
+        assert_eq!(p.b.session_count(), 1);
+        p.now += Duration::from_secs(31);
+        p.b.handle_timeout(p.now, |_| B);
+        assert_eq!(p.b.session_count(), 0);
+        // A's state is older than 0.75 RS: the next send re-runs the handshake.
+        p.log.clear();
+        p.a.send(
+            p.now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"Y".to_vec(),
+            false,
+        );
+        p.drive();
+        assert_eq!(p.log, ["Query", "Response", "Confirm", "Data"]);
+    }
+}
