@@ -214,8 +214,7 @@ mod tests {
 
     #[test]
     fn all_formats_for_shipped_topologies() {
-        let dir = std::env::temp_dir().join(format!("vlsp-graph-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::experiment::scratch::Scratch::new("graph");
         for f in [
             "paper-4node",
             "ring-6node",
@@ -249,6 +248,5 @@ mod tests {
             )
             .is_err()
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -97,6 +97,31 @@ impl Summary {
     }
 }
 
+/// A summary of `v`, or none when there are no samples (a column that the
+/// run did not record).
+pub fn summarize(metric: &str, unit: &str, v: &[f64], paper: Option<f64>) -> Option<Summary> {
+    (!v.is_empty()).then(|| Summary::from_samples(metric, unit, v, paper))
+}
+
+/// The mean, NaN for no samples.
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// `a - b` run by run (as long as the shorter).
+pub fn diff(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+/// `a + b` run by run (as long as the shorter).
+pub fn sum(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
 /// Writes summaries as CSV (the header above, fixed precision so that the
 /// same data always give the same bytes).
 pub fn write_csv(path: &Path, rows: &[Summary]) -> Result<()> {
@@ -201,7 +226,7 @@ mod tests {
             Summary::from_samples("hmac_create", "us", &[0.5, 0.6, 0.7], Some(28.672)),
             Summary::from_samples("setup_A", "ms", &[1.0], None),
         ];
-        let dir = std::env::temp_dir().join(format!("vlsp-stats-{}", std::process::id()));
+        let dir = crate::experiment::scratch::Scratch::new("stats");
         let p = dir.join("summary.csv");
         write_csv(&p, &rows).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -214,6 +239,5 @@ mod tests {
         assert_eq!(back[1].paper, None);
         assert!(close(back[0].mean, 0.6, 1e-4));
         assert!(close(back[0].paper.unwrap(), 28.672, 1e-9));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

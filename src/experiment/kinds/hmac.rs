@@ -1,6 +1,6 @@
-//! `vlsp bench hmac`: the paper's Table II (HMAC creation and verification
-//! of a signed RESERVE, one timed run after another), and the sample PDU
-//! that the criterion benchmarks and the tests share.
+//! `hmac` (Table II, Fig. 12) and `vlsp bench hmac`: HMAC creation and
+//! verification of a signed RESERVE, one timed run after another, as the
+//! paper measured them. Needs no testbed.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -8,14 +8,13 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use crate::experiment::file::Experiment;
+use crate::experiment::paper::{HMAC_CREATE, HMAC_VERIFY};
+use crate::experiment::rows::Row;
 use crate::experiment::stats::Summary;
 use crate::wire::auth::{Timestamp, VerifyPolicy, sign_pdu, verify_pdu};
 use crate::wire::fixtures::{default_transform, sample_keyring, sample_reserve_pdu};
 use crate::wire::profile::Profile;
-
-/// The paper's Table II: (avg, min, max, stddev) in µs.
-pub const PAPER_HMAC_CREATE: (f64, f64, f64, f64) = (28.672, 24.026, 79.77, 7.011);
-pub const PAPER_HMAC_VERIFY: (f64, f64, f64, f64) = (33.903, 30.095, 44.746, 2.465);
 
 /// Times `runs` HMAC creations and verifications, one run at a time as the
 /// paper did; returns (creation, verification) summaries in µs and the raw
@@ -42,10 +41,31 @@ pub fn hmac_runs(runs: usize, profile: Profile) -> (Summary, Summary, Vec<(f64, 
     let create: Vec<f64> = samples.iter().map(|s| s.0).collect();
     let verify: Vec<f64> = samples.iter().map(|s| s.1).collect();
     (
-        Summary::from_samples("hmac_create", "us", &create, Some(PAPER_HMAC_CREATE.0)),
-        Summary::from_samples("hmac_verify", "us", &verify, Some(PAPER_HMAC_VERIFY.0)),
+        Summary::from_samples("hmac_create", "us", &create, Some(HMAC_CREATE.0)),
+        Summary::from_samples("hmac_verify", "us", &verify, Some(HMAC_VERIFY.0)),
         samples,
     )
+}
+
+/// The kind itself: variant `paper-count` with the experiment's runs, and
+/// `high-count` when the file asks for it; values `hmac_create` and
+/// `hmac_verify` in µs.
+pub fn run(e: &Experiment, rows: &mut Vec<Row>) {
+    for (variant, runs) in
+        std::iter::once(("paper-count", e.runs)).chain(e.high_count.map(|h| ("high-count", h)))
+    {
+        let (_, _, samples) = hmac_runs(runs, Profile::Rfc);
+        for (i, (c, v)) in samples.into_iter().enumerate() {
+            rows.push(Row {
+                variant: variant.to_string(),
+                run: i + 1,
+                values: std::collections::BTreeMap::from([
+                    ("hmac_create".to_string(), c),
+                    ("hmac_verify".to_string(), v),
+                ]),
+            });
+        }
+    }
 }
 
 /// Arguments of `vlsp bench hmac`.
@@ -86,7 +106,7 @@ pub fn run_hmac(args: &HmacArgs) -> Result<()> {
         "{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
         "", "avg", "median", "min", "max", "stddev", "paper avg", "min", "max", "stddev"
     );
-    for (s, p) in [(&c, PAPER_HMAC_CREATE), (&v, PAPER_HMAC_VERIFY)] {
+    for (s, p) in [(&c, HMAC_CREATE), (&v, HMAC_VERIFY)] {
         let name = if s.metric == "hmac_create" {
             "HMAC creation"
         } else {

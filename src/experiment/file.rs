@@ -1,0 +1,246 @@
+//! Experiment files (TOML, in `experiments/`): what to measure on which
+//! topology. Every error names `file:line:column`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::model::tunnel::Backend;
+use crate::topology::VnodeKind;
+
+/// Kinds of experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    SetupTeardown,
+    Hmac,
+    AuthCompare,
+    ChainSweep,
+    Backends,
+    QosIsolation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    experiment: Spanned<Def>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Def {
+    name: String,
+    #[serde(default)]
+    description: String,
+    kind: Kind,
+    /// Topology file, relative to the experiment file.
+    topology: Option<Spanned<String>>,
+    #[serde(default = "hundred")]
+    runs: usize,
+    #[serde(default = "five")]
+    warmup: usize,
+    #[serde(default = "ten_mbit")]
+    rate: Spanned<String>,
+    #[serde(default)]
+    backend: Option<Backend>,
+    /// Output folder, relative to the current directory.
+    output: Option<String>,
+    /// Chain lengths for `chain-sweep`.
+    #[serde(default)]
+    chain: Vec<usize>,
+    /// Extra high-count run for `hmac`.
+    #[serde(default)]
+    high_count: Option<usize>,
+    /// Install reservations in the kernel (default true); false measures
+    /// admission control alone.
+    #[serde(default = "yes")]
+    qos: bool,
+    /// Override the capacity of every substrate link.
+    capacity: Option<Spanned<String>>,
+    /// `qos-isolation`: best-effort flood rate (default 4x the capacity).
+    flood: Option<Spanned<String>>,
+    /// `qos-isolation`: seconds of traffic per variant.
+    #[serde(default = "ten")]
+    traffic_seconds: u64,
+    /// Run every virtual node as this kind ("netns" or "qemu").
+    vnodes: Option<VnodeKind>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn ten() -> u64 {
+    10
+}
+fn hundred() -> usize {
+    100
+}
+fn five() -> usize {
+    5
+}
+fn ten_mbit() -> Spanned<String> {
+    Spanned::new(0..0, "10mbit".into())
+}
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub file: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub kind: Kind,
+    pub topology: Option<PathBuf>,
+    pub runs: usize,
+    pub warmup: usize,
+    pub rate_bps: u64,
+    pub backend: Option<Backend>,
+    pub output: PathBuf,
+    pub chain: Vec<usize>,
+    pub high_count: Option<usize>,
+    pub qos: bool,
+    pub capacity_bps: Option<u64>,
+    pub flood_bps: Option<u64>,
+    pub traffic_seconds: u64,
+    pub vnodes: Option<VnodeKind>,
+    /// Capture every substrate interface (`vlsp run --pcap`).
+    pub pcap: bool,
+}
+
+/// The text of an experiment file, to turn byte spans into `file:line:col`.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, span: Range<usize>, msg: impl Into<String>) -> anyhow::Error {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        anyhow!("{}:{line}:{col}: {}", self.path.display(), msg.into())
+    }
+
+    fn rate(&self, r: &Spanned<String>) -> Result<u64> {
+        crate::model::units::parse_rate(r.get_ref()).map_err(|m| self.at(r.span(), m))
+    }
+
+    fn opt_rate(&self, r: &Option<Spanned<String>>) -> Result<Option<u64>> {
+        r.as_ref().map(|r| self.rate(r)).transpose()
+    }
+
+    /// The topology file, resolved against the experiment file's folder.
+    fn topology(&self, t: &Option<Spanned<String>>) -> Result<Option<PathBuf>> {
+        let Some(t) = t else { return Ok(None) };
+        let p = self
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(t.get_ref());
+        if !p.exists() {
+            return Err(self.at(
+                t.span(),
+                format!(
+                    "topology file {} not found (paths are relative to the experiment file)",
+                    p.display()
+                ),
+            ));
+        }
+        Ok(Some(p))
+    }
+
+    /// The checks that need more than one field; errors point at the table.
+    fn validate(&self, d: &Def, topology: bool, span: Range<usize>) -> Result<()> {
+        if !topology && !matches!(d.kind, Kind::Hmac | Kind::ChainSweep) {
+            return Err(self.at(span, "this kind of experiment needs `topology = \"...\"`"));
+        }
+        if d.kind == Kind::ChainSweep && (d.chain.is_empty() || d.chain.iter().any(|n| *n < 2)) {
+            return Err(self.at(
+                span,
+                "chain-sweep needs `chain = [2, 4, ...]` with lengths of at least 2",
+            ));
+        }
+        if d.runs == 0 {
+            return Err(self.at(span, "runs must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Experiment {
+    /// Reads an experiment file; errors name `file:line:column`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let src = Source { path, text: &text };
+        let f: File = toml::from_str(&text)
+            .map_err(|e| src.at(e.span().unwrap_or(0..0), e.message().trim()))?;
+        let span = f.experiment.span();
+        let d = f.experiment.into_inner();
+        let topology = src.topology(&d.topology)?;
+        src.validate(&d, topology.is_some(), span.clone())?;
+        let rate_bps = src.rate(&d.rate)?;
+        let capacity_bps = src.opt_rate(&d.capacity)?;
+        let flood_bps = src.opt_rate(&d.flood)?;
+        if d.kind == Kind::QosIsolation && !(2..=600).contains(&d.traffic_seconds) {
+            return Err(src.at(span, "traffic_seconds must be 2..=600"));
+        }
+        Ok(Self {
+            file: path.to_path_buf(),
+            output: PathBuf::from(
+                d.output
+                    .clone()
+                    .unwrap_or_else(|| format!("results/{}", d.name)),
+            ),
+            name: d.name,
+            description: d.description,
+            kind: d.kind,
+            topology,
+            runs: d.runs,
+            warmup: d.warmup,
+            rate_bps,
+            backend: d.backend,
+            chain: d.chain,
+            high_count: d.high_count,
+            qos: d.qos,
+            capacity_bps,
+            flood_bps,
+            traffic_seconds: d.traffic_seconds,
+            vnodes: d.vnodes,
+            pcap: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_experiment_files_name_the_place() {
+        let dir = crate::experiment::scratch::Scratch::new("expf");
+        let p = dir.join("e.toml");
+        std::fs::write(
+            &p,
+            "[experiment]\nname = \"x\"\nkind = \"setup-teardown\"\ntopology = \"nope.toml\"\n",
+        )
+        .unwrap();
+        let m = format!("{:#}", Experiment::load(&p).unwrap_err());
+        assert!(m.contains("e.toml:4:12") && m.contains("not found"), "{m}");
+        std::fs::write(&p, "[experiment]\nname = \"x\"\nkind = \"sideways\"\n").unwrap();
+        let m = format!("{:#}", Experiment::load(&p).unwrap_err());
+        assert!(m.contains("e.toml:3:8") && m.contains("sideways"), "{m}");
+        std::fs::write(
+            &p,
+            "[experiment]\nname = \"x\"\nkind = \"hmac\"\nrate = \"fast\"\n",
+        )
+        .unwrap();
+        let m = format!("{:#}", Experiment::load(&p).unwrap_err());
+        assert!(m.contains("e.toml:4:8"), "{m}");
+    }
+}

@@ -1,0 +1,110 @@
+//! `chain-sweep`: setup over chains of several lengths, against the paper's
+//! formula d_setup = 2·t_s + Σ_{i<h}(g_i + q_i + r_i) + q_h + r_h (§IV-B).
+
+use anyhow::Result;
+
+use crate::experiment::file::Experiment;
+use crate::experiment::kinds::setup_teardown::{Plan, measure};
+use crate::experiment::rows::{Row, col_ms};
+use crate::experiment::stats::{diff, mean};
+use crate::testbed::Options;
+use crate::topology::Topology;
+
+/// Generates a chain of each length (saved beside the results), and runs
+/// it as variant `chain=<n>`.
+pub fn run(e: &Experiment, base: &Options, rows: &mut Vec<Row>) -> Result<()> {
+    for &n in &e.chain {
+        let name = format!("sweep{n}");
+        let src = crate::topology::generate_chain(&name, n, 1);
+        let file = e.output.join(format!("chain-{n}.toml"));
+        std::fs::write(&file, &src)?;
+        let t = Topology::parse(&src, &file)?;
+        measure(t, base, Plan::of(e), true, &format!("chain={n}"), rows)?;
+    }
+    Ok(())
+}
+
+/// One chain length: what was measured and what the formula predicts from
+/// the per-hop measurements of the same runs (ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainPoint {
+    pub routers: usize,
+    /// [A] of every run.
+    pub setup_a: Vec<f64>,
+    /// The formula's setup duration.
+    pub formula: f64,
+    /// Mean [B].
+    pub setup_b: f64,
+}
+
+/// The formula's inputs, from the runs of `variant` ("chain=<n>"):
+/// t_s = mean of [C] and [H]; g_i + q_i = [E] and r_i = [F], averaged over
+/// the forwarding nodes (the initiator's own handshake and RESERVE are
+/// approximated by a forwarding node's: it does the same work);
+/// q_h + r_h = [G] − [C].
+pub fn predict(rows: &[Row], variant: &str) -> ChainPoint {
+    let n: usize = variant.trim_start_matches("chain=").parse().unwrap_or(0);
+    let get = |k: &str| col_ms(rows, variant, k);
+    let ts = (mean(&get("setup_C")) + mean(&get("setup_H"))) / 2.0;
+    let mut hop_sum = 0.0;
+    let mut hops = 0;
+    if let Some(r) = rows.iter().find(|r| r.variant == variant) {
+        for k in r
+            .values
+            .keys()
+            .filter(|k| k.starts_with("setup_D_") && *k != "setup_D_qni")
+        {
+            let node = &k["setup_D_".len()..];
+            let e = mean(&get(&format!("setup_E_{node}")));
+            let f = mean(&get(&format!("setup_F_{node}")));
+            hop_sum += e + f; // [E] includes [D]: g + q = e
+            hops += 1;
+        }
+    }
+    let per_hop = if hops > 0 { hop_sum / hops as f64 } else { 0.0 };
+    let qhrh = mean(&diff(&get("setup_G"), &get("setup_C")));
+    ChainPoint {
+        routers: n,
+        setup_a: get("setup_A"),
+        formula: 2.0 * ts + per_hop * (n.saturating_sub(1)) as f64 + qhrh,
+        setup_b: mean(&get("setup_B")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Two forwarding nodes in a chain of four: 2·t_s + 3·(e+f) + q_h + r_h.
+    #[test]
+    fn formula_from_per_hop_means() {
+        let rows: Vec<Row> = (1..=2)
+            .map(|i| Row {
+                variant: "chain=4".into(),
+                run: i,
+                values: BTreeMap::from([
+                    ("setup_A".into(), 9000.0),
+                    ("setup_B".into(), 5000.0),
+                    ("setup_C".into(), 2000.0),
+                    ("setup_H".into(), 1000.0 * i as f64),
+                    ("setup_G".into(), 2500.0),
+                    ("setup_D_qni".into(), 99.0),
+                    ("setup_D_r2".into(), 100.0),
+                    ("setup_E_r2".into(), 300.0),
+                    ("setup_F_r2".into(), 100.0),
+                    ("setup_D_r3".into(), 100.0),
+                    ("setup_E_r3".into(), 500.0),
+                    ("setup_F_r3".into(), 300.0),
+                ]),
+            })
+            .collect();
+        let p = predict(&rows, "chain=4");
+        // t_s = (2 + 1.5) / 2; per hop = (0.4 + 0.8) / 2; q_h + r_h = 0.5.
+        let want = 2.0 * 1.75 + 3.0 * 0.6 + 0.5;
+        assert_eq!(p.routers, 4);
+        assert!((p.formula - want).abs() < 1e-12, "{}", p.formula);
+        assert_eq!(p.setup_a, [9.0, 9.0]);
+        assert_eq!(p.setup_b, 5.0);
+    }
+}

@@ -1,0 +1,290 @@
+//! `setup-teardown` (Table I, Figs. 9–11), and the measured run every other
+//! testbed kind repeats: a virtual link set up and torn down through the
+//! QNI's API, the periods [A]..[H] derived from the measurement points of
+//! every node, warm-up runs first, a progress bar, and optionally the same
+//! periods read off captured packets (`--pcap`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::experiment::file::Experiment;
+use crate::experiment::meta::GuestInfo;
+use crate::experiment::periods::{RunKind, RunPeriods, derive};
+use crate::experiment::progress;
+use crate::experiment::rows::{Row, put_periods};
+use crate::kernel::capture;
+use crate::model::measure::{Point, PointKind, Recorder, now_ns};
+use crate::node::api::{Client, LinkInfo, Reply, Request};
+use crate::testbed::{Options, Testbed};
+use crate::topology::Topology;
+
+/// How many runs of one variant, after how many warm-up runs, at what rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub runs: usize,
+    pub warmup: usize,
+    pub rate_bps: u64,
+}
+
+impl Plan {
+    pub fn of(e: &Experiment) -> Self {
+        Self {
+            runs: e.runs,
+            warmup: e.warmup,
+            rate_bps: e.rate_bps,
+        }
+    }
+}
+
+/// The kind itself: one authenticated variant; returns the QEMU guests.
+pub fn run(
+    e: &Experiment,
+    topo: Topology,
+    base: &Options,
+    rows: &mut Vec<Row>,
+) -> Result<Option<GuestInfo>> {
+    measure(topo, base, Plan::of(e), true, "auth", rows)
+}
+
+/// The virtual link a setup request created, or the node's refusal.
+pub fn link_up(reply: Reply) -> Result<LinkInfo> {
+    match reply {
+        Reply::LinkUp { vlink } => Ok(vlink),
+        Reply::Error { reason, message } => bail!("setup failed ({reason}): {message}"),
+        r => bail!("unexpected reply {r:?}"),
+    }
+}
+
+/// Ok when a teardown request removed the link, else the node's refusal.
+pub fn link_down(reply: Reply) -> Result<()> {
+    match reply {
+        Reply::LinkDown { .. } => Ok(()),
+        Reply::Error { reason, message } => bail!("teardown failed ({reason}): {message}"),
+        r => bail!("unexpected reply {r:?}"),
+    }
+}
+
+/// The virtual node hosted on `host` ("" when there is none).
+fn vnode_on(topo: &Topology, host: &str) -> String {
+    topo.vnodes
+        .iter()
+        .find(|v| v.host == host)
+        .map(|v| v.name.clone())
+        .unwrap_or_default()
+}
+
+/// The points recorded since the last drain, the client's first.
+fn drain(client: &Recorder, tb: &Testbed) -> Vec<Point> {
+    let mut pts = client.drain();
+    for r in &tb.recorders {
+        pts.extend(r.drain());
+    }
+    pts
+}
+
+/// Waits (up to about 400 ms) for the deferred tunnel-device deletions at
+/// both ends: they are measured, and must not spill into the next run
+/// through the kernel's RTNL lock.
+fn wait_for_deletions(tb: &Testbed, nodes: [&str; 2]) -> Result<()> {
+    for node in nodes {
+        let mut n = tb.client(node)?;
+        for _ in 0..400 {
+            match n.call(&Request::Stats)? {
+                Reply::Stats { stats } if stats["vlink_pending"] == 0 => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Who signals: the QNI, the forwarding nodes in path order, the QNR.
+struct Roles {
+    qni: String,
+    qnes: Vec<String>,
+    qnr: String,
+}
+
+impl Roles {
+    fn nsis(&self) -> Vec<String> {
+        std::iter::once(self.qni.clone())
+            .chain(self.qnes.iter().cloned())
+            .chain(std::iter::once(self.qnr.clone()))
+            .collect()
+    }
+}
+
+/// Sends `req` from the external program's side, timestamped around the call.
+fn timed_call(c: &mut Client, req: &Request) -> Result<(u64, Reply, u64)> {
+    let t0 = now_ns();
+    let reply = c.call(req)?;
+    Ok((t0, reply, now_ns()))
+}
+
+/// One setup + teardown through the QNI's API, measured.
+fn one_run(
+    tb: &Testbed,
+    roles: &Roles,
+    rate: u64,
+    auth: bool,
+) -> Result<(RunPeriods, RunPeriods, [u8; 16])> {
+    let Roles { qni, qnes, qnr } = roles;
+    let mut c = tb.client(qni)?;
+    for r in &tb.recorders {
+        r.drain();
+    }
+    let client = Recorder::new("client", 4);
+    let setup = Request::Setup {
+        from: vnode_on(&tb.topo, qni),
+        to: vnode_on(&tb.topo, qnr),
+        rate_bps: rate,
+        bidirectional: false,
+        backend: None,
+        authenticate: auth,
+    };
+    let (t0, reply, t1) = timed_call(&mut c, &setup)?;
+    let vlink = link_up(reply)?;
+    let sid = vlink
+        .sid()
+        .ok_or_else(|| anyhow!("bad session id {} in the reply", vlink.session))?;
+    client.mark_at(t0, sid, PointKind::ClientRequestSent);
+    client.mark_at(t1, sid, PointKind::ClientReplyReceived);
+    let setup = derive(&drain(&client, tb), &sid, RunKind::Setup, qni, qnr, qnes);
+    let teardown = Request::Teardown {
+        vlink_id: vlink.vlink_id,
+    };
+    let (t2, reply, t3) = timed_call(&mut c, &teardown)?;
+    link_down(reply)?;
+    client.mark_at(t2, sid, PointKind::ClientRequestSent);
+    client.mark_at(t3, sid, PointKind::ClientReplyReceived);
+    wait_for_deletions(tb, [qni, qnr])?;
+    let teardown = derive(&drain(&client, tb), &sid, RunKind::Teardown, qni, qnr, qnes);
+    Ok((setup, teardown, sid))
+}
+
+fn guests(tb: &Testbed) -> Option<GuestInfo> {
+    tb.accel.as_ref().map(|a| {
+        (
+            format!("{} ({})", a.name, a.why),
+            tb.boot_times
+                .iter()
+                .map(|(n, d)| (n.clone(), d.as_secs_f64() * 1e3))
+                .collect(),
+        )
+    })
+}
+
+/// Brings `topo` up, runs setup/teardown `plan.warmup` times unrecorded and
+/// `plan.runs` times recorded as `variant` (appended to `rows`), and takes
+/// the testbed down. Returns the QEMU guests, if any.
+pub fn measure(
+    topo: Topology,
+    opts: &Options,
+    plan: Plan,
+    auth: bool,
+    variant: &str,
+    rows: &mut Vec<Row>,
+) -> Result<Option<GuestInfo>> {
+    let (qni, qnes, qnr) = topo.signaling_roles()?;
+    let roles = Roles { qni, qnes, qnr };
+    let tb = Testbed::up(topo, opts)?;
+    let guests = guests(&tb);
+    for _ in 0..plan.warmup {
+        one_run(&tb, &roles, plan.rate_bps, auth)?;
+    }
+    let nsis = roles.nsis();
+    let capture = match &opts.pcap {
+        Some(_) => Some(capture::Capture::start(&tb.topo.name, &nsis)?),
+        None => None,
+    };
+    let first_row = rows.len();
+    let mut sids = vec![];
+    let pb = progress::bar(plan.runs as u64, variant);
+    for run in 1..=plan.runs {
+        if progress::stop_requested() {
+            pb.abandon();
+            bail!("interrupted after {} runs", run - 1);
+        }
+        let (s, t, sid) = one_run(&tb, &roles, plan.rate_bps, auth)
+            .with_context(|| format!("{variant} run {run}"))?;
+        sids.push(sid);
+        let mut values = BTreeMap::new();
+        put_periods(&mut values, "setup_", &s);
+        put_periods(&mut values, "teardown_", &t);
+        rows.push(Row {
+            variant: variant.to_string(),
+            run,
+            values,
+        });
+        pb.inc(1);
+    }
+    pb.finish();
+    if let (Some(cap), Some(dir)) = (capture, &opts.pcap) {
+        let wire = Wire {
+            tb: &tb,
+            nsis: &nsis,
+            variant,
+            dir,
+        };
+        wire.add_periods(cap, &mut rows[first_row..], &sids)?;
+    }
+    tb.down()?;
+    Ok(guests)
+}
+
+/// The capture of one variant's runs.
+struct Wire<'a> {
+    tb: &'a Testbed,
+    nsis: &'a [String],
+    variant: &'a str,
+    dir: &'a Path,
+}
+
+impl Wire<'_> {
+    /// Writes the pcap files and adds the same periods seen on the wire,
+    /// beside the measurement points, as `setup_wire_<X>_<node>` values.
+    fn add_periods(
+        &self,
+        cap: capture::Capture,
+        rows: &mut [Row],
+        sids: &[[u8; 16]],
+    ) -> Result<()> {
+        let (frames, off) = cap.stop()?;
+        let substrate: HashSet<(String, String)> = self
+            .tb
+            .topo
+            .links
+            .iter()
+            .flat_map(|l| [&l.a, &l.b])
+            .map(|e| (e.node.clone(), e.ifname.clone()))
+            .collect();
+        let out = self.dir.join(self.variant);
+        let files = capture::write_pcaps(&out, &frames, off, Some(&substrate))?;
+        let ev = capture::gist_events(&frames);
+        for (row, sid) in rows.iter_mut().zip(sids) {
+            for n in self.nsis.iter().skip(1) {
+                let w = capture::wire_periods(&ev, n, sid);
+                let mut set = |k: &str, v: Option<u64>| {
+                    if let Some(v) = v {
+                        row.values
+                            .insert(format!("setup_wire_{k}_{n}"), v as f64 / 1e3);
+                    }
+                };
+                set("D", w.d_ns);
+                set("E", w.e_ns);
+                set("F", w.f_ns);
+                set("G", w.g_ns);
+            }
+        }
+        eprintln!(
+            "{}: {} frames captured, {} pcap files in {}",
+            self.variant,
+            frames.len(),
+            files.len(),
+            out.display()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! `meta.json`: what ran, where, and how far it got.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::experiment::file::{Experiment, Kind};
+
+/// What ran, where: `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    /// The experiment's `name`.
+    pub experiment: String,
+    pub kind: Kind,
+    pub description: String,
+    pub runs_requested: usize,
+    /// Rows written to `runs.csv` (less than requested when stopped early).
+    pub runs_done: usize,
+    /// `git rev-parse HEAD` of the working directory, "unknown" outside git.
+    pub commit: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// CPU model and core count.
+    pub cpu: String,
+    pub date_utc: String,
+    /// The experiment's backend, or "from topology".
+    pub backend: String,
+    pub topology_file: Option<String>,
+    pub topology_sha256: Option<String>,
+    /// Names of the QNI, QNEs and QNR, in path order (for the report).
+    pub path: Vec<String>,
+    pub command_line: String,
+    pub failure: Option<String>,
+    /// QEMU virtual nodes: accelerator (and why) and boot times.
+    #[serde(default)]
+    pub qemu_accel: Option<String>,
+    #[serde(default)]
+    pub qemu_boot_ms: Vec<(String, f64)>,
+}
+
+/// QEMU virtual nodes of a run: accelerator (and why), boot times in ms.
+pub type GuestInfo = (String, Vec<(String, f64)>);
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn sha256_file(p: &Path) -> Option<String> {
+    use sha2::Digest;
+    let b = std::fs::read(p).ok()?;
+    Some(
+        sha2::Sha256::digest(&b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect(),
+    )
+}
+
+impl Meta {
+    /// The record of `e` about to run on this machine, signaling along `path`.
+    pub fn new(e: &Experiment, path: Vec<String>) -> Self {
+        Self {
+            experiment: e.name.clone(),
+            kind: e.kind,
+            description: e.description.clone(),
+            runs_requested: e.runs,
+            runs_done: 0,
+            commit: sh("git", &["rev-parse", "HEAD"]),
+            kernel: sh("uname", &["-r"]),
+            cpu: format!(
+                "{} ({} cores)",
+                cpu_model(),
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            ),
+            date_utc: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            backend: e
+                .backend
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "from topology".into()),
+            topology_file: e.topology.as_ref().map(|p| p.display().to_string()),
+            topology_sha256: e.topology.as_deref().and_then(sha256_file),
+            path,
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            failure: None,
+            qemu_accel: None,
+            qemu_boot_ms: vec![],
+        }
+    }
+
+    /// Records the QEMU guests of the run, if there were any.
+    pub fn set_guests(&mut self, guests: Option<GuestInfo>) {
+        if let Some((accel, boot)) = guests {
+            self.qemu_accel = Some(accel);
+            self.qemu_boot_ms = boot;
+        }
+    }
+
+    /// Reads `meta.json` of an experiment folder.
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(dir.join("meta.json")).with_context(|| {
+            format!(
+                "{}: no meta.json (is this an experiment folder?)",
+                dir.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{}/meta.json", dir.display()))
+    }
+
+    /// The forwarding node next to the responder (the paper's tb3), whose
+    /// periods Fig. 11 shows; none on a path without forwarding nodes.
+    pub fn last_qne(&self) -> Option<&str> {
+        self.path
+            .len()
+            .checked_sub(2)
+            .filter(|i| *i >= 1)
+            .map(|i| self.path[i].as_str())
+    }
+}
