@@ -572,10 +572,10 @@ mod tests {
         write_runs(&dir.join("runs.csv"), &sample_rows()).unwrap();
         let meta = meta(Kind::SetupTeardown);
         std::fs::write(dir.join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
-        report(&dir).unwrap();
+        report(dir).unwrap();
         let svg1 = std::fs::read(dir.join("fig9_setup.svg")).unwrap();
         let png1 = std::fs::read(dir.join("fig11_signaling.png")).unwrap();
-        report(&dir).unwrap();
+        report(dir).unwrap();
         assert_eq!(svg1, std::fs::read(dir.join("fig9_setup.svg")).unwrap());
         assert_eq!(
             png1,
