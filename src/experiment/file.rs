@@ -243,4 +243,26 @@ mod tests {
         let m = format!("{:#}", Experiment::load(&p).unwrap_err());
         assert!(m.contains("e.toml:4:8"), "{m}");
     }
+
+    /// The checks across fields refuse the file and say what to write.
+    #[test]
+    fn kind_specific_checks() {
+        let dir = crate::experiment::scratch::Scratch::new("expk");
+        let p = dir.join("e.toml");
+        let load = |body: &str| {
+            std::fs::write(&p, format!("[experiment]\nname = \"x\"\n{body}")).unwrap();
+            Experiment::load(&p).map_err(|e| format!("{e:#}"))
+        };
+        for (body, want) in [
+            ("kind = \"backends\"\n", "needs `topology"),
+            ("kind = \"chain-sweep\"\nchain = [1, 4]\n", "at least 2"),
+            ("kind = \"hmac\"\nruns = 0\n", "runs must be at least 1"),
+        ] {
+            let m = load(body).unwrap_err();
+            assert!(m.contains("e.toml:") && m.contains(want), "{body}: {m}");
+        }
+        let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nrate = \"5mbit\"\n").unwrap();
+        assert_eq!((e.rate_bps, e.runs, e.warmup), (5_000_000, 100, 5));
+        assert_eq!(e.output, PathBuf::from("results/x"));
+    }
 }
