@@ -225,7 +225,8 @@ pub fn effective(topo: &Topology, opts: &Options) -> Topology {
         t.backend = b;
     }
     if let Some(r) = opts.refresh {
-        t.refresh_ms = (r.as_millis() as u64).max(1);
+        // The nodes never refresh faster than the topology's floor either.
+        t.refresh_ms = (r.as_millis() as u64).max(crate::topology::MIN_REFRESH_MS);
     }
     t
 }
@@ -260,5 +261,27 @@ pub fn link_setup(
         Reply::LinkUp { vlink } => Ok(vlink),
         Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
         other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tunnel::Backend;
+
+    #[test]
+    fn the_saved_topology_is_the_effective_one() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let t = Topology::load(&p).unwrap();
+        let opts = Options {
+            backend: Some(Backend::Script),
+            refresh: Some(Duration::from_secs(2)),
+            ..Options::default()
+        };
+        let saved = Topology::parse(&effective(&t, &opts).to_toml(), Path::new("s.toml")).unwrap();
+        assert_eq!(saved.backend, Backend::Script);
+        assert_eq!(saved.refresh_ms, 2000);
+        assert_eq!(saved.links, t.links);
+        assert_eq!(saved.vnodes, t.vnodes);
     }
 }

@@ -145,6 +145,9 @@ pub(crate) struct Header {
 /// The QoS NSLP refresh period R without `refresh_ms` (RFC 5974's 30 s).
 pub const DEFAULT_REFRESH_MS: u64 = 30_000;
 
+/// The shortest refresh period a node runs (`refresh_ms` below is refused).
+pub const MIN_REFRESH_MS: u64 = 100;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProviderDef {

@@ -51,7 +51,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub use file::{DEFAULT_REFRESH_MS, TopologyError};
+pub use file::{DEFAULT_REFRESH_MS, MIN_REFRESH_MS, TopologyError};
 pub use generate::{GenerateError, MAX_CHAIN_ROUTERS, chain, generate_chain};
 pub use routes::aggregate;
 
@@ -535,6 +535,11 @@ name = "b"
             m.starts_with("t.toml:3:14:") && m.contains("refresh_ms = 0"),
             "{m}"
         );
+        let src = BASE.replacen("name = \"t\"", "name = \"t\"\nrefresh_ms = 99", 1);
+        let m = Topology::parse(&src, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("at least 100 ms"), "{m}");
         let src = BASE.replacen("name = \"t\"", "name = \"t\"\nrefresh_ms = 500", 1);
         let t = Topology::parse(&format!("{src}{TWO_NODES}"), Path::new("t.toml")).unwrap();
         assert_eq!(t.refresh_ms, 500);

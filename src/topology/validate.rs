@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::file::{
-    DEFAULT_REFRESH_MS, File, LinkDef, NodeDef, ProviderDef, Source, TopologyError, VnodeDef,
-    line_col,
+    DEFAULT_REFRESH_MS, File, LinkDef, MIN_REFRESH_MS, NodeDef, ProviderDef, Source, TopologyError,
+    VnodeDef, line_col,
 };
 use super::routes::network;
 use super::{
@@ -57,13 +57,17 @@ fn topology_name(name: &Spanned<String>, src: &Source) -> Res<String> {
         .map_err(|e| src.err(name.span(), e.to_string()))
 }
 
-/// `refresh_ms`: at least 1 ms (0 would mean refreshing without pause).
+/// `refresh_ms`: at least [`MIN_REFRESH_MS`] (0 would mean refreshing
+/// without pause; the nodes never refresh faster).
 fn refresh(r: Option<&Spanned<u64>>, src: &Source) -> Res<u64> {
     match r {
         None => Ok(DEFAULT_REFRESH_MS),
-        Some(r) if *r.get_ref() == 0 => Err(src.err(
+        Some(r) if *r.get_ref() < MIN_REFRESH_MS => Err(src.err(
             r.span(),
-            "refresh_ms = 0: the refresh period must be at least 1 ms; remove the line for the default 30000",
+            format!(
+                "refresh_ms = {}: the refresh period must be at least {MIN_REFRESH_MS} ms; remove the line for the default {DEFAULT_REFRESH_MS}",
+                r.get_ref()
+            ),
         )),
         Some(r) => Ok(*r.get_ref()),
     }
