@@ -25,7 +25,12 @@ pub struct TopologyError {
 }
 
 impl fmt::Display for TopologyError {
+    /// `file:line:column: message`; `file: message` for a file that could
+    /// not be read (line 0).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
