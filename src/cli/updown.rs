@@ -104,6 +104,13 @@ pub(super) fn down(a: DownArgs) -> Result<()> {
     let names = match (a.topology.as_deref(), a.all) {
         (_, true) => {
             substrate::require_root()?;
+            for odd in substrate::journaled_topologies() {
+                if TopoName::new(&odd).is_err() {
+                    eprintln!(
+                        "skipping {odd:?}: not a topology name this vlsp makes; remove it by hand (see its journal in /run/vlsp)"
+                    );
+                }
+            }
             daemon::journaled()
         }
         (Some(t), false) => vec![name_of(t)?],
