@@ -174,6 +174,7 @@ fn a_second_up_is_refused_and_the_first_keeps_running() {
     let o = vlsp(&["down", &name]);
     assert!(!o.status.success() && stderr(&o).contains("is not up"));
     std::fs::remove_file(&file).unwrap();
+    let _ = std::fs::remove_file(Path::new("/run/vlsp").join(format!("{name}.log")));
 }
 
 /// A node that cannot start (its API socket path is taken by a directory)
