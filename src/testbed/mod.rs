@@ -2,6 +2,9 @@
 //! (actor system on its own thread, inside its namespace) per NSIS router.
 //! What `vlsp up` runs, what the experiments and the integration tests use.
 
+pub mod daemon;
+mod guests;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,30 +12,57 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::kernel::substrate::{self, Timings};
 use crate::model::measure::Recorder;
+use crate::model::paths::RunDir;
 use crate::node::api::{Client, Reply, Request};
 use crate::node::{NodeConfig, NodeHandle, spawn_node};
 use crate::topology::Topology;
 
-/// Where a running topology keeps a copy of its file, so that commands
+/// Where a running topology keeps its effective topology, so that commands
 /// given only the topology's name (`vlsp link ...`) know its nodes.
-pub fn saved_topology(name: &str) -> PathBuf {
-    Path::new(crate::model::paths::RUN_DIR)
-        .join(name)
-        .join("topology.toml")
+pub fn saved_topology(run: &RunDir) -> PathBuf {
+    run.topology_file()
 }
 
-/// Loads a topology given as a file path or as the name of a running one.
+/// Loads a topology given as a file path or as the name of a running one
+/// (a name is checked before it is used as a path).
 pub fn resolve(arg: &str) -> Result<Topology> {
     let p = Path::new(arg);
-    if p.exists() {
+    if p.is_file() {
         return Ok(Topology::load(p)?);
     }
-    let saved = saved_topology(arg);
+    let run = RunDir::of(arg)
+        .with_context(|| format!("{arg} is neither a topology file nor a topology name"))?;
+    let saved = run.topology_file();
     if saved.exists() {
-        let src = std::fs::read_to_string(&saved)?;
-        return Ok(Topology::parse(&src, p)?);
+        return Ok(Topology::load(&saved)?);
     }
     bail!("{arg} is neither a topology file nor a running topology (see `vlsp status`)")
+}
+
+/// Refuses to bring `topo` up when any of it is already there: a journal
+/// (up, or left by a crash) or one of its namespaces. Checked before
+/// anything is created, so a refused `up` never touches a running one.
+pub fn ensure_not_up(topo: &Topology) -> Result<()> {
+    let run = RunDir::new(&topo.topo_name());
+    let name = &topo.name;
+    if run.journal().exists() {
+        let pid = daemon::running_pid(&run)
+            .map(|p| format!(" (by vlsp pid {p})"))
+            .unwrap_or_default();
+        bail!(
+            "{name} is already up{pid}: `vlsp down {name}` first (see `vlsp status`); nothing was changed"
+        );
+    }
+    let names = topo.nodes.iter().map(|n| &n.name);
+    for n in names.chain(topo.vnodes.iter().map(|v| &v.name)) {
+        let ns = substrate::ns_name(name, n);
+        if substrate::ns_path(&ns).exists() {
+            bail!(
+                "namespace {ns} already exists although {name} has no journal: remove it (`ip netns del {ns}`) first; nothing was changed"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Knobs the experiments turn.
@@ -62,23 +92,25 @@ pub struct Testbed {
     pub accel: Option<crate::kernel::qemu::Accel>,
     /// Per guest: QEMU start → readiness marker on the console.
     pub boot_times: Vec<(String, Duration)>,
+    /// The run directory, `/run/vlsp/<topology>/`.
+    pub run: RunDir,
+    /// The substrate is up and this testbed removes it when dropped.
+    armed: bool,
 }
 
 impl Testbed {
     /// Brings `topo` up: namespaces, links, routes, then the NSIS nodes.
-    /// On failure everything is removed again.
+    /// Refused when any of it is already up; on failure everything is
+    /// removed again (by [`Drop`], whatever step failed).
     pub fn up(topo: Topology, opts: &Options) -> Result<Self> {
         substrate::require_root()?;
+        ensure_not_up(&topo)?;
+        let run = RunDir::new(&topo.topo_name());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let up_timings = rt.block_on(substrate::up(&topo))?;
         drop(rt);
-        std::fs::write(
-            saved_topology(&topo.name),
-            std::fs::read(&topo.source).unwrap_or_default(),
-        )
-        .ok();
         let mut tb = Self {
             topo,
             nodes: vec![],
@@ -87,20 +119,31 @@ impl Testbed {
             guests: vec![],
             accel: None,
             boot_times: vec![],
+            run,
+            armed: true,
         };
-        if let Err(e) = tb.start_guests() {
-            let name = tb.topo.name.clone();
-            tb.stop();
-            let _ = substrate::down(&name);
-            return Err(
-                e.context("starting the QEMU virtual nodes failed; the testbed was removed")
-            );
-        }
-        for n in tb.topo.nodes.clone() {
+        tb.start(opts)
+            .context("the testbed was removed again")
+            .map(|()| tb)
+    }
+
+    /// Everything after the substrate: the effective topology saved, the
+    /// QEMU guests, the NSIS nodes.
+    fn start(&mut self, opts: &Options) -> Result<()> {
+        let effective = effective(&self.topo, opts);
+        let saved = self.run.topology_file();
+        std::fs::write(&saved, effective.to_toml())
+            .with_context(|| format!("cannot save the topology in {}", saved.display()))?;
+        self.start_guests()
+            .context("starting the QEMU virtual nodes failed")?;
+        for n in self.topo.nodes.clone() {
             if !n.nsis {
                 continue;
             }
-            let mut cfg = NodeConfig::from_topology(&tb.topo, &n.name)?;
+            let mut cfg = NodeConfig::from_topology(&self.topo, &n.name)
+                .with_context(|| format!("configuring node {}", n.name))?;
+            cfg.api_socket = self.run.api_socket(&n.name);
+            cfg.script_dir = self.run.scripts_dir(&n.name);
             if let Some(b) = opts.backend {
                 cfg.backend = b;
             }
@@ -114,41 +157,20 @@ impl Testbed {
             } else {
                 Recorder::disabled(&n.name)
             };
-            match spawn_node(cfg, rec.clone()) {
-                Ok(h) => {
-                    tb.nodes.push(h);
-                    tb.recorders.push(rec);
-                }
-                Err(e) => {
-                    let name = tb.topo.name.clone();
-                    tb.stop();
-                    let _ = substrate::down(&name);
-                    return Err(e.context(format!(
-                        "starting node {} failed; the testbed was removed",
-                        n.name
-                    )));
-                }
-            }
+            let h = spawn_node(cfg, rec.clone())
+                .with_context(|| format!("starting node {} failed", n.name))?;
+            self.nodes.push(h);
+            self.recorders.push(rec);
         }
-        Ok(tb)
+        Ok(())
     }
 
     /// A client of `node`'s API socket.
     pub fn client(&self, node: &str) -> Result<Client> {
         Ok(Client::connect(
-            &crate::node::api::socket_path(&self.topo.name, node),
+            &self.run.api_socket(node),
             Duration::from_secs(60),
         )?)
-    }
-
-    /// The node hosting virtual node `vnode`.
-    pub fn host_of(&self, vnode: &str) -> Result<String> {
-        self.topo
-            .vnodes
-            .iter()
-            .find(|v| v.name == vnode)
-            .map(|v| v.host.clone())
-            .ok_or_else(|| anyhow!("no virtual node {vnode} in {}", self.topo.name))
     }
 
     /// Stops one node's actor system (its namespace stays): a crashed
@@ -172,119 +194,6 @@ impl Testbed {
         }
     }
 
-    /// Boots every QEMU virtual node (all at once), joins each tap to its
-    /// bridge, and waits for every guest's readiness marker.
-    fn start_guests(&mut self) -> Result<()> {
-        let qemu: Vec<_> = self
-            .topo
-            .vnodes
-            .iter()
-            .filter_map(|v| v.qemu.clone().map(|q| (v.clone(), q)))
-            .collect();
-        if qemu.is_empty() {
-            return Ok(());
-        }
-        let name = self.topo.name.clone();
-        let run = Path::new(crate::model::paths::RUN_DIR).join(&name);
-        let console = run.join("console");
-        let kernels = qemu
-            .iter()
-            .map(|(_, q)| match &q.kernel {
-                Some(k) => Ok(k.clone()),
-                None => crate::kernel::qemu::default_kernel(),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let accel = crate::kernel::qemu::accel(&kernels[0], Duration::from_secs(3))?;
-        std::fs::write(run.join("accel"), format!("{} ({})", accel.name, accel.why)).ok();
-        for ((v, q), kernel) in qemu.iter().zip(kernels) {
-            let initrd = match &q.disk {
-                Some(_) => None,
-                None => Some(crate::kernel::qemu::initramfs(
-                    &crate::kernel::qemu::cache_dir(),
-                    &kernel,
-                    Some(&crate::kernel::qemu::GuestNet {
-                        name: v.name.clone(),
-                        addr: v.addr,
-                        prefix_len: v.prefix_len,
-                    }),
-                )?),
-            };
-            let g = crate::kernel::qemu::Guest::start(&crate::kernel::qemu::GuestSpec {
-                name: v.name.clone(),
-                kernel,
-                initrd,
-                disk: q.disk.clone(),
-                memory_mb: q.memory_mb,
-                cpus: q.cpus,
-                accel: accel.name.clone(),
-                tap: Some(v.host_ifname.clone()),
-                mac: crate::kernel::qemu::mac_for(v.id),
-                netns: Some(substrate::ns_path(&substrate::ns_name(&name, &v.host))),
-                dir: console.clone(),
-            })?;
-            if let Some(pid) = g.pid() {
-                substrate::journal_qemu(&name, pid)?;
-            }
-            self.guests.push(g);
-        }
-        // QEMU creates each tap in the host's namespace; join it to the bridge.
-        for (v, _) in &qemu {
-            let ns = substrate::ns_name(&name, &v.host);
-            let t0 = std::time::Instant::now();
-            loop {
-                let ok = std::process::Command::new("ip")
-                    .args([
-                        "-n",
-                        &ns,
-                        "link",
-                        "set",
-                        &v.host_ifname,
-                        "master",
-                        &v.bridge,
-                        "up",
-                    ])
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ok {
-                    break;
-                }
-                if t0.elapsed() > Duration::from_secs(10) {
-                    let g = self.guests.iter().find(|g| g.name == v.name);
-                    bail!(
-                        "virtual node {}: QEMU did not create tap {} in {} within 10 s\n--- console ---\n{}",
-                        v.name,
-                        v.host_ifname,
-                        v.host,
-                        g.map(|g| g.console_tail(20)).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let deadline = if accel.name == "kvm" {
-            Duration::from_secs(30)
-        } else {
-            Duration::from_secs(120)
-        };
-        loop {
-            let mut all = true;
-            for g in &mut self.guests {
-                all &= g.poll_ready(deadline)?;
-            }
-            if all {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for g in &self.guests {
-            self.boot_times
-                .push((g.name.clone(), g.ready_after.unwrap_or_default()));
-        }
-        self.accel = Some(accel);
-        Ok(())
-    }
-
     /// A running QEMU virtual node.
     pub fn guest(&self, vnode: &str) -> Option<&crate::kernel::qemu::Guest> {
         self.guests.iter().find(|g| g.name == vnode)
@@ -293,17 +202,33 @@ impl Testbed {
     /// Stops the nodes and removes the substrate.
     pub fn down(mut self) -> Result<Timings> {
         self.stop();
+        self.armed = false;
         substrate::down(&self.topo.name)
     }
 }
 
 impl Drop for Testbed {
+    /// The substrate goes with the testbed, however far `up` got.
     fn drop(&mut self) {
-        if !self.nodes.is_empty() || !self.guests.is_empty() {
+        if self.armed {
             self.stop();
             let _ = substrate::down(&self.topo.name);
         }
     }
+}
+
+/// `topo` with the options that change it applied: what the nodes really
+/// run, and what the run directory keeps.
+pub fn effective(topo: &Topology, opts: &Options) -> Topology {
+    let mut t = topo.clone();
+    if let Some(b) = opts.backend {
+        t.backend = b;
+    }
+    if let Some(r) = opts.refresh {
+        // The nodes never refresh faster than the topology's floor either.
+        t.refresh_ms = (r.as_millis() as u64).max(crate::topology::MIN_REFRESH_MS);
+    }
+    t
 }
 
 /// Sets up a virtual link through `from`'s host; returns its VLink ID.
@@ -311,7 +236,7 @@ pub fn link_setup(
     topo: &str,
     from: &str,
     to: &str,
-    rate_bps: u64,
+    rate: crate::model::units::Rate,
     authenticate: bool,
     bidirectional: bool,
 ) -> Result<crate::node::api::LinkInfo> {
@@ -322,15 +247,13 @@ pub fn link_setup(
         .find(|v| v.name == from)
         .map(|v| v.host.clone())
         .ok_or_else(|| anyhow!("no virtual node {from} in {}", t.name))?;
-    let mut c = Client::connect(
-        &crate::node::api::socket_path(&t.name, &host),
-        Duration::from_secs(60),
-    )
-    .with_context(|| format!("API of {host}"))?;
+    let run = RunDir::new(&t.topo_name());
+    let mut c = Client::connect(&run.api_socket(&host), Duration::from_secs(60))
+        .with_context(|| format!("API of {host}"))?;
     match c.call(&Request::Setup {
         from: from.into(),
         to: to.into(),
-        rate_bps,
+        rate_bps: rate.bps(),
         bidirectional,
         backend: None,
         authenticate,
@@ -338,5 +261,27 @@ pub fn link_setup(
         Reply::LinkUp { vlink } => Ok(vlink),
         Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
         other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tunnel::Backend;
+
+    #[test]
+    fn the_saved_topology_is_the_effective_one() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let t = Topology::load(&p).unwrap();
+        let opts = Options {
+            backend: Some(Backend::Script),
+            refresh: Some(Duration::from_secs(2)),
+            ..Options::default()
+        };
+        let saved = Topology::parse(&effective(&t, &opts).to_toml(), Path::new("s.toml")).unwrap();
+        assert_eq!(saved.backend, Backend::Script);
+        assert_eq!(saved.refresh_ms, 2000);
+        assert_eq!(saved.links, t.links);
+        assert_eq!(saved.vnodes, t.vnodes);
     }
 }

@@ -1,0 +1,98 @@
+//! `vlsp run`, `vlsp report`, `vlsp reproduce`: experiments and their results.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+
+use super::out;
+use crate::experiment::{self as exp, Experiment, Kind};
+use crate::kernel::substrate;
+
+#[derive(Args)]
+pub(super) struct RunArgs {
+    /// Experiment file (see experiments/).
+    experiment: PathBuf,
+    /// Override the number of runs.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Override the output folder.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Capture every substrate interface of the NSIS nodes into
+    /// OUTPUT/pcap/<variant>/<node>-<if>.pcap, and report [D]..[G]
+    /// from the wire beside the measurement points.
+    #[arg(long)]
+    pcap: bool,
+}
+
+#[derive(Args)]
+pub(super) struct ReportArgs {
+    /// A results folder written by `vlsp run`.
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(super) struct ReproduceArgs {
+    /// Override the number of runs of every experiment.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Write under this folder instead of results/.
+    #[arg(long, default_value = "results")]
+    output: PathBuf,
+}
+
+fn override_runs(e: &mut Experiment, runs: Option<usize>) {
+    if let Some(r) = runs {
+        e.runs = r;
+        e.high_count = e.high_count.map(|h| h.min(r * 100));
+    }
+}
+
+pub(super) fn run(a: RunArgs) -> Result<()> {
+    let mut e = Experiment::load(&a.experiment)?;
+    e.pcap = a.pcap;
+    override_runs(&mut e, a.runs);
+    if let Some(o) = a.output {
+        e.output = o;
+    }
+    if e.kind != Kind::Hmac {
+        substrate::require_root()?;
+    }
+    let dir = exp::run(&e)?;
+    out!("{}: results in {}", e.name, dir.display());
+    out!(
+        "{}",
+        std::fs::read_to_string(dir.join("summary.csv"))?.trim_end()
+    );
+    Ok(())
+}
+
+pub(super) fn report(a: ReportArgs) -> Result<()> {
+    exp::report(&a.dir)?;
+    out!(
+        "regenerated {}/summary.csv, summary.md and figures",
+        a.dir.display()
+    );
+    Ok(())
+}
+
+pub(super) fn reproduce(a: ReproduceArgs) -> Result<()> {
+    substrate::require_root()?;
+    let exp_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    for f in exp::PAPER_EXPERIMENTS {
+        let mut e = Experiment::load(&exp_dir.join(f))?;
+        override_runs(&mut e, a.runs);
+        e.output = a.output.join(&e.name);
+        eprintln!(
+            "== {} ({:?}, {} runs) -> {}",
+            e.name,
+            e.kind,
+            e.runs,
+            e.output.display()
+        );
+        exp::run(&e)?;
+    }
+    out!("all paper experiments written under {}", a.output.display());
+    Ok(())
+}

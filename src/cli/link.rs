@@ -1,0 +1,164 @@
+//! `vlsp link ...`: virtual links through the nodes' API sockets.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use super::out;
+use crate::model::paths::RunDir;
+use crate::model::units::Rate;
+use crate::node::api::{Client, Reply, Request};
+use crate::testbed::{self, resolve};
+
+#[derive(Subcommand)]
+pub(super) enum LinkCmd {
+    /// Set up a virtual link with a QoS reservation.
+    Setup {
+        /// Topology name (or file).
+        #[arg(long)]
+        topology: String,
+        /// Virtual node the link starts at.
+        #[arg(long)]
+        from: String,
+        /// Virtual node the link ends at.
+        #[arg(long)]
+        to: String,
+        /// Reserved rate, in tc's units: 10mbit, 500kbit (bit/s) or
+        /// 125kbps (bytes/s).
+        #[arg(long, default_value = "10mbit")]
+        rate: Rate,
+        /// Send the request unsigned (providers refuse it by default).
+        #[arg(long)]
+        no_auth: bool,
+        /// Also reserve the reverse direction (VM2 -> VM1): the responder
+        /// starts a reservation bound with BOUND_SESSION_ID.
+        #[arg(long)]
+        bidirectional: bool,
+    },
+    /// Tear a virtual link down.
+    Teardown {
+        /// Topology name (or file).
+        #[arg(long)]
+        topology: String,
+        /// The virtual node the link was set up from.
+        #[arg(long)]
+        from: String,
+        /// VLink ID (from `vlsp link list`).
+        #[arg(long)]
+        id: u64,
+    },
+    /// Virtual links known to a node.
+    List {
+        /// Topology name (or file).
+        #[arg(long)]
+        topology: String,
+        /// Router (default: all NSIS routers).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Counters of a node (messages, refusals by reason).
+    Stats {
+        /// Topology name (or file).
+        #[arg(long)]
+        topology: String,
+        /// Router.
+        #[arg(long)]
+        node: String,
+    },
+}
+
+pub(super) fn link(cmd: LinkCmd) -> Result<()> {
+    match cmd {
+        LinkCmd::Setup {
+            topology,
+            from,
+            to,
+            rate,
+            no_auth,
+            bidirectional,
+        } => setup(&topology, &from, &to, rate, !no_auth, bidirectional),
+        LinkCmd::Teardown { topology, from, id } => teardown(&topology, &from, id),
+        LinkCmd::List { topology, node } => list(&topology, node),
+        LinkCmd::Stats { topology, node } => stats(&topology, &node),
+    }
+}
+
+fn setup(topology: &str, from: &str, to: &str, rate: Rate, auth: bool, bidi: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let l = testbed::link_setup(topology, from, to, rate, auth, bidi)?;
+    out!(
+        "virtual link {} {} -> {} up ({} bit/s reserved, {} via {}) in {:.3} ms",
+        l.vlink_id,
+        l.from,
+        l.to,
+        l.rate_bps,
+        l.tunnel,
+        l.backend,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// A client of router `node`'s API socket in topology `run`.
+fn client(run: &RunDir, node: &str, timeout: Duration) -> Result<Client> {
+    let sock = run.api_socket(node);
+    Client::connect(&sock, timeout).with_context(|| format!("API of {node} ({})", sock.display()))
+}
+
+fn teardown(topology: &str, from: &str, id: u64) -> Result<()> {
+    let t = resolve(topology)?;
+    let host = t
+        .vnodes
+        .iter()
+        .find(|v| v.name == from)
+        .map(|v| v.host.clone())
+        .with_context(|| format!("no virtual node {from} in {}", t.name))?;
+    let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
+    match c.call(&Request::Teardown { vlink_id: id })? {
+        Reply::LinkDown { vlink_id } => out!("virtual link {vlink_id} removed"),
+        Reply::Error { reason, message } => bail!("teardown refused ({reason}): {message}"),
+        r => bail!("unexpected reply {r:?}"),
+    }
+    Ok(())
+}
+
+fn list(topology: &str, node: Option<String>) -> Result<()> {
+    let t = resolve(topology)?;
+    let run = RunDir::new(&t.topo_name());
+    let nodes: Vec<String> = match node {
+        Some(n) => vec![n],
+        None => t
+            .nodes
+            .iter()
+            .filter(|n| n.nsis)
+            .map(|n| n.name.clone())
+            .collect(),
+    };
+    for n in nodes {
+        let mut c = client(&run, &n, Duration::from_secs(10))?;
+        if let Reply::Links { links } = c.call(&Request::List)? {
+            for l in links {
+                out!(
+                    "{n}: link {} {} -> {} {} bit/s {} session {}",
+                    l.vlink_id,
+                    l.from,
+                    l.to,
+                    l.rate_bps,
+                    l.state,
+                    l.session
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stats(topology: &str, node: &str) -> Result<()> {
+    let t = resolve(topology)?;
+    let mut c = client(&RunDir::new(&t.topo_name()), node, Duration::from_secs(10))?;
+    if let Reply::Stats { stats } = c.call(&Request::Stats)? {
+        out!("{}", serde_json::to_string_pretty(&stats)?);
+    }
+    Ok(())
+}

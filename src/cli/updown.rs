@@ -1,0 +1,170 @@
+//! `vlsp up`, `vlsp down`, `vlsp status`: a topology's life. The background
+//! process and the stopping of it live in [`crate::testbed::daemon`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::out;
+use crate::kernel::substrate;
+use crate::model::paths::{RunDir, TopoName};
+use crate::testbed::daemon::{self, Daemon};
+use crate::testbed::{self, Options, Testbed};
+use crate::topology::Topology;
+
+#[derive(Args)]
+pub(super) struct UpArgs {
+    /// Topology file.
+    topology: PathBuf,
+    /// Print how long each phase took.
+    #[arg(long)]
+    timings: bool,
+    /// Run in the background; `vlsp down NAME` stops it.
+    #[arg(long)]
+    detach: bool,
+    /// Admission control only: do not install reservations as HTB
+    /// classes (links are still shaped to their capacity).
+    #[arg(long)]
+    no_qos: bool,
+    #[arg(long, hide = true)]
+    daemon_child: bool,
+}
+
+#[derive(Args)]
+pub(super) struct DownArgs {
+    /// Topology name (or file).
+    topology: Option<String>,
+    /// Remove every topology vlsp has up.
+    #[arg(long)]
+    all: bool,
+    /// Print how long removal took.
+    #[arg(long)]
+    timings: bool,
+}
+
+#[derive(Args)]
+pub(super) struct StatusArgs {
+    /// As JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn up(a: UpArgs) -> Result<()> {
+    let topo = Topology::load(&a.topology)?;
+    substrate::require_root()?;
+    let name = topo.name.clone();
+    if a.detach && !a.daemon_child {
+        testbed::ensure_not_up(&topo)?;
+        let run = RunDir::new(&topo.topo_name());
+        let pid = daemon::detach(&a.topology, a.no_qos, &run)?;
+        out!("{name} is up (pid {pid}); stop it with `vlsp down {name}`");
+        return Ok(());
+    }
+    let opts = Options {
+        no_qos: a.no_qos,
+        ..Options::default()
+    };
+    let tb = Testbed::up(topo, &opts)?;
+    daemon::mark_ready(&tb.run)?;
+    out!(
+        "{name}: {} routers ({} running NSIS), {} links, {} virtual nodes up in {:.1} ms",
+        tb.topo.nodes.len(),
+        tb.nodes.len(),
+        tb.topo.links.len(),
+        tb.topo.vnodes.len(),
+        tb.up_timings.total().as_secs_f64() * 1e3
+    );
+    if a.timings {
+        out!("{}", tb.up_timings);
+    }
+    for n in &tb.nodes {
+        out!("  API of {}: {}", n.name, n.api_socket.display());
+    }
+    if !a.daemon_child {
+        out!("Ctrl-C to stop and remove everything.");
+    }
+    daemon::wait_for_stop_signal()?;
+    let t = tb.down()?;
+    out!("{name} removed in {:.1} ms", t.total().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// A topology named on the command line: a file's topology, or a name
+/// checked by the one rule before it is used as a path.
+fn name_of(arg: &str) -> Result<TopoName> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        return Ok(Topology::load(p)?.topo_name());
+    }
+    Ok(TopoName::new(arg)?)
+}
+
+pub(super) fn down(a: DownArgs) -> Result<()> {
+    let names = match (a.topology.as_deref(), a.all) {
+        (_, true) => {
+            substrate::require_root()?;
+            for odd in substrate::journaled_topologies() {
+                if TopoName::new(&odd).is_err() {
+                    eprintln!(
+                        "skipping {odd:?}: not a topology name this vlsp makes; remove it by hand (see its journal in /run/vlsp)"
+                    );
+                }
+            }
+            daemon::journaled()
+        }
+        (Some(t), false) => vec![name_of(t)?],
+        (None, false) => bail!("name a topology (`vlsp down paper-4node`) or use --all"),
+    };
+    if names.is_empty() {
+        out!("nothing of vlsp is up");
+    }
+    for name in names {
+        let (d, t) = daemon::down(&name)?;
+        match d {
+            Daemon::Stopped { pid, exited: false } => {
+                out!("{name}: vlsp pid {pid} did not exit within 5 s after SIGTERM")
+            }
+            Daemon::Stale => out!("{name}: its pid file was stale; no process was signalled"),
+            Daemon::None | Daemon::Stopped { .. } => {}
+        }
+        out!("{name}: removed");
+        if a.timings {
+            out!("{t}");
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn status(a: StatusArgs) -> Result<()> {
+    let st = substrate::status();
+    if a.json {
+        out!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(());
+    }
+    if st.is_empty() {
+        out!("nothing of vlsp is up");
+    }
+    for s in st {
+        let ok = s.namespaces.iter().filter(|n| n.1).count();
+        out!(
+            "{}: {ok}/{} namespaces present, {} API sockets",
+            s.topology,
+            s.namespaces.len(),
+            s.api_sockets.len()
+        );
+        for (n, present) in &s.namespaces {
+            out!("  {n} {}", if *present { "up" } else { "MISSING" });
+        }
+        for (pid, alive) in &s.guests {
+            out!(
+                "  QEMU guest pid {pid} {}",
+                if *alive { "running" } else { "GONE" }
+            );
+        }
+        if let Some(acc) = &s.accel {
+            out!("  QEMU accelerator: {acc}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! A testbed in the background: `vlsp up --detach` re-runs itself in a new
+//! session and waits for it to be ready; `vlsp down` stops it and removes
+//! what is left. The daemon's pid file holds its pid and its start time, and
+//! a signal goes only through a pidfd to the process whose start time
+//! matches, so a stale pid file whose pid was reused never leads to
+//! signalling an unrelated process.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::kernel::substrate::{self, Timings};
+use crate::model::paths::{RunDir, TopoName};
+
+/// What the pid file records: a process, told apart from a later one with
+/// the same pid by its start time (clock ticks after boot, /proc/PID/stat
+/// field 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidRecord {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl PidRecord {
+    /// This process.
+    pub fn current() -> Result<Self> {
+        let pid = std::process::id() as i32;
+        let start_time = start_time(pid).context("cannot read this process's start time")?;
+        Ok(Self { pid, start_time })
+    }
+
+    /// `"<pid> <start time>"`; `None` for anything else (an old pid file
+    /// holding only a pid cannot be verified, so it is never trusted).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split_whitespace();
+        let pid = it.next()?.parse().ok().filter(|p: &i32| *p > 0)?;
+        let start_time = it.next()?.parse().ok()?;
+        it.next().is_none().then_some(Self { pid, start_time })
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{} {}\n", self.pid, self.start_time)
+    }
+
+    /// A pidfd of the recorded process if it still runs; `None` when it
+    /// exited or its pid now belongs to another process.
+    pub fn open(&self) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the kernel just gave us this fd; we own it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Opened first, checked second: if the pid was reused before the
+        // open, the start time differs; after it, the fd still names ours.
+        (start_time(self.pid) == Some(self.start_time)).then_some(fd)
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`, after the command name (which may hold
+/// spaces and parentheses, so counting starts after the last ')').
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts at field 3 (state); field 22 is the 20th after it.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn pidfd_signal(fd: &OwnedFd, sig: i32) -> bool {
+    // SAFETY: pidfd_send_signal with a valid fd, a signal number and no info.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
+}
+
+/// Marks the testbed in this process as up: its pid file, then the ready
+/// file a detaching parent waits for.
+pub fn mark_ready(run: &RunDir) -> Result<()> {
+    std::fs::write(run.pid_file(), PidRecord::current()?.encode())
+        .with_context(|| format!("cannot write {}", run.pid_file().display()))?;
+    std::fs::write(run.ready_file(), "")
+        .with_context(|| format!("cannot write {}", run.ready_file().display()))
+}
+
+/// The pid of the daemon running this topology, verified to be it.
+pub fn running_pid(run: &RunDir) -> Option<i32> {
+    let rec = PidRecord::parse(&std::fs::read_to_string(run.pid_file()).ok()?)?;
+    rec.open().map(|_| rec.pid)
+}
+
+/// Starts `vlsp up FILE --daemon-child [--no-qos]` in a new session with
+/// its output in the daemon log, and waits until it is ready (its pid) or
+/// failed (its log). The caller has checked that nothing of it is up.
+pub fn detach(topology_file: &Path, no_qos: bool, run: &RunDir) -> Result<u32> {
+    std::fs::create_dir_all(run.path())
+        .with_context(|| format!("cannot create {}", run.path().display()))?;
+    // Left from an earlier run that died: not this run's word.
+    for stale in [run.ready_file(), run.pid_file()] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let log = run.daemon_log();
+    let out =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("up").arg(topology_file).arg("--daemon-child");
+    if no_qos {
+        cmd.arg("--no-qos");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().context("cannot start the background process")?;
+    wait_ready(child, run)
+}
+
+fn wait_ready(mut child: Child, run: &RunDir) -> Result<u32> {
+    let name = run.name();
+    let log = run.daemon_log();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Some(st) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("{name} failed to come up ({st}):\n{tail}");
+        }
+        if run.ready_file().exists() {
+            return Ok(child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{name} did not come up within 30 s; see {}", log.display())
+}
+
+/// Blocks until SIGTERM or SIGINT (Ctrl-C).
+pub fn wait_for_stop_signal() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// What `stop_daemon` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// No pid file.
+    None,
+    /// A pid file whose process is gone (or whose pid is someone else's
+    /// now): nothing was signalled.
+    Stale,
+    /// Our daemon, asked to stop with SIGTERM; `exited` once it did.
+    Stopped { pid: i32, exited: bool },
+}
+
+/// Stops the background `vlsp up` of `run` (it removes its own testbed on
+/// SIGTERM), waiting up to 5 s for it to exit.
+pub fn stop_daemon(run: &RunDir) -> Daemon {
+    let Ok(text) = std::fs::read_to_string(run.pid_file()) else {
+        return Daemon::None;
+    };
+    let Some(rec) = PidRecord::parse(&text) else {
+        return Daemon::Stale;
+    };
+    let Some(fd) = rec.open() else {
+        return Daemon::Stale;
+    };
+    if !pidfd_signal(&fd, libc::SIGTERM) {
+        return Daemon::Stale;
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if !pidfd_signal(&fd, 0) {
+            return Daemon::Stopped {
+                pid: rec.pid,
+                exited: true,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Daemon::Stopped {
+        pid: rec.pid,
+        exited: false,
+    }
+}
+
+/// Takes topology `name` down: stops its daemon (verified), then removes
+/// every namespace its journal records and the run directory. An unknown
+/// name is an error, and nothing is touched.
+pub fn down(name: &TopoName) -> Result<(Daemon, Timings)> {
+    let run = RunDir::new(name);
+    if !run.path().exists() {
+        bail!(
+            "{name} is not up: there is no {} (see `vlsp status`)",
+            run.path().display()
+        );
+    }
+    substrate::require_root()?;
+    let d = stop_daemon(&run);
+    let t = substrate::down(name.as_str())?;
+    Ok((d, t))
+}
+
+/// Every topology with a journal whose name follows the rule (others were
+/// not made by this vlsp and are left alone).
+pub fn journaled() -> Vec<TopoName> {
+    substrate::journaled_topologies()
+        .iter()
+        .filter_map(|n| TopoName::new(n).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_field_22_even_with_a_strange_command_name() {
+        let stat =
+            "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+        let me = PidRecord::current().unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert!(me.start_time > 0);
+    }
+
+    #[test]
+    fn pid_records_round_trip_and_old_pid_files_are_not_trusted() {
+        let r = PidRecord {
+            pid: 77,
+            start_time: 123,
+        };
+        assert_eq!(PidRecord::parse(&r.encode()), Some(r));
+        assert_eq!(PidRecord::parse("77\n"), None);
+        assert_eq!(PidRecord::parse("0 5"), None);
+        assert_eq!(PidRecord::parse("1 2 3"), None);
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_ours() {
+        let me = PidRecord::current().unwrap();
+        assert!(me.open().is_some(), "this process is itself");
+        let reused = PidRecord {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(reused.open().is_none(), "same pid, other start time");
+    }
+
+    #[test]
+    fn stale_pid_files_signal_nothing() {
+        let root = std::env::temp_dir().join(format!("vlsp-daemon-{}", std::process::id()));
+        let run = RunDir::under(&root, &TopoName::new("t").unwrap());
+        std::fs::create_dir_all(run.path()).unwrap();
+        assert_eq!(stop_daemon(&run), Daemon::None);
+        // Our own pid with another start time: a reused pid. Were it
+        // trusted, this test process would get SIGTERM.
+        let me = PidRecord::current().unwrap();
+        let stale = PidRecord {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        std::fs::write(run.pid_file(), stale.encode()).unwrap();
+        assert_eq!(stop_daemon(&run), Daemon::Stale);
+        std::fs::write(run.pid_file(), format!("{}\n", me.pid)).unwrap();
+        assert_eq!(stop_daemon(&run), Daemon::Stale);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
