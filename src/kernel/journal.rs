@@ -64,10 +64,12 @@ pub fn journal_path(topo: &str) -> PathBuf {
 }
 
 /// Records a QEMU process of `topo` with its start time, so `down` kills it
-/// even after a crash, and only it.
+/// even after a crash, and only it. A process already gone leaves nothing
+/// to kill and is not recorded (its start shows the reason).
 pub fn journal_qemu(topo: &str, pid: u32) -> Result<()> {
-    let id = ProcessId::of(pid as i32)
-        .with_context(|| format!("QEMU process {pid} of {topo} is gone before it was recorded"))?;
+    let Some(id) = ProcessId::of(pid as i32) else {
+        return Ok(());
+    };
     append(
         topo,
         &Entry::Qemu {
