@@ -12,7 +12,7 @@ use vlsp::testbed::{Options, Testbed};
 
 #[test]
 fn capture_shows_the_papers_sequence() {
-    if !root_or_skip("capture_sequence") {
+    if !require_root("capture_sequence") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "s");

@@ -24,7 +24,7 @@ fn qemu_pids() -> Vec<String> {
 
 #[test]
 fn qemu_guests_ping_over_the_virtual_link_and_leave_nothing() {
-    if !root_or_skip("qemu_guests") {
+    if !require_root("qemu_guests") {
         return;
     }
     if std::process::Command::new(vlsp::kernel::qemu::QEMU)

@@ -12,7 +12,7 @@ use vlsp::testbed::{Options, Testbed};
 
 #[test]
 fn classes_follow_the_reservation_on_every_hop() {
-    if !root_or_skip("classes_follow_the_reservation") {
+    if !require_root("classes_follow_the_reservation") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "q");
@@ -98,7 +98,7 @@ fn classes_follow_the_reservation_on_every_hop() {
 /// QNE refuses two, and the QNI must take back the classes it installed.
 #[test]
 fn concurrent_requests_admit_exactly_what_fits_100_times() {
-    if !root_or_skip("concurrent_requests") {
+    if !require_root("concurrent_requests") {
         return;
     }
     let t = unique_topology_with("paper-4node.toml", "c", |s| {
@@ -171,7 +171,7 @@ fn concurrent_requests_admit_exactly_what_fits_100_times() {
 
 #[test]
 fn reserved_link_keeps_its_rate_under_a_flood() {
-    if !root_or_skip("reserved_link_keeps_its_rate") {
+    if !require_root("reserved_link_keeps_its_rate") {
         return;
     }
     let mut t = unique_topology("paper-4node.toml", "f");
@@ -222,7 +222,7 @@ fn reserved_link_keeps_its_rate_under_a_flood() {
 
 #[test]
 fn bidirectional_link_reserves_both_directions_on_every_hop() {
-    if !root_or_skip("bidirectional") {
+    if !require_root("bidirectional") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "d");

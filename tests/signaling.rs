@@ -30,7 +30,7 @@ fn links(tb: &Testbed, node: &str) -> usize {
 
 #[test]
 fn setup_carries_frames_and_teardown_leaves_nothing() {
-    if !root_or_skip("setup_carries_frames") {
+    if !require_root("setup_carries_frames") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "g");
@@ -92,7 +92,7 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
 
 #[test]
 fn unsigned_request_is_refused_and_installs_nothing() {
-    if !root_or_skip("unsigned_request_is_refused") {
+    if !require_root("unsigned_request_is_refused") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "u");
@@ -117,7 +117,7 @@ fn unsigned_request_is_refused_and_installs_nothing() {
 
 #[test]
 fn admission_failure_and_unknown_vnode_are_clear_errors() {
-    if !root_or_skip("admission_failure") {
+    if !require_root("admission_failure") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "a");
@@ -159,7 +159,7 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
 
 #[test]
 fn killed_responder_is_noticed_within_three_refresh_periods() {
-    if !root_or_skip("killed_responder") {
+    if !require_root("killed_responder") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "k");
@@ -199,7 +199,7 @@ fn killed_responder_is_noticed_within_three_refresh_periods() {
 
 #[test]
 fn setup_and_teardown_through_a_plain_router() {
-    if !root_or_skip("plain_router") {
+    if !require_root("plain_router") {
         return;
     }
     let t = unique_topology("plain-router.toml", "p");
@@ -234,7 +234,7 @@ fn setup_and_teardown_through_a_plain_router() {
 
 #[test]
 fn a_request_can_choose_the_script_backend() {
-    if !root_or_skip("per_request_backend") {
+    if !require_root("per_request_backend") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "b");

@@ -10,7 +10,7 @@ use vlsp::kernel::substrate;
 
 #[tokio::test(flavor = "current_thread")]
 async fn paper_4node_up_ping_down() {
-    if !root_or_skip("paper_4node_up_ping_down") {
+    if !require_root("paper_4node_up_ping_down") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "s");
@@ -56,7 +56,7 @@ async fn paper_4node_up_ping_down() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn second_up_of_same_topology_is_refused_and_rolls_back_nothing_of_the_first() {
-    if !root_or_skip("second_up_refused") {
+    if !require_root("second_up_refused") {
         return;
     }
     let t = unique_topology("plain-router.toml", "c");
@@ -76,7 +76,7 @@ async fn second_up_of_same_topology_is_refused_and_rolls_back_nothing_of_the_fir
 /// removes all of them from the journal, without the topology file.
 #[test]
 fn down_after_sigkill_leaves_nothing() {
-    if !root_or_skip("down_after_sigkill") {
+    if !require_root("down_after_sigkill") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "x");
@@ -117,4 +117,71 @@ fn down_after_sigkill_leaves_nothing() {
         .unwrap();
     assert!(st.success());
     assert!(leftovers(&name).is_empty(), "left: {:?}", leftovers(&name));
+}
+
+#[test]
+fn root_guard_fails_under_ci_and_skips_otherwise() {
+    assert_eq!(root_guard("t", true, Some("true")), RootGuard::Run);
+    assert_eq!(root_guard("t", true, None), RootGuard::Run);
+    assert!(
+        matches!(root_guard("t", false, Some("true")), RootGuard::Fail(m) if m.contains("t needs root"))
+    );
+    assert!(matches!(
+        root_guard("t", false, Some("1")),
+        RootGuard::Fail(_)
+    ));
+    assert!(matches!(
+        root_guard("t", false, Some("")),
+        RootGuard::Skip(_)
+    ));
+    assert!(matches!(root_guard("t", false, None), RootGuard::Skip(_)));
+}
+
+/// Run by [`root_guard_panics_for_nobody_under_ci`] in a child process.
+#[test]
+fn guard_child() {
+    if std::env::var_os("VLSP_GUARD_CHILD").is_some() {
+        require_root("guard_child");
+    }
+}
+
+/// The real guard, in a child process dropped to `nobody` with CI set,
+/// fails the test instead of letting it pass.
+#[test]
+fn root_guard_panics_for_nobody_under_ci() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "root_guard_panics_for_nobody_under_ci: needs root to drop to nobody; the decision itself is tested without root"
+        );
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "guard_child", "--test-threads=1"])
+        .env("VLSP_GUARD_CHILD", "1")
+        .env("CI", "true")
+        .uid(65534)
+        .gid(65534)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        // A checkout that `nobody` may not enter (e.g. under /root).
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "root_guard_panics_for_nobody_under_ci: nobody cannot run the test binary here ({e})"
+            );
+            return;
+        }
+        Err(e) => panic!("cannot run the test binary as nobody: {e}"),
+    };
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the guard passed for nobody under CI:\n{text}"
+    );
+    assert!(
+        text.contains("guard_child needs root") && text.contains("CI is set"),
+        "{text}"
+    );
 }

@@ -51,7 +51,7 @@ impl Capture {
         let mut threads = vec![];
         let mut ready = vec![];
         for n in nodes {
-            let ns = crate::kernel::substrate::ns_path(&crate::kernel::substrate::ns_name(topo, n));
+            let ns = crate::kernel::netns::ns_path(&crate::kernel::netns::ns_name(topo, n));
             let node = n.clone();
             let stop = stop.clone();
             let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -93,7 +93,7 @@ fn capture_loop(
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> Result<Vec<Frame>> {
     let open = || -> Result<_> {
-        crate::kernel::substrate::enter(ns)?;
+        crate::kernel::netns::enter(ns)?;
         let fd = socket(
             AddressFamily::Packet,
             SockType::Raw,

@@ -4,6 +4,10 @@
 //! nothing here knows the signaling protocols' state.
 
 pub mod capture;
+pub mod journal;
+pub mod links;
+pub mod netns;
+pub mod process;
 pub mod qemu;
 pub mod sockets;
 pub mod substrate;

@@ -595,18 +595,20 @@ impl Drop for Guest {
     }
 }
 
-/// Kills a QEMU recorded in a journal (after a crash), if that pid is
-/// still a QEMU.
-pub fn kill_recorded(pid: i32) {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim().starts_with("qemu") {
-        let p = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-        for _ in 0..100 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                break;
+/// Kills a QEMU recorded in a journal (after a crash), but only if `pid`
+/// is still that process: its start time must match the recorded one, so a
+/// pid the kernel has given to another process since is left alone.
+/// Journals older than start times (`start` = `None`) fall back to the
+/// process name. Returns whether it signalled.
+pub fn kill_recorded(pid: i32, start: Option<u64>) -> bool {
+    match start {
+        Some(start) => crate::kernel::process::ProcessId { pid, start }.kill_if_same(),
+        None => {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if !comm.trim().starts_with("qemu") {
+                return false;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            crate::kernel::process::ProcessId::of(pid).is_some_and(|p| p.kill_if_same())
         }
     }
 }

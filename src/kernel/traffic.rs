@@ -62,7 +62,7 @@ fn in_netns<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<JoinHandle<Result<T>>> {
     Ok(std::thread::Builder::new().name(name).spawn(move || {
-        crate::kernel::substrate::enter(&netns)?;
+        crate::kernel::netns::enter(&netns)?;
         f()
     })?)
 }

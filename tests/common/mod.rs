@@ -31,13 +31,44 @@ pub fn setup_request_with(
     }
 }
 
-/// True when the test may touch the kernel; prints why it skips otherwise.
-pub fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
+/// What a root test does when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootGuard {
+    Run,
+    /// Not root on a developer's machine: skip, with this notice.
+    Skip(String),
+    /// Not root under CI: a skipped kernel test would pass unseen, so fail.
+    Fail(String),
+}
+
+/// The guard's decision, from who we are and the `CI` variable (CI counts
+/// as set when non-empty, as CI systems set it).
+pub fn root_guard(test: &str, is_root: bool, ci: Option<&str>) -> RootGuard {
+    if is_root {
+        RootGuard::Run
+    } else if ci.is_some_and(|v| !v.is_empty()) {
+        RootGuard::Fail(format!(
+            "{test} needs root (network namespaces) and CI is set: run the tests as root \
+             (e.g. sudo -E cargo test --release), or unset CI to skip them"
+        ))
     } else {
-        eprintln!("skipping {test}: needs root (network namespaces)");
-        false
+        RootGuard::Skip(format!(
+            "skipping {test}: needs root (network namespaces); under CI this fails instead"
+        ))
+    }
+}
+
+/// True when the test may touch the kernel. Not root: prints why it skips,
+/// or panics when `CI` is set, so a CI run without root cannot pass.
+pub fn require_root(test: &str) -> bool {
+    let ci = std::env::var("CI").ok();
+    match root_guard(test, nix::unistd::geteuid().is_root(), ci.as_deref()) {
+        RootGuard::Run => true,
+        RootGuard::Skip(why) => {
+            eprintln!("{why}");
+            false
+        }
+        RootGuard::Fail(why) => panic!("{why}"),
     }
 }
 

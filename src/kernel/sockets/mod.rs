@@ -15,10 +15,20 @@
 //! All sockets must be opened on the node's thread, inside its namespace:
 //! a socket keeps the namespace it was created in.
 
-use std::io;
+mod fake;
+
+pub use fake::{FakeSockets, Sent};
+
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
+    SockaddrIn, bind, recv, recvmsg, sendmsg, sendto, setsockopt, socket, sockopt,
+};
+use thiserror::Error;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -46,12 +56,72 @@ pub struct Incoming {
     pub at_ns: u64,
 }
 
+/// How a datagram leaves the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendMode {
+    /// D-mode: addressed to the peer, no Router Alert.
+    Addressed,
+    /// Q-mode Query: towards the flow's destination with the Router Alert
+    /// option, for the next GIST node on the path to intercept.
+    RouterAlert,
+}
+
+/// Why a GIST socket failed; each names the address or option at fault.
+#[derive(Debug, Error)]
+pub enum SocketError {
+    #[error(
+        "cannot open the GIST sockets ({what}): {source}; is the node in its namespace, and root?"
+    )]
+    Open {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot send {len} bytes to {dst} ({mode:?}): {source}")]
+    Send {
+        dst: SocketAddrV4,
+        mode: SendMode,
+        len: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("receiving a GIST datagram failed: {source}")]
+    Recv {
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// GIST's datagram transport as the node needs it: [`GistSockets`] on the
+/// kernel, [`FakeSockets`] in memory for tests.
+pub trait GistTransport {
+    /// Sends `payload` to `dst` from port 270 with IP TTL `ttl`.
+    fn send(
+        &self,
+        dst: SocketAddrV4,
+        payload: &[u8],
+        ttl: u8,
+        mode: SendMode,
+    ) -> Result<(), SocketError>;
+    /// The next datagram for this node, addressed to it or intercepted;
+    /// intercepted ones `keep` refuses are forwarded unchanged.
+    fn recv(
+        &self,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> impl Future<Output = Result<Incoming, SocketError>>;
+}
+
 /// The sockets of one node.
 pub struct GistSockets {
     udp: AsyncFd<OwnedFd>,
     ra: AsyncFd<OwnedFd>,
     raw_out: OwnedFd,
     local: Vec<Ipv4Addr>,
+}
+
+/// Errno to io::Error, naming what failed.
+fn os(what: &str) -> impl FnOnce(nix::errno::Errno) -> io::Error + '_ {
+    move |e| io::Error::new(io::Error::from(e).kind(), format!("{what}: {e}"))
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -62,30 +132,14 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `v` outlives the call and the length matches its type.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            &v as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-}
-
-fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; on success we own the returned descriptor.
-    let fd =
-        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn new_socket(ty: SockType, proto: SockProtocol, what: &str) -> io::Result<OwnedFd> {
+    socket(
+        AddressFamily::Inet,
+        ty,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        proto,
+    )
+    .map_err(os(what))
 }
 
 fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
@@ -93,6 +147,23 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // as the AsyncFd owns it.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Hand-written: nix has no socket option for IP_ROUTER_ALERT.
+fn set_router_alert(fd: RawFd) -> io::Result<()> {
+    let v: libc::c_int = 1;
+    // SAFETY: `v` outlives the call and the length matches its type.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            IP_ROUTER_ALERT,
+            &v as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+    .map_err(|e| io::Error::new(e.kind(), format!("IP_ROUTER_ALERT: {e}")))
 }
 
 fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -110,37 +181,26 @@ impl GistSockets {
     /// them are left to the UDP socket, which receives them anyway.
     /// Needs a tokio runtime (the sockets are registered with its reactor).
     pub fn open(local: Vec<Ipv4Addr>) -> io::Result<Self> {
-        let udp = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
-        let ufd = udp.as_raw_fd();
-        setsockopt_int(ufd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        setsockopt_int(ufd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
-        setsockopt_int(ufd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
-        let sa = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
-        // SAFETY: `sa` is a valid sockaddr_in of the given length.
-        cvt(unsafe {
-            libc::bind(
-                ufd,
-                &sa as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        let udp = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
+        setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
+        setsockopt(&udp, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
+        setsockopt(&udp, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
+        let port = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
+        bind(udp.as_raw_fd(), &port).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("bind UDP port {GIST_PORT}: {e}"),
             )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("bind UDP port {GIST_PORT}: {e}")))?;
-
-        let ra = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP)?;
-        setsockopt_int(ra.as_raw_fd(), libc::IPPROTO_IP, IP_ROUTER_ALERT, 1)
-            .map_err(|e| io::Error::new(e.kind(), format!("IP_ROUTER_ALERT: {e}")))?;
-        let raw_out = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+        })?;
+        let ra = new_socket(SockType::Raw, SockProtocol::Udp, "raw UDP socket")?;
+        set_router_alert(ra.as_raw_fd())?;
+        let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
         Ok(Self {
             udp: register(udp)?,
             ra: register(ra)?,
             raw_out,
             local,
         })
-    }
-
-    /// The node's substrate addresses.
-    pub fn local_addrs(&self) -> &[Ipv4Addr] {
-        &self.local
     }
 
     /// Waits for the next GIST datagram, from either socket. Intercepted
@@ -213,19 +273,10 @@ impl GistSockets {
         let sum = ipv4_checksum(&copy[..ihl]);
         copy[10..12].copy_from_slice(&sum.to_be_bytes());
         let dst = Ipv4Addr::new(copy[16], copy[17], copy[18], copy[19]);
-        let sa = sockaddr_in(SocketAddrV4::new(dst, 0));
-        // SAFETY: buffer and address are valid for the call.
-        cvt(unsafe {
-            libc::sendto(
-                self.raw_out.as_raw_fd(),
-                copy.as_ptr() as *const libc::c_void,
-                copy.len(),
-                0,
-                &sa as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            ) as libc::c_int
-        })
-        .map(|_| ())
+        let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+        sendto(self.raw_out.as_raw_fd(), &copy, &to, MsgFlags::empty())
+            .map(|_| ())
+            .map_err(os("forwarding an intercepted packet"))
     }
 
     /// Sends a D-mode message (no Router Alert) from port 270.
@@ -241,6 +292,20 @@ impl GistSockets {
 
     fn sendmsg(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8, rao: bool) -> io::Result<()> {
         let fd = self.udp.get_ref().as_raw_fd();
+        if !rao {
+            let ttl = libc::c_int::from(ttl);
+            return sendmsg(
+                fd,
+                &[IoSlice::new(payload)],
+                &[ControlMessage::Ipv4Ttl(&ttl)],
+                MsgFlags::empty(),
+                Some(&SockaddrIn::from(dst)),
+            )
+            .map(|_| ())
+            .map_err(|e| e.into());
+        }
+        // Hand-written: nix's ControlMessage has no IP_RETOPTS (the IP
+        // options of one datagram), which carries the Router Alert.
         let mut sa = sockaddr_in(dst);
         let mut iov = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
@@ -294,65 +359,66 @@ impl GistSockets {
     }
 }
 
+impl GistTransport for GistSockets {
+    fn send(
+        &self,
+        dst: SocketAddrV4,
+        payload: &[u8],
+        ttl: u8,
+        mode: SendMode,
+    ) -> Result<(), SocketError> {
+        self.sendmsg(dst, payload, ttl, mode == SendMode::RouterAlert)
+            .map_err(|source| SocketError::Send {
+                dst,
+                mode,
+                len: payload.len(),
+                source,
+            })
+    }
+
+    async fn recv(&self, keep: impl Fn(&[u8]) -> bool) -> Result<Incoming, SocketError> {
+        GistSockets::recv(self, keep)
+            .await
+            .map_err(|source| SocketError::Recv { source })
+    }
+}
+
 fn recv_udp(fd: RawFd) -> io::Result<Incoming> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    // SAFETY: POD structs; buffers outlive the call; the cmsg walk uses the
-    // kernel-reported controllen inside `cbuf`.
-    unsafe {
-        let mut sa: libc::sockaddr_in = zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut cbuf = [0u64; 16];
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = size_of::<[u64; 16]>();
-        let n = libc::recvmsg(fd, &mut msg, 0);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        buf.truncate(n as usize);
-        let mut ttl = None;
-        let mut dst = Ipv4Addr::UNSPECIFIED;
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TTL {
-                ttl =
-                    Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int) as u8);
-            } else if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                let pi: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const _);
-                dst = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+    let mut cmsg = nix::cmsg_space!(libc::c_int, libc::in_pktinfo);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let mut ttl = None;
+    let mut dst = Ipv4Addr::UNSPECIFIED;
+    for c in msg.cmsgs()? {
+        match c {
+            ControlMessageOwned::Ipv4Ttl(t) => ttl = Some(t as u8),
+            ControlMessageOwned::Ipv4PacketInfo(pi) => {
+                dst = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            _ => {}
         }
-        let src = SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-            u16::from_be(sa.sin_port),
-        );
-        Ok(Incoming {
-            src,
-            dst,
-            ttl,
-            intercepted: false,
-            payload: buf,
-            at_ns: crate::model::measure::now_ns(),
-        })
     }
+    let src = msg
+        .address
+        .map(|a| SocketAddrV4::new(a.ip(), a.port()))
+        .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+    let n = msg.bytes;
+    buf.truncate(n);
+    Ok(Incoming {
+        src,
+        dst,
+        ttl,
+        intercepted: false,
+        payload: buf,
+        at_ns: crate::model::measure::now_ns(),
+    })
 }
 
 fn recv_raw(fd: RawFd) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    // SAFETY: buffer valid for its length.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
+    let n = recv(fd, &mut buf, MsgFlags::empty())?;
+    buf.truncate(n);
     Ok(buf)
 }
 

@@ -1,0 +1,158 @@
+//! The crash-safe record of what a topology created.
+//!
+//! Before a namespace is created its name is appended (and fsync'd) to a
+//! journal at `/run/vlsp/<topology>/journal`, so `vlsp down` removes exactly
+//! what was created — after a crash or `kill -9` too, and whether or not the
+//! topology file still exists. A QEMU guest is recorded as
+//! `qemu:<pid>:<start time>`, so a pid the kernel has since given to another
+//! process is never signalled (older journals hold `qemu:<pid>` alone).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::kernel::process::ProcessId;
+use crate::model::paths::RUN_DIR;
+
+/// One line of a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A network namespace, by name.
+    Namespace(String),
+    /// A QEMU process; `start` is `None` in journals written before start
+    /// times were recorded.
+    Qemu { pid: i32, start: Option<u64> },
+}
+
+impl Entry {
+    /// Reads one journal line; `None` for a line that is neither form.
+    pub fn parse(line: &str) -> Option<Self> {
+        let line = line.trim();
+        if line.is_empty() {
+            return None;
+        }
+        let Some(q) = line.strip_prefix("qemu:") else {
+            return Some(Entry::Namespace(line.to_string()));
+        };
+        let (pid, start) = match q.split_once(':') {
+            Some((p, s)) => (p, Some(s.parse().ok()?)),
+            None => (q, None),
+        };
+        Some(Entry::Qemu {
+            pid: pid.parse().ok()?,
+            start,
+        })
+    }
+
+    /// The line that records this entry.
+    pub fn line(&self) -> String {
+        match self {
+            Entry::Namespace(n) => n.clone(),
+            Entry::Qemu { pid, start: None } => format!("qemu:{pid}"),
+            Entry::Qemu {
+                pid,
+                start: Some(s),
+            } => format!("qemu:{pid}:{s}"),
+        }
+    }
+}
+
+/// The append-only record of a topology's namespaces.
+pub fn journal_path(topo: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(topo).join("journal")
+}
+
+/// Records a QEMU process of `topo` with its start time, so `down` kills it
+/// even after a crash, and only it. A process already gone leaves nothing
+/// to kill and is not recorded (its start shows the reason).
+pub fn journal_qemu(topo: &str, pid: u32) -> Result<()> {
+    let Some(id) = ProcessId::of(pid as i32) else {
+        return Ok(());
+    };
+    append(
+        topo,
+        &Entry::Qemu {
+            pid: id.pid,
+            start: Some(id.start),
+        },
+    )
+}
+
+/// Records namespace `ns` of `topo`; call it before creating the namespace.
+pub fn journal_namespace(topo: &str, ns: &str) -> Result<()> {
+    append(topo, &Entry::Namespace(ns.to_string()))
+}
+
+fn append(topo: &str, entry: &Entry) -> Result<()> {
+    let p = journal_path(topo);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(p.parent().expect("has a parent"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)?;
+        writeln!(f, "{}", entry.line())?;
+        f.sync_data()
+    };
+    write().with_context(|| format!("cannot write the journal {}", p.display()))
+}
+
+/// The lines recorded for `topo`.
+pub fn journal_read(topo: &str) -> Vec<String> {
+    std::fs::read_to_string(journal_path(topo))
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The entries recorded for `topo` (unreadable lines skipped).
+pub fn entries(topo: &str) -> Vec<Entry> {
+    journal_read(topo)
+        .iter()
+        .filter_map(|l| Entry::parse(l))
+        .collect()
+}
+
+/// Topologies with a journal (up, or left behind by a crash).
+pub fn journaled_topologies() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(RUN_DIR)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("journal").exists())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip() {
+        for e in [
+            Entry::Namespace("vlsp-t-tb1".into()),
+            Entry::Qemu {
+                pid: 42,
+                start: Some(123_456),
+            },
+            Entry::Qemu {
+                pid: 7,
+                start: None,
+            },
+        ] {
+            assert_eq!(Entry::parse(&e.line()), Some(e.clone()));
+        }
+        assert_eq!(Entry::parse(""), None);
+        assert_eq!(Entry::parse("qemu:x"), None);
+        assert_eq!(Entry::parse("qemu:1:y"), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! What `up` puts inside the namespaces: veth links with the topology's
+//! addresses, static routes along shortest paths, IP forwarding, link
+//! shaping and a bridge per virtual interface on its host router.
+//!
+//! No link is ever created in the root namespace: a veth pair is created by
+//! one netlink request that places each end directly in its namespace.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use anyhow::{Context, Result, anyhow};
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+use crate::kernel::netns::{sysctl_in, with_netns};
+use crate::topology::{Topology, Vnode};
+
+/// The index of interface `name` in the namespace of `h`.
+pub async fn link_index(h: &Handle, name: &str) -> Result<u32> {
+    Ok(h.link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+        .with_context(|| format!("no interface {name}"))?
+        .ok_or_else(|| anyhow!("no interface {name}"))?
+        .header
+        .index)
+}
+
+/// Creates veth `a_name` (up) in namespace `a` and its peer `b_name` in `b`
+/// with one request from the root namespace. The peer is brought up by the
+/// caller from `b`: the kernel refuses IFF_UP on a peer created in another
+/// namespace (ENOTCONN on 6.18).
+pub async fn veth_between(
+    root: &Handle,
+    a: &File,
+    a_name: &str,
+    b: &File,
+    b_name: &str,
+) -> Result<()> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(b_name.to_string())
+        .setns_by_fd(b.as_raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(a_name.to_string())
+        .setns_by_fd(a.as_raw_fd())
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    root.link()
+        .add(msg)
+        .execute()
+        .await
+        .with_context(|| format!("create veth {a_name} <-> {b_name}"))
+}
+
+/// Brings interface `name` up.
+pub async fn set_up(h: &Handle, name: &str) -> Result<()> {
+    let i = link_index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).up().build())
+        .execute()
+        .await
+        .with_context(|| format!("set {name} up"))
+}
+
+/// Adds `addr/prefix_len` to interface `ifname` of node `node`.
+pub async fn add_address(
+    h: &Handle,
+    node: &str,
+    ifname: &str,
+    addr: Ipv4Addr,
+    prefix_len: u8,
+) -> Result<()> {
+    let i = link_index(h, ifname).await?;
+    h.address()
+        .add(i, addr.into(), prefix_len)
+        .execute()
+        .await
+        .with_context(|| format!("address {addr}/{prefix_len} on {node}:{ifname}"))
+}
+
+/// Turns on forwarding in router `node` and adds its static routes.
+pub async fn forward_and_route(topo: &Topology, node: &str, ns: &File, h: &Handle) -> Result<()> {
+    sysctl_in(ns, "net/ipv4/ip_forward", "1")
+        .with_context(|| format!("IP forwarding on {node}"))?;
+    for r in topo.routes(node) {
+        let i = link_index(h, &r.ifname).await?;
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(r.dest, r.prefix_len)
+            .gateway(r.via)
+            .output_interface(i)
+            .build();
+        h.route().add(msg).execute().await.with_context(|| {
+            format!("route {}/{} via {} on {node}", r.dest, r.prefix_len, r.via)
+        })?;
+    }
+    Ok(())
+}
+
+/// Shapes each end of each link of router `node` to the link's capacity,
+/// so the bottleneck is the topology's, not the veth's. One netlink socket,
+/// opened inside the router's namespace.
+pub fn shape_links(topo: &Topology, node: &str, ns: &File) -> Result<()> {
+    with_netns(ns, || -> Result<()> {
+        let mut tc = crate::kernel::tc::Tc::open()
+            .with_context(|| format!("netlink socket for shaping on {node}"))?;
+        for (me, _, capacity) in topo.links_of(node) {
+            tc.shape(&me.ifname, capacity)
+                .with_context(|| format!("shaping {node}:{} to {capacity} bit/s", me.ifname))?;
+        }
+        Ok(())
+    })?
+}
+
+/// Creates the bridge of virtual node `v` on its host (handle `h`) and, for
+/// a namespace node, attaches its veth; a QEMU guest's tap joins later,
+/// when QEMU has created it.
+pub async fn bridge_vnode(h: &Handle, v: &Vnode) -> Result<()> {
+    h.link()
+        .add(LinkBridge::new(&v.bridge).up().build())
+        .execute()
+        .await
+        .with_context(|| format!("bridge {} on {}", v.bridge, v.host))?;
+    if v.qemu.is_some() {
+        return Ok(());
+    }
+    let br = link_index(h, &v.bridge).await?;
+    let port = link_index(h, &v.host_ifname).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(port).controller(br).up().build())
+        .execute()
+        .await
+        .with_context(|| format!("attach {} to {} on {}", v.host_ifname, v.bridge, v.host))
+}

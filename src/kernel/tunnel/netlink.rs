@@ -1,0 +1,230 @@
+//! The netlink backend: one rtnetlink request creates the device, enslaves
+//! it to the bridge and brings it up; no process is spawned.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_core::DefaultNla;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkGeneve, LinkGre, LinkUnspec, LinkVxlan};
+
+use super::{TunnelEnd, TunnelOps, VlinkError};
+use crate::model::ports::VXLAN_PORT;
+use crate::model::tunnel::TunnelKind;
+
+const IFLA_PROTINFO: u16 = 12;
+const BR_STATE_DISABLED: u8 = 0;
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+/// Tunnel ends by rtnetlink, in the namespace of its handle's socket.
+pub struct NetlinkTunnels {
+    handle: Handle,
+    bridges: HashMap<String, u32>,
+}
+
+impl NetlinkTunnels {
+    pub fn new(handle: Handle) -> Self {
+        Self {
+            handle,
+            bridges: HashMap::new(),
+        }
+    }
+
+    async fn index_of(&self, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
+        match self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await
+        {
+            Ok(m) => Ok(m.map(|m| m.header.index)),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn bridge_index(&mut self, end: &TunnelEnd) -> Result<u32, VlinkError> {
+        if let Some(i) = self.bridges.get(&end.bridge) {
+            return Ok(*i);
+        }
+        match self.index_of(&end.bridge).await {
+            Ok(Some(i)) => {
+                self.bridges.insert(end.bridge.clone(), i);
+                Ok(i)
+            }
+            _ => Err(VlinkError::NoBridge {
+                bridge: end.bridge.clone(),
+                node: end.node(),
+            }),
+        }
+    }
+}
+
+impl TunnelOps for NetlinkTunnels {
+    async fn up(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
+        let br = self.bridge_index(end).await?;
+        let name = end.ifname();
+        // One request: create, enslave (IFLA_MASTER) and set IFF_UP.
+        let msg = match end.kind {
+            TunnelKind::Vxlan => LinkVxlan::new(&name, end.vni())
+                .local(end.local)
+                .remote(end.remote)
+                .port(VXLAN_PORT)
+                .learning(true)
+                .controller(br)
+                .up()
+                .build(),
+            TunnelKind::Geneve => LinkGeneve::new(&name, end.vni())
+                .local(end.local)
+                .remote(end.remote)
+                .controller(br)
+                .up()
+                .build(),
+            TunnelKind::Gretap => LinkGre::new_gretap(&name)
+                .local(end.local)
+                .remote(end.remote)
+                .controller(br)
+                .up()
+                .build(),
+        };
+        match self.handle.link().add(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(match errno(&e) {
+                Some(libc::EEXIST) => VlinkError::Exists {
+                    ifname: name,
+                    node: end.node(),
+                },
+                Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) => VlinkError::Unsupported {
+                    kind: end.kind,
+                    node: end.node(),
+                    detail: e.to_string(),
+                },
+                _ => VlinkError::Netlink {
+                    op: "create",
+                    ifname: name,
+                    node: end.node(),
+                    source: Box::new(e),
+                },
+            }),
+        }
+    }
+
+    async fn out_of_service(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
+        let name = end.ifname();
+        let idx = self
+            .index_of(&name)
+            .await
+            .map_err(|e| VlinkError::Netlink {
+                op: "find",
+                ifname: name.clone(),
+                node: end.node(),
+                source: Box::new(e),
+            })?
+            .ok_or_else(|| VlinkError::NoTunnel {
+                ifname: name.clone(),
+                node: end.node(),
+            })?;
+        // What `bridge link set dev X state 0` sends: RTM_SETLINK for
+        // AF_BRIDGE with IFLA_PROTINFO holding the state byte. (The
+        // IFLA_INFO_SLAVE_DATA route is silently ignored by 6.18.)
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = idx;
+        msg.attributes.push(LinkAttribute::Other(DefaultNla::new(
+            IFLA_PROTINFO,
+            vec![BR_STATE_DISABLED],
+        )));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| VlinkError::Netlink {
+                op: "disable bridge port",
+                ifname: name,
+                node: end.node(),
+                source: Box::new(e),
+            })
+    }
+
+    async fn delete(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
+        delete_by_name(&self.handle, &end.ifname())
+            .await
+            .map_err(|e| match e {
+                VlinkError::Netlink {
+                    op, ifname, source, ..
+                } => VlinkError::Netlink {
+                    op,
+                    ifname,
+                    node: end.node(),
+                    source,
+                },
+                e => e,
+            })
+    }
+}
+
+/// Removes the device `ifname` (a missing one is fine). Holds the kernel's
+/// RTNL lock for an RCU grace period: call it off the signaling thread.
+pub async fn delete_by_name(handle: &Handle, ifname: &str) -> Result<(), VlinkError> {
+    let msg = LinkUnspec::new_with_name(ifname).build();
+    match handle.link().del_with_message(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(VlinkError::Netlink {
+            op: "delete",
+            ifname: ifname.to_string(),
+            node: "(this node)".into(),
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// Ensures `bridge` exists and is up in the namespace of `handle`.
+pub async fn ensure_bridge(handle: &Handle, bridge: &str) -> Result<u32, VlinkError> {
+    let get = handle
+        .link()
+        .get()
+        .match_name(bridge.to_string())
+        .execute()
+        .try_next()
+        .await;
+    if let Ok(Some(m)) = get {
+        return Ok(m.header.index);
+    }
+    handle
+        .link()
+        .add(LinkBridge::new(bridge).up().build())
+        .execute()
+        .await
+        .map_err(|e| VlinkError::Netlink {
+            op: "create bridge",
+            ifname: bridge.to_string(),
+            node: "(this node)".into(),
+            source: Box::new(e),
+        })?;
+    let m = handle
+        .link()
+        .get()
+        .match_name(bridge.to_string())
+        .execute()
+        .try_next()
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| VlinkError::NoBridge {
+            bridge: bridge.to_string(),
+            node: "(this node)".into(),
+        })?;
+    Ok(m.header.index)
+}
