@@ -123,7 +123,7 @@ fn output_into_a_closed_pipe_is_not_a_panic() {
 /// alone; `down` stops it; a second `down` says it is not up.
 #[test]
 fn a_second_up_is_refused_and_the_first_keeps_running() {
-    if !root_or_skip("a_second_up_is_refused") {
+    if !require_root("a_second_up_is_refused") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "l");
@@ -181,7 +181,7 @@ fn a_second_up_is_refused_and_the_first_keeps_running() {
 /// fails `Testbed::up` after the substrate is up: nothing may be left.
 #[test]
 fn a_testbed_that_fails_to_start_leaves_no_namespace() {
-    if !root_or_skip("a_testbed_that_fails_to_start") {
+    if !require_root("a_testbed_that_fails_to_start") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "m");
