@@ -51,7 +51,7 @@ async fn paper_4node_up_ping_down() {
         "left: {:?}",
         leftovers(&t.name)
     );
-    assert!(!substrate::journal_path(&t.name).exists());
+    assert!(!substrate::journal_path(&t.name).unwrap().exists());
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -8,12 +8,12 @@
 //! process is never signalled (older journals hold `qemu:<pid>` alone).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use crate::kernel::process::ProcessId;
-use crate::model::paths::RUN_DIR;
+use crate::model::paths::{RUN_DIR, RunDir};
 
 /// One line of a journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +58,11 @@ impl Entry {
     }
 }
 
-/// The append-only record of a topology's namespaces.
-pub fn journal_path(topo: &str) -> PathBuf {
-    Path::new(RUN_DIR).join(topo).join("journal")
+/// The append-only record of a topology's namespaces. `topo` must be a
+/// valid topology name: anything else (`""`, `../x`) has no journal, so it
+/// can never name a path outside the run directory.
+pub fn journal_path(topo: &str) -> Option<PathBuf> {
+    RunDir::of(topo).ok().map(|r| r.journal())
 }
 
 /// Records a QEMU process of `topo` with its start time, so `down` kills it
@@ -85,7 +87,9 @@ pub fn journal_namespace(topo: &str, ns: &str) -> Result<()> {
 }
 
 fn append(topo: &str, entry: &Entry) -> Result<()> {
-    let p = journal_path(topo);
+    let p = RunDir::of(topo)
+        .with_context(|| format!("cannot journal for topology {topo:?}"))?
+        .journal();
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(p.parent().expect("has a parent"))?;
         let mut f = std::fs::OpenOptions::new()
@@ -100,7 +104,8 @@ fn append(topo: &str, entry: &Entry) -> Result<()> {
 
 /// The lines recorded for `topo`.
 pub fn journal_read(topo: &str) -> Vec<String> {
-    std::fs::read_to_string(journal_path(topo))
+    journal_path(topo)
+        .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|s| {
             s.lines()
                 .filter(|l| !l.is_empty())
@@ -125,6 +130,7 @@ pub fn journaled_topologies() -> Vec<String> {
             d.filter_map(|e| e.ok())
                 .filter(|e| e.path().join("journal").exists())
                 .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| RunDir::of(n).is_ok())
                 .collect()
         })
         .unwrap_or_default();

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -21,7 +20,7 @@ use rtnetlink::Handle;
 
 use crate::kernel::journal::{self, Entry};
 use crate::kernel::links;
-use crate::model::paths::RUN_DIR;
+use crate::model::paths::RunDir;
 use crate::topology::Topology;
 
 // The paths callers use today: `kernel::substrate::{ns_name, enter, ...}`.
@@ -65,6 +64,10 @@ impl std::fmt::Display for Timings {
 /// removed and the error says what clashed.
 pub async fn up(topo: &Topology) -> Result<Timings> {
     require_root()?;
+    // Refuse a clash before creating anything: the rollback below removes
+    // everything journaled under this name, which would be the running
+    // topology's namespaces.
+    refuse_clash(topo)?;
     match up_inner(topo).await {
         Ok(t) => Ok(t),
         Err(e) => {
@@ -77,12 +80,10 @@ pub async fn up(topo: &Topology) -> Result<Timings> {
     }
 }
 
-async fn up_inner(topo: &Topology) -> Result<Timings> {
-    let mut t = Timings::default();
-    let mut since = Instant::now();
-    let name = &topo.name;
-    let all: Vec<String> = topo
-        .nodes
+/// Names of the namespaces `up` creates for `topo` (routers, then
+/// namespace virtual nodes).
+fn namespaces_of(topo: &Topology) -> Vec<String> {
+    topo.nodes
         .iter()
         .map(|n| n.name.clone())
         .chain(
@@ -91,15 +92,31 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
                 .filter(|v| v.qemu.is_none())
                 .map(|v| v.name.clone()),
         )
-        .collect();
-    for n in &all {
-        let ns = ns_name(name, n);
+        .collect()
+}
+
+/// Fails if `topo` is journaled already or one of its namespaces exists.
+fn refuse_clash(topo: &Topology) -> Result<()> {
+    let name = &topo.name;
+    if journal::journal_path(name).is_some_and(|p| p.exists()) {
+        bail!("{name} is up already (its journal exists): run `vlsp down {name}` first");
+    }
+    for n in namespaces_of(topo) {
+        let ns = ns_name(name, &n);
         if ns_path(&ns).exists() {
             bail!(
                 "namespace {ns} already exists: run `vlsp down {name}` (or `vlsp down --all`) first"
             );
         }
     }
+    Ok(())
+}
+
+async fn up_inner(topo: &Topology) -> Result<Timings> {
+    let mut t = Timings::default();
+    let mut since = Instant::now();
+    let name = &topo.name;
+    let all = namespaces_of(topo);
     let mut files: HashMap<String, File> = HashMap::new();
     for n in &all {
         let ns = ns_name(name, n);
@@ -174,6 +191,8 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
 /// Removes every namespace the journal of `topo` records, then the journal
 /// and the run directory. Works without the topology file.
 pub fn down(topo: &str) -> Result<Timings> {
+    // Only a valid name reaches the file system below.
+    let run = RunDir::of(topo).with_context(|| format!("vlsp down {topo:?}"))?;
     let mut t = Timings::default();
     let mut since = Instant::now();
     let entries = journal::entries(topo);
@@ -192,10 +211,10 @@ pub fn down(topo: &str) -> Result<Timings> {
         }
     }
     t.mark("namespaces removed", &mut since);
-    let dir = Path::new(RUN_DIR).join(topo);
+    let dir = run.path();
     if errors.is_empty() {
         // Everything goes but the guests' console logs.
-        if let Ok(d) = std::fs::read_dir(&dir) {
+        if let Ok(d) = std::fs::read_dir(dir) {
             for e in d.flatten() {
                 if e.file_name() != "console" {
                     let p = e.path();
@@ -203,7 +222,7 @@ pub fn down(topo: &str) -> Result<Timings> {
                 }
             }
         }
-        let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_dir(dir);
     }
     if !errors.is_empty() {
         bail!(
@@ -230,7 +249,7 @@ pub struct Status {
 pub fn status() -> Vec<Status> {
     journaled_topologies()
         .into_iter()
-        .map(|topo| {
+        .filter_map(|topo| {
             let entries = journal::entries(&topo);
             let guests = entries
                 .iter()
@@ -247,7 +266,10 @@ pub fn status() -> Vec<Status> {
                     (pid.to_string(), alive)
                 })
                 .collect();
-            let accel = std::fs::read_to_string(Path::new(RUN_DIR).join(&topo).join("accel"))
+            let Ok(run) = RunDir::of(&topo) else {
+                return None;
+            };
+            let accel = std::fs::read_to_string(run.accel_file())
                 .ok()
                 .map(|s| s.trim().to_string());
             let namespaces = entries
@@ -261,7 +283,7 @@ pub fn status() -> Vec<Status> {
                     (n, ok)
                 })
                 .collect();
-            let api_sockets = std::fs::read_dir(Path::new(RUN_DIR).join(&topo))
+            let api_sockets = std::fs::read_dir(run.path())
                 .map(|d| {
                     d.filter_map(|e| e.ok())
                         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -269,13 +291,13 @@ pub fn status() -> Vec<Status> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Status {
+            Some(Status {
                 topology: topo,
                 namespaces,
                 api_sockets,
                 guests,
                 accel,
-            }
+            })
         })
         .collect()
 }
@@ -288,10 +310,9 @@ pub fn exec(topo: &str, node: &str, cmd: &[String]) -> Result<std::process::Exit
         .ok_or_else(|| anyhow!("no command given after --"))?;
     let path = ns_path(&ns_name(topo, node));
     if !path.exists() {
-        let console = Path::new(RUN_DIR)
-            .join(topo)
-            .join("console")
-            .join(format!("{node}.console.sock"));
+        let console = RunDir::of(topo)
+            .with_context(|| format!("vlsp exec {topo:?}"))?
+            .console_socket(node);
         if console.exists() {
             bail!(
                 "{node} in {topo} is a QEMU guest, not a namespace: drive it over its serial console {} (e.g. `socat - UNIX-CONNECT:{}`)",
