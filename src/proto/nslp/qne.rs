@@ -1,0 +1,123 @@
+//! An intermediate node (QNE): admission on the egress link and forwarding.
+
+use std::time::Instant;
+
+use super::*;
+
+impl Nslp {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_reserve_qne(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        rsn: u32,
+        epoch: u32,
+        rii: Option<u32>,
+        is_refresh: bool,
+        msg: NslpMessage,
+        ctx: RecvContext,
+    ) {
+        if is_refresh {
+            self.stats.refreshes_received += 1;
+        }
+        let rate = msg.qspec().and_then(|q| q.rate_bps());
+        let known = self.sessions.contains_key(&sid);
+        if !known || rate.is_some() {
+            let Some(link) = ctx.egress_link.clone() else {
+                self.refuse("no_route");
+                self.answer(
+                    sid,
+                    flow,
+                    rii,
+                    InfoSpec::reservation_failure(
+                        ctx.local,
+                        "no route towards the flow's destination",
+                    ),
+                    None,
+                    false,
+                );
+                return;
+            };
+            let Some(rate) = rate.or_else(|| self.sessions.get(&sid).map(|s| s.rate_bps)) else {
+                self.refuse("no_qspec");
+                self.answer(
+                    sid,
+                    flow,
+                    rii,
+                    InfoSpec::full_qspec_required(ctx.local),
+                    None,
+                    false,
+                );
+                return;
+            };
+            let classifier = classifier(
+                &flow,
+                msg.vlsp()
+                    .or_else(|| self.sessions.get(&sid).and_then(|s| s.vlsp.as_ref())),
+            );
+            if let Err(e) = self.ledger.admit(sid, &link, rate, &classifier) {
+                self.refuse("admission");
+                let text = match &e {
+                    AdmitError::Insufficient { .. }
+                    | AdmitError::UnknownLink { .. }
+                    | AdmitError::Enforcement { .. } => format!("{}: {e}", self.cfg.node),
+                };
+                if known {
+                    // A refresh or modification that no longer fits: the
+                    // session goes (its old reservation is freed too).
+                    self.drop_session(sid);
+                }
+                self.answer(
+                    sid,
+                    flow,
+                    rii,
+                    InfoSpec::reservation_failure(ctx.local, &text),
+                    None,
+                    false,
+                );
+                return;
+            }
+        }
+        let lifetime = self.cfg.lifetime;
+        let s = self.sessions.entry(sid).or_insert_with(|| Session {
+            role: Role::Qne,
+            phase: Phase::Pending,
+            flow,
+            vlsp: None,
+            rate_bps: 0,
+            rsn_out: 0,
+            rsn_in: None,
+            outstanding: None,
+            forwarded_riis: vec![],
+            answer_rii: None,
+            req_id: None,
+            refresh_at: None,
+            expires_at: None,
+            reserve: None,
+            authenticate: false,
+            bound: None,
+            reverse_link: None,
+        });
+        if let Some(r) = rate {
+            s.rate_bps = r;
+        }
+        // Intermediate nodes keep the VLSP object only to show it; they do
+        // not act on it (paper §III-C).
+        s.vlsp = msg.vlsp().cloned();
+        let changed = !is_refresh && s.rsn_in.is_some();
+        s.rsn_in = Some((rsn, epoch));
+        s.expires_at = Some(now + lifetime);
+        if changed {
+            s.rsn_out = s.rsn_out.wrapping_add(1);
+        }
+        if let Some(r) = rii {
+            s.forwarded_riis.push(r);
+            if s.forwarded_riis.len() > 8 {
+                s.forwarded_riis.remove(0);
+            }
+        }
+        let fwd = msg.with_rsn(s.rsn_out, self.cfg.epoch);
+        self.send(sid, flow, Direction::Downstream, fwd, false);
+    }
+}
