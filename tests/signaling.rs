@@ -112,7 +112,11 @@ fn unsigned_request_is_refused_and_installs_nothing() {
         Reply::Stats { stats } => stats,
         r => panic!("{r:?}"),
     };
-    assert_eq!(stats["nslp"]["refused"]["auth_unsigned"], 1, "{stats}");
+    assert_eq!(
+        stats.nslp.refused[&vlsp::proto::nslp::RefusalReason::AuthUnsigned],
+        1,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -184,7 +188,7 @@ fn killed_responder_is_noticed_within_three_refresh_periods() {
     let ev = events.next_event().unwrap();
     let waited = t0.elapsed();
     eprintln!("tb1 learned of tb4's death after {waited:?}: {ev:?}");
-    assert_eq!(ev.kind, "link_lost");
+    assert_eq!(ev.kind, vlsp::proto::nslp::EventKind::LinkLost);
     assert_eq!(ev.vlink_id, Some(vlink.vlink_id));
     assert!(
         waited <= refresh * 3 + Duration::from_millis(200),
@@ -254,7 +258,7 @@ fn a_request_can_choose_the_script_backend() {
     let Reply::LinkUp { vlink } = reply else {
         panic!("{reply:?}")
     };
-    assert_eq!(vlink.backend, "script");
+    assert_eq!(vlink.backend, vlsp::model::tunnel::Backend::Script);
 
     // tb1's tunnel end came from the paper-style shell script.
     let script = std::path::Path::new(vlsp::model::paths::RUN_DIR)

@@ -542,7 +542,7 @@ fn one_run(
         let mut n = tb.client(node)?;
         for _ in 0..400 {
             match n.call(&Request::Stats)? {
-                Reply::Stats { stats } if stats["vlink_pending"] == 0 => break,
+                Reply::Stats { stats } if stats.vlink_pending == 0 => break,
                 _ => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         }

@@ -34,6 +34,8 @@ use crate::proto::rmf::{AdmitError, Classifier, Ledger};
 use crate::wire::nslp::{BindingCode, InfoSpec, MsgType, NslpMessage};
 use crate::wire::vlsp::VlspObject;
 
+mod admission;
+mod contract;
 mod qne;
 mod qni;
 mod qnr;
@@ -41,6 +43,9 @@ mod recv;
 mod reverse;
 #[cfg(test)]
 mod tests;
+
+use admission::{Installing, Parked};
+pub use contract::{ErrorReason, EventKind, RefusalReason};
 mod timers;
 
 /// The packets of `flow` a reservation covers: with a VLSP object, only the
@@ -61,7 +66,10 @@ pub enum AuthVerdict {
     /// A signature by one of this node's provider keys verified.
     Verified { entity: String, key_id: u32 },
     /// Verification failed; `reason` is a short machine-readable word.
-    Failed { reason: String, message: String },
+    Failed {
+        reason: RefusalReason,
+        message: String,
+    },
     /// No authorization object this node could check.
     Unsigned,
     /// This node does not check (an intermediate node).
@@ -135,9 +143,19 @@ pub enum Action {
     /// Something the external program should hear about.
     Event {
         vlink_id: Option<u64>,
-        kind: &'static str,
+        kind: EventKind,
         message: String,
     },
+    /// Install (or change) the class of an admitted reservation; answer
+    /// with [`Nslp::class_done`]. On failure nothing of it may be left.
+    InstallClass {
+        sid: Sid,
+        link: String,
+        rate_bps: u64,
+        classifier: Classifier,
+    },
+    /// Remove the class of `sid` (idempotent); no answer.
+    RemoveClass { sid: Sid },
     /// GIST may drop its routing state for the session.
     Forget { sid: Sid },
     /// A measurement point.
@@ -155,7 +173,7 @@ pub struct LinkUp {
 /// A failed request, for the API reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
-    pub reason: String,
+    pub reason: ErrorReason,
     pub message: String,
 }
 
@@ -195,7 +213,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Qni,
@@ -203,7 +221,7 @@ pub enum Role {
     Qnr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// RESERVE sent (QNI, QNE) or tunnel end being set up (QNR).
@@ -270,12 +288,12 @@ struct Initiation {
 }
 
 /// Counters shown by `stats`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Stats {
     pub reserves_received: u64,
     pub responses_received: u64,
     pub refreshes_received: u64,
-    pub refused: HashMap<String, u64>,
+    pub refused: std::collections::BTreeMap<RefusalReason, u64>,
     pub expired: u64,
     pub links_lost: u64,
 }
@@ -288,6 +306,8 @@ pub struct Nslp {
     actions: VecDeque<Action>,
     stats: Stats,
     rng_state: u64,
+    /// Admissions whose class the kernel is installing.
+    installing: HashMap<Sid, Installing>,
 }
 
 impl Nslp {
@@ -299,6 +319,7 @@ impl Nslp {
             actions: VecDeque::new(),
             stats: Stats::default(),
             rng_state: seed | 1,
+            installing: HashMap::new(),
         }
     }
 
@@ -328,8 +349,24 @@ impl Nslp {
             .map(|(s, x)| (s, x.role, x.phase, x.vlsp.as_ref(), x.rate_bps))
     }
 
-    fn refuse(&mut self, reason: &str) {
-        *self.stats.refused.entry(reason.to_string()).or_insert(0) += 1;
+    /// VNIs of the virtual links with a tunnel end on this node (initiator
+    /// or responder sessions), which a new link must not reuse.
+    pub fn vnis_in_use(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sessions
+            .values()
+            .filter(|s| s.role != Role::Qne)
+            .filter_map(|s| s.vlsp.as_ref())
+            .map(|v| crate::model::tunnel::vni_for(v.vlink_id))
+    }
+
+    fn refuse(&mut self, reason: RefusalReason) {
+        *self.stats.refused.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Counts a refusal the glue made on the machine's behalf (e.g. a PDU
+    /// whose signing failed).
+    pub fn count_refusal(&mut self, reason: RefusalReason) {
+        self.refuse(reason);
     }
 
     /// Queues `msg` for GIST. The "sent" measurement points are taken by the

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use super::admission::Forward;
 use super::*;
 
 impl Nslp {
@@ -25,7 +26,7 @@ impl Nslp {
         let known = self.sessions.contains_key(&sid);
         if !known || rate.is_some() {
             let Some(link) = ctx.egress_link.clone() else {
-                self.refuse("no_route");
+                self.refuse(RefusalReason::NoRoute);
                 self.answer(
                     sid,
                     flow,
@@ -40,7 +41,7 @@ impl Nslp {
                 return;
             };
             let Some(rate) = rate.or_else(|| self.sessions.get(&sid).map(|s| s.rate_bps)) else {
-                self.refuse("no_qspec");
+                self.refuse(RefusalReason::NoQspec);
                 self.answer(
                     sid,
                     flow,
@@ -56,29 +57,49 @@ impl Nslp {
                 msg.vlsp()
                     .or_else(|| self.sessions.get(&sid).and_then(|s| s.vlsp.as_ref())),
             );
-            if let Err(e) = self.ledger.admit(sid, &link, rate, &classifier) {
-                self.refuse("admission");
-                let text = match &e {
-                    AdmitError::Insufficient { .. }
-                    | AdmitError::UnknownLink { .. }
-                    | AdmitError::Enforcement { .. } => format!("{}: {e}", self.cfg.node),
-                };
-                if known {
-                    // A refresh or modification that no longer fits: the
-                    // session goes (its old reservation is freed too).
-                    self.drop_session(sid);
-                }
-                self.answer(
-                    sid,
-                    flow,
-                    rii,
-                    InfoSpec::reservation_failure(ctx.local, &text),
-                    None,
-                    false,
-                );
-                return;
-            }
+            let then = Parked::Forward(Box::new(Forward {
+                flow,
+                rsn,
+                epoch,
+                rii,
+                is_refresh,
+                msg,
+                local: ctx.local,
+                known,
+                rate: Some(rate),
+            }));
+            self.admit_then(now, sid, &link, rate, classifier, then);
+            return;
         }
+        self.qne_forward(
+            now,
+            sid,
+            Forward {
+                flow,
+                rsn,
+                epoch,
+                rii,
+                is_refresh,
+                msg,
+                local: ctx.local,
+                known,
+                rate,
+            },
+        );
+    }
+
+    /// Keeps the (admitted) reservation's state and forwards the RESERVE.
+    pub(super) fn qne_forward(&mut self, now: Instant, sid: Sid, f: Forward) {
+        let Forward {
+            flow,
+            rsn,
+            epoch,
+            rii,
+            is_refresh,
+            msg,
+            rate,
+            ..
+        } = f;
         let lifetime = self.cfg.lifetime;
         let s = self.sessions.entry(sid).or_insert_with(|| Session {
             role: Role::Qne,

@@ -12,11 +12,11 @@ impl Nslp {
                 .as_ref()
                 .is_some_and(|v| v.vlink_id == req.vlsp.vlink_id)
         }) {
-            self.refuse("duplicate_link");
+            self.refuse(RefusalReason::DuplicateLink);
             self.actions.push_back(Action::Reply {
                 req_id: req.req_id,
                 result: Err(ApiError {
-                    reason: "exists".into(),
+                    reason: ErrorReason::Exists,
                     message: format!(
                         "virtual link {} already exists on {}: tear it down first",
                         req.vlsp.vlink_id, self.cfg.node
@@ -26,20 +26,12 @@ impl Nslp {
             return;
         }
         let classifier = classifier(&req.flow, Some(&req.vlsp));
-        if let Err(e) = self
-            .ledger
-            .admit(req.sid, &req.egress_link, req.rate_bps, &classifier)
-        {
-            self.refuse("admission");
-            self.actions.push_back(Action::Reply {
-                req_id: req.req_id,
-                result: Err(ApiError {
-                    reason: "admission".into(),
-                    message: format!("{}: {e}", self.cfg.node),
-                }),
-            });
-            return;
-        }
+        let (sid, link, rate) = (req.sid, req.egress_link.clone(), req.rate_bps);
+        self.admit_then(now, sid, &link, rate, classifier, Parked::Setup(req));
+    }
+
+    /// The rest of a setup, once its reservation is admitted (and installed).
+    pub(super) fn setup_admitted(&mut self, now: Instant, req: SetupRequest) {
         let rii = self.next_rii();
         let mut msg = NslpMessage::reserve(
             0,
@@ -112,7 +104,7 @@ impl Nslp {
             self.actions.push_back(Action::Reply {
                 req_id,
                 result: Err(ApiError {
-                    reason: "unknown_link".into(),
+                    reason: ErrorReason::UnknownLink,
                     message: format!(
                         "no virtual link {vlink_id} initiated by {}: see `vlsp link list`",
                         self.cfg.node
@@ -125,7 +117,7 @@ impl Nslp {
             self.actions.push_back(Action::Reply {
                 req_id,
                 result: Err(ApiError {
-                    reason: "busy".into(),
+                    reason: ErrorReason::Busy,
                     message: format!(
                         "virtual link {vlink_id} is {:?}; try again when it is up",
                         s.phase
@@ -171,7 +163,7 @@ impl Nslp {
                 if let Some(r) = rii
                     && !s.forwarded_riis.contains(&r)
                 {
-                    self.refuse("unknown_rii");
+                    self.refuse(RefusalReason::UnknownRii);
                     return;
                 }
                 let flow = s.flow;
@@ -194,7 +186,7 @@ impl Nslp {
                     return;
                 };
                 if rii != Some(out.rii) {
-                    self.refuse("unknown_rii");
+                    self.refuse(RefusalReason::UnknownRii);
                     return;
                 }
                 let was_refresh = out.refresh;
@@ -224,7 +216,7 @@ impl Nslp {
                                 .map(|v| v.vlink_id);
                             self.actions.push_back(Action::Event {
                                 vlink_id,
-                                kind: "reverse_refused",
+                                kind: EventKind::ReverseRefused,
                                 message: format!(
                                     "{}: reverse reservation of a bidirectional link: {why}",
                                     self.cfg.node
@@ -272,7 +264,7 @@ impl Nslp {
                             });
                             self.actions.push_back(Action::Event {
                                 vlink_id: Some(vlsp.vlink_id),
-                                kind: "link_lost",
+                                kind: EventKind::LinkLost,
                                 message: format!(
                                     "refresh of virtual link {}: {message}",
                                     vlsp.vlink_id
@@ -283,7 +275,7 @@ impl Nslp {
                             self.actions.push_back(Action::Reply {
                                 req_id,
                                 result: Err(ApiError {
-                                    reason: info.reason().into(),
+                                    reason: ErrorReason::from_info(info.reason()),
                                     message,
                                 }),
                             });
@@ -310,7 +302,7 @@ impl Nslp {
                 let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
                 self.actions.push_back(Action::Event {
                     vlink_id,
-                    kind: "notify",
+                    kind: EventKind::Notify,
                     message: text,
                 });
             }
@@ -352,14 +344,14 @@ impl Nslp {
             self.actions.push_back(Action::Reply {
                 req_id,
                 result: Err(ApiError {
-                    reason: "timeout".into(),
+                    reason: ErrorReason::Timeout,
                     message: format!("{}: {why}", self.cfg.node),
                 }),
             });
         } else {
             self.actions.push_back(Action::Event {
                 vlink_id,
-                kind: "link_lost",
+                kind: EventKind::LinkLost,
                 message: format!("{}: {why}", self.cfg.node),
             });
         }

@@ -70,6 +70,25 @@ impl Nslp {
             );
             return;
         }
+        let vni = crate::model::tunnel::vni_for(vlsp.vlink_id);
+        if self.vnis_in_use().any(|v| v == vni) {
+            // Another link of this node has the VNI: refuse here, clearly,
+            // rather than have the kernel fail on the tunnel device.
+            self.refuse(RefusalReason::VniInUse);
+            let text = format!(
+                "{}: VNI {vni} of virtual link {} is already used by another virtual link on this node: retry the setup (a new VLink ID gets another VNI)",
+                self.cfg.node, vlsp.vlink_id
+            );
+            self.answer(
+                sid,
+                flow,
+                rii,
+                InfoSpec::reservation_failure(ctx.local, &text),
+                None,
+                false,
+            );
+            return;
+        }
         let mut s =
             self.passive_session(Role::Qnr, flow, rsn, epoch, now, &msg, Some(vlsp.clone()));
         s.answer_rii = rii;
@@ -146,7 +165,7 @@ impl Nslp {
                         }
                     }
                     Some(e) => {
-                        self.refuse("vlink");
+                        self.refuse(RefusalReason::Vlink);
                         self.drop_session(sid);
                         self.answer(
                             sid,
@@ -204,7 +223,7 @@ impl Nslp {
                             self.actions.push_back(Action::Reply {
                                 req_id,
                                 result: Err(ApiError {
-                                    reason: "vlink".into(),
+                                    reason: ErrorReason::Vlink,
                                     message: format!("{}: {e}", self.cfg.node),
                                 }),
                             });
@@ -226,7 +245,7 @@ impl Nslp {
                                 up: false,
                             }),
                             Some(e) => Err(ApiError {
-                                reason: "vlink".into(),
+                                reason: ErrorReason::Vlink,
                                 message: format!("{}: {e}", self.cfg.node),
                             }),
                         },

@@ -22,7 +22,7 @@ impl Nslp {
             _ => {
                 // QUERY (resource queries) and upstream RESERVEs
                 // (receiver-initiated reservations) are not used by VLSP.
-                self.refuse("unsupported_message");
+                self.refuse(RefusalReason::UnsupportedMessage);
             }
         }
     }
@@ -32,13 +32,12 @@ impl Nslp {
         match auth {
             AuthVerdict::Verified { .. } => true,
             AuthVerdict::Failed { reason, .. } => {
-                let r = format!("auth_{reason}");
-                self.refuse(&r);
+                self.refuse(*reason);
                 false
             }
             AuthVerdict::Unsigned | AuthVerdict::NotChecked => {
                 if self.cfg.require_auth {
-                    self.refuse("auth_unsigned");
+                    self.refuse(RefusalReason::AuthUnsigned);
                     false
                 } else {
                     true
@@ -71,7 +70,7 @@ impl Nslp {
         self.stats.reserves_received += 1;
         let rii = msg.rii();
         let Some((rsn, epoch)) = msg.rsn() else {
-            self.refuse("malformed");
+            self.refuse(RefusalReason::Malformed);
             self.answer(
                 sid,
                 flow,
@@ -89,7 +88,7 @@ impl Nslp {
         let is_refresh = match existing {
             Some(Some((old, old_epoch))) if old_epoch == epoch => {
                 if serial_lt(rsn, old) {
-                    self.refuse("old_rsn");
+                    self.refuse(RefusalReason::OldRsn);
                     return;
                 }
                 rsn == old
@@ -158,7 +157,7 @@ impl Nslp {
                         s.phase = Phase::Tearing;
                         s.forwarded_riis.push(r);
                         s.expires_at = Some(_now + self.cfg.retry_max);
-                        self.ledger.release(&sid);
+                        self.release(&sid);
                     }
                     None => {
                         self.drop_session(sid);
@@ -172,7 +171,7 @@ impl Nslp {
                 s.answer_rii = rii;
                 let vlsp = s.vlsp.clone();
                 let reverse = s.bound;
-                self.ledger.release(&sid);
+                self.release(&sid);
                 if let Some(r) = reverse {
                     self.end_reverse(r);
                 }

@@ -33,18 +33,25 @@ impl Nslp {
             dst: fflow.src,
             protocol: fflow.protocol,
         };
-        if let Err(e) = self
-            .ledger
-            .admit(rsid, &link, rate_bps, &classifier(&flow, Some(vlsp)))
-        {
-            self.refuse("admission");
-            self.actions.push_back(Action::Event {
-                vlink_id: Some(vlsp.vlink_id),
-                kind: "reverse_refused",
-                message: format!("{}: reverse reservation: {e}", self.cfg.node),
-            });
-            return;
-        }
+        let classifier = classifier(&flow, Some(vlsp));
+        let then = Parked::Reverse {
+            forward,
+            flow,
+            rate_bps,
+            vlink_id: vlsp.vlink_id,
+        };
+        self.admit_then(now, rsid, &link, rate_bps, classifier, then);
+    }
+
+    /// The rest of a reverse reservation, once admitted (and installed).
+    pub(super) fn reverse_admitted(
+        &mut self,
+        now: Instant,
+        forward: Sid,
+        rsid: Sid,
+        flow: Flow,
+        rate_bps: u64,
+    ) {
         let rii = self.next_rii();
         let qspec =
             crate::wire::qspec::Qspec::bandwidth_request(rate_bps as f32 / 8.0, self.cfg.profile);
@@ -93,7 +100,7 @@ impl Nslp {
     }
 
     pub(super) fn drop_session(&mut self, sid: Sid) {
-        self.ledger.release(&sid);
+        self.release(&sid);
         self.sessions.remove(&sid);
     }
 }

@@ -39,8 +39,12 @@ struct Chain {
     dead: Option<usize>,
     auth: AuthVerdict,
     replies: Vec<(usize, u64, Result<LinkUp, ApiError>)>,
-    events: Vec<(usize, &'static str, String)>,
+    events: Vec<(usize, EventKind, String)>,
     vlinks: Vec<(usize, bool)>,
+    /// Class installs (true) and removals (false), per node.
+    classes: Vec<(usize, bool)>,
+    /// Node whose kernel refuses every class install.
+    kernel_refuses: Option<usize>,
     sent: Vec<(usize, MsgType, Direction)>,
 }
 
@@ -71,6 +75,8 @@ impl Chain {
             replies: vec![],
             events: vec![],
             vlinks: vec![],
+            classes: vec![],
+            kernel_refuses: None,
             sent: vec![],
         }
     }
@@ -167,6 +173,15 @@ impl Chain {
             }
             Action::Reply { req_id, result } => self.replies.push((i, req_id, result)),
             Action::Event { kind, message, .. } => self.events.push((i, kind, message)),
+            Action::InstallClass { sid, .. } => {
+                let err = (self.kernel_refuses == Some(i))
+                    .then(|| "RTNETLINK answers: No buffer space".to_string());
+                if err.is_none() {
+                    self.classes.push((i, true));
+                }
+                self.n[i].class_done(self.now, sid, err);
+            }
+            Action::RemoveClass { .. } => self.classes.push((i, false)),
             Action::Forget { .. } | Action::Point { .. } => {}
         }
     }
@@ -240,6 +255,29 @@ fn setup_follows_fig6() {
 }
 
 #[test]
+fn kernel_refusal_at_tb3_is_a_reservation_failure_and_leaves_nothing() {
+    let mut c = Chain::new(100 * MBIT);
+    c.kernel_refuses = Some(2);
+    c.setup(1, SID, 42, 10 * MBIT);
+    c.run();
+    match &c.replies[..] {
+        [(0, 1, Err(e))] => {
+            assert_eq!(e.reason, ErrorReason::ReservationFailure);
+            assert!(e.message.contains("kernel refused"), "{}", e.message);
+        }
+        r => panic!("{r:?}"),
+    }
+    // tb1 and tb2 installed and took their classes back; tb3 never had one.
+    assert_eq!(c.classes, [(0, true), (1, true), (1, false), (0, false)]);
+    assert!(c.vlinks.is_empty(), "no tunnel end anywhere");
+    for i in 0..4 {
+        assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
+        assert!(c.n[i].ledger().is_empty(), "tb{} ledger", i + 1);
+    }
+    assert_eq!(c.n[2].stats().refused[&RefusalReason::Admission], 1);
+}
+
+#[test]
 fn teardown_removes_everything() {
     let mut c = Chain::new(100 * MBIT);
     c.setup(1, SID, 42, 10 * MBIT);
@@ -269,39 +307,39 @@ fn admission_failure_at_tb3_leaves_no_state() {
     c.run();
     let (_, _, r) = &c.replies[0];
     let e = r.as_ref().unwrap_err();
-    assert_eq!(e.reason, "reservation_failure");
+    assert_eq!(e.reason, ErrorReason::ReservationFailure);
     assert!(e.message.contains("tb3"), "{}", e.message);
     assert!(c.vlinks.is_empty(), "no tunnel end anywhere");
     for i in 0..4 {
         assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
         assert!(c.n[i].ledger().is_empty());
     }
-    assert_eq!(c.n[2].stats().refused["admission"], 1);
+    assert_eq!(c.n[2].stats().refused[&RefusalReason::Admission], 1);
 }
 
 #[test]
 fn unauthorized_request_installs_nothing() {
     let mut c = Chain::new(100 * MBIT);
     c.auth = AuthVerdict::Failed {
-        reason: "bad_signature".into(),
+        reason: RefusalReason::AuthBadSignature,
         message: "HMAC mismatch for key 1".into(),
     };
     c.setup(1, SID, 42, 10 * MBIT);
     c.run();
     let e = c.replies[0].2.as_ref().unwrap_err();
-    assert_eq!(e.reason, "authorization_failure");
+    assert_eq!(e.reason, ErrorReason::AuthorizationFailure);
     assert!(c.vlinks.is_empty());
     for i in 0..4 {
         assert_eq!(c.sessions(i), 0);
     }
-    assert_eq!(c.n[3].stats().refused["auth_bad_signature"], 1);
+    assert_eq!(c.n[3].stats().refused[&RefusalReason::AuthBadSignature], 1);
     // Unsigned requests are refused by default too.
     let mut c = Chain::new(100 * MBIT);
     c.auth = AuthVerdict::Unsigned;
     c.setup(1, SID, 42, 10 * MBIT);
     c.run();
     assert!(c.replies[0].2.is_err());
-    assert_eq!(c.n[3].stats().refused["auth_unsigned"], 1);
+    assert_eq!(c.n[3].stats().refused[&RefusalReason::AuthUnsigned], 1);
 }
 
 #[test]
@@ -311,7 +349,7 @@ fn unauthorized_tear_is_refused_and_the_link_stays() {
     c.run();
     // The tear arrives at tb4 with a bad signature (forged or tampered).
     c.auth = AuthVerdict::Failed {
-        reason: "bad_signature".into(),
+        reason: RefusalReason::AuthBadSignature,
         message: "HMAC mismatch".into(),
     };
     c.vlinks.clear();
@@ -319,7 +357,7 @@ fn unauthorized_tear_is_refused_and_the_link_stays() {
     c.run();
     assert!(!c.vlinks.contains(&(3, false)), "tb4 kept its tunnel end");
     assert_eq!(c.sessions(3), 1, "tb4 kept its state");
-    assert_eq!(c.n[3].stats().refused["auth_bad_signature"], 1);
+    assert_eq!(c.n[3].stats().refused[&RefusalReason::AuthBadSignature], 1);
 }
 
 #[test]
@@ -353,7 +391,7 @@ fn refresh_keeps_the_link_and_killed_responder_is_noticed() {
     assert!(
         c.events
             .iter()
-            .any(|(i, k, _)| *i == 0 && *k == "link_lost"),
+            .any(|(i, k, _)| *i == 0 && *k == EventKind::LinkLost),
         "{:?}",
         c.events
     );
@@ -375,7 +413,11 @@ fn responder_state_expires_without_refresh() {
     c.vlinks.clear();
     c.advance(Duration::from_secs(4));
     assert!(c.vlinks.contains(&(3, false)), "tb4 removed its end");
-    assert!(c.events.iter().any(|(i, k, _)| *i == 3 && *k == "expired"));
+    assert!(
+        c.events
+            .iter()
+            .any(|(i, k, _)| *i == 3 && *k == EventKind::Expired)
+    );
     for i in 1..4 {
         assert_eq!(c.sessions(i), 0);
     }
@@ -389,8 +431,8 @@ fn duplicate_setup_and_unknown_teardown_are_refused() {
     c.setup(2, [2; 16], 42, MBIT);
     c.n[0].teardown(c.now, 3, 99);
     c.run();
-    assert_eq!(c.replies[1].2.as_ref().unwrap_err().reason, "exists");
-    assert_eq!(c.replies[2].2.as_ref().unwrap_err().reason, "unknown_link");
+    assert_eq!(c.replies[1].2.as_ref().unwrap_err().reason, ErrorReason::Exists);
+    assert_eq!(c.replies[2].2.as_ref().unwrap_err().reason, ErrorReason::UnknownLink);
 }
 
 #[test]
@@ -417,7 +459,7 @@ fn lost_reserve_is_retransmitted_then_given_up() {
     // retries, and at 30 s a TEAR that frees whatever the path holds.
     assert_eq!(reserves, 5);
     let e = c.replies[0].2.as_ref().unwrap_err();
-    assert_eq!(e.reason, "timeout");
+    assert_eq!(e.reason, ErrorReason::Timeout);
     assert!(c.n[0].ledger().is_empty());
     let _ = InfoClass::Success;
 }
@@ -478,7 +520,7 @@ fn refused_reverse_leaves_the_forward_link_up() {
     assert!(
         c.events
             .iter()
-            .any(|(i, k, _)| *i == 3 && *k == "reverse_refused"),
+            .any(|(i, k, _)| *i == 3 && *k == EventKind::ReverseRefused),
         "{:?}",
         c.events
     );
@@ -487,4 +529,30 @@ fn refused_reverse_leaves_the_forward_link_up() {
         assert_eq!(c.sessions(i), 1, "tb{}", i + 1);
         assert_eq!(c.n[i].ledger().used("up"), 0, "tb{}", i + 1);
     }
+}
+
+#[test]
+fn responder_refuses_a_vni_already_in_use_and_keeps_the_first_link() {
+    let mut c = Chain::new(100 * MBIT);
+    c.setup(1, SID, 42, MBIT);
+    c.run();
+    // Another link whose VLink ID folds to the same 24-bit VNI.
+    let twin = 42 + 0x00ff_ffff;
+    assert_eq!(
+        crate::model::tunnel::vni_for(twin),
+        crate::model::tunnel::vni_for(42)
+    );
+    c.setup(2, [0x22; 16], twin, MBIT);
+    c.run();
+    match &c.replies[..] {
+        [(0, 1, Ok(_)), (0, 2, Err(e))] => {
+            assert_eq!(e.reason, ErrorReason::ReservationFailure);
+            assert!(e.message.contains("VNI"), "{}", e.message);
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(c.n[3].stats().refused[&RefusalReason::VniInUse], 1);
+    assert_eq!(c.sessions(3), 1, "tb4 keeps only the first link");
+    assert_eq!(c.vlinks, [(3, true), (0, true)], "no second tunnel end");
+    assert_eq!(c.n[1].ledger().len(), 1, "tb2 freed the refused one");
 }

@@ -50,7 +50,7 @@ impl Nslp {
                     });
                     self.actions.push_back(Action::Event {
                         vlink_id: Some(v.vlink_id),
-                        kind: "expired",
+                        kind: EventKind::Expired,
                         message: format!(
                             "{}: no refresh for virtual link {} within {:?}: removed",
                             self.cfg.node, v.vlink_id, self.cfg.lifetime
