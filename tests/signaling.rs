@@ -69,7 +69,9 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
     // A second setup of the same pair is a new link; tearing down an unknown
     // link is a clear API error.
     match c.call(&Request::Teardown { vlink_id: 12345 }).unwrap() {
-        Reply::Error { reason, .. } => assert_eq!(reason, "unknown_link"),
+        Reply::Error { reason, .. } => {
+            assert_eq!(reason, vlsp::proto::nslp::ErrorReason::UnknownLink)
+        }
         r => panic!("{r:?}"),
     }
 
@@ -101,7 +103,11 @@ fn unsigned_request_is_refused_and_installs_nothing() {
     let mut c = tb.client("tb1").unwrap();
     match c.call(&setup_req(1_000_000, false)).unwrap() {
         Reply::Error { reason, message } => {
-            assert_eq!(reason, "authorization_failure", "{message}");
+            assert_eq!(
+                reason,
+                vlsp::proto::nslp::ErrorReason::AuthorizationFailure,
+                "{message}"
+            );
         }
         r => panic!("{r:?}"),
     }
@@ -130,7 +136,11 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
     let mut c = tb.client("tb1").unwrap();
     match c.call(&setup_req(5_000_000_000, true)).unwrap() {
         Reply::Error { reason, message } => {
-            assert_eq!(reason, "admission", "{message}");
+            assert_eq!(
+                reason,
+                vlsp::proto::nslp::ErrorReason::Admission,
+                "{message}"
+            );
             assert!(
                 message.contains("tb1") && message.contains("eth0"),
                 "{message}"
@@ -148,7 +158,7 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
     };
     match c.call(&bad).unwrap() {
         Reply::Error { reason, message } => {
-            assert_eq!(reason, "bad_request");
+            assert_eq!(reason, vlsp::proto::nslp::ErrorReason::BadRequest);
             assert!(
                 message.contains("VM9") && message.contains("VM2"),
                 "{message}"

@@ -172,6 +172,7 @@ impl NodeConfig {
     }
 
     /// Resolves an API setup request. Errors say what to change.
+    #[allow(clippy::too_many_arguments)]
     pub fn setup_request(
         &self,
         req_id: u64,

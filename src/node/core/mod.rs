@@ -327,11 +327,11 @@ impl NodeCore {
             let mut busy = false;
             while let Some(ev) = self.gist.poll_event() {
                 busy = true;
-                self.from_gist(now, ev, verdict.clone());
+                self.on_gist_event(now, ev, verdict.clone());
             }
             while let Some(a) = self.nslp.poll_action() {
                 busy = true;
-                self.from_nslp(now, a);
+                self.on_nslp_action(now, a);
             }
             while let Some(t) = self.gist.poll_transmit() {
                 busy = true;
@@ -343,7 +343,7 @@ impl NodeCore {
         }
     }
 
-    fn from_gist(&mut self, now: Instant, ev: gm::Event, verdict: AuthVerdict) {
+    fn on_gist_event(&mut self, now: Instant, ev: gm::Event, verdict: AuthVerdict) {
         match ev {
             gm::Event::Received {
                 sid,
@@ -389,8 +389,13 @@ impl NodeCore {
             self.rec.mark(sid, PointKind::HmacSignStart);
             let r = crate::wire::auth::sign_pdu(&mut bytes, self.cfg.profile, &self.cfg.sign_keys);
             self.rec.mark(sid, PointKind::HmacSignDone);
-            if let Err(e) = r {
-                self.sign_failed(sid, &e.to_string());
+            let why = match r {
+                Ok(0) => Some("no authorization object names a key this node holds".to_string()),
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                self.sign_failed(sid, &why);
                 return;
             }
         }
@@ -431,7 +436,7 @@ impl NodeCore {
         self.event(vlink_id, EventKind::SignFailed, message);
     }
 
-    fn from_nslp(&mut self, now: Instant, a: Action) {
+    fn on_nslp_action(&mut self, now: Instant, a: Action) {
         match a {
             Action::Send {
                 sid,
@@ -556,6 +561,3 @@ impl NodeCore {
         &self.cfg.addrs
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -166,6 +166,8 @@ impl Nslp {
                 }
                 self.send(sid, flow, Direction::Downstream, tear, false);
             }
+            // A duplicated tear: the tunnel end is already being removed.
+            Role::Qnr if s.phase == Phase::Tearing => {}
             Role::Qnr => {
                 s.phase = Phase::Tearing;
                 s.answer_rii = rii;

@@ -431,8 +431,14 @@ fn duplicate_setup_and_unknown_teardown_are_refused() {
     c.setup(2, [2; 16], 42, MBIT);
     c.n[0].teardown(c.now, 3, 99);
     c.run();
-    assert_eq!(c.replies[1].2.as_ref().unwrap_err().reason, ErrorReason::Exists);
-    assert_eq!(c.replies[2].2.as_ref().unwrap_err().reason, ErrorReason::UnknownLink);
+    assert_eq!(
+        c.replies[1].2.as_ref().unwrap_err().reason,
+        ErrorReason::Exists
+    );
+    assert_eq!(
+        c.replies[2].2.as_ref().unwrap_err().reason,
+        ErrorReason::UnknownLink
+    );
 }
 
 #[test]
