@@ -37,6 +37,8 @@ struct Net {
     tunnels: Vec<(usize, bool)>,
     classes: Vec<(usize, bool)>,
     delivered: usize,
+    /// How long an API request is given to complete.
+    api_wait: Duration,
 }
 
 fn configs() -> Vec<NodeConfig> {
@@ -71,6 +73,7 @@ impl Net {
             tunnels: vec![],
             classes: vec![],
             delivered: 0,
+            api_wait: Duration::from_secs(5),
         }
     }
 
@@ -213,9 +216,7 @@ impl Net {
     fn api(&mut self, i: usize, req: Request) -> Reply {
         let before = self.replies.len();
         self.nodes[i].handle_api(1, req, 0, self.now);
-        // Long enough for a retransmission (2 s) if a datagram was lost or
-        // overtaken.
-        self.advance(Duration::from_secs(5));
+        self.advance(self.api_wait);
         let r: Vec<_> = self.replies.drain(before..).collect();
         assert_eq!(r.len(), 1, "one reply: {r:?}");
         r.into_iter().next().unwrap().1
@@ -291,10 +292,14 @@ fn duplicated_datagrams_change_nothing() {
     signed_setup_refresh_and_teardown(&mut net);
 }
 
+/// Reordering lets a GIST Data overtake the Confirm sent with it; the
+/// responder drops it and the NSLP's retransmission (2 s, doubling) repairs
+/// it, hop by hop: the requests get more time.
 #[test]
-#[ignore = "open: with reordering the setup gets no reply within 5 s; to investigate"]
+#[ignore = "open finding: with same-instant datagrams delivered in reverse order and 20 ms delay the setup completes, but the first refresh goes unanswered: tb1 declares the link lost and tb4 expires it"]
 fn reordered_and_delayed_datagrams_change_nothing() {
     let mut net = Net::new(configs());
+    net.api_wait = Duration::from_secs(40);
     net.reorder = true;
     net.delay = Duration::from_millis(20);
     signed_setup_refresh_and_teardown(&mut net);
