@@ -228,7 +228,7 @@ impl Net {
             Request::Setup {
                 from: "VM1".into(),
                 to: "VM2".into(),
-                rate_bps: 10_000_000,
+                rate_bps: vlsp::model::units::Rate::from_bps(10_000_000),
                 bidirectional: false,
                 backend: None,
                 authenticate: true,

@@ -14,7 +14,7 @@ fn setup_req(rate: u64, auth: bool) -> Request {
     Request::Setup {
         from: "VM1".into(),
         to: "VM2".into(),
-        rate_bps: rate,
+        rate_bps: vlsp::model::units::Rate::from_bps(rate),
         bidirectional: false,
         backend: None,
         authenticate: auth,
@@ -151,7 +151,7 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
     let bad = Request::Setup {
         from: "VM1".into(),
         to: "VM9".into(),
-        rate_bps: 1,
+        rate_bps: vlsp::model::units::Rate::from_bps(1),
         bidirectional: false,
         backend: None,
         authenticate: true,

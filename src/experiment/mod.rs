@@ -503,7 +503,7 @@ fn one_run(
             .find(|v| v.host == qnr)
             .map(|v| v.name.clone())
             .unwrap_or_default(),
-        rate_bps: rate,
+        rate_bps: crate::model::units::Rate::from_bps(rate),
         bidirectional: false,
         backend: None,
         authenticate: auth,

@@ -92,7 +92,7 @@ pub fn run(
         let vlink = match c.call(&Request::Setup {
             from: vm1.name.clone(),
             to: vm2.name.clone(),
-            rate_bps,
+            rate_bps: crate::model::units::Rate::from_bps(rate_bps),
             bidirectional: false,
             backend: None,
             authenticate: true,

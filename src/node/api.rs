@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::model::paths::run_dir;
 use crate::model::tunnel::{Backend, TunnelKind};
+use crate::model::units::Rate;
 use crate::proto::nslp::{ErrorReason, EventKind, Phase, RefusalReason, Role};
 
 /// The API socket of `node` in `topology`.
@@ -29,8 +30,8 @@ pub enum Request {
     Setup {
         from: String,
         to: String,
-        /// Reserved rate in bit/s.
-        rate_bps: u64,
+        /// Reserved rate in bit/s (a JSON number).
+        rate_bps: Rate,
         /// Also reserve the reverse direction (bound with BOUND_SESSION_ID).
         #[serde(default)]
         bidirectional: bool,
@@ -175,7 +176,8 @@ pub struct LinkInfo {
     pub vlink_id: u64,
     pub from: String,
     pub to: String,
-    pub rate_bps: u64,
+    /// Reserved rate in bit/s (a JSON number).
+    pub rate_bps: Rate,
     /// GIST session id, hex.
     pub session: String,
     pub tunnel: TunnelKind,
@@ -333,7 +335,7 @@ mod tests {
             vlink_id: 1,
             from: "VM1".into(),
             to: "VM2".into(),
-            rate_bps: 1,
+            rate_bps: Rate::from_bps(1),
             session: "00112233445566778899aabbccddeeff".into(),
             tunnel: TunnelKind::Vxlan,
             backend: Backend::Netlink,
@@ -356,7 +358,7 @@ mod tests {
             vlink_id: 1,
             from: "VM1".into(),
             to: "VM2".into(),
-            rate_bps: 1,
+            rate_bps: Rate::from_bps(1),
             session: "00".into(),
             tunnel: TunnelKind::Gretap,
             backend: Backend::Script,
@@ -380,7 +382,7 @@ mod tests {
         let r = Request::Setup {
             from: "VM1".into(),
             to: "VM2".into(),
-            rate_bps: 10_000_000,
+            rate_bps: Rate::from_bps(10_000_000),
             bidirectional: false,
             backend: None,
             authenticate: true,

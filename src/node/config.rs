@@ -178,7 +178,7 @@ impl NodeConfig {
         req_id: u64,
         from: &str,
         to: &str,
-        rate_bps: u64,
+        rate_bps: crate::model::units::Rate,
         authenticate: bool,
         bidirectional: bool,
         vnis_in_use: &[u32],
@@ -242,7 +242,7 @@ impl NodeConfig {
             egress_link,
             authenticate,
             qspec: crate::wire::qspec::Qspec::bandwidth_request(
-                rate_bps as f32 / 8.0,
+                rate_bps.bytes_per_sec_f32(),
                 self.profile,
             ),
             bidirectional,

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use thiserror::Error;
 
+use crate::model::units::Rate;
+
 /// The packets a reservation covers: the tunnel's outer flow as the MRI names
 /// it (source and destination substrate address, UDP), narrowed to one
 /// VXLAN network (VNI) when the reservation is for a virtual link.
@@ -32,7 +34,7 @@ pub trait Enforcer: Send {
         &mut self,
         sid: &[u8; 16],
         link: &str,
-        rate_bps: u64,
+        rate: Rate,
         classifier: &Classifier,
     ) -> Result<(), String>;
     /// Removes whatever `install` put in place for `sid` (idempotent).
@@ -44,7 +46,7 @@ pub trait Enforcer: Send {
 pub struct NoEnforcer;
 
 impl Enforcer for NoEnforcer {
-    fn install(&mut self, _: &[u8; 16], _: &str, _: u64, _: &Classifier) -> Result<(), String> {
+    fn install(&mut self, _: &[u8; 16], _: &str, _: Rate, _: &Classifier) -> Result<(), String> {
         Ok(())
     }
     fn remove(&mut self, _: &[u8; 16]) {}
@@ -115,8 +117,9 @@ impl Ledger {
         &mut self,
         sid: [u8; 16],
         link: &str,
-        rate_bps: u64,
+        rate: Rate,
     ) -> Result<Admission, AdmitError> {
+        let rate_bps = rate.bps();
         let capacity = *self
             .capacity
             .get(link)
@@ -213,13 +216,16 @@ mod tests {
         let mut l = Ledger::new();
         l.add_link("eth0", 10);
         assert_eq!(
-            l.admit(sid(1), "eth0", 5).unwrap(),
+            l.admit(sid(1), "eth0", Rate::from_bps(5)).unwrap(),
             Admission::Changed { previous: None }
         );
         // an unchanged refresh does no kernel work
-        assert_eq!(l.admit(sid(1), "eth0", 5).unwrap(), Admission::Unchanged);
+        assert_eq!(
+            l.admit(sid(1), "eth0", Rate::from_bps(5)).unwrap(),
+            Admission::Unchanged
+        );
         // a modification re-installs; the kernel refuses it: the old one stays
-        let prev = match l.admit(sid(1), "eth0", 6).unwrap() {
+        let prev = match l.admit(sid(1), "eth0", Rate::from_bps(6)).unwrap() {
             Admission::Changed { previous } => previous,
             a => panic!("{a:?}"),
         };
@@ -228,7 +234,7 @@ mod tests {
         assert_eq!(l.used("eth0"), 5);
         assert_eq!(l.get(&sid(1)).unwrap().rate_bps, 5);
         // a new reservation the kernel refuses leaves nothing
-        l.admit(sid(3), "eth0", 4).unwrap();
+        l.admit(sid(3), "eth0", Rate::from_bps(4)).unwrap();
         l.undo(sid(3), None);
         assert_eq!(l.used("eth0"), 5);
         assert_eq!(l.len(), 1);
@@ -239,11 +245,13 @@ mod tests {
         let mut l = Ledger::new();
         l.add_link("eth1", 100_000_000);
         let admitted = (0..10u8)
-            .filter(|&i| l.admit(sid(i), "eth1", 30_000_000).is_ok())
+            .filter(|&i| l.admit(sid(i), "eth1", Rate::from_bps(30_000_000)).is_ok())
             .count();
         assert_eq!(admitted, 3);
         assert_eq!(l.used("eth1"), 90_000_000);
-        let err = l.admit(sid(50), "eth1", 20_000_000).unwrap_err();
+        let err = l
+            .admit(sid(50), "eth1", Rate::from_bps(20_000_000))
+            .unwrap_err();
         assert_eq!(
             err,
             AdmitError::Insufficient {
@@ -260,11 +268,11 @@ mod tests {
     fn release_frees_and_modify_replaces() {
         let mut l = Ledger::new();
         l.add_link("eth0", 10);
-        l.admit(sid(1), "eth0", 6).unwrap();
+        l.admit(sid(1), "eth0", Rate::from_bps(6)).unwrap();
         // modifying the same session to 9 fits: its own 6 are not double counted
-        l.admit(sid(1), "eth0", 9).unwrap();
+        l.admit(sid(1), "eth0", Rate::from_bps(9)).unwrap();
         assert_eq!(l.used("eth0"), 9);
-        assert!(l.admit(sid(2), "eth0", 2).is_err());
+        assert!(l.admit(sid(2), "eth0", Rate::from_bps(2)).is_err());
         assert_eq!(l.release(&sid(1)).unwrap().rate_bps, 9);
         assert_eq!(l.used("eth0"), 0);
         assert!(l.release(&sid(1)).is_none());
@@ -275,7 +283,7 @@ mod tests {
     fn unknown_link_is_refused() {
         let mut l = Ledger::new();
         assert!(matches!(
-            l.admit(sid(1), "eth9", 1),
+            l.admit(sid(1), "eth9", Rate::from_bps(1)),
             Err(AdmitError::UnknownLink { .. })
         ));
     }

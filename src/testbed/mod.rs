@@ -330,7 +330,7 @@ pub fn link_setup(
     match c.call(&Request::Setup {
         from: from.into(),
         to: to.into(),
-        rate_bps,
+        rate_bps: crate::model::units::Rate::from_bps(rate_bps),
         bidirectional,
         backend: None,
         authenticate,

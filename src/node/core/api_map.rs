@@ -1,6 +1,7 @@
 //! The NSLP's sessions as the API shows them.
 
 use super::NodeCore;
+use crate::model::units::Rate;
 use crate::node::api::{self, LinkState};
 use crate::proto::gist::machine::Sid;
 
@@ -27,7 +28,7 @@ impl NodeCore {
                     .unwrap_or_default();
                 (f, t, rate)
             })
-            .unwrap_or_default();
+            .unwrap_or((String::new(), String::new(), Rate::from_bps(0)));
         api::LinkInfo {
             vlink_id,
             from,

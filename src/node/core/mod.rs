@@ -54,7 +54,7 @@ pub enum CoreAction {
     InstallClass {
         sid: Sid,
         link: String,
-        rate_bps: u64,
+        rate: crate::model::units::Rate,
         classifier: Classifier,
     },
     RemoveClass {
@@ -497,12 +497,12 @@ impl NodeCore {
             Action::InstallClass {
                 sid,
                 link,
-                rate_bps,
+                rate,
                 classifier,
             } => self.actions.push_back(CoreAction::InstallClass {
                 sid,
                 link,
-                rate_bps,
+                rate,
                 classifier,
             }),
             Action::RemoveClass { sid } => self.actions.push_back(CoreAction::RemoveClass { sid }),

@@ -124,12 +124,12 @@ impl NodeActor {
             CoreAction::InstallClass {
                 sid,
                 link,
-                rate_bps,
+                rate,
                 classifier,
             } => {
                 // One netlink round trip on this thread, as before the core
                 // existed: the admission stays serial and exact.
-                let r = self.enforcer.install(&sid, &link, rate_bps, &classifier);
+                let r = self.enforcer.install(&sid, &link, rate, &classifier);
                 self.core.class_done(sid, r.err(), Instant::now());
             }
             CoreAction::RemoveClass { sid } => self.enforcer.remove(&sid),

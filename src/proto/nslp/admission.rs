@@ -19,7 +19,7 @@ pub(super) enum Parked {
     Reverse {
         forward: Sid,
         flow: Flow,
-        rate_bps: u64,
+        rate: Rate,
         vlink_id: u64,
     },
 }
@@ -35,7 +35,7 @@ pub(super) struct Forward {
     pub msg: NslpMessage,
     pub local: Ipv4Addr,
     pub known: bool,
-    pub rate: Option<u64>,
+    pub rate: Option<Rate>,
 }
 
 /// An admission whose class is being installed.
@@ -56,7 +56,7 @@ impl Nslp {
         now: Instant,
         sid: Sid,
         link: &str,
-        rate_bps: u64,
+        rate: Rate,
         classifier: Classifier,
         then: Parked,
     ) {
@@ -64,7 +64,7 @@ impl Nslp {
             sid,
             kind: PointKind::AdmissionStart,
         });
-        let r = self.ledger.admit(sid, link, rate_bps);
+        let r = self.ledger.admit(sid, link, rate);
         self.actions.push_back(Action::Point {
             sid,
             kind: PointKind::AdmissionDone,
@@ -84,7 +84,7 @@ impl Nslp {
                 self.actions.push_back(Action::InstallClass {
                     sid,
                     link: link.to_string(),
-                    rate_bps,
+                    rate,
                     classifier,
                 });
             }
@@ -125,9 +125,9 @@ impl Nslp {
             Parked::Reverse {
                 forward,
                 flow,
-                rate_bps,
+                rate,
                 ..
-            } => self.reverse_admitted(now, forward, sid, flow, rate_bps),
+            } => self.reverse_admitted(now, forward, sid, flow, rate),
         }
     }
 

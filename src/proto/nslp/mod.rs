@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::model::measure::PointKind;
+use crate::model::units::Rate;
 use crate::proto::gist::machine::{Direction, Flow, Sid};
 use crate::proto::rmf::{AdmitError, Classifier, Ledger};
 use crate::wire::nslp::{BindingCode, InfoSpec, MsgType, NslpMessage};
@@ -98,7 +99,7 @@ pub struct SetupRequest {
     pub sid: Sid,
     pub flow: Flow,
     pub vlsp: VlspObject,
-    pub rate_bps: u64,
+    pub rate_bps: Rate,
     pub egress_link: String,
     /// Add (and sign) this node's Session Authorization object(s).
     pub authenticate: bool,
@@ -151,7 +152,7 @@ pub enum Action {
     InstallClass {
         sid: Sid,
         link: String,
-        rate_bps: u64,
+        rate: Rate,
         classifier: Classifier,
     },
     /// Remove the class of `sid` (idempotent); no answer.
@@ -250,7 +251,7 @@ struct Session {
     phase: Phase,
     flow: Flow,
     vlsp: Option<VlspObject>,
-    rate_bps: u64,
+    rate_bps: Rate,
     /// Our RSN towards downstream.
     rsn_out: u32,
     /// Last (RSN, epoch) seen from upstream.
@@ -279,7 +280,7 @@ struct Session {
 struct Initiation {
     flow: Flow,
     vlsp: Option<VlspObject>,
-    rate_bps: u64,
+    rate_bps: Rate,
     rii: u32,
     msg: NslpMessage,
     req_id: Option<u64>,
@@ -343,7 +344,7 @@ impl Nslp {
     }
 
     /// Sessions and their phases (for `list`).
-    pub fn sessions(&self) -> impl Iterator<Item = (&Sid, Role, Phase, Option<&VlspObject>, u64)> {
+    pub fn sessions(&self) -> impl Iterator<Item = (&Sid, Role, Phase, Option<&VlspObject>, Rate)> {
         self.sessions
             .iter()
             .map(|(s, x)| (s, x.role, x.phase, x.vlsp.as_ref(), x.rate_bps))

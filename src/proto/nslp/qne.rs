@@ -22,7 +22,7 @@ impl Nslp {
         if is_refresh {
             self.stats.refreshes_received += 1;
         }
-        let rate = msg.qspec().and_then(|q| q.rate_bps());
+        let rate = msg.qspec().and_then(|q| q.rate_bps()).map(Rate::from_bps);
         let known = self.sessions.contains_key(&sid);
         if !known || rate.is_some() {
             let Some(link) = ctx.egress_link.clone() else {
@@ -106,7 +106,7 @@ impl Nslp {
             phase: Phase::Pending,
             flow,
             vlsp: None,
-            rate_bps: 0,
+            rate_bps: Rate::from_bps(0),
             rsn_out: 0,
             rsn_in: None,
             outstanding: None,

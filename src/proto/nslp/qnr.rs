@@ -119,7 +119,7 @@ impl Nslp {
             phase: Phase::Pending,
             flow,
             vlsp,
-            rate_bps: msg.qspec().and_then(|q| q.rate_bps()).unwrap_or(0),
+            rate_bps: Rate::from_bps(msg.qspec().and_then(|q| q.rate_bps()).unwrap_or(0)),
             rsn_out: 0,
             rsn_in: Some((rsn, epoch)),
             outstanding: None,

@@ -24,7 +24,7 @@ impl Nslp {
         forward: Sid,
         rsid: Sid,
         fflow: Flow,
-        rate_bps: u64,
+        rate_bps: Rate,
         link: String,
         vlsp: &VlspObject,
     ) {
@@ -37,7 +37,7 @@ impl Nslp {
         let then = Parked::Reverse {
             forward,
             flow,
-            rate_bps,
+            rate: rate_bps,
             vlink_id: vlsp.vlink_id,
         };
         self.admit_then(now, rsid, &link, rate_bps, classifier, then);
@@ -50,11 +50,13 @@ impl Nslp {
         forward: Sid,
         rsid: Sid,
         flow: Flow,
-        rate_bps: u64,
+        rate_bps: Rate,
     ) {
         let rii = self.next_rii();
-        let qspec =
-            crate::wire::qspec::Qspec::bandwidth_request(rate_bps as f32 / 8.0, self.cfg.profile);
+        let qspec = crate::wire::qspec::Qspec::bandwidth_request(
+            rate_bps.bytes_per_sec_f32(),
+            self.cfg.profile,
+        );
         let msg = NslpMessage::reserve(
             0,
             self.cfg.epoch,

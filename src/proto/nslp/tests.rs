@@ -93,7 +93,7 @@ impl Chain {
                 sid,
                 flow: FLOW,
                 vlsp: vlsp(id),
-                rate_bps: rate,
+                rate_bps: Rate::from_bps(rate),
                 egress_link: "down".into(),
                 authenticate: true,
                 qspec: crate::wire::qspec::Qspec::bandwidth_request(
