@@ -14,7 +14,7 @@ fn setup_req(rate: u64, auth: bool) -> Request {
     Request::Setup {
         from: "VM1".into(),
         to: "VM2".into(),
-        rate_bps: rate,
+        rate_bps: vlsp::model::units::Rate::from_bps(rate),
         bidirectional: false,
         backend: None,
         authenticate: auth,
@@ -69,7 +69,9 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
     // A second setup of the same pair is a new link; tearing down an unknown
     // link is a clear API error.
     match c.call(&Request::Teardown { vlink_id: 12345 }).unwrap() {
-        Reply::Error { reason, .. } => assert_eq!(reason, "unknown_link"),
+        Reply::Error { reason, .. } => {
+            assert_eq!(reason, vlsp::proto::nslp::ErrorReason::UnknownLink)
+        }
         r => panic!("{r:?}"),
     }
 
@@ -101,7 +103,11 @@ fn unsigned_request_is_refused_and_installs_nothing() {
     let mut c = tb.client("tb1").unwrap();
     match c.call(&setup_req(1_000_000, false)).unwrap() {
         Reply::Error { reason, message } => {
-            assert_eq!(reason, "authorization_failure", "{message}");
+            assert_eq!(
+                reason,
+                vlsp::proto::nslp::ErrorReason::AuthorizationFailure,
+                "{message}"
+            );
         }
         r => panic!("{r:?}"),
     }
@@ -112,7 +118,11 @@ fn unsigned_request_is_refused_and_installs_nothing() {
         Reply::Stats { stats } => stats,
         r => panic!("{r:?}"),
     };
-    assert_eq!(stats["nslp"]["refused"]["auth_unsigned"], 1, "{stats}");
+    assert_eq!(
+        stats.nslp.refused[&vlsp::proto::nslp::RefusalReason::AuthUnsigned],
+        1,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -126,7 +136,11 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
     let mut c = tb.client("tb1").unwrap();
     match c.call(&setup_req(5_000_000_000, true)).unwrap() {
         Reply::Error { reason, message } => {
-            assert_eq!(reason, "admission", "{message}");
+            assert_eq!(
+                reason,
+                vlsp::proto::nslp::ErrorReason::Admission,
+                "{message}"
+            );
             assert!(
                 message.contains("tb1") && message.contains("eth0"),
                 "{message}"
@@ -137,14 +151,14 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
     let bad = Request::Setup {
         from: "VM1".into(),
         to: "VM9".into(),
-        rate_bps: 1,
+        rate_bps: vlsp::model::units::Rate::from_bps(1),
         bidirectional: false,
         backend: None,
         authenticate: true,
     };
     match c.call(&bad).unwrap() {
         Reply::Error { reason, message } => {
-            assert_eq!(reason, "bad_request");
+            assert_eq!(reason, vlsp::proto::nslp::ErrorReason::BadRequest);
             assert!(
                 message.contains("VM9") && message.contains("VM2"),
                 "{message}"
@@ -184,7 +198,7 @@ fn killed_responder_is_noticed_within_three_refresh_periods() {
     let ev = events.next_event().unwrap();
     let waited = t0.elapsed();
     eprintln!("tb1 learned of tb4's death after {waited:?}: {ev:?}");
-    assert_eq!(ev.kind, "link_lost");
+    assert_eq!(ev.kind, vlsp::proto::nslp::EventKind::LinkLost);
     assert_eq!(ev.vlink_id, Some(vlink.vlink_id));
     assert!(
         waited <= refresh * 3 + Duration::from_millis(200),
@@ -254,7 +268,7 @@ fn a_request_can_choose_the_script_backend() {
     let Reply::LinkUp { vlink } = reply else {
         panic!("{reply:?}")
     };
-    assert_eq!(vlink.backend, "script");
+    assert_eq!(vlink.backend, vlsp::model::tunnel::Backend::Script);
 
     // tb1's tunnel end came from the paper-style shell script.
     let script = std::path::Path::new(vlsp::model::paths::RUN_DIR)

@@ -468,9 +468,10 @@ impl Enforcer for HtbEnforcer {
         &mut self,
         sid: &[u8; 16],
         link: &str,
-        rate_bps: u64,
+        rate: crate::model::units::Rate,
         c: &Classifier,
     ) -> Result<(), String> {
+        let rate_bps = rate.bps();
         self.rec.mark(*sid, PointKind::QosInstallStart);
         let out = match self.by_sid.get(sid).cloned() {
             Some((l, minor, _)) if l == link => self

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::paths::run_dir;
+use crate::model::tunnel::{Backend, TunnelKind};
+use crate::model::units::Rate;
+use crate::proto::nslp::{ErrorReason, EventKind, Phase, RefusalReason, Role};
 
 /// The API socket of `node` in `topology`.
 pub fn socket_path(topology: &str, node: &str) -> PathBuf {
@@ -27,8 +30,8 @@ pub enum Request {
     Setup {
         from: String,
         to: String,
-        /// Reserved rate in bit/s.
-        rate_bps: u64,
+        /// Reserved rate in bit/s (a JSON number).
+        rate_bps: Rate,
         /// Also reserve the reverse direction (bound with BOUND_SESSION_ID).
         #[serde(default)]
         bidirectional: bool,
@@ -71,7 +74,7 @@ pub enum Reply {
         links: Vec<LinkInfo>,
     },
     Stats {
-        stats: serde_json::Value,
+        stats: Stats,
     },
     Points {
         points: Vec<crate::model::measure::Point>,
@@ -81,9 +84,90 @@ pub enum Reply {
     /// The request failed; `reason` is machine-readable, `message` says what
     /// went wrong and what to do.
     Error {
-        reason: String,
+        reason: ErrorReason,
         message: String,
     },
+}
+
+impl Reply {
+    pub fn error(reason: ErrorReason, message: impl Into<String>) -> Self {
+        Self::Error {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The counters of a node (`stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub node: String,
+    pub nslp: crate::proto::nslp::Stats,
+    /// Reservations held by the admission ledger.
+    pub reservations: usize,
+    /// Tunnel-end operations not finished yet (deferred deletions included).
+    pub vlink_pending: usize,
+    /// PDUs refused before parsing (early verification, malformed).
+    #[serde(default)]
+    pub refused_early: std::collections::BTreeMap<RefusalReason, u64>,
+}
+
+/// Where a virtual link stands on a node: its role there (absent right
+/// after a setup) and its phase. On the wire `"up"` or `"qni/up"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct LinkState {
+    pub role: Option<Role>,
+    pub phase: Phase,
+}
+
+impl LinkState {
+    pub fn up() -> Self {
+        Self {
+            role: None,
+            phase: Phase::Up,
+        }
+    }
+}
+
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.role {
+            Some(r) => write!(f, "{}/{}", word(&r), word(&self.phase)),
+            None => f.write_str(&word(&self.phase)),
+        }
+    }
+}
+
+impl From<LinkState> for String {
+    fn from(s: LinkState) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for LinkState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let (role, phase) = match s.split_once('/') {
+            Some((r, p)) => (Some(r), p),
+            None => (None, s.as_str()),
+        };
+        let q = |w: &str| serde_json::Value::String(w.to_string());
+        let bad = || format!("bad link state {s:?}: expected PHASE or ROLE/PHASE, e.g. qni/up");
+        Ok(Self {
+            role: role
+                .map(|r| serde_json::from_value(q(r)).map_err(|_| bad()))
+                .transpose()?,
+            phase: serde_json::from_value(q(phase)).map_err(|_| bad())?,
+        })
+    }
 }
 
 /// A virtual link as the API shows it.
@@ -92,12 +176,13 @@ pub struct LinkInfo {
     pub vlink_id: u64,
     pub from: String,
     pub to: String,
-    pub rate_bps: u64,
+    /// Reserved rate in bit/s (a JSON number).
+    pub rate_bps: Rate,
     /// GIST session id, hex.
     pub session: String,
-    pub tunnel: String,
-    pub backend: String,
-    pub state: String,
+    pub tunnel: TunnelKind,
+    pub backend: Backend,
+    pub state: LinkState,
 }
 
 impl LinkInfo {
@@ -116,7 +201,7 @@ impl LinkInfo {
 pub struct Event {
     pub node: String,
     pub vlink_id: Option<u64>,
-    pub kind: String,
+    pub kind: EventKind,
     pub message: String,
 }
 
@@ -250,11 +335,11 @@ mod tests {
             vlink_id: 1,
             from: "VM1".into(),
             to: "VM2".into(),
-            rate_bps: 1,
+            rate_bps: Rate::from_bps(1),
             session: "00112233445566778899aabbccddeeff".into(),
-            tunnel: "vxlan".into(),
-            backend: "netlink".into(),
-            state: "up".into(),
+            tunnel: TunnelKind::Vxlan,
+            backend: Backend::Netlink,
+            state: LinkState::up(),
         };
         assert_eq!(
             l.sid().unwrap(),
@@ -268,11 +353,36 @@ mod tests {
     }
 
     #[test]
+    fn link_info_keeps_its_json_words() {
+        let l = LinkInfo {
+            vlink_id: 1,
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: Rate::from_bps(1),
+            session: "00".into(),
+            tunnel: TunnelKind::Gretap,
+            backend: Backend::Script,
+            state: LinkState {
+                role: Some(Role::Qni),
+                phase: Phase::Up,
+            },
+        };
+        let j = serde_json::to_value(&l).unwrap();
+        assert_eq!(j["tunnel"], "gretap");
+        assert_eq!(j["backend"], "script");
+        assert_eq!(j["state"], "qni/up");
+        assert_eq!(serde_json::from_value::<LinkInfo>(j).unwrap(), l);
+        let up: LinkState = serde_json::from_str("\"up\"").unwrap();
+        assert_eq!(up, LinkState::up());
+        assert!(serde_json::from_str::<LinkState>("\"qni/flying\"").is_err());
+    }
+
+    #[test]
     fn request_lines_are_stable_json() {
         let r = Request::Setup {
             from: "VM1".into(),
             to: "VM2".into(),
-            rate_bps: 10_000_000,
+            rate_bps: Rate::from_bps(10_000_000),
             bidirectional: false,
             backend: None,
             authenticate: true,

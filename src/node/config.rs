@@ -55,6 +55,18 @@ fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
     u32::from(a) & mask == u32::from(net) & mask
 }
 
+/// A fresh VLink ID whose VNI (the 24-bit fold the tunnel ends agree on) no
+/// link of this node uses yet: the ID is drawn at random (other initiators
+/// draw theirs independently) and redrawn on a VNI collision.
+pub fn allocate_vlink_id(vnis_in_use: &[u32], mut draw: impl FnMut() -> u64) -> u64 {
+    loop {
+        let id = draw();
+        if id != 0 && !vnis_in_use.contains(&crate::model::tunnel::vni_for(id)) {
+            return id;
+        }
+    }
+}
+
 /// The resolved configuration of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -160,14 +172,16 @@ impl NodeConfig {
     }
 
     /// Resolves an API setup request. Errors say what to change.
+    #[allow(clippy::too_many_arguments)]
     pub fn setup_request(
         &self,
         req_id: u64,
         from: &str,
         to: &str,
-        rate_bps: u64,
+        rate_bps: crate::model::units::Rate,
         authenticate: bool,
         bidirectional: bool,
+        vnis_in_use: &[u32],
     ) -> Result<SetupRequest, String> {
         let names = || {
             self.vnodes
@@ -205,12 +219,7 @@ impl NodeConfig {
                 self.name, dst.host, dst.host_addr
             )
         })?;
-        let vlink_id = loop {
-            let id: u64 = rand::random();
-            if id != 0 {
-                break id;
-            }
-        };
+        let vlink_id = allocate_vlink_id(vnis_in_use, rand::random);
         let vlsp = VlspObject {
             vnet_id: src.vnet_id,
             src_vnode: src.vnode_id,
@@ -233,7 +242,7 @@ impl NodeConfig {
             egress_link,
             authenticate,
             qspec: crate::wire::qspec::Qspec::bandwidth_request(
-                rate_bps as f32 / 8.0,
+                rate_bps.bytes_per_sec_f32(),
                 self.profile,
             ),
             bidirectional,
@@ -288,11 +297,8 @@ impl NodeConfig {
         }
     }
 
-    pub fn ledger(
-        &self,
-        enforcer: Box<dyn crate::proto::rmf::Enforcer>,
-    ) -> crate::proto::rmf::Ledger {
-        let mut l = crate::proto::rmf::Ledger::with_enforcer(enforcer);
+    pub fn ledger(&self) -> crate::proto::rmf::Ledger {
+        let mut l = crate::proto::rmf::Ledger::new();
         for link in &self.links {
             l.add_link(&link.ifname, link.capacity_bps);
         }
@@ -453,5 +459,17 @@ impl NodeConfig {
             lifetime: refresh * 3,
             qos_enforce: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vlink_ids_never_reuse_a_vni_of_this_node() {
+        let used = [crate::model::tunnel::vni_for(7)];
+        // The generator first draws 0, then an ID folding onto VNI 7.
+        let mut draws = [0u64, 7 + 0x00ff_ffff, 9].into_iter();
+        let id = super::allocate_vlink_id(&used, || draws.next().unwrap());
+        assert_eq!(id, 9);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod core;
 pub mod runtime;
 
 pub use config::NodeConfig;

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use thiserror::Error;
 
+use crate::model::units::Rate;
+
 /// The packets a reservation covers: the tunnel's outer flow as the MRI names
 /// it (source and destination substrate address, UDP), narrowed to one
 /// VXLAN network (VNI) when the reservation is for a virtual link.
@@ -23,7 +25,8 @@ pub struct Classifier {
 }
 
 /// Puts admitted reservations into the data plane. The ledger decides, the
-/// enforcer makes it so; a node without enforcement uses [`NoEnforcer`].
+/// enforcer makes it so (run by the node's actors on the node core's
+/// class actions); a node without enforcement uses [`NoEnforcer`].
 pub trait Enforcer: Send {
     /// Installs (or changes the rate of) the reservation of `sid` on `link`.
     /// On error nothing of `sid`'s new reservation may be left behind.
@@ -31,7 +34,7 @@ pub trait Enforcer: Send {
         &mut self,
         sid: &[u8; 16],
         link: &str,
-        rate_bps: u64,
+        rate: Rate,
         classifier: &Classifier,
     ) -> Result<(), String>;
     /// Removes whatever `install` put in place for `sid` (idempotent).
@@ -43,7 +46,7 @@ pub trait Enforcer: Send {
 pub struct NoEnforcer;
 
 impl Enforcer for NoEnforcer {
-    fn install(&mut self, _: &[u8; 16], _: &str, _: u64, _: &Classifier) -> Result<(), String> {
+    fn install(&mut self, _: &[u8; 16], _: &str, _: Rate, _: &Classifier) -> Result<(), String> {
         Ok(())
     }
     fn remove(&mut self, _: &[u8; 16]) {}
@@ -75,43 +78,28 @@ pub struct Reservation {
     pub rate_bps: u64,
 }
 
-/// Capacities and admitted reservations of one node's egress links.
+/// What an admission changed: nothing (an unchanged refresh, no kernel
+/// work) or the session's reservation, which the enforcer must now install;
+/// `previous` is what [`Ledger::undo`] restores if the kernel refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Unchanged,
+    Changed { previous: Option<Reservation> },
+}
+
+/// Capacities and admitted reservations of one node's egress links. Plain
+/// data: the kernel work an admission implies is the caller's (an action of
+/// the node core, run by the actors, its result fed back).
+#[derive(Debug, Default)]
 pub struct Ledger {
     capacity: HashMap<String, u64>,
     used: HashMap<String, u64>,
     by_session: HashMap<[u8; 16], Reservation>,
-    enforcer: Box<dyn Enforcer>,
-}
-
-impl Default for Ledger {
-    fn default() -> Self {
-        Self::with_enforcer(Box::new(NoEnforcer))
-    }
-}
-
-impl std::fmt::Debug for Ledger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger")
-            .field("capacity", &self.capacity)
-            .field("used", &self.used)
-            .field("by_session", &self.by_session)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Ledger {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A ledger whose admitted reservations `enforcer` installs.
-    pub fn with_enforcer(enforcer: Box<dyn Enforcer>) -> Self {
-        Self {
-            capacity: HashMap::new(),
-            used: HashMap::new(),
-            by_session: HashMap::new(),
-            enforcer,
-        }
     }
 
     /// Declares an egress link and its capacity in bit/s.
@@ -120,18 +108,18 @@ impl Ledger {
         self.used.entry(link.to_string()).or_insert(0);
     }
 
-    /// Admits `rate_bps` for session `sid` on `link` and has the enforcer
-    /// install it for the packets `classifier` matches. Admitting a session
-    /// that already holds a reservation replaces it (a modifying RESERVE):
-    /// the old rate is not counted against the new one, and an unchanged
-    /// refresh costs no kernel work.
+    /// Admits `rate_bps` for session `sid` on `link`, in memory and at
+    /// once, so that concurrent requests are decided exactly. Admitting a
+    /// session that already holds a reservation replaces it (a modifying
+    /// RESERVE): the old rate is not counted against the new one, and an
+    /// unchanged refresh is [`Admission::Unchanged`].
     pub fn admit(
         &mut self,
         sid: [u8; 16],
         link: &str,
-        rate_bps: u64,
-        classifier: &Classifier,
-    ) -> Result<(), AdmitError> {
+        rate: Rate,
+    ) -> Result<Admission, AdmitError> {
+        let rate_bps = rate.bps();
         let capacity = *self
             .capacity
             .get(link)
@@ -157,15 +145,9 @@ impl Ledger {
             .get(&sid)
             .is_some_and(|r| r.link == link && r.rate_bps == rate_bps);
         if unchanged {
-            return Ok(());
+            return Ok(Admission::Unchanged);
         }
-        if let Err(message) = self.enforcer.install(&sid, link, rate_bps, classifier) {
-            return Err(AdmitError::Enforcement {
-                link: link.to_string(),
-                message,
-            });
-        }
-        self.forget(&sid);
+        let previous = self.forget(&sid);
         *self.used.entry(link.to_string()).or_insert(0) += rate_bps;
         self.by_session.insert(
             sid,
@@ -174,15 +156,23 @@ impl Ledger {
                 rate_bps,
             },
         );
-        Ok(())
+        Ok(Admission::Changed { previous })
     }
 
-    /// Frees the reservation of `sid`, if any, removes it from the data
-    /// plane, and returns it.
+    /// Takes back an admission the kernel refused: `sid` holds `previous`
+    /// again (or nothing).
+    pub fn undo(&mut self, sid: [u8; 16], previous: Option<Reservation>) {
+        self.forget(&sid);
+        if let Some(r) = previous {
+            *self.used.entry(r.link.clone()).or_insert(0) += r.rate_bps;
+            self.by_session.insert(sid, r);
+        }
+    }
+
+    /// Frees the reservation of `sid`, if any, and returns it (the caller
+    /// removes it from the data plane).
     pub fn release(&mut self, sid: &[u8; 16]) -> Option<Reservation> {
-        let r = self.forget(sid)?;
-        self.enforcer.remove(sid);
-        Some(r)
+        self.forget(sid)
     }
 
     fn forget(&mut self, sid: &[u8; 16]) -> Option<Reservation> {
@@ -221,67 +211,33 @@ mod tests {
         [n; 16]
     }
 
-    const C: Classifier = Classifier {
-        src: Ipv4Addr::new(10, 0, 0, 1),
-        dst: Ipv4Addr::new(10, 0, 0, 4),
-        protocol: 17,
-        vni: Some(7),
-    };
-
-    /// Records what it was asked to do; refuses rates above `limit`.
-    #[derive(Default)]
-    struct Fake {
-        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-        limit: u64,
-    }
-
-    impl Enforcer for Fake {
-        fn install(
-            &mut self,
-            sid: &[u8; 16],
-            link: &str,
-            rate: u64,
-            _: &Classifier,
-        ) -> Result<(), String> {
-            if rate > self.limit {
-                return Err("RTNETLINK answers: No buffer space".into());
-            }
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("install {} {link} {rate}", sid[0]));
-            Ok(())
-        }
-        fn remove(&mut self, sid: &[u8; 16]) {
-            self.log.lock().unwrap().push(format!("remove {}", sid[0]));
-        }
-    }
-
     #[test]
-    fn enforcer_follows_the_ledger() {
-        let log = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
-        let mut l = Ledger::with_enforcer(Box::new(Fake {
-            log: log.clone(),
-            limit: 8,
-        }));
+    fn admission_says_when_the_kernel_has_work_and_undo_restores() {
+        let mut l = Ledger::new();
         l.add_link("eth0", 10);
-        l.admit(sid(1), "eth0", 5, &C).unwrap();
-        // an unchanged refresh does no kernel work
-        l.admit(sid(1), "eth0", 5, &C).unwrap();
-        // a modification re-installs
-        l.admit(sid(1), "eth0", 6, &C).unwrap();
-        // refused by capacity: the enforcer is not asked
-        assert!(l.admit(sid(2), "eth0", 5, &C).is_err());
-        // refused by the kernel: nothing admitted
-        l.release(&sid(1));
-        let e = l.admit(sid(3), "eth0", 9, &C).unwrap_err();
-        assert!(matches!(e, AdmitError::Enforcement { .. }), "{e}");
-        assert_eq!(l.used("eth0"), 0);
-        assert!(l.is_empty());
         assert_eq!(
-            *log.lock().unwrap(),
-            ["install 1 eth0 5", "install 1 eth0 6", "remove 1"]
+            l.admit(sid(1), "eth0", Rate::from_bps(5)).unwrap(),
+            Admission::Changed { previous: None }
         );
+        // an unchanged refresh does no kernel work
+        assert_eq!(
+            l.admit(sid(1), "eth0", Rate::from_bps(5)).unwrap(),
+            Admission::Unchanged
+        );
+        // a modification re-installs; the kernel refuses it: the old one stays
+        let prev = match l.admit(sid(1), "eth0", Rate::from_bps(6)).unwrap() {
+            Admission::Changed { previous } => previous,
+            a => panic!("{a:?}"),
+        };
+        assert_eq!(l.used("eth0"), 6);
+        l.undo(sid(1), prev);
+        assert_eq!(l.used("eth0"), 5);
+        assert_eq!(l.get(&sid(1)).unwrap().rate_bps, 5);
+        // a new reservation the kernel refuses leaves nothing
+        l.admit(sid(3), "eth0", Rate::from_bps(4)).unwrap();
+        l.undo(sid(3), None);
+        assert_eq!(l.used("eth0"), 5);
+        assert_eq!(l.len(), 1);
     }
 
     #[test]
@@ -289,11 +245,13 @@ mod tests {
         let mut l = Ledger::new();
         l.add_link("eth1", 100_000_000);
         let admitted = (0..10u8)
-            .filter(|&i| l.admit(sid(i), "eth1", 30_000_000, &C).is_ok())
+            .filter(|&i| l.admit(sid(i), "eth1", Rate::from_bps(30_000_000)).is_ok())
             .count();
         assert_eq!(admitted, 3);
         assert_eq!(l.used("eth1"), 90_000_000);
-        let err = l.admit(sid(50), "eth1", 20_000_000, &C).unwrap_err();
+        let err = l
+            .admit(sid(50), "eth1", Rate::from_bps(20_000_000))
+            .unwrap_err();
         assert_eq!(
             err,
             AdmitError::Insufficient {
@@ -310,11 +268,11 @@ mod tests {
     fn release_frees_and_modify_replaces() {
         let mut l = Ledger::new();
         l.add_link("eth0", 10);
-        l.admit(sid(1), "eth0", 6, &C).unwrap();
+        l.admit(sid(1), "eth0", Rate::from_bps(6)).unwrap();
         // modifying the same session to 9 fits: its own 6 are not double counted
-        l.admit(sid(1), "eth0", 9, &C).unwrap();
+        l.admit(sid(1), "eth0", Rate::from_bps(9)).unwrap();
         assert_eq!(l.used("eth0"), 9);
-        assert!(l.admit(sid(2), "eth0", 2, &C).is_err());
+        assert!(l.admit(sid(2), "eth0", Rate::from_bps(2)).is_err());
         assert_eq!(l.release(&sid(1)).unwrap().rate_bps, 9);
         assert_eq!(l.used("eth0"), 0);
         assert!(l.release(&sid(1)).is_none());
@@ -325,7 +283,7 @@ mod tests {
     fn unknown_link_is_refused() {
         let mut l = Ledger::new();
         assert!(matches!(
-            l.admit(sid(1), "eth9", 1, &C),
+            l.admit(sid(1), "eth9", Rate::from_bps(1)),
             Err(AdmitError::UnknownLink { .. })
         ));
     }

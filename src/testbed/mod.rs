@@ -253,7 +253,7 @@ pub fn link_setup(
     match c.call(&Request::Setup {
         from: from.into(),
         to: to.into(),
-        rate_bps: rate.bps(),
+        rate_bps: rate,
         bidirectional,
         backend: None,
         authenticate,

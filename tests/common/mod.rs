@@ -24,7 +24,7 @@ pub fn setup_request_with(
     Request::Setup {
         from: from.into(),
         to: to.into(),
-        rate_bps,
+        rate_bps: vlsp::model::units::Rate::from_bps(rate_bps),
         bidirectional,
         backend,
         authenticate: true,

@@ -161,7 +161,7 @@ fn traffic(
     let vlink = link_up(c.call(&Request::Setup {
         from: ends.vm1.name.clone(),
         to: ends.vm2.name.clone(),
-        rate_bps,
+        rate_bps: crate::model::units::Rate::from_bps(rate_bps),
         bidirectional: false,
         backend: None,
         authenticate: true,

@@ -92,7 +92,7 @@ fn wait_for_deletions(tb: &Testbed, nodes: [&str; 2]) -> Result<()> {
         let mut n = tb.client(node)?;
         for _ in 0..400 {
             match n.call(&Request::Stats)? {
-                Reply::Stats { stats } if stats["vlink_pending"] == 0 => break,
+                Reply::Stats { stats } if stats.vlink_pending == 0 => break,
                 _ => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         }
@@ -139,7 +139,7 @@ fn one_run(
     let setup = Request::Setup {
         from: vnode_on(&tb.topo, qni),
         to: vnode_on(&tb.topo, qnr),
-        rate_bps: rate,
+        rate_bps: crate::model::units::Rate::from_bps(rate),
         bidirectional: false,
         backend: None,
         authenticate: auth,

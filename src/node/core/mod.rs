@@ -1,0 +1,563 @@
+//! The node core, sans-IO: one value owning the GIST and NSLP machines, the
+//! node's keys and authorization policy, the measurement points and the API
+//! request mapping. Datagrams, API requests, kernel results and the time go
+//! in; datagrams ([`Transmit`]), a deadline and [`CoreAction`]s come out.
+//! The actors (`node::runtime`) only move these between sockets, the API
+//! socket and the kernel; tests drive the core with bytes and a clock.
+
+mod api_map;
+mod points;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
+
+use crate::kernel::sockets::Incoming;
+use crate::kernel::tunnel::TunnelEnd;
+use crate::model::measure::{PointKind, Recorder};
+use crate::model::tunnel::Backend;
+use crate::node::api::{self, Reply, Request};
+use crate::node::config::NodeConfig;
+use crate::proto::gist::machine::{self as gm, Direction, Gist, Sid};
+use crate::proto::nslp::{
+    Action, AuthVerdict, ErrorReason, EventKind, Nslp, RecvContext, RefusalReason,
+};
+use crate::proto::rmf::Classifier;
+
+pub use api_map::hex;
+pub use points::{gist_point, nslp_point};
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: SocketAddrV4,
+    pub bytes: Vec<u8>,
+    /// Q-mode: with the Router Alert option, towards the flow's address.
+    pub qmode: bool,
+    pub ttl: u8,
+    /// The point this datagram marks when it leaves.
+    point: Option<(Sid, PointKind)>,
+}
+
+/// Work for the actors. Tunnel and class work is answered with
+/// [`NodeCore::tunnel_done`] and [`NodeCore::class_done`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreAction {
+    TunnelUp {
+        sid: Sid,
+        end: TunnelEnd,
+    },
+    TunnelDown {
+        sid: Sid,
+        end: TunnelEnd,
+    },
+    InstallClass {
+        sid: Sid,
+        link: String,
+        rate: crate::model::units::Rate,
+        classifier: Classifier,
+    },
+    RemoveClass {
+        sid: Sid,
+    },
+    /// The reply to the API request the actors called `token`.
+    Reply {
+        token: u64,
+        reply: Reply,
+    },
+    Event(api::Event),
+}
+
+/// One node's signaling, without I/O.
+pub struct NodeCore {
+    cfg: NodeConfig,
+    gist: Gist,
+    nslp: Nslp,
+    rec: Recorder,
+    out: VecDeque<Transmit>,
+    actions: VecDeque<CoreAction>,
+    /// PDUs refused before parsing (early verification, malformed).
+    refused_early: BTreeMap<RefusalReason, u64>,
+    /// Backends chosen per request, for this node's tunnel ends.
+    backends: HashMap<Sid, Backend>,
+    /// API requests waiting on the NSLP: request id -> (token, session).
+    waiting: HashMap<u64, (u64, Sid)>,
+    next_req: u64,
+}
+
+impl NodeCore {
+    /// A core for `cfg`; `seed` drives the NSLP's identifiers.
+    pub fn new(cfg: NodeConfig, rec: Recorder, seed: u64) -> Self {
+        Self {
+            gist: Gist::new(cfg.gist_config()),
+            nslp: Nslp::new(cfg.nslp_config(), cfg.ledger(), seed),
+            cfg,
+            rec,
+            out: VecDeque::new(),
+            actions: VecDeque::new(),
+            refused_early: BTreeMap::new(),
+            backends: HashMap::new(),
+            waiting: HashMap::new(),
+            next_req: 0,
+        }
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn nslp(&self) -> &Nslp {
+        &self.nslp
+    }
+
+    /// PDUs refused before parsing, by reason.
+    pub fn refused_early(&self) -> &BTreeMap<RefusalReason, u64> {
+        &self.refused_early
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// A datagram from the sockets.
+    pub fn handle_datagram(&mut self, inc: Incoming, now: Instant) {
+        let verdict = self.early_verify(&inc.payload);
+        let msg = match crate::proto::gist::codec::decode(&inc.payload) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                *self
+                    .refused_early
+                    .entry(RefusalReason::Malformed)
+                    .or_insert(0) += 1;
+                tracing::debug!(node = %self.cfg.name, src = %inc.src, "bad GIST PDU: {e}");
+                if let Some(err) = crate::proto::gist::codec::error_reply(&inc.payload, &e) {
+                    self.out.push_back(Transmit {
+                        dst: inc.src,
+                        bytes: err,
+                        qmode: false,
+                        ttl: 64,
+                        point: None,
+                    });
+                }
+                return;
+            }
+        };
+        if let Some(k) = gist_point(&msg, false) {
+            self.rec.mark_at(inc.at_ns, msg.sid(), k);
+        }
+        let local = if inc.dst.is_unspecified() || inc.intercepted {
+            self.cfg.local_addr_for(*inc.src.ip())
+        } else {
+            inc.dst
+        };
+        self.gist.handle(now, inc.src, local, msg);
+        // The verdict goes with what this datagram delivered.
+        self.pump(now, verdict);
+    }
+
+    /// Early verification (paper §IV-B): a Data PDU whose flow ends (or,
+    /// upstream, starts) here is checked on the raw bytes, before parsing.
+    fn early_verify(&mut self, pdu: &[u8]) -> AuthVerdict {
+        let Some(sid) = crate::proto::gist::codec::auth_relevant(pdu, &self.cfg.addrs) else {
+            return AuthVerdict::NotChecked;
+        };
+        self.rec.mark(sid, PointKind::HmacVerifyStart);
+        let v = crate::wire::auth::verify_pdu(
+            pdu,
+            self.cfg.profile,
+            &self.cfg.verify_keys,
+            crate::wire::auth::Timestamp::now(),
+            &self.cfg.verify_policy,
+        );
+        self.rec.mark(sid, PointKind::HmacVerifyDone);
+        match v {
+            Ok(ok) => AuthVerdict::Verified {
+                entity: ok.entity.to_string(),
+                key_id: ok.key_id,
+            },
+            Err(crate::wire::auth::AuthError::Unsigned) => AuthVerdict::Unsigned,
+            Err(e) => {
+                let reason = RefusalReason::from_auth(e.reason());
+                *self.refused_early.entry(reason).or_insert(0) += 1;
+                AuthVerdict::Failed {
+                    reason,
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// An API request; `token` names it in the [`CoreAction::Reply`].
+    /// `received_ns` is when its line was read ([A] starts there).
+    pub fn handle_api(&mut self, token: u64, req: Request, received_ns: u64, now: Instant) {
+        self.next_req += 1;
+        let req_id = self.next_req;
+        match req {
+            Request::Setup {
+                from,
+                to,
+                rate_bps,
+                backend,
+                authenticate,
+                bidirectional,
+            } => {
+                let in_use = self.vnis_in_use();
+                match self.cfg.setup_request(
+                    req_id,
+                    &from,
+                    &to,
+                    rate_bps,
+                    authenticate,
+                    bidirectional,
+                    &in_use,
+                ) {
+                    Ok(req) => {
+                        // A per-request backend applies to this node's
+                        // tunnel end; the responder uses its own.
+                        if let Some(b) = backend {
+                            self.backends.insert(req.sid, b);
+                        }
+                        self.rec
+                            .mark_at(received_ns, req.sid, PointKind::ApiRequestReceived);
+                        self.waiting.insert(req_id, (token, req.sid));
+                        self.nslp.setup(now, req);
+                    }
+                    Err(message) => {
+                        self.reply(token, Reply::error(ErrorReason::BadRequest, message))
+                    }
+                }
+            }
+            Request::Teardown { vlink_id } => {
+                let sid = self
+                    .nslp
+                    .sessions()
+                    .find(|(_, _, _, v, _)| v.is_some_and(|v| v.vlink_id == vlink_id))
+                    .map(|(s, ..)| *s)
+                    .unwrap_or_default();
+                self.rec
+                    .mark_at(received_ns, sid, PointKind::ApiRequestReceived);
+                self.waiting.insert(req_id, (token, sid));
+                self.nslp.teardown(now, req_id, vlink_id);
+            }
+            Request::List => {
+                let links = self.list();
+                self.reply(token, Reply::Links { links });
+            }
+            Request::Stats => {
+                let stats = self.stats();
+                self.reply(token, Reply::Stats { stats });
+            }
+            Request::DumpPoints => {
+                let points = self.rec.drain();
+                self.reply(token, Reply::Points { points });
+            }
+            Request::Events => self.reply(token, Reply::Subscribed),
+        }
+        self.pump(now, AuthVerdict::NotChecked);
+    }
+
+    /// The counters of `stats` (`vlink_pending` is the actors' to fill).
+    pub fn stats(&self) -> api::Stats {
+        api::Stats {
+            node: self.cfg.name.clone(),
+            nslp: self.nslp.stats().clone(),
+            reservations: self.nslp.ledger().len(),
+            vlink_pending: 0,
+            refused_early: self.refused_early.clone(),
+        }
+    }
+
+    /// A tunnel end asked for by [`CoreAction::TunnelUp`]/`TunnelDown` is
+    /// done (or failed with `err`).
+    pub fn tunnel_done(&mut self, sid: Sid, err: Option<String>, now: Instant) {
+        let local = self.cfg.tunnel_addr;
+        self.nslp.vlink_done(now, sid, local, err);
+        self.pump(now, AuthVerdict::NotChecked);
+    }
+
+    /// A class asked for by [`CoreAction::InstallClass`] is installed (or
+    /// the kernel refused it with `err`, leaving nothing of it).
+    pub fn class_done(&mut self, sid: Sid, err: Option<String>, now: Instant) {
+        self.nslp.class_done(now, sid, err);
+        self.pump(now, AuthVerdict::NotChecked);
+    }
+
+    /// The deadline for [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.gist.poll_timeout(), self.nslp.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Retransmissions, refreshes and expiry due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.gist.poll_timeout().is_some_and(|t| t <= now) {
+            let cfg = &self.cfg;
+            self.gist.handle_timeout(now, |dst| cfg.local_addr_for(dst));
+        }
+        if self.nslp.poll_timeout().is_some_and(|t| t <= now) {
+            self.nslp.handle_timeout(now);
+        }
+        self.pump(now, AuthVerdict::NotChecked);
+    }
+
+    // ----------------------------------------------------------- outputs
+
+    /// The next datagram to send (its measurement point is taken now, as
+    /// it is handed to the kernel).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.out.pop_front()?;
+        if let Some((sid, k)) = t.point {
+            self.rec.mark(sid, k);
+        }
+        Some(t)
+    }
+
+    pub fn poll_action(&mut self) -> Option<CoreAction> {
+        self.actions.pop_front()
+    }
+
+    // -------------------------------------------------------------- glue
+
+    /// Moves work between the machines until both are idle: GIST events
+    /// into the NSLP (with `verdict`, for what the current datagram
+    /// delivered), NSLP actions out, GIST transmissions encoded and signed.
+    fn pump(&mut self, now: Instant, verdict: AuthVerdict) {
+        loop {
+            let mut busy = false;
+            while let Some(ev) = self.gist.poll_event() {
+                busy = true;
+                self.on_gist_event(now, ev, verdict.clone());
+            }
+            while let Some(a) = self.nslp.poll_action() {
+                busy = true;
+                self.on_nslp_action(now, a);
+            }
+            while let Some(t) = self.gist.poll_transmit() {
+                busy = true;
+                self.encode(t);
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+
+    fn on_gist_event(&mut self, now: Instant, ev: gm::Event, verdict: AuthVerdict) {
+        match ev {
+            gm::Event::Received {
+                sid,
+                flow,
+                dir,
+                peer,
+                nslp_data,
+            } => {
+                let msg = match crate::wire::nslp::NslpMessage::decode(&nslp_data, self.cfg.profile)
+                {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(node = %self.cfg.name, %peer, "bad NSLP message: {e}");
+                        return;
+                    }
+                };
+                let is_destination = match dir {
+                    Direction::Downstream => self.cfg.addrs.contains(&flow.dst),
+                    Direction::Upstream => self.cfg.addrs.contains(&flow.src),
+                };
+                let ctx = RecvContext {
+                    auth: verdict,
+                    is_destination,
+                    egress_link: self.cfg.egress_link(flow.dst),
+                    reverse_link: self.cfg.egress_link(flow.src),
+                    local: self.cfg.local_addr_for(peer),
+                };
+                self.nslp.recv(now, sid, flow, dir, msg, ctx);
+            }
+            gm::Event::PeerLost { sid, .. } => self.nslp.peer_lost(now, sid),
+            gm::Event::RoutingStateLost { .. } => {}
+        }
+    }
+
+    /// Encodes a GIST message and, if asked, signs it; a PDU whose signing
+    /// fails is not sent (it would be refused downstream anyway, and an
+    /// unsigned request must never pass for a signed one).
+    fn encode(&mut self, t: gm::Transmit) {
+        let sid = t.msg.sid();
+        let point = gist_point(&t.msg, true).map(|k| (sid, k));
+        let mut bytes = crate::proto::gist::codec::encode(&t.msg);
+        if t.sign {
+            self.rec.mark(sid, PointKind::HmacSignStart);
+            let r = crate::wire::auth::sign_pdu(&mut bytes, self.cfg.profile, &self.cfg.sign_keys);
+            self.rec.mark(sid, PointKind::HmacSignDone);
+            let why = match r {
+                Ok(0) => Some("no authorization object names a key this node holds".to_string()),
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                self.sign_failed(sid, &why);
+                return;
+            }
+        }
+        self.out.push_back(Transmit {
+            dst: t.dst,
+            bytes,
+            qmode: t.qmode,
+            ttl: t.ttl,
+            point,
+        });
+    }
+
+    /// Refuses a PDU this node could not sign: counted, reported, and the
+    /// API request waiting on the session (if any) answered.
+    fn sign_failed(&mut self, sid: Sid, why: &str) {
+        tracing::warn!(node = %self.cfg.name, "signing failed, PDU not sent: {why}");
+        self.nslp.count_refusal(RefusalReason::SignFailed);
+        let message = format!(
+            "{}: cannot sign the PDU of session {}: {why} (check the node's keys in the topology)",
+            self.cfg.name,
+            api_map::hex(&sid)
+        );
+        let waiting: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, s))| *s == sid)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in waiting {
+            if let Some((token, _)) = self.waiting.remove(&r) {
+                self.reply(
+                    token,
+                    Reply::error(ErrorReason::SignFailed, message.clone()),
+                );
+            }
+        }
+        let vlink_id = self.vlink_of(&sid);
+        self.event(vlink_id, EventKind::SignFailed, message);
+    }
+
+    fn on_nslp_action(&mut self, now: Instant, a: Action) {
+        match a {
+            Action::Send {
+                sid,
+                flow,
+                dir,
+                mut msg,
+                authenticate,
+            } => {
+                if authenticate {
+                    for obj in self.cfg.auth_objects(&flow, dir, &msg) {
+                        msg.objects
+                            .push(crate::wire::nslp::NslpObject::SessionAuth(obj));
+                    }
+                }
+                let bytes = msg.to_bytes(self.cfg.profile);
+                let peer = match dir {
+                    Direction::Downstream => flow.dst,
+                    Direction::Upstream => flow.src,
+                };
+                let local = self.cfg.local_addr_for(peer);
+                self.gist
+                    .send(now, sid, flow, dir, local, bytes, authenticate);
+            }
+            Action::VlinkUp {
+                sid,
+                vlsp,
+                flow,
+                initiator,
+            } => match self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                Some(mut end) => {
+                    if initiator {
+                        end.backend = self.backends.get(&sid).copied();
+                    }
+                    self.actions.push_back(CoreAction::TunnelUp { sid, end });
+                }
+                None => {
+                    let local = self.cfg.tunnel_addr;
+                    let why = format!(
+                        "{}: the VLSP object names a virtual node that is not hosted here",
+                        self.cfg.name
+                    );
+                    self.nslp.vlink_done(now, sid, local, Some(why));
+                }
+            },
+            Action::VlinkDown {
+                sid,
+                vlsp,
+                flow,
+                initiator,
+            } => {
+                if let Some(mut end) = self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                    if initiator {
+                        end.backend = self.backends.remove(&sid);
+                    }
+                    self.actions.push_back(CoreAction::TunnelDown { sid, end });
+                }
+            }
+            Action::InstallClass {
+                sid,
+                link,
+                rate,
+                classifier,
+            } => self.actions.push_back(CoreAction::InstallClass {
+                sid,
+                link,
+                rate,
+                classifier,
+            }),
+            Action::RemoveClass { sid } => self.actions.push_back(CoreAction::RemoveClass { sid }),
+            Action::Reply { req_id, result } => {
+                if let Some((token, sid)) = self.waiting.remove(&req_id) {
+                    let reply = match result {
+                        Ok(l) if l.up => Reply::LinkUp {
+                            vlink: self.link_info(l.vlink_id, &l.sid),
+                        },
+                        Ok(l) => Reply::LinkDown {
+                            vlink_id: l.vlink_id,
+                        },
+                        Err(e) => Reply::error(e.reason, e.message),
+                    };
+                    self.rec.mark(sid, PointKind::ApiReplySent);
+                    self.reply(token, reply);
+                }
+            }
+            Action::Event {
+                vlink_id,
+                kind,
+                message,
+            } => self.event(vlink_id, kind, message),
+            Action::Forget { sid } => self.gist.forget(&sid),
+            Action::Point { sid, kind } => self.rec.mark(sid, kind),
+        }
+    }
+
+    fn reply(&mut self, token: u64, reply: Reply) {
+        self.actions.push_back(CoreAction::Reply { token, reply });
+    }
+
+    fn event(&mut self, vlink_id: Option<u64>, kind: EventKind, message: String) {
+        self.actions.push_back(CoreAction::Event(api::Event {
+            node: self.cfg.name.clone(),
+            vlink_id,
+            kind,
+            message,
+        }));
+    }
+
+    fn vlink_of(&self, sid: &Sid) -> Option<u64> {
+        self.nslp
+            .sessions()
+            .find(|(s, ..)| *s == sid)
+            .and_then(|(_, _, _, v, _)| v.map(|v| v.vlink_id))
+    }
+
+    /// VNIs of the virtual links with a tunnel end on this node.
+    fn vnis_in_use(&self) -> Vec<u32> {
+        self.nslp.vnis_in_use().collect()
+    }
+
+    /// Addresses the node answers on (for a simulated network).
+    pub fn addrs(&self) -> &[Ipv4Addr] {
+        &self.cfg.addrs
+    }
+}

@@ -1,0 +1,228 @@
+//! The actors of one substrate node, and the thread they live on. This is
+//! the only module that knows actix: the signaling lives in the sans-IO
+//! [`NodeCore`](crate::node::core::NodeCore), the kernel work in `kernel`;
+//! the actors only move datagrams, API lines and kernel results between
+//! them, and run the core's actions.
+//!
+//! One OS thread per node enters the node's network namespace first and then
+//! runs an actix `System` (a current-thread runtime), so every socket, netlink
+//! handle and child process the actors create belongs to that namespace.
+//!
+//! Actors, one job each:
+//! - [`NodeActor`]: the sockets, the core, its timer, and the reservation
+//!   classes (the enforcer's netlink calls, fed back into the core);
+//! - [`vlink::VlinkActor`]: tunnel ends (netlink or script backend);
+//! - [`api_server::ApiActor`]: the external program's UNIX socket.
+
+mod api_server;
+mod thread;
+mod vlink;
+
+pub use thread::{NodeHandle, spawn_node};
+pub use vlink::DELETE_DELAY;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::kernel::sockets::{GistSockets, Incoming};
+use crate::kernel::tunnel::TunnelEnd;
+use crate::node::api::{Reply, Request};
+use crate::node::core::{CoreAction, NodeCore};
+use crate::proto::gist::machine::Sid;
+use crate::proto::rmf::Enforcer;
+use api_server::{ApiActor, Publish};
+
+/// Lower-case hex of a session id.
+pub use crate::node::core::hex;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Datagram(Incoming);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ApiCall {
+    req: Request,
+    reply: oneshot::Sender<Reply>,
+    /// When the request line was read ([A] on the node starts here).
+    received_ns: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct VlinkWork {
+    sid: Sid,
+    end: TunnelEnd,
+    up: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct VlinkResult {
+    sid: Sid,
+    err: Option<String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetApi(Addr<ApiActor>);
+
+/// The node core, its sockets and its reservation classes.
+pub struct NodeActor {
+    core: NodeCore,
+    sockets: Rc<GistSockets>,
+    enforcer: Box<dyn Enforcer>,
+    vlink: Addr<vlink::VlinkActor>,
+    api: Option<Addr<ApiActor>>,
+    replies: HashMap<u64, oneshot::Sender<Reply>>,
+    next_token: u64,
+    timer: Option<SpawnHandle>,
+    /// Tunnel-end operations not finished yet (incl. deferred deletions).
+    vlink_busy: Arc<AtomicUsize>,
+}
+
+impl NodeActor {
+    /// Sends what the core has to send and runs its actions, until it is
+    /// idle; then sets the timer for its next deadline.
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            while let Some(t) = self.core.poll_transmit() {
+                let r = if t.qmode {
+                    self.sockets.send_qmode(t.dst, &t.bytes, t.ttl)
+                } else {
+                    self.sockets.send_dmode(t.dst, &t.bytes, t.ttl)
+                };
+                if let Err(e) = r {
+                    let node = &self.core.config().name;
+                    tracing::warn!(%node, dst = %t.dst, "send failed: {e}");
+                }
+            }
+            let Some(a) = self.core.poll_action() else {
+                break;
+            };
+            self.act(a);
+        }
+        self.schedule(ctx);
+    }
+
+    fn act(&mut self, a: CoreAction) {
+        match a {
+            CoreAction::TunnelUp { sid, end } => {
+                self.vlink.do_send(VlinkWork { sid, end, up: true });
+            }
+            CoreAction::TunnelDown { sid, end } => self.vlink.do_send(VlinkWork {
+                sid,
+                end,
+                up: false,
+            }),
+            CoreAction::InstallClass {
+                sid,
+                link,
+                rate,
+                classifier,
+            } => {
+                // One netlink round trip on this thread, as before the core
+                // existed: the admission stays serial and exact.
+                let r = self.enforcer.install(&sid, &link, rate, &classifier);
+                self.core.class_done(sid, r.err(), Instant::now());
+            }
+            CoreAction::RemoveClass { sid } => self.enforcer.remove(&sid),
+            CoreAction::Reply { token, mut reply } => {
+                if let Reply::Stats { stats } = &mut reply {
+                    stats.vlink_pending = self.vlink_busy.load(Ordering::SeqCst);
+                }
+                if let Some(tx) = self.replies.remove(&token) {
+                    let _ = tx.send(reply);
+                }
+            }
+            CoreAction::Event(ev) => {
+                if let Some(api) = &self.api {
+                    api.do_send(Publish(ev));
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = self.core.poll_timeout() {
+            let d = at.saturating_duration_since(Instant::now());
+            self.timer = Some(ctx.run_later(d, |act, ctx| {
+                act.timer = None;
+                act.core.handle_timeout(Instant::now());
+                act.run(ctx);
+            }));
+        }
+    }
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let sockets = self.sockets.clone();
+        let me = ctx.address();
+        let nslpid = crate::wire::gist::NSLPID_QOS;
+        actix::spawn(async move {
+            loop {
+                match sockets
+                    .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
+                    .await
+                {
+                    Ok(inc) => {
+                        if me.try_send(Datagram(inc)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("GIST socket receive failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Datagram> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, Datagram(inc): Datagram, ctx: &mut Context<Self>) {
+        self.core.handle_datagram(inc, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<ApiCall> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, call: ApiCall, ctx: &mut Context<Self>) {
+        self.next_token += 1;
+        let token = self.next_token;
+        self.replies.insert(token, call.reply);
+        self.core
+            .handle_api(token, call.req, call.received_ns, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<VlinkResult> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, r: VlinkResult, ctx: &mut Context<Self>) {
+        self.core.tunnel_done(r.sid, r.err, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<SetApi> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, SetApi(a): SetApi, _: &mut Context<Self>) {
+        self.api = Some(a);
+    }
+}

@@ -1,0 +1,138 @@
+//! The node's thread: enters the namespace, opens sockets, starts the actors.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use actix::prelude::*;
+use tokio::net::UnixListener;
+
+use super::api_server::{ApiActor, serve_api};
+use super::vlink::{VlinkActor, start_reaper};
+use super::{NodeActor, SetApi};
+use crate::kernel::sockets::GistSockets;
+use crate::kernel::tunnel::Tunnels;
+use crate::model::measure::Recorder;
+use crate::node::config::NodeConfig;
+use crate::node::core::NodeCore;
+
+// ------------------------------------------------------------------ thread
+
+/// A running node: its thread and a way to stop it.
+pub struct NodeHandle {
+    pub name: String,
+    pub api_socket: PathBuf,
+    system: actix::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Stops the node's actors and waits for its thread.
+    pub fn stop(mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a node: a thread that enters `cfg.netns`, opens its sockets there
+/// and runs the actors until stopped. Returns once the API socket listens.
+pub fn spawn_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<NodeHandle> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<actix::System, String>>();
+    let name = cfg.name.clone();
+    let api_socket = cfg.api_socket.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("node-{name}"))
+        .spawn(move || {
+            if let Err(e) = crate::kernel::substrate::enter(&cfg.netns) {
+                let _ = ready_tx.send(Err(format!(
+                    "node {}: cannot enter namespace {}: {e}",
+                    cfg.name,
+                    cfg.netns.display()
+                )));
+                return;
+            }
+            let sys = actix::System::new();
+            sys.block_on(async move {
+                match start_actors(cfg, rec).await {
+                    Ok(()) => {
+                        let _ = ready_tx.send(Ok(actix::System::current()));
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        actix::System::current().stop();
+                    }
+                }
+            });
+            let _ = sys.run();
+        })?;
+    let system = ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("node {name}: thread ended during start-up"))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(NodeHandle {
+        name,
+        api_socket,
+        system,
+        thread: Some(thread),
+    })
+}
+
+async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
+    let sockets = GistSockets::open(cfg.addrs.clone())
+        .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("node {}: netlink: {e}", cfg.name))?;
+    actix::spawn(conn);
+    let tunnels = Tunnels::new(cfg.backend, Some(handle), &cfg.script_dir);
+    let _ = std::fs::remove_file(&cfg.api_socket);
+    if let Some(d) = cfg.api_socket.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let listener = UnixListener::bind(&cfg.api_socket).map_err(|e| {
+        format!(
+            "node {}: API socket {}: {e}",
+            cfg.name,
+            cfg.api_socket.display()
+        )
+    })?;
+    // The enforcer's netlink socket is opened here, on the node's thread,
+    // so that it lives in the node's namespace.
+    let enforcer: Box<dyn crate::proto::rmf::Enforcer> = if cfg.qos_enforce {
+        Box::new(
+            crate::kernel::tc::HtbEnforcer::open(rec.clone())
+                .map_err(|e| format!("node {}: QoS enforcement: {e}", cfg.name))?,
+        )
+    } else {
+        Box::new(crate::proto::rmf::NoEnforcer)
+    };
+    let busy = Arc::new(AtomicUsize::new(0));
+    let reaper = start_reaper(&cfg.name, rec.clone(), busy.clone())?;
+    let sockets = Rc::new(sockets);
+    let rec2 = rec.clone();
+    let node = NodeActor::create(move |ctx| {
+        let me = ctx.address();
+        let vlink =
+            VlinkActor::start_worker(tunnels, me, rec2.clone(), busy.clone(), reaper).start();
+        NodeActor {
+            core: NodeCore::new(cfg, rec2, rand::random()),
+            sockets,
+            enforcer,
+            vlink,
+            api: None,
+            replies: std::collections::HashMap::new(),
+            next_token: 0,
+            timer: None,
+            vlink_busy: busy,
+        }
+    });
+    let api = ApiActor {
+        subscribers: vec![],
+    }
+    .start();
+    node.do_send(SetApi(api.clone()));
+    serve_api(listener, node, api);
+    Ok(())
+}

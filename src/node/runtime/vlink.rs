@@ -1,0 +1,120 @@
+//! Tunnel ends, run one at a time off the node actor, and the reaper that
+//! deletes tunnel devices after the signaling.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use super::{NodeActor, VlinkResult, VlinkWork};
+use crate::kernel::tunnel::Tunnels;
+use crate::model::measure::{PointKind, Recorder};
+use crate::proto::gist::machine::Sid;
+
+// ------------------------------------------------------------------- vlink
+
+/// Tunnel ends, one operation at a time, in arrival order.
+pub struct VlinkActor {
+    tx: mpsc::UnboundedSender<VlinkWork>,
+    /// Operations queued or running (deferred deletions included).
+    busy: Arc<AtomicUsize>,
+}
+
+impl Actor for VlinkActor {
+    type Context = Context<Self>;
+}
+
+impl VlinkActor {
+    pub(super) fn start_worker(
+        mut tunnels: Tunnels,
+        node: Addr<NodeActor>,
+        rec: Recorder,
+        pending: Arc<AtomicUsize>,
+        reaper: std::sync::mpsc::Sender<(Sid, String)>,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<VlinkWork>();
+        let busy = pending.clone();
+        actix::spawn(async move {
+            while let Some(w) = rx.recv().await {
+                let (start, done) = if w.up {
+                    (PointKind::VlinkUpStart, PointKind::VlinkUpDone)
+                } else {
+                    (PointKind::VlinkDownStart, PointKind::VlinkDownDone)
+                };
+                rec.mark(w.sid, start);
+                let r = if w.up {
+                    tunnels.up(&w.end).await
+                } else {
+                    tunnels.out_of_service(&w.end).await
+                };
+                rec.mark(w.sid, done);
+                node.do_send(VlinkResult {
+                    sid: w.sid,
+                    err: r.err().map(|e| e.to_string()),
+                });
+                if !w.up && tunnels.backend_for(&w.end) == crate::model::tunnel::Backend::Netlink {
+                    // The device's deletion holds the kernel's RTNL lock (one
+                    // for all namespaces) for an RCU grace period: the reaper
+                    // thread does it, after the signaling is over.
+                    pending.fetch_add(1, Ordering::SeqCst);
+                    let _ = reaper.send((w.sid, w.end.ifname()));
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+        Self { tx, busy }
+    }
+}
+
+impl Handler<VlinkWork> for VlinkActor {
+    type Result = ();
+    fn handle(&mut self, w: VlinkWork, _: &mut Context<Self>) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let _ = self.tx.send(w);
+    }
+}
+
+/// How long after a teardown the tunnel device is deleted: long enough for
+/// the other end's teardown to finish, so the deletion's RTNL stall (~25 ms,
+/// felt by every namespace) does not fall inside the signaling.
+pub const DELETE_DELAY: Duration = Duration::from_millis(20);
+
+/// A thread in the node's namespace (it inherits the caller's) with its own
+/// netlink socket, deleting tunnel devices after [`DELETE_DELAY`].
+pub(super) fn start_reaper(
+    node: &str,
+    rec: Recorder,
+    pending: Arc<AtomicUsize>,
+) -> Result<std::sync::mpsc::Sender<(Sid, String)>, String> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Sid, String)>();
+    std::thread::Builder::new()
+        .name(format!("reap-{node}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(_) => return,
+            };
+            rt.block_on(async move {
+                let Ok((conn, handle, _)) = rtnetlink::new_connection() else {
+                    return;
+                };
+                tokio::spawn(conn);
+                while let Ok((sid, ifname)) = rx.recv() {
+                    tokio::time::sleep(DELETE_DELAY).await;
+                    rec.mark(sid, PointKind::VlinkDeleteStart);
+                    if let Err(e) = crate::kernel::tunnel::delete_by_name(&handle, &ifname).await {
+                        tracing::warn!("deleting {ifname}: {e}");
+                    }
+                    rec.mark(sid, PointKind::VlinkDeleteDone);
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        })
+        .map_err(|e| format!("node {node}: reaper thread: {e}"))?;
+    Ok(tx)
+}

@@ -1,0 +1,359 @@
+//! The initiator (QNI): setup, teardown, RESPONSEs and NOTIFYs, giving up on a link.
+
+use std::time::Instant;
+
+use super::*;
+
+impl Nslp {
+    /// Starts a virtual link setup as QNI.
+    pub fn setup(&mut self, now: Instant, req: SetupRequest) {
+        if self.sessions.values().any(|s| {
+            s.vlsp
+                .as_ref()
+                .is_some_and(|v| v.vlink_id == req.vlsp.vlink_id)
+        }) {
+            self.refuse(RefusalReason::DuplicateLink);
+            self.actions.push_back(Action::Reply {
+                req_id: req.req_id,
+                result: Err(ApiError {
+                    reason: ErrorReason::Exists,
+                    message: format!(
+                        "virtual link {} already exists on {}: tear it down first",
+                        req.vlsp.vlink_id, self.cfg.node
+                    ),
+                }),
+            });
+            return;
+        }
+        let classifier = classifier(&req.flow, Some(&req.vlsp));
+        let (sid, link, rate) = (req.sid, req.egress_link.clone(), req.rate_bps);
+        self.admit_then(now, sid, &link, rate, classifier, Parked::Setup(req));
+    }
+
+    /// The rest of a setup, once its reservation is admitted (and installed).
+    pub(super) fn setup_admitted(&mut self, now: Instant, req: SetupRequest) {
+        let rii = self.next_rii();
+        let mut msg = NslpMessage::reserve(
+            0,
+            self.cfg.epoch,
+            Some(rii),
+            Some(self.cfg.refresh),
+            Some(req.qspec.clone()),
+            Some(req.vlsp.clone()),
+        );
+        let reverse_sid = req.bidirectional.then(|| self.new_sid());
+        if let Some(r) = reverse_sid {
+            msg = msg.with_bound_session(BindingCode::Bidirectional, r);
+        }
+        self.initiate(
+            now,
+            req.sid,
+            Initiation {
+                flow: req.flow,
+                vlsp: Some(req.vlsp.clone()),
+                rate_bps: req.rate_bps,
+                rii,
+                msg,
+                req_id: Some(req.req_id),
+                authenticate: req.authenticate,
+                bound: reverse_sid,
+            },
+        );
+    }
+
+    /// Creates an initiator's session around its first RESERVE and sends it.
+    pub(super) fn initiate(&mut self, now: Instant, sid: Sid, i: Initiation) {
+        self.sessions.insert(
+            sid,
+            Session {
+                role: Role::Qni,
+                phase: Phase::Pending,
+                flow: i.flow,
+                vlsp: i.vlsp,
+                rate_bps: i.rate_bps,
+                rsn_out: 0,
+                rsn_in: None,
+                outstanding: Some(Outstanding {
+                    rii: i.rii,
+                    msg: i.msg.clone(),
+                    next_retx: now + self.cfg.retry,
+                    interval: self.cfg.retry,
+                    deadline: now + self.cfg.retry_max,
+                    refresh: false,
+                }),
+                forwarded_riis: vec![],
+                answer_rii: None,
+                req_id: i.req_id,
+                refresh_at: None,
+                expires_at: None,
+                reserve: Some(i.msg.clone()),
+                authenticate: i.authenticate,
+                bound: i.bound,
+                reverse_link: None,
+            },
+        );
+        self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
+    }
+
+    /// Starts tearing down the virtual link `vlink_id` (QNI only).
+    pub fn teardown(&mut self, _now: Instant, req_id: u64, vlink_id: u64) {
+        let found = self.sessions.iter().find(|(_, s)| {
+            s.role == Role::Qni && s.vlsp.as_ref().is_some_and(|v| v.vlink_id == vlink_id)
+        });
+        let Some((&sid, s)) = found else {
+            self.actions.push_back(Action::Reply {
+                req_id,
+                result: Err(ApiError {
+                    reason: ErrorReason::UnknownLink,
+                    message: format!(
+                        "no virtual link {vlink_id} initiated by {}: see `vlsp link list`",
+                        self.cfg.node
+                    ),
+                }),
+            });
+            return;
+        };
+        if s.phase != Phase::Up {
+            self.actions.push_back(Action::Reply {
+                req_id,
+                result: Err(ApiError {
+                    reason: ErrorReason::Busy,
+                    message: format!(
+                        "virtual link {vlink_id} is {:?}; try again when it is up",
+                        s.phase
+                    ),
+                }),
+            });
+            return;
+        }
+        let rii = self.next_rii();
+        let s = self.sessions.get_mut(&sid).expect("found above");
+        s.rsn_out = s.rsn_out.wrapping_add(1);
+        s.phase = Phase::Tearing;
+        s.req_id = Some(req_id);
+        s.refresh_at = None;
+        let flow = s.flow;
+        let authenticate = s.authenticate;
+        let tear = NslpMessage::tear(s.rsn_out, self.cfg.epoch, Some(rii));
+        s.outstanding = Some(Outstanding {
+            rii,
+            msg: tear.clone(),
+            // Tears are not retransmitted (RFC 5974 §5.2.2); the deadline
+            // only bounds how long the API waits for the confirmation.
+            next_retx: _now + self.cfg.retry_max,
+            interval: self.cfg.retry_max,
+            deadline: _now + self.cfg.retry,
+            refresh: false,
+        });
+        self.send(sid, flow, Direction::Downstream, tear, authenticate);
+    }
+
+    pub(super) fn on_response(&mut self, now: Instant, sid: Sid, msg: NslpMessage) {
+        self.stats.responses_received += 1;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            // A RESPONSE for a session we no longer hold (e.g. to a tear
+            // forwarded earlier): pass it on if we are not the initiator.
+            return;
+        };
+        let info = msg.info_spec().cloned();
+        let ok = info.as_ref().is_some_and(|i| i.is_success());
+        let rii = msg.rii();
+        match s.role {
+            Role::Qne => {
+                if let Some(r) = rii
+                    && !s.forwarded_riis.contains(&r)
+                {
+                    self.refuse(RefusalReason::UnknownRii);
+                    return;
+                }
+                let flow = s.flow;
+                let tearing = s.phase == Phase::Tearing;
+                if ok && !tearing {
+                    if s.phase == Phase::Pending {
+                        s.phase = Phase::Up;
+                    }
+                } else {
+                    self.drop_session(sid);
+                }
+                self.send(sid, flow, Direction::Upstream, msg, false);
+                if tearing {
+                    self.actions.push_back(Action::Forget { sid });
+                }
+            }
+            Role::Qnr => {}
+            Role::Qni => {
+                let Some(out) = s.outstanding.as_ref() else {
+                    return;
+                };
+                if rii != Some(out.rii) {
+                    self.refuse(RefusalReason::UnknownRii);
+                    return;
+                }
+                let was_refresh = out.refresh;
+                s.outstanding = None;
+                let flow = s.flow;
+                let Some(vlsp) = s.vlsp.clone() else {
+                    // The reverse half of a bidirectional link (no VLSP).
+                    let forward = s.bound;
+                    match (s.phase, ok) {
+                        (Phase::Pending | Phase::Connecting | Phase::Up, true) => {
+                            s.phase = Phase::Up;
+                            s.refresh_at = Some(now + self.cfg.refresh);
+                        }
+                        (Phase::Tearing, _) => {
+                            self.drop_session(sid);
+                            self.actions.push_back(Action::Forget { sid });
+                        }
+                        (_, false) => {
+                            let why = info
+                                .map(|i| format!("{} refused by {}", i.describe(), i.origin()))
+                                .unwrap_or_default();
+                            self.drop_session(sid);
+                            self.actions.push_back(Action::Forget { sid });
+                            let vlink_id = forward
+                                .and_then(|f| self.sessions.get(&f))
+                                .and_then(|f| f.vlsp.as_ref())
+                                .map(|v| v.vlink_id);
+                            self.actions.push_back(Action::Event {
+                                vlink_id,
+                                kind: EventKind::ReverseRefused,
+                                message: format!(
+                                    "{}: reverse reservation of a bidirectional link: {why}",
+                                    self.cfg.node
+                                ),
+                            });
+                        }
+                    }
+                    return;
+                };
+                match (s.phase, ok) {
+                    (Phase::Pending, true) => {
+                        s.phase = Phase::Connecting;
+                        self.actions.push_back(Action::VlinkUp {
+                            sid,
+                            vlsp,
+                            flow,
+                            initiator: true,
+                        });
+                    }
+                    (Phase::Up, true) if was_refresh => {
+                        s.refresh_at = Some(now + self.cfg.refresh);
+                    }
+                    (Phase::Tearing, _) => {
+                        self.actions.push_back(Action::VlinkDown {
+                            sid,
+                            vlsp,
+                            flow,
+                            initiator: true,
+                        });
+                    }
+                    (_, false) => {
+                        let req = s.req_id.take();
+                        let up = s.phase == Phase::Up;
+                        let info = info.expect("not ok implies an INFO_SPEC or none");
+                        let message = format!("{} refused by {}", info.describe(), info.origin());
+                        self.drop_session(sid);
+                        self.actions.push_back(Action::Forget { sid });
+                        if up {
+                            self.stats.links_lost += 1;
+                            self.actions.push_back(Action::VlinkDown {
+                                sid,
+                                vlsp: vlsp.clone(),
+                                flow,
+                                initiator: true,
+                            });
+                            self.actions.push_back(Action::Event {
+                                vlink_id: Some(vlsp.vlink_id),
+                                kind: EventKind::LinkLost,
+                                message: format!(
+                                    "refresh of virtual link {}: {message}",
+                                    vlsp.vlink_id
+                                ),
+                            });
+                        }
+                        if let Some(req_id) = req {
+                            self.actions.push_back(Action::Reply {
+                                req_id,
+                                result: Err(ApiError {
+                                    reason: ErrorReason::from_info(info.reason()),
+                                    message,
+                                }),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_notify(&mut self, _now: Instant, sid: Sid, msg: NslpMessage) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let flow = s.flow;
+        match s.role {
+            Role::Qne => self.send(sid, flow, Direction::Upstream, msg, false),
+            Role::Qni => {
+                let text = msg
+                    .info_spec()
+                    .map(|i| i.describe())
+                    .unwrap_or_else(|| "NOTIFY without INFO_SPEC".into());
+                let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
+                self.actions.push_back(Action::Event {
+                    vlink_id,
+                    kind: EventKind::Notify,
+                    message: text,
+                });
+            }
+            Role::Qnr => {}
+        }
+    }
+
+    /// The QNI gives up on a link: frees everything and tells the program.
+    pub(super) fn link_lost(&mut self, _now: Instant, sid: Sid, why: &str) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let flow = s.flow;
+        let vlsp = s.vlsp.clone();
+        let req = s.req_id;
+        let was_up = s.phase == Phase::Up;
+        let rsn = s.rsn_out.wrapping_add(1);
+        self.drop_session(sid);
+        self.actions.push_back(Action::Forget { sid });
+        // Free the reservations of the nodes still reachable.
+        self.send(
+            sid,
+            flow,
+            Direction::Downstream,
+            NslpMessage::tear(rsn, self.cfg.epoch, None),
+            false,
+        );
+        let vlink_id = vlsp.as_ref().map(|v| v.vlink_id);
+        if was_up && let Some(v) = vlsp {
+            self.stats.links_lost += 1;
+            self.actions.push_back(Action::VlinkDown {
+                sid,
+                vlsp: v,
+                flow,
+                initiator: true,
+            });
+        }
+        if let Some(req_id) = req {
+            self.actions.push_back(Action::Reply {
+                req_id,
+                result: Err(ApiError {
+                    reason: ErrorReason::Timeout,
+                    message: format!("{}: {why}", self.cfg.node),
+                }),
+            });
+        } else {
+            self.actions.push_back(Action::Event {
+                vlink_id,
+                kind: EventKind::LinkLost,
+                message: format!("{}: {why}", self.cfg.node),
+            });
+        }
+    }
+}

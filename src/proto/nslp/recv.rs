@@ -1,0 +1,221 @@
+//! Receiving, shared by every role: dispatch, authorization verdict, RSN rules, tears, lost peers.
+
+use std::time::Instant;
+
+use super::*;
+
+impl Nslp {
+    /// Handles an NSLP message delivered by GIST.
+    pub fn recv(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        msg: NslpMessage,
+        ctx: RecvContext,
+    ) {
+        match (msg.msg_type, dir) {
+            (MsgType::Reserve, Direction::Downstream) => self.on_reserve(now, sid, flow, msg, ctx),
+            (MsgType::Response, Direction::Upstream) => self.on_response(now, sid, msg),
+            (MsgType::Notify, Direction::Upstream) => self.on_notify(now, sid, msg),
+            _ => {
+                // QUERY (resource queries) and upstream RESERVEs
+                // (receiver-initiated reservations) are not used by VLSP.
+                self.refuse(RefusalReason::UnsupportedMessage);
+            }
+        }
+    }
+
+    /// Whether the verdict lets a request through; counts refusals.
+    pub(super) fn authorized(&mut self, auth: &AuthVerdict) -> bool {
+        match auth {
+            AuthVerdict::Verified { .. } => true,
+            AuthVerdict::Failed { reason, .. } => {
+                self.refuse(*reason);
+                false
+            }
+            AuthVerdict::Unsigned | AuthVerdict::NotChecked => {
+                if self.cfg.require_auth {
+                    self.refuse(RefusalReason::AuthUnsigned);
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    }
+
+    pub(super) fn answer(
+        &mut self,
+        sid: Sid,
+        flow: Flow,
+        rii: Option<u32>,
+        info: InfoSpec,
+        vlsp: Option<VlspObject>,
+        authenticate: bool,
+    ) {
+        let msg = NslpMessage::response(rii, None, info, vlsp);
+        self.send(sid, flow, Direction::Upstream, msg, authenticate);
+    }
+
+    pub(super) fn on_reserve(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        msg: NslpMessage,
+        ctx: RecvContext,
+    ) {
+        self.stats.reserves_received += 1;
+        let rii = msg.rii();
+        let Some((rsn, epoch)) = msg.rsn() else {
+            self.refuse(RefusalReason::Malformed);
+            self.answer(
+                sid,
+                flow,
+                rii,
+                InfoSpec::mandatory_object_missing(ctx.local, 0x002),
+                None,
+                false,
+            );
+            return;
+        };
+        let tear = msg.flags.tear;
+        // RSN rules (RFC 5974 §5.2.2): same epoch and an older RSN is out of
+        // order; equal is a refresh; newer (or another epoch) is an update.
+        let existing = self.sessions.get(&sid).map(|s| s.rsn_in);
+        let is_refresh = match existing {
+            Some(Some((old, old_epoch))) if old_epoch == epoch => {
+                if serial_lt(rsn, old) {
+                    self.refuse(RefusalReason::OldRsn);
+                    return;
+                }
+                rsn == old
+            }
+            _ => false,
+        };
+        // Authorization first, for every RESERVE that ends here (tears
+        // included): nothing is touched for a refused request.
+        if ctx.is_destination && !self.authorized(&ctx.auth) {
+            self.answer(
+                sid,
+                flow,
+                rii,
+                InfoSpec::authorization_failure(ctx.local),
+                None,
+                false,
+            );
+            return;
+        }
+        if tear {
+            self.on_tear(now, sid, flow, rii, &msg, ctx);
+            return;
+        }
+        if ctx.is_destination {
+            self.on_reserve_qnr(now, sid, flow, rsn, epoch, rii, is_refresh, msg, ctx);
+        } else {
+            self.on_reserve_qne(now, sid, flow, rsn, epoch, rii, is_refresh, msg, ctx);
+        }
+    }
+
+    pub(super) fn on_tear(
+        &mut self,
+        _now: Instant,
+        sid: Sid,
+        flow: Flow,
+        rii: Option<u32>,
+        msg: &NslpMessage,
+        ctx: RecvContext,
+    ) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            // Nothing here; still confirm a tear that asks for it, so the
+            // initiator is not left waiting.
+            if ctx.is_destination && rii.is_some() {
+                self.answer(
+                    sid,
+                    flow,
+                    rii,
+                    InfoSpec::teardown_successful(ctx.local),
+                    None,
+                    false,
+                );
+            }
+            return;
+        };
+        match s.role {
+            Role::Qne | Role::Qni => {
+                let rsn = s.rsn_out.wrapping_add(1);
+                s.rsn_out = rsn;
+                // Forward the tear as received (its authorization object
+                // included), with our own RSN.
+                let tear = msg.with_rsn(rsn, self.cfg.epoch);
+                match rii {
+                    // The RESPONSE still has to travel back through us: keep
+                    // the session (without its reservation) until it does.
+                    Some(r) => {
+                        s.phase = Phase::Tearing;
+                        s.forwarded_riis.push(r);
+                        s.expires_at = Some(_now + self.cfg.retry_max);
+                        self.release(&sid);
+                    }
+                    None => {
+                        self.drop_session(sid);
+                        self.actions.push_back(Action::Forget { sid });
+                    }
+                }
+                self.send(sid, flow, Direction::Downstream, tear, false);
+            }
+            // A duplicated tear: the tunnel end is already being removed.
+            Role::Qnr if s.phase == Phase::Tearing => {}
+            Role::Qnr => {
+                s.phase = Phase::Tearing;
+                s.answer_rii = rii;
+                let vlsp = s.vlsp.clone();
+                let reverse = s.bound;
+                self.release(&sid);
+                if let Some(r) = reverse {
+                    self.end_reverse(r);
+                }
+                match vlsp {
+                    Some(v) => self.actions.push_back(Action::VlinkDown {
+                        sid,
+                        vlsp: v,
+                        flow,
+                        initiator: false,
+                    }),
+                    None => {
+                        self.sessions.remove(&sid);
+                        self.answer(
+                            sid,
+                            flow,
+                            rii,
+                            InfoSpec::teardown_successful(ctx.local),
+                            None,
+                            false,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// GIST found no next peer for the session (handshake timed out).
+    pub fn peer_lost(&mut self, now: Instant, sid: Sid) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let flow = s.flow;
+        match s.role {
+            Role::Qni => self.link_lost(now, sid, "no GIST peer answered towards the destination"),
+            Role::Qne => {
+                // Tell the initiator its path is truncated (INFO_SPEC
+                // Transient 0x08), then drop our state.
+                let notify = NslpMessage::notify(InfoSpec::path_truncated(flow.src));
+                self.drop_session(sid);
+                self.send(sid, flow, Direction::Upstream, notify, false);
+            }
+            Role::Qnr => {}
+        }
+    }
+}
