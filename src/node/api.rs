@@ -282,28 +282,16 @@ impl Client {
 
     /// Reads one reply line.
     pub fn recv(&mut self) -> Result<Reply, ClientError> {
-        self.line.clear();
-        let n = self
-            .reader
-            .read_line(&mut self.line)
-            .map_err(|source| ClientError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        if n == 0 {
-            return Err(ClientError::Closed {
-                path: self.path.clone(),
-            });
-        }
-        serde_json::from_str(self.line.trim_end()).map_err(|source| ClientError::BadReply {
-            path: self.path.clone(),
-            line: self.line.trim_end().to_string(),
-            source,
-        })
+        self.read_json()
     }
 
     /// Reads one event line (after [`Request::Events`]).
     pub fn next_event(&mut self) -> Result<Event, ClientError> {
+        self.read_json()
+    }
+
+    /// Reads one line and decodes it as `T`, naming the socket on failure.
+    fn read_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ClientError> {
         self.line.clear();
         let n = self
             .reader
