@@ -29,43 +29,63 @@ fn capture_shows_the_papers_sequence() {
     let (frames, off) = cap.stop().unwrap();
     let ev = gist_events(&frames);
     let sid = vlink.sid().unwrap();
-    // Sent messages of this session, in time order: what each node put on the wire.
-    let sent: Vec<String> = ev
-        .iter()
-        .filter(|e| e.outgoing && e.sid == Some(sid))
-        .map(label)
-        .collect();
-    eprintln!("{sent:#?}");
-    // Three handshakes, each Query answered by a Response and confirmed.
+    // What each node saw of this session, in its own capture's time order.
+    // Orders are compared within one node only: each namespace's capture
+    // stamps its frames from one clock at one place in its stack, while two
+    // nodes' stamps of causally ordered frames can come a few µs out of
+    // order (a send is stamped at transmit, a receive before the socket).
+    let at = |n: &str| -> Vec<String> {
+        let mut v: Vec<_> = ev
+            .iter()
+            .filter(|e| e.node == n && e.sid == Some(sid))
+            .collect();
+        v.sort_by_key(|e| e.mono_ns);
+        v.into_iter().map(label).collect()
+    };
+    let seen: Vec<(String, Vec<String>)> = nodes.iter().map(|n| (n.clone(), at(n))).collect();
+    eprintln!("{seen:#?}");
+    let pos = |n: &str, what: &str| -> usize {
+        let v = &seen.iter().find(|(m, _)| m == n).unwrap().1;
+        v.iter()
+            .position(|s| s.starts_with(&format!("{n}{what}")))
+            .unwrap_or_else(|| panic!("{n} did not see {what}: {v:?}"))
+    };
+    let ends = |n: &str, dir: &str, nslp: &str| -> usize {
+        let v = &seen.iter().find(|(m, _)| m == n).unwrap().1;
+        v.iter()
+            .position(|s| s.starts_with(&format!("{n}{dir}")) && s.ends_with(nslp))
+            .unwrap_or_else(|| panic!("{n} did not see {dir}{nslp}: {v:?}"))
+    };
+    // Three handshakes, each Query answered by a Response and confirmed,
+    // in that order at both ends.
     for (a, b) in [("tb1", "tb2"), ("tb2", "tb3"), ("tb3", "tb4")] {
-        let q = sent
-            .iter()
-            .position(|s| s.starts_with(&format!("{a}>Query")))
-            .unwrap_or_else(|| panic!("no Query from {a}: {sent:?}"));
-        let r = sent
-            .iter()
-            .position(|s| s.starts_with(&format!("{b}>Response")))
-            .unwrap_or_else(|| panic!("no Response from {b}: {sent:?}"));
-        let cf = sent
-            .iter()
-            .position(|s| s.starts_with(&format!("{a}>Confirm")))
-            .unwrap_or_else(|| panic!("no Confirm from {a}: {sent:?}"));
-        assert!(q < r && r < cf, "{a}-{b} handshake out of order: {sent:?}");
+        assert!(
+            pos(a, ">Query") < pos(a, "<Response") && pos(a, "<Response") < pos(a, ">Confirm"),
+            "{a}-{b} handshake out of order at {a}: {seen:?}"
+        );
+        assert!(
+            pos(b, "<Query") < pos(b, ">Response") && pos(b, ">Response") < pos(b, "<Confirm"),
+            "{a}-{b} handshake out of order at {b}: {seen:?}"
+        );
     }
-    // The RESERVE travels tb1 → tb2 → tb3 → tb4, the RESPONSE back.
-    let rsv = |n: &str| {
-        sent.iter()
-            .position(|s| s.starts_with(&format!("{n}>")) && s.ends_with("(RESERVE)"))
-            .unwrap_or_else(|| panic!("no RESERVE from {n}: {sent:?}"))
-    };
-    let rsp = |n: &str| {
-        sent.iter()
-            .position(|s| s.starts_with(&format!("{n}>")) && s.ends_with("(RESPONSE)"))
-            .unwrap_or_else(|| panic!("no RESPONSE from {n}: {sent:?}"))
-    };
-    assert!(rsv("tb1") < rsv("tb2") && rsv("tb2") < rsv("tb3"));
-    assert!(rsv("tb3") < rsp("tb4"));
-    assert!(rsp("tb4") < rsp("tb3") && rsp("tb3") < rsp("tb2"));
+    // The RESERVE travels tb1 -> tb2 -> tb3 -> tb4, the RESPONSE back: every
+    // node forwards what it received, and the QNR answers what it received.
+    for n in ["tb2", "tb3"] {
+        assert!(
+            ends(n, "<", "(RESERVE)") < ends(n, ">", "(RESERVE)"),
+            "{n}: {seen:?}"
+        );
+        assert!(
+            ends(n, ">", "(RESERVE)") < ends(n, "<", "(RESPONSE)"),
+            "{n}: {seen:?}"
+        );
+        assert!(
+            ends(n, "<", "(RESPONSE)") < ends(n, ">", "(RESPONSE)"),
+            "{n}: {seen:?}"
+        );
+    }
+    assert!(ends("tb1", ">", "(RESERVE)") < ends("tb1", "<", "(RESPONSE)"));
+    assert!(ends("tb4", "<", "(RESERVE)") < ends("tb4", ">", "(RESPONSE)"));
     // The wire gives [D], [E], [F] at tb3 and [G] at tb4.
     let p3 = wire_periods(&ev, "tb3", &sid);
     let p4 = wire_periods(&ev, "tb4", &sid);
