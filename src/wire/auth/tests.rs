@@ -373,3 +373,36 @@ proptest! {
         let _ = verify_pdu(&p, Profile::Rfc, &ring(), NOW, &VerifyPolicy::default());
     }
 }
+
+#[test]
+fn fields_too_small_for_their_values_are_refused() {
+    let with = |attrs: Vec<Attr>| SessionAuthObject {
+        ext: crate::wire::tlv::Extensibility::Forward,
+        attrs,
+    };
+    let too_large = |o: SessionAuthObject| match o.try_to_bytes(Profile::NsisKa) {
+        Err(crate::wire::tlv::WireError::TooLarge { what, field, .. }) => (what, field),
+        r => panic!("expected TooLarge, got {r:?}"),
+    };
+    assert_eq!(
+        too_large(with(vec![Attr::ObjectList(vec![1; 65_536])])),
+        ("NSLP_OBJECT_LIST", "count")
+    );
+    assert_eq!(
+        too_large(with(vec![Attr::Entity(AuthEntity::Fqdn(
+            "x".repeat(65_532)
+        ))])),
+        ("SESSION_AUTH attribute", "Length")
+    );
+    assert_eq!(
+        too_large(with(vec![Attr::Entity(AuthEntity::Fqdn(
+            "x".repeat(16_380)
+        ))])),
+        ("SESSION_AUTH", "object length (bytes)")
+    );
+    // The largest that fits: 4 + 16 376 bytes of attribute = 4095 words.
+    let b = with(vec![Attr::Entity(AuthEntity::Fqdn("x".repeat(16_376)))])
+        .try_to_bytes(Profile::NsisKa)
+        .unwrap();
+    assert_eq!(&b[..8], &[0x80, 0x16, 0x0f, 0xff, 0x3f, 0xfc, 0x01, 0x03]);
+}

@@ -200,6 +200,186 @@ fn error_reply_names_the_fault() {
     assert_eq!(GistPdu::decode_udp(&bytes).unwrap(), reply);
 }
 
+fn data_with(nslp_data: Vec<u8>) -> GistPdu {
+    GistPdu {
+        hops: 1,
+        nslpid: 1,
+        c: false,
+        s: true,
+        r: false,
+        e: false,
+        body: Body::Data {
+            mri: Mri::PathCoupled(PathCoupledMri::udp_v4(TB1, TB4)),
+            sid: [1; 16],
+            nli: None,
+            nslp_data,
+        },
+        unknown: vec![],
+    }
+}
+
+fn too_large(r: WireResult<Vec<u8>>) -> (&'static str, &'static str, usize) {
+    match r {
+        Err(WireError::TooLarge {
+            what, field, value, ..
+        }) => (what, field, value),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+/// NSLP-Data up to 4095 words is carried with its exact length; one byte
+/// more is refused (it used to go out with a masked length field).
+#[test]
+fn nslp_data_longer_than_its_length_field_is_refused() {
+    let b = data_with(vec![7; ObjectHeader::MAX_VALUE_LEN])
+        .encode()
+        .unwrap();
+    let v = PduView::scan(&b, Framing::Tcp).unwrap();
+    let d = v.nslp_data.unwrap();
+    assert_eq!(d.len(), 16_380);
+    assert_eq!(&b[d.start - 4..d.start], &[0x00, 0x08, 0x0f, 0xff]);
+    let (what, _, value) = too_large(data_with(vec![7; 16_381]).encode());
+    assert_eq!((what, value), ("NSLP-Data", 16_384));
+}
+
+#[test]
+fn counts_that_do_not_fit_a_byte_are_refused() {
+    let mut q = query();
+    let Body::Query { nli, .. } = &mut q.body else {
+        unreachable!()
+    };
+    nli.peer_id = vec![1; 256];
+    assert_eq!(too_large(q.encode()).1, "PI-Length");
+
+    let stack_with = |sp: StackProposal, sc: StackConfigData| {
+        let mut q = query();
+        let Body::Query { stack, .. } = &mut q.body else {
+            unreachable!()
+        };
+        *stack = Some((sp, sc));
+        q.encode()
+    };
+    let sc = StackConfigData {
+        ma_hold_time_ms: 180_000,
+        options: vec![],
+    };
+    let sp = StackProposal {
+        profiles: vec![vec![1]; 256],
+    };
+    assert_eq!(too_large(stack_with(sp, sc.clone())).1, "Prof-Count");
+    let sp = StackProposal {
+        profiles: vec![vec![1; 256]],
+    };
+    assert_eq!(too_large(stack_with(sp, sc.clone())).1, "MA-field count");
+    let one = StackProposal {
+        profiles: vec![vec![1]],
+    };
+    let opt = MaOption {
+        protocol: 1,
+        profile: 1,
+        d: false,
+        data: vec![0; 256],
+    };
+    let sc2 = StackConfigData {
+        ma_hold_time_ms: 1,
+        options: vec![opt.clone()],
+    };
+    assert_eq!(
+        too_large(stack_with(one.clone(), sc2)).1,
+        "MA-protocol-option length"
+    );
+    let sc3 = StackConfigData {
+        ma_hold_time_ms: 1,
+        options: vec![
+            MaOption {
+                data: vec![],
+                ..opt
+            };
+            256
+        ],
+    };
+    assert_eq!(too_large(stack_with(one, sc3)).1, "MPO-Count");
+
+    let err = |info: Vec<(u16, Vec<u8>)>, mri: Option<Vec<u8>>| GistPdu {
+        hops: 1,
+        nslpid: 1,
+        c: false,
+        s: true,
+        r: false,
+        e: false,
+        body: Body::Error {
+            nli: None,
+            error: ErrorObject {
+                class: 2,
+                code: 1,
+                subcode: 0,
+                dmode: true,
+                qmode: false,
+                header: [1; 8],
+                session_id: None,
+                mri,
+                info,
+                comment: None,
+            },
+        },
+        unknown: vec![],
+    };
+    assert_eq!(
+        too_large(err(vec![(1, vec![]); 256], None).encode()).1,
+        "Additional Information count"
+    );
+    assert_eq!(
+        too_large(err(vec![], Some(vec![0; 1024])).encode()).1,
+        "MRI length (words)"
+    );
+    err(vec![(1, vec![]); 255], Some(vec![0; 1020]))
+        .encode()
+        .unwrap();
+}
+
+#[test]
+fn a_message_longer_than_65535_words_is_refused() {
+    let mut d = data_with(vec![]);
+    let mut big = vec![0x80, 0x7f, 0x0f, 0xff];
+    big.resize(4 + 16_380, 0);
+    d.unknown = vec![big; 17];
+    assert_eq!(too_large(d.encode()).1, "Message Length (words)");
+}
+
+/// The C-mode Confirm of the NSIS-ka vectors carries both stack objects;
+/// both survive a round trip (3 vectors re-encoded 28 bytes short before).
+#[test]
+fn confirm_keeps_both_stack_objects() {
+    let mut q = query();
+    let Body::Query { mri, sid, nli, .. } = q.body.clone() else {
+        unreachable!()
+    };
+    q.c = false;
+    q.r = false;
+    q.hops = 1;
+    q.body = Body::Confirm {
+        mri,
+        sid,
+        nli,
+        responder_cookie: Some(vec![9; 28]),
+        stack_proposal: Some(StackProposal {
+            profiles: vec![vec![1]],
+        }),
+        stack_config: Some(StackConfigData {
+            ma_hold_time_ms: 180_000,
+            options: vec![MaOption {
+                protocol: 1,
+                profile: 1,
+                d: false,
+                data: vec![0x75, 0x30],
+            }],
+        }),
+        nslp_data: None,
+    };
+    let b = q.encode_framed(Framing::Tcp).unwrap();
+    assert_eq!(GistPdu::decode_framed(&b, Framing::Tcp).unwrap(), q);
+}
+
 fn arb_v4() -> impl Strategy<Value = IpAddr> {
     any::<[u8; 4]>().prop_map(|b| IpAddr::V4(b.into()))
 }

@@ -230,3 +230,24 @@ proptest! {
         let _ = NslpMessage::decode(&bytes, Profile::NsisKa);
     }
 }
+
+#[test]
+fn objects_too_long_for_their_length_field_are_refused() {
+    let mut m = NslpMessage::tear(1, 0, Some(2));
+    m.objects
+        .push(NslpObject::SessionIdList(vec![[0; 16]; 1024]));
+    match m.try_to_bytes(Profile::Rfc) {
+        Err(WireError::TooLarge { what, value, .. }) => {
+            assert_eq!((what, value), ("QoS NSLP object", 16_384))
+        }
+        r => panic!("expected TooLarge, got {r:?}"),
+    }
+    m.objects.pop();
+    m.objects
+        .push(NslpObject::SessionIdList(vec![[0; 16]; 1023]));
+    let b = m.try_to_bytes(Profile::Rfc).unwrap();
+    assert_eq!(
+        &b[b.len() - 16_372..b.len() - 16_368],
+        &[0x00, 0x07, 0x0f, 0xfc]
+    );
+}
