@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::machine::{Direction, Flow, Msg, Nli};
 use crate::wire::gist::{
-    Body, ErrorObject, Framing, GistPdu, Header, MessageType, Mri, NSLPID_QOS, PathCoupledMri,
-    error_class, error_code, scan_udp,
+    Body, CommonHeader, ErrorObject, Framing, GistPdu, Header, MessageType, Mri, NSLPID_QOS,
+    PathCoupledMri, error_class, error_code, scan_udp,
 };
 use crate::wire::tlv::{ObjectHeader, WireError, WireResult};
 
@@ -198,7 +198,19 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                         subcode: 0,
                         dmode: true,
                         qmode: false,
-                        header: [1, 1, 0, 0, 0, 1, 3, 0x80],
+                        // The header of the Data that found no state.
+                        header: CommonHeader {
+                            version: 1,
+                            hops: 1,
+                            length_words: 0,
+                            nslpid: NSLPID_QOS,
+                            c: false,
+                            msg_type: MessageType::Data,
+                            s: true,
+                            r: false,
+                            e: false,
+                        }
+                        .to_bytes(),
                         session_id: Some(*sid),
                         mri: Some(m),
                         info: vec![],
@@ -456,5 +468,25 @@ mod tests {
         });
         assert_eq!(auth_relevant(&up, &[A]), Some([3; 16]));
         assert_eq!(auth_relevant(&up, &[FLOW.dst]), None);
+    }
+
+    #[test]
+    fn nslp_data_too_long_for_gist_is_refused_not_masked() {
+        let data = |n| Msg::Data {
+            flow: FLOW,
+            dir: Direction::Downstream,
+            sid: [3; 16],
+            nli: None,
+            nslp_data: vec![1; n],
+        };
+        let ok = try_encode(&data(16_380)).unwrap();
+        assert_eq!(decode(&ok).unwrap(), Some(data(16_380)));
+        assert!(matches!(
+            try_encode(&data(16_381)),
+            Err(WireError::TooLarge {
+                what: "NSLP-Data",
+                ..
+            })
+        ));
     }
 }

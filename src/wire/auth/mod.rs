@@ -9,8 +9,9 @@
 //!            | value, zero-padded to 4 bytes                                           |
 //! ```
 //!
-//! Signing and verification work on the encoded UDP GIST PDU, because the
-//! signature covers GIST objects (MRI, Session-ID) as well as NSLP objects.
+//! Signing and verification work on the encoded, framed GIST PDU (UDP with
+//! its magic number, or TCP without), because the signature covers GIST
+//! objects (MRI, Session-ID) as well as NSLP objects.
 //! What is covered depends on the [`Profile`]:
 //! - `rfc` (RFC 5981 §4 as read here; the RFC text was not available to
 //!   check): the NSLPID, the MRI and Session-ID TLVs, every NSLP object whose
@@ -19,7 +20,8 @@
 //!   output is truncated as the transform says (SHA-256-128: 16 bytes,
 //!   SHA1-96: 12 bytes).
 //! - `nsis-ka` (as confirmed on the wire against NSIS-ka 0.98): the 2 bytes at
-//!   offset 4 of the UDP payload (GIST version and hops), the MRI and
+//!   offset 4 of the framed buffer (over UDP the GIST version and hops, over
+//!   TCP the NSLPID; the 96 captured vectors confirm both), the MRI and
 //!   Session-ID TLVs, the listed NSLP objects except types 0, 1 and 0x16 (so
 //!   RII is never covered), and every SESSION_AUTH object without its last 20
 //!   bytes, all in message order; always HMAC-SHA1 with the full 20 bytes.
