@@ -304,7 +304,10 @@ fn decode_param(buf: &[u8]) -> WireResult<(Param, usize)> {
                     expected: "16 bytes (NSIS-ka) or 20 bytes (with MPS)",
                 });
             }
-            let f = |o| f32::from_bits(u32::from_be_bytes(v[o..o + 4].try_into().expect("4")));
+            // The sign bit is cleared as the encoder clears it: rates are never negative.
+            let f = |o| {
+                f32::from_bits(u32::from_be_bytes(v[o..o + 4].try_into().expect("4")) & 0x7fff_ffff)
+            };
             ParamValue::Tmod1(Tmod1 {
                 rate: f(0),
                 bucket: f(4),
