@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 600) each, from the seed corpus.
+# Runs every fuzz target for SECONDS (default 600) each, from the seed corpus,
+# and fails (exit 1) naming the target and the crash file when one crashes.
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); the stable toolchain is made to
 # accept the sanitizer flags with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-600}
-cargo run -q --example fuzz_seeds
+cargo run -q --release --example fuzz_seeds
+failed=()
 for t in gist_decode nslp_decode session_auth_decode early_verify; do
-  mkdir -p fuzz/corpus/$t
+  mkdir -p fuzz/corpus/$t fuzz/artifacts/$t
+  log=fuzz/artifacts/$t/last-run.log
   echo "== $t for ${secs}s"
+  status=0
   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$t" fuzz/corpus/$t fuzz/seeds/$t -- \
-    -max_total_time="$secs" -print_final_stats=1 2>&1 | grep -E "stat::number_of_executed_units|stat::peak_rss|Done|SUMMARY|panicked|ERROR" || true
+    -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  grep -E "stat::number_of_executed_units|stat::peak_rss|SUMMARY|panicked" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    crash=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -1 | cut -d' ' -f5 || true)
+    echo "!! $t crashed (exit $status); crash file: ${crash:-none written, see $log}" >&2
+    failed+=("$t")
+  fi
 done
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "fuzz targets that crashed: ${failed[*]} (reproduce: cargo fuzz run --fuzz-dir fuzz <target> <crash file>)" >&2
+  exit 1
+fi
+echo "no crash"

@@ -5,7 +5,14 @@
 //! `Ok` or a typed [`tlv::WireError`] naming the object at fault; no input
 //! panics, and no length read from the wire is trusted before it is checked
 //! against the buffer (proptest and the cargo-fuzz targets in `fuzz/` hold
-//! them to it). Encoders refuse values that do not fit their fields.
+//! them to it). Encoders never mask or truncate: a length or count that
+//! does not fit its field is a [`tlv::WireError::TooLarge`]. This holds for
+//! every file below; it is not repeated in each.
+//!
+//! Offsets are named once: the GIST header's field ranges and its checked
+//! view live in [`gist::header`] and [`gist::view`], and every reader of
+//! GIST bytes (the GIST codec, the early authorization scan) goes through
+//! them.
 
 pub mod auth;
 pub mod fixtures;

@@ -170,15 +170,17 @@ impl Qspec {
         (r.is_finite() && r >= 0.0).then(|| (r as f64 * 8.0).round() as u64)
     }
 
-    /// Appends the QSPEC PDU (without the NSLP object header).
-    pub fn encode(&self, profile: Profile, out: &mut Vec<u8>) {
+    /// Appends the QSPEC PDU (without the NSLP object header). The bytes
+    /// follow the value (a TMOD-1 has its MPS word when it has an MPS); the
+    /// profile chose that when the value was built or decoded.
+    pub fn encode(&self, _profile: Profile, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         for o in &self.objects {
             let ostart = out.len();
             out.extend_from_slice(&[0; 4]);
             for p in &o.params {
-                encode_param(p, profile, out);
+                encode_param(p, out);
             }
             let words = ((out.len() - ostart - 4) / 4) as u16;
             let h = ((o.error as u32) << 31)
@@ -245,7 +247,7 @@ impl Qspec {
     }
 }
 
-fn encode_param(p: &Param, profile: Profile, out: &mut Vec<u8>) {
+fn encode_param(p: &Param, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     let id = match &p.value {
@@ -255,9 +257,9 @@ fn encode_param(p: &Param, profile: Profile, out: &mut Vec<u8>) {
                 out.extend_from_slice(&(f.to_bits() & 0x7fff_ffff).to_be_bytes());
             }
             out.extend_from_slice(&t.min_policed_unit.to_be_bytes());
-            if profile == Profile::Rfc
-                && let Some(m) = t.max_packet_size
-            {
+            // Written whenever present: `nsis-ka` requests carry none, and
+            // a received 5-word TMOD-1 is forwarded as it came.
+            if let Some(m) = t.max_packet_size {
                 out.extend_from_slice(&m.to_be_bytes());
             }
             PARAM_TMOD1
@@ -302,7 +304,10 @@ fn decode_param(buf: &[u8]) -> WireResult<(Param, usize)> {
                     expected: "16 bytes (NSIS-ka) or 20 bytes (with MPS)",
                 });
             }
-            let f = |o| f32::from_bits(u32::from_be_bytes(v[o..o + 4].try_into().expect("4")));
+            // The sign bit is cleared as the encoder clears it: rates are never negative.
+            let f = |o| {
+                f32::from_bits(u32::from_be_bytes(v[o..o + 4].try_into().expect("4")) & 0x7fff_ffff)
+            };
             ParamValue::Tmod1(Tmod1 {
                 rate: f(0),
                 bucket: f(4),
@@ -387,6 +392,11 @@ pub(crate) mod tests {
         assert_eq!(&out[8..12], &[0x80, 0x01, 0x00, 0x05]);
         assert_eq!(&out[28..32], &[0x00, 0x00, 0x05, 0xdc], "MPS 1500");
         assert_eq!(Qspec::decode(&out, Profile::NsisKa).unwrap(), q);
+        // Found by the nslp_decode fuzz target: re-encoding under `nsis-ka`
+        // used to drop the MPS it had decoded.
+        let mut again = vec![];
+        q.encode(Profile::NsisKa, &mut again);
+        assert_eq!(again, out, "a decoded MPS is re-encoded");
         assert_eq!(
             Qspec::decode(&NSIS_KA_QSPEC, Profile::Rfc)
                 .unwrap()

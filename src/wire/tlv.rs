@@ -54,6 +54,14 @@ pub enum WireError {
     /// Bytes were left over after the last object.
     #[error("{what}: {extra} trailing bytes")]
     Trailing { what: &'static str, extra: usize },
+    /// An encoder was given a length or count its field cannot carry.
+    #[error("{what}: {field} is {value}, more than the {max} its field can carry")]
+    TooLarge {
+        what: &'static str,
+        field: &'static str,
+        value: usize,
+        max: usize,
+    },
 }
 
 /// Shorthand used by every codec in the crate.
@@ -65,6 +73,26 @@ pub fn take<'a>(buf: &'a [u8], n: usize, what: &'static str) -> WireResult<&'a [
         what,
         need: n,
         have: buf.len(),
+    })
+}
+
+/// `value` as a u8 field, or [`WireError::TooLarge`] naming `what`'s `field`.
+pub fn fit_u8(value: usize, what: &'static str, field: &'static str) -> WireResult<u8> {
+    u8::try_from(value).map_err(|_| WireError::TooLarge {
+        what,
+        field,
+        value,
+        max: u8::MAX as usize,
+    })
+}
+
+/// `value` as a u16 field, or [`WireError::TooLarge`] naming `what`'s `field`.
+pub fn fit_u16(value: usize, what: &'static str, field: &'static str) -> WireResult<u16> {
+    u16::try_from(value).map_err(|_| WireError::TooLarge {
+        what,
+        field,
+        value,
+        max: u16::MAX as usize,
     })
 }
 
@@ -141,7 +169,8 @@ impl ObjectHeader {
     /// Largest value the 12-bit length field can describe, in bytes.
     pub const MAX_VALUE_LEN: usize = 0xfff * 4;
 
-    /// Builds a header; `value_len` must be a multiple of 4 and fit 12 bits of words.
+    /// Builds a header for a value whose length is known to fit (a fixed-size
+    /// object); variable-length values go through [`ObjectHeader::checked`].
     pub fn new(ext: Extensibility, obj_type: u16, value_len: usize) -> Self {
         debug_assert!(value_len.is_multiple_of(4) && value_len <= Self::MAX_VALUE_LEN);
         debug_assert!(obj_type <= 0xfff);
@@ -150,6 +179,37 @@ impl ObjectHeader {
             obj_type,
             value_len,
         }
+    }
+
+    /// Builds a header, refusing a value longer than 4095 words or not word
+    /// aligned, and a type wider than 12 bits.
+    pub fn checked(
+        ext: Extensibility,
+        obj_type: u16,
+        value_len: usize,
+        what: &'static str,
+    ) -> WireResult<Self> {
+        if value_len > Self::MAX_VALUE_LEN {
+            return Err(WireError::TooLarge {
+                what,
+                field: "object length (bytes)",
+                value: value_len,
+                max: Self::MAX_VALUE_LEN,
+            });
+        }
+        if obj_type > 0xfff || !value_len.is_multiple_of(4) {
+            return Err(WireError::BadValue {
+                what,
+                detail: format!(
+                    "object type {obj_type:#x} or length {value_len} does not fit a TLV header"
+                ),
+            });
+        }
+        Ok(Self {
+            ext,
+            obj_type,
+            value_len,
+        })
     }
 
     /// Decodes the first 4 bytes of `buf`. Reserved bits are ignored.
@@ -189,6 +249,35 @@ impl ObjectHeader {
 pub fn pad4(out: &mut Vec<u8>) {
     while !out.len().is_multiple_of(4) {
         out.push(0);
+    }
+}
+
+/// Appends one object: its header, then the value `f` writes, padded to a
+/// word; refuses a value too long for the 12-bit length field.
+pub fn emit_object(
+    out: &mut Vec<u8>,
+    ext: Extensibility,
+    obj_type: u16,
+    what: &'static str,
+    f: impl FnOnce(&mut Vec<u8>) -> WireResult<()>,
+) -> WireResult<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; ObjectHeader::LEN]);
+    let r = f(out).and_then(|()| {
+        while !(out.len() - start).is_multiple_of(4) {
+            out.push(0);
+        }
+        ObjectHeader::checked(ext, obj_type, out.len() - start - ObjectHeader::LEN, what)
+    });
+    match r {
+        Ok(h) => {
+            out[start..start + ObjectHeader::LEN].copy_from_slice(&h.to_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
     }
 }
 
@@ -299,6 +388,32 @@ mod tests {
         // reserved bits set on the wire are ignored on parse
         let h2 = ObjectHeader::parse(&[0xb0, 0xfe, 0xf0, 0x13]).unwrap();
         assert_eq!(h2, h);
+    }
+
+    #[test]
+    fn an_object_too_long_for_its_length_field_is_refused() {
+        let mut out = vec![9];
+        let r = emit_object(&mut out, Extensibility::Mandatory, 8, "NSLP-Data", |o| {
+            o.resize(o.len() + ObjectHeader::MAX_VALUE_LEN + 1, 0);
+            Ok(())
+        });
+        assert!(matches!(
+            r,
+            Err(WireError::TooLarge {
+                value: 16384,
+                max: 16380,
+                ..
+            })
+        ));
+        assert_eq!(out, [9], "nothing is left half-written");
+        emit_object(&mut out, Extensibility::Forward, 0x0fe, "x", |o| {
+            o.extend_from_slice(&[1, 2, 3]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, [9, 0x80, 0xfe, 0x00, 0x01, 1, 2, 3, 0]);
+        assert!(fit_u8(256, "Stack-Proposal", "profile count").is_err());
+        assert_eq!(fit_u16(65535, "x", "y"), Ok(65535));
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::machine::{Direction, Flow, Msg, Nli};
 use crate::wire::gist::{
-    Body, ErrorObject, GistPdu, Mri, NSLPID_QOS, PathCoupledMri, error_class, error_code, scan_udp,
+    Body, CommonHeader, ErrorObject, Framing, GistPdu, Header, MessageType, Mri, NSLPID_QOS,
+    PathCoupledMri, error_class, error_code, scan_udp,
 };
-use crate::wire::tlv::{WireError, WireResult};
+use crate::wire::tlv::{ObjectHeader, WireError, WireResult};
 
 /// GIST hop count a Query starts with (NSIS-ka's QoS NSLP default).
 pub const QUERY_HOPS: u8 = 100;
@@ -75,8 +76,15 @@ fn flow_of(m: &Mri) -> WireResult<(Flow, Direction)> {
     }
 }
 
-/// The UDP payload (magic number first) of `msg`.
+/// The UDP payload (magic number first) of `msg`. Panics only when `msg`
+/// carries NSLP-Data longer than GIST can (16 380 bytes): callers that
+/// cannot rule that out use [`try_encode`].
 pub fn encode(msg: &Msg) -> Vec<u8> {
+    try_encode(msg).expect("machine messages carry at most 16 380 bytes of NSLP-Data")
+}
+
+/// The UDP payload of `msg`, or the field that cannot carry it.
+pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
     let pdu = match msg {
         Msg::Query {
             flow,
@@ -172,30 +180,9 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
             unknown: vec![],
         },
         Msg::NoRoutingState { flow, sid, nli } => {
+            // The MRI value without its TLV header, as the Error object carries it.
             let mut m = vec![];
-            let _ = mri(flow, Direction::Downstream);
-            if let Mri::PathCoupled(p) = mri(flow, Direction::Downstream) {
-                // The MRI value without its TLV header, as the Error object carries it.
-                let full = GistPdu {
-                    hops: 1,
-                    nslpid: NSLPID_QOS,
-                    c: false,
-                    s: true,
-                    r: false,
-                    e: false,
-                    body: Body::Data {
-                        mri: Mri::PathCoupled(p),
-                        sid: *sid,
-                        nli: None,
-                        nslp_data: vec![0; 4],
-                    },
-                    unknown: vec![],
-                }
-                .encode()
-                .expect("small PDU");
-                let mri_len = 4 * u16::from_be_bytes([full[10], full[11]]) as usize;
-                m = full[12..12 + mri_len].to_vec();
-            }
+            mri(flow, Direction::Downstream).encode_value(&mut m)?;
             GistPdu {
                 hops: 1,
                 nslpid: NSLPID_QOS,
@@ -211,7 +198,19 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
                         subcode: 0,
                         dmode: true,
                         qmode: false,
-                        header: [1, 1, 0, 0, 0, 1, 3, 0x80],
+                        // The header of the Data that found no state.
+                        header: CommonHeader {
+                            version: 1,
+                            hops: 1,
+                            length_words: 0,
+                            nslpid: NSLPID_QOS,
+                            c: false,
+                            msg_type: MessageType::Data,
+                            s: true,
+                            r: false,
+                            e: false,
+                        }
+                        .to_bytes(),
                         session_id: Some(*sid),
                         mri: Some(m),
                         info: vec![],
@@ -223,7 +222,6 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
         }
     };
     pdu.encode_udp()
-        .expect("machine messages are always encodable")
 }
 
 /// Decodes a UDP payload into a machine message; `Ok(None)` for messages the
@@ -322,9 +320,7 @@ pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
 /// Whether an intercepted datagram is GIST for `nslpid` (magic number and
 /// header), so that anything else is forwarded untouched.
 pub fn is_gist_for(payload: &[u8], nslpid: u16) -> bool {
-    payload.len() >= 12
-        && payload[..4] == crate::wire::gist::MAGIC.to_be_bytes()
-        && u16::from_be_bytes([payload[8], payload[9]]) == nslpid
+    Header::new_checked(payload, Framing::Udp).is_ok_and(|h| h.nslpid() == nslpid)
 }
 
 /// For a Data PDU whose flow ends here (downstream: destination is local;
@@ -332,29 +328,27 @@ pub fn is_gist_for(payload: &[u8], nslpid: u16) -> bool {
 /// virtual link and verifies the authorization early. `None` otherwise.
 pub fn auth_relevant(payload: &[u8], local: &[Ipv4Addr]) -> Option<[u8; 16]> {
     let v = scan_udp(payload).ok()?;
-    if v.header.msg_type != crate::wire::gist::MessageType::Data {
+    if v.header.msg_type != MessageType::Data {
         return None;
     }
-    let m = &payload[v.mri?];
-    // MRI TLV: header(4) | MRM word(4) | src(4) | dst(4) for IPv4.
-    if m.len() < 16 || m[4] != 0 || (m[6] >> 4) != 4 {
-        return None;
-    }
-    let upstream = m[7] & 0x20 != 0;
-    let src = Ipv4Addr::new(m[8], m[9], m[10], m[11]);
-    let dst = Ipv4Addr::new(m[12], m[13], m[14], m[15]);
-    let end = if upstream { src } else { dst };
+    let (flow, dir) =
+        flow_of(&Mri::decode_value(&payload[v.mri?][ObjectHeader::LEN..]).ok()?).ok()?;
+    let end = match dir {
+        Direction::Upstream => flow.src,
+        Direction::Downstream => flow.dst,
+    };
     if !local.contains(&end) {
         return None;
     }
-    let s = &payload[v.sid?];
-    s.get(4..20)?.try_into().ok()
+    payload[v.sid?][ObjectHeader::LEN..].try_into().ok()
 }
 
 /// The GIST Error answering a datagram that failed to decode, if one is due.
 pub fn error_reply(payload: &[u8], err: &WireError) -> Option<Vec<u8>> {
     // Never answer an Error with an Error.
-    if payload.get(10).is_some_and(|t| t & 0x7f == 4) {
+    if Header::new_checked(payload, Framing::Udp)
+        .is_ok_and(|h| h.type_code() == MessageType::Error.to_u8())
+    {
         return None;
     }
     GistPdu::error_reply(payload, err, true).and_then(|p| p.encode_udp().ok())
@@ -474,5 +468,25 @@ mod tests {
         });
         assert_eq!(auth_relevant(&up, &[A]), Some([3; 16]));
         assert_eq!(auth_relevant(&up, &[FLOW.dst]), None);
+    }
+
+    #[test]
+    fn nslp_data_too_long_for_gist_is_refused_not_masked() {
+        let data = |n| Msg::Data {
+            flow: FLOW,
+            dir: Direction::Downstream,
+            sid: [3; 16],
+            nli: None,
+            nslp_data: vec![1; n],
+        };
+        let ok = try_encode(&data(16_380)).unwrap();
+        assert_eq!(decode(&ok).unwrap(), Some(data(16_380)));
+        assert!(matches!(
+            try_encode(&data(16_381)),
+            Err(WireError::TooLarge {
+                what: "NSLP-Data",
+                ..
+            })
+        ));
     }
 }
