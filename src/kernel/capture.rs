@@ -22,7 +22,7 @@ use crate::wire::gist::{MessageType, scan_udp};
 /// Bytes kept of each frame.
 pub const SNAPLEN: usize = 2048;
 const PACKET_OUTGOING: u8 = 4;
-const GIST_PORT: u16 = 270;
+use crate::model::ports::GIST_PORT;
 
 /// One captured frame.
 #[derive(Debug, Clone)]

@@ -231,9 +231,13 @@ impl InfoSpec {
             (1, 4) => Some(Esi::V4(Ipv4Addr::from(
                 <[u8; 4]>::try_from(esi_bytes).expect("4"),
             ))),
-            (2, 16) => Some(Esi::V6(Ipv6Addr::from(
-                <[u8; 16]>::try_from(esi_bytes).expect("16"),
-            ))),
+            // An IPv4-mapped address is the IPv4 node (NSIS-ka writes IPv4
+            // sources that way): one value, whichever way it came, so a
+            // re-encoded INFO_SPEC names the same node.
+            (2, 16) => {
+                let a = Ipv6Addr::from(<[u8; 16]>::try_from(esi_bytes).expect("16"));
+                Some(a.to_ipv4_mapped().map_or(Esi::V6(a), Esi::V4))
+            }
             (1, _) | (2, _) => {
                 return Err(WireError::BadLength {
                     what: "INFO_SPEC ESI",
