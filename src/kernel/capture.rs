@@ -17,12 +17,12 @@ use nix::sys::socket::{
 };
 
 use crate::model::measure::now_ns;
+use crate::model::ports::GIST_PORT;
 use crate::wire::gist::{MessageType, scan_udp};
 
 /// Bytes kept of each frame.
 pub const SNAPLEN: usize = 2048;
 const PACKET_OUTGOING: u8 = 4;
-use crate::model::ports::GIST_PORT;
 
 /// One captured frame.
 #[derive(Debug, Clone)]

@@ -85,21 +85,19 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
 
 /// The UDP payload of `msg`, or the field that cannot carry it.
 pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
-    let pdu = match msg {
+    // Only the hop count and the C and R flags differ between messages.
+    let (hops, c, r, body) = match msg {
         Msg::Query {
             flow,
             dir,
             sid,
             nli,
             query_cookie,
-        } => GistPdu {
-            hops: QUERY_HOPS,
-            nslpid: NSLPID_QOS,
-            c: true,
-            s: true,
-            r: true,
-            e: false,
-            body: Body::Query {
+        } => (
+            QUERY_HOPS,
+            true,
+            true,
+            Body::Query {
                 mri: mri(flow, *dir),
                 sid: *sid,
                 nli: wire_nli(nli),
@@ -107,8 +105,7 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 stack: None,
                 nslp_data: None,
             },
-            unknown: vec![],
-        },
+        ),
         Msg::Response {
             flow,
             dir,
@@ -116,14 +113,11 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
             nli,
             query_cookie,
             responder_cookie,
-        } => GistPdu {
-            hops: 1,
-            nslpid: NSLPID_QOS,
-            c: false,
-            s: true,
-            r: true,
-            e: false,
-            body: Body::Response {
+        } => (
+            1,
+            false,
+            true,
+            Body::Response {
                 mri: mri(flow, *dir),
                 sid: *sid,
                 nli: wire_nli(nli),
@@ -132,22 +126,18 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 stack: None,
                 nslp_data: None,
             },
-            unknown: vec![],
-        },
+        ),
         Msg::Confirm {
             flow,
             dir,
             sid,
             nli,
             responder_cookie,
-        } => GistPdu {
-            hops: 1,
-            nslpid: NSLPID_QOS,
-            c: false,
-            s: true,
-            r: false,
-            e: false,
-            body: Body::Confirm {
+        } => (
+            1,
+            false,
+            false,
+            Body::Confirm {
                 mri: mri(flow, *dir),
                 sid: *sid,
                 nli: wire_nli(nli),
@@ -156,41 +146,33 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 stack_config: None,
                 nslp_data: None,
             },
-            unknown: vec![],
-        },
+        ),
         Msg::Data {
             flow,
             dir,
             sid,
             nli,
             nslp_data,
-        } => GistPdu {
-            hops: 1,
-            nslpid: NSLPID_QOS,
-            c: false,
-            s: true,
-            r: false,
-            e: false,
-            body: Body::Data {
+        } => (
+            1,
+            false,
+            false,
+            Body::Data {
                 mri: mri(flow, *dir),
                 sid: *sid,
                 nli: nli.as_ref().map(wire_nli),
                 nslp_data: nslp_data.clone(),
             },
-            unknown: vec![],
-        },
+        ),
         Msg::NoRoutingState { flow, sid, nli } => {
             // The MRI value without its TLV header, as the Error object carries it.
             let mut m = vec![];
             mri(flow, Direction::Downstream).encode_value(&mut m)?;
-            GistPdu {
-                hops: 1,
-                nslpid: NSLPID_QOS,
-                c: false,
-                s: true,
-                r: false,
-                e: false,
-                body: Body::Error {
+            (
+                1,
+                false,
+                false,
+                Body::Error {
                     nli: Some(wire_nli(nli)),
                     error: ErrorObject {
                         class: error_class::PROTOCOL_ERROR,
@@ -217,11 +199,20 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                         comment: None,
                     },
                 },
-                unknown: vec![],
-            }
+            )
         }
     };
-    pdu.encode_udp()
+    GistPdu {
+        hops,
+        nslpid: NSLPID_QOS,
+        c,
+        s: true,
+        r,
+        e: false,
+        body,
+        unknown: vec![],
+    }
+    .encode_udp()
 }
 
 /// Decodes a UDP payload into a machine message; `Ok(None)` for messages the

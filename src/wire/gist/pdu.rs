@@ -148,6 +148,38 @@ impl GistPdu {
         let qc = |o: &mut Vec<u8>, x: &[u8]| bytes(o, obj::QUERY_COOKIE, "Query-Cookie", x);
         let rc = |o: &mut Vec<u8>, x: &[u8]| bytes(o, obj::RESPONDER_COOKIE, "Responder-Cookie", x);
         let data = |o: &mut Vec<u8>, x: &[u8]| bytes(o, obj::NSLP_DATA, "NSLP-Data", x);
+        // Query, Response and Confirm: the objects in RFC 5971 §5.1 order,
+        // each where the message has it.
+        let handshake = |o: &mut Vec<u8>,
+                         x: &Mri,
+                         s: &[u8; 16],
+                         n: &Nli,
+                         q: Option<&[u8]>,
+                         r: Option<&[u8]>,
+                         p: Option<&StackProposal>,
+                         c: Option<&StackConfigData>,
+                         d: Option<&[u8]>|
+         -> WireResult<()> {
+            mri(o, x)?;
+            sid(o, s)?;
+            nli(o, n)?;
+            if let Some(q) = q {
+                qc(o, q)?;
+            }
+            if let Some(r) = r {
+                rc(o, r)?;
+            }
+            if let Some(p) = p {
+                sp(o, p)?;
+            }
+            if let Some(c) = c {
+                sc(o, c)?;
+            }
+            if let Some(d) = d {
+                data(o, d)?;
+            }
+            Ok(())
+        };
         match &self.body {
             Body::Query {
                 mri: x,
@@ -156,19 +188,17 @@ impl GistPdu {
                 query_cookie,
                 stack,
                 nslp_data,
-            } => {
-                mri(o, x)?;
-                sid(o, s)?;
-                nli(o, n)?;
-                qc(o, query_cookie)?;
-                if let Some((p, c)) = stack {
-                    sp(o, p)?;
-                    sc(o, c)?;
-                }
-                if let Some(d) = nslp_data {
-                    data(o, d)?;
-                }
-            }
+            } => handshake(
+                o,
+                x,
+                s,
+                n,
+                Some(query_cookie),
+                None,
+                stack.as_ref().map(|(p, _)| p),
+                stack.as_ref().map(|(_, c)| c),
+                nslp_data.as_deref(),
+            )?,
             Body::Response {
                 mri: x,
                 sid: s,
@@ -177,22 +207,17 @@ impl GistPdu {
                 responder_cookie,
                 stack,
                 nslp_data,
-            } => {
-                mri(o, x)?;
-                sid(o, s)?;
-                nli(o, n)?;
-                qc(o, query_cookie)?;
-                if let Some(r) = responder_cookie {
-                    rc(o, r)?;
-                }
-                if let Some((p, c)) = stack {
-                    sp(o, p)?;
-                    sc(o, c)?;
-                }
-                if let Some(d) = nslp_data {
-                    data(o, d)?;
-                }
-            }
+            } => handshake(
+                o,
+                x,
+                s,
+                n,
+                Some(query_cookie),
+                responder_cookie.as_deref(),
+                stack.as_ref().map(|(p, _)| p),
+                stack.as_ref().map(|(_, c)| c),
+                nslp_data.as_deref(),
+            )?,
             Body::Confirm {
                 mri: x,
                 sid: s,
@@ -201,23 +226,17 @@ impl GistPdu {
                 stack_proposal,
                 stack_config,
                 nslp_data,
-            } => {
-                mri(o, x)?;
-                sid(o, s)?;
-                nli(o, n)?;
-                if let Some(r) = responder_cookie {
-                    rc(o, r)?;
-                }
-                if let Some(p) = stack_proposal {
-                    sp(o, p)?;
-                }
-                if let Some(c) = stack_config {
-                    sc(o, c)?;
-                }
-                if let Some(d) = nslp_data {
-                    data(o, d)?;
-                }
-            }
+            } => handshake(
+                o,
+                x,
+                s,
+                n,
+                None,
+                responder_cookie.as_deref(),
+                stack_proposal.as_ref(),
+                stack_config.as_ref(),
+                nslp_data.as_deref(),
+            )?,
             Body::Data {
                 mri: x,
                 sid: s,
