@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::wire::auth::{AuthEntity, KeyRing, SessionAuthObject, Timestamp, Transform};
-use crate::wire::gist::{Body, GistPdu, Mri, PathCoupledMri};
+use crate::wire::gist::{GistPdu, Mri, PathCoupledMri};
 use crate::wire::nslp::{NslpMessage, NslpObject};
 use crate::wire::profile::Profile;
 use crate::wire::qspec::Qspec;
@@ -70,21 +70,13 @@ pub fn sample_reserve_pdu(
         );
         m.objects.push(NslpObject::SessionAuth(o.to_bytes(profile)));
     }
-    GistPdu {
-        hops: 1,
-        nslpid: crate::wire::gist::NSLPID_QOS,
-        c: false,
-        s: true,
-        r: false,
-        e: false,
-        body: Body::Data {
-            mri: Mri::PathCoupled(PathCoupledMri::udp_v4(src, dst)),
-            sid: [0x5a; 16],
-            nli: None,
-            nslp_data: m.to_bytes(profile),
-        },
-        unknown: vec![],
-    }
+    GistPdu::data(
+        crate::wire::gist::NSLPID_QOS,
+        Mri::PathCoupled(PathCoupledMri::udp_v4(src, dst)),
+        [0x5a; 16],
+        None,
+        m.to_bytes(profile),
+    )
     .encode_udp()
     .expect("the sample PDU is well-formed")
 }

@@ -2,7 +2,7 @@ use super::object::*;
 use super::sign::*;
 use super::*;
 use crate::wire::gist::Framing;
-use crate::wire::gist::{Body, GistPdu, Mri, PathCoupledMri};
+use crate::wire::gist::{GistPdu, Mri, PathCoupledMri};
 use crate::wire::nslp::{NslpMessage, NslpObject};
 use crate::wire::profile::Profile;
 use hmac::{Hmac, KeyInit, Mac};
@@ -246,21 +246,13 @@ fn listed_but_absent_object_is_refused() {
     let mut m = NslpMessage::tear(1, 1, Some(1));
     m.objects
         .push(NslpObject::SessionAuth(o.to_bytes(Profile::Rfc)));
-    let mut p = GistPdu {
-        hops: 1,
-        nslpid: 1,
-        c: false,
-        s: true,
-        r: false,
-        e: false,
-        body: Body::Data {
-            mri: Mri::PathCoupled(PathCoupledMri::udp_v4(src, src)),
-            sid: [1; 16],
-            nli: None,
-            nslp_data: m.to_bytes(Profile::Rfc),
-        },
-        unknown: vec![],
-    }
+    let mut p = GistPdu::data(
+        1,
+        Mri::PathCoupled(PathCoupledMri::udp_v4(src, src)),
+        [1; 16],
+        None,
+        m.to_bytes(Profile::Rfc),
+    )
     .encode_udp()
     .unwrap();
     assert_eq!(

@@ -117,6 +117,32 @@ fn need<T>(v: Option<T>, missing: &'static str) -> WireResult<T> {
 }
 
 impl GistPdu {
+    /// A D-mode Data PDU as GIST nodes send it: one hop, S flag set (the
+    /// IP source is the signaling source), no unknown objects.
+    pub fn data(
+        nslpid: u16,
+        mri: Mri,
+        sid: [u8; 16],
+        nli: Option<Nli>,
+        nslp_data: Vec<u8>,
+    ) -> Self {
+        Self {
+            hops: 1,
+            nslpid,
+            c: false,
+            s: true,
+            r: false,
+            e: false,
+            body: Body::Data {
+                mri,
+                sid,
+                nli,
+                nslp_data,
+            },
+            unknown: vec![],
+        }
+    }
+
     /// Encodes the bare PDU (common header and objects, no magic number).
     /// Refuses a value, count or message too long for its length field.
     pub fn encode(&self) -> WireResult<Vec<u8>> {

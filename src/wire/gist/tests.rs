@@ -73,21 +73,13 @@ fn construct_query() {
 fn data_round_trip_and_header() {
     let mut mri = PathCoupledMri::udp_v4(TB1, TB4);
     mri.upstream = true;
-    let d = GistPdu {
-        hops: 1,
-        nslpid: 1,
-        c: false,
-        s: true,
-        r: false,
-        e: false,
-        body: Body::Data {
-            mri: Mri::PathCoupled(mri),
-            sid: [1; 16],
-            nli: None,
-            nslp_data: vec![0x03, 0, 0, 0, 0, 1, 0, 1],
-        },
-        unknown: vec![],
-    };
+    let d = GistPdu::data(
+        1,
+        Mri::PathCoupled(mri),
+        [1; 16],
+        None,
+        vec![0x03, 0, 0, 0, 0, 1, 0, 1],
+    );
     let b = d.encode_udp().unwrap();
     assert_eq!(&b[4..12], &[0x01, 0x01, 0x00, 0x0d, 0x00, 0x01, 0x03, 0x80]);
     assert_eq!(&b[16..20], &[0x00, 0x00, 0x48, 0x20], "D flag set");
@@ -201,21 +193,13 @@ fn error_reply_names_the_fault() {
 }
 
 fn data_with(nslp_data: Vec<u8>) -> GistPdu {
-    GistPdu {
-        hops: 1,
-        nslpid: 1,
-        c: false,
-        s: true,
-        r: false,
-        e: false,
-        body: Body::Data {
-            mri: Mri::PathCoupled(PathCoupledMri::udp_v4(TB1, TB4)),
-            sid: [1; 16],
-            nli: None,
-            nslp_data,
-        },
-        unknown: vec![],
-    }
+    GistPdu::data(
+        1,
+        Mri::PathCoupled(PathCoupledMri::udp_v4(TB1, TB4)),
+        [1; 16],
+        None,
+        nslp_data,
+    )
 }
 
 fn too_large(r: WireResult<Vec<u8>>) -> (&'static str, &'static str, usize) {
