@@ -99,7 +99,7 @@ fn namespaces_of(topo: &Topology) -> Vec<String> {
 fn refuse_clash(topo: &Topology) -> Result<()> {
     let name = &topo.name;
     if journal::journal_path(name).is_some_and(|p| p.exists()) {
-        bail!("{name} is up already (its journal exists): run `vlsp down {name}` first");
+        bail!("{name} already exists (it is journaled as up): run `vlsp down {name}` first");
     }
     for n in namespaces_of(topo) {
         let ns = ns_name(name, &n);

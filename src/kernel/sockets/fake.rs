@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::{GistTransport, Incoming, SendMode, SocketError};
+use super::{Datagram, GistTransport, Incoming, SendMode, SocketError};
 
 /// One datagram the node sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,28 +55,17 @@ impl FakeSockets {
 }
 
 impl GistTransport for FakeSockets {
-    fn send(
-        &self,
-        dst: SocketAddrV4,
-        payload: &[u8],
-        ttl: u8,
-        mode: SendMode,
-    ) -> Result<(), SocketError> {
+    fn send(&self, d: &Datagram<'_>) -> Result<(), SocketError> {
         let mut left = self.fail_sends.lock().expect("fail_sends");
         if *left > 0 {
             *left -= 1;
-            return Err(SocketError::Send {
-                dst,
-                mode,
-                len: payload.len(),
-                source: std::io::Error::from_raw_os_error(libc::ENOBUFS),
-            });
+            return Err(d.failed(std::io::Error::from_raw_os_error(libc::ENOBUFS)));
         }
         self.sent.lock().expect("sent").push(Sent {
-            dst,
-            payload: payload.to_vec(),
-            ttl,
-            mode,
+            dst: d.dst,
+            payload: d.payload.to_vec(),
+            ttl: d.ttl,
+            mode: d.mode,
         });
         Ok(())
     }
@@ -138,11 +127,30 @@ mod tests {
     fn sends_are_recorded_and_injected_failures_name_the_destination() {
         let s = FakeSockets::new();
         let dst = SocketAddrV4::new(Ipv4Addr::new(172, 3, 4, 4), 270);
-        s.send(dst, b"q", 64, SendMode::RouterAlert).unwrap();
+        s.send(&Datagram {
+            dst,
+            payload: b"q",
+            ttl: 64,
+            mode: SendMode::RouterAlert,
+        })
+        .unwrap();
         s.fail_sends(1);
-        let e = s.send(dst, b"d", 64, SendMode::Addressed).unwrap_err();
+        let e = s
+            .send(&Datagram {
+                dst,
+                payload: b"d",
+                ttl: 64,
+                mode: SendMode::Addressed,
+            })
+            .unwrap_err();
         assert!(e.to_string().contains("172.3.4.4:270"), "{e}");
-        s.send(dst, b"d", 63, SendMode::Addressed).unwrap();
+        s.send(&Datagram {
+            dst,
+            payload: b"d",
+            ttl: 63,
+            mode: SendMode::Addressed,
+        })
+        .unwrap();
         let sent = s.take_sent();
         assert_eq!(sent.len(), 2);
         assert_eq!(sent[0].mode, SendMode::RouterAlert);

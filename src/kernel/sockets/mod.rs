@@ -95,20 +95,35 @@ pub enum SocketError {
 /// GIST's datagram transport as the node needs it: [`GistSockets`] on the
 /// kernel, [`FakeSockets`] in memory for tests.
 pub trait GistTransport {
-    /// Sends `payload` to `dst` from port 270 with IP TTL `ttl`.
-    fn send(
-        &self,
-        dst: SocketAddrV4,
-        payload: &[u8],
-        ttl: u8,
-        mode: SendMode,
-    ) -> Result<(), SocketError>;
+    /// Sends one datagram from port 270.
+    fn send(&self, d: &Datagram<'_>) -> Result<(), SocketError>;
     /// The next datagram for this node, addressed to it or intercepted;
     /// intercepted ones `keep` refuses are forwarded unchanged.
     fn recv(
         &self,
         keep: impl Fn(&[u8]) -> bool,
     ) -> impl Future<Output = Result<Incoming, SocketError>>;
+}
+
+/// One datagram to send: `payload` to `dst` with IP TTL `ttl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    pub dst: SocketAddrV4,
+    pub payload: &'a [u8],
+    pub ttl: u8,
+    pub mode: SendMode,
+}
+
+impl Datagram<'_> {
+    /// The error naming this datagram when its send failed with `source`.
+    pub fn failed(&self, source: io::Error) -> SocketError {
+        SocketError::Send {
+            dst: self.dst,
+            mode: self.mode,
+            len: self.payload.len(),
+            source,
+        }
+    }
 }
 
 /// The sockets of one node.
@@ -360,20 +375,9 @@ impl GistSockets {
 }
 
 impl GistTransport for GistSockets {
-    fn send(
-        &self,
-        dst: SocketAddrV4,
-        payload: &[u8],
-        ttl: u8,
-        mode: SendMode,
-    ) -> Result<(), SocketError> {
-        self.sendmsg(dst, payload, ttl, mode == SendMode::RouterAlert)
-            .map_err(|source| SocketError::Send {
-                dst,
-                mode,
-                len: payload.len(),
-                source,
-            })
+    fn send(&self, d: &Datagram<'_>) -> Result<(), SocketError> {
+        self.sendmsg(d.dst, d.payload, d.ttl, d.mode == SendMode::RouterAlert)
+            .map_err(|source| d.failed(source))
     }
 
     async fn recv(&self, keep: impl Fn(&[u8]) -> bool) -> Result<Incoming, SocketError> {
