@@ -280,6 +280,9 @@ impl NodeConfig {
             t1: self.gist_t1,
             t2: self.gist_t2,
             secret: rand::random(),
+            // Keep routing state while the NSLP's soft state may still be
+            // refreshed over it.
+            idle: self.lifetime,
             ..gm::Config::default()
         }
     }

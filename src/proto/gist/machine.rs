@@ -16,6 +16,12 @@
 //!   answers with a Response carrying a Responder-Cookie that it can check
 //!   later without keeping any state (delayed state installation); installs
 //!   routing state only when a Confirm returns a valid cookie.
+//! - **Routing-state refresh** (RFC 5971 §4.4.3): the querier repeats the
+//!   handshake before the responder's copy of the state expires, while data
+//!   still go to the known peer. Without it, every NSLP refresh sent after
+//!   the RS-Validity-Time met a responder without state, went through a new
+//!   handshake, and a Data overtaking its Confirm drew "No Routing State".
+//!   State the NSLP has stopped using is let lapse instead of refreshed.
 //! - Data from a peer without routing state is answered with the GIST Error
 //!   "No Routing State" (code 5).
 
@@ -156,6 +162,10 @@ pub struct Config {
     pub ip_ttl: u8,
     /// Secret for Responder-Cookies (rotated by the caller if it wishes).
     pub secret: [u8; 32],
+    /// Routing state the NSLP has sent nothing on for this long is not
+    /// refreshed but let lapse (RFC 5971's inactive-QNode timer). Longer
+    /// than the NSLP's refresh period, or its refreshes find no state.
+    pub idle: Duration,
 }
 
 impl Default for Config {
@@ -167,21 +177,48 @@ impl Default for Config {
             t2: Duration::from_secs(64),
             ip_ttl: 64,
             secret: [0; 32],
+            idle: Duration::from_secs(90),
+        }
+    }
+}
+
+/// A Query out and its retransmission schedule.
+#[derive(Debug)]
+struct Querying {
+    cookie: Vec<u8>,
+    next_retx: Instant,
+    interval: Duration,
+    elapsed: Duration,
+}
+
+impl Querying {
+    fn new(now: Instant, t1: Duration, cookie: Vec<u8>) -> Self {
+        Self {
+            cookie,
+            next_retx: now + t1,
+            interval: t1,
+            elapsed: Duration::ZERO,
         }
     }
 }
 
 #[derive(Debug)]
 enum QState {
-    /// Query sent; waiting for the Response.
-    Waiting {
-        cookie: Vec<u8>,
-        next_retx: Instant,
-        interval: Duration,
-        elapsed: Duration,
+    /// Query sent, no usable peer: data wait in the queue.
+    Waiting(Querying),
+    /// Handshake done: data go in D-mode to `peer` until `expires` (when
+    /// the peer's copy of the state may be gone); refreshed at `refresh_at`.
+    Established {
+        peer: Nli,
+        refresh_at: Instant,
+        expires: Instant,
     },
-    /// Handshake done: data go in D-mode to `peer`.
-    Established { peer: Nli, refresh_at: Instant },
+    /// A refresh Query is out; data still go to `peer` until `expires`.
+    Refreshing {
+        peer: Nli,
+        expires: Instant,
+        query: Querying,
+    },
 }
 
 #[derive(Debug)]
@@ -190,6 +227,31 @@ struct QNode {
     dir: Direction,
     state: QState,
     queue: VecDeque<(Vec<u8>, bool)>,
+    /// When the NSLP last sent on this state (for the idle lapse).
+    last_used: Instant,
+}
+
+impl QNode {
+    /// The peer data may go to now.
+    fn usable_peer(&self, now: Instant) -> Option<&Nli> {
+        match &self.state {
+            QState::Established { peer, expires, .. }
+            | QState::Refreshing { peer, expires, .. }
+                if now < *expires =>
+            {
+                Some(peer)
+            }
+            _ => None,
+        }
+    }
+
+    /// The peer that answered our last handshake, while its state lasts or not.
+    fn known_peer(&self) -> Option<&Nli> {
+        match &self.state {
+            QState::Established { peer, .. } | QState::Refreshing { peer, .. } => Some(peer),
+            QState::Waiting(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -296,59 +358,58 @@ impl Gist {
             return;
         }
         let key = (sid, dir);
-        match self.q.get_mut(&key) {
-            Some(QNode {
-                state: QState::Established { peer, refresh_at },
-                ..
-            }) if now < *refresh_at => {
-                let dst = SocketAddrV4::new(peer.addr, crate::model::ports::GIST_PORT);
-                let nli = Some(Nli {
-                    peer_id: self.cfg.peer_id,
-                    ip_ttl: self.cfg.ip_ttl,
-                    rs_validity_ms: self.cfg.rs_validity.as_millis() as u32,
-                    addr: local,
-                });
-                self.out.push_back(Transmit {
-                    dst,
-                    qmode: false,
-                    ttl: self.cfg.ip_ttl,
-                    msg: Msg::Data {
-                        flow,
-                        dir,
-                        sid,
-                        nli,
-                        nslp_data,
-                    },
-                    sign,
-                });
-            }
-            Some(QNode {
-                state: QState::Waiting { .. },
-                queue,
-                ..
-            }) => queue.push_back((nslp_data, sign)),
-            _ => {
-                // No state, or state too old to trust: (re-)run the handshake.
-                let cookie = self.next_cookie();
-                let mut queue = VecDeque::new();
-                queue.push_back((nslp_data, sign));
-                self.q.insert(
-                    key,
-                    QNode {
-                        flow,
-                        dir,
-                        state: QState::Waiting {
-                            cookie: cookie.clone(),
-                            next_retx: now + self.cfg.t1,
-                            interval: self.cfg.t1,
-                            elapsed: Duration::ZERO,
+        let node = match self.q.remove(&key) {
+            Some(mut node) => {
+                node.last_used = now;
+                if let Some(peer) = node.usable_peer(now) {
+                    let dst = SocketAddrV4::new(peer.addr, crate::model::ports::GIST_PORT);
+                    let nli = Some(self.nli(local));
+                    self.out.push_back(Transmit {
+                        dst,
+                        qmode: false,
+                        ttl: self.cfg.ip_ttl,
+                        msg: Msg::Data {
+                            flow,
+                            dir,
+                            sid,
+                            nli,
+                            nslp_data,
                         },
-                        queue,
-                    },
-                );
-                self.push_query(flow, dir, sid, local, cookie);
+                        sign,
+                    });
+                    self.q.insert(key, node);
+                    return;
+                }
+                match node.state {
+                    // A refresh whose old peer may have forgotten us: wait
+                    // for its Response like for a first one.
+                    QState::Refreshing { query, .. } => node.state = QState::Waiting(query),
+                    QState::Waiting(_) => {}
+                    // State too old to trust: run the handshake again.
+                    QState::Established { .. } => {
+                        let cookie = self.next_cookie();
+                        node.state =
+                            QState::Waiting(Querying::new(now, self.cfg.t1, cookie.clone()));
+                        self.push_query(flow, dir, sid, local, cookie);
+                    }
+                }
+                node
             }
-        }
+            None => {
+                let cookie = self.next_cookie();
+                self.push_query(flow, dir, sid, local, cookie.clone());
+                QNode {
+                    flow,
+                    dir,
+                    state: QState::Waiting(Querying::new(now, self.cfg.t1, cookie)),
+                    queue: VecDeque::new(),
+                    last_used: now,
+                }
+            }
+        };
+        let mut node = node;
+        node.queue.push_back((nslp_data, sign));
+        self.q.insert(key, node);
     }
 
     fn next_cookie(&mut self) -> Vec<u8> {
@@ -430,15 +491,19 @@ impl Gist {
                     return; // not ours, or already answered: drop silently
                 };
                 match &node.state {
-                    QState::Waiting { cookie, .. } if *cookie == query_cookie => {}
+                    QState::Waiting(q) | QState::Refreshing { query: q, .. }
+                        if q.cookie == query_cookie => {}
                     _ => return,
                 }
                 let validity = Duration::from_millis(nli.rs_validity_ms as u64);
                 let peer = nli.clone();
                 node.state = QState::Established {
                     peer: peer.clone(),
-                    // Re-handshake before the peer's state can expire.
-                    refresh_at: now + validity.mul_f32(0.75),
+                    // Refresh before the peer's state can expire (it counts
+                    // from the Confirm, which leaves after this instant);
+                    // no sooner than T1, so a tiny validity cannot spin.
+                    refresh_at: now + validity.mul_f32(0.75).max(self.cfg.t1),
+                    expires: now + validity,
                 };
                 let queued: Vec<_> = node.queue.drain(..).collect();
                 let me = Nli {
@@ -509,14 +574,15 @@ impl Gist {
                             || nli.as_ref().is_some_and(|n| n.addr == r.peer.addr)
                     }
                     None => false,
-                } || match self.q.get(&(sid, opposite(dir))) {
-                    Some(QNode {
-                        state: QState::Established { peer, .. },
-                        ..
-                    }) => {
+                } || match self
+                    .q
+                    .get(&(sid, opposite(dir)))
+                    .and_then(QNode::known_peer)
+                {
+                    Some(peer) => {
                         peer.addr == *src.ip() || nli.as_ref().is_some_and(|n| n.addr == peer.addr)
                     }
-                    _ => false,
+                    None => false,
                 };
                 if !from_known_peer {
                     let me = self.nli(local);
@@ -542,7 +608,7 @@ impl Gist {
                 // forget ours so the next send re-runs the handshake.
                 let before = self.q.len();
                 self.q.retain(|(s, _), n| {
-                    !(*s == sid && matches!(&n.state, QState::Established { peer, .. } if peer.addr == *src.ip()))
+                    !(*s == sid && n.known_peer().is_some_and(|p| p.addr == *src.ip()))
                 });
                 if self.q.len() != before {
                     self.events.push_back(Event::RoutingStateLost {
@@ -562,62 +628,90 @@ impl Gist {
 
     /// The next instant at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let q = self.q.values().filter_map(|n| match n.state {
-            QState::Waiting { next_retx, .. } => Some(next_retx),
-            QState::Established { .. } => None,
+        let q = self.q.values().map(|n| match &n.state {
+            QState::Waiting(q) => q.next_retx,
+            QState::Established { refresh_at, .. } => *refresh_at,
+            QState::Refreshing { expires, query, .. } => query.next_retx.min(*expires),
         });
         let r = self.r.values().map(|n| n.expires);
         q.chain(r).min()
     }
 
-    /// Retransmits Queries that went unanswered, gives up after T2, and
-    /// expires responder state. `local_for` gives our address towards a
-    /// destination (for the NLI of a retransmitted Query).
+    /// Retransmits Queries that went unanswered, gives up after T2,
+    /// refreshes routing state in use, and expires responder state.
+    /// `local_for` gives our address towards a destination (for the NLI of
+    /// a Query).
     pub fn handle_timeout(&mut self, now: Instant, local_for: impl Fn(Ipv4Addr) -> Ipv4Addr) {
-        let mut retx = Vec::new();
-        let mut lost = Vec::new();
-        for (key, node) in self.q.iter_mut() {
-            if let QState::Waiting {
-                cookie,
-                next_retx,
-                interval,
-                elapsed,
-            } = &mut node.state
-            {
-                if *next_retx > now {
-                    continue;
+        let keys: Vec<_> = self.q.keys().copied().collect();
+        for key in keys {
+            self.q_timeout(now, key, &local_for);
+        }
+        self.r.retain(|_, n| n.expires > now);
+    }
+
+    fn q_timeout(
+        &mut self,
+        now: Instant,
+        key: (Sid, Direction),
+        local_for: &impl Fn(Ipv4Addr) -> Ipv4Addr,
+    ) {
+        let Some(mut node) = self.q.remove(&key) else {
+            return;
+        };
+        let target = match node.dir {
+            Direction::Downstream => node.flow.dst,
+            Direction::Upstream => node.flow.src,
+        };
+        node.state = match node.state {
+            QState::Established {
+                peer,
+                refresh_at,
+                expires,
+            } if refresh_at <= now => {
+                if now.saturating_duration_since(node.last_used) >= self.cfg.idle {
+                    return; // unused: let it lapse, the next send queries anew
                 }
-                // Back off (T1, 2·T1, 4·T1, ...) while the whole attempt
-                // stays within T2; the timeout that would overrun it ends it.
-                *elapsed += *interval;
-                let next = *interval * 2;
-                if *elapsed + next > self.cfg.t2 {
-                    lost.push(*key);
-                    continue;
+                let cookie = self.next_cookie();
+                self.push_query(
+                    node.flow,
+                    node.dir,
+                    key.0,
+                    local_for(target),
+                    cookie.clone(),
+                );
+                QState::Refreshing {
+                    peer,
+                    expires,
+                    query: Querying::new(now, self.cfg.t1, cookie),
                 }
-                *interval = next;
-                *next_retx = now + next;
-                retx.push((node.flow, node.dir, key.0, cookie.clone()));
             }
-        }
-        for (flow, dir, sid, cookie) in retx {
-            let target = match dir {
-                Direction::Downstream => flow.dst,
-                Direction::Upstream => flow.src,
-            };
-            self.push_query(flow, dir, sid, local_for(target), cookie);
-        }
-        for key in lost {
-            if let Some(node) = self.q.remove(&key) {
+            // The refresh went unanswered while the peer's state lasted:
+            // from now on data wait for a Response.
+            QState::Refreshing { expires, query, .. } if expires <= now => QState::Waiting(query),
+            s => s,
+        };
+        if let QState::Waiting(q) | QState::Refreshing { query: q, .. } = &mut node.state
+            && q.next_retx <= now
+        {
+            // Back off (T1, 2·T1, 4·T1, ...) while the whole attempt stays
+            // within T2; the timeout that would overrun it ends it.
+            q.elapsed += q.interval;
+            let next = q.interval * 2;
+            if q.elapsed + next > self.cfg.t2 {
                 self.events.push_back(Event::PeerLost {
                     sid: key.0,
                     flow: node.flow,
                     dir: node.dir,
                     dropped: node.queue.len(),
                 });
+                return;
             }
+            q.interval = next;
+            q.next_retx = now + next;
+            let cookie = q.cookie.clone();
+            self.push_query(node.flow, node.dir, key.0, local_for(target), cookie);
         }
-        self.r.retain(|_, n| n.expires > now);
+        self.q.insert(key, node);
     }
 
     /// The next datagram to send.
@@ -668,6 +762,8 @@ mod tests {
         now: Instant,
         /// Drop the next n datagrams from A.
         drop_from_a: usize,
+        /// Deliver what A sends at one instant in reverse order.
+        reverse: bool,
         log: Vec<&'static str>,
     }
 
@@ -688,13 +784,18 @@ mod tests {
                 b: node(2),
                 now: Instant::now(),
                 drop_from_a: 0,
+                reverse: false,
                 log: vec![],
             }
         }
         fn drive(&mut self) {
             loop {
                 let mut progressed = false;
-                while let Some(t) = self.a.poll_transmit() {
+                let mut batch: Vec<_> = std::iter::from_fn(|| self.a.poll_transmit()).collect();
+                if self.reverse {
+                    batch.reverse();
+                }
+                for t in batch {
                     progressed = true;
                     if self.drop_from_a > 0 {
                         self.drop_from_a -= 1;
@@ -714,6 +815,39 @@ mod tests {
                     break;
                 }
             }
+        }
+
+        /// Runs both nodes' timers (and the link) up to `end`.
+        fn run_until(&mut self, end: Instant) {
+            loop {
+                self.drive();
+                let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = self.now.max(t);
+                        let now = self.now;
+                        if self.a.poll_timeout().is_some_and(|t| t <= now) {
+                            self.a.handle_timeout(now, |_| A);
+                        }
+                        if self.b.poll_timeout().is_some_and(|t| t <= now) {
+                            self.b.handle_timeout(now, |_| B);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            self.now = end;
+        }
+
+        fn send_from_a(&mut self, data: &[u8]) {
+            let now = self.now;
+            let d = data.to_vec();
+            self.a
+                .send(now, SID, FLOW, Direction::Downstream, A, d, false);
+            self.drive();
         }
     }
 
@@ -906,7 +1040,8 @@ mod tests {
         p.now += Duration::from_secs(31);
         p.b.handle_timeout(p.now, |_| B);
         assert_eq!(p.b.session_count(), 0);
-        // A's state is older than 0.75 RS: the next send re-runs the handshake.
+        // A's state is past B's RS validity (A's timers were not run, so
+        // it did not refresh it): the next send re-runs the handshake.
         p.log.clear();
         p.a.send(
             p.now,
@@ -919,5 +1054,78 @@ mod tests {
         );
         p.drive();
         assert_eq!(p.log, ["Query", "Response", "Confirm", "Data"]);
+    }
+
+    /// The open finding of tests/node_core.rs: an NSLP refresh sent after
+    /// the responder's RS-Validity-Time used to start a new handshake, the
+    /// Data went right behind the Confirm, and a Data overtaking it drew
+    /// "No Routing State" (the refresh was lost). Routing state in use is
+    /// now refreshed ahead of time, so the refresh goes straight as Data.
+    #[test]
+    fn routing_state_in_use_is_refreshed_before_the_responder_forgets_it() {
+        let mut p = Pair::new();
+        let t0 = p.now;
+        p.send_from_a(b"RESERVE");
+        assert_eq!(p.log, ["Query", "Response", "Confirm", "Data"]);
+        while p.b.poll_event().is_some() {}
+        p.reverse = true;
+        p.log.clear();
+        // Past the 30 s RS validity, as an NSLP refresh (R = 30 s) is.
+        p.run_until(t0 + Duration::from_secs(40));
+        assert_eq!(p.log, ["Query", "Response", "Confirm"], "one refresh");
+        assert_eq!(p.b.session_count(), 1, "B's state was refreshed");
+        p.log.clear();
+        p.send_from_a(b"REFRESH");
+        assert_eq!(p.log, ["Data"], "no handshake in front of the refresh");
+        assert!(matches!(
+            p.b.poll_event(),
+            Some(Event::Received { nslp_data, .. }) if nslp_data == b"REFRESH"
+        ));
+    }
+
+    #[test]
+    fn unused_routing_state_lapses_instead_of_being_refreshed() {
+        let mut p = Pair::new();
+        let t0 = p.now;
+        p.send_from_a(b"RESERVE");
+        p.log.clear();
+        p.run_until(t0 + Duration::from_secs(200));
+        // Refreshes at 22.5, 45 and 67.5 s; at 90 s (idle) A lets it go.
+        let queries = p.log.iter().filter(|k| **k == "Query").count();
+        assert_eq!(queries, 3, "{:?}", p.log);
+        assert_eq!(p.a.session_count(), 0);
+        assert_eq!(p.b.session_count(), 0);
+        assert_eq!(p.a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unanswered_refresh_keeps_the_peer_only_while_its_state_lasts() {
+        let mut p = Pair::new();
+        let t0 = p.now;
+        p.send_from_a(b"RESERVE");
+        p.drop_from_a = usize::MAX;
+        p.log.clear();
+        p.run_until(t0 + Duration::from_millis(22_600));
+        assert_eq!(p.log, ["lost"], "the refresh Query (at 22.5 s)");
+        // The old peer still holds our state: data go to it.
+        p.send_from_a(b"A");
+        assert_eq!(p.log, ["lost", "lost"]);
+        // After the peer's RS validity they wait for a Response instead,
+        // and the attempt ends after T2 with a PeerLost.
+        p.run_until(t0 + Duration::from_secs(31));
+        p.log.clear();
+        p.send_from_a(b"B");
+        assert!(p.log.is_empty(), "queued: {:?}", p.log);
+        p.run_until(t0 + Duration::from_secs(120));
+        assert_eq!(
+            std::iter::from_fn(|| p.a.poll_event()).last(),
+            Some(Event::PeerLost {
+                sid: SID,
+                flow: FLOW,
+                dir: Direction::Downstream,
+                dropped: 1
+            })
+        );
+        assert_eq!(p.a.session_count(), 0);
     }
 }
