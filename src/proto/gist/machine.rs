@@ -292,6 +292,34 @@ impl Gist {
         }
     }
 
+    /// Queues D-mode Data for `peer`, with our NLI.
+    #[allow(clippy::too_many_arguments)]
+    fn push_data(
+        &mut self,
+        peer: Ipv4Addr,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        local: Ipv4Addr,
+        nslp_data: Vec<u8>,
+        sign: bool,
+    ) {
+        let nli = Some(self.nli(local));
+        self.out.push_back(Transmit {
+            dst: SocketAddrV4::new(peer, crate::model::ports::GIST_PORT),
+            qmode: false,
+            ttl: self.cfg.ip_ttl,
+            msg: Msg::Data {
+                flow,
+                dir,
+                sid,
+                nli,
+                nslp_data,
+            },
+            sign,
+        });
+    }
+
     fn nli(&self, local: Ipv4Addr) -> Nli {
         Nli {
             peer_id: self.cfg.peer_id,
@@ -330,21 +358,8 @@ impl Gist {
         // A peer that queried us towards `opposite(dir)` is our next hop in
         // `dir`: e.g. for an upstream RESPONSE, the node that sent the Query.
         if let Some(r) = self.r.get(&(sid, opposite(dir))) {
-            let dst = SocketAddrV4::new(r.peer.addr, crate::model::ports::GIST_PORT);
-            let nli = Some(self.nli(local));
-            self.out.push_back(Transmit {
-                dst,
-                qmode: false,
-                ttl: self.cfg.ip_ttl,
-                msg: Msg::Data {
-                    flow,
-                    dir,
-                    sid,
-                    nli,
-                    nslp_data,
-                },
-                sign,
-            });
+            let peer = r.peer.addr;
+            self.push_data(peer, sid, flow, dir, local, nslp_data, sign);
             return;
         }
         if dir == Direction::Upstream {
@@ -362,21 +377,7 @@ impl Gist {
             Some(mut node) => {
                 node.last_used = now;
                 if let Some(peer) = node.usable_peer(now) {
-                    let dst = SocketAddrV4::new(peer.addr, crate::model::ports::GIST_PORT);
-                    let nli = Some(self.nli(local));
-                    self.out.push_back(Transmit {
-                        dst,
-                        qmode: false,
-                        ttl: self.cfg.ip_ttl,
-                        msg: Msg::Data {
-                            flow,
-                            dir,
-                            sid,
-                            nli,
-                            nslp_data,
-                        },
-                        sign,
-                    });
+                    self.push_data(peer.addr, sid, flow, dir, local, nslp_data, sign);
                     self.q.insert(key, node);
                     return;
                 }

@@ -114,33 +114,21 @@ fn full_mri_v6_round_trip() {
 
 #[test]
 fn header_errors_are_typed() {
-    let mut b = QUERY;
-    b[4] = 2;
-    assert!(matches!(
-        GistPdu::decode_udp(&b),
-        Err(WireError::BadValue {
-            what: "GIST common header",
-            ..
-        })
-    ));
-    let mut b = QUERY;
-    b[0] = 0;
-    assert!(matches!(
-        GistPdu::decode_udp(&b),
-        Err(WireError::BadValue {
-            what: "GIST magic number",
-            ..
-        })
-    ));
-    let mut b = QUERY;
-    b[7] = 0x16; // length says 22 words
-    assert!(matches!(
-        GistPdu::decode_udp(&b),
-        Err(WireError::BadLength {
-            what: "GIST PDU",
-            ..
-        })
-    ));
+    // (byte, value, the object the error names)
+    for (i, v, what) in [
+        (4, 2, "GIST common header"), // version 2
+        (0, 0, "GIST magic number"),  // magic broken
+        (7, 0x16, "GIST PDU"),        // length says 22 words
+    ] {
+        let mut b = QUERY;
+        b[i] = v;
+        match GistPdu::decode_udp(&b) {
+            Err(WireError::BadValue { what: w, .. } | WireError::BadLength { what: w, .. }) => {
+                assert_eq!(w, what, "byte {i} = {v:#x}")
+            }
+            other => panic!("byte {i} = {v:#x}: {other:?}"),
+        }
+    }
     let mut b = QUERY;
     b[10] = 0x82; // Confirm with C
     b[11] = 0x80;
