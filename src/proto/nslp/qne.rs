@@ -24,6 +24,22 @@ impl Nslp {
         }
         let rate = msg.qspec().and_then(|q| q.rate_bps()).map(Rate::from_bps);
         let known = self.sessions.contains_key(&sid);
+        let classifier = classifier(
+            &flow,
+            msg.vlsp()
+                .or_else(|| self.sessions.get(&sid).and_then(|s| s.vlsp.as_ref())),
+        );
+        let forward = Forward {
+            flow,
+            rsn,
+            epoch,
+            rii,
+            is_refresh,
+            msg,
+            local: ctx.local,
+            known,
+            rate,
+        };
         if !known || rate.is_some() {
             let Some(link) = ctx.egress_link.clone() else {
                 self.refuse(RefusalReason::NoRoute);
@@ -52,40 +68,14 @@ impl Nslp {
                 );
                 return;
             };
-            let classifier = classifier(
-                &flow,
-                msg.vlsp()
-                    .or_else(|| self.sessions.get(&sid).and_then(|s| s.vlsp.as_ref())),
-            );
             let then = Parked::Forward(Box::new(Forward {
-                flow,
-                rsn,
-                epoch,
-                rii,
-                is_refresh,
-                msg,
-                local: ctx.local,
-                known,
                 rate: Some(rate),
+                ..forward
             }));
             self.admit_then(now, sid, &link, rate, classifier, then);
             return;
         }
-        self.qne_forward(
-            now,
-            sid,
-            Forward {
-                flow,
-                rsn,
-                epoch,
-                rii,
-                is_refresh,
-                msg,
-                local: ctx.local,
-                known,
-                rate,
-            },
-        );
+        self.qne_forward(now, sid, forward);
     }
 
     /// Keeps the (admitted) reservation's state and forwards the RESERVE.

@@ -323,13 +323,7 @@ impl Nslp {
         self.drop_session(sid);
         self.actions.push_back(Action::Forget { sid });
         // Free the reservations of the nodes still reachable.
-        self.send(
-            sid,
-            flow,
-            Direction::Downstream,
-            NslpMessage::tear(rsn, self.cfg.epoch, None),
-            false,
-        );
+        self.send_tear(sid, flow, rsn);
         let vlink_id = vlsp.as_ref().map(|v| v.vlink_id);
         if was_up && let Some(v) = vlsp {
             self.stats.links_lost += 1;

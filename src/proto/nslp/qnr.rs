@@ -211,13 +211,7 @@ impl Nslp {
                         // Our end failed: undo the whole link.
                         let rsn = s.rsn_out.wrapping_add(1);
                         self.drop_session(sid);
-                        self.send(
-                            sid,
-                            flow,
-                            Direction::Downstream,
-                            NslpMessage::tear(rsn, self.cfg.epoch, None),
-                            false,
-                        );
+                        self.send_tear(sid, flow, rsn);
                         self.actions.push_back(Action::Forget { sid });
                         if let Some(req_id) = req {
                             self.actions.push_back(Action::Reply {

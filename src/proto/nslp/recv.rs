@@ -59,6 +59,30 @@ impl Nslp {
         self.send(sid, flow, Direction::Upstream, msg, authenticate);
     }
 
+    /// Tells the initiator its tear was carried out here.
+    fn confirm_teardown(&mut self, sid: Sid, flow: Flow, rii: Option<u32>, local: Ipv4Addr) {
+        self.answer(
+            sid,
+            flow,
+            rii,
+            InfoSpec::teardown_successful(local),
+            None,
+            false,
+        );
+    }
+
+    /// A tearing RESERVE with `rsn` towards the responder (unsigned: the
+    /// nodes downstream free what they hold for this session).
+    pub(super) fn send_tear(&mut self, sid: Sid, flow: Flow, rsn: u32) {
+        self.send(
+            sid,
+            flow,
+            Direction::Downstream,
+            NslpMessage::tear(rsn, self.cfg.epoch, None),
+            false,
+        );
+    }
+
     pub(super) fn on_reserve(
         &mut self,
         now: Instant,
@@ -132,14 +156,7 @@ impl Nslp {
             // Nothing here; still confirm a tear that asks for it, so the
             // initiator is not left waiting.
             if ctx.is_destination && rii.is_some() {
-                self.answer(
-                    sid,
-                    flow,
-                    rii,
-                    InfoSpec::teardown_successful(ctx.local),
-                    None,
-                    false,
-                );
+                self.confirm_teardown(sid, flow, rii, ctx.local);
             }
             return;
         };
@@ -186,14 +203,7 @@ impl Nslp {
                     }),
                     None => {
                         self.sessions.remove(&sid);
-                        self.answer(
-                            sid,
-                            flow,
-                            rii,
-                            InfoSpec::teardown_successful(ctx.local),
-                            None,
-                            false,
-                        );
+                        self.confirm_teardown(sid, flow, rii, ctx.local);
                     }
                 }
             }
