@@ -779,6 +779,19 @@ mod tests {
     }
 
     impl Pair {
+        /// A sends `data` downstream on the test session.
+        fn send_downstream(&mut self, data: &[u8]) {
+            self.a.send(
+                self.now,
+                SID,
+                FLOW,
+                Direction::Downstream,
+                A,
+                data.to_vec(),
+                false,
+            );
+        }
+
         fn new() -> Self {
             Self {
                 a: node(1),
@@ -920,15 +933,7 @@ mod tests {
     fn lost_query_is_retransmitted_with_backoff() {
         let mut p = Pair::new();
         p.drop_from_a = 2;
-        p.a.send(
-            p.now,
-            SID,
-            FLOW,
-            Direction::Downstream,
-            A,
-            b"X".to_vec(),
-            false,
-        );
+        p.send_downstream(b"X");
         p.drive();
         assert_eq!(p.log, ["lost"]);
         let t1 = p.a.poll_timeout().unwrap();
@@ -1027,15 +1032,7 @@ mod tests {
     #[test]
     fn responder_state_expires() {
         let mut p = Pair::new();
-        p.a.send(
-            p.now,
-            SID,
-            FLOW,
-            Direction::Downstream,
-            A,
-            b"X".to_vec(),
-            false,
-        );
+        p.send_downstream(b"X");
         p.drive();
         assert_eq!(p.b.session_count(), 1);
         p.now += Duration::from_secs(31);
