@@ -143,6 +143,20 @@ impl GistPdu {
         }
     }
 
+    /// A GIST Error PDU (D-mode, one hop, S flag set).
+    pub fn error(nslpid: u16, nli: Option<Nli>, error: ErrorObject) -> Self {
+        Self {
+            hops: 1,
+            nslpid,
+            c: false,
+            s: true,
+            r: false,
+            e: false,
+            body: Body::Error { nli, error },
+            unknown: vec![],
+        }
+    }
+
     /// Encodes the bare PDU (common header and objects, no magic number).
     /// Refuses a value, count or message too long for its length field.
     pub fn encode(&self) -> WireResult<Vec<u8>> {
@@ -536,34 +550,26 @@ impl GistPdu {
             ),
         };
         let nslpid = hv.nslpid();
-        Some(Self {
-            hops: 1,
+        Some(Self::error(
             nslpid,
-            c: false,
-            s: true,
-            r: false,
-            e: false,
-            body: Body::Error {
-                nli: None,
-                error: ErrorObject {
-                    class,
-                    code,
-                    subcode,
-                    dmode,
-                    qmode: !dmode,
-                    header,
-                    session_id: None,
-                    mri: None,
-                    info: vec![],
-                    comment: Some({
-                        let mut c = err.to_string().into_bytes();
-                        c.truncate(200);
-                        pad4(&mut c);
-                        c
-                    }),
-                },
+            None,
+            ErrorObject {
+                class,
+                code,
+                subcode,
+                dmode,
+                qmode: !dmode,
+                header,
+                session_id: None,
+                mri: None,
+                info: vec![],
+                comment: Some({
+                    let mut c = err.to_string().into_bytes();
+                    c.truncate(200);
+                    pad4(&mut c);
+                    c
+                }),
             },
-            unknown: vec![],
-        })
+        ))
     }
 }

@@ -272,16 +272,11 @@ fn counts_that_do_not_fit_a_byte_are_refused() {
     };
     assert_eq!(too_large(stack_with(one, sc3)).1, "MPO-Count");
 
-    let err = |info: Vec<(u16, Vec<u8>)>, mri: Option<Vec<u8>>| GistPdu {
-        hops: 1,
-        nslpid: 1,
-        c: false,
-        s: true,
-        r: false,
-        e: false,
-        body: Body::Error {
-            nli: None,
-            error: ErrorObject {
+    let err = |info: Vec<(u16, Vec<u8>)>, mri: Option<Vec<u8>>| {
+        GistPdu::error(
+            1,
+            None,
+            ErrorObject {
                 class: 2,
                 code: 1,
                 subcode: 0,
@@ -293,8 +288,7 @@ fn counts_that_do_not_fit_a_byte_are_refused() {
                 info,
                 comment: None,
             },
-        },
-        unknown: vec![],
+        )
     };
     assert_eq!(
         too_large(err(vec![(1, vec![]); 256], None).encode()).1,
