@@ -180,6 +180,20 @@ fn error_reply_names_the_fault() {
     assert_eq!(GistPdu::decode_udp(&bytes).unwrap(), reply);
 }
 
+/// Stack-Configuration-Data as NSIS-ka offers it: TCP on port 30000, MA
+/// hold time 180 s.
+fn tcp_30000() -> StackConfigData {
+    StackConfigData {
+        ma_hold_time_ms: 180_000,
+        options: vec![MaOption {
+            protocol: 1,
+            profile: 1,
+            d: false,
+            data: vec![0x75, 0x30],
+        }],
+    }
+}
+
 fn data_with(nslp_data: Vec<u8>) -> GistPdu {
     GistPdu::data(
         1,
@@ -331,15 +345,7 @@ fn confirm_keeps_both_stack_objects() {
         stack_proposal: Some(StackProposal {
             profiles: vec![vec![1]],
         }),
-        stack_config: Some(StackConfigData {
-            ma_hold_time_ms: 180_000,
-            options: vec![MaOption {
-                protocol: 1,
-                profile: 1,
-                d: false,
-                data: vec![0x75, 0x30],
-            }],
-        }),
+        stack_config: Some(tcp_30000()),
         nslp_data: None,
     };
     let b = q.encode_framed(Framing::Tcp).unwrap();
@@ -438,15 +444,7 @@ fn arb_pdu() -> impl Strategy<Value = GistPdu> {
                         StackProposal {
                             profiles: vec![vec![1], vec![2, 1]],
                         },
-                        StackConfigData {
-                            ma_hold_time_ms: 180_000,
-                            options: vec![MaOption {
-                                protocol: 1,
-                                profile: 1,
-                                d: false,
-                                data: vec![0x75, 0x30],
-                            }],
-                        },
+                        tcp_30000(),
                     )),
                     nslp_data: data,
                 },
