@@ -386,12 +386,7 @@ impl Tc {
         c: &Classifier,
     ) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
-        self.request(
-            class(i, minor, TOP_MINOR, rate_bps, rate_bps),
-            true,
-            &format!("HTB class 1:{minor:x}"),
-            ifname,
-        )?;
+        self.put_class(ifname, i, minor, rate_bps, true)?;
         if let Err(e) = self.request(
             filter(i, minor, c),
             true,
@@ -407,10 +402,28 @@ impl Tc {
     /// Changes the rate of class `1:minor`.
     pub fn change(&mut self, ifname: &str, minor: u16, rate_bps: u64) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
+        self.put_class(ifname, i, minor, rate_bps, false)
+    }
+
+    /// Creates (`create`) or changes class `1:minor` on interface `i` with
+    /// rate = ceil = `rate_bps`.
+    fn put_class(
+        &mut self,
+        ifname: &str,
+        i: u32,
+        minor: u16,
+        rate_bps: u64,
+        create: bool,
+    ) -> Result<(), QosError> {
+        let what = if create {
+            format!("HTB class 1:{minor:x}")
+        } else {
+            format!("HTB class 1:{minor:x} (change)")
+        };
         self.request(
             class(i, minor, TOP_MINOR, rate_bps, rate_bps),
-            false,
-            &format!("HTB class 1:{minor:x} (change)"),
+            create,
+            &what,
             ifname,
         )
     }

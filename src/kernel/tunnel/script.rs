@@ -141,20 +141,11 @@ mod tests {
     fn script_errors_are_typed_and_name_the_node() {
         let e = end();
         let p = PathBuf::from("/x/vlink-up.sh");
-        let exists = script_error(
-            p.clone(),
-            &e,
-            "1".into(),
-            "RTNETLINK answers: File exists".into(),
-        );
+        let failed = |stderr: &str| script_error(p.clone(), &e, "1".into(), stderr.into());
+        let exists = failed("RTNETLINK answers: File exists");
         assert!(matches!(exists, VlinkError::Exists { .. }));
         assert!(exists.to_string().contains("172.1.2.1"));
-        let gone = script_error(
-            p.clone(),
-            &e,
-            "1".into(),
-            "Cannot find device \"vl001235\"".into(),
-        );
+        let gone = failed("Cannot find device \"vl001235\"");
         assert!(matches!(gone, VlinkError::NoTunnel { .. }));
         let other = script_error(p, &e, "exit status: 2".into(), "boom".into());
         let msg = other.to_string();
