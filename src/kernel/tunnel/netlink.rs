@@ -38,19 +38,7 @@ impl NetlinkTunnels {
     }
 
     async fn index_of(&self, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
-        match self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_next()
-            .await
-        {
-            Ok(m) => Ok(m.map(|m| m.header.index)),
-            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(e),
-        }
+        link_index(&self.handle, name).await
     }
 
     async fn bridge_index(&mut self, end: &TunnelEnd) -> Result<u32, VlinkError> {
@@ -192,15 +180,8 @@ pub async fn delete_by_name(handle: &Handle, ifname: &str) -> Result<(), VlinkEr
 
 /// Ensures `bridge` exists and is up in the namespace of `handle`.
 pub async fn ensure_bridge(handle: &Handle, bridge: &str) -> Result<u32, VlinkError> {
-    let get = handle
-        .link()
-        .get()
-        .match_name(bridge.to_string())
-        .execute()
-        .try_next()
-        .await;
-    if let Ok(Some(m)) = get {
-        return Ok(m.header.index);
+    if let Ok(Some(i)) = link_index(handle, bridge).await {
+        return Ok(i);
     }
     handle
         .link()
@@ -213,18 +194,29 @@ pub async fn ensure_bridge(handle: &Handle, bridge: &str) -> Result<u32, VlinkEr
             node: "(this node)".into(),
             source: Box::new(e),
         })?;
-    let m = handle
-        .link()
-        .get()
-        .match_name(bridge.to_string())
-        .execute()
-        .try_next()
+    link_index(handle, bridge)
         .await
         .ok()
         .flatten()
         .ok_or_else(|| VlinkError::NoBridge {
             bridge: bridge.to_string(),
             node: "(this node)".into(),
-        })?;
-    Ok(m.header.index)
+        })
+}
+
+/// The index of link `name` in the handle's namespace; `None` if there is
+/// no such link.
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
+    match handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(m) => Ok(m.map(|m| m.header.index)),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
