@@ -300,3 +300,47 @@ fn a_request_can_choose_the_script_backend() {
     assert!(!devs.contains("vl"), "{devs}");
     tb.down().unwrap();
 }
+
+/// A flood of junk datagrams at tb4's GIST port (more than the node's queue
+/// holds) does not make it deaf: the surplus is shed and counted, and a
+/// link set up afterwards comes up as usual.
+#[test]
+fn a_node_flooded_with_junk_still_sets_up_links() {
+    if !require_root("flooded_node") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "j");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
+        &name, "tb3",
+    )))
+    .unwrap();
+    // The socket keeps the namespace it was created in (tb3, tb4's neighbour).
+    let sock =
+        vlsp::kernel::netns::with_netns(&ns, || std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+            .unwrap();
+    let tb4 = std::net::SocketAddrV4::new(Ipv4Addr::new(172, 3, 4, 4), 270);
+    let mut sent = 0;
+    for i in 0..20_000u32 {
+        if sock.send_to(&i.to_be_bytes().repeat(5), tb4).is_ok() {
+            sent += 1;
+        }
+    }
+    assert!(sent > 10_000, "only {sent} junk datagrams sent");
+    let mut c = tb.client("tb1").unwrap();
+    match c.call(&setup_req(1_000_000, true)).unwrap() {
+        Reply::LinkUp { .. } => {}
+        r => panic!("setup after the flood: {r:?}"),
+    }
+    assert_eq!(links(&tb, "tb4"), 1);
+    match tb.client("tb4").unwrap().call(&Request::Stats).unwrap() {
+        Reply::Stats { stats } => eprintln!(
+            "tb4 after {sent} junk datagrams: shed {}, refused early {:?}",
+            stats.shed_overload, stats.refused_early
+        ),
+        r => panic!("{r:?}"),
+    }
+    tb.down().unwrap();
+}

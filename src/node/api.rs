@@ -110,6 +110,10 @@ pub struct Stats {
     /// PDUs refused before parsing (early verification, malformed).
     #[serde(default)]
     pub refused_early: std::collections::BTreeMap<RefusalReason, u64>,
+    /// Datagrams dropped unread because the node's queue was full (a burst
+    /// or a flood); the node keeps reading its socket.
+    #[serde(default)]
+    pub shed_overload: u64,
 }
 
 /// Where a virtual link stands on a node: its role there (absent right

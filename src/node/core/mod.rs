@@ -263,6 +263,7 @@ impl NodeCore {
             reservations: self.nslp.ledger().len(),
             vlink_pending: 0,
             refused_early: self.refused_early.clone(),
+            shed_overload: 0,
         }
     }
 

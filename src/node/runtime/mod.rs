@@ -21,6 +21,7 @@ mod vlink;
 pub use thread::{NodeHandle, spawn_node};
 pub use vlink::DELETE_DELAY;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -85,7 +86,13 @@ pub struct NodeActor {
     timer: Option<SpawnHandle>,
     /// Tunnel-end operations not finished yet (incl. deferred deletions).
     vlink_busy: Arc<AtomicUsize>,
+    /// Datagrams dropped because the node's queue was full.
+    shed: Rc<Cell<u64>>,
 }
+
+/// How many received datagrams may wait for the node: a burst beyond it is
+/// shed (dropped and counted), never answered by closing the socket.
+const MAILBOX: usize = 4096;
 
 impl NodeActor {
     /// Sends what the core has to send and runs its actions, until it is
@@ -136,6 +143,7 @@ impl NodeActor {
             CoreAction::Reply { token, mut reply } => {
                 if let Reply::Stats { stats } = &mut reply {
                     stats.vlink_pending = self.vlink_busy.load(Ordering::SeqCst);
+                    stats.shed_overload = self.shed.get();
                 }
                 if let Some(tx) = self.replies.remove(&token) {
                     let _ = tx.send(reply);
@@ -168,7 +176,9 @@ impl Actor for NodeActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
         let sockets = self.sockets.clone();
+        let shed = self.shed.clone();
         let me = ctx.address();
         let nslpid = crate::wire::gist::NSLPID_QOS;
         actix::spawn(async move {
@@ -177,11 +187,22 @@ impl Actor for NodeActor {
                     .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
                     .await
                 {
-                    Ok(inc) => {
-                        if me.try_send(Datagram(inc)).is_err() {
-                            break;
+                    Ok(inc) => match me.try_send(Datagram(inc)) {
+                        Ok(()) => {}
+                        // Overload is shed here, datagram by datagram; the
+                        // loop keeps reading, so the node never goes deaf.
+                        Err(SendError::Full(_)) => {
+                            let n = shed.get() + 1;
+                            shed.set(n);
+                            if n.is_power_of_two() {
+                                tracing::warn!(
+                                    "{n} GIST datagrams dropped so far: the node's queue of {MAILBOX} was full"
+                                );
+                            }
+                            tokio::task::yield_now().await;
                         }
-                    }
+                        Err(SendError::Closed(_)) => break,
+                    },
                     Err(e) => {
                         tracing::warn!("GIST socket receive failed: {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -126,6 +126,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             next_token: 0,
             timer: None,
             vlink_busy: busy,
+            shed: Default::default(),
         }
     });
     let api = ApiActor {
