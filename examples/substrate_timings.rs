@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 use vlsp::kernel::substrate;
-use vlsp::topology::{Topology, generate_chain};
+use vlsp::topology::{Topology, chain};
 
 fn main() -> anyhow::Result<()> {
     substrate::require_root()?;
@@ -17,10 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut cases = vec![("paper-4node".to_string(), paper)];
     for n in [100, 1000] {
         let name = format!("tim{n}");
-        let t = Topology::parse(
-            &generate_chain(&name, n, 3),
-            Path::new(&format!("{name}.toml")),
-        )?;
+        let t = Topology::parse(&chain(&name, n, 3)?, Path::new(&format!("{name}.toml")))?;
         cases.push((format!("chain of {n}"), t));
     }
     for (label, t) in cases {

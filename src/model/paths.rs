@@ -114,14 +114,6 @@ pub fn check_ifname(name: &str) -> Result<(), NameError> {
     }
 }
 
-/// Directory holding a running topology's sockets and state.
-///
-/// Takes an unchecked string: kept for the kernel and node call sites until
-/// they switch to [`RunDir`]; new code uses [`RunDir`].
-pub fn run_dir(topology: &str) -> PathBuf {
-    PathBuf::from(RUN_DIR).join(topology)
-}
-
 /// A running topology's directory, `/run/vlsp/<topology>/`, and every path
 /// in it. Built only from a [`TopoName`], so no path can leave it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,15 +11,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::model::paths::run_dir;
 use crate::model::tunnel::{Backend, TunnelKind};
 use crate::model::units::Rate;
 use crate::proto::nslp::{ErrorReason, EventKind, Phase, RefusalReason, Role};
-
-/// The API socket of `node` in `topology`.
-pub fn socket_path(topology: &str, node: &str) -> PathBuf {
-    run_dir(topology).join(format!("{node}.sock"))
-}
 
 /// A request line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -418,15 +418,15 @@ impl NodeConfig {
                 bridge: v.bridge.clone(),
             })
             .collect();
-        let run = std::path::Path::new(crate::model::paths::RUN_DIR).join(&topo.name);
+        let run = crate::model::paths::RunDir::new(&topo.topo_name());
         Ok(Self {
             topology: topo.name.clone(),
             name: name.to_string(),
             netns: crate::kernel::substrate::ns_path(&crate::kernel::substrate::ns_name(
                 &topo.name, name,
             )),
-            api_socket: crate::node::api::socket_path(&topo.name, name),
-            script_dir: run.join("scripts").join(name),
+            api_socket: run.api_socket(name),
+            script_dir: run.scripts_dir(name),
             profile: topo.profile,
             backend: topo.backend,
             tunnel: topo.tunnel,

@@ -92,12 +92,6 @@ pub fn chain(name: &str, n: usize, providers: usize) -> Result<String, GenerateE
     Ok(s)
 }
 
-/// [`chain`] for callers that have checked their sizes (the chain sweep);
-/// an impossible chain yields a file that fails to parse with the reason.
-pub fn generate_chain(name: &str, n: usize, providers: usize) -> String {
-    chain(name, n, providers).unwrap_or_else(|e| format!("# cannot generate: {e}\n"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

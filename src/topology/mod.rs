@@ -52,7 +52,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use file::{DEFAULT_REFRESH_MS, MIN_REFRESH_MS, TopologyError};
-pub use generate::{GenerateError, MAX_CHAIN_ROUTERS, chain, generate_chain};
+pub use generate::{GenerateError, MAX_CHAIN_ROUTERS, chain};
 pub use routes::aggregate;
 
 use crate::model::tunnel::{Backend, TunnelKind};

@@ -15,7 +15,7 @@ use crate::topology::Topology;
 pub fn run(e: &Experiment, base: &Options, rows: &mut Vec<Row>) -> Result<()> {
     for &n in &e.chain {
         let name = format!("sweep{n}");
-        let src = crate::topology::generate_chain(&name, n, 1);
+        let src = crate::topology::chain(&name, n, 1)?;
         let file = e.output.join(format!("chain-{n}.toml"));
         std::fs::write(&file, &src)?;
         let t = Topology::parse(&src, &file)?;
