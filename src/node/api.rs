@@ -108,6 +108,9 @@ pub struct Stats {
     /// or a flood); the node keeps reading its socket.
     #[serde(default)]
     pub shed_overload: u64,
+    /// GIST handshake refusals (stale and forged Responder-Cookies).
+    #[serde(default)]
+    pub gist: crate::proto::gist::machine::Counters,
 }
 
 /// Where a virtual link stands on a node: its role there (absent right

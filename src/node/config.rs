@@ -283,7 +283,7 @@ impl NodeConfig {
             // Keep routing state while the NSLP's soft state may still be
             // refreshed over it.
             idle: self.lifetime,
-            ..gm::Config::default()
+            ..gm::Config::for_profile(self.profile)
         }
     }
 

@@ -264,6 +264,7 @@ impl NodeCore {
             vlink_pending: 0,
             refused_early: self.refused_early.clone(),
             shed_overload: 0,
+            gist: self.gist.counters().clone(),
         }
     }
 

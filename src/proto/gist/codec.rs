@@ -164,10 +164,16 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 nslp_data: nslp_data.clone(),
             },
         ),
-        Msg::NoRoutingState { flow, sid, nli } => {
-            // The MRI value without its TLV header, as the Error object carries it.
+        Msg::NoRoutingState {
+            flow,
+            dir,
+            sid,
+            nli,
+        } => {
+            // The offending Data's MRI value (its D flag as it came) without
+            // its TLV header, as the Error object carries it.
             let mut m = vec![];
-            mri(flow, Direction::Downstream).encode_value(&mut m)?;
+            mri(flow, *dir).encode_value(&mut m)?;
             (
                 1,
                 false,
@@ -290,16 +296,15 @@ pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
             }
         }
         Body::Error { nli, error } if error.code == error_code::NO_ROUTING_STATE => {
-            let (Some(sid), Some(nli)) = (error.session_id, nli) else {
+            // Without the offending MRI we cannot tell which routing state
+            // (which direction) the peer lost: ignore such an Error.
+            let (Some(sid), Some(nli), Some(m)) = (error.session_id, nli, error.mri) else {
                 return Ok(None);
             };
-            let flow = Flow {
-                src: Ipv4Addr::UNSPECIFIED,
-                dst: Ipv4Addr::UNSPECIFIED,
-                protocol: 0,
-            };
+            let (flow, dir) = flow_of(&Mri::decode_value(&m)?)?;
             Msg::NoRoutingState {
                 flow,
+                dir,
                 sid,
                 nli: machine_nli(&nli)?,
             }
@@ -419,14 +424,12 @@ mod tests {
     fn no_routing_state_round_trips_and_is_never_answered() {
         let m = Msg::NoRoutingState {
             flow: FLOW,
+            dir: Direction::Upstream,
             sid: [2; 16],
             nli: nli(),
         };
         let b = encode(&m);
-        let Some(Msg::NoRoutingState { sid, .. }) = decode(&b).unwrap() else {
-            panic!()
-        };
-        assert_eq!(sid, [2; 16]);
+        assert_eq!(decode(&b).unwrap(), Some(m), "flow and D flag kept");
         assert!(
             error_reply(
                 &b,

@@ -24,13 +24,20 @@
 //!   State the NSLP has stopped using is let lapse instead of refreshed.
 //! - Data from a peer without routing state is answered with the GIST Error
 //!   "No Routing State" (code 5).
+//!
+//! Directions follow RFC 5971's D flag: every [`Msg`] carries the direction
+//! it travels, so a Response to a downstream Query is upstream (NSIS-ka
+//! agrees, see the captured vectors). The flip lives here, not in the codec,
+//! which maps `dir` to the MRI's D flag one to one.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use serde::{Deserialize, Serialize};
+
+use super::cookie::{CookieError, CookieInput, Cookies};
+use crate::wire::profile::Profile;
 
 /// A session id (128 bits).
 pub type Sid = [u8; 16];
@@ -61,11 +68,14 @@ pub struct Nli {
     pub addr: Ipv4Addr,
 }
 
-/// The GIST messages this machine exchanges, without wire detail.
+/// The GIST messages this machine exchanges, without wire detail. In every
+/// variant `dir` is the direction the message itself travels (the MRI's D
+/// flag on the wire, RFC 5971 §5.8.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
     Query {
         flow: Flow,
+        /// The direction the querier looks for a peer in.
         dir: Direction,
         sid: Sid,
         nli: Nli,
@@ -73,6 +83,8 @@ pub enum Msg {
     },
     Response {
         flow: Flow,
+        /// The opposite of the Query's: a Response travels back to the
+        /// querier.
         dir: Direction,
         sid: Sid,
         nli: Nli,
@@ -81,6 +93,7 @@ pub enum Msg {
     },
     Confirm {
         flow: Flow,
+        /// The Query's direction (querier to responder again).
         dir: Direction,
         sid: Sid,
         nli: Nli,
@@ -88,13 +101,21 @@ pub enum Msg {
     },
     Data {
         flow: Flow,
+        /// The direction the NSLP sends in.
         dir: Direction,
         sid: Sid,
         nli: Option<Nli>,
         nslp_data: Vec<u8>,
     },
-    /// "No Routing State" for a Data message of `sid`.
-    NoRoutingState { flow: Flow, sid: Sid, nli: Nli },
+    /// "No Routing State" for a Data message of `sid`. `flow` and `dir` are
+    /// those of the Data that found no state (the Error object quotes its
+    /// MRI as received), not of the Error, which goes back to its sender.
+    NoRoutingState {
+        flow: Flow,
+        dir: Direction,
+        sid: Sid,
+        nli: Nli,
+    },
 }
 
 impl Msg {
@@ -158,10 +179,19 @@ pub struct Config {
     pub t1: Duration,
     /// Give up after this much back-off (T2, RFC 5971: 64 s).
     pub t2: Duration,
-    /// IP TTL for our messages, also put in the NLI.
+    /// IP TTL for our messages, also put in the NLI (but see `profile`).
     pub ip_ttl: u8,
-    /// Secret for Responder-Cookies (rotated by the caller if it wishes).
+    /// Master secret the cookie secrets are derived from: random at node
+    /// start (RFC 5971 §8.5).
     pub secret: [u8; 32],
+    /// How often the Responder-Cookie secret rotates; a cookie is accepted
+    /// for one to two periods.
+    pub cookie_rotation: Duration,
+    /// `nsis-ka`: what NSIS-ka 0.98 puts on the wire (protocol.md §10):
+    /// 4-byte Query-Cookies, NLI IP-TTL 0 in Responses, IP TTL 64 on what
+    /// the responder sends; `rfc`: 16-byte Query-Cookies and the NLI's
+    /// IP-TTL always the TTL the message is sent with.
+    pub profile: Profile,
     /// Routing state the NSLP has sent nothing on for this long is not
     /// refreshed but let lapse (RFC 5971's inactive-QNode timer). Longer
     /// than the NSLP's refresh period, or its refreshes find no state.
@@ -177,9 +207,56 @@ impl Default for Config {
             t2: Duration::from_secs(64),
             ip_ttl: 64,
             secret: [0; 32],
+            cookie_rotation: Duration::from_secs(60),
+            profile: Profile::Rfc,
             idle: Duration::from_secs(90),
         }
     }
+}
+
+/// The IP TTL (and NLI IP-TTL) NSIS-ka's QoS NSLP sends with.
+pub const NSISKA_IP_TTL: u8 = 103;
+/// The IP TTL of what an NSIS-ka responder sends (Response, its Data).
+pub const NSISKA_REPLY_TTL: u8 = 64;
+
+impl Config {
+    /// The defaults, with the IP TTL of `profile`.
+    pub fn for_profile(profile: Profile) -> Self {
+        Self {
+            profile,
+            ip_ttl: match profile {
+                Profile::Rfc => 64,
+                Profile::NsisKa => NSISKA_IP_TTL,
+            },
+            ..Self::default()
+        }
+    }
+
+    fn query_cookie_len(&self) -> usize {
+        match self.profile {
+            Profile::Rfc => 16,
+            Profile::NsisKa => 4,
+        }
+    }
+
+    /// IP TTL of what the responder side sends (Response, upstream Data).
+    fn reply_ttl(&self) -> u8 {
+        match self.profile {
+            Profile::Rfc => self.ip_ttl,
+            Profile::NsisKa => NSISKA_REPLY_TTL,
+        }
+    }
+}
+
+/// Handshake refusals, for `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Confirms whose Responder-Cookie's secret was rotated out (slow
+    /// Confirms or replays): nothing installed.
+    pub stale_cookie: u64,
+    /// Confirms whose Responder-Cookie we did not make for that flow,
+    /// session and querier: nothing installed.
+    pub bad_cookie: u64,
 }
 
 /// A Query out and its retransmission schedule.
@@ -270,7 +347,8 @@ pub struct Gist {
     r: HashMap<(Sid, Direction), RNode>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    cookie_seq: u64,
+    cookies: Cookies,
+    counters: Counters,
 }
 
 fn opposite(d: Direction) -> Direction {
@@ -283,20 +361,27 @@ fn opposite(d: Direction) -> Direction {
 impl Gist {
     pub fn new(cfg: Config) -> Self {
         Self {
+            cookies: Cookies::new(&cfg.secret, cfg.query_cookie_len(), cfg.cookie_rotation),
             cfg,
             q: HashMap::new(),
             r: HashMap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
-            cookie_seq: 0,
+            counters: Counters::default(),
         }
     }
 
-    /// Queues D-mode Data for `peer`, with our NLI.
+    /// Handshake refusals so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Queues D-mode Data for `peer`, with our NLI, sent with IP TTL `ttl`.
     #[allow(clippy::too_many_arguments)]
     fn push_data(
         &mut self,
         peer: Ipv4Addr,
+        ttl: u8,
         sid: Sid,
         flow: Flow,
         dir: Direction,
@@ -308,7 +393,7 @@ impl Gist {
         self.out.push_back(Transmit {
             dst: SocketAddrV4::new(peer, crate::model::ports::GIST_PORT),
             qmode: false,
-            ttl: self.cfg.ip_ttl,
+            ttl,
             msg: Msg::Data {
                 flow,
                 dir,
@@ -327,17 +412,6 @@ impl Gist {
             rs_validity_ms: self.cfg.rs_validity.as_millis() as u32,
             addr: local,
         }
-    }
-
-    fn responder_cookie(&self, flow: &Flow, sid: &Sid, querier: &Nli) -> Vec<u8> {
-        let mut m = <Hmac<Sha256>>::new_from_slice(&self.cfg.secret).expect("any key length");
-        m.update(&querier.peer_id);
-        m.update(&querier.addr.octets());
-        m.update(&flow.src.octets());
-        m.update(&flow.dst.octets());
-        m.update(&[flow.protocol]);
-        m.update(sid);
-        m.finalize().into_bytes()[..16].to_vec()
     }
 
     /// Queues NSLP data for the next GIST peer of `sid` in direction `dir`.
@@ -359,7 +433,8 @@ impl Gist {
         // `dir`: e.g. for an upstream RESPONSE, the node that sent the Query.
         if let Some(r) = self.r.get(&(sid, opposite(dir))) {
             let peer = r.peer.addr;
-            self.push_data(peer, sid, flow, dir, local, nslp_data, sign);
+            let ttl = self.cfg.reply_ttl();
+            self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
             return;
         }
         if dir == Direction::Upstream {
@@ -377,7 +452,8 @@ impl Gist {
             Some(mut node) => {
                 node.last_used = now;
                 if let Some(peer) = node.usable_peer(now) {
-                    self.push_data(peer.addr, sid, flow, dir, local, nslp_data, sign);
+                    let ttl = self.cfg.ip_ttl;
+                    self.push_data(peer.addr, ttl, sid, flow, dir, local, nslp_data, sign);
                     self.q.insert(key, node);
                     return;
                 }
@@ -414,11 +490,7 @@ impl Gist {
     }
 
     fn next_cookie(&mut self) -> Vec<u8> {
-        self.cookie_seq += 1;
-        let mut m = <Hmac<Sha256>>::new_from_slice(&self.cfg.secret).expect("any key length");
-        m.update(&self.cookie_seq.to_be_bytes());
-        m.update(b"query-cookie");
-        m.finalize().into_bytes()[..4].to_vec()
+        self.cookies.next_query_cookie()
     }
 
     fn push_query(
@@ -452,6 +524,7 @@ impl Gist {
     /// Handles a decoded GIST message received from `src`. `local` is this
     /// node's address on the interface towards `src`.
     pub fn handle(&mut self, now: Instant, src: SocketAddrV4, local: Ipv4Addr, msg: Msg) {
+        self.cookies.rotate_to(now);
         match msg {
             Msg::Query {
                 flow,
@@ -460,17 +533,26 @@ impl Gist {
                 nli,
                 query_cookie,
             } => {
-                let responder_cookie = self.responder_cookie(&flow, &sid, &nli);
-                let me = self.nli(local);
+                let responder_cookie = self.cookies.responder_cookie(&CookieInput {
+                    flow: &flow,
+                    dir,
+                    sid: &sid,
+                    querier: &nli,
+                    local,
+                });
+                let mut me = self.nli(local);
+                if self.cfg.profile == Profile::NsisKa {
+                    me.ip_ttl = 0; // what NSIS-ka's Responses carry
+                }
                 // The Response goes to the querier's NLI address, to the
-                // port the Query came from.
+                // port the Query came from, back the way the Query came.
                 self.out.push_back(Transmit {
                     dst: SocketAddrV4::new(nli.addr, src.port()),
                     qmode: false,
-                    ttl: self.cfg.ip_ttl,
+                    ttl: self.cfg.reply_ttl(),
                     msg: Msg::Response {
                         flow,
-                        dir,
+                        dir: opposite(dir),
                         sid,
                         nli: me,
                         query_cookie,
@@ -487,10 +569,12 @@ impl Gist {
                 query_cookie,
                 responder_cookie,
             } => {
-                let key = (sid, dir);
+                // The Response travels against our Query.
+                let key = (sid, opposite(dir));
                 let Some(node) = self.q.get_mut(&key) else {
                     return; // not ours, or already answered: drop silently
                 };
+                let dir = node.dir;
                 match &node.state {
                     QState::Waiting(q) | QState::Refreshing { query: q, .. }
                         if q.cookie == query_cookie => {}
@@ -550,8 +634,25 @@ impl Gist {
                 nli,
                 responder_cookie,
             } => {
-                if responder_cookie != self.responder_cookie(&flow, &sid, &nli) {
-                    return; // forged or stale cookie: install nothing
+                let input = CookieInput {
+                    flow: &flow,
+                    dir,
+                    sid: &sid,
+                    querier: &nli,
+                    local,
+                };
+                match self.cookies.check(&responder_cookie, &input) {
+                    Ok(()) => {}
+                    // Install nothing; the querier re-queries when its Data
+                    // draws "No Routing State".
+                    Err(CookieError::Stale) => {
+                        self.counters.stale_cookie += 1;
+                        return;
+                    }
+                    Err(CookieError::Forged) => {
+                        self.counters.bad_cookie += 1;
+                        return;
+                    }
                 }
                 let validity = self.cfg.rs_validity;
                 self.r.insert(
@@ -591,7 +692,12 @@ impl Gist {
                         dst: SocketAddrV4::new(*src.ip(), crate::model::ports::GIST_PORT),
                         qmode: false,
                         ttl: self.cfg.ip_ttl,
-                        msg: Msg::NoRoutingState { flow, sid, nli: me },
+                        msg: Msg::NoRoutingState {
+                            flow,
+                            dir,
+                            sid,
+                            nli: me,
+                        },
                         sign: false,
                     });
                     return;
@@ -604,12 +710,13 @@ impl Gist {
                     nslp_data,
                 });
             }
-            Msg::NoRoutingState { sid, .. } => {
-                // Our downstream peer lost its state (e.g. it restarted):
-                // forget ours so the next send re-runs the handshake.
+            Msg::NoRoutingState { sid, dir, .. } => {
+                // The peer we send `dir` Data to lost its state (e.g. it
+                // restarted): forget ours so the next send re-runs the
+                // handshake.
                 let before = self.q.len();
-                self.q.retain(|(s, _), n| {
-                    !(*s == sid && n.known_peer().is_some_and(|p| p.addr == *src.ip()))
+                self.q.retain(|(s, d), n| {
+                    !(*s == sid && *d == dir && n.known_peer().is_some_and(|p| p.addr == *src.ip()))
                 });
                 if self.q.len() != before {
                     self.events.push_back(Event::RoutingStateLost {
@@ -643,6 +750,7 @@ impl Gist {
     /// `local_for` gives our address towards a destination (for the NLI of
     /// a Query).
     pub fn handle_timeout(&mut self, now: Instant, local_for: impl Fn(Ipv4Addr) -> Ipv4Addr) {
+        self.cookies.rotate_to(now);
         let keys: Vec<_> = self.q.keys().copied().collect();
         for key in keys {
             self.q_timeout(now, key, &local_for);

@@ -2,4 +2,5 @@
 //! machine and the codec between its messages and GIST PDUs.
 
 pub mod codec;
+pub mod cookie;
 pub mod machine;
