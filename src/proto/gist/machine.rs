@@ -1234,4 +1234,203 @@ mod tests {
         );
         assert_eq!(p.a.session_count(), 0);
     }
+
+    /// Runs A's Query through B and B's Response back through A by hand;
+    /// returns (Query, Response, Confirm) as sent.
+    fn handshake(a: &mut Gist, b: &mut Gist, now: Instant) -> (Msg, Msg, Msg) {
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        let q = a.poll_transmit().unwrap().msg;
+        b.handle(now, SocketAddrV4::new(A, 270), B, q.clone());
+        let r = b.poll_transmit().unwrap();
+        a.handle(now, SocketAddrV4::new(B, 270), A, r.msg.clone());
+        let c = a.poll_transmit().unwrap().msg;
+        b.handle(now, SocketAddrV4::new(A, 270), B, c.clone());
+        (q, r.msg, c)
+    }
+
+    fn dir_of(m: &Msg) -> Direction {
+        match m {
+            Msg::Query { dir, .. }
+            | Msg::Response { dir, .. }
+            | Msg::Confirm { dir, .. }
+            | Msg::Data { dir, .. }
+            | Msg::NoRoutingState { dir, .. } => *dir,
+        }
+    }
+
+    /// RFC 5971 and NSIS-ka: the Response travels against the Query (D
+    /// set); the Confirm and the Data go the Query's way.
+    #[test]
+    fn every_message_carries_the_direction_it_travels() {
+        let (mut a, mut b) = (node(1), node(2));
+        let now = Instant::now();
+        let (q, r, c) = handshake(&mut a, &mut b, now);
+        assert_eq!(dir_of(&q), Direction::Downstream);
+        assert_eq!(dir_of(&r), Direction::Upstream);
+        assert_eq!(dir_of(&c), Direction::Downstream);
+        let d = a.poll_transmit().unwrap().msg;
+        assert!(matches!(
+            d,
+            Msg::Data {
+                dir: Direction::Downstream,
+                ..
+            }
+        ));
+        assert_eq!(b.session_count(), 1, "B installed routing state");
+        // A Response claiming the Query's own direction is not an answer to it.
+        let Msg::Response {
+            flow,
+            sid,
+            nli,
+            query_cookie,
+            responder_cookie,
+            ..
+        } = r
+        else {
+            panic!()
+        };
+        let mut a2 = node(1);
+        a2.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        a2.poll_transmit();
+        a2.handle(
+            now,
+            SocketAddrV4::new(B, 270),
+            A,
+            Msg::Response {
+                flow,
+                dir: Direction::Downstream,
+                sid,
+                nli,
+                query_cookie,
+                responder_cookie,
+            },
+        );
+        assert!(a2.poll_transmit().is_none(), "no Confirm");
+    }
+
+    /// RFC 5971 §8.5 / issue 12: a Confirm replayed once its cookie's
+    /// secret has rotated out installs nothing and is counted; a forged one
+    /// likewise.
+    #[test]
+    fn a_confirm_replayed_after_rotation_installs_nothing() {
+        let (mut a, mut b) = (node(1), node(2));
+        let t0 = Instant::now();
+        let (_, _, confirm) = handshake(&mut a, &mut b, t0);
+        assert_eq!(b.session_count(), 1);
+        b.forget(&SID);
+        // One period later the previous secret still accepts it (a slow
+        // Confirm is fine)...
+        let replay = |b: &mut Gist, at| {
+            b.handle(at, SocketAddrV4::new(A, 270), B, confirm.clone());
+            let n = b.session_count();
+            b.forget(&SID);
+            n
+        };
+        assert_eq!(replay(&mut b, t0 + Duration::from_secs(61)), 1);
+        // ...two periods later it is stale.
+        b.handle_timeout(t0 + Duration::from_secs(125), |_| B);
+        assert_eq!(replay(&mut b, t0 + Duration::from_secs(125)), 0);
+        assert_eq!(b.counters().stale_cookie, 1);
+        let Msg::Confirm {
+            flow,
+            dir,
+            sid,
+            nli,
+            mut responder_cookie,
+        } = confirm
+        else {
+            panic!()
+        };
+        // Relabelled as the current generation: the MAC gives it away.
+        responder_cookie[3] = 2;
+        let forged = Msg::Confirm {
+            flow,
+            dir,
+            sid,
+            nli,
+            responder_cookie,
+        };
+        b.handle(
+            t0 + Duration::from_secs(125),
+            SocketAddrV4::new(A, 270),
+            B,
+            forged,
+        );
+        assert_eq!(b.session_count(), 0);
+        assert_eq!(b.counters().bad_cookie, 1);
+    }
+
+    #[test]
+    fn nsis_ka_profile_sends_what_nsis_ka_sends() {
+        let mk = |id| {
+            Gist::new(Config {
+                peer_id: [id; 16],
+                secret: [id; 32],
+                ..Config::for_profile(Profile::NsisKa)
+            })
+        };
+        let (mut a, mut b) = (mk(1), mk(2));
+        let now = Instant::now();
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        let q = a.poll_transmit().unwrap();
+        assert_eq!(q.ttl, NSISKA_IP_TTL);
+        let Msg::Query {
+            query_cookie, nli, ..
+        } = &q.msg
+        else {
+            panic!()
+        };
+        assert_eq!((query_cookie.len(), nli.ip_ttl), (4, NSISKA_IP_TTL));
+        b.handle(now, SocketAddrV4::new(A, 270), B, q.msg);
+        let r = b.poll_transmit().unwrap();
+        assert_eq!(r.ttl, NSISKA_REPLY_TTL);
+        let Msg::Response {
+            nli,
+            responder_cookie,
+            ..
+        } = &r.msg
+        else {
+            panic!()
+        };
+        assert_eq!((nli.ip_ttl, responder_cookie.len()), (0, 28));
+        // The rfc profile: NLI IP-TTL is the TTL sent with, longer cookies.
+        let mut c = node(3);
+        c.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        let Msg::Query { query_cookie, .. } = c.poll_transmit().unwrap().msg else {
+            panic!()
+        };
+        assert_eq!(query_cookie.len(), 16);
+    }
 }
