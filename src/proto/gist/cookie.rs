@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use serde::{Deserialize, Serialize};
+
 use super::machine::{Direction, Flow, Nli, Sid};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -180,6 +182,17 @@ impl Cookies {
             .verify_truncated_left(&cookie[4..])
             .map_err(|_| CookieError::Forged)
     }
+}
+
+/// Handshake refusals, for `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Confirms whose Responder-Cookie's secret was rotated out (slow
+    /// Confirms or replays): nothing installed.
+    pub stale_cookie: u64,
+    /// Confirms whose Responder-Cookie we did not make for that flow,
+    /// session and querier: nothing installed.
+    pub bad_cookie: u64,
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+pub use super::cookie::Counters;
 use super::cookie::{CookieError, CookieInput, Cookies};
+pub use super::profile::{NSISKA_IP_TTL, NSISKA_REPLY_TTL};
 use crate::wire::profile::Profile;
 
 /// A session id (128 bits).
@@ -212,51 +212,6 @@ impl Default for Config {
             idle: Duration::from_secs(90),
         }
     }
-}
-
-/// The IP TTL (and NLI IP-TTL) NSIS-ka's QoS NSLP sends with.
-pub const NSISKA_IP_TTL: u8 = 103;
-/// The IP TTL of what an NSIS-ka responder sends (Response, its Data).
-pub const NSISKA_REPLY_TTL: u8 = 64;
-
-impl Config {
-    /// The defaults, with the IP TTL of `profile`.
-    pub fn for_profile(profile: Profile) -> Self {
-        Self {
-            profile,
-            ip_ttl: match profile {
-                Profile::Rfc => 64,
-                Profile::NsisKa => NSISKA_IP_TTL,
-            },
-            ..Self::default()
-        }
-    }
-
-    fn query_cookie_len(&self) -> usize {
-        match self.profile {
-            Profile::Rfc => 16,
-            Profile::NsisKa => 4,
-        }
-    }
-
-    /// IP TTL of what the responder side sends (Response, upstream Data).
-    fn reply_ttl(&self) -> u8 {
-        match self.profile {
-            Profile::Rfc => self.ip_ttl,
-            Profile::NsisKa => NSISKA_REPLY_TTL,
-        }
-    }
-}
-
-/// Handshake refusals, for `stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    /// Confirms whose Responder-Cookie's secret was rotated out (slow
-    /// Confirms or replays): nothing installed.
-    pub stale_cookie: u64,
-    /// Confirms whose Responder-Cookie we did not make for that flow,
-    /// session and querier: nothing installed.
-    pub bad_cookie: u64,
 }
 
 /// A Query out and its retransmission schedule.

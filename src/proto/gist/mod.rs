@@ -4,3 +4,4 @@
 pub mod codec;
 pub mod cookie;
 pub mod machine;
+mod profile;
