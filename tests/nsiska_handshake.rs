@@ -29,18 +29,27 @@ const FLOW: Flow = Flow {
     protocol: 17,
 };
 
-/// The UDP payload of message `index` of the 2-node D-mode scenario.
-fn vector(index: u32) -> Vec<u8> {
-    let line = TSV
-        .lines()
-        .map(|l| l.split('\t').collect::<Vec<_>>())
-        .find(|c| c.len() == 9 && c[0] == SCENARIO && c[1] == index.to_string())
-        .unwrap_or_else(|| panic!("{SCENARIO}#{index} in the vectors"));
-    let h = line[8];
+fn hex(h: &str) -> Vec<u8> {
     (0..h.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// (scenario, index, transport, GIST type, payload) of every vector.
+fn vectors() -> impl Iterator<Item = (&'static str, u32, &'static str, &'static str, Vec<u8>)> {
+    TSV.lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|c| c.len() == 9 && !c[0].starts_with('#'))
+        .map(|c| (c[0], c[1].parse().expect("index"), c[2], c[5], hex(c[8])))
+}
+
+/// The UDP payload of message `index` of the 2-node D-mode scenario.
+fn vector(index: u32) -> Vec<u8> {
+    vectors()
+        .find(|v| v.0 == SCENARIO && v.1 == index)
+        .unwrap_or_else(|| panic!("{SCENARIO}#{index} in the vectors"))
+        .4
 }
 
 fn pdu(bytes: &[u8]) -> GistPdu {
@@ -282,4 +291,87 @@ fn decoded_responses_map_to_the_session_the_query_opened() {
     assert_eq!(sid, rsid);
     // And the codec writes D back as it read it.
     assert_eq!(codec::encode(&msg(&r)), r);
+}
+
+/// `b` with the `len` bytes after the first `tag` replaced by `new`.
+fn patch_object(b: &[u8], tag: [u8; 4], new: &[u8]) -> Vec<u8> {
+    let old = object_value(b, tag, new.len());
+    patch(b, &old, new)
+}
+
+fn nli_addr(p: &GistPdu) -> Ipv4Addr {
+    match mri_sid_nli(p).2.expect("an NLI").interface {
+        std::net::IpAddr::V4(a) => a,
+        a => panic!("IPv6 NLI {a}"),
+    }
+}
+
+/// Every D-mode handshake captured (2 nodes, the 4-node chain's three
+/// links, receiver-initiated, and NSIS-ka against an independent peer):
+/// where NSIS-ka answered a Query, our Response is its Response but for the
+/// Responder-Cookie; where NSIS-ka queried, our Query is its Query but for
+/// the Query-Cookie, and given its peer's Response our Confirm is NSIS-ka's.
+#[test]
+fn every_captured_dmode_handshake_is_reproduced() {
+    let udp: Vec<_> = vectors().filter(|v| v.2 == "udp").collect();
+    let mut scenarios: Vec<&str> = udp.iter().map(|v| v.0).collect();
+    scenarios.dedup();
+    let (mut responded, mut queried) = (0, 0);
+    for sc in scenarios {
+        let first = |ty: &str| {
+            udp.iter()
+                .find(|v| v.0 == sc && v.3 == ty)
+                .map(|v| v.4.clone())
+        };
+        let (Some(q), Some(r), Some(c)) = (first("Query"), first("Response"), first("Confirm"))
+        else {
+            continue; // C-mode: the Confirm went over TCP
+        };
+        let now = Instant::now();
+        let Msg::Query { flow, dir, sid, .. } = msg(&q) else {
+            panic!("{sc}: a Query")
+        };
+        let querier = nli_addr(&pdu(&q));
+        let responder = nli_addr(&pdu(&r));
+        if sc != "nsiska-initiator" {
+            // NSIS-ka answered this Query.
+            let mut b = node(peer_id(&pdu(&r)));
+            b.handle(now, SocketAddrV4::new(querier, 270), responder, msg(&q));
+            let ours = codec::encode(&only(&mut b).msg);
+            let theirs = object_value(&r, RESPONDER_COOKIE, 28);
+            assert_eq!(
+                patch_object(&ours, RESPONDER_COOKIE, &theirs),
+                r,
+                "{sc}: our Response"
+            );
+            responded += 1;
+        }
+        if !sc.starts_with("nsiska-responder") {
+            // NSIS-ka sent this Query and Confirm.
+            let mut a = node(peer_id(&pdu(&q)));
+            a.send(now, sid, flow, dir, querier, b"x".to_vec(), false);
+            let ours = codec::encode(&only(&mut a).msg);
+            let our_cookie = object_value(&ours, QUERY_COOKIE, 4);
+            assert_eq!(
+                patch_object(&ours, QUERY_COOKIE, &object_value(&q, QUERY_COOKIE, 4)),
+                q,
+                "{sc}: our Query"
+            );
+            let response = patch_object(&r, QUERY_COOKIE, &our_cookie);
+            a.handle(
+                now,
+                SocketAddrV4::new(responder, 270),
+                querier,
+                msg(&response),
+            );
+            let confirm = a
+                .poll_transmit()
+                .unwrap_or_else(|| panic!("{sc}: a Confirm"));
+            assert_eq!(codec::encode(&confirm.msg), c, "{sc}: our Confirm");
+            queried += 1;
+        }
+    }
+    // 2-node, three 4-node links, three receiver-initiated links, and the
+    // independent peer's scenarios (3 responder, 1 initiator).
+    assert_eq!((responded, queried), (10, 8));
 }
