@@ -296,12 +296,22 @@ pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
             }
         }
         Body::Error { nli, error } if error.code == error_code::NO_ROUTING_STATE => {
-            // Without the offending MRI we cannot tell which routing state
-            // (which direction) the peer lost: ignore such an Error.
-            let (Some(sid), Some(nli), Some(m)) = (error.session_id, nli, error.mri) else {
+            let (Some(sid), Some(nli)) = (error.session_id, nli) else {
                 return Ok(None);
             };
-            let (flow, dir) = flow_of(&Mri::decode_value(&m)?)?;
+            // The machine acts on the session and the peer; the quoted MRI
+            // is kept when there is one.
+            let (flow, dir) = match error.mri {
+                Some(m) => flow_of(&Mri::decode_value(&m)?)?,
+                None => (
+                    Flow {
+                        src: Ipv4Addr::UNSPECIFIED,
+                        dst: Ipv4Addr::UNSPECIFIED,
+                        protocol: 0,
+                    },
+                    Direction::Downstream,
+                ),
+            };
             Msg::NoRoutingState {
                 flow,
                 dir,

@@ -109,7 +109,8 @@ pub enum Msg {
     },
     /// "No Routing State" for a Data message of `sid`. `flow` and `dir` are
     /// those of the Data that found no state (the Error object quotes its
-    /// MRI as received), not of the Error, which goes back to its sender.
+    /// MRI as received; unspecified and downstream when a peer's Error does
+    /// not), not of the Error, which goes back to its sender.
     NoRoutingState {
         flow: Flow,
         dir: Direction,
@@ -419,7 +420,7 @@ impl Gist {
                     QState::Waiting(_) => {}
                     // State too old to trust: run the handshake again.
                     QState::Established { .. } => {
-                        let cookie = self.next_cookie();
+                        let cookie = self.cookies.next_query_cookie();
                         node.state =
                             QState::Waiting(Querying::new(now, self.cfg.t1, cookie.clone()));
                         self.push_query(flow, dir, sid, local, cookie);
@@ -428,7 +429,7 @@ impl Gist {
                 node
             }
             None => {
-                let cookie = self.next_cookie();
+                let cookie = self.cookies.next_query_cookie();
                 self.push_query(flow, dir, sid, local, cookie.clone());
                 QNode {
                     flow,
@@ -442,10 +443,6 @@ impl Gist {
         let mut node = node;
         node.queue.push_back((nslp_data, sign));
         self.q.insert(key, node);
-    }
-
-    fn next_cookie(&mut self) -> Vec<u8> {
-        self.cookies.next_query_cookie()
     }
 
     fn push_query(
@@ -665,13 +662,14 @@ impl Gist {
                     nslp_data,
                 });
             }
-            Msg::NoRoutingState { sid, dir, .. } => {
-                // The peer we send `dir` Data to lost its state (e.g. it
-                // restarted): forget ours so the next send re-runs the
-                // handshake.
+            Msg::NoRoutingState { sid, .. } => {
+                // A peer we send Data to lost its state (e.g. it restarted):
+                // forget ours so the next send re-runs the handshake. Matched
+                // by session and peer only: whether a peer quotes the D flag
+                // as received is not seen in NSIS-ka's captures.
                 let before = self.q.len();
-                self.q.retain(|(s, d), n| {
-                    !(*s == sid && *d == dir && n.known_peer().is_some_and(|p| p.addr == *src.ip()))
+                self.q.retain(|(s, _), n| {
+                    !(*s == sid && n.known_peer().is_some_and(|p| p.addr == *src.ip()))
                 });
                 if self.q.len() != before {
                     self.events.push_back(Event::RoutingStateLost {
@@ -735,7 +733,7 @@ impl Gist {
                 if now.saturating_duration_since(node.last_used) >= self.cfg.idle {
                     return; // unused: let it lapse, the next send queries anew
                 }
-                let cookie = self.next_cookie();
+                let cookie = self.cookies.next_query_cookie();
                 self.push_query(
                     node.flow,
                     node.dir,
