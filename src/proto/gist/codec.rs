@@ -440,6 +440,18 @@ mod tests {
         };
         let b = encode(&m);
         assert_eq!(decode(&b).unwrap(), Some(m), "flow and D flag kept");
+        // A peer's Error without the offending MRI is still acted on.
+        let mut pdu = GistPdu::decode_udp(&b).unwrap();
+        let Body::Error { error, .. } = &mut pdu.body else {
+            panic!()
+        };
+        error.mri = None;
+        let Some(Msg::NoRoutingState { sid, flow, .. }) =
+            decode(&pdu.encode_udp().unwrap()).unwrap()
+        else {
+            panic!("No Routing State without MRI")
+        };
+        assert_eq!((sid, flow.dst), ([2; 16], Ipv4Addr::UNSPECIFIED));
         assert!(
             error_reply(
                 &b,
