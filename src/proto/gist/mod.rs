@@ -2,4 +2,5 @@
 //! machine and the codec between its messages and GIST PDUs.
 
 pub mod codec;
+pub mod ma;
 pub mod machine;
