@@ -201,21 +201,20 @@ impl Cmode {
                 stack.proposal = Some(query_proposal());
                 stack.config = Some(query_config(self.cfg.hold));
             }
-            Msg::Response { sid, .. } => {
-                if self.proposed.remove(sid) {
-                    stack.proposal = Some(StackProposal {
-                        profiles: vec![vec![PROTO_TCP]],
-                    });
-                    stack.config = Some(StackConfigData {
-                        ma_hold_time_ms: hold_ms(self.cfg.hold),
-                        options: vec![MaOption {
-                            protocol: PROTO_TCP,
-                            profile: 1,
-                            d: false,
-                            data: self.cfg.port.to_be_bytes().to_vec(),
-                        }],
-                    });
-                }
+            // Accept the querier's proposal: TCP, on our port.
+            Msg::Response { sid, .. } if self.proposed.remove(sid) => {
+                stack.proposal = Some(StackProposal {
+                    profiles: vec![vec![PROTO_TCP]],
+                });
+                stack.config = Some(StackConfigData {
+                    ma_hold_time_ms: hold_ms(self.cfg.hold),
+                    options: vec![MaOption {
+                        protocol: PROTO_TCP,
+                        profile: 1,
+                        d: false,
+                        data: self.cfg.port.to_be_bytes().to_vec(),
+                    }],
+                });
             }
             Msg::Confirm { sid, .. } => {
                 if let Some((remote, sp)) = self.offers.remove(sid) {
