@@ -19,7 +19,7 @@
 //!   both directions, without an NLI;
 //! - an MA that carried nothing for its hold time is closed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub const MA_HOLD: Duration = Duration::from_secs(180);
 pub const PROTO_TCP: u8 = 1;
 /// MA-Protocol-ID of TLS.
 pub const PROTO_TLS: u8 = 2;
+/// A proposal or offer no handshake used for this long is forgotten (a
+/// retransmitted Query can draw Responses that no Confirm follows).
+const STALE: Duration = Duration::from_secs(64);
 
 /// Stack-Proposal and Stack-Configuration-Data of one message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -102,11 +105,11 @@ pub struct Cmode {
     cfg: MaConfig,
     /// Open (or opening) MAs by the peer's NLI address.
     by_peer: HashMap<Ipv4Addr, Ma>,
-    /// Sessions whose Query proposed TCP: our Response accepts.
-    proposed: HashSet<Sid>,
-    /// Sessions whose Response offered an MA: where, and the responder's
-    /// Stack-Proposal the Confirm echoes.
-    offers: HashMap<Sid, (SocketAddrV4, StackProposal)>,
+    /// Sessions whose Query proposed TCP (our Response accepts), and when.
+    proposed: HashMap<Sid, Instant>,
+    /// Sessions whose Response offered an MA: where, the responder's
+    /// Stack-Proposal the Confirm echoes, and when.
+    offers: HashMap<Sid, (SocketAddrV4, StackProposal, Instant)>,
     actions: VecDeque<MaAction>,
 }
 
@@ -170,12 +173,14 @@ impl Cmode {
         }
         match msg {
             Msg::Query { sid, .. } if proposes_tcp(stack) => {
-                self.proposed.insert(*sid);
+                self.proposed.retain(|_, t| now.duration_since(*t) < STALE);
+                self.proposed.insert(*sid, now);
             }
             Msg::Response { sid, nli, .. } => {
                 if let (Some(port), Some(sp)) = (offered_tcp_port(stack), &stack.proposal) {
+                    self.offers.retain(|_, o| now.duration_since(o.2) < STALE);
                     self.offers
-                        .insert(*sid, (SocketAddrV4::new(nli.addr, port), sp.clone()));
+                        .insert(*sid, (SocketAddrV4::new(nli.addr, port), sp.clone(), now));
                 }
             }
             // A Confirm on an MA binds it to the querier: our Data for that
@@ -202,7 +207,7 @@ impl Cmode {
                 stack.config = Some(query_config(self.cfg.hold));
             }
             // Accept the querier's proposal: TCP, on our port.
-            Msg::Response { sid, .. } if self.proposed.remove(sid) => {
+            Msg::Response { sid, .. } if self.proposed.remove(sid).is_some() => {
                 stack.proposal = Some(StackProposal {
                     profiles: vec![vec![PROTO_TCP]],
                 });
@@ -217,7 +222,7 @@ impl Cmode {
                 });
             }
             Msg::Confirm { sid, .. } => {
-                if let Some((remote, sp)) = self.offers.remove(sid) {
+                if let Some((remote, sp, _)) = self.offers.remove(sid) {
                     let peer = *remote.ip();
                     if let Some(ma) = self.by_peer.get_mut(&peer) {
                         ma.last_used = now;
