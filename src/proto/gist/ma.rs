@@ -245,6 +245,11 @@ impl Cmode {
                             options: vec![],
                         });
                     }
+                } else if let Some(ma) = self.by_peer.get_mut(t.dst.ip()) {
+                    // A refresh handshake with a peer we share an MA with
+                    // (NSIS-ka then answers on the MA, without an offer).
+                    ma.last_used = now;
+                    via = Via::Ma(ma.remote);
                 }
             }
             Msg::Data { nli, .. } => {

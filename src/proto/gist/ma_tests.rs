@@ -287,3 +287,34 @@ fn a_query_without_tcp_gets_a_plain_response() {
     assert_eq!(o.stack, Stack::default());
     assert_eq!(o.via, Via::Udp);
 }
+
+#[test]
+fn a_confirm_without_an_offer_uses_the_ma_the_peer_already_shares() {
+    let mut l = Link::new(true);
+    l.send([1; 16], Direction::Downstream, &[1, 0, 0, 0]);
+    // The responder answers a later Query without Stack objects (as NSIS-ka
+    // does on an MA it shares with us): the Confirm still takes the MA.
+    let nli = crate::proto::gist::machine::Nli {
+        peer_id: [1; 16],
+        ip_ttl: 64,
+        rs_validity_ms: 30_000,
+        addr: A,
+    };
+    let confirm = Transmit {
+        dst: SocketAddrV4::new(B, 270),
+        qmode: false,
+        ttl: 64,
+        msg: Msg::Confirm {
+            flow: FLOW,
+            dir: Direction::Downstream,
+            sid: [3; 16],
+            nli,
+            responder_cookie: vec![9; 16],
+        },
+        sign: false,
+    };
+    let o = l.a.ma.outbound(l.now, confirm);
+    assert_eq!(o.via, Via::Ma(SocketAddrV4::new(B, MA_PORT)));
+    assert_eq!(o.stack, Stack::default());
+    assert!(l.a.ma.poll_action().is_none(), "no new MA");
+}
