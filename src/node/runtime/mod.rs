@@ -12,7 +12,9 @@
 //! - [`NodeActor`]: the sockets, the core, its timer, and the reservation
 //!   classes (the enforcer's netlink calls, fed back into the core);
 //! - [`vlink::VlinkActor`]: tunnel ends (netlink or script backend);
-//! - [`api_server::ApiActor`]: the external program's UNIX socket.
+//! - [`api_server::ApiActor`]: the external program's UNIX socket;
+//! - [`tcp`]: GIST messaging associations (C-mode), tasks that feed the
+//!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
 mod tcp;
