@@ -107,6 +107,8 @@ pub struct NodeConfig {
     pub lifetime: Duration,
     /// Install admitted reservations in the kernel (HTB class + filter).
     pub qos_enforce: bool,
+    /// Propose GIST C-mode (TCP messaging associations) in our Queries.
+    pub cmode: bool,
 }
 
 /// Credentials one node signs with, for one provider domain.
@@ -287,6 +289,13 @@ impl NodeConfig {
         }
     }
 
+    pub fn ma_config(&self) -> crate::proto::gist::ma::MaConfig {
+        crate::proto::gist::ma::MaConfig {
+            propose: self.cmode,
+            ..Default::default()
+        }
+    }
+
     pub fn nslp_config(&self) -> nm::Config {
         nm::Config {
             node: self.name.clone(),
@@ -461,6 +470,7 @@ impl NodeConfig {
             nslp_retry_max: Duration::from_secs(30),
             lifetime: refresh * 3,
             qos_enforce: true,
+            cmode: topo.gist_mode == crate::topology::GistMode::C,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{Topology, VnodeKind};
+use super::{GistMode, Topology, VnodeKind};
 use crate::model::tunnel::{Backend, TunnelKind};
 use crate::model::units::Rate;
 use crate::wire::auth::Transform;
@@ -145,6 +145,8 @@ pub(crate) struct Header {
     pub tunnel: TunnelKind,
     /// Default [`DEFAULT_REFRESH_MS`].
     pub refresh_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub gist_mode: GistMode,
 }
 
 /// The QoS NSLP refresh period R without `refresh_ms` (RFC 5974's 30 s).
@@ -259,6 +261,7 @@ struct HeaderOut {
     backend: Backend,
     tunnel: TunnelKind,
     refresh_ms: u64,
+    gist_mode: GistMode,
 }
 
 #[derive(Serialize)]
@@ -331,6 +334,7 @@ impl Topology {
                 backend: self.backend,
                 tunnel: self.tunnel,
                 refresh_ms: self.refresh_ms,
+                gist_mode: self.gist_mode,
             },
             provider: self
                 .providers

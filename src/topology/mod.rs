@@ -10,6 +10,7 @@
 //! backend = "netlink"           # or "script" (tunnel ends by shell scripts, as the paper)
 //! tunnel = "vxlan"              # or "gretap", "geneve" (if the kernel has them)
 //! refresh_ms = 30000            # QoS NSLP refresh period R
+//! gist_mode = "d"               # or "c": GIST over TCP messaging associations
 //!
 //! [[provider]]                  # an infrastructure provider (InP)
 //! name = "kit"
@@ -69,6 +70,18 @@ pub enum VnodeKind {
     Netns,
     /// A QEMU guest whose tap joins the host's bridge.
     Qemu,
+}
+
+/// How GIST carries the signaling after the Query (RFC 5971 §4.4): D-mode
+/// datagrams, or C-mode messaging associations over TCP that the nodes
+/// propose in their Queries. A node accepts C-mode whenever a peer
+/// proposes it, whatever its own mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GistMode {
+    #[default]
+    D,
+    C,
 }
 
 /// An infrastructure provider and its authorization policy.
@@ -160,6 +173,7 @@ pub struct Topology {
     pub backend: Backend,
     pub tunnel: TunnelKind,
     pub refresh_ms: u64,
+    pub gist_mode: GistMode,
     pub providers: Vec<Provider>,
     pub nodes: Vec<Node>,
     pub links: Vec<Link>,

@@ -40,6 +40,7 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
         backend: hdr.backend,
         tunnel: hdr.tunnel,
         refresh_ms,
+        gist_mode: hdr.gist_mode,
         providers,
         nodes,
         links,

@@ -16,6 +16,7 @@
 //! a socket keeps the namespace it was created in.
 
 mod fake;
+pub mod tcp;
 
 pub use fake::{FakeSockets, Sent};
 

@@ -18,11 +18,13 @@ use crate::model::measure::{PointKind, Recorder};
 use crate::model::tunnel::Backend;
 use crate::node::api::{self, Reply, Request};
 use crate::node::config::NodeConfig;
+use crate::proto::gist::ma::{Cmode, MaAction, Via};
 use crate::proto::gist::machine::{self as gm, Direction, Gist, Sid};
 use crate::proto::nslp::{
     Action, AuthVerdict, ErrorReason, EventKind, Nslp, RecvContext, RefusalReason,
 };
 use crate::proto::rmf::Classifier;
+use crate::wire::gist::Framing;
 
 pub use api_map::hex;
 pub use points::{gist_point, nslp_point};
@@ -35,6 +37,8 @@ pub struct Transmit {
     /// Q-mode: with the Router Alert option, towards the flow's address.
     pub qmode: bool,
     pub ttl: u8,
+    /// UDP, or the TCP messaging association (C-mode) to send it on.
+    pub via: Via,
     /// The point this datagram marks when it leaves.
     point: Option<(Sid, PointKind)>,
 }
@@ -72,6 +76,8 @@ pub enum CoreAction {
 pub struct NodeCore {
     cfg: NodeConfig,
     gist: Gist,
+    /// C-mode: which messages travel over TCP messaging associations.
+    ma: Cmode,
     nslp: Nslp,
     rec: Recorder,
     out: VecDeque<Transmit>,
@@ -90,6 +96,7 @@ impl NodeCore {
     pub fn new(cfg: NodeConfig, rec: Recorder, seed: u64) -> Self {
         Self {
             gist: Gist::new(cfg.gist_config()),
+            ma: Cmode::new(cfg.ma_config()),
             nslp: Nslp::new(cfg.nslp_config(), cfg.ledger(), seed),
             cfg,
             rec,
@@ -119,8 +126,34 @@ impl NodeCore {
 
     /// A datagram from the sockets.
     pub fn handle_datagram(&mut self, inc: Incoming, now: Instant) {
-        let verdict = self.early_verify(&inc.payload);
-        let msg = match crate::proto::gist::codec::decode(&inc.payload) {
+        self.handle_framed(inc, Via::Udp, now);
+    }
+
+    /// One GIST message read from the messaging association to `remote`
+    /// (C-mode; `inc.payload` without magic number, `inc.src` = `remote`).
+    pub fn handle_ma_message(&mut self, inc: Incoming, now: Instant) {
+        let via = Via::Ma(inc.src);
+        self.handle_framed(inc, via, now);
+    }
+
+    /// The messaging association to `remote` closed or failed to connect.
+    pub fn ma_closed(&mut self, remote: SocketAddrV4) {
+        self.ma.closed(remote);
+    }
+
+    /// Socket work for the messaging associations (run before the
+    /// datagrams of [`Self::poll_transmit`] that use them).
+    pub fn poll_ma_action(&mut self) -> Option<MaAction> {
+        self.ma.poll_action()
+    }
+
+    fn handle_framed(&mut self, inc: Incoming, via: Via, now: Instant) {
+        let framing = match via {
+            Via::Udp => Framing::Udp,
+            Via::Ma(_) => Framing::Tcp,
+        };
+        let verdict = self.early_verify(&inc.payload, framing);
+        let (msg, stack) = match crate::proto::gist::codec::decode_framed(&inc.payload, framing) {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
@@ -129,12 +162,15 @@ impl NodeCore {
                     .entry(RefusalReason::Malformed)
                     .or_insert(0) += 1;
                 tracing::debug!(node = %self.cfg.name, src = %inc.src, "bad GIST PDU: {e}");
-                if let Some(err) = crate::proto::gist::codec::error_reply(&inc.payload, &e) {
+                if via == Via::Udp
+                    && let Some(err) = crate::proto::gist::codec::error_reply(&inc.payload, &e)
+                {
                     self.out.push_back(Transmit {
                         dst: inc.src,
                         bytes: err,
                         qmode: false,
                         ttl: 64,
+                        via,
                         point: None,
                     });
                 }
@@ -149,6 +185,7 @@ impl NodeCore {
         } else {
             inc.dst
         };
+        self.ma.inbound(now, via, &msg, &stack);
         self.gist.handle(now, inc.src, local, msg);
         // The verdict goes with what this datagram delivered.
         self.pump(now, verdict);
@@ -156,13 +193,16 @@ impl NodeCore {
 
     /// Early verification (paper §IV-B): a Data PDU whose flow ends (or,
     /// upstream, starts) here is checked on the raw bytes, before parsing.
-    fn early_verify(&mut self, pdu: &[u8]) -> AuthVerdict {
-        let Some(sid) = crate::proto::gist::codec::auth_relevant(pdu, &self.cfg.addrs) else {
+    fn early_verify(&mut self, pdu: &[u8], framing: Framing) -> AuthVerdict {
+        let Some(sid) =
+            crate::proto::gist::codec::auth_relevant_framed(pdu, framing, &self.cfg.addrs)
+        else {
             return AuthVerdict::NotChecked;
         };
         self.rec.mark(sid, PointKind::HmacVerifyStart);
-        let v = crate::wire::auth::verify_pdu(
+        let v = crate::wire::auth::verify_framed(
             pdu,
+            framing,
             self.cfg.profile,
             &self.cfg.verify_keys,
             crate::wire::auth::Timestamp::now(),
@@ -285,10 +325,14 @@ impl NodeCore {
 
     /// The deadline for [`Self::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.gist.poll_timeout(), self.nslp.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.gist.poll_timeout(),
+            self.nslp.poll_timeout(),
+            self.ma.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Retransmissions, refreshes and expiry due at `now`.
@@ -299,6 +343,9 @@ impl NodeCore {
         }
         if self.nslp.poll_timeout().is_some_and(|t| t <= now) {
             self.nslp.handle_timeout(now);
+        }
+        if self.ma.poll_timeout().is_some_and(|t| t <= now) {
+            self.ma.handle_timeout(now);
         }
         self.pump(now, AuthVerdict::NotChecked);
     }
@@ -337,7 +384,7 @@ impl NodeCore {
             }
             while let Some(t) = self.gist.poll_transmit() {
                 busy = true;
-                self.encode(t);
+                self.encode(now, t);
             }
             if !busy {
                 break;
@@ -383,13 +430,25 @@ impl NodeCore {
     /// Encodes a GIST message and, if asked, signs it; a PDU whose signing
     /// fails is not sent (it would be refused downstream anyway, and an
     /// unsigned request must never pass for a signed one).
-    fn encode(&mut self, t: gm::Transmit) {
+    fn encode(&mut self, now: Instant, t: gm::Transmit) {
+        let o = self.ma.outbound(now, t);
+        let (t, via) = (o.t, o.via);
+        let framing = match via {
+            Via::Udp => Framing::Udp,
+            Via::Ma(_) => Framing::Tcp,
+        };
         let sid = t.msg.sid();
         let point = gist_point(&t.msg, true).map(|k| (sid, k));
-        let mut bytes = crate::proto::gist::codec::encode(&t.msg);
+        let mut bytes = crate::proto::gist::codec::encode_framed(&t.msg, &o.stack, framing)
+            .expect("machine messages carry at most 16 380 bytes of NSLP-Data");
         if t.sign {
             self.rec.mark(sid, PointKind::HmacSignStart);
-            let r = crate::wire::auth::sign_pdu(&mut bytes, self.cfg.profile, &self.cfg.sign_keys);
+            let r = crate::wire::auth::sign_framed(
+                &mut bytes,
+                framing,
+                self.cfg.profile,
+                &self.cfg.sign_keys,
+            );
             self.rec.mark(sid, PointKind::HmacSignDone);
             let why = match r {
                 Ok(0) => Some("no authorization object names a key this node holds".to_string()),
@@ -406,6 +465,7 @@ impl NodeCore {
             bytes,
             qmode: t.qmode,
             ttl: t.ttl,
+            via,
             point,
         });
     }

@@ -12,9 +12,12 @@
 //! - [`NodeActor`]: the sockets, the core, its timer, and the reservation
 //!   classes (the enforcer's netlink calls, fed back into the core);
 //! - [`vlink::VlinkActor`]: tunnel ends (netlink or script backend);
-//! - [`api_server::ApiActor`]: the external program's UNIX socket.
+//! - [`api_server::ApiActor`]: the external program's UNIX socket;
+//! - [`tcp`]: GIST messaging associations (C-mode), tasks that feed the
+//!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
+mod tcp;
 mod thread;
 mod vlink;
 
@@ -35,6 +38,7 @@ use crate::kernel::sockets::{GistSockets, Incoming};
 use crate::kernel::tunnel::TunnelEnd;
 use crate::node::api::{Reply, Request};
 use crate::node::core::{CoreAction, NodeCore};
+use crate::proto::gist::ma::{MaAction, Via};
 use crate::proto::gist::machine::Sid;
 use crate::proto::rmf::Enforcer;
 use api_server::{ApiActor, Publish};
@@ -88,6 +92,8 @@ pub struct NodeActor {
     vlink_busy: Arc<AtomicUsize>,
     /// Datagrams dropped because the node's queue was full.
     shed: Rc<Cell<u64>>,
+    /// GIST messaging associations (C-mode).
+    mas: tcp::MaPool,
 }
 
 /// How many received datagrams may wait for the node: a burst beyond it is
@@ -99,8 +105,17 @@ impl NodeActor {
     /// idle; then sets the timer for its next deadline.
     fn run(&mut self, ctx: &mut Context<Self>) {
         loop {
+            // MAs first: the messages that follow may use them.
+            while let Some(a) = self.core.poll_ma_action() {
+                match a {
+                    MaAction::Open(remote) => self.mas.open(remote, ctx.address()),
+                    MaAction::Close(remote) => self.mas.close(remote),
+                }
+            }
             while let Some(t) = self.core.poll_transmit() {
-                let r = if t.qmode {
+                let r = if let Via::Ma(remote) = t.via {
+                    self.mas.send(remote, t.bytes)
+                } else if t.qmode {
                     self.sockets.send_qmode(t.dst, &t.bytes, t.ttl)
                 } else {
                     self.sockets.send_dmode(t.dst, &t.bytes, t.ttl)
@@ -218,6 +233,31 @@ impl Handler<Datagram> for NodeActor {
     fn handle(&mut self, Datagram(inc): Datagram, ctx: &mut Context<Self>) {
         self.core.handle_datagram(inc, Instant::now());
         self.run(ctx);
+    }
+}
+
+impl Handler<tcp::MaMessage> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, tcp::MaMessage(inc): tcp::MaMessage, ctx: &mut Context<Self>) {
+        self.core.handle_ma_message(inc, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<tcp::MaAccepted> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, m: tcp::MaAccepted, ctx: &mut Context<Self>) {
+        self.mas.accepted(m.stream, m.remote, ctx.address());
+    }
+}
+
+impl Handler<tcp::MaClosed> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, m: tcp::MaClosed, ctx: &mut Context<Self>) {
+        if self.mas.ended(&m) {
+            self.core.ma_closed(m.remote);
+            self.run(ctx);
+        }
     }
 }
 

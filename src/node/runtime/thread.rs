@@ -83,6 +83,9 @@ pub fn spawn_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<NodeHandle> 
 async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let sockets = GistSockets::open(cfg.addrs.clone())
         .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
+    let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
+        .await
+        .map_err(|e| format!("node {}: {e}", cfg.name))?;
     let (conn, handle, _) =
         rtnetlink::new_connection().map_err(|e| format!("node {}: netlink: {e}", cfg.name))?;
     actix::spawn(conn);
@@ -127,8 +130,10 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             timer: None,
             vlink_busy: busy,
             shed: Default::default(),
+            mas: Default::default(),
         }
     });
+    super::tcp::serve(ma_listener, node.clone());
     let api = ApiActor {
         subscribers: vec![],
     }

@@ -5,10 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::ma::Stack;
 use super::machine::{Direction, Flow, Msg, Nli};
 use crate::wire::gist::{
     Body, CommonHeader, ErrorObject, Framing, GistPdu, Header, MessageType, Mri, NSLPID_QOS,
-    PathCoupledMri, error_class, error_code, scan_udp,
+    PathCoupledMri, PduView, error_class, error_code,
 };
 use crate::wire::tlv::{ObjectHeader, WireError, WireResult};
 
@@ -85,6 +86,14 @@ pub fn encode(msg: &Msg) -> Vec<u8> {
 
 /// The UDP payload of `msg`, or the field that cannot carry it.
 pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
+    encode_framed(msg, &Stack::default(), Framing::Udp)
+}
+
+/// `msg` with the Stack-Proposal / Stack-Configuration-Data of `stack`
+/// (C-mode, [`super::ma`]), framed for UDP (magic number) or an MA (none).
+/// Query and Response carry the two together or not at all.
+pub fn encode_framed(msg: &Msg, stack: &Stack, framing: Framing) -> WireResult<Vec<u8>> {
+    let both = stack.proposal.clone().zip(stack.config.clone());
     // Only the hop count and the C and R flags differ between messages.
     let (hops, c, r, body) = match msg {
         Msg::Query {
@@ -102,7 +111,7 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 sid: *sid,
                 nli: wire_nli(nli),
                 query_cookie: query_cookie.clone(),
-                stack: None,
+                stack: both,
                 nslp_data: None,
             },
         ),
@@ -123,7 +132,7 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 nli: wire_nli(nli),
                 query_cookie: query_cookie.clone(),
                 responder_cookie: Some(responder_cookie.clone()),
-                stack: None,
+                stack: both,
                 nslp_data: None,
             },
         ),
@@ -142,8 +151,8 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
                 sid: *sid,
                 nli: wire_nli(nli),
                 responder_cookie: Some(responder_cookie.clone()),
-                stack_proposal: None,
-                stack_config: None,
+                stack_proposal: stack.proposal.clone(),
+                stack_config: stack.config.clone(),
                 nslp_data: None,
             },
         ),
@@ -218,25 +227,33 @@ pub fn try_encode(msg: &Msg) -> WireResult<Vec<u8>> {
         body,
         unknown: vec![],
     }
-    .encode_udp()
+    .encode_framed(framing)
 }
 
 /// Decodes a UDP payload into a machine message; `Ok(None)` for messages the
 /// machine does not act on (MA-Hello, Errors other than No Routing State,
 /// other NSLPs).
 pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
-    let pdu = GistPdu::decode_udp(buf)?;
+    Ok(decode_framed(buf, Framing::Udp)?.map(|(m, _)| m))
+}
+
+/// [`decode`] for either framing, with the message's stack objects.
+pub fn decode_framed(buf: &[u8], framing: Framing) -> WireResult<Option<(Msg, Stack)>> {
+    let pdu = GistPdu::decode_framed(buf, framing)?;
     if pdu.nslpid != NSLPID_QOS {
         return Ok(None);
     }
-    Ok(Some(match pdu.body {
+    let mut st = Stack::default();
+    let msg = match pdu.body {
         Body::Query {
             mri,
             sid,
             nli,
             query_cookie,
+            stack,
             ..
         } => {
+            st = split(stack);
             let (flow, dir) = flow_of(&mri)?;
             Msg::Query {
                 flow,
@@ -252,8 +269,10 @@ pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
             nli,
             query_cookie,
             responder_cookie,
+            stack,
             ..
         } => {
+            st = split(stack);
             let (flow, dir) = flow_of(&mri)?;
             Msg::Response {
                 flow,
@@ -269,8 +288,14 @@ pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
             sid,
             nli,
             responder_cookie,
+            stack_proposal,
+            stack_config,
             ..
         } => {
+            st = Stack {
+                proposal: stack_proposal,
+                config: stack_config,
+            };
             let (flow, dir) = flow_of(&mri)?;
             Msg::Confirm {
                 flow,
@@ -320,7 +345,18 @@ pub fn decode(buf: &[u8]) -> WireResult<Option<Msg>> {
             }
         }
         Body::Error { .. } | Body::MaHello { .. } => return Ok(None),
-    }))
+    };
+    Ok(Some((msg, st)))
+}
+
+fn split(
+    s: Option<(
+        crate::wire::gist::StackProposal,
+        crate::wire::gist::StackConfigData,
+    )>,
+) -> Stack {
+    let (proposal, config) = s.unzip();
+    Stack { proposal, config }
 }
 
 /// Whether an intercepted datagram is GIST for `nslpid` (magic number and
@@ -333,7 +369,16 @@ pub fn is_gist_for(payload: &[u8], nslpid: u16) -> bool {
 /// upstream: source is local), the session id: this node is an end of the
 /// virtual link and verifies the authorization early. `None` otherwise.
 pub fn auth_relevant(payload: &[u8], local: &[Ipv4Addr]) -> Option<[u8; 16]> {
-    let v = scan_udp(payload).ok()?;
+    auth_relevant_framed(payload, Framing::Udp, local)
+}
+
+/// [`auth_relevant`] for either framing (an MA carries no magic number).
+pub fn auth_relevant_framed(
+    payload: &[u8],
+    framing: Framing,
+    local: &[Ipv4Addr],
+) -> Option<[u8; 16]> {
+    let v = PduView::scan(payload, framing).ok()?;
     if v.header.msg_type != MessageType::Data {
         return None;
     }

@@ -3,5 +3,6 @@
 
 pub mod codec;
 pub mod cookie;
+pub mod ma;
 pub mod machine;
 mod profile;
