@@ -37,13 +37,93 @@ pub struct VnodeConf {
     pub name: String,
     pub vnet_id: u128,
     pub vnode_id: u128,
-    /// Interface id of the virtual interface a link attaches to.
-    pub vif_id: u64,
+    /// Its virtual interfaces, in the topology's order (the default pick
+    /// is the first free one).
+    pub vifs: Vec<VifConf>,
     /// Substrate node hosting it, and that node's tunnel address.
     pub host: String,
     pub host_addr: Ipv4Addr,
-    /// Bridge (in the host's namespace) the virtual interface is attached to.
+}
+
+/// A virtual interface: the id VLSP objects name and its own bridge (in
+/// the host's namespace), which a virtual link's tunnel end joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VifConf {
+    pub id: u64,
     pub bridge: String,
+}
+
+/// A virtual interface carrying a virtual link: (virtual node id, vif id,
+/// VLink ID). One link per interface, so links never share a segment.
+pub type VifUse = (u128, u64, u64);
+
+/// `VM1` or `VM1:2` (virtual node, and the interface id if named).
+pub fn split_vif(s: &str) -> Result<(&str, Option<u64>), String> {
+    match s.split_once(':') {
+        None => Ok((s, None)),
+        Some((name, id)) => id.parse().map(|id| (name, Some(id))).map_err(|_| {
+            format!("{s:?}: write a virtual node as NAME or NAME:INTERFACE_ID, e.g. VM1:2")
+        }),
+    }
+}
+
+impl VnodeConf {
+    fn vif(&self, id: u64) -> Result<&VifConf, String> {
+        self.vifs.iter().find(|v| v.id == id).ok_or_else(|| {
+            format!(
+                "virtual node {} has no interface {id} (it has {}): name one of those, or declare it in the topology's `interfaces`",
+                self.name,
+                self.vif_list(|_| true)
+            )
+        })
+    }
+
+    fn vif_list(&self, keep: impl Fn(u64) -> bool) -> String {
+        let ids: Vec<String> = self
+            .vifs
+            .iter()
+            .filter(|v| keep(v.id))
+            .map(|v| v.id.to_string())
+            .collect();
+        if ids.is_empty() {
+            "none".into()
+        } else {
+            ids.join(", ")
+        }
+    }
+
+    /// The link using interface `id`, other than `vlink_id`.
+    fn user_of(&self, id: u64, vlink_id: u64, busy: &[VifUse]) -> Option<u64> {
+        busy.iter()
+            .find(|(n, i, l)| *n == self.vnode_id && *i == id && *l != vlink_id)
+            .map(|u| u.2)
+    }
+
+    /// The interface a new link attaches to: `asked` if it exists and is
+    /// free, else (none asked) the first free one.
+    pub fn pick_vif(&self, asked: Option<u64>, busy: &[VifUse]) -> Result<u64, String> {
+        let free = |id: u64| self.user_of(id, 0, busy).is_none();
+        match asked {
+            Some(id) => {
+                self.vif(id)?;
+                match self.user_of(id, 0, busy) {
+                    None => Ok(id),
+                    Some(l) => Err(format!(
+                        "interface {}:{id} already carries virtual link {l}: name a free interface ({}) or tear that link down",
+                        self.name,
+                        self.vif_list(free)
+                    )),
+                }
+            }
+            None => self.vifs.iter().map(|v| v.id).find(|id| free(*id)).ok_or_else(|| {
+                format!(
+                    "every interface of virtual node {} carries a virtual link ({}): tear one down, or declare more `interfaces` for it in the topology",
+                    self.name,
+                    self.vif_list(|_| true)
+                )
+            }),
+        }
+    }
 }
 
 fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
@@ -171,7 +251,10 @@ impl NodeConfig {
             .unwrap_or_else(|| format!("{id:#x}"))
     }
 
-    /// Resolves an API setup request. Errors say what to change.
+    /// Resolves an API setup request. `from` and `to` may name the
+    /// interface (`VM1:2`); without it the first free one is taken.
+    /// `tunnel` overrides the topology's tunnel type. Errors say what to
+    /// change.
     #[allow(clippy::too_many_arguments)]
     pub fn setup_request(
         &self,
@@ -181,8 +264,12 @@ impl NodeConfig {
         rate_bps: crate::model::units::Rate,
         authenticate: bool,
         bidirectional: bool,
+        tunnel: Option<TunnelKind>,
         vnis_in_use: &[u32],
+        vifs_in_use: &[VifUse],
     ) -> Result<SetupRequest, String> {
+        let (from, from_vif) = split_vif(from)?;
+        let (to, to_vif) = split_vif(to)?;
         let names = || {
             self.vnodes
                 .iter()
@@ -219,15 +306,17 @@ impl NodeConfig {
                 self.name, dst.host, dst.host_addr
             )
         })?;
+        let src_vif = src.pick_vif(from_vif, vifs_in_use)?;
+        let dst_vif = dst.pick_vif(to_vif, vifs_in_use)?;
         let vlink_id = allocate_vlink_id(vnis_in_use, rand::random);
         let vlsp = VlspObject {
             vnet_id: src.vnet_id,
             src_vnode: src.vnode_id,
             dst_vnode: dst.vnode_id,
-            src_vif: src.vif_id,
-            dst_vif: dst.vif_id,
+            src_vif,
+            dst_vif,
             vlink_id,
-            tunnel_type: crate::wire::vlsp::TunnelType::from_kind(self.tunnel),
+            tunnel_type: crate::wire::vlsp::TunnelType::from_kind(tunnel.unwrap_or(self.tunnel)),
         };
         Ok(SetupRequest {
             req_id,
@@ -249,26 +338,54 @@ impl NodeConfig {
         })
     }
 
-    /// The tunnel end this node sets up for `vlsp`, if one of the link's
-    /// virtual nodes is hosted here.
-    pub fn tunnel_end(&self, vlsp: &VlspObject, flow: &Flow, initiator: bool) -> Option<TunnelEnd> {
-        let (mine, remote) = if initiator {
-            (vlsp.src_vnode, flow.dst)
+    /// The tunnel end this node sets up for `vlsp`: `Ok(None)` if neither
+    /// of the link's virtual nodes is hosted here. It joins the bridge of
+    /// the interface the object names, with the tunnel type it asks for.
+    /// With `busy` (a set-up, not a teardown), an interface already
+    /// carrying another link is refused, as are an unknown interface and a
+    /// tunnel type without a kernel kind; the error says what to do.
+    pub fn tunnel_end(
+        &self,
+        vlsp: &VlspObject,
+        flow: &Flow,
+        initiator: bool,
+        busy: Option<&[VifUse]>,
+    ) -> Result<Option<TunnelEnd>, String> {
+        let (mine, vif, remote) = if initiator {
+            (vlsp.src_vnode, vlsp.src_vif, flow.dst)
         } else {
-            (vlsp.dst_vnode, flow.src)
+            (vlsp.dst_vnode, vlsp.dst_vif, flow.src)
         };
-        let v = self
+        let Some(v) = self
             .vnodes
             .iter()
-            .find(|v| v.vnode_id == mine && v.vnet_id == vlsp.vnet_id && v.host == self.name)?;
-        Some(TunnelEnd {
+            .find(|v| v.vnode_id == mine && v.vnet_id == vlsp.vnet_id && v.host == self.name)
+        else {
+            return Ok(None);
+        };
+        let at = |e: String| format!("{}: {e}", self.name);
+        let bridge = v.vif(vif).map_err(at)?.bridge.clone();
+        if let Some(l) = busy.and_then(|b| v.user_of(vif, vlsp.vlink_id, b)) {
+            return Err(at(format!(
+                "interface {}:{vif} already carries virtual link {l}: ask for a free interface ({}) or tear that link down",
+                v.name,
+                v.vif_list(|id| busy.is_some_and(|b| v.user_of(id, vlsp.vlink_id, b).is_none()))
+            )));
+        }
+        let kind = vlsp.tunnel_type.kind().ok_or_else(|| {
+            at(format!(
+                "the VLSP object asks for tunnel type {:?}, which this node has no kernel tunnel for: ask for vxlan, gretap or geneve",
+                vlsp.tunnel_type
+            ))
+        })?;
+        Ok(Some(TunnelEnd {
             vlink_id: vlsp.vlink_id,
-            kind: self.tunnel,
+            kind,
             local: self.tunnel_addr,
             remote,
-            bridge: v.bridge.clone(),
+            bridge,
             backend: None,
-        })
+        }))
     }
 
     pub fn gist_config(&self) -> gm::Config {
@@ -412,10 +529,16 @@ impl NodeConfig {
                     .find(|n| n.name == v.vnet)
                     .map_or(0, |n| n.id),
                 vnode_id: v.id,
-                vif_id: v.vif_id,
+                vifs: v
+                    .interfaces
+                    .iter()
+                    .map(|i| VifConf {
+                        id: i.id,
+                        bridge: i.bridge.clone(),
+                    })
+                    .collect(),
                 host: v.host.clone(),
                 host_addr: topo.node_addr(&v.host).unwrap_or(Ipv4Addr::UNSPECIFIED),
-                bridge: v.bridge.clone(),
             })
             .collect();
         let run = crate::model::paths::RunDir::new(&topo.topo_name());

@@ -90,13 +90,17 @@ pub enum VlinkError {
     )]
     NoTunnel { ifname: String, node: String },
     #[error(
-        "the kernel of node {node} cannot create {kind} tunnels ({detail}); use tunnel = \"vxlan\""
+        "the kernel of node {node} cannot create {kind} tunnels ({detail}): ask for a tunnel type it has (vxlan)"
     )]
     Unsupported {
         kind: TunnelKind,
         node: String,
         detail: String,
     },
+    #[error(
+        "node {node} has {kind} tunnels, but they carry IP packets, not the Ethernet frames of a virtual link: ask for vxlan, gretap or geneve"
+    )]
+    NotEthernet { kind: TunnelKind, node: String },
     #[error("netlink {op} of {ifname} on node {node} failed: {source}")]
     Netlink {
         op: &'static str,

@@ -64,6 +64,11 @@ fn script_error(script: PathBuf, end: &TunnelEnd, status: String, stderr: String
             node: end.node(),
             detail: stderr,
         }
+    } else if stderr.contains("not Ethernet frames") {
+        VlinkError::NotEthernet {
+            kind: end.kind,
+            node: end.node(),
+        }
     } else if stderr.contains("Cannot find device") {
         VlinkError::NoTunnel {
             ifname: end.ifname(),
@@ -105,6 +110,11 @@ case "$KIND" in
   vxlan)  ip link add "$IF" type vxlan id "$VNI" local "$LOCAL" remote "$REMOTE" dstport 4789 ;;
   geneve) ip link add "$IF" type geneve id "$VNI" remote "$REMOTE" ;;
   gretap) ip link add "$IF" type gretap local "$LOCAL" remote "$REMOTE" ;;
+  gre|ipip)
+    # IP-carrying tunnels cannot join the bridge: only ask the kernel whether it has them.
+    ip link add "$IF" type "$KIND" local "$LOCAL" remote "$REMOTE"
+    ip link del "$IF"
+    echo "$KIND carries IP packets, not Ethernet frames" >&2; exit 3 ;;
   *) echo "unknown tunnel kind $KIND" >&2; exit 2 ;;
 esac
 ip link set "$IF" master "$BR"
