@@ -598,4 +598,101 @@ mod tests {
         let id = super::allocate_vlink_id(&used, || draws.next().unwrap());
         assert_eq!(id, 9);
     }
+
+    fn vif_topology() -> (super::NodeConfig, super::NodeConfig) {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/vif-4node.toml");
+        let t = crate::topology::Topology::load(&p).unwrap();
+        (
+            super::NodeConfig::from_topology(&t, "tb1").unwrap(),
+            super::NodeConfig::from_topology(&t, "tb4").unwrap(),
+        )
+    }
+
+    fn request(
+        cfg: &super::NodeConfig,
+        from: &str,
+        to: &str,
+        busy: &[super::VifUse],
+    ) -> Result<crate::proto::nslp::SetupRequest, String> {
+        let rate = crate::model::units::Rate::from_bps(1);
+        cfg.setup_request(1, from, to, rate, true, false, None, &[], busy)
+    }
+
+    #[test]
+    fn a_link_takes_the_first_free_interface_or_the_one_named() {
+        let (tb1, _) = vif_topology();
+        let r = request(&tb1, "VM1", "VM2", &[]).unwrap();
+        assert_eq!((r.vlsp.src_vif, r.vlsp.dst_vif), (1, 1));
+        // VM1:1 and VM2:1 carry link 7: the next link takes 2 and 2.
+        let busy = [(1, 1, 7), (2, 1, 7)];
+        let r = request(&tb1, "VM1", "VM2", &busy).unwrap();
+        assert_eq!((r.vlsp.src_vif, r.vlsp.dst_vif), (2, 2));
+        let r = request(&tb1, "VM1:3", "VM2:2", &busy).unwrap();
+        assert_eq!((r.vlsp.src_vif, r.vlsp.dst_vif), (3, 2));
+        let e = request(&tb1, "VM1:1", "VM2", &busy).unwrap_err();
+        assert!(
+            e.contains("VM1:1") && e.contains("link 7") && e.contains("free interface (2, 3)"),
+            "{e}"
+        );
+        let e = request(&tb1, "VM1:9", "VM2", &[]).unwrap_err();
+        assert!(e.contains("no interface 9") && e.contains("1, 2, 3"), "{e}");
+        let e = request(&tb1, "VM1:x", "VM2", &[]).unwrap_err();
+        assert!(e.contains("NAME:INTERFACE_ID"), "{e}");
+        let all = [(1, 1, 7), (1, 2, 8), (1, 3, 9)];
+        let e = request(&tb1, "VM1", "VM2", &all).unwrap_err();
+        assert!(e.contains("every interface of virtual node VM1"), "{e}");
+    }
+
+    #[test]
+    fn the_responders_tunnel_end_joins_the_named_interfaces_bridge() {
+        let (tb1, tb4) = vif_topology();
+        let r = request(&tb1, "VM1:2", "VM2:3", &[]).unwrap();
+        let end = tb4
+            .tunnel_end(&r.vlsp, &r.flow, false, Some(&[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((end.bridge.as_str(), end.kind), ("br0v2", tb4.tunnel));
+        let mine = tb1
+            .tunnel_end(&r.vlsp, &r.flow, true, Some(&[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(mine.bridge, "br0v1");
+        // Busy with another link: refused; its own link: fine (a refresh).
+        let other = [(2, 3, r.vlsp.vlink_id ^ 1)];
+        let e = tb4
+            .tunnel_end(&r.vlsp, &r.flow, false, Some(&other))
+            .unwrap_err();
+        assert!(e.starts_with("tb4: interface VM2:3 already carries"), "{e}");
+        let own = [(2, 3, r.vlsp.vlink_id)];
+        assert!(tb4.tunnel_end(&r.vlsp, &r.flow, false, Some(&own)).is_ok());
+        // A teardown finds its end even when the interface looks busy.
+        assert!(
+            tb4.tunnel_end(&r.vlsp, &r.flow, false, None)
+                .unwrap()
+                .is_some()
+        );
+        // The tunnel type asked for is the one built; one without a
+        // kernel kind is refused before the kernel.
+        let mut ipip = r.vlsp.clone();
+        ipip.tunnel_type = crate::wire::vlsp::TunnelType::IpInIp;
+        let end = tb4
+            .tunnel_end(&ipip, &r.flow, false, Some(&[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(end.kind, crate::model::tunnel::TunnelKind::Ipip);
+        let mut vlan = r.vlsp.clone();
+        vlan.tunnel_type = crate::wire::vlsp::TunnelType::Vlan;
+        let e = tb4
+            .tunnel_end(&vlan, &r.flow, false, Some(&[]))
+            .unwrap_err();
+        assert!(e.contains("Vlan") && e.contains("vxlan"), "{e}");
+        let mut unknown = r.vlsp.clone();
+        unknown.dst_vif = 42;
+        let e = tb4
+            .tunnel_end(&unknown, &r.flow, false, Some(&[]))
+            .unwrap_err();
+        assert!(e.contains("VM2 has no interface 42"), "{e}");
+        // Transit: neither virtual node is hosted here.
+        assert_eq!(tb1.tunnel_end(&r.vlsp, &r.flow, false, None), Ok(None));
+    }
 }

@@ -155,6 +155,10 @@ mod tests {
         let exists = failed("RTNETLINK answers: File exists");
         assert!(matches!(exists, VlinkError::Exists { .. }));
         assert!(exists.to_string().contains("172.1.2.1"));
+        let ip_only = failed("ipip carries IP packets, not Ethernet frames");
+        assert!(matches!(ip_only, VlinkError::NotEthernet { .. }));
+        let missing = failed("Error: Unknown device type.");
+        assert!(matches!(missing, VlinkError::Unsupported { .. }));
         let gone = failed("Cannot find device \"vl001235\"");
         assert!(matches!(gone, VlinkError::NoTunnel { .. }));
         let other = script_error(p, &e, "exit status: 2".into(), "boom".into());
