@@ -92,11 +92,23 @@ impl VnodeConf {
         }
     }
 
-    /// The link using interface `id`, other than `vlink_id`.
+    /// The link using interface `id`, other than `vlink_id`. A virtual
+    /// node with one interface has every link on it, whatever id a peer
+    /// wrote (as before interfaces could be named; NSIS-ka's client writes
+    /// its own).
     fn user_of(&self, id: u64, vlink_id: u64, busy: &[VifUse]) -> Option<u64> {
+        let single = self.vifs.len() == 1;
         busy.iter()
-            .find(|(n, i, l)| *n == self.vnode_id && *i == id && *l != vlink_id)
+            .find(|(n, i, l)| *n == self.vnode_id && (single || *i == id) && *l != vlink_id)
             .map(|u| u.2)
+    }
+
+    /// The interface a peer's VLSP object names: by id, or the only one.
+    fn named_by_peer(&self, id: u64) -> Result<&VifConf, String> {
+        match self.vifs.as_slice() {
+            [only] => Ok(only),
+            _ => self.vif(id),
+        }
     }
 
     /// The interface a new link attaches to: `asked` if it exists and is
@@ -364,7 +376,7 @@ impl NodeConfig {
             return Ok(None);
         };
         let at = |e: String| format!("{}: {e}", self.name);
-        let bridge = v.vif(vif).map_err(at)?.bridge.clone();
+        let bridge = v.named_by_peer(vif).map_err(at)?.bridge.clone();
         if let Some(l) = busy.and_then(|b| v.user_of(vif, vlsp.vlink_id, b)) {
             return Err(at(format!(
                 "interface {}:{vif} already carries virtual link {l}: ask for a free interface ({}) or tear that link down",
@@ -694,5 +706,25 @@ mod tests {
         assert!(e.contains("VM2 has no interface 42"), "{e}");
         // Transit: neither virtual node is hosted here.
         assert_eq!(tb1.tunnel_end(&r.vlsp, &r.flow, false, None), Ok(None));
+    }
+
+    #[test]
+    fn a_single_interface_takes_whatever_id_a_peer_names_but_one_link() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let t = crate::topology::Topology::load(&p).unwrap();
+        let tb1 = super::NodeConfig::from_topology(&t, "tb1").unwrap();
+        let tb4 = super::NodeConfig::from_topology(&t, "tb4").unwrap();
+        let mut r = request(&tb1, "VM1", "VM2", &[]).unwrap();
+        r.vlsp.dst_vif = 7;
+        let end = tb4.tunnel_end(&r.vlsp, &r.flow, false, Some(&[])).unwrap();
+        assert_eq!(end.unwrap().bridge, "br0");
+        // Another link on VM2 (whatever id it named) makes it busy.
+        let e = tb4
+            .tunnel_end(&r.vlsp, &r.flow, false, Some(&[(2, 1, 99)]))
+            .unwrap_err();
+        assert!(e.contains("carries virtual link 99"), "{e}");
+        let e = request(&tb1, "VM1", "VM2", &[(2, 0, 99)]).unwrap_err();
+        assert!(e.contains("every interface of virtual node VM2"), "{e}");
     }
 }
