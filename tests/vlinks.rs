@@ -139,6 +139,7 @@ fn links_in_both_directions_between_two_nodes_make_no_loop() {
     )
     .unwrap();
     tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
 }
 
 #[test]

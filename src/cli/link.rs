@@ -221,3 +221,16 @@ fn stats(topology: &str, node: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnel_flag_takes_the_topology_spelling() {
+        assert_eq!(tunnel_kind("ipip"), Ok(TunnelKind::Ipip));
+        assert_eq!(tunnel_kind("vxlan"), Ok(TunnelKind::Vxlan));
+        let e = tunnel_kind("ip-in-ip").unwrap_err();
+        assert!(e.contains("ip-in-ip") && e.contains("ipip"), "{e}");
+    }
+}
