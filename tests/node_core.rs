@@ -232,6 +232,7 @@ impl Net {
                 bidirectional: false,
                 backend: None,
                 authenticate: true,
+                tunnel: None,
             },
         )
     }

@@ -18,6 +18,7 @@ fn setup_req(rate: u64, auth: bool) -> Request {
         bidirectional: false,
         backend: None,
         authenticate: auth,
+        tunnel: None,
     }
 }
 
@@ -155,6 +156,7 @@ fn admission_failure_and_unknown_vnode_are_clear_errors() {
         bidirectional: false,
         backend: None,
         authenticate: true,
+        tunnel: None,
     };
     match c.call(&bad).unwrap() {
         Reply::Error { reason, message } => {

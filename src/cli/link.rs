@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::out;
 use crate::model::paths::RunDir;
+use crate::model::tunnel::TunnelKind;
 use crate::model::units::Rate;
 use crate::node::api::{Client, Reply, Request};
 use crate::testbed::{self, resolve};
@@ -14,14 +15,16 @@ use crate::testbed::{self, resolve};
 #[derive(Subcommand)]
 pub(super) enum LinkCmd {
     /// Set up a virtual link with a QoS reservation.
+    #[command(alias = "up")]
     Setup {
         /// Topology name (or file).
         #[arg(long)]
         topology: String,
-        /// Virtual node the link starts at.
+        /// Virtual node the link starts at, optionally with the interface
+        /// it attaches to: VM1 or VM1:2 (default: its first free one).
         #[arg(long)]
         from: String,
-        /// Virtual node the link ends at.
+        /// Virtual node the link ends at: VM2 or VM2:2.
         #[arg(long)]
         to: String,
         /// Reserved rate, in tc's units: 10mbit, 500kbit (bit/s) or
@@ -35,6 +38,11 @@ pub(super) enum LinkCmd {
         /// starts a reservation bound with BOUND_SESSION_ID.
         #[arg(long)]
         bidirectional: bool,
+        /// Tunnel type the VLSP object asks for (vxlan, gretap, geneve,
+        /// gre, ipip; default: the topology's). The responder refuses one
+        /// its kernel cannot carry the link over.
+        #[arg(long, value_parser = tunnel_kind)]
+        tunnel: Option<TunnelKind>,
     },
     /// Tear a virtual link down.
     Teardown {
@@ -68,6 +76,12 @@ pub(super) enum LinkCmd {
     },
 }
 
+/// A tunnel kind as the topology file spells it.
+fn tunnel_kind(s: &str) -> Result<TunnelKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("unknown tunnel {s:?}: use vxlan, gretap, geneve, gre or ipip"))
+}
+
 pub(super) fn link(cmd: LinkCmd) -> Result<()> {
     match cmd {
         LinkCmd::Setup {
@@ -77,21 +91,51 @@ pub(super) fn link(cmd: LinkCmd) -> Result<()> {
             rate,
             no_auth,
             bidirectional,
-        } => setup(&topology, &from, &to, rate, !no_auth, bidirectional),
+            tunnel,
+        } => setup(&topology, &from, &to, rate, !no_auth, bidirectional, tunnel),
         LinkCmd::Teardown { topology, from, id } => teardown(&topology, &from, id),
         LinkCmd::List { topology, node } => list(&topology, node),
         LinkCmd::Stats { topology, node } => stats(&topology, &node),
     }
 }
 
-fn setup(topology: &str, from: &str, to: &str, rate: Rate, auth: bool, bidi: bool) -> Result<()> {
+fn setup(
+    topology: &str,
+    from: &str,
+    to: &str,
+    rate: Rate,
+    auth: bool,
+    bidi: bool,
+    tunnel: Option<TunnelKind>,
+) -> Result<()> {
     let t0 = Instant::now();
-    let l = testbed::link_setup(topology, from, to, rate, auth, bidi)?;
+    let l = match tunnel {
+        None => testbed::link_setup(topology, from, to, rate, auth, bidi)?,
+        Some(kind) => {
+            let (t, host) = host_of(topology, from)?;
+            let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
+            match c.call(&Request::Setup {
+                from: from.into(),
+                to: to.into(),
+                rate_bps: rate,
+                bidirectional: bidi,
+                backend: None,
+                authenticate: auth,
+                tunnel: Some(kind),
+            })? {
+                Reply::LinkUp { vlink } => vlink,
+                Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
+                r => bail!("unexpected reply {r:?}"),
+            }
+        }
+    };
     out!(
-        "virtual link {} {} -> {} up ({} bit/s reserved, {} via {}) in {:.3} ms",
+        "virtual link {} {}:{} -> {}:{} up ({} bit/s reserved, {} via {}) in {:.3} ms",
         l.vlink_id,
         l.from,
+        l.from_vif,
         l.to,
+        l.to_vif,
         l.rate_bps,
         l.tunnel,
         l.backend,
@@ -106,14 +150,26 @@ fn client(run: &RunDir, node: &str, timeout: Duration) -> Result<Client> {
     Client::connect(&sock, timeout).with_context(|| format!("API of {node} ({})", sock.display()))
 }
 
-fn teardown(topology: &str, from: &str, id: u64) -> Result<()> {
+/// The topology and the router hosting virtual node `from` (`VM1` or `VM1:2`).
+fn host_of(topology: &str, from: &str) -> Result<(crate::topology::Topology, String)> {
     let t = resolve(topology)?;
+    let name = from.split(':').next().unwrap_or(from);
     let host = t
         .vnodes
         .iter()
-        .find(|v| v.name == from)
+        .find(|v| v.name == name)
         .map(|v| v.host.clone())
-        .with_context(|| format!("no virtual node {from} in {}", t.name))?;
+        .with_context(|| {
+            format!(
+                "no virtual node {name} in {}: use a [[vnode]] name of the topology",
+                t.name
+            )
+        })?;
+    Ok((t, host))
+}
+
+fn teardown(topology: &str, from: &str, id: u64) -> Result<()> {
+    let (t, host) = host_of(topology, from)?;
     let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
     match c.call(&Request::Teardown { vlink_id: id })? {
         Reply::LinkDown { vlink_id } => out!("virtual link {vlink_id} removed"),
@@ -140,10 +196,13 @@ fn list(topology: &str, node: Option<String>) -> Result<()> {
         if let Reply::Links { links } = c.call(&Request::List)? {
             for l in links {
                 out!(
-                    "{n}: link {} {} -> {} {} bit/s {} session {}",
+                    "{n}: link {} {}:{} -> {}:{} {} {} bit/s {} session {}",
                     l.vlink_id,
                     l.from,
+                    l.from_vif,
                     l.to,
+                    l.to_vif,
+                    l.tunnel,
                     l.rate_bps,
                     l.state,
                     l.session
@@ -161,4 +220,17 @@ fn stats(topology: &str, node: &str) -> Result<()> {
         out!("{}", serde_json::to_string_pretty(&stats)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnel_flag_takes_the_topology_spelling() {
+        assert_eq!(tunnel_kind("ipip"), Ok(TunnelKind::Ipip));
+        assert_eq!(tunnel_kind("vxlan"), Ok(TunnelKind::Vxlan));
+        let e = tunnel_kind("ip-in-ip").unwrap_err();
+        assert!(e.contains("ip-in-ip") && e.contains("ipip"), "{e}");
+    }
 }

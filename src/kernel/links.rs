@@ -120,23 +120,27 @@ pub fn shape_links(topo: &Topology, node: &str, ns: &File) -> Result<()> {
     })?
 }
 
-/// Creates the bridge of virtual node `v` on its host (handle `h`) and, for
-/// a namespace node, attaches its veth; a QEMU guest's tap joins later,
-/// when QEMU has created it.
+/// Creates the bridges of virtual node `v` on its host (handle `h`), one
+/// per virtual interface, and, for a namespace node, attaches each
+/// interface's veth to its own bridge; a QEMU guest's tap joins later, when
+/// QEMU has created it.
 pub async fn bridge_vnode(h: &Handle, v: &Vnode) -> Result<()> {
-    h.link()
-        .add(LinkBridge::new(&v.bridge).up().build())
-        .execute()
-        .await
-        .with_context(|| format!("bridge {} on {}", v.bridge, v.host))?;
-    if v.qemu.is_some() {
-        return Ok(());
+    for i in &v.interfaces {
+        h.link()
+            .add(LinkBridge::new(&i.bridge).up().build())
+            .execute()
+            .await
+            .with_context(|| format!("bridge {} on {}", i.bridge, v.host))?;
+        if v.qemu.is_some() {
+            continue;
+        }
+        let br = link_index(h, &i.bridge).await?;
+        let port = link_index(h, &i.host_ifname).await?;
+        h.link()
+            .set(LinkUnspec::new_with_index(port).controller(br).up().build())
+            .execute()
+            .await
+            .with_context(|| format!("attach {} to {} on {}", i.host_ifname, i.bridge, v.host))?;
     }
-    let br = link_index(h, &v.bridge).await?;
-    let port = link_index(h, &v.host_ifname).await?;
-    h.link()
-        .set(LinkUnspec::new_with_index(port).controller(br).up().build())
-        .execute()
-        .await
-        .with_context(|| format!("attach {} to {} on {}", v.host_ifname, v.bridge, v.host))
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! The substrate, for real: one network namespace per router and per virtual
 //! node, veth links with the topology's addresses, static routes along
 //! shortest paths, IP forwarding, and a bridge per virtual interface on its
-//! host router. This file orchestrates `up`, `down`, `status`, `exec` and
+//! host router (each virtual link's tunnel end joins only the bridge of the
+//! interface it names, so links never share an L2 segment). This file orchestrates `up`, `down`, `status`, `exec` and
 //! `udp_ping`; the namespaces are in [`crate::kernel::netns`], the
 //! crash-safe record in [`crate::kernel::journal`], the links, addresses
 //! and routes in [`crate::kernel::links`].
@@ -149,15 +150,18 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
     }
     let ns_vnodes = || topo.vnodes.iter().filter(|v| v.qemu.is_none());
     for v in ns_vnodes() {
-        links::veth_between(
-            &root,
-            &files[&v.host],
-            &v.host_ifname,
-            &files[&v.name],
-            "eth0",
-        )
-        .await?;
-        links::set_up(&handles[&v.name], "eth0").await?;
+        // One veth per virtual interface: its own L2 segment on the host.
+        for i in &v.interfaces {
+            links::veth_between(
+                &root,
+                &files[&v.host],
+                &i.host_ifname,
+                &files[&v.name],
+                &i.ifname,
+            )
+            .await?;
+            links::set_up(&handles[&v.name], &i.ifname).await?;
+        }
     }
     t.mark("veth links", &mut since);
 
@@ -167,7 +171,9 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
         }
     }
     for v in ns_vnodes() {
-        links::add_address(&handles[&v.name], &v.name, "eth0", v.addr, v.prefix_len).await?;
+        for i in &v.interfaces {
+            links::add_address(&handles[&v.name], &v.name, &i.ifname, i.addr, i.prefix_len).await?;
+        }
     }
     t.mark("addresses", &mut since);
 

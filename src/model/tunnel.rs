@@ -14,6 +14,10 @@ pub enum TunnelKind {
     Gretap,
     /// Ethernet over Geneve (RFC 8926).
     Geneve,
+    /// Plain GRE and IP-in-IP: what a VLSP object may ask for, but they
+    /// carry IP packets, not the Ethernet frames a bridge needs.
+    Gre,
+    Ipip,
 }
 
 impl TunnelKind {
@@ -23,7 +27,14 @@ impl TunnelKind {
             Self::Vxlan => "vxlan",
             Self::Gretap => "gretap",
             Self::Geneve => "geneve",
+            Self::Gre => "gre",
+            Self::Ipip => "ipip",
         }
+    }
+
+    /// Whether the tunnel carries Ethernet frames (can join a bridge).
+    pub fn carries_ethernet(self) -> bool {
+        matches!(self, Self::Vxlan | Self::Gretap | Self::Geneve)
     }
 }
 

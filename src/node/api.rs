@@ -22,7 +22,10 @@ pub enum Request {
     /// Set up a virtual link with a QoS reservation from a virtual node hosted
     /// on this node to another virtual node.
     Setup {
+        /// Virtual node the link starts at, `VM1`, or with the interface
+        /// it attaches to, `VM1:2` (default: the node's first free one).
         from: String,
+        /// Virtual node the link ends at, `VM2` or `VM2:2`.
         to: String,
         /// Reserved rate in bit/s (a JSON number).
         rate_bps: Rate,
@@ -35,6 +38,10 @@ pub enum Request {
         /// Sign the request (default true); false measures the unsigned case.
         #[serde(default = "yes")]
         authenticate: bool,
+        /// Tunnel type the VLSP object asks for (default: the topology's);
+        /// the responder refuses one its kernel cannot build.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tunnel: Option<TunnelKind>,
     },
     /// Tear a virtual link down.
     Teardown { vlink_id: u64 },
@@ -177,6 +184,11 @@ pub struct LinkInfo {
     pub vlink_id: u64,
     pub from: String,
     pub to: String,
+    /// The virtual interfaces the link joins at each end.
+    #[serde(default)]
+    pub from_vif: u64,
+    #[serde(default)]
+    pub to_vif: u64,
     /// Reserved rate in bit/s (a JSON number).
     pub rate_bps: Rate,
     /// GIST session id, hex.
@@ -324,6 +336,8 @@ mod tests {
             vlink_id: 1,
             from: "VM1".into(),
             to: "VM2".into(),
+            from_vif: 1,
+            to_vif: 2,
             rate_bps: Rate::from_bps(1),
             session: "00112233445566778899aabbccddeeff".into(),
             tunnel: TunnelKind::Vxlan,
@@ -347,6 +361,8 @@ mod tests {
             vlink_id: 1,
             from: "VM1".into(),
             to: "VM2".into(),
+            from_vif: 1,
+            to_vif: 2,
             rate_bps: Rate::from_bps(1),
             session: "00".into(),
             tunnel: TunnelKind::Gretap,
@@ -375,6 +391,7 @@ mod tests {
             bidirectional: false,
             backend: None,
             authenticate: true,
+            tunnel: None,
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(
@@ -387,6 +404,17 @@ mod tests {
             back,
             Request::Setup {
                 authenticate: true,
+                ..
+            }
+        ));
+        let ipip: Request = serde_json::from_str(
+            r#"{"op":"setup","from":"VM1:2","to":"VM2","rate_bps":1,"tunnel":"ipip"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            ipip,
+            Request::Setup {
+                tunnel: Some(TunnelKind::Ipip),
                 ..
             }
         ));

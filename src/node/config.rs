@@ -37,13 +37,105 @@ pub struct VnodeConf {
     pub name: String,
     pub vnet_id: u128,
     pub vnode_id: u128,
-    /// Interface id of the virtual interface a link attaches to.
-    pub vif_id: u64,
+    /// Its virtual interfaces, in the topology's order (the default pick
+    /// is the first free one).
+    pub vifs: Vec<VifConf>,
     /// Substrate node hosting it, and that node's tunnel address.
     pub host: String,
     pub host_addr: Ipv4Addr,
-    /// Bridge (in the host's namespace) the virtual interface is attached to.
+}
+
+/// A virtual interface: the id VLSP objects name and its own bridge (in
+/// the host's namespace), which a virtual link's tunnel end joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VifConf {
+    pub id: u64,
     pub bridge: String,
+}
+
+/// A virtual interface carrying a virtual link: (virtual node id, vif id,
+/// VLink ID). One link per interface, so links never share a segment.
+pub type VifUse = (u128, u64, u64);
+
+/// `VM1` or `VM1:2` (virtual node, and the interface id if named).
+pub fn split_vif(s: &str) -> Result<(&str, Option<u64>), String> {
+    match s.split_once(':') {
+        None => Ok((s, None)),
+        Some((name, id)) => id.parse().map(|id| (name, Some(id))).map_err(|_| {
+            format!("{s:?}: write a virtual node as NAME or NAME:INTERFACE_ID, e.g. VM1:2")
+        }),
+    }
+}
+
+impl VnodeConf {
+    fn vif(&self, id: u64) -> Result<&VifConf, String> {
+        self.vifs.iter().find(|v| v.id == id).ok_or_else(|| {
+            format!(
+                "virtual node {} has no interface {id} (it has {}): name one of those, or declare it in the topology's `interfaces`",
+                self.name,
+                self.vif_list(|_| true)
+            )
+        })
+    }
+
+    fn vif_list(&self, keep: impl Fn(u64) -> bool) -> String {
+        let ids: Vec<String> = self
+            .vifs
+            .iter()
+            .filter(|v| keep(v.id))
+            .map(|v| v.id.to_string())
+            .collect();
+        if ids.is_empty() {
+            "none".into()
+        } else {
+            ids.join(", ")
+        }
+    }
+
+    /// The link using interface `id`, other than `vlink_id`. A virtual
+    /// node with one interface has every link on it, whatever id a peer
+    /// wrote (as before interfaces could be named; NSIS-ka's client writes
+    /// its own).
+    fn user_of(&self, id: u64, vlink_id: u64, busy: &[VifUse]) -> Option<u64> {
+        let single = self.vifs.len() == 1;
+        busy.iter()
+            .find(|(n, i, l)| *n == self.vnode_id && (single || *i == id) && *l != vlink_id)
+            .map(|u| u.2)
+    }
+
+    /// The interface a peer's VLSP object names: by id, or the only one.
+    fn named_by_peer(&self, id: u64) -> Result<&VifConf, String> {
+        match self.vifs.as_slice() {
+            [only] => Ok(only),
+            _ => self.vif(id),
+        }
+    }
+
+    /// The interface a new link attaches to: `asked` if it exists and is
+    /// free, else (none asked) the first free one.
+    pub fn pick_vif(&self, asked: Option<u64>, busy: &[VifUse]) -> Result<u64, String> {
+        let free = |id: u64| self.user_of(id, 0, busy).is_none();
+        match asked {
+            Some(id) => {
+                self.vif(id)?;
+                match self.user_of(id, 0, busy) {
+                    None => Ok(id),
+                    Some(l) => Err(format!(
+                        "interface {}:{id} already carries virtual link {l}: name a free interface ({}) or tear that link down",
+                        self.name,
+                        self.vif_list(free)
+                    )),
+                }
+            }
+            None => self.vifs.iter().map(|v| v.id).find(|id| free(*id)).ok_or_else(|| {
+                format!(
+                    "every interface of virtual node {} carries a virtual link ({}): tear one down, or declare more `interfaces` for it in the topology",
+                    self.name,
+                    self.vif_list(|_| true)
+                )
+            }),
+        }
+    }
 }
 
 fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
@@ -173,7 +265,10 @@ impl NodeConfig {
             .unwrap_or_else(|| format!("{id:#x}"))
     }
 
-    /// Resolves an API setup request. Errors say what to change.
+    /// Resolves an API setup request. `from` and `to` may name the
+    /// interface (`VM1:2`); without it the first free one is taken.
+    /// `tunnel` overrides the topology's tunnel type. Errors say what to
+    /// change.
     #[allow(clippy::too_many_arguments)]
     pub fn setup_request(
         &self,
@@ -183,8 +278,12 @@ impl NodeConfig {
         rate_bps: crate::model::units::Rate,
         authenticate: bool,
         bidirectional: bool,
+        tunnel: Option<TunnelKind>,
         vnis_in_use: &[u32],
+        vifs_in_use: &[VifUse],
     ) -> Result<SetupRequest, String> {
+        let (from, from_vif) = split_vif(from)?;
+        let (to, to_vif) = split_vif(to)?;
         let names = || {
             self.vnodes
                 .iter()
@@ -221,15 +320,17 @@ impl NodeConfig {
                 self.name, dst.host, dst.host_addr
             )
         })?;
+        let src_vif = src.pick_vif(from_vif, vifs_in_use)?;
+        let dst_vif = dst.pick_vif(to_vif, vifs_in_use)?;
         let vlink_id = allocate_vlink_id(vnis_in_use, rand::random);
         let vlsp = VlspObject {
             vnet_id: src.vnet_id,
             src_vnode: src.vnode_id,
             dst_vnode: dst.vnode_id,
-            src_vif: src.vif_id,
-            dst_vif: dst.vif_id,
+            src_vif,
+            dst_vif,
             vlink_id,
-            tunnel_type: crate::wire::vlsp::TunnelType::from_kind(self.tunnel),
+            tunnel_type: crate::wire::vlsp::TunnelType::from_kind(tunnel.unwrap_or(self.tunnel)),
         };
         Ok(SetupRequest {
             req_id,
@@ -251,26 +352,54 @@ impl NodeConfig {
         })
     }
 
-    /// The tunnel end this node sets up for `vlsp`, if one of the link's
-    /// virtual nodes is hosted here.
-    pub fn tunnel_end(&self, vlsp: &VlspObject, flow: &Flow, initiator: bool) -> Option<TunnelEnd> {
-        let (mine, remote) = if initiator {
-            (vlsp.src_vnode, flow.dst)
+    /// The tunnel end this node sets up for `vlsp`: `Ok(None)` if neither
+    /// of the link's virtual nodes is hosted here. It joins the bridge of
+    /// the interface the object names, with the tunnel type it asks for.
+    /// With `busy` (a set-up, not a teardown), an interface already
+    /// carrying another link is refused, as are an unknown interface and a
+    /// tunnel type without a kernel kind; the error says what to do.
+    pub fn tunnel_end(
+        &self,
+        vlsp: &VlspObject,
+        flow: &Flow,
+        initiator: bool,
+        busy: Option<&[VifUse]>,
+    ) -> Result<Option<TunnelEnd>, String> {
+        let (mine, vif, remote) = if initiator {
+            (vlsp.src_vnode, vlsp.src_vif, flow.dst)
         } else {
-            (vlsp.dst_vnode, flow.src)
+            (vlsp.dst_vnode, vlsp.dst_vif, flow.src)
         };
-        let v = self
+        let Some(v) = self
             .vnodes
             .iter()
-            .find(|v| v.vnode_id == mine && v.vnet_id == vlsp.vnet_id && v.host == self.name)?;
-        Some(TunnelEnd {
+            .find(|v| v.vnode_id == mine && v.vnet_id == vlsp.vnet_id && v.host == self.name)
+        else {
+            return Ok(None);
+        };
+        let at = |e: String| format!("{}: {e}", self.name);
+        let bridge = v.named_by_peer(vif).map_err(at)?.bridge.clone();
+        if let Some(l) = busy.and_then(|b| v.user_of(vif, vlsp.vlink_id, b)) {
+            return Err(at(format!(
+                "interface {}:{vif} already carries virtual link {l}: ask for a free interface ({}) or tear that link down",
+                v.name,
+                v.vif_list(|id| busy.is_some_and(|b| v.user_of(id, vlsp.vlink_id, b).is_none()))
+            )));
+        }
+        let kind = vlsp.tunnel_type.kind().ok_or_else(|| {
+            at(format!(
+                "the VLSP object asks for tunnel type {:?}, which this node has no kernel tunnel for: ask for vxlan, gretap or geneve",
+                vlsp.tunnel_type
+            ))
+        })?;
+        Ok(Some(TunnelEnd {
             vlink_id: vlsp.vlink_id,
-            kind: self.tunnel,
+            kind,
             local: self.tunnel_addr,
             remote,
-            bridge: v.bridge.clone(),
+            bridge,
             backend: None,
-        })
+        }))
     }
 
     pub fn gist_config(&self) -> gm::Config {
@@ -421,10 +550,16 @@ impl NodeConfig {
                     .find(|n| n.name == v.vnet)
                     .map_or(0, |n| n.id),
                 vnode_id: v.id,
-                vif_id: v.vif_id,
+                vifs: v
+                    .interfaces
+                    .iter()
+                    .map(|i| VifConf {
+                        id: i.id,
+                        bridge: i.bridge.clone(),
+                    })
+                    .collect(),
                 host: v.host.clone(),
                 host_addr: topo.node_addr(&v.host).unwrap_or(Ipv4Addr::UNSPECIFIED),
-                bridge: v.bridge.clone(),
             })
             .collect();
         let run = crate::model::paths::RunDir::new(&topo.topo_name());
@@ -484,5 +619,122 @@ mod tests {
         let mut draws = [0u64, 7 + 0x00ff_ffff, 9].into_iter();
         let id = super::allocate_vlink_id(&used, || draws.next().unwrap());
         assert_eq!(id, 9);
+    }
+
+    fn vif_topology() -> (super::NodeConfig, super::NodeConfig) {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/vif-4node.toml");
+        let t = crate::topology::Topology::load(&p).unwrap();
+        (
+            super::NodeConfig::from_topology(&t, "tb1").unwrap(),
+            super::NodeConfig::from_topology(&t, "tb4").unwrap(),
+        )
+    }
+
+    fn request(
+        cfg: &super::NodeConfig,
+        from: &str,
+        to: &str,
+        busy: &[super::VifUse],
+    ) -> Result<crate::proto::nslp::SetupRequest, String> {
+        let rate = crate::model::units::Rate::from_bps(1);
+        cfg.setup_request(1, from, to, rate, true, false, None, &[], busy)
+    }
+
+    #[test]
+    fn a_link_takes_the_first_free_interface_or_the_one_named() {
+        let (tb1, _) = vif_topology();
+        let r = request(&tb1, "VM1", "VM2", &[]).unwrap();
+        assert_eq!((r.vlsp.src_vif, r.vlsp.dst_vif), (1, 1));
+        // VM1:1 and VM2:1 carry link 7: the next link takes 2 and 2.
+        let busy = [(1, 1, 7), (2, 1, 7)];
+        let r = request(&tb1, "VM1", "VM2", &busy).unwrap();
+        assert_eq!((r.vlsp.src_vif, r.vlsp.dst_vif), (2, 2));
+        let r = request(&tb1, "VM1:3", "VM2:2", &busy).unwrap();
+        assert_eq!((r.vlsp.src_vif, r.vlsp.dst_vif), (3, 2));
+        let e = request(&tb1, "VM1:1", "VM2", &busy).unwrap_err();
+        assert!(
+            e.contains("VM1:1") && e.contains("link 7") && e.contains("free interface (2, 3)"),
+            "{e}"
+        );
+        let e = request(&tb1, "VM1:9", "VM2", &[]).unwrap_err();
+        assert!(e.contains("no interface 9") && e.contains("1, 2, 3"), "{e}");
+        let e = request(&tb1, "VM1:x", "VM2", &[]).unwrap_err();
+        assert!(e.contains("NAME:INTERFACE_ID"), "{e}");
+        let all = [(1, 1, 7), (1, 2, 8), (1, 3, 9)];
+        let e = request(&tb1, "VM1", "VM2", &all).unwrap_err();
+        assert!(e.contains("every interface of virtual node VM1"), "{e}");
+    }
+
+    #[test]
+    fn the_responders_tunnel_end_joins_the_named_interfaces_bridge() {
+        let (tb1, tb4) = vif_topology();
+        let r = request(&tb1, "VM1:2", "VM2:3", &[]).unwrap();
+        let end = tb4
+            .tunnel_end(&r.vlsp, &r.flow, false, Some(&[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((end.bridge.as_str(), end.kind), ("br0v2", tb4.tunnel));
+        let mine = tb1
+            .tunnel_end(&r.vlsp, &r.flow, true, Some(&[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(mine.bridge, "br0v1");
+        // Busy with another link: refused; its own link: fine (a refresh).
+        let other = [(2, 3, r.vlsp.vlink_id ^ 1)];
+        let e = tb4
+            .tunnel_end(&r.vlsp, &r.flow, false, Some(&other))
+            .unwrap_err();
+        assert!(e.starts_with("tb4: interface VM2:3 already carries"), "{e}");
+        let own = [(2, 3, r.vlsp.vlink_id)];
+        assert!(tb4.tunnel_end(&r.vlsp, &r.flow, false, Some(&own)).is_ok());
+        // A teardown finds its end even when the interface looks busy.
+        assert!(
+            tb4.tunnel_end(&r.vlsp, &r.flow, false, None)
+                .unwrap()
+                .is_some()
+        );
+        // The tunnel type asked for is the one built; one without a
+        // kernel kind is refused before the kernel.
+        let mut ipip = r.vlsp.clone();
+        ipip.tunnel_type = crate::wire::vlsp::TunnelType::IpInIp;
+        let end = tb4
+            .tunnel_end(&ipip, &r.flow, false, Some(&[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(end.kind, crate::model::tunnel::TunnelKind::Ipip);
+        let mut vlan = r.vlsp.clone();
+        vlan.tunnel_type = crate::wire::vlsp::TunnelType::Vlan;
+        let e = tb4
+            .tunnel_end(&vlan, &r.flow, false, Some(&[]))
+            .unwrap_err();
+        assert!(e.contains("Vlan") && e.contains("vxlan"), "{e}");
+        let mut unknown = r.vlsp.clone();
+        unknown.dst_vif = 42;
+        let e = tb4
+            .tunnel_end(&unknown, &r.flow, false, Some(&[]))
+            .unwrap_err();
+        assert!(e.contains("VM2 has no interface 42"), "{e}");
+        // Transit: neither virtual node is hosted here.
+        assert_eq!(tb1.tunnel_end(&r.vlsp, &r.flow, false, None), Ok(None));
+    }
+
+    #[test]
+    fn a_single_interface_takes_whatever_id_a_peer_names_but_one_link() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let t = crate::topology::Topology::load(&p).unwrap();
+        let tb1 = super::NodeConfig::from_topology(&t, "tb1").unwrap();
+        let tb4 = super::NodeConfig::from_topology(&t, "tb4").unwrap();
+        let mut r = request(&tb1, "VM1", "VM2", &[]).unwrap();
+        r.vlsp.dst_vif = 7;
+        let end = tb4.tunnel_end(&r.vlsp, &r.flow, false, Some(&[])).unwrap();
+        assert_eq!(end.unwrap().bridge, "br0");
+        // Another link on VM2 (whatever id it named) makes it busy.
+        let e = tb4
+            .tunnel_end(&r.vlsp, &r.flow, false, Some(&[(2, 1, 99)]))
+            .unwrap_err();
+        assert!(e.contains("carries virtual link 99"), "{e}");
+        let e = request(&tb1, "VM1", "VM2", &[(2, 0, 99)]).unwrap_err();
+        assert!(e.contains("every interface of virtual node VM2"), "{e}");
     }
 }

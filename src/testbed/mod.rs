@@ -241,10 +241,12 @@ pub fn link_setup(
     bidirectional: bool,
 ) -> Result<crate::node::api::LinkInfo> {
     let t = resolve(topo)?;
+    // `from` may name the interface too (`VM1:2`).
+    let vnode = from.split(':').next().unwrap_or(from);
     let host = t
         .vnodes
         .iter()
-        .find(|v| v.name == from)
+        .find(|v| v.name == vnode)
         .map(|v| v.host.clone())
         .ok_or_else(|| anyhow!("no virtual node {from} in {}", t.name))?;
     let run = RunDir::new(&t.topo_name());
@@ -257,6 +259,7 @@ pub fn link_setup(
         bidirectional,
         backend: None,
         authenticate,
+        tunnel: None,
     })? {
         Reply::LinkUp { vlink } => Ok(vlink),
         Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),

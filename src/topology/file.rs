@@ -214,9 +214,12 @@ pub(crate) struct VnodeDef {
     pub vnet: Spanned<String>,
     pub host: Spanned<String>,
     pub id: Spanned<toml::Value>,
-    #[serde(default = "one")]
-    pub vif_id: u64,
-    pub address: Spanned<String>,
+    /// The one interface's id (default 1), without `interfaces`.
+    pub vif_id: Option<Spanned<u64>>,
+    /// The one interface's address, without `interfaces`.
+    pub address: Option<Spanned<String>>,
+    /// Several interfaces, each its own L2 segment.
+    pub interfaces: Option<Spanned<Vec<Spanned<VifDef>>>>,
     #[serde(default)]
     pub kind: VnodeKind,
     /// QEMU guests: memory in MiB.
@@ -231,13 +234,18 @@ pub(crate) struct VnodeDef {
     pub disk: Option<Spanned<String>>,
 }
 
+/// One entry of `interfaces = [{ id = 1, addr = "10.0.0.1/24" }, ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VifDef {
+    pub id: Spanned<u64>,
+    pub addr: Spanned<String>,
+}
+
 fn mem_default() -> u32 {
     256
 }
 fn one_u32() -> u32 {
-    1
-}
-fn one() -> u64 {
     1
 }
 
@@ -301,8 +309,12 @@ struct VnodeOut {
     vnet: String,
     host: String,
     id: String,
-    vif_id: u64,
-    address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vif_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interfaces: Option<Vec<VifOut>>,
     kind: VnodeKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory_mb: Option<u32>,
@@ -312,6 +324,12 @@ struct VnodeOut {
     kernel: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disk: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VifOut {
+    id: u64,
+    addr: String,
 }
 
 fn absolute(p: &Path) -> String {
@@ -399,8 +417,18 @@ fn vnode_out(v: &super::Vnode) -> VnodeOut {
         vnet: v.vnet.clone(),
         host: v.host.clone(),
         id: format!("0x{:x}", v.id),
-        vif_id: v.vif_id,
-        address: format!("{}/{}", v.addr, v.prefix_len),
+        // One interface in the short form, several as a list.
+        vif_id: (v.interfaces.len() <= 1).then_some(v.vif_id),
+        address: (v.interfaces.len() <= 1).then(|| format!("{}/{}", v.addr, v.prefix_len)),
+        interfaces: (v.interfaces.len() > 1).then(|| {
+            v.interfaces
+                .iter()
+                .map(|i| VifOut {
+                    id: i.id,
+                    addr: format!("{}/{}", i.addr, i.prefix_len),
+                })
+                .collect()
+        }),
         kind: v.kind,
         memory_mb: q.map(|q| q.memory_mb),
         cpus: q.map(|q| q.cpus),

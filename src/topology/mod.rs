@@ -40,8 +40,14 @@
 //! vnet = "vnet1"
 //! host = "tb1"
 //! id = 1
-//! address = "10.10.0.1/24"      # the virtual node's interface
+//! address = "10.10.0.1/24"      # the virtual node's interface (vif_id = 1 by default)
+//! # or several interfaces, one virtual link each:
+//! # interfaces = [{ id = 1, addr = "10.10.0.1/24" }, { id = 2, addr = "10.11.0.1/24" }]
 //! ```
+//!
+//! Each virtual interface is its own L2 segment: a bridge on the host that
+//! holds the virtual node's side of the interface and the tunnel end of at
+//! most one virtual link, so no set of links can form a loop.
 
 mod file;
 mod generate;
@@ -55,6 +61,7 @@ use std::path::{Path, PathBuf};
 pub use file::{DEFAULT_REFRESH_MS, MIN_REFRESH_MS, TopologyError};
 pub use generate::{GenerateError, MAX_CHAIN_ROUTERS, chain};
 pub use routes::aggregate;
+pub use validate::MAX_VIFS;
 
 use crate::model::tunnel::{Backend, TunnelKind};
 use crate::model::units::Rate;
@@ -133,6 +140,37 @@ pub struct Vnet {
     pub id: u128,
 }
 
+/// A virtual interface of a virtual node: its own bridge on the host, so
+/// a virtual link's tunnel end shares an L2 segment with nothing but it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vif {
+    /// The id VLSP objects name it by (source/destination vif id).
+    pub id: u64,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Bridge in the host's namespace: this interface and at most one
+    /// virtual link's tunnel end.
+    pub bridge: String,
+    /// The host-side veth (the tap, for a QEMU guest).
+    pub host_ifname: String,
+    /// The interface's name inside the virtual node (`eth0`, `eth1`, ...).
+    pub ifname: String,
+}
+
+impl Vif {
+    /// Bridge, host-side veth (or tap) and in-node names of interface
+    /// number `index` of the `nth` virtual node on a host. The first
+    /// interface keeps the names of the paper's Fig. 7 (`br0`).
+    pub fn names(nth: usize, index: usize, qemu: bool) -> (String, String, String) {
+        let port = if qemu { "vq" } else { "vn" };
+        let (bridge, host) = match index {
+            0 => (format!("br{nth}"), format!("{port}{nth}")),
+            i => (format!("br{nth}v{i}"), format!("{port}{nth}v{i}")),
+        };
+        (bridge, host, format!("eth{index}"))
+    }
+}
+
 /// A virtual node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vnode {
@@ -140,16 +178,16 @@ pub struct Vnode {
     pub vnet: String,
     pub host: String,
     pub id: u128,
+    /// The first interface's id, address, bridge and host-side port (the
+    /// only interface of a QEMU guest); all of them are in `interfaces`.
     pub vif_id: u64,
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
     pub kind: VnodeKind,
-    /// Bridge in the host's namespace the virtual node's interface joins
-    /// (and the virtual links' tunnel ends with it).
     pub bridge: String,
-    /// The host-side veth of the virtual node's interface (the tap, for
-    /// a QEMU guest).
     pub host_ifname: String,
+    /// Every virtual interface, the first one included.
+    pub interfaces: Vec<Vif>,
     /// QEMU guests only.
     pub qemu: Option<QemuConf>,
 }
@@ -237,6 +275,9 @@ impl Topology {
                 VnodeKind::Netns => {
                     v.qemu = None;
                     v.host_ifname = v.host_ifname.replacen("vq", "vn", 1);
+                    for i in &mut v.interfaces {
+                        i.host_ifname = i.host_ifname.replacen("vq", "vn", 1);
+                    }
                 }
                 VnodeKind::Qemu => {
                     v.qemu.get_or_insert(QemuConf {
@@ -246,6 +287,9 @@ impl Topology {
                         disk: None,
                     });
                     v.host_ifname = v.host_ifname.replacen("vn", "vq", 1);
+                    for i in &mut v.interfaces {
+                        i.host_ifname = i.host_ifname.replacen("vn", "vq", 1);
+                    }
                 }
             }
         }
@@ -590,6 +634,7 @@ name = "b"
             "paper-4node.toml",
             "multi-inp-10node.toml",
             "plain-router.toml",
+            "vif-4node.toml",
         ] {
             let mut t = load(f);
             for l in &mut t.links {
@@ -598,12 +643,125 @@ name = "b"
             t.backend = Backend::Script;
             t.refresh_ms = 1234;
             t.providers[0].accept_unsigned = true;
-            t.set_vnode_kind(VnodeKind::Qemu);
+            if t.vnodes.iter().all(|v| v.interfaces.len() == 1) {
+                t.set_vnode_kind(VnodeKind::Qemu);
+            }
             let text = t.to_toml();
             let mut back = Topology::parse(&text, Path::new("saved.toml"))
                 .unwrap_or_else(|e| panic!("{f}: {e}\n{text}"));
             back.source = t.source.clone();
             assert_eq!(back, t, "{f}");
         }
+    }
+
+    #[test]
+    fn every_virtual_interface_is_its_own_segment() {
+        let t = load("vif-4node.toml");
+        let vm1 = &t.vnodes[0];
+        let names: Vec<_> = vm1
+            .interfaces
+            .iter()
+            .map(|i| {
+                (
+                    i.id,
+                    i.bridge.as_str(),
+                    i.host_ifname.as_str(),
+                    i.ifname.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (1, "br0", "vn0", "eth0"),
+                (2, "br0v1", "vn0v1", "eth1"),
+                (3, "br0v2", "vn0v2", "eth2")
+            ]
+        );
+        assert_eq!((vm1.vif_id, vm1.bridge.as_str()), (1, "br0"));
+        // Without `interfaces`, one interface as before.
+        let p = load("paper-4node.toml");
+        assert_eq!(p.vnodes[0].interfaces.len(), 1);
+        assert_eq!(p.vnodes[0].interfaces[0].bridge, "br0");
+    }
+
+    #[test]
+    fn names_of_many_interfaces_are_unique_and_fit_ifnamsiz() {
+        // A node with more links than a bridge has ports (1023): one
+        // bridge per interface, so 1100 interfaces are 1100 bridges.
+        let mut seen = std::collections::HashSet::new();
+        for nth in [0, 7, 99] {
+            for i in 0..super::MAX_VIFS {
+                let (b, h, n) = Vif::names(nth, i, false);
+                for x in [&b, &h, &n] {
+                    crate::model::paths::check_ifname(x).unwrap();
+                }
+                assert!(seen.insert((nth, b)) && seen.insert((nth, h)));
+            }
+        }
+        let src = format!(
+            "{BASE}{TWO_NODES}[[vnode]]\nname = \"VM\"\nvnet = \"v\"\nhost = \"a\"\nid = 1\ninterfaces = [{}]\n",
+            (0..1100)
+                .map(|i| format!(
+                    "{{ id = {}, addr = \"10.{}.{}.1/24\" }}",
+                    i + 1,
+                    100 + i / 256,
+                    i % 256
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let t = Topology::parse(&src, Path::new("t.toml")).unwrap();
+        assert_eq!(t.vnodes[0].interfaces.len(), 1100);
+        assert_eq!(t.vnodes[0].interfaces[1099].bridge, "br0v1099");
+    }
+
+    #[test]
+    fn bad_interfaces_are_refused_with_a_position() {
+        let v = "[[vnode]]\nname = \"VM\"\nvnet = \"v\"\nhost = \"a\"\nid = 1\n";
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "interfaces = [{ id = 1, addr = \"10.9.0.1/24\" }, { id = 1, addr = \"10.9.1.1/24\" }]\n",
+                "t.toml:25:49:",
+                "interface id 1 is declared twice",
+            ),
+            (
+                "interfaces = [{ id = 1, addr = \"10.9.0.1/24\" }, { id = 2, addr = \"10.9.0.1/24\" }]\n",
+                "t.toml:25:",
+                "already used in this virtual network",
+            ),
+            (
+                "address = \"10.9.0.1/24\"\ninterfaces = [{ id = 1, addr = \"10.9.0.1/24\" }]\n",
+                "t.toml:26:14:",
+                "both `address` and `interfaces`",
+            ),
+            ("interfaces = []\n", "t.toml:25:14:", "1..=4096"),
+            (
+                "interfaces = [{ id = 1, addr = \"10.9.0.1/24\", colour = 1 }]\n",
+                "t.toml:",
+                "unknown field `colour`",
+            ),
+            ("kind = \"netns\"\n", "t.toml:20:1:", "has no interface"),
+            (
+                "kind = \"qemu\"\ninterfaces = [{ id = 1, addr = \"10.9.0.1/24\" }, { id = 2, addr = \"10.9.1.1/24\" }]\n",
+                "t.toml:26:14:",
+                "QEMU guest has one virtual interface",
+            ),
+        ];
+        for (extra, at, what) in cases {
+            let m = bad(&format!("{TWO_NODES}{v}{extra}"));
+            assert!(
+                m.starts_with(at) && m.contains(what),
+                "expected {at}..{what}, got: {m}"
+            );
+        }
+        let ipip = BASE.replacen("name = \"t\"", "name = \"t\"\ntunnel = \"ipip\"", 1);
+        let m = Topology::parse(&format!("{ipip}{TWO_NODES}"), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.starts_with("t.toml:1:1:") && m.contains("Ethernet"),
+            "{m}"
+        );
     }
 }

@@ -11,11 +11,12 @@ use toml::Spanned;
 
 use super::file::{
     DEFAULT_REFRESH_MS, File, LinkDef, MIN_REFRESH_MS, NodeDef, ProviderDef, Source, TopologyError,
-    VnodeDef, line_col,
+    VifDef, VnodeDef, line_col,
 };
 use super::routes::network;
 use super::{
-    DEFAULT_CAPACITY, Endpoint, Link, Node, Provider, QemuConf, Topology, Vnet, Vnode, VnodeKind,
+    DEFAULT_CAPACITY, Endpoint, Link, Node, Provider, QemuConf, Topology, Vif, Vnet, Vnode,
+    VnodeKind,
 };
 use crate::model::paths::{TopoName, check_ifname, check_node_name};
 use crate::model::units::Rate;
@@ -27,6 +28,15 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
     let hdr = f.topology.get_ref();
     let name = topology_name(&hdr.name, src)?;
     let refresh_ms = refresh(hdr.refresh_ms.as_ref(), src)?;
+    if !hdr.tunnel.carries_ethernet() {
+        return Err(src.err(
+            f.topology.span(),
+            format!(
+                "tunnel = \"{}\" carries IP packets, not the Ethernet frames of a virtual link: use vxlan, gretap or geneve",
+                hdr.tunnel
+            ),
+        ));
+    }
     let providers = providers(f, src)?;
     let nodes = nodes(f, &providers, src)?;
     let links = links(&f.link, &nodes, src)?;
@@ -386,32 +396,112 @@ fn vnodes(
         vnode_host(d, nodes, vnets, src)?;
         let qemu = qemu_conf(v, src)?;
         let id = vnode_id(d, &out, src)?;
-        let (addr, prefix_len) = vnode_address(d, &out, src)?;
         let host = d.host.get_ref().clone();
         let k = per_host.entry(host.clone()).or_insert(0);
-        let prefix = if qemu.is_some() { "vq" } else { "vn" };
-        let (bridge, host_ifname) = (format!("br{k}"), format!("{prefix}{k}"));
+        let interfaces = vifs(v, *k, qemu.is_some(), &out, src)?;
         *k += 1;
-        for i in [&bridge, &host_ifname] {
-            check_ifname(i).map_err(|e| {
-                src.err(
-                    d.host.span(),
-                    format!("node {host} hosts too many virtual nodes: {e}"),
-                )
-            })?;
-        }
+        let first = interfaces[0].clone();
         out.push(Vnode {
             name: d.name.get_ref().clone(),
             vnet: d.vnet.get_ref().clone(),
             host,
             id,
-            vif_id: d.vif_id,
+            vif_id: first.id,
+            addr: first.addr,
+            prefix_len: first.prefix_len,
+            kind: d.kind,
+            bridge: first.bridge,
+            host_ifname: first.host_ifname,
+            interfaces,
+            qemu,
+        });
+    }
+    Ok(out)
+}
+
+/// Most virtual interfaces one virtual node may declare (each is a veth
+/// pair and a bridge on the host).
+pub const MAX_VIFS: usize = 4096;
+
+/// A virtual node's interfaces: `address` (and `vif_id`, default 1) for
+/// one, or `interfaces = [...]` for several; ids unique in the node,
+/// addresses in the virtual network, names within the kernel's limits.
+fn vifs(
+    v: &Spanned<VnodeDef>,
+    nth: usize,
+    qemu: bool,
+    before: &[Vnode],
+    src: &Source,
+) -> Res<Vec<Vif>> {
+    let d = v.get_ref();
+    let vname = d.name.get_ref();
+    let defs: Vec<(u64, &Spanned<String>, Range<usize>)> = match (&d.address, &d.interfaces) {
+        (Some(a), None) => vec![(d.vif_id.as_ref().map_or(1, |i| *i.get_ref()), a, a.span())],
+        (None, Some(list)) => {
+            if let Some(i) = &d.vif_id {
+                return Err(src.err(
+                    i.span(),
+                    format!("virtual node {vname}: vif_id goes with address; with `interfaces` give each its `id`"),
+                ));
+            }
+            let l = list.get_ref();
+            if l.is_empty() || l.len() > MAX_VIFS {
+                return Err(src.err(
+                    list.span(),
+                    format!("virtual node {vname}: declare 1..={MAX_VIFS} interfaces"),
+                ));
+            }
+            if qemu && l.len() > 1 {
+                return Err(src.err(
+                    list.span(),
+                    format!("virtual node {vname}: a QEMU guest has one virtual interface here; declare one, or use kind = \"netns\""),
+                ));
+            }
+            l.iter()
+                .map(|i: &Spanned<VifDef>| (*i.get_ref().id.get_ref(), &i.get_ref().addr, i.span()))
+                .collect()
+        }
+        (Some(_), Some(list)) => {
+            return Err(src.err(
+                list.span(),
+                format!("virtual node {vname} has both `address` and `interfaces`: keep one"),
+            ));
+        }
+        (None, None) => {
+            return Err(src.err(
+                v.span(),
+                format!("virtual node {vname} has no interface: add `address = \"a.b.c.d/len\"` or `interfaces = [{{ id = 1, addr = \"a.b.c.d/len\" }}]`"),
+            ));
+        }
+    };
+    let mut out: Vec<Vif> = Vec::with_capacity(defs.len());
+    for (index, (id, addr, span)) in defs.into_iter().enumerate() {
+        if out.iter().any(|x| x.id == id) {
+            return Err(src.err(
+                span,
+                format!("virtual node {vname}: interface id {id} is declared twice; give each its own id"),
+            ));
+        }
+        let (addr, prefix_len) = vif_address(d, addr, before, &out, src)?;
+        let (bridge, host_ifname, ifname) = Vif::names(nth, index, qemu);
+        for i in [&bridge, &host_ifname, &ifname] {
+            check_ifname(i).map_err(|e| {
+                src.err(
+                    span.clone(),
+                    format!(
+                        "virtual node {vname}: too many virtual nodes or interfaces on {}: {e}",
+                        d.host.get_ref()
+                    ),
+                )
+            })?;
+        }
+        out.push(Vif {
+            id,
             addr,
             prefix_len,
-            kind: d.kind,
             bridge,
             host_ifname,
-            qemu,
+            ifname,
         });
     }
     Ok(out)
@@ -481,22 +571,30 @@ fn vnode_id(d: &VnodeDef, before: &[Vnode], src: &Source) -> Res<u128> {
     Ok(id)
 }
 
-fn vnode_address(d: &VnodeDef, before: &[Vnode], src: &Source) -> Res<(Ipv4Addr, u8)> {
-    let Some((addr, len)) = parse_cidr(d.address.get_ref()) else {
+/// An interface address: well formed, and used by no other interface of
+/// the virtual network.
+fn vif_address(
+    d: &VnodeDef,
+    a: &Spanned<String>,
+    before: &[Vnode],
+    mine: &[Vif],
+    src: &Source,
+) -> Res<(Ipv4Addr, u8)> {
+    let Some((addr, len)) = parse_cidr(a.get_ref()) else {
         return Err(src.err(
-            d.address.span(),
-            format!(
-                "bad address {:?}: write it as a.b.c.d/len",
-                d.address.get_ref()
-            ),
+            a.span(),
+            format!("bad address {:?}: write it as a.b.c.d/len", a.get_ref()),
         ));
     };
-    if before
+    let taken = before
         .iter()
-        .any(|x| x.addr == addr && x.vnet == *d.vnet.get_ref())
-    {
+        .filter(|x| x.vnet == *d.vnet.get_ref())
+        .flat_map(|x| x.interfaces.iter())
+        .chain(mine)
+        .any(|x| x.addr == addr);
+    if taken {
         return Err(src.err(
-            d.address.span(),
+            a.span(),
             format!("address {addr} is already used in this virtual network"),
         ));
     }

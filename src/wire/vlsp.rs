@@ -73,6 +73,8 @@ impl TunnelType {
             TunnelKind::Vxlan => Self::Vxlan,
             TunnelKind::Gretap => Self::Gretap,
             TunnelKind::Geneve => Self::Geneve,
+            TunnelKind::Gre => Self::Gre,
+            TunnelKind::Ipip => Self::IpInIp,
         }
     }
 
@@ -82,6 +84,8 @@ impl TunnelType {
             Self::Vxlan => Some(TunnelKind::Vxlan),
             Self::Gretap => Some(TunnelKind::Gretap),
             Self::Geneve => Some(TunnelKind::Geneve),
+            Self::Gre => Some(TunnelKind::Gre),
+            Self::IpInIp => Some(TunnelKind::Ipip),
             _ => None,
         }
     }

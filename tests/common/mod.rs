@@ -28,6 +28,7 @@ pub fn setup_request_with(
         bidirectional,
         backend,
         authenticate: true,
+        tunnel: None,
     }
 }
 

@@ -165,6 +165,7 @@ fn traffic(
         bidirectional: false,
         backend: None,
         authenticate: true,
+        tunnel: None,
     })?)?;
     let t0 = Instant::now() + Duration::from_millis(300);
     let (flood_from, flood_to) = (duration / 5, duration * 4 / 5);

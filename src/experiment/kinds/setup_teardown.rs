@@ -143,6 +143,7 @@ fn one_run(
         bidirectional: false,
         backend: None,
         authenticate: auth,
+        tunnel: None,
     };
     let (t0, reply, t1) = timed_call(&mut c, &setup)?;
     let vlink = link_up(reply)?;

@@ -3,10 +3,15 @@
 //!
 //! A tunnel end is an Ethernet-carrying tunnel device (VXLAN on this kernel;
 //! gretap and Geneve where the kernel has them) created in the substrate
-//! node's namespace and enslaved to the bridge that the virtual node's
-//! interface is attached to, exactly as the paper's Fig. 7 (`tun12` in
-//! `br0`). Both ends derive the device name and the VXLAN/Geneve VNI from the
-//! VLink ID of the VLSP object, so they agree without negotiating.
+//! node's namespace and enslaved to the bridge of the virtual interface the
+//! VLSP object names, as the paper's Fig. 7 (`tun12` in `br0`). Every
+//! virtual interface has its own bridge and carries one link, so links never
+//! share an L2 segment (no loops; no 1023-port limit per node). The kind is
+//! the one the VLSP object asks for; GRE and IP-in-IP carry IP, not
+//! Ethernet, so for them the kernel is only asked whether it has the kind,
+//! and the refusal says which it is. Both ends derive the device name and
+//! the VXLAN/Geneve VNI from the VLink ID of the VLSP object, so they agree
+//! without negotiating.
 //!
 //! Two backends, chosen per topology or per request:
 //! - `netlink` (default): one rtnetlink request creates the device, enslaves it
@@ -90,13 +95,17 @@ pub enum VlinkError {
     )]
     NoTunnel { ifname: String, node: String },
     #[error(
-        "the kernel of node {node} cannot create {kind} tunnels ({detail}); use tunnel = \"vxlan\""
+        "the kernel of node {node} cannot create {kind} tunnels ({detail}): ask for a tunnel type it has (vxlan)"
     )]
     Unsupported {
         kind: TunnelKind,
         node: String,
         detail: String,
     },
+    #[error(
+        "node {node} has {kind} tunnels, but they carry IP packets, not the Ethernet frames of a virtual link: ask for vxlan, gretap or geneve"
+    )]
+    NotEthernet { kind: TunnelKind, node: String },
     #[error("netlink {op} of {ifname} on node {node} failed: {source}")]
     Netlink {
         op: &'static str,

@@ -7,7 +7,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_core::DefaultNla;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkGeneve, LinkGre, LinkUnspec, LinkVxlan};
+use rtnetlink::{Handle, LinkBridge, LinkGeneve, LinkGre, LinkIpIp, LinkUnspec, LinkVxlan};
 
 use super::{TunnelEnd, TunnelOps, VlinkError};
 use crate::model::ports::VXLAN_PORT;
@@ -58,8 +58,61 @@ impl NetlinkTunnels {
     }
 }
 
+impl NetlinkTunnels {
+    /// An IP-carrying tunnel (GRE, IP-in-IP) cannot join a bridge: ask the
+    /// kernel whether it has the kind at all (a throwaway device, removed
+    /// at once), so the refusal says which of the two is the matter.
+    async fn probe_ip_tunnel(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
+        let name = end.ifname();
+        let msg = match end.kind {
+            TunnelKind::Ipip => LinkIpIp::new(&name)
+                .local(end.local)
+                .remote(end.remote)
+                .build(),
+            _ => LinkGre::new(&name)
+                .local(end.local)
+                .remote(end.remote)
+                .build(),
+        };
+        match self.handle.link().add(msg).execute().await {
+            Ok(()) => {
+                delete_by_name(&self.handle, &name).await?;
+                Err(VlinkError::NotEthernet {
+                    kind: end.kind,
+                    node: end.node(),
+                })
+            }
+            Err(e) => Err(create_error(e, end)),
+        }
+    }
+}
+
+/// What a refused creation of `end`'s device means.
+fn create_error(e: rtnetlink::Error, end: &TunnelEnd) -> VlinkError {
+    match errno(&e) {
+        Some(libc::EEXIST) => VlinkError::Exists {
+            ifname: end.ifname(),
+            node: end.node(),
+        },
+        Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) => VlinkError::Unsupported {
+            kind: end.kind,
+            node: end.node(),
+            detail: e.to_string(),
+        },
+        _ => VlinkError::Netlink {
+            op: "create",
+            ifname: end.ifname(),
+            node: end.node(),
+            source: Box::new(e),
+        },
+    }
+}
+
 impl TunnelOps for NetlinkTunnels {
     async fn up(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {
+        if !end.kind.carries_ethernet() {
+            return self.probe_ip_tunnel(end).await;
+        }
         let br = self.bridge_index(end).await?;
         let name = end.ifname();
         // One request: create, enslave (IFLA_MASTER) and set IFF_UP.
@@ -84,27 +137,14 @@ impl TunnelOps for NetlinkTunnels {
                 .controller(br)
                 .up()
                 .build(),
+            TunnelKind::Gre | TunnelKind::Ipip => unreachable!("probed above"),
         };
-        match self.handle.link().add(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(match errno(&e) {
-                Some(libc::EEXIST) => VlinkError::Exists {
-                    ifname: name,
-                    node: end.node(),
-                },
-                Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) => VlinkError::Unsupported {
-                    kind: end.kind,
-                    node: end.node(),
-                    detail: e.to_string(),
-                },
-                _ => VlinkError::Netlink {
-                    op: "create",
-                    ifname: name,
-                    node: end.node(),
-                    source: Box::new(e),
-                },
-            }),
-        }
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| create_error(e, end))
     }
 
     async fn out_of_service(&mut self, end: &TunnelEnd) -> Result<(), VlinkError> {

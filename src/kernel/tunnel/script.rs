@@ -64,6 +64,11 @@ fn script_error(script: PathBuf, end: &TunnelEnd, status: String, stderr: String
             node: end.node(),
             detail: stderr,
         }
+    } else if stderr.contains("not Ethernet frames") {
+        VlinkError::NotEthernet {
+            kind: end.kind,
+            node: end.node(),
+        }
     } else if stderr.contains("Cannot find device") {
         VlinkError::NoTunnel {
             ifname: end.ifname(),
@@ -105,6 +110,11 @@ case "$KIND" in
   vxlan)  ip link add "$IF" type vxlan id "$VNI" local "$LOCAL" remote "$REMOTE" dstport 4789 ;;
   geneve) ip link add "$IF" type geneve id "$VNI" remote "$REMOTE" ;;
   gretap) ip link add "$IF" type gretap local "$LOCAL" remote "$REMOTE" ;;
+  gre|ipip)
+    # IP-carrying tunnels cannot join the bridge: only ask the kernel whether it has them.
+    ip link add "$IF" type "$KIND" local "$LOCAL" remote "$REMOTE"
+    ip link del "$IF"
+    echo "$KIND carries IP packets, not Ethernet frames" >&2; exit 3 ;;
   *) echo "unknown tunnel kind $KIND" >&2; exit 2 ;;
 esac
 ip link set "$IF" master "$BR"
@@ -145,6 +155,10 @@ mod tests {
         let exists = failed("RTNETLINK answers: File exists");
         assert!(matches!(exists, VlinkError::Exists { .. }));
         assert!(exists.to_string().contains("172.1.2.1"));
+        let ip_only = failed("ipip carries IP packets, not Ethernet frames");
+        assert!(matches!(ip_only, VlinkError::NotEthernet { .. }));
+        let missing = failed("Error: Unknown device type.");
+        assert!(matches!(missing, VlinkError::Unsupported { .. }));
         let gone = failed("Cannot find device \"vl001235\"");
         assert!(matches!(gone, VlinkError::NoTunnel { .. }));
         let other = script_error(p, &e, "exit status: 2".into(), "boom".into());

@@ -13,32 +13,54 @@ pub fn hex(b: &[u8]) -> String {
 impl NodeCore {
     /// The link `vlink_id` of session `sid`, just set up.
     pub(super) fn link_info(&self, vlink_id: u64, sid: &Sid) -> api::LinkInfo {
-        let (from, to, rate) = self
+        let (vlsp, rate) = self
             .nslp
             .sessions()
             .find(|(s, ..)| *s == sid)
-            .map(|(_, _, _, v, rate)| {
-                let (f, t) = v
-                    .map(|v| {
-                        (
-                            self.cfg.vnode_name(v.src_vnode),
-                            self.cfg.vnode_name(v.dst_vnode),
-                        )
-                    })
-                    .unwrap_or_default();
-                (f, t, rate)
-            })
-            .unwrap_or((String::new(), String::new(), Rate::from_bps(0)));
+            .map(|(_, _, _, v, rate)| (v.cloned(), rate))
+            .unwrap_or((None, Rate::from_bps(0)));
+        let v = vlsp.as_ref();
         api::LinkInfo {
             vlink_id,
-            from,
-            to,
+            from: v
+                .map(|v| self.cfg.vnode_name(v.src_vnode))
+                .unwrap_or_default(),
+            to: v
+                .map(|v| self.cfg.vnode_name(v.dst_vnode))
+                .unwrap_or_default(),
+            from_vif: v.map_or(0, |v| v.src_vif),
+            to_vif: v.map_or(0, |v| v.dst_vif),
             rate_bps: rate,
             session: hex(sid),
-            tunnel: self.cfg.tunnel,
+            tunnel: self.tunnel_of(v),
             backend: self.backend_of(sid),
             state: LinkState::up(),
         }
+    }
+
+    /// The tunnel kind the link's VLSP object asked for.
+    fn tunnel_of(
+        &self,
+        v: Option<&crate::wire::vlsp::VlspObject>,
+    ) -> crate::model::tunnel::TunnelKind {
+        v.and_then(|v| v.tunnel_type.kind())
+            .unwrap_or(self.cfg.tunnel)
+    }
+
+    /// Virtual interfaces carrying a virtual link this node knows of (at
+    /// either end), so a new link picks a free one and a responder refuses
+    /// a busy one.
+    pub(super) fn vifs_in_use(&self) -> Vec<crate::node::config::VifUse> {
+        self.nslp
+            .sessions()
+            .filter_map(|(_, _, _, v, _)| v)
+            .flat_map(|v| {
+                [
+                    (v.src_vnode, v.src_vif, v.vlink_id),
+                    (v.dst_vnode, v.dst_vif, v.vlink_id),
+                ]
+            })
+            .collect()
     }
 
     /// The backend of this node's tunnel end for session `sid`.
@@ -56,9 +78,11 @@ impl NodeCore {
                     vlink_id: v.vlink_id,
                     from: self.cfg.vnode_name(v.src_vnode),
                     to: self.cfg.vnode_name(v.dst_vnode),
+                    from_vif: v.src_vif,
+                    to_vif: v.dst_vif,
                     rate_bps: rate,
                     session: hex(sid),
-                    tunnel: self.cfg.tunnel,
+                    tunnel: self.tunnel_of(Some(v)),
                     backend: self.backend_of(sid),
                     state: LinkState {
                         role: Some(role),

@@ -239,8 +239,10 @@ impl NodeCore {
                 backend,
                 authenticate,
                 bidirectional,
+                tunnel,
             } => {
                 let in_use = self.vnis_in_use();
+                let vifs = self.vifs_in_use();
                 match self.cfg.setup_request(
                     req_id,
                     &from,
@@ -248,7 +250,9 @@ impl NodeCore {
                     rate_bps,
                     authenticate,
                     bidirectional,
+                    tunnel,
                     &in_use,
+                    &vifs,
                 ) {
                     Ok(req) => {
                         // A per-request backend applies to this node's
@@ -527,29 +531,36 @@ impl NodeCore {
                 vlsp,
                 flow,
                 initiator,
-            } => match self.cfg.tunnel_end(&vlsp, &flow, initiator) {
-                Some(mut end) => {
-                    if initiator {
-                        end.backend = self.backends.get(&sid).copied();
+            } => {
+                let busy = self.vifs_in_use();
+                match self.cfg.tunnel_end(&vlsp, &flow, initiator, Some(&busy)) {
+                    Ok(Some(mut end)) => {
+                        if initiator {
+                            end.backend = self.backends.get(&sid).copied();
+                        }
+                        self.actions.push_back(CoreAction::TunnelUp { sid, end });
                     }
-                    self.actions.push_back(CoreAction::TunnelUp { sid, end });
+                    Ok(None) => {
+                        let why = format!(
+                            "{}: the VLSP object names a virtual node that is not hosted here",
+                            self.cfg.name
+                        );
+                        self.nslp
+                            .vlink_done(now, sid, self.cfg.tunnel_addr, Some(why));
+                    }
+                    // Refused before the kernel: the answer carries why.
+                    Err(why) => self
+                        .nslp
+                        .vlink_done(now, sid, self.cfg.tunnel_addr, Some(why)),
                 }
-                None => {
-                    let local = self.cfg.tunnel_addr;
-                    let why = format!(
-                        "{}: the VLSP object names a virtual node that is not hosted here",
-                        self.cfg.name
-                    );
-                    self.nslp.vlink_done(now, sid, local, Some(why));
-                }
-            },
+            }
             Action::VlinkDown {
                 sid,
                 vlsp,
                 flow,
                 initiator,
             } => {
-                if let Some(mut end) = self.cfg.tunnel_end(&vlsp, &flow, initiator) {
+                if let Ok(Some(mut end)) = self.cfg.tunnel_end(&vlsp, &flow, initiator, None) {
                     if initiator {
                         end.backend = self.backends.remove(&sid);
                     }
