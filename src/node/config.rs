@@ -94,6 +94,10 @@ pub struct NodeConfig {
     /// checks the answers to its own requests too).
     pub verify_keys: crate::wire::auth::KeyRing,
     pub verify_policy: crate::wire::auth::VerifyPolicy,
+    /// Sessions the replay cache remembers at most (provider policy).
+    pub replay_cache: usize,
+    /// Unsigned TEARs from the peer that set a session up signed pass.
+    pub unsigned_tear_same_peer: bool,
     /// Per far-end address: one signer per provider on the path to it.
     pub signers: std::collections::HashMap<Ipv4Addr, Vec<Signer>>,
     /// Signer for answers (RESPONSE): this node's own provider.
@@ -296,6 +300,7 @@ impl NodeConfig {
             retry: self.nslp_retry,
             retry_max: self.nslp_retry_max,
             require_auth: self.require_auth,
+            unsigned_tear_same_peer: self.unsigned_tear_same_peer,
             epoch: rand::random(),
         }
     }
@@ -449,8 +454,11 @@ impl NodeConfig {
             verify_policy: VerifyPolicy {
                 require_auth: !own.accept_unsigned,
                 accepted_entities: own.accept.clone(),
-                ..VerifyPolicy::default()
+                max_skew: Duration::from_secs(own.auth.max_skew_s),
+                max_window: Duration::from_secs(own.auth.max_window_s),
             },
+            replay_cache: own.auth.replay_cache,
+            unsigned_tear_same_peer: own.auth.unsigned_tear_same_peer,
             signers,
             own_signer: signer(own),
             refresh,

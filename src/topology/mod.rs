@@ -20,6 +20,13 @@
 //! accept = []                   # entities accepted; empty: any holding the key
 //! unsigned = "refuse"           # or "accept"
 //!
+//! [provider.auth]               # optional; defaults depend on the profile
+//! max_skew_s = 30               # clock skew on START/END_TIME (nsis-ka: 7200)
+//! max_window_s = 600            # longest END_TIME - START_TIME accepted
+//! unsigned_tear = "refuse"      # or "same-peer": an unsigned TEAR only for a
+//!                               # session a signed RESERVE from that peer set up
+//! replay_cache = 65536          # sessions remembered against replays
+//!
 //! [[node]]
 //! name = "tb1"
 //! provider = "kit"
@@ -83,6 +90,38 @@ pub struct Provider {
     /// Entities this provider accepts (empty: any holder of the key).
     pub accept: Vec<String>,
     pub accept_unsigned: bool,
+    pub auth: AuthPolicy,
+}
+
+/// A provider's authorization policy beyond its key (`[provider.auth]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Accepted clock difference on START_TIME / END_TIME.
+    pub max_skew_s: u64,
+    /// Longest END_TIME − START_TIME accepted (and the validity of an
+    /// object with a START_TIME only); how long replays are remembered.
+    pub max_window_s: u64,
+    /// Let an unsigned TEAR through for a session set up signed by the
+    /// same GIST peer (`unsigned_tear = "same-peer"`).
+    pub unsigned_tear_same_peer: bool,
+    /// Sessions the replay cache remembers at most.
+    pub replay_cache: usize,
+}
+
+impl AuthPolicy {
+    /// The defaults: a small skew for `rfc`; for `nsis-ka` one wide enough
+    /// for NSIS-ka's client, which writes START_TIME = now + 6000 s.
+    pub fn defaults(profile: Profile) -> Self {
+        Self {
+            max_skew_s: match profile {
+                Profile::Rfc => 30,
+                Profile::NsisKa => 7200,
+            },
+            max_window_s: 600,
+            unsigned_tear_same_peer: false,
+            replay_cache: 65_536,
+        }
+    }
 }
 
 /// A substrate router.

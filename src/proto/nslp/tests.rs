@@ -164,6 +164,7 @@ impl Chain {
                         (j > 0).then(|| "up".to_string())
                     },
                     local: ADDR[j],
+                    peer: ADDR[i],
                 };
                 self.n[j].recv(self.now, sid, flow, dir, msg, ctx);
             }
