@@ -351,11 +351,12 @@ impl Nslp {
         let req = s.req_id;
         let was_up = s.phase == Phase::Up;
         let refused = s.refused_response.clone();
+        let authenticate = s.authenticate;
         let rsn = s.rsn_out.wrapping_add(1);
         self.drop_session(sid);
         self.actions.push_back(Action::Forget { sid });
         // Free the reservations of the nodes still reachable.
-        self.send_tear(sid, flow, rsn);
+        self.send_tear(sid, flow, rsn, authenticate);
         let vlink_id = vlsp.as_ref().map(|v| v.vlink_id);
         if was_up && let Some(v) = vlsp {
             self.stats.links_lost += 1;

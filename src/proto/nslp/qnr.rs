@@ -215,8 +215,9 @@ impl Nslp {
                     Some(e) => {
                         // Our end failed: undo the whole link.
                         let rsn = s.rsn_out.wrapping_add(1);
+                        let authenticate = s.authenticate;
                         self.drop_session(sid);
-                        self.send_tear(sid, flow, rsn);
+                        self.send_tear(sid, flow, rsn, authenticate);
                         self.actions.push_back(Action::Forget { sid });
                         if let Some(req_id) = req {
                             self.actions.push_back(Action::Reply {

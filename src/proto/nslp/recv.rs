@@ -71,15 +71,16 @@ impl Nslp {
         );
     }
 
-    /// A tearing RESERVE with `rsn` towards the responder (unsigned: the
-    /// nodes downstream free what they hold for this session).
-    pub(super) fn send_tear(&mut self, sid: Sid, flow: Flow, rsn: u32) {
+    /// A tearing RESERVE with `rsn` towards the responder: the nodes
+    /// downstream free what they hold for this session. Signed when the
+    /// session's requests were (the responder refuses unsigned tears).
+    pub(super) fn send_tear(&mut self, sid: Sid, flow: Flow, rsn: u32, authenticate: bool) {
         self.send(
             sid,
             flow,
             Direction::Downstream,
             NslpMessage::tear(rsn, self.cfg.epoch, None),
-            false,
+            authenticate,
         );
     }
 
