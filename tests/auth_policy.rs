@@ -179,3 +179,137 @@ fn replayed_setup_installs_nothing() {
     );
     tb.down().unwrap();
 }
+
+/// An unsigned TEAR for `sid`, made from the RESERVE `reserve` (a GIST Data
+/// PDU tb3 sent tb4) with its authorization removed: what NSIS-ka sends. Its
+/// NLI names `nli_addr` as the sending peer.
+fn unsigned_tear(reserve: &[u8], nli_addr: Ipv4Addr) -> Vec<u8> {
+    use vlsp::proto::gist::codec;
+    use vlsp::proto::gist::machine::Msg;
+    use vlsp::wire::nslp::NslpMessage;
+    use vlsp::wire::profile::Profile;
+    let Some(Msg::Data {
+        flow,
+        dir,
+        sid,
+        nli,
+        nslp_data,
+    }) = codec::decode(reserve).unwrap()
+    else {
+        panic!("not a GIST Data PDU")
+    };
+    let r = NslpMessage::decode(&nslp_data, Profile::Rfc).unwrap();
+    let (rsn, epoch) = r.rsn().unwrap();
+    let tear = NslpMessage::tear(rsn.wrapping_add(1), epoch, None);
+    let nli = nli.map(|mut n| {
+        if n.addr != nli_addr {
+            n.addr = nli_addr;
+            n.peer_id[..4].copy_from_slice(&nli_addr.octets());
+        }
+        n
+    });
+    codec::encode(&Msg::Data {
+        flow,
+        dir,
+        sid,
+        nli,
+        nslp_data: tear.to_bytes(Profile::Rfc),
+    })
+}
+
+/// A UDP socket in `node`'s namespace, bound to `addr`.
+fn socket_in(topo: &str, node: &str, addr: Ipv4Addr) -> UdpSocket {
+    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
+        topo, node,
+    )))
+    .unwrap();
+    vlsp::kernel::netns::with_netns(&ns, || UdpSocket::bind(SocketAddrV4::new(addr, 0)).unwrap())
+        .unwrap()
+}
+
+/// Sets up a signed link VM1 -> VM2 with tb4 captured; returns the RESERVE
+/// Data PDU tb3 sent tb4.
+fn signed_setup_captured(tb: &Testbed, name: &str) -> Vec<u8> {
+    let cap = Capture::start(name, &["tb4".to_string()]).unwrap();
+    let mut c = tb.client("tb1").unwrap();
+    let r = c.call(&setup_request("VM1", "VM2", 1_000_000)).unwrap();
+    assert!(matches!(r, Reply::LinkUp { .. }), "{r:?}");
+    let (frames, _) = cap.stop().unwrap();
+    frames
+        .iter()
+        .filter_map(gist_payload_to_tb4)
+        .find(|p| {
+            matches!(
+                vlsp::proto::gist::codec::decode(p),
+                Ok(Some(vlsp::proto::gist::machine::Msg::Data { .. }))
+            )
+        })
+        .expect("the RESERVE tb3 forwarded to tb4")
+}
+
+/// Unsigned TEARs (as NSIS-ka sends them): refused under the default
+/// policy; under `unsigned_tear = "same-peer"` refused from another peer
+/// and accepted from tb3, the peer whose signed RESERVE set the link up.
+#[test]
+fn unsigned_tear_only_under_the_policy_and_from_the_same_peer() {
+    if !require_root("unsigned_tear") {
+        return;
+    }
+    let tb2 = Ipv4Addr::new(172, 2, 3, 2);
+    // Default policy.
+    let t = unique_topology("paper-4node.toml", "d");
+    let name = t.name.clone();
+    let guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let reserve = signed_setup_captured(&tb, &name);
+    let sock = socket_in(&name, "tb3", TB3);
+    sock.send_to(
+        &unsigned_tear(&reserve, TB3),
+        SocketAddrV4::new(TB4, GIST_PORT),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(links(&tb, "tb4"), 1, "refused by default: the link stays");
+    let s = stats(&tb, "tb4");
+    assert!(
+        s.nslp.refused.get(&RefusalReason::AuthUnsigned).copied() >= Some(1),
+        "{s:?}"
+    );
+    tb.down().unwrap();
+    drop(guard);
+
+    // unsigned_tear = "same-peer".
+    let t = unique_topology_with("paper-4node.toml", "p", |s| {
+        s.replacen(
+            "\n[[node]]",
+            "\n[provider.auth]\nunsigned_tear = \"same-peer\"\n\n[[node]]",
+            1,
+        )
+    });
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let reserve = signed_setup_captured(&tb, &name);
+    // From tb2, naming itself: not the peer of the signed setup.
+    let other = socket_in(&name, "tb2", tb2);
+    other
+        .send_to(
+            &unsigned_tear(&reserve, tb2),
+            SocketAddrV4::new(TB4, GIST_PORT),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(links(&tb, "tb4"), 1, "refused from another peer");
+    assert_eq!(tunnel_devs(&name, "tb4").len(), 1);
+    // From tb3: accepted, tb4 removes its end.
+    let sock = socket_in(&name, "tb3", TB3);
+    sock.send_to(
+        &unsigned_tear(&reserve, TB3),
+        SocketAddrV4::new(TB4, GIST_PORT),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(links(&tb, "tb4"), 0, "accepted from the same peer");
+    assert!(tunnel_devs(&name, "tb4").is_empty());
+    tb.down().unwrap();
+}
