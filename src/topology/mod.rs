@@ -596,6 +596,63 @@ name = "b"
     }
 
     #[test]
+    fn provider_auth_policy_has_profile_defaults_and_checked_values() {
+        let link = "[[link]]\na = \"a:10.0.0.1/24\"\nb = \"b:10.0.0.2/24\"\n";
+        let parse = |s: &str| {
+            Topology::parse(&format!("{s}{link}"), Path::new("t.toml"))
+                .unwrap()
+                .providers[0]
+                .auth
+        };
+        let rfc = parse(BASE);
+        assert_eq!(rfc, AuthPolicy::defaults(Profile::Rfc));
+        assert_eq!((rfc.max_skew_s, rfc.max_window_s), (30, 600));
+        assert!(!rfc.unsigned_tear_same_peer);
+        let ka = BASE.replacen("name = \"t\"\n", "name = \"t\"\nprofile = \"nsis-ka\"\n", 1);
+        assert_eq!(parse(&ka).max_skew_s, 7200);
+        let set = parse(&format!(
+            "{BASE}[provider.auth]\nmax_skew_s = 5\nmax_window_s = 60\nunsigned_tear = \"same-peer\"\nreplay_cache = 10\n"
+        ));
+        assert_eq!(
+            set,
+            AuthPolicy {
+                max_skew_s: 5,
+                max_window_s: 60,
+                unsigned_tear_same_peer: true,
+                replay_cache: 10,
+            }
+        );
+        for (extra, at, what) in [
+            (
+                "[provider.auth]\nunsigned_tear = \"maybe\"\n",
+                "t.toml:15:17:",
+                "use \"refuse\" or \"same-peer\"",
+            ),
+            (
+                "[provider.auth]\nmax_window_s = 0\n",
+                "t.toml:15:16:",
+                "out of range",
+            ),
+            (
+                "[provider.auth]\nreplay_cache = 0\n",
+                "t.toml:15:16:",
+                "out of range",
+            ),
+            (
+                "[provider.auth]\nmax_skew = 5\n",
+                "t.toml:",
+                "unknown field `max_skew`",
+            ),
+        ] {
+            let m = bad(extra);
+            assert!(
+                m.starts_with(at) && m.contains(what),
+                "expected {at}..{what}, got: {m}"
+            );
+        }
+    }
+
+    #[test]
     fn link_capacity_is_a_rate_in_tc_units() {
         let t = Topology::parse(
             &format!("{BASE}[[link]]\na = \"a:10.0.0.1/24\"\nb = \"b:10.0.0.2/24\"\ncapacity = \"125kbps\"\n"),
