@@ -385,3 +385,99 @@ fn a_pdu_that_cannot_be_signed_is_not_sent() {
     }
     assert!(net.tunnels.is_empty());
 }
+
+/// tb4 signs its RESPONSE with keys whose secrets tb1 does not share (a
+/// forged or tampered answer): tb1 refuses every RESPONSE, brings nothing
+/// up, and the request fails at the retry limit saying why.
+#[test]
+fn forged_response_brings_nothing_up_at_the_initiator() {
+    let mut cfgs = configs();
+    let mut forged = vlsp::wire::auth::KeyRing::new();
+    let own = cfgs[3].own_signer.clone();
+    forged.insert(own.key_id, b"not the provider's key", own.transform);
+    cfgs[3].sign_keys = forged;
+    let mut net = Net::new(cfgs);
+    net.api_wait = Duration::from_secs(40);
+    match net.setup() {
+        Reply::Error { reason, message } => {
+            assert_eq!(reason, ErrorReason::AuthorizationFailure, "{message}");
+            assert!(message.contains("does not match"), "{message}");
+        }
+        r => panic!("{r:?}"),
+    }
+    assert!(
+        !net.tunnels.iter().any(|(i, _)| *i == 0),
+        "no tunnel end at tb1: {:?}",
+        net.tunnels
+    );
+    assert!(net.nodes[0].refused_early()[&RefusalReason::AuthBadSignature] >= 1);
+    assert!(net.nodes[0].nslp().stats().refused[&RefusalReason::AuthBadSignature] >= 1);
+    net.advance(Duration::from_secs(60));
+    for i in 0..4 {
+        assert_eq!(net.sessions(i), 0, "tb{} is clean", i + 1);
+        assert!(net.nodes[i].nslp().ledger().is_empty(), "tb{}", i + 1);
+    }
+}
+
+/// Everything tb3 sent tb4 during a setup and teardown, replayed byte for
+/// byte after the teardown: tb4 refuses the RESERVEs as replays and
+/// installs nothing.
+#[test]
+fn replayed_setup_installs_nothing_and_counts_auth_replay() {
+    let seen: std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>> = Default::default();
+    let mut net = Net::new(configs());
+    let tap = seen.clone();
+    net.drop = Some(Box::new(move |from, to, bytes| {
+        if from == 2 && to == 3 {
+            tap.borrow_mut().push(bytes.to_vec());
+        }
+        false
+    }));
+    let vlink = match net.setup() {
+        Reply::LinkUp { vlink } => vlink,
+        r => panic!("{r:?}"),
+    };
+    match net.api(
+        0,
+        Request::Teardown {
+            vlink_id: vlink.vlink_id,
+        },
+    ) {
+        Reply::LinkDown { .. } => {}
+        r => panic!("{r:?}"),
+    }
+    net.drop = None;
+    let (tunnels, classes) = (net.tunnels.len(), net.classes.len());
+    let captured = seen.borrow().clone();
+    assert!(captured.len() >= 4, "{}", captured.len());
+    let src = net.nodes[2]
+        .config()
+        .local_addr_for(Ipv4Addr::new(172, 3, 4, 4));
+    for bytes in captured {
+        let inc = Incoming {
+            src: SocketAddrV4::new(src, GIST_PORT),
+            dst: Ipv4Addr::new(172, 3, 4, 4),
+            ttl: Some(64),
+            intercepted: false,
+            payload: bytes,
+            at_ns: 0,
+        };
+        let now = net.now;
+        net.nodes[3].handle_datagram(inc, now);
+        net.advance(Duration::from_millis(10));
+    }
+    net.advance(Duration::from_secs(5));
+    assert_eq!(
+        net.tunnels.len(),
+        tunnels,
+        "no tunnel end: {:?}",
+        net.tunnels
+    );
+    assert_eq!(
+        net.classes[classes..].iter().filter(|(_, up)| *up).count(),
+        net.classes[classes..].iter().filter(|(_, up)| !up).count(),
+        "every class a replay reached on the way is removed again"
+    );
+    assert_eq!(net.sessions(3), 0);
+    assert!(net.nodes[3].refused_early()[&RefusalReason::AuthReplay] >= 1);
+}

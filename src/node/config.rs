@@ -186,6 +186,10 @@ pub struct NodeConfig {
     /// checks the answers to its own requests too).
     pub verify_keys: crate::wire::auth::KeyRing,
     pub verify_policy: crate::wire::auth::VerifyPolicy,
+    /// Sessions the replay cache remembers at most (provider policy).
+    pub replay_cache: usize,
+    /// Unsigned TEARs from the peer that set a session up signed pass.
+    pub unsigned_tear_same_peer: bool,
     /// Per far-end address: one signer per provider on the path to it.
     pub signers: std::collections::HashMap<Ipv4Addr, Vec<Signer>>,
     /// Signer for answers (RESPONSE): this node's own provider.
@@ -210,7 +214,13 @@ pub struct Signer {
     pub entity: String,
     pub key_id: u32,
     pub transform: crate::wire::auth::Transform,
+    /// END_TIME − START_TIME of the objects signed for this provider: at
+    /// most 600 s and never more than it accepts (`max_window_s`).
+    pub window: Duration,
 }
+
+/// The validity this node gives its authorization objects at most.
+pub const SIGNED_WINDOW: Duration = Duration::from_secs(600);
 
 impl NodeConfig {
     /// Our address on the interface used to reach `dst`.
@@ -434,6 +444,7 @@ impl NodeConfig {
             retry: self.nslp_retry,
             retry_max: self.nslp_retry_max,
             require_auth: self.require_auth,
+            unsigned_tear_same_peer: self.unsigned_tear_same_peer,
             epoch: rand::random(),
         }
     }
@@ -487,7 +498,7 @@ impl NodeConfig {
                     Some(flow.src.into()),
                     Some(flow.dst.into()),
                     now,
-                    Some(now.plus(Duration::from_secs(600))),
+                    Some(now.plus(s.window)),
                     &listed,
                     s.key_id,
                     s.transform,
@@ -512,6 +523,7 @@ impl NodeConfig {
             entity: p.entity.clone(),
             key_id: p.key_id,
             transform: p.transform,
+            window: SIGNED_WINDOW.min(Duration::from_secs(p.auth.max_window_s)),
         };
         let mut keys = KeyRing::new();
         keys.insert(own.key_id, &own.key, own.transform);
@@ -593,8 +605,11 @@ impl NodeConfig {
             verify_policy: VerifyPolicy {
                 require_auth: !own.accept_unsigned,
                 accepted_entities: own.accept.clone(),
-                ..VerifyPolicy::default()
+                max_skew: Duration::from_secs(own.auth.max_skew_s),
+                max_window: Duration::from_secs(own.auth.max_window_s),
             },
+            replay_cache: own.auth.replay_cache,
+            unsigned_tear_same_peer: own.auth.unsigned_tear_same_peer,
             signers,
             own_signer: signer(own),
             refresh,
@@ -612,6 +627,26 @@ impl NodeConfig {
 
 #[cfg(test)]
 mod tests {
+    /// The provider's `[provider.auth]` reaches the node: verification
+    /// policy, replay cache, tear policy, and the window it signs with.
+    #[test]
+    fn provider_auth_policy_reaches_the_node() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let text = std::fs::read_to_string(&p).unwrap().replacen(
+            "\n[[node]]",
+            "\n[provider.auth]\nmax_skew_s = 5\nmax_window_s = 60\nunsigned_tear = \"same-peer\"\nreplay_cache = 7\n\n[[node]]",
+            1,
+        );
+        let topo = crate::topology::Topology::parse(&text, &p).unwrap();
+        let c = super::NodeConfig::from_topology(&topo, "tb4").unwrap();
+        assert_eq!(c.verify_policy.max_skew.as_secs(), 5);
+        assert_eq!(c.verify_policy.max_window.as_secs(), 60);
+        assert_eq!(c.replay_cache, 7);
+        assert!(c.nslp_config().unsigned_tear_same_peer);
+        assert_eq!(c.own_signer.window.as_secs(), 60);
+    }
+
     #[test]
     fn vlink_ids_never_reuse_a_vni_of_this_node() {
         let used = [crate::model::tunnel::vni_for(7)];

@@ -168,6 +168,17 @@ pub(crate) struct ProviderDef {
     pub accept: Vec<String>,
     #[serde(default = "default_unsigned")]
     pub unsigned: String,
+    pub auth: Option<Spanned<AuthDef>>,
+}
+
+/// `[provider.auth]`: each key optional (defaults by profile).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthDef {
+    pub max_skew_s: Option<Spanned<u64>>,
+    pub max_window_s: Option<Spanned<u64>>,
+    pub unsigned_tear: Option<Spanned<String>>,
+    pub replay_cache: Option<Spanned<u64>>,
 }
 
 fn default_unsigned() -> String {
@@ -281,6 +292,15 @@ struct ProviderOut {
     entity: String,
     accept: Vec<String>,
     unsigned: &'static str,
+    auth: AuthOut,
+}
+
+#[derive(Serialize)]
+struct AuthOut {
+    max_skew_s: u64,
+    max_window_s: u64,
+    unsigned_tear: &'static str,
+    replay_cache: u64,
 }
 
 #[derive(Serialize)]
@@ -371,6 +391,16 @@ impl Topology {
                         "accept"
                     } else {
                         "refuse"
+                    },
+                    auth: AuthOut {
+                        max_skew_s: p.auth.max_skew_s,
+                        max_window_s: p.auth.max_window_s,
+                        unsigned_tear: if p.auth.unsigned_tear_same_peer {
+                            "same-peer"
+                        } else {
+                            "refuse"
+                        },
+                        replay_cache: p.auth.replay_cache as u64,
                     },
                 })
                 .collect(),

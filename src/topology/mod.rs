@@ -21,6 +21,13 @@
 //! accept = []                   # entities accepted; empty: any holding the key
 //! unsigned = "refuse"           # or "accept"
 //!
+//! [provider.auth]               # optional; defaults depend on the profile
+//! max_skew_s = 30               # clock skew on START/END_TIME (nsis-ka: 7200)
+//! max_window_s = 600            # longest END_TIME - START_TIME accepted
+//! unsigned_tear = "refuse"      # or "same-peer": an unsigned TEAR only for a
+//!                               # session a signed RESERVE from that peer set up
+//! replay_cache = 65536          # sessions remembered against replays
+//!
 //! [[node]]
 //! name = "tb1"
 //! provider = "kit"
@@ -103,6 +110,38 @@ pub struct Provider {
     /// Entities this provider accepts (empty: any holder of the key).
     pub accept: Vec<String>,
     pub accept_unsigned: bool,
+    pub auth: AuthPolicy,
+}
+
+/// A provider's authorization policy beyond its key (`[provider.auth]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Accepted clock difference on START_TIME / END_TIME.
+    pub max_skew_s: u64,
+    /// Longest END_TIME − START_TIME accepted (and the validity of an
+    /// object with a START_TIME only); how long replays are remembered.
+    pub max_window_s: u64,
+    /// Let an unsigned TEAR through for a session set up signed by the
+    /// same GIST peer (`unsigned_tear = "same-peer"`).
+    pub unsigned_tear_same_peer: bool,
+    /// Sessions the replay cache remembers at most.
+    pub replay_cache: usize,
+}
+
+impl AuthPolicy {
+    /// The defaults: a small skew for `rfc`; for `nsis-ka` one wide enough
+    /// for NSIS-ka's client, which writes START_TIME = now + 6000 s.
+    pub fn defaults(profile: Profile) -> Self {
+        Self {
+            max_skew_s: match profile {
+                Profile::Rfc => 30,
+                Profile::NsisKa => 7200,
+            },
+            max_window_s: 600,
+            unsigned_tear_same_peer: false,
+            replay_cache: 65_536,
+        }
+    }
 }
 
 /// A substrate router.
@@ -612,6 +651,63 @@ name = "b"
         let e = Topology::load(&p).unwrap_err();
         std::fs::remove_file(&p).unwrap();
         assert_eq!((e.line, e.column), (14, 6), "{e}");
+    }
+
+    #[test]
+    fn provider_auth_policy_has_profile_defaults_and_checked_values() {
+        let link = "[[link]]\na = \"a:10.0.0.1/24\"\nb = \"b:10.0.0.2/24\"\n";
+        let parse = |s: &str| {
+            Topology::parse(&format!("{s}{link}"), Path::new("t.toml"))
+                .unwrap()
+                .providers[0]
+                .auth
+        };
+        let rfc = parse(BASE);
+        assert_eq!(rfc, AuthPolicy::defaults(Profile::Rfc));
+        assert_eq!((rfc.max_skew_s, rfc.max_window_s), (30, 600));
+        assert!(!rfc.unsigned_tear_same_peer);
+        let ka = BASE.replacen("name = \"t\"\n", "name = \"t\"\nprofile = \"nsis-ka\"\n", 1);
+        assert_eq!(parse(&ka).max_skew_s, 7200);
+        let set = parse(&format!(
+            "{BASE}[provider.auth]\nmax_skew_s = 5\nmax_window_s = 60\nunsigned_tear = \"same-peer\"\nreplay_cache = 10\n"
+        ));
+        assert_eq!(
+            set,
+            AuthPolicy {
+                max_skew_s: 5,
+                max_window_s: 60,
+                unsigned_tear_same_peer: true,
+                replay_cache: 10,
+            }
+        );
+        for (extra, at, what) in [
+            (
+                "[provider.auth]\nunsigned_tear = \"maybe\"\n",
+                "t.toml:15:17:",
+                "use \"refuse\" or \"same-peer\"",
+            ),
+            (
+                "[provider.auth]\nmax_window_s = 0\n",
+                "t.toml:15:16:",
+                "out of range",
+            ),
+            (
+                "[provider.auth]\nreplay_cache = 0\n",
+                "t.toml:15:16:",
+                "out of range",
+            ),
+            (
+                "[provider.auth]\nmax_skew = 5\n",
+                "t.toml:",
+                "unknown field `max_skew`",
+            ),
+        ] {
+            let m = bad(extra);
+            assert!(
+                m.starts_with(at) && m.contains(what),
+                "expected {at}..{what}, got: {m}"
+            );
+        }
     }
 
     #[test]

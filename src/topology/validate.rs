@@ -15,11 +15,13 @@ use super::file::{
 };
 use super::routes::network;
 use super::{
-    DEFAULT_CAPACITY, Endpoint, Link, Node, Provider, QemuConf, Topology, Vif, Vnet, Vnode,
+    AuthPolicy, DEFAULT_CAPACITY, Endpoint, Link, Node, Provider, QemuConf, Topology, Vif, Vnet,
+    Vnode,
     VnodeKind,
 };
 use crate::model::paths::{TopoName, check_ifname, check_node_name};
 use crate::model::units::Rate;
+use crate::wire::profile::Profile;
 
 type Res<T> = Result<T, TopologyError>;
 
@@ -37,7 +39,7 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
             ),
         ));
     }
-    let providers = providers(f, src)?;
+    let providers = providers(f, hdr.profile, src)?;
     let nodes = nodes(f, &providers, src)?;
     let links = links(&f.link, &nodes, src)?;
     let vnets = vnets(f, src)?;
@@ -84,10 +86,10 @@ fn refresh(r: Option<&Spanned<u64>>, src: &Source) -> Res<u64> {
     }
 }
 
-fn providers(f: &File, src: &Source) -> Res<Vec<Provider>> {
+fn providers(f: &File, profile: Profile, src: &Source) -> Res<Vec<Provider>> {
     let mut out: Vec<Provider> = Vec::new();
     for p in &f.provider {
-        let pv = provider(p, src)?;
+        let pv = provider(p, profile, src)?;
         if out.iter().any(|x| x.name == pv.name) {
             return Err(src.err(
                 p.get_ref().name.span(),
@@ -108,7 +110,7 @@ fn providers(f: &File, src: &Source) -> Res<Vec<Provider>> {
     Ok(out)
 }
 
-fn provider(p: &Spanned<ProviderDef>, src: &Source) -> Res<Provider> {
+fn provider(p: &Spanned<ProviderDef>, profile: Profile, src: &Source) -> Res<Provider> {
     let d = p.get_ref();
     let pname = d.name.get_ref().clone();
     let (Some(key_id), Some(key)) = (d.key_id, d.key.as_ref()) else {
@@ -152,7 +154,61 @@ fn provider(p: &Spanned<ProviderDef>, src: &Source) -> Res<Provider> {
         transform: d.transform,
         accept: d.accept.clone(),
         accept_unsigned,
+        auth: auth_policy(d, profile, src)?,
     })
+}
+
+/// Upper bounds of `[provider.auth]`: a day of skew, a week of window, ten
+/// million sessions (about a gigabyte of replay cache).
+const MAX_SKEW_S: u64 = 86_400;
+const MAX_WINDOW_S: u64 = 7 * 86_400;
+const MAX_REPLAY_CACHE: u64 = 10_000_000;
+
+/// `[provider.auth]`, each key checked against its range.
+fn auth_policy(d: &ProviderDef, profile: Profile, src: &Source) -> Res<AuthPolicy> {
+    let mut pol = AuthPolicy::defaults(profile);
+    let Some(a) = &d.auth else {
+        return Ok(pol);
+    };
+    let pname = d.name.get_ref();
+    let a = a.get_ref();
+    let ranged = |v: &Option<Spanned<u64>>, key: &str, lo: u64, hi: u64| -> Res<Option<u64>> {
+        match v {
+            Some(x) if !(lo..=hi).contains(x.get_ref()) => Err(src.err(
+                x.span(),
+                format!(
+                    "provider {pname:?}: {key} = {} is out of range; use {lo} to {hi}",
+                    x.get_ref()
+                ),
+            )),
+            Some(x) => Ok(Some(*x.get_ref())),
+            None => Ok(None),
+        }
+    };
+    if let Some(s) = ranged(&a.max_skew_s, "max_skew_s", 0, MAX_SKEW_S)? {
+        pol.max_skew_s = s;
+    }
+    if let Some(w) = ranged(&a.max_window_s, "max_window_s", 1, MAX_WINDOW_S)? {
+        pol.max_window_s = w;
+    }
+    if let Some(c) = ranged(&a.replay_cache, "replay_cache", 1, MAX_REPLAY_CACHE)? {
+        pol.replay_cache = c as usize;
+    }
+    if let Some(t) = &a.unsigned_tear {
+        pol.unsigned_tear_same_peer = match t.get_ref().as_str() {
+            "refuse" => false,
+            "same-peer" => true,
+            other => {
+                return Err(src.err(
+                    t.span(),
+                    format!(
+                        "provider {pname:?}: unsigned_tear = {other:?}; use \"refuse\" or \"same-peer\""
+                    ),
+                ));
+            }
+        };
+    }
+    Ok(pol)
 }
 
 /// A key as written: `hex:` and an even number of hex digits, or the text's

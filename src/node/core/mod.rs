@@ -7,6 +7,7 @@
 
 mod api_map;
 mod points;
+mod replay;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -28,6 +29,7 @@ use crate::wire::gist::Framing;
 
 pub use api_map::hex;
 pub use points::{gist_point, nslp_point};
+pub use replay::{Check as ReplayCheck, ReplayCache};
 
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,11 @@ pub struct NodeCore {
     actions: VecDeque<CoreAction>,
     /// PDUs refused before parsing (early verification, malformed).
     refused_early: BTreeMap<RefusalReason, u64>,
+    /// Authorization objects accepted, per session (replay protection).
+    replay: ReplayCache,
+    /// The object the current datagram's verdict accepted: (session,
+    /// START_TIME, valid until, now), recorded once GIST delivers it.
+    to_record: Option<(Sid, Option<u64>, Option<u64>, u64)>,
     /// Backends chosen per request, for this node's tunnel ends.
     backends: HashMap<Sid, Backend>,
     /// API requests waiting on the NSLP: request id -> (token, session).
@@ -94,6 +101,10 @@ pub struct NodeCore {
 impl NodeCore {
     /// A core for `cfg`; `seed` drives the NSLP's identifiers.
     pub fn new(cfg: NodeConfig, rec: Recorder, seed: u64) -> Self {
+        let replay = ReplayCache::new(
+            cfg.replay_cache,
+            (cfg.verify_policy.max_window + cfg.verify_policy.max_skew).as_secs(),
+        );
         Self {
             gist: Gist::new(cfg.gist_config()),
             ma: Cmode::new(cfg.ma_config()),
@@ -103,6 +114,8 @@ impl NodeCore {
             out: VecDeque::new(),
             actions: VecDeque::new(),
             refused_early: BTreeMap::new(),
+            replay,
+            to_record: None,
             backends: HashMap::new(),
             waiting: HashMap::new(),
             next_req: 0,
@@ -148,6 +161,7 @@ impl NodeCore {
     }
 
     fn handle_framed(&mut self, inc: Incoming, via: Via, now: Instant) {
+        self.to_record = None;
         let framing = match via {
             Via::Udp => Framing::Udp,
             Via::Ma(_) => Framing::Tcp,
@@ -192,7 +206,8 @@ impl NodeCore {
     }
 
     /// Early verification (paper §IV-B): a Data PDU whose flow ends (or,
-    /// upstream, starts) here is checked on the raw bytes, before parsing.
+    /// upstream, starts) here is checked on the raw bytes, before parsing;
+    /// a verified object is then checked against the replay cache.
     fn early_verify(&mut self, pdu: &[u8], framing: Framing) -> AuthVerdict {
         let Some(sid) =
             crate::proto::gist::codec::auth_relevant_framed(pdu, framing, &self.cfg.addrs)
@@ -200,20 +215,53 @@ impl NodeCore {
             return AuthVerdict::NotChecked;
         };
         self.rec.mark(sid, PointKind::HmacVerifyStart);
+        let now = crate::wire::auth::Timestamp::now();
         let v = crate::wire::auth::verify_framed(
             pdu,
             framing,
             self.cfg.profile,
             &self.cfg.verify_keys,
-            crate::wire::auth::Timestamp::now(),
+            now,
             &self.cfg.verify_policy,
         );
         self.rec.mark(sid, PointKind::HmacVerifyDone);
         match v {
-            Ok(ok) => AuthVerdict::Verified {
-                entity: ok.entity.to_string(),
-                key_id: ok.key_id,
-            },
+            Ok(ok) => {
+                let live = self.nslp.has_session(&sid);
+                let refusal = match self.replay.check(sid, ok.start, live, now.unix_secs) {
+                    ReplayCheck::Fresh | ReplayCheck::SameSession => {
+                        self.to_record = Some((sid, ok.start, ok.valid_until, now.unix_secs));
+                        None
+                    }
+                    ReplayCheck::Replay => Some((
+                        RefusalReason::AuthReplay,
+                        format!(
+                            "authorization of {} for session {} was used before and that session is over here: a replay",
+                            ok.entity,
+                            api_map::hex(&sid)
+                        ),
+                    )),
+                    ReplayCheck::Full => Some((
+                        RefusalReason::AuthReplayCacheFull,
+                        format!(
+                            "{}: the replay cache holds {} sessions whose authorization is still valid; refused until some expire (raise replay_cache or shorten max_window_s)",
+                            self.cfg.name,
+                            self.replay.len()
+                        ),
+                    )),
+                };
+                match refusal {
+                    None => AuthVerdict::Verified {
+                        entity: ok.entity.to_string(),
+                        key_id: ok.key_id,
+                    },
+                    Some((reason, message)) => {
+                        *self.refused_early.entry(reason).or_insert(0) += 1;
+                        tracing::debug!(node = %self.cfg.name, "{message}");
+                        AuthVerdict::Failed { reason, message }
+                    }
+                }
+            }
             Err(crate::wire::auth::AuthError::Unsigned) => AuthVerdict::Unsigned,
             Err(e) => {
                 let reason = RefusalReason::from_auth(e.reason());
@@ -405,6 +453,13 @@ impl NodeCore {
                 peer,
                 nslp_data,
             } => {
+                if let Some((s, start, until, at)) = self.to_record
+                    && s == sid
+                    && matches!(verdict, AuthVerdict::Verified { .. })
+                {
+                    self.to_record = None;
+                    self.replay.record(sid, start, until, at);
+                }
                 let msg = match crate::wire::nslp::NslpMessage::decode(&nslp_data, self.cfg.profile)
                 {
                     Ok(m) => m,
@@ -423,6 +478,7 @@ impl NodeCore {
                     egress_link: self.cfg.egress_link(flow.dst),
                     reverse_link: self.cfg.egress_link(flow.src),
                     local: self.cfg.local_addr_for(peer),
+                    peer,
                 };
                 self.nslp.recv(now, sid, flow, dir, msg, ctx);
             }

@@ -27,6 +27,14 @@ pub enum RefusalReason {
     AuthBadSignature,
     AuthExpired,
     AuthNotYetValid,
+    /// END_TIME − START_TIME longer than the provider's `max_window_s`.
+    AuthWindowTooLong,
+    /// An authorization object accepted before, used again outside the
+    /// session it was accepted for (a replay).
+    AuthReplay,
+    /// The replay cache is full of unexpired objects: refused rather than
+    /// forgotten (a forgotten object could be replayed).
+    AuthReplayCacheFull,
     AuthListedObjectMissing,
     AuthEntityNotAccepted,
     AuthUnsupportedTransform,
@@ -43,6 +51,7 @@ impl RefusalReason {
             "bad_signature" => Self::AuthBadSignature,
             "expired" => Self::AuthExpired,
             "not_yet_valid" => Self::AuthNotYetValid,
+            "window_too_long" => Self::AuthWindowTooLong,
             "listed_object_missing" => Self::AuthListedObjectMissing,
             "entity_not_accepted" => Self::AuthEntityNotAccepted,
             "unsupported_transform" => Self::AuthUnsupportedTransform,

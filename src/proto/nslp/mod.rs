@@ -90,6 +90,8 @@ pub struct RecvContext {
     pub reverse_link: Option<String>,
     /// This node's address towards the sender (the ESI of INFO_SPECs).
     pub local: Ipv4Addr,
+    /// The GIST peer the message came from (its NLI address).
+    pub peer: Ipv4Addr,
 }
 
 /// A setup request, resolved by the glue from the API request and the topology.
@@ -195,6 +197,10 @@ pub struct Config {
     pub retry_max: Duration,
     /// Refuse unsigned or unverifiable requests at the QNR.
     pub require_auth: bool,
+    /// Let an unsigned TEAR through at the QNR, but only for a session a
+    /// signed RESERVE from the same GIST peer set up (NSIS-ka tears
+    /// unsigned); never lets an unsigned setup through.
+    pub unsigned_tear_same_peer: bool,
     /// RSN epoch of this incarnation (changes on restart).
     pub epoch: u32,
 }
@@ -209,6 +215,7 @@ impl Default for Config {
             retry: Duration::from_secs(2),
             retry_max: Duration::from_secs(30),
             require_auth: true,
+            unsigned_tear_same_peer: false,
             epoch: 1,
         }
     }
@@ -274,6 +281,12 @@ struct Session {
     bound: Option<Sid>,
     /// Responder: egress link of the reverse reservation.
     reverse_link: Option<String>,
+    /// QNR: the GIST peer whose verified (signed) RESERVE set the session
+    /// up, the only one an unsigned TEAR may come from.
+    signed_by: Option<Ipv4Addr>,
+    /// QNI: why the last RESPONSE was refused (forged, unsigned), for the
+    /// error when the retry limit is reached.
+    refused_response: Option<String>,
 }
 
 /// What an initiator's new session starts with.
@@ -380,6 +393,11 @@ impl Nslp {
             msg,
             authenticate,
         });
+    }
+
+    /// Whether this node holds state for `sid` (any role).
+    pub fn has_session(&self, sid: &Sid) -> bool {
+        self.sessions.contains_key(sid)
     }
 
     /// The next action for the glue.

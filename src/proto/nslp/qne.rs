@@ -109,6 +109,8 @@ impl Nslp {
             authenticate: false,
             bound: None,
             reverse_link: None,
+            signed_by: None,
+            refused_response: None,
         });
         if let Some(r) = rate {
             s.rate_bps = r;

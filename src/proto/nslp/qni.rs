@@ -90,6 +90,8 @@ impl Nslp {
                 authenticate: i.authenticate,
                 bound: i.bound,
                 reverse_link: None,
+                signed_by: None,
+                refused_response: None,
             },
         );
         self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
@@ -148,13 +150,33 @@ impl Nslp {
         self.send(sid, flow, Direction::Downstream, tear, authenticate);
     }
 
-    pub(super) fn on_response(&mut self, now: Instant, sid: Sid, msg: NslpMessage) {
+    /// A RESPONSE, with the glue's verdict on its authorization: one that
+    /// failed verification (forged, tampered, expired, replayed) changes
+    /// nothing anywhere; at the initiator, a success that would bring the
+    /// link up must carry a verified object of the responder's provider
+    /// when the request was signed. A refused RESPONSE leaves the RESERVE
+    /// outstanding, so retransmissions may still fetch a genuine answer;
+    /// at the retry limit the request fails saying why.
+    pub(super) fn on_response(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        msg: NslpMessage,
+        auth: &AuthVerdict,
+    ) {
         self.stats.responses_received += 1;
         let Some(s) = self.sessions.get_mut(&sid) else {
             // A RESPONSE for a session we no longer hold (e.g. to a tear
             // forwarded earlier): pass it on if we are not the initiator.
             return;
         };
+        if let AuthVerdict::Failed { reason, message } = auth {
+            if s.role == Role::Qni {
+                s.refused_response = Some(message.clone());
+            }
+            self.refuse(*reason);
+            return;
+        }
         let info = msg.info_spec().cloned();
         let ok = info.as_ref().is_some_and(|i| i.is_success());
         let rii = msg.rii();
@@ -187,6 +209,15 @@ impl Nslp {
                 };
                 if rii != Some(out.rii) {
                     self.refuse(RefusalReason::UnknownRii);
+                    return;
+                }
+                let brings_up = ok && s.vlsp.is_some() && s.phase == Phase::Pending;
+                if brings_up && s.authenticate && *auth == AuthVerdict::Unsigned {
+                    s.refused_response = Some(
+                        "the RESPONSE carries no authorization object of the responder's provider"
+                            .into(),
+                    );
+                    self.refuse(RefusalReason::AuthUnsigned);
                     return;
                 }
                 let was_refresh = out.refresh;
@@ -319,11 +350,13 @@ impl Nslp {
         let vlsp = s.vlsp.clone();
         let req = s.req_id;
         let was_up = s.phase == Phase::Up;
+        let refused = s.refused_response.clone();
+        let authenticate = s.authenticate;
         let rsn = s.rsn_out.wrapping_add(1);
         self.drop_session(sid);
         self.actions.push_back(Action::Forget { sid });
         // Free the reservations of the nodes still reachable.
-        self.send_tear(sid, flow, rsn);
+        self.send_tear(sid, flow, rsn, authenticate);
         let vlink_id = vlsp.as_ref().map(|v| v.vlink_id);
         if was_up && let Some(v) = vlsp {
             self.stats.links_lost += 1;
@@ -335,12 +368,19 @@ impl Nslp {
             });
         }
         if let Some(req_id) = req {
+            let (reason, message) = match refused {
+                Some(r) => (
+                    ErrorReason::AuthorizationFailure,
+                    format!(
+                        "{}: {why}: every RESPONSE that came was refused, the last because: {r} (check the responder's provider key, or look for forged answers on the path)",
+                        self.cfg.node
+                    ),
+                ),
+                None => (ErrorReason::Timeout, format!("{}: {why}", self.cfg.node)),
+            };
             self.actions.push_back(Action::Reply {
                 req_id,
-                result: Err(ApiError {
-                    reason: ErrorReason::Timeout,
-                    message: format!("{}: {why}", self.cfg.node),
-                }),
+                result: Err(ApiError { reason, message }),
             });
         } else {
             self.actions.push_back(Action::Event {

@@ -31,7 +31,10 @@ impl Nslp {
                         rii,
                         InfoSpec::refresh_successful(ctx.local),
                         None,
-                        false,
+                        // Signed: it may answer a retransmitted first
+                        // RESERVE whose signed RESPONSE was lost, and the
+                        // initiator brings a link up only on a verified one.
+                        true,
                     );
                 }
             }
@@ -66,7 +69,7 @@ impl Nslp {
                 rii,
                 InfoSpec::reservation_successful(ctx.local),
                 Some(vlsp),
-                false,
+                true,
             );
             return;
         }
@@ -132,6 +135,8 @@ impl Nslp {
             authenticate: false,
             bound: None,
             reverse_link: None,
+            signed_by: None,
+            refused_response: None,
         }
     }
 
@@ -210,8 +215,9 @@ impl Nslp {
                     Some(e) => {
                         // Our end failed: undo the whole link.
                         let rsn = s.rsn_out.wrapping_add(1);
+                        let authenticate = s.authenticate;
                         self.drop_session(sid);
-                        self.send_tear(sid, flow, rsn);
+                        self.send_tear(sid, flow, rsn, authenticate);
                         self.actions.push_back(Action::Forget { sid });
                         if let Some(req_id) = req {
                             self.actions.push_back(Action::Reply {

@@ -17,7 +17,7 @@ impl Nslp {
     ) {
         match (msg.msg_type, dir) {
             (MsgType::Reserve, Direction::Downstream) => self.on_reserve(now, sid, flow, msg, ctx),
-            (MsgType::Response, Direction::Upstream) => self.on_response(now, sid, msg),
+            (MsgType::Response, Direction::Upstream) => self.on_response(now, sid, msg, &ctx.auth),
             (MsgType::Notify, Direction::Upstream) => self.on_notify(now, sid, msg),
             _ => {
                 // QUERY (resource queries) and upstream RESERVEs
@@ -71,15 +71,16 @@ impl Nslp {
         );
     }
 
-    /// A tearing RESERVE with `rsn` towards the responder (unsigned: the
-    /// nodes downstream free what they hold for this session).
-    pub(super) fn send_tear(&mut self, sid: Sid, flow: Flow, rsn: u32) {
+    /// A tearing RESERVE with `rsn` towards the responder: the nodes
+    /// downstream free what they hold for this session. Signed when the
+    /// session's requests were (the responder refuses unsigned tears).
+    pub(super) fn send_tear(&mut self, sid: Sid, flow: Flow, rsn: u32, authenticate: bool) {
         self.send(
             sid,
             flow,
             Direction::Downstream,
             NslpMessage::tear(rsn, self.cfg.epoch, None),
-            false,
+            authenticate,
         );
     }
 
@@ -120,8 +121,18 @@ impl Nslp {
             _ => false,
         };
         // Authorization first, for every RESERVE that ends here (tears
-        // included): nothing is touched for a refused request.
-        if ctx.is_destination && !self.authorized(&ctx.auth) {
+        // included): nothing is touched for a refused request. Under the
+        // `unsigned_tear = "same-peer"` policy an unsigned TEAR passes, but
+        // only for a session a signed RESERVE from the same GIST peer set
+        // up; it can never open one.
+        let unsigned_tear_ok = tear
+            && ctx.auth == AuthVerdict::Unsigned
+            && self.cfg.unsigned_tear_same_peer
+            && self
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.role == Role::Qnr && s.signed_by == Some(ctx.peer));
+        if ctx.is_destination && !unsigned_tear_ok && !self.authorized(&ctx.auth) {
             self.answer(
                 sid,
                 flow,
@@ -137,7 +148,14 @@ impl Nslp {
             return;
         }
         if ctx.is_destination {
+            let signer = matches!(ctx.auth, AuthVerdict::Verified { .. }).then_some(ctx.peer);
             self.on_reserve_qnr(now, sid, flow, rsn, epoch, rii, is_refresh, msg, ctx);
+            if let Some(s) = self.sessions.get_mut(&sid)
+                && s.role == Role::Qnr
+                && signer.is_some()
+            {
+                s.signed_by = signer;
+            }
         } else {
             self.on_reserve_qne(now, sid, flow, rsn, epoch, rii, is_refresh, msg, ctx);
         }

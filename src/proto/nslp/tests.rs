@@ -164,6 +164,7 @@ impl Chain {
                         (j > 0).then(|| "up".to_string())
                     },
                     local: ADDR[j],
+                    peer: ADDR[i],
                 };
                 self.n[j].recv(self.now, sid, flow, dir, msg, ctx);
             }
@@ -561,4 +562,61 @@ fn responder_refuses_a_vni_already_in_use_and_keeps_the_first_link() {
     assert_eq!(c.sessions(3), 1, "tb4 keeps only the first link");
     assert_eq!(c.vlinks, [(3, true), (0, true)], "no second tunnel end");
     assert_eq!(c.n[1].ledger().len(), 1, "tb2 freed the refused one");
+}
+
+/// An unsigned TEAR (NSIS-ka tears unsigned): refused by default; under
+/// `unsigned_tear = "same-peer"` accepted only from the GIST peer whose
+/// signed RESERVE set the session up, refused from any other.
+#[test]
+fn unsigned_tear_passes_only_under_the_policy_and_from_the_same_peer() {
+    // Default policy: refused, the link stays.
+    let mut c = Chain::new(100 * MBIT);
+    c.setup(1, SID, 42, 10 * MBIT);
+    c.run();
+    c.auth = AuthVerdict::Unsigned;
+    c.vlinks.clear();
+    c.n[0].teardown(c.now, 2, 42);
+    c.run();
+    assert_eq!(c.sessions(3), 1, "tb4 kept its state");
+    assert_eq!(c.n[3].stats().refused[&RefusalReason::AuthUnsigned], 1);
+
+    // Under the policy: a tear from another peer (tb1 straight to tb4) is
+    // refused; the one tb3 forwards (the peer of the signed setup) passes.
+    let mut c = Chain::new(100 * MBIT);
+    c.n[3].cfg.unsigned_tear_same_peer = true;
+    c.setup(1, SID, 42, 10 * MBIT);
+    c.run();
+    let ctx = |peer| RecvContext {
+        auth: AuthVerdict::Unsigned,
+        is_destination: true,
+        egress_link: None,
+        reverse_link: Some("up".into()),
+        local: ADDR[3],
+        peer,
+    };
+    let forged = NslpMessage::tear(7, 99, Some(5));
+    c.n[3].recv(
+        c.now,
+        SID,
+        FLOW,
+        Direction::Downstream,
+        forged,
+        ctx(ADDR[0]),
+    );
+    c.run();
+    assert_eq!(c.sessions(3), 1, "a tear from another peer is refused");
+    assert_eq!(c.n[3].stats().refused[&RefusalReason::AuthUnsigned], 1);
+    c.auth = AuthVerdict::Unsigned;
+    c.vlinks.clear();
+    c.n[0].teardown(c.now, 2, 42);
+    c.run();
+    assert_eq!(c.vlinks, [(3, false), (0, false)]);
+    for i in 0..4 {
+        assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
+    }
+    // It never opens a setup: an unsigned RESERVE is still refused.
+    c.setup(3, [0x22; 16], 43, 10 * MBIT);
+    c.run();
+    assert!(c.replies.last().unwrap().2.is_err());
+    assert_eq!(c.sessions(3), 0);
 }

@@ -22,6 +22,11 @@ pub struct VerifyPolicy {
     pub require_auth: bool,
     /// Accepted clock difference for START_TIME / END_TIME.
     pub max_skew: Duration,
+    /// Longest validity accepted: END_TIME − START_TIME, and for an object
+    /// with a START_TIME but no END_TIME (NSIS-ka's) the time it counts as
+    /// valid after its START_TIME. Bounds how long a replay cache must
+    /// remember an accepted object.
+    pub max_window: Duration,
     /// Entities accepted (empty: any entity holding a valid key).
     pub accepted_entities: Vec<String>,
 }
@@ -31,6 +36,7 @@ impl Default for VerifyPolicy {
         Self {
             require_auth: true,
             max_skew: Duration::from_secs(30),
+            max_window: Duration::from_secs(600),
             accepted_entities: vec![],
         }
     }
@@ -53,6 +59,14 @@ pub enum AuthError {
         start: u64,
         now: u64,
     },
+    #[error(
+        "authorization of {entity} is valid for {window} s, longer than the {max} s this provider accepts: sign shorter windows or raise max_window_s"
+    )]
+    WindowTooLong {
+        entity: String,
+        window: u64,
+        max: u64,
+    },
     #[error("object type {obj_type:#05x} is listed as signed but absent from the message")]
     ListedObjectMissing { obj_type: u16 },
     #[error("entity {entity} is not accepted by this provider")]
@@ -72,6 +86,7 @@ impl AuthError {
             Self::BadSignature { .. } => "bad_signature",
             Self::Expired { .. } => "expired",
             Self::NotYetValid { .. } => "not_yet_valid",
+            Self::WindowTooLong { .. } => "window_too_long",
             Self::ListedObjectMissing { .. } => "listed_object_missing",
             Self::EntityNotAccepted { .. } => "entity_not_accepted",
             Self::UnsupportedTransform { .. } => "unsupported_transform",
@@ -85,6 +100,14 @@ impl AuthError {
 pub struct Verified {
     pub entity: String,
     pub key_id: u32,
+    /// The verified object's MAC: what a replay cache remembers it by.
+    pub mac: Vec<u8>,
+    /// Its START_TIME (Unix seconds), if it has one.
+    pub start: Option<u64>,
+    /// Unix seconds after which the object is refused as expired (its
+    /// END_TIME, or START_TIME + window, plus the skew); `None` when it
+    /// carries no time at all.
+    pub valid_until: Option<u64>,
 }
 
 /// What the header scan found about one SESSION_AUTH object.
@@ -408,20 +431,42 @@ pub fn verify_framed(
                 });
             }
         }
-        if let Some(r) = &a.end {
-            let en = ts(r);
-            if en.unix_secs.saturating_add(skew) < now.unix_secs {
-                return Err(AuthError::Expired {
+        let start = a.start.as_ref().map(|r| ts(r).unix_secs);
+        let window = policy.max_window.as_secs();
+        if let (Some(st), Some(r)) = (start, &a.end) {
+            let w = ts(r).unix_secs.saturating_sub(st);
+            if w > window {
+                return Err(AuthError::WindowTooLong {
                     entity,
-                    end: en.unix_secs,
-                    now: now.unix_secs,
+                    window: w,
+                    max: window,
                 });
             }
+        }
+        let end = match (&a.end, start) {
+            (Some(r), _) => Some(ts(r).unix_secs),
+            (None, Some(st)) => Some(st.saturating_add(window)),
+            (None, None) => None,
+        };
+        if let Some(en) = end
+            && en.saturating_add(skew) < now.unix_secs
+        {
+            return Err(AuthError::Expired {
+                entity,
+                end: en,
+                now: now.unix_secs,
+            });
         }
         if !policy.accepted_entities.is_empty() && !policy.accepted_entities.contains(&entity) {
             return Err(AuthError::EntityNotAccepted { entity });
         }
-        ok.get_or_insert(Verified { entity, key_id });
+        ok.get_or_insert(Verified {
+            entity,
+            key_id,
+            mac: mac.to_vec(),
+            start,
+            valid_until: end.map(|e| e.saturating_add(skew)),
+        });
     }
     match (ok, unknown) {
         (Some(v), _) => Ok(v),

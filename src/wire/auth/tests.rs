@@ -120,11 +120,16 @@ fn signs_and_verifies_in_both_profiles() {
     for profile in [Profile::Rfc, Profile::NsisKa] {
         let p = signed(profile);
         let v = verify_pdu(&p, profile, &ring(), NOW, &VerifyPolicy::default()).unwrap();
+        let mac_len = if profile == Profile::Rfc { 16 } else { 20 };
         assert_eq!(
             v,
             Verified {
                 entity: "vnp1@example.net".into(),
-                key_id: 1
+                key_id: 1,
+                mac: p[p.len() - mac_len..].to_vec(),
+                start: Some(NOW.unix_secs),
+                // END_TIME (now + 600 s) plus the 30 s skew.
+                valid_until: Some(NOW.unix_secs + 630),
             }
         );
         assert!(p.len() > 250, "about the paper's RESERVE size: {}", p.len());
@@ -219,6 +224,19 @@ fn refusals_are_typed() {
     assert!(matches!(
         verify_pdu(&p, Profile::Rfc, &ring(), NOW, &strict),
         Err(AuthError::EntityNotAccepted { .. })
+    ));
+    // A window (END_TIME − START_TIME = 600 s) longer than accepted.
+    let short = VerifyPolicy {
+        max_window: Duration::from_secs(599),
+        ..pol.clone()
+    };
+    assert!(matches!(
+        verify_pdu(&p, Profile::Rfc, &ring(), NOW, &short),
+        Err(AuthError::WindowTooLong {
+            window: 600,
+            max: 599,
+            ..
+        })
     ));
     // Unsigned.
     let u = reserve_pdu(Profile::Rfc, &[], NOW);
