@@ -4,7 +4,9 @@
 # target, and fails (exit 1) naming the target and the crash file when one
 # crashes (or cannot be built or run).
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); the stable toolchain is made to
-# accept the sanitizer flags with RUSTC_BOOTSTRAP=1.
+# accept the sanitizer flags with RUSTC_BOOTSTRAP=1. FUZZ_FLAGS are passed
+# to `cargo fuzz run` (e.g. FUZZ_FLAGS=-O: no debug assertions, faster, and
+# a separate build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-600}
@@ -18,7 +20,7 @@ for t in "${targets[@]}"; do
   log=fuzz/artifacts/$t/last-run.log
   echo "== $t for ${secs}s"
   status=0
-  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$t" fuzz/corpus/$t fuzz/seeds/$t -- \
+  RUSTC_BOOTSTRAP=1 cargo fuzz run ${FUZZ_FLAGS:-} --fuzz-dir fuzz "$t" fuzz/corpus/$t fuzz/seeds/$t -- \
     -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E "stat::number_of_executed_units|stat::peak_rss|SUMMARY|panicked" "$log" || true
   execs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-9]+$" | tail -1 || true)
