@@ -210,6 +210,7 @@ impl Actor for NodeActor {
         let nslpid = crate::wire::gist::NSLPID_QOS;
         actix::spawn(async move {
             let mut burst = 0;
+            let mut last_err: Option<Instant> = None;
             loop {
                 match sockets
                     .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
@@ -228,7 +229,12 @@ impl Actor for NodeActor {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(%node, "GIST socket receive failed: {e}");
+                        // At most one line a second, like the drops.
+                        let now = Instant::now();
+                        if last_err.is_none_or(|t| now - t >= intake::LogLimit::PERIOD) {
+                            last_err = Some(now);
+                            tracing::warn!(%node, "GIST socket receive failed: {e}");
+                        }
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
