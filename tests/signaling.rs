@@ -338,10 +338,14 @@ fn a_node_flooded_with_junk_still_sets_up_links() {
     }
     assert_eq!(links(&tb, "tb4"), 1);
     match tb.client("tb4").unwrap().call(&Request::Stats).unwrap() {
-        Reply::Stats { stats } => eprintln!(
-            "tb4 after {sent} junk datagrams: shed {}, refused early {:?}",
-            stats.shed_overload, stats.refused_early
-        ),
+        Reply::Stats { stats } => {
+            eprintln!(
+                "tb4 after {sent} junk datagrams: junk {}, shed {}, refused early {:?}",
+                stats.junk, stats.shed_overload, stats.refused_early
+            );
+            // Junk fails the cheap check: counted, never queued.
+            assert!(stats.junk > 0 && stats.shed_overload == 0, "{stats:?}");
+        }
         r => panic!("{r:?}"),
     }
     tb.down().unwrap();

@@ -59,6 +59,19 @@ fn yes() -> bool {
     true
 }
 
+impl Request {
+    /// Refuses what no node could carry out, naming the field: checked by
+    /// the API before the request reaches the node.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Request::Setup { rate_bps, .. } if rate_bps.bps() == 0 => Err(
+                "rate_bps is 0: a virtual link reserves a rate; give it in bit/s, e.g. \"rate_bps\": 1000000".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A reply line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -118,6 +131,18 @@ pub struct Stats {
     /// GIST handshake refusals (stale and forged Responder-Cookies).
     #[serde(default)]
     pub gist: crate::proto::gist::machine::Counters,
+    /// Datagrams dropped unqueued because they are not GIST (magic number,
+    /// version, length or message type wrong): junk costs no queue place.
+    #[serde(default)]
+    pub junk: u64,
+    /// GIST PDUs that passed that check but failed to decode (also under
+    /// `refused_early`; shown here even when zero).
+    #[serde(default)]
+    pub malformed: u64,
+    /// API requests whose client had gone before the reply: not carried
+    /// out, or (a link set up meanwhile) torn down again.
+    #[serde(default)]
+    pub api_abandoned: u64,
 }
 
 /// Where a virtual link stands on a node: its role there (absent right
@@ -420,6 +445,25 @@ mod tests {
         ));
         let t: Request = serde_json::from_str(r#"{"op":"teardown","vlink_id":7}"#).unwrap();
         assert_eq!(t, Request::Teardown { vlink_id: 7 });
+    }
+
+    #[test]
+    fn a_zero_rate_is_refused_naming_the_field() {
+        let mut r = Request::Setup {
+            from: "VM1".into(),
+            to: "VM2".into(),
+            rate_bps: Rate::from_bps(0),
+            bidirectional: false,
+            backend: None,
+            tunnel: None,
+            authenticate: true,
+        };
+        assert!(r.check().unwrap_err().contains("rate_bps"));
+        if let Request::Setup { rate_bps, .. } = &mut r {
+            *rate_bps = Rate::from_bps(1);
+        }
+        assert_eq!(r.check(), Ok(()));
+        assert_eq!(Request::List.check(), Ok(()));
     }
 
     #[test]

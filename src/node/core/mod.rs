@@ -347,7 +347,8 @@ impl NodeCore {
         self.pump(now, AuthVerdict::NotChecked);
     }
 
-    /// The counters of `stats` (`vlink_pending` is the actors' to fill).
+    /// The counters of `stats` (`vlink_pending`, the receive queue's and the
+    /// API's counters are the actors' to fill).
     pub fn stats(&self) -> api::Stats {
         api::Stats {
             node: self.cfg.name.clone(),
@@ -357,6 +358,13 @@ impl NodeCore {
             refused_early: self.refused_early.clone(),
             shed_overload: 0,
             gist: self.gist.counters().clone(),
+            junk: 0,
+            malformed: self
+                .refused_early
+                .get(&RefusalReason::Malformed)
+                .copied()
+                .unwrap_or(0),
+            api_abandoned: 0,
         }
     }
 

@@ -18,13 +18,14 @@
 
 mod api_server;
 mod tcp;
+pub mod intake;
 mod thread;
 mod vlink;
 
 pub use thread::{NodeHandle, spawn_node};
 pub use vlink::DELETE_DELAY;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::kernel::sockets::{GistSockets, Incoming};
+use crate::kernel::sockets::GistSockets;
 use crate::kernel::tunnel::TunnelEnd;
 use crate::node::api::{Reply, Request};
 use crate::node::core::{CoreAction, NodeCore};
@@ -46,9 +47,11 @@ use api_server::{ApiActor, Publish};
 /// Lower-case hex of a session id.
 pub use crate::node::core::hex;
 
+/// Datagrams wait in the node's [`intake::Intake`]; this asks the actor to
+/// take some (at most one is in the mailbox at a time).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Datagram(Incoming);
+struct Drain;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -57,6 +60,14 @@ struct ApiCall {
     reply: oneshot::Sender<Reply>,
     /// When the request line was read ([A] on the node starts here).
     received_ns: u64,
+}
+
+/// An API client went away before its reply: counted; a link set up for
+/// it (`undo`) is torn down again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Abandoned {
+    undo: Option<u64>,
 }
 
 #[derive(Message)]
@@ -90,15 +101,26 @@ pub struct NodeActor {
     timer: Option<SpawnHandle>,
     /// Tunnel-end operations not finished yet (incl. deferred deletions).
     vlink_busy: Arc<AtomicUsize>,
-    /// Datagrams dropped because the node's queue was full.
-    shed: Rc<Cell<u64>>,
     /// GIST messaging associations (C-mode).
     mas: tcp::MaPool,
+    /// Received datagrams waiting for the core, and the drop counters.
+    intake: Rc<RefCell<intake::Intake>>,
+    /// Whether a [`Drain`] is in the mailbox or being handled.
+    draining: Rc<Cell<bool>>,
+    /// API requests whose client had gone: not carried out, or undone.
+    api_abandoned: u64,
 }
 
 /// How many received datagrams may wait for the node: a burst beyond it is
 /// shed (dropped and counted), never answered by closing the socket.
-const MAILBOX: usize = 4096;
+pub const QUEUE: usize = 4096;
+/// The node's mailbox (API calls, kernel results, [`Drain`]).
+const MAILBOX: usize = 1024;
+/// Datagrams handled per [`Drain`], so API calls and kernel results
+/// interleave with a backlog.
+const BATCH: usize = 32;
+/// Datagrams read per turn of the receive loop before it lets the node run.
+const READ_BURST: usize = 64;
 
 impl NodeActor {
     /// Sends what the core has to send and runs its actions, until it is
@@ -158,7 +180,10 @@ impl NodeActor {
             CoreAction::Reply { token, mut reply } => {
                 if let Reply::Stats { stats } = &mut reply {
                     stats.vlink_pending = self.vlink_busy.load(Ordering::SeqCst);
-                    stats.shed_overload = self.shed.get();
+                    let q = self.intake.borrow();
+                    stats.shed_overload = q.shed;
+                    stats.junk = q.junk;
+                    stats.api_abandoned = self.api_abandoned;
                 }
                 if let Some(tx) = self.replies.remove(&token) {
                     let _ = tx.send(reply);
@@ -193,46 +218,67 @@ impl Actor for NodeActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         let sockets = self.sockets.clone();
-        let shed = self.shed.clone();
+        let intake = self.intake.clone();
+        let draining = self.draining.clone();
+        let node = self.core.config().name.clone();
         let me = ctx.address();
         let nslpid = crate::wire::gist::NSLPID_QOS;
         actix::spawn(async move {
+            let mut burst = 0;
+            let mut last_err: Option<Instant> = None;
             loop {
                 match sockets
                     .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
                     .await
                 {
-                    Ok(inc) => match me.try_send(Datagram(inc)) {
-                        Ok(()) => {}
+                    Ok(_) if !me.connected() => break,
+                    Ok(inc) => {
                         // Overload is shed here, datagram by datagram; the
                         // loop keeps reading, so the node never goes deaf.
-                        Err(SendError::Full(_)) => {
-                            let n = shed.get() + 1;
-                            shed.set(n);
-                            if n.is_power_of_two() {
-                                tracing::warn!(
-                                    "{n} GIST datagrams dropped so far: the node's queue of {MAILBOX} was full"
-                                );
-                            }
-                            tokio::task::yield_now().await;
+                        let mut q = intake.borrow_mut();
+                        if let Some((why, Some(n))) = q.push(inc, Instant::now()) {
+                            tracing::warn!(%node, "{}", q.log_line(why, n));
                         }
-                        Err(SendError::Closed(_)) => break,
-                    },
+                        if !q.is_empty() && !draining.replace(true) {
+                            me.do_send(Drain);
+                        }
+                    }
                     Err(e) => {
-                        tracing::warn!("GIST socket receive failed: {e}");
+                        // At most one line a second, like the drops.
+                        let now = Instant::now();
+                        if last_err.is_none_or(|t| now - t >= intake::LogLimit::PERIOD) {
+                            last_err = Some(now);
+                            tracing::warn!(%node, "GIST socket receive failed: {e}");
+                        }
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
+                }
+                burst += 1;
+                if burst == READ_BURST {
+                    burst = 0;
+                    tokio::task::yield_now().await;
                 }
             }
         });
     }
 }
 
-impl Handler<Datagram> for NodeActor {
+impl Handler<Drain> for NodeActor {
     type Result = ();
-    fn handle(&mut self, Datagram(inc): Datagram, ctx: &mut Context<Self>) {
-        self.core.handle_datagram(inc, Instant::now());
-        self.run(ctx);
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        for _ in 0..BATCH {
+            let Some(inc) = self.intake.borrow_mut().pop() else {
+                break;
+            };
+            self.core.handle_datagram(inc, Instant::now());
+            self.run(ctx);
+        }
+        if self.intake.borrow().is_empty() {
+            self.draining.set(false);
+        } else {
+            // Behind whatever else waits in the mailbox.
+            ctx.address().do_send(Drain);
+        }
     }
 }
 
@@ -269,6 +315,28 @@ impl Handler<ApiCall> for NodeActor {
         self.replies.insert(token, call.reply);
         self.core
             .handle_api(token, call.req, call.received_ns, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<Abandoned> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, a: Abandoned, ctx: &mut Context<Self>) {
+        self.api_abandoned += 1;
+        let Some(vlink_id) = a.undo else {
+            return;
+        };
+        let node = &self.core.config().name;
+        tracing::warn!(
+            %node,
+            "the API client of virtual link {vlink_id} left before its reply: tearing the link down"
+        );
+        // No reply channel is registered for this token: the reply is dropped.
+        self.next_token += 1;
+        let req = Request::Teardown { vlink_id };
+        let now_ns = crate::model::measure::now_ns();
+        self.core
+            .handle_api(self.next_token, req, now_ns, Instant::now());
         self.run(ctx);
     }
 }

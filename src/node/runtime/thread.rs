@@ -129,8 +129,12 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             next_token: 0,
             timer: None,
             vlink_busy: busy,
-            shed: Default::default(),
             mas: Default::default(),
+            intake: Rc::new(std::cell::RefCell::new(super::intake::Intake::new(
+                super::QUEUE,
+            ))),
+            draining: Default::default(),
+            api_abandoned: 0,
         }
     });
     super::tcp::serve(ma_listener, node.clone());
