@@ -145,14 +145,19 @@ fn a_setup_whose_client_has_gone_leaves_no_link() {
     tb.down().unwrap();
 }
 
-/// paper-4node with `n` more virtual nodes W1..Wn on tb4: VM1 -> Wi are
-/// `n` links that form no loop between the virtual nodes' bridges.
+/// paper-4node with `n` more virtual node pairs, V1..Vn on tb1 and W1..Wn
+/// on tb4: Vi -> Wi are `n` links, each on its own virtual interfaces (an
+/// interface carries one link).
 fn star(n: usize) -> impl Fn(String) -> String {
     move |mut s: String| {
         for i in 1..=n {
             s.push_str(&format!(
                 "\n[[vnode]]\nname = \"W{i}\"\nvnet = \"vnet1\"\nhost = \"tb4\"\nid = {}\naddress = \"10.10.1.{i}/16\"\n",
                 10 + i
+            ));
+            s.push_str(&format!(
+                "\n[[vnode]]\nname = \"V{i}\"\nvnet = \"vnet1\"\nhost = \"tb1\"\nid = {}\naddress = \"10.10.2.{i}/16\"\n",
+                100 + i
             ));
         }
         s
@@ -181,17 +186,17 @@ fn sixty_four_api_clients_at_once_set_up_and_tear_down_links() {
                         .map_err(|e| e.to_string())?;
                     start.wait();
                     let t = Instant::now();
-                    let req = setup_request("VM1", &format!("W{i}"), 1_000_000);
+                    let req = setup_request(&format!("V{i}"), &format!("W{i}"), 1_000_000);
                     let id = match c.call(&req).map_err(|e| e.to_string())? {
                         Reply::LinkUp { vlink } => vlink.vlink_id,
-                        r => return Err(format!("setup VM1 -> W{i}: {r:?}")),
+                        r => return Err(format!("setup V{i} -> W{i}: {r:?}")),
                     };
                     match c
                         .call(&Request::Teardown { vlink_id: id })
                         .map_err(|e| e.to_string())?
                     {
                         Reply::LinkDown { .. } => Ok(t.elapsed()),
-                        r => Err(format!("teardown of {id} (VM1 -> W{i}): {r:?}")),
+                        r => Err(format!("teardown of {id} (V{i} -> W{i}): {r:?}")),
                     }
                 })
             })

@@ -16,8 +16,7 @@ use super::file::{
 use super::routes::network;
 use super::{
     AuthPolicy, DEFAULT_CAPACITY, Endpoint, Link, Node, Provider, QemuConf, Topology, Vif, Vnet,
-    Vnode,
-    VnodeKind,
+    Vnode, VnodeKind,
 };
 use crate::model::paths::{TopoName, check_ifname, check_node_name};
 use crate::model::units::Rate;

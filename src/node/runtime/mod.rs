@@ -17,8 +17,8 @@
 //!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
-mod tcp;
 pub mod intake;
+mod tcp;
 mod thread;
 mod vlink;
 
