@@ -142,7 +142,7 @@ fn cmode_setup_reuses_one_ma_per_hop_and_teardown_leaves_nothing() {
     if !require_root("cmode_setup") {
         return;
     }
-    let t = unique_topology_with("paper-4node.toml", "c", |s| {
+    let t = unique_topology_with("vif-4node.toml", "c", |s| {
         s.replacen(
             "refresh_ms = 30000",
             "refresh_ms = 30000\ngist_mode = \"c\"",
@@ -169,7 +169,8 @@ fn cmode_setup_reuses_one_ma_per_hop_and_teardown_leaves_nothing() {
     let counts: Vec<usize> = before.iter().map(BTreeSet::len).collect();
     assert_eq!(counts, [1, 2, 2, 1], "{before:?}");
 
-    // A second link goes over the same MAs.
+    // A second link (on the virtual nodes' second interfaces) goes over the
+    // same MAs.
     let second = setup(&mut c);
     assert_ne!(first, second);
     for (i, n) in ["tb1", "tb2", "tb3", "tb4"].iter().enumerate() {
