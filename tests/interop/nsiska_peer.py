@@ -480,6 +480,7 @@ def respond(args):
             src, dst, _ = mri_parts(obj(objs, O_MRI))
             check_mri(objs, False, "Query")
             _, peer_pid, peer_addr = nli_parts(obj(objs, O_NLI))
+            check_nli_ttl(objs, 103, "Query")
             qc = obj(objs, O_QCOOKIE)
             if len(qc) != 4:
                 say("DIFF", f"Query-Cookie of {len(qc)} bytes, NSIS-ka's is 4")
@@ -538,6 +539,8 @@ def handle_reserve(s, st, buf, objs, args):
     elif verdict != "ok":
         say("ERROR", f"RESERVE refused: {verdict}: dropped silently, as NSIS-ka does")
         return
+    if first_reserve(st):
+        reserve_diffs(nobjs)
     vl = next((data[a:e] for t, a, e, _ in nobjs if t == N_VLSP), None)
     if vl is None:
         say("ERROR", "RESERVE without a VLSP object")
@@ -691,6 +694,28 @@ def reserve(s, m, epoch, args):
         return True
     say("ERROR", f"no RESPONSE to the RESERVE after {args.retries} tries")
     return False
+
+
+def first_reserve(st):
+    return st.get("resv") is None
+
+
+def reserve_diffs(nobjs):
+    """What vlsp's RESERVE has that NSIS-ka's client's (#53) has not, or differently."""
+    types = [t for t, _, _, _ in nobjs]
+    want = [N_RSN, N_RII, N_PC, N_QSPEC, N_VLSP, N_AUTH]
+    if types != want:
+        say("DIFF", f"RESERVE objects {[hex(t) for t in types]}; NSIS-ka's client sends {[hex(t) for t in want]}")
+    for t, _, _, v in nobjs:
+        if t == N_QSPEC and len(v) != len(qspec(1.0)):
+            say("DIFF", f"RESERVE QSPEC of {len(v)} bytes ({v.hex()}); NSIS-ka's is {len(qspec(1.0))} (TMOD-1 without MPS, Admission Priority)")
+        if t == N_PC and v != struct.pack("!I", 0x400):
+            say("DIFF", f"PACKET_CLASSIFIER {v.hex()}; NSIS-ka's is 00000400")
+        if t == N_AUTH:
+            kinds = [(x, sub) for x, sub, _ in parse_attrs(v)]
+            want_a = [(1, 3), (1, 10), (2, 1), (3, 1), (4, 1), (6, 0), (7, 0)]
+            if kinds != want_a:
+                say("DIFF", f"RESERVE SESSION_AUTH attributes {kinds}; NSIS-ka's client's are {want_a}")
 
 
 def auth_diffs(nobjs, m):
