@@ -187,7 +187,7 @@ fn list(topology: &str, node: Option<String>) -> Result<()> {
         None => t
             .nodes
             .iter()
-            .filter(|n| n.nsis)
+            .filter(|n| n.runs_vlsp())
             .map(|n| n.name.clone())
             .collect(),
     };

@@ -81,6 +81,13 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
     for n in &tb.nodes {
         out!("  API of {}: {}", n.name, n.api_socket.display());
     }
+    for n in tb.topo.nodes.iter().filter(|n| n.external) {
+        let ns = substrate::ns_name(&tb.topo.name, &n.name);
+        out!(
+            "  {} is external: start its NSIS daemon with `ip netns exec {ns} ...`",
+            n.name
+        );
+    }
     if !a.daemon_child {
         out!("Ctrl-C to stop and remove everything.");
     }

@@ -137,7 +137,8 @@ impl Testbed {
         self.start_guests()
             .context("starting the QEMU virtual nodes failed")?;
         for n in self.topo.nodes.clone() {
-            if !n.nsis {
+            // External routers are left for another implementation to run.
+            if !n.runs_vlsp() {
                 continue;
             }
             let mut cfg = NodeConfig::from_topology(&self.topo, &n.name)

@@ -192,6 +192,7 @@ pub(crate) struct NodeDef {
     pub provider: Option<Spanned<String>>,
     #[serde(default = "yes")]
     pub nsis: bool,
+    pub external: Option<Spanned<bool>>,
 }
 
 fn yes() -> bool {
@@ -308,6 +309,8 @@ struct NodeOut {
     name: String,
     provider: String,
     nsis: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    external: bool,
 }
 
 #[derive(Serialize)]
@@ -411,6 +414,7 @@ impl Topology {
                     name: n.name.clone(),
                     provider: n.provider.clone(),
                     nsis: n.nsis,
+                    external: n.external,
                 })
                 .collect(),
             link: self

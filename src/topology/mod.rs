@@ -32,6 +32,8 @@
 //! name = "tb1"
 //! provider = "kit"
 //! nsis = true                   # false: a plain router that runs no NSIS daemon
+//! external = false              # true: NSIS, but not vlsp's: `vlsp up` builds the namespace
+//!                               # and links and starts no node, for another implementation
 //!
 //! [[link]]
 //! a = "tb1:172.1.2.1/24"
@@ -151,6 +153,17 @@ pub struct Node {
     pub provider: String,
     /// Runs the NSIS daemon (GIST + QoS NSLP); false for a plain router.
     pub nsis: bool,
+    /// An NSIS router whose daemon is not vlsp's (NSIS-ka, a test peer, a
+    /// `vlsp node` started by hand): its namespace and links are built,
+    /// but the testbed starts no node in it.
+    pub external: bool,
+}
+
+impl Node {
+    /// True when the testbed runs vlsp's NSIS node here.
+    pub fn runs_vlsp(&self) -> bool {
+        self.nsis && !self.external
+    }
 }
 
 /// One end of a substrate link.

@@ -234,10 +234,20 @@ fn nodes(f: &File, providers: &[Provider], src: &Source) -> Res<Vec<Node>> {
                 format!("duplicate node {nname:?}: node names must be unique"),
             ));
         }
+        let external = d.external.as_ref().is_some_and(|e| *e.get_ref());
+        if let Some(e) = d.external.as_ref().filter(|_| external && !d.nsis) {
+            return Err(src.err(
+                e.span(),
+                format!(
+                    "node {nname} has external = true and nsis = false: an external router runs another NSIS implementation, so drop `nsis = false` (or `external`, for a plain router)"
+                ),
+            ));
+        }
         out.push(Node {
             provider: node_provider(d, providers, src)?,
             name: nname,
             nsis: d.nsis,
+            external,
         });
     }
     if out.is_empty() {
