@@ -18,8 +18,9 @@ use crate::testbed::Options;
 use crate::topology::Topology;
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 7] = [
+pub const PAPER_EXPERIMENTS: [&str; 8] = [
     "paper-table1.toml",
+    "paper-table1-cmode.toml",
     "paper-table2.toml",
     "paper-fig13.toml",
     "chain-sweep.toml",
