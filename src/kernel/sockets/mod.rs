@@ -24,6 +24,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
@@ -39,6 +40,9 @@ use crate::model::ports::GIST_PORT;
 pub const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
 const IP_ROUTER_ALERT: libc::c_int = 5;
 const MAX_DATAGRAM: usize = 65_535;
+/// Receive buffer asked for each socket: a junk flood of ~80 k datagrams/s
+/// overruns the default (~200 KiB) between two reads of a busy node.
+pub const RCVBUF_BYTES: usize = 4 << 20;
 
 /// A datagram received by the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +137,9 @@ pub struct GistSockets {
     ra: AsyncFd<OwnedFd>,
     raw_out: OwnedFd,
     local: Vec<Ipv4Addr>,
+    /// One receive buffer reused for every datagram (a fresh zeroed 64 KiB
+    /// per datagram cost more than the read itself under a flood).
+    rx: Mutex<Vec<u8>>,
 }
 
 /// Errno to io::Error, naming what failed.
@@ -198,6 +205,7 @@ impl GistSockets {
     /// Needs a tokio runtime (the sockets are registered with its reactor).
     pub fn open(local: Vec<Ipv4Addr>) -> io::Result<Self> {
         let udp = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
+        enlarge_rcvbuf(&udp, "UDP socket");
         setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
         setsockopt(&udp, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
         setsockopt(&udp, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
@@ -209,6 +217,10 @@ impl GistSockets {
             )
         })?;
         let ra = new_socket(SockType::Raw, SockProtocol::Udp, "raw UDP socket")?;
+        // Filter before IP_ROUTER_ALERT, so that almost nothing unfiltered
+        // is queued: without it every UDP datagram to this host is read twice.
+        attach_filter(ra.as_raw_fd(), &ROUTER_ALERT_FILTER)?;
+        enlarge_rcvbuf(&ra, "raw UDP socket");
         set_router_alert(ra.as_raw_fd())?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
         Ok(Self {
@@ -216,6 +228,7 @@ impl GistSockets {
             ra: register(ra)?,
             raw_out,
             local,
+            rx: Mutex::new(vec![0u8; MAX_DATAGRAM]),
         })
     }
 
@@ -228,7 +241,7 @@ impl GistSockets {
             tokio::select! {
                 r = self.udp.readable() => {
                     let mut g = r?;
-                    match g.try_io(|fd| recv_udp(fd.as_raw_fd())) {
+                    match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf())) {
                         Ok(Ok(inc)) => return Ok(inc),
                         Ok(Err(e)) => return Err(e),
                         Err(_would_block) => continue,
@@ -236,17 +249,24 @@ impl GistSockets {
                 }
                 r = self.ra.readable() => {
                     let mut g = r?;
-                    let pkt = match g.try_io(|fd| recv_raw(fd.as_raw_fd())) {
-                        Ok(Ok(p)) => p,
+                    let mut buf = self.rx_buf();
+                    let n = match g.try_io(|fd| recv_raw(fd.as_raw_fd(), &mut buf)) {
+                        Ok(Ok(n)) => n,
                         Ok(Err(e)) => return Err(e),
                         Err(_would_block) => continue,
                     };
-                    if let Some(inc) = self.classify(&pkt, &keep)? {
+                    if let Some(inc) = self.classify(&buf[..n], &keep)? {
                         return Ok(inc);
                     }
                 }
             }
         }
+    }
+
+    /// The reusable receive buffer; a panic while it was held left nothing
+    /// in it worth refusing.
+    fn rx_buf(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Decides what to do with a packet the Router Alert socket delivered.
@@ -388,10 +408,9 @@ impl GistTransport for GistSockets {
     }
 }
 
-fn recv_udp(fd: RawFd) -> io::Result<Incoming> {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+fn recv_udp(fd: RawFd, buf: &mut [u8]) -> io::Result<Incoming> {
     let mut cmsg = nix::cmsg_space!(libc::c_int, libc::in_pktinfo);
-    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
     let mut ttl = None;
     let mut dst = Ipv4Addr::UNSPECIFIED;
@@ -409,22 +428,93 @@ fn recv_udp(fd: RawFd) -> io::Result<Incoming> {
         .map(|a| SocketAddrV4::new(a.ip(), a.port()))
         .ok_or_else(|| io::Error::other("datagram without a source address"))?;
     let n = msg.bytes;
-    buf.truncate(n);
     Ok(Incoming {
         src,
         dst,
         ttl,
         intercepted: false,
-        payload: buf,
+        payload: iov[0][..n].to_vec(),
         at_ns: crate::model::measure::now_ns(),
     })
 }
 
-fn recv_raw(fd: RawFd) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let n = recv(fd, &mut buf, MsgFlags::empty())?;
-    buf.truncate(n);
-    Ok(buf)
+fn recv_raw(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(recv(fd, buf, MsgFlags::empty())?)
+}
+
+/// Raises a socket's receive buffer to [`RCVBUF_BYTES`]: SO_RCVBUFFORCE
+/// (root, ignores `net.core.rmem_max`), else SO_RCVBUF (capped by rmem_max).
+/// A smaller buffer only costs drops under a flood, so refusal is logged,
+/// not fatal.
+fn enlarge_rcvbuf(fd: &OwnedFd, what: &str) {
+    if let Err(e) = setsockopt(fd, sockopt::RcvBufForce, &RCVBUF_BYTES) {
+        let fallback = setsockopt(fd, sockopt::RcvBuf, &RCVBUF_BYTES);
+        let got = nix::sys::socket::getsockopt(fd, sockopt::RcvBuf).unwrap_or(0);
+        tracing::warn!(
+            "{what}: SO_RCVBUFFORCE {RCVBUF_BYTES} refused ({e}); SO_RCVBUF {}: \
+             receive buffer is {got} bytes, so a flood drops more; run as root or raise \
+             net.core.rmem_max",
+            match fallback {
+                Ok(()) => "accepted".to_string(),
+                Err(e) => format!("refused too ({e})"),
+            }
+        );
+    }
+}
+
+/// Classic BPF for the Router Alert socket. A raw IPPROTO_UDP socket gets
+/// a copy of every UDP datagram to this host; this keeps only packets with
+/// IP options (IHL > 5) whose first option is Router Alert (0x94 0x04) —
+/// how Linux (IP_RETOPTS) and NSIS-ka send Queries — or is another option,
+/// left to [`parse_ipv4_udp`] to walk: dropping those here would lose
+/// intercepted packets, since the kernel no longer forwards them. A
+/// packet's offset 0 is its IP header on a raw socket.
+const ROUTER_ALERT_FILTER: [libc::sock_filter; 10] = [
+    bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 0), // A = version/IHL byte
+    bpf(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 0, 0, 0x0f), // A = IHL
+    bpf(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, 0, 6, 5), // no options: drop
+    bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 20), // A = first option type
+    bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 4, 0, 0), // end of options: drop
+    bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 2, 0x94), // another option: accept
+    bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 21), // A = its length
+    bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, 4), // Router Alert: accept
+    bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),         // accept whole packet
+    bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),                // drop
+];
+
+const fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// Hand-written: nix has no SO_ATTACH_FILTER.
+fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` and the program it points to outlive the call (the
+    // kernel copies the program); the length matches the struct.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const _ as *const libc::c_void,
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("SO_ATTACH_FILTER on the raw UDP socket: {e}"),
+        )
+    })
 }
 
 /// The fields of an IPv4/UDP packet that interception needs.
@@ -544,6 +634,69 @@ mod tests {
         let mut frag = QUERY_PKT;
         frag[7] = 0x10; // fragment offset != 0
         assert!(parse_ipv4_udp(&frag).is_none());
+    }
+
+    /// Root: in a fresh network namespace (this test's thread only), the
+    /// Router Alert socket no longer sees a plain UDP datagram to a local
+    /// address, but still sees one carrying Router Alert.
+    #[test]
+    fn router_alert_socket_filters_plain_udp() {
+        std::thread::spawn(|| {
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+                eprintln!("skipped: cannot unshare a network namespace ({e}); run as root");
+                return;
+            }
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .unwrap();
+            assert!(up.success(), "ip link set lo up");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _in_rt = rt.enter();
+            let lo = Ipv4Addr::LOCALHOST;
+            let socks = GistSockets::open(vec![lo]).unwrap();
+            let to = SocketAddrV4::new(lo, GIST_PORT);
+            let plain = std::net::UdpSocket::bind((lo, 0)).unwrap();
+            plain.send_to(b"plain", to).unwrap();
+            socks.send_qmode(to, b"alert", 64).unwrap();
+            let ra = socks.ra.get_ref().as_raw_fd();
+            let mut pfd = libc::pollfd {
+                fd: ra,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, count 1.
+            assert_eq!(
+                unsafe { libc::poll(&mut pfd, 1, 2000) },
+                1,
+                "nothing on the RA socket"
+            );
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            let n = recv_raw(ra, &mut buf).unwrap();
+            let p = parse_ipv4_udp(&buf[..n]).unwrap();
+            assert!(p.router_alert);
+            assert_eq!(p.payload, b"alert");
+            // The plain datagram was sent first, so it would be queued already.
+            let e = recv_raw(ra, &mut buf).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::WouldBlock,
+                "plain UDP reached the RA socket"
+            );
+            // The UDP socket still gets both, with the reused buffer.
+            let udp = socks.udp.get_ref().as_raw_fd();
+            let a = recv_udp(udp, &mut buf).unwrap();
+            let b = recv_udp(udp, &mut buf).unwrap();
+            assert_eq!(
+                (&a.payload[..], &b.payload[..]),
+                (&b"plain"[..], &b"alert"[..])
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
