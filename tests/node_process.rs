@@ -176,3 +176,47 @@ async fn four_node_processes_set_up_a_signed_link_and_tear_it_down_on_sigterm() 
     assert!(leftovers(&topo).is_empty(), "{:?}", leftovers(&topo));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `vlsp up --process-per-node`: the testbed's nodes as `vlsp node`
+/// children; the journal of their pids lets a later `down` kill them all
+/// (here: after one was already killed with -9), and nothing is left.
+#[test]
+fn process_per_node_testbed_carries_a_link_and_its_journal_kills_every_node() {
+    if !require_root("process_per_node") {
+        return;
+    }
+    use vlsp::testbed::{Options, Testbed, procs};
+    let t = unique_topology("paper-4node.toml", "q");
+    let topo = t.name.clone();
+    let _guard = Down(topo.clone());
+    let opts = Options {
+        process_per_node: true,
+        node_exe: Some(env!("CARGO_BIN_EXE_vlsp").into()),
+        ..Options::default()
+    };
+    let tb = Testbed::up(t, &opts).unwrap();
+    assert!(tb.nodes.is_empty());
+    assert_eq!(tb.procs.len(), 4);
+    let mut c = tb.client("tb1").unwrap();
+    let reply = c.call(&setup_request("VM1", "VM2", 10_000_000)).unwrap();
+    assert!(matches!(reply, Reply::LinkUp { .. }), "{reply:?}");
+    let vm2 = Ipv4Addr::new(10, 10, 0, 2);
+    substrate::udp_ping(&topo, "VM1", "VM2", vm2, Duration::from_secs(3)).unwrap();
+    // A middle router's process dies hard; the journal still names the rest.
+    let tb2 = nix::unistd::Pid::from_raw(tb.procs[1].pid() as i32);
+    nix::sys::signal::kill(tb2, nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pids: Vec<u32> = tb.procs.iter().map(|p| p.pid()).collect();
+    assert_eq!(procs::kill_journaled(&tb.run), 3);
+    std::thread::sleep(Duration::from_millis(200));
+    for p in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        // Gone, or a zombie until the testbed reaps it.
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "{p} still runs: {stat}"
+        );
+    }
+    tb.down().unwrap();
+    assert!(leftovers(&topo).is_empty(), "{:?}", leftovers(&topo));
+}

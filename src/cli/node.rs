@@ -41,6 +41,12 @@ pub(super) struct NodeArgs {
     /// "hex:..."). Also VLSP_KEY_<PROVIDER> in the environment.
     #[arg(long, value_name = "PROVIDER=PATH")]
     key_file: Vec<String>,
+    /// Folder for tunnel backend scripts [default: /run/vlsp-node/NAME/scripts].
+    #[arg(long)]
+    script_dir: Option<PathBuf>,
+    /// Admission control only: do not install reservations as HTB classes.
+    #[arg(long)]
+    no_qos: bool,
     /// On SIGTERM/SIGINT, how long tearing the node's links down may take.
     #[arg(long, default_value = "5", value_name = "SECONDS")]
     teardown_wait: u64,
@@ -96,14 +102,11 @@ pub(super) fn node(a: NodeArgs) -> Result<()> {
     let name = file.node.name.clone();
     let dir = PathBuf::from("/run/vlsp-node").join(&name);
     let api = a.api.clone().unwrap_or_else(|| dir.join("api.sock"));
-    let cfg = file.resolve(
-        &src,
-        &base,
-        &keys,
-        &interfaces()?,
-        api.clone(),
-        dir.join("scripts"),
-    )?;
+    let scripts = a.script_dir.clone().unwrap_or_else(|| dir.join("scripts"));
+    let mut cfg = file.resolve(&src, &base, &keys, &interfaces()?, api.clone(), scripts)?;
+    if a.no_qos {
+        cfg.qos_enforce = false;
+    }
     let handle = crate::node::spawn_node(cfg, Recorder::disabled(&name))
         .with_context(|| format!("node {name} did not start"))?;
     if let Some(r) = &a.ready_file {
