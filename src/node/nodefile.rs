@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::config::{LinkConf, NodeConfig, RouteConf, Signer, VnodeConf};
+use super::config::{LinkConf, NodeConfig, RouteConf, Signer, VifConf, VnodeConf};
 use crate::model::tunnel::{Backend, TunnelKind};
 use crate::wire::auth::{KeyRing, Transform, VerifyPolicy};
 use crate::wire::profile::Profile;
@@ -95,6 +95,14 @@ pub struct NodeSection {
     pub require_auth: bool,
     #[serde(default)]
     pub accept: Vec<String>,
+    /// Accepted clock difference of START_TIME / END_TIME.
+    pub max_skew_s: u64,
+    /// Longest END_TIME − START_TIME accepted.
+    pub max_window_s: u64,
+    /// Sessions the replay cache remembers at most.
+    pub replay_cache: usize,
+    #[serde(default)]
+    pub unsigned_tear_same_peer: bool,
     #[serde(default = "yes")]
     pub qos_enforce: bool,
     #[serde(default)]
@@ -132,9 +140,16 @@ pub struct VnodeEntry {
     /// Hex (`0x...`): TOML integers stop at 63 bits.
     pub vnet_id: String,
     pub vnode_id: String,
-    pub vif_id: u64,
     pub host: String,
     pub host_addr: Ipv4Addr,
+    #[serde(default)]
+    pub vif: Vec<VifEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VifEntry {
+    pub id: u64,
     pub bridge: String,
 }
 
@@ -146,6 +161,8 @@ pub struct ProviderEntry {
     pub key_id: u32,
     #[serde(default)]
     pub transform: Transform,
+    /// END_TIME − START_TIME of the objects signed for this provider.
+    pub window_s: u64,
     /// Where the key is, when neither `--key-file` nor the environment
     /// gives it. Relative paths are relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,6 +309,15 @@ impl NodeFile {
                     entity: p.entity.clone(),
                     key_id: p.key_id,
                     transform: p.transform,
+                    window_s: c
+                        .signers
+                        .values()
+                        .flatten()
+                        .chain(std::iter::once(&c.own_signer))
+                        .find(|s| s.provider == p.name)
+                        .map_or(super::config::SIGNED_WINDOW.as_secs(), |s| {
+                            s.window.as_secs()
+                        }),
                     key_file: None,
                 }
             })
@@ -322,6 +348,10 @@ impl NodeFile {
                 nslp_retry_max_ms: ms(c.nslp_retry_max),
                 require_auth: c.require_auth,
                 accept: c.verify_policy.accepted_entities.clone(),
+                max_skew_s: c.verify_policy.max_skew.as_secs(),
+                max_window_s: c.verify_policy.max_window.as_secs(),
+                replay_cache: c.replay_cache,
+                unsigned_tear_same_peer: c.unsigned_tear_same_peer,
                 qos_enforce: c.qos_enforce,
                 cmode: c.cmode,
             },
@@ -352,10 +382,16 @@ impl NodeFile {
                     name: v.name.clone(),
                     vnet_id: format!("{:#x}", v.vnet_id),
                     vnode_id: format!("{:#x}", v.vnode_id),
-                    vif_id: v.vif_id,
                     host: v.host.clone(),
                     host_addr: v.host_addr,
-                    bridge: v.bridge.clone(),
+                    vif: v
+                        .vifs
+                        .iter()
+                        .map(|f| VifEntry {
+                            id: f.id,
+                            bridge: f.bridge.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             provider,
@@ -423,6 +459,7 @@ impl NodeFile {
                     entity: p.entity.clone(),
                     key_id: p.key_id,
                     transform: p.transform,
+                    window: Duration::from_secs(p.window_s),
                 },
             );
         }
@@ -502,10 +539,16 @@ impl NodeFile {
                     name: v.name.clone(),
                     vnet_id: id(format!("vnode {} vnet_id", v.name), &v.vnet_id)?,
                     vnode_id: id(format!("vnode {} vnode_id", v.name), &v.vnode_id)?,
-                    vif_id: v.vif_id,
+                    vifs: v
+                        .vif
+                        .iter()
+                        .map(|f| VifConf {
+                            id: f.id,
+                            bridge: f.bridge.clone(),
+                        })
+                        .collect(),
                     host: v.host.clone(),
                     host_addr: v.host_addr,
-                    bridge: v.bridge.clone(),
                 })
             })
             .collect::<Result<Vec<_>, NodeFileError>>()?;
@@ -540,8 +583,11 @@ impl NodeFile {
             verify_policy: VerifyPolicy {
                 require_auth: n.require_auth,
                 accepted_entities: n.accept.clone(),
-                ..VerifyPolicy::default()
+                max_skew: Duration::from_secs(n.max_skew_s),
+                max_window: Duration::from_secs(n.max_window_s),
             },
+            replay_cache: n.replay_cache,
+            unsigned_tear_same_peer: n.unsigned_tear_same_peer,
             signers,
             own_signer,
             refresh: d(n.refresh_ms),
@@ -604,6 +650,10 @@ mod tests {
         assert_eq!(c.tunnel_addr, want.tunnel_addr);
         assert_eq!((c.refresh, c.lifetime), (want.refresh, want.lifetime));
         assert_eq!(c.require_auth, want.require_auth);
+        assert_eq!(c.replay_cache, want.replay_cache);
+        assert_eq!(c.unsigned_tear_same_peer, want.unsigned_tear_same_peer);
+        assert_eq!(c.verify_policy.max_skew, want.verify_policy.max_skew);
+        assert_eq!(c.verify_policy.max_window, want.verify_policy.max_window);
         let own = want.own_signer.key_id;
         assert!(c.sign_keys.contains(own) && c.verify_keys.contains(own));
     }
