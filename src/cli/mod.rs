@@ -6,6 +6,7 @@ mod bench;
 mod exec;
 mod experiment;
 mod link;
+mod node;
 mod topology;
 mod updown;
 
@@ -64,6 +65,10 @@ enum Cmd {
     /// Virtual links through the nodes' API sockets.
     #[command(subcommand)]
     Link(link::LinkCmd),
+    /// Run one router's NSIS node as its own process, in the namespace it
+    /// is started in (a host, a pod, `ip netns exec`). SIGTERM tears its
+    /// links down first.
+    Node(node::NodeArgs),
     /// Run a command inside a node's (or virtual node's) namespace.
     Exec(exec::ExecArgs),
     /// Prove reachability between two nodes with a UDP echo.
@@ -89,6 +94,7 @@ pub fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().cmd {
         Cmd::Up(a) => updown::up(a),
@@ -98,6 +104,7 @@ pub fn main() -> Result<()> {
         Cmd::Graph(a) => topology::graph(a),
         Cmd::Generate(g) => topology::generate(g),
         Cmd::Link(l) => link::link(l),
+        Cmd::Node(a) => node::node(a),
         Cmd::Exec(a) => exec::exec(a),
         Cmd::Ping(a) => exec::ping(a),
         Cmd::Bench(b) => bench::bench(b),

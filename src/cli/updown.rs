@@ -27,6 +27,10 @@ pub(super) struct UpArgs {
     /// classes (links are still shaped to their capacity).
     #[arg(long)]
     no_qos: bool,
+    /// Run each router's NSIS node as a `vlsp node` process in its
+    /// namespace instead of a thread of this process.
+    #[arg(long)]
+    process_per_node: bool,
     #[arg(long, hide = true)]
     daemon_child: bool,
 }
@@ -57,12 +61,13 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
     if a.detach && !a.daemon_child {
         testbed::ensure_not_up(&topo)?;
         let run = RunDir::new(&topo.topo_name());
-        let pid = daemon::detach(&a.topology, a.no_qos, &run)?;
+        let pid = daemon::detach(&a.topology, a.no_qos, a.process_per_node, &run)?;
         out!("{name} is up (pid {pid}); stop it with `vlsp down {name}`");
         return Ok(());
     }
     let opts = Options {
         no_qos: a.no_qos,
+        process_per_node: a.process_per_node,
         ..Options::default()
     };
     let tb = Testbed::up(topo, &opts)?;
@@ -70,7 +75,7 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
     out!(
         "{name}: {} routers ({} running NSIS), {} links, {} virtual nodes up in {:.1} ms",
         tb.topo.nodes.len(),
-        tb.nodes.len(),
+        tb.nodes.len() + tb.procs.len(),
         tb.topo.links.len(),
         tb.topo.vnodes.len(),
         tb.up_timings.total().as_secs_f64() * 1e3
@@ -86,6 +91,13 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
         out!(
             "  {} is external: start its NSIS daemon with `ip netns exec {ns} ...`",
             n.name
+        );
+    }
+    for n in &tb.procs {
+        out!(
+            "  API of {} (own process): {}",
+            n.name,
+            n.api_socket.display()
         );
     }
     if !a.daemon_child {

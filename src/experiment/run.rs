@@ -68,6 +68,7 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
         refresh: None,
         no_qos: !e.qos,
         pcap: e.pcap.then(|| e.output.join("pcap")),
+        ..Options::default()
     };
     let mut rows: Vec<Row> = Vec::new();
     let result = measure(e, topo, &base, &mut rows);

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod nodefile;
 pub mod runtime;
 
 pub use config::NodeConfig;

@@ -74,7 +74,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn pidfd_signal(fd: &OwnedFd, sig: i32) -> bool {
+pub(super) fn pidfd_signal(fd: &OwnedFd, sig: i32) -> bool {
     // SAFETY: pidfd_send_signal with a valid fd, a signal number and no info.
     let r = unsafe {
         libc::syscall(
@@ -106,7 +106,12 @@ pub fn running_pid(run: &RunDir) -> Option<i32> {
 /// Starts `vlsp up FILE --daemon-child [--no-qos]` in a new session with
 /// its output in the daemon log, and waits until it is ready (its pid) or
 /// failed (its log). The caller has checked that nothing of it is up.
-pub fn detach(topology_file: &Path, no_qos: bool, run: &RunDir) -> Result<u32> {
+pub fn detach(
+    topology_file: &Path,
+    no_qos: bool,
+    process_per_node: bool,
+    run: &RunDir,
+) -> Result<u32> {
     std::fs::create_dir_all(run.path())
         .with_context(|| format!("cannot create {}", run.path().display()))?;
     // Left from an earlier run that died: not this run's word.
@@ -120,6 +125,9 @@ pub fn detach(topology_file: &Path, no_qos: bool, run: &RunDir) -> Result<u32> {
     cmd.arg("up").arg(topology_file).arg("--daemon-child");
     if no_qos {
         cmd.arg("--no-qos");
+    }
+    if process_per_node {
+        cmd.arg("--process-per-node");
     }
     cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -227,6 +235,8 @@ pub fn down(name: &TopoName) -> Result<(Daemon, Timings)> {
     }
     substrate::require_root()?;
     let d = stop_daemon(&run);
+    // Node processes (`--process-per-node`) outlive a killed `vlsp up`.
+    super::procs::kill_journaled(&run);
     let t = substrate::down(name.as_str())?;
     Ok((d, t))
 }

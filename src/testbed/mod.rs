@@ -4,6 +4,7 @@
 
 pub mod daemon;
 mod guests;
+pub mod procs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,12 +79,19 @@ pub struct Options {
     pub no_qos: bool,
     /// Experiments: capture every substrate interface into pcap files here.
     pub pcap: Option<PathBuf>,
+    /// Run each node as a `vlsp node` child process in its namespace
+    /// (measurement points are then not collected in this process).
+    pub process_per_node: bool,
+    /// The `vlsp` binary for those children (default: this executable).
+    pub node_exe: Option<PathBuf>,
 }
 
 /// A substrate with its nodes running.
 pub struct Testbed {
     pub topo: Topology,
     pub nodes: Vec<NodeHandle>,
+    /// Nodes running as processes (`Options::process_per_node`).
+    pub procs: Vec<procs::NodeProc>,
     pub recorders: Vec<Recorder>,
     pub up_timings: Timings,
     /// QEMU virtual nodes, running.
@@ -114,6 +122,7 @@ impl Testbed {
         let mut tb = Self {
             topo,
             nodes: vec![],
+            procs: vec![],
             recorders: vec![],
             up_timings,
             guests: vec![],
@@ -136,9 +145,25 @@ impl Testbed {
             .with_context(|| format!("cannot save the topology in {}", saved.display()))?;
         self.start_guests()
             .context("starting the QEMU virtual nodes failed")?;
+        let exe = match &opts.node_exe {
+            Some(e) => e.clone(),
+            None => std::env::current_exe().context("cannot find this executable")?,
+        };
         for n in self.topo.nodes.clone() {
             // External routers are left for another implementation to run.
             if !n.runs_vlsp() {
+                continue;
+            }
+            if opts.process_per_node {
+                let p = procs::spawn(
+                    &exe,
+                    &self.topo.name,
+                    &saved,
+                    &n.name,
+                    &self.run,
+                    opts.no_qos,
+                )?;
+                self.procs.push(p);
                 continue;
             }
             let mut cfg = NodeConfig::from_topology(&self.topo, &n.name)
@@ -189,6 +214,9 @@ impl Testbed {
     fn stop(&mut self) {
         for n in self.nodes.drain(..) {
             n.stop();
+        }
+        for p in self.procs.drain(..) {
+            p.stop();
         }
         for mut g in self.guests.drain(..) {
             g.stop();

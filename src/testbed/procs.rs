@@ -1,0 +1,148 @@
+//! `vlsp up --process-per-node`: each router's node as a `vlsp node` child
+//! process inside its namespace instead of a thread. The children's pids
+//! (with start times) are journaled in the run directory, so `vlsp down`
+//! removes them even after the testbed or any child was killed with -9.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::daemon::PidRecord;
+use crate::kernel::substrate;
+use crate::model::paths::RunDir;
+
+/// A node running as its own process.
+pub struct NodeProc {
+    pub name: String,
+    pub api_socket: PathBuf,
+    child: Child,
+}
+
+/// The journal of node processes: one `<pid> <start time>` line each.
+pub fn pids_file(run: &RunDir) -> PathBuf {
+    run.path().join("node-pids")
+}
+
+fn log_file(run: &RunDir, node: &str) -> PathBuf {
+    run.path().join(format!("{node}.node.log"))
+}
+
+/// Starts `exe node --topology SAVED --name NODE ...` in NODE's namespace
+/// and waits (up to 20 s) for its ready file.
+pub fn spawn(
+    exe: &Path,
+    topo: &str,
+    saved: &Path,
+    node: &str,
+    run: &RunDir,
+    no_qos: bool,
+) -> Result<NodeProc> {
+    let api_socket = run.api_socket(node);
+    let ready = run.path().join(format!("{node}.node-ready"));
+    let _ = std::fs::remove_file(&ready);
+    let log = log_file(run, node);
+    let err =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &substrate::ns_name(topo, node)])
+        .arg(exe)
+        .args(["node", "--name", node, "--topology"])
+        .arg(saved)
+        .arg("--api")
+        .arg(&api_socket)
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--script-dir")
+        .arg(run.scripts_dir(node));
+    if no_qos {
+        cmd.arg("--no-qos");
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start `{} node` for {node}", exe.display()))?;
+    // `ip netns exec` execs the node: same pid, same start time.
+    if let Some(start_time) = super::daemon::start_time(child.id() as i32) {
+        use std::io::Write as _;
+        let rec = PidRecord {
+            pid: child.id() as i32,
+            start_time,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(pids_file(run))
+            .with_context(|| format!("cannot journal {}", pids_file(run).display()))?;
+        f.write_all(rec.encode().as_bytes())?;
+    }
+    let t0 = Instant::now();
+    while !ready.exists() {
+        if let Some(st) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("node {node} exited during start-up ({st}):\n{tail}");
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("node {node} not ready within 20 s; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(NodeProc {
+        name: node.to_string(),
+        api_socket,
+        child,
+    })
+}
+
+impl NodeProc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (the node tears its links down), then SIGKILL after 10 s.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGKILLs every journaled node process still running (verified by its
+/// start time, so a reused pid is never signalled); how many were.
+pub fn kill_journaled(run: &RunDir) -> usize {
+    let Ok(text) = std::fs::read_to_string(pids_file(run)) else {
+        return 0;
+    };
+    let mut n = 0;
+    for rec in text.lines().filter_map(PidRecord::parse) {
+        if let Some(fd) = rec.open()
+            && !is_zombie(rec.pid)
+            && super::daemon::pidfd_signal(&fd, libc::SIGKILL)
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Exited but not reaped yet (its parent still lives): nothing to kill.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|st| st == "Z")
+        })
+        .unwrap_or(false)
+}
