@@ -39,8 +39,13 @@ fuzz_target!(|data: &[u8]| {
         if sign_pdu(&mut copy, p, &keys).is_ok_and(|n| n > 0) {
             match verify_pdu(&copy, p, &keys, now, &policy) {
                 Ok(_) => check_verified(&copy, p),
-                // The window is checked after the MAC; other refusals are bugs.
-                Err(AuthError::NotYetValid { .. } | AuthError::Expired { .. }) => {}
+                // The time window (and its length) is checked after the MAC; other
+                // refusals are bugs.
+                Err(
+                    AuthError::NotYetValid { .. }
+                    | AuthError::Expired { .. }
+                    | AuthError::WindowTooLong { .. },
+                ) => {}
                 Err(AuthError::EntityNotAccepted { .. }) => {}
                 Err(e) => panic!("what sign_pdu signed does not verify ({p}): {e}"),
             }
