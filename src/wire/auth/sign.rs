@@ -302,6 +302,17 @@ fn compute(
                 }
                 .into());
             }
+            // The recipe leaves out each object's last 20 bytes as its MAC:
+            // a MAC anywhere else would be fed into its own HMAC, and what
+            // follows it would go unprotected.
+            if mac_range.end != a.range.end {
+                return Err(WireError::BadLength {
+                    what: "SESSION_AUTH (NSIS-ka)",
+                    len: a.range.end - mac_range.end,
+                    expected: "AUTHENTICATION_DATA as the last attribute (0 bytes after it)",
+                }
+                .into());
+            }
             let mut m = key.sha1.clone();
             m.update(&pdu[NSIS_KA_NSLPID]);
             m.update(&pdu[mri]);
