@@ -1,6 +1,7 @@
 //! The layering rule, checked from the source: a layer (a top-level folder of
 //! `src/`) imports only layers below it, and no two files import each other
-//! through a circle. Reads every `crate::...` path outside test modules.
+//! through a circle. Reads every `crate::...`, `super::...` and `self::...`
+//! path outside test modules (relative ones resolved against the file's module).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -68,15 +69,56 @@ fn code(text: &str) -> String {
 
 /// Every `crate::a::b::...` path in `code`, grouped imports expanded.
 fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    paths_in(code, &[])
+}
+
+/// The module path of a file under `src/` (`proto/gist/mod.rs` is
+/// `proto::gist`, `proto/gist/cookie.rs` is `proto::gist::cookie`).
+fn module_of(file: &str) -> Vec<String> {
+    let mut m: Vec<String> = file
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
+    if m.last()
+        .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+    {
+        m.pop();
+    }
+    m
+}
+
+/// Every absolute path in `code`: `crate::` ones as written, `super::` and
+/// `self::` ones resolved against `module` (the file's module path).
+fn paths_in(code: &str, module: &[String]) -> Vec<Vec<String>> {
     let mut paths = vec![];
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        let before = rest[..i].chars().last();
-        rest = &rest[i + "crate::".len()..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
+    let mut i = 0;
+    while i < code.len() {
+        let rest = &code[i..];
+        let before = code[..i].chars().last();
+        let starts = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        let next = rest.chars().next().map_or(1, char::len_utf8);
+        let (base, skip) = if !starts {
+            (None, next)
+        } else if let Some(r) = rest.strip_prefix("crate::") {
+            (Some(vec![]), rest.len() - r.len())
+        } else if rest.starts_with("super::") && !module.is_empty() {
+            let mut base = module.to_vec();
+            let mut r = rest;
+            while let Some(more) = r.strip_prefix("super::") {
+                base.pop();
+                r = more;
+            }
+            (Some(base), rest.len() - r.len())
+        } else if let Some(r) = rest.strip_prefix("self::").filter(|_| !module.is_empty()) {
+            (Some(module.to_vec()), rest.len() - r.len())
+        } else {
+            (None, next)
+        };
+        if let Some(base) = base {
+            paths.extend(expand(&rest[skip..], base));
         }
-        paths.extend(expand(rest, vec![]));
+        i += skip;
     }
     paths
 }
@@ -159,7 +201,7 @@ fn check(src: &Path, files: &[(String, String)]) -> Vec<Violation> {
             "lib.rs" | "main.rs" => None,
             _ => layer(first),
         };
-        for path in crate_paths(&code(text)) {
+        for path in paths_in(&code(text), &module_of(file)) {
             let Some(top) = path.first() else { continue };
             let Some(target) = layer(top) else {
                 bad.push(Violation::Unknown {
@@ -307,6 +349,26 @@ fn a_circle_added_on_purpose_is_caught() {
         bad.iter().any(|v| matches!(v, Violation::Circle(_))),
         "{bad:?}"
     );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_files_module() {
+    let text =
+        "use super::machine::{Flow, Sid};\nuse super::super::wire::x;\nfn f() { self::g(); }\n";
+    let paths: Vec<_> = paths_in(&code(text), &module_of("proto/gist/cookie.rs"))
+        .iter()
+        .map(|p| p.join("::"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "proto::gist::machine::Flow",
+            "proto::gist::machine::Sid",
+            "proto::wire::x",
+            "proto::gist::cookie::g"
+        ]
+    );
+    assert_eq!(module_of("proto/gist/mod.rs"), ["proto", "gist"]);
 }
 
 #[test]

@@ -13,9 +13,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 use vlsp::proto::gist::codec;
-use vlsp::proto::gist::machine::{
-    Config, Direction, Event, Flow, Gist, Msg, NSISKA_IP_TTL, NSISKA_REPLY_TTL, Transmit,
-};
+use vlsp::proto::gist::machine::{Config, Direction, Event, Flow, Gist, Msg, Transmit};
+use vlsp::proto::gist::profile::{NSISKA_IP_TTL, NSISKA_REPLY_TTL};
 use vlsp::wire::gist::{Body, GistPdu, Mri};
 use vlsp::wire::profile::Profile;
 

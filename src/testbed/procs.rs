@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::daemon::PidRecord;
+use crate::kernel::process::{PidRecord, pidfd_signal, start_time};
 use crate::kernel::substrate;
 use crate::model::paths::RunDir;
 
@@ -64,7 +64,7 @@ pub fn spawn(
         .spawn()
         .with_context(|| format!("cannot start `{} node` for {node}", exe.display()))?;
     // `ip netns exec` execs the node: same pid, same start time.
-    if let Some(start_time) = super::daemon::start_time(child.id() as i32) {
+    if let Some(start_time) = start_time(child.id() as i32) {
         use std::io::Write as _;
         let rec = PidRecord {
             pid: child.id() as i32,
@@ -128,7 +128,7 @@ pub fn kill_journaled(run: &RunDir) -> usize {
     for rec in text.lines().filter_map(PidRecord::parse) {
         if let Some(fd) = rec.open()
             && !is_zombie(rec.pid)
-            && super::daemon::pidfd_signal(&fd, libc::SIGKILL)
+            && pidfd_signal(&fd, libc::SIGKILL)
         {
             n += 1;
         }

@@ -28,7 +28,7 @@ use sha2::Sha256;
 
 use serde::{Deserialize, Serialize};
 
-use super::machine::{Direction, Flow, Nli, Sid};
+use super::session::{Direction, Flow, Nli, Sid};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -36,37 +36,8 @@ use std::time::{Duration, Instant};
 
 pub use super::cookie::Counters;
 use super::cookie::{CookieError, CookieInput, Cookies};
-pub use super::profile::{NSISKA_IP_TTL, NSISKA_REPLY_TTL};
+pub use super::session::{Direction, Flow, Nli, Sid};
 use crate::wire::profile::Profile;
-
-/// A session id (128 bits).
-pub type Sid = [u8; 16];
-
-/// The flow a session signals for: path-coupled MRI (RFC 5971 §5.8.1), IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    pub protocol: u8,
-}
-
-/// Which way a message travels relative to the flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Towards the flow's destination.
-    Downstream,
-    /// Back towards the flow's source.
-    Upstream,
-}
-
-/// Network-Layer-Information: who a peer is and where to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nli {
-    pub peer_id: [u8; 16],
-    pub ip_ttl: u8,
-    pub rs_validity_ms: u32,
-    pub addr: Ipv4Addr,
-}
 
 /// The GIST messages this machine exchanges, without wire detail. In every
 /// variant `dir` is the direction the message itself travels (the MRI's D
@@ -798,6 +769,7 @@ impl Gist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::gist::profile::{NSISKA_IP_TTL, NSISKA_REPLY_TTL};
 
     const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
     const B: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 2);

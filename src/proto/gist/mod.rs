@@ -5,4 +5,5 @@ pub mod codec;
 pub mod cookie;
 pub mod ma;
 pub mod machine;
-mod profile;
+pub mod profile;
+pub mod session;
