@@ -130,7 +130,7 @@ fn setup(
         }
     };
     out!(
-        "virtual link {} {}:{} -> {}:{} up ({} bit/s reserved, {} via {}) in {:.3} ms",
+        "virtual link {} {}:{} -> {}:{} up ({} reserved, {} via {}) in {:.3} ms",
         l.vlink_id,
         l.from,
         l.from_vif,
