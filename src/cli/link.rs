@@ -196,7 +196,7 @@ fn list(topology: &str, node: Option<String>) -> Result<()> {
         if let Reply::Links { links } = c.call(&Request::List)? {
             for l in links {
                 out!(
-                    "{n}: link {} {}:{} -> {}:{} {} {} bit/s {} session {}",
+                    "{n}: link {} {}:{} -> {}:{} {} {} {} session {}",
                     l.vlink_id,
                     l.from,
                     l.from_vif,
