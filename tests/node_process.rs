@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vlsp::kernel::substrate;
-use vlsp::node::api::{Client, Reply};
+use vlsp::node::api::{Client, Reply, Request};
 
 /// Kills (SIGKILL) every node process still running when dropped, so a
 /// failing test leaves no process behind.
@@ -58,6 +58,15 @@ fn vxlans(topo: &str, node: &str) -> String {
 
 fn log_of(dir: &Path, n: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default()
+}
+
+/// `vlsp node --check-health --api SOCK`, as a readiness probe runs it.
+fn health(bin: &str, sock: &Path) -> std::process::Output {
+    Command::new(bin)
+        .args(["node", "--check-health", "--api"])
+        .arg(sock)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -127,11 +136,26 @@ async fn four_node_processes_set_up_a_signed_link_and_tear_it_down_on_sigterm() 
         }
     }
 
+    // The readiness probe: healthy while it runs, naming its sockets.
+    let probe = health(bin, &dir.join("tb3.sock"));
+    assert!(probe.status.success(), "{probe:?}");
+    let said = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        said.contains("node=tb3 healthy") && said.contains("gist_udp=0.0.0.0:270"),
+        "{said}"
+    );
+    assert!(said.contains("links=0"), "{said}");
+
     let mut c = Client::connect(&dir.join("tb1.sock"), Duration::from_secs(30)).unwrap();
     let reply = c.call(&setup_request("VM1", "VM2", 10_000_000)).unwrap();
     let Reply::LinkUp { vlink } = reply else {
         panic!("{reply:?}\ntb1:\n{}", log_of(&dir, "tb1"))
     };
+    let Reply::Health { health: h } = c.call(&Request::Health).unwrap() else {
+        panic!("no health reply")
+    };
+    assert_eq!((h.node.as_str(), h.links, h.sessions), ("tb1", 1, 1));
+    assert!(h.router_alert && h.ma_listener.is_some() && h.problems().is_empty());
     drop(c);
     assert!(
         !vxlans(&topo, "tb4").is_empty(),
@@ -157,6 +181,11 @@ async fn four_node_processes_set_up_a_signed_link_and_tear_it_down_on_sigterm() 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Gone: the probe fails and says which socket it asked.
+    let probe = health(bin, &dir.join("tb1.sock"));
+    assert!(!probe.status.success(), "{probe:?}");
+    let err = String::from_utf8_lossy(&probe.stderr);
+    assert!(err.contains("tb1.sock"), "{err}");
     let log1 = log_of(&dir, "tb1");
     assert!(
         log1.contains("node=tb1 event=ready") && log1.contains("event=stopped"),
@@ -192,6 +221,7 @@ fn process_per_node_testbed_carries_a_link_and_its_journal_kills_every_node() {
     let opts = Options {
         process_per_node: true,
         node_exe: Some(env!("CARGO_BIN_EXE_vlsp").into()),
+        points: 256,
         ..Options::default()
     };
     let tb = Testbed::up(t, &opts).unwrap();
@@ -199,7 +229,24 @@ fn process_per_node_testbed_carries_a_link_and_its_journal_kills_every_node() {
     assert_eq!(tb.procs.len(), 4);
     let mut c = tb.client("tb1").unwrap();
     let reply = c.call(&setup_request("VM1", "VM2", 10_000_000)).unwrap();
-    assert!(matches!(reply, Reply::LinkUp { .. }), "{reply:?}");
+    let Reply::LinkUp { vlink } = reply else {
+        panic!("{reply:?}")
+    };
+    // The node processes hand their measurement points over (Table I in
+    // process mode): every router marked the session.
+    let sid = vlink.sid().unwrap();
+    let points = tb.drain_points().unwrap();
+    for n in ["tb1", "tb2", "tb3", "tb4"] {
+        assert!(
+            points.iter().any(|p| &*p.node == n && p.sid == sid),
+            "no point of {n} for the link: {points:?}"
+        );
+    }
+    assert!(tb.drain_points().unwrap().iter().all(|p| p.sid != sid));
+    let rss = tb.node_rss_kib();
+    assert_eq!(rss.len(), 4, "{rss:?}");
+    assert!(rss.iter().all(|(_, kib)| *kib > 1000), "{rss:?}");
+    eprintln!("vlsp node RSS (KiB): {rss:?}");
     let vm2 = Ipv4Addr::new(10, 10, 0, 2);
     substrate::udp_ping(&topo, "VM1", "VM2", vm2, Duration::from_secs(3)).unwrap();
     // A middle router's process dies hard; the journal still names the rest.

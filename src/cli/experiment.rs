@@ -24,6 +24,10 @@ pub(super) struct RunArgs {
     /// from the wire beside the measurement points.
     #[arg(long)]
     pcap: bool,
+    /// Run each router's node as a `vlsp node` process in its namespace
+    /// (as `process_per_node = true` in the file).
+    #[arg(long)]
+    process_per_node: bool,
 }
 
 #[derive(Args)]
@@ -52,6 +56,7 @@ fn override_runs(e: &mut Experiment, runs: Option<usize>) {
 pub(super) fn run(a: RunArgs) -> Result<()> {
     let mut e = Experiment::load(&a.experiment)?;
     e.pcap = a.pcap;
+    e.process_per_node |= a.process_per_node;
     override_runs(&mut e, a.runs);
     if let Some(o) = a.output {
         e.output = o;

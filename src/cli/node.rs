@@ -26,8 +26,17 @@ pub(super) struct NodeArgs {
     #[arg(long)]
     name: Option<String>,
     /// The node's own configuration file (as --print-config writes it).
-    #[arg(long, required_unless_present = "topology")]
+    #[arg(long, required_unless_present_any = ["topology", "check_health"])]
     config: Option<PathBuf>,
+    /// Ask a running node (at --api, or the default socket of --name)
+    /// whether it can signal; exit 0 when it can, 1 with the reason when it
+    /// cannot. What a Kubernetes readiness probe runs.
+    #[arg(long, conflicts_with_all = ["topology", "config", "print_config"])]
+    check_health: bool,
+    /// Record this many measurement points in memory (taken with the API's
+    /// `dump_points`; what `vlsp run` sets for nodes run as processes).
+    #[arg(long, default_value = "0", hide = true)]
+    points: usize,
     /// Write the node's configuration (without keys) to stdout and exit.
     #[arg(long)]
     print_config: bool,
@@ -93,7 +102,50 @@ fn load(a: &NodeArgs) -> Result<(NodeFile, String, PathBuf, KeySources)> {
     }
 }
 
+/// The default API socket of node `name`.
+fn default_api(name: &str) -> PathBuf {
+    PathBuf::from("/run/vlsp-node").join(name).join("api.sock")
+}
+
+/// `--check-health`: one `health` call, its answer on stdout.
+fn check_health(a: &NodeArgs) -> Result<()> {
+    let api = match (&a.api, &a.name) {
+        (Some(p), _) => p.clone(),
+        (None, Some(n)) => default_api(n),
+        (None, None) => bail!("--check-health needs --api PATH (or --name NODE)"),
+    };
+    let mut c = Client::connect(&api, Duration::from_secs(2))?;
+    let health = match c.call(&Request::Health)? {
+        Reply::Health { health } => health,
+        Reply::Error { reason, message } => {
+            bail!(
+                "{}: health refused ({reason}): {message}; is the node older than this vlsp?",
+                api.display()
+            )
+        }
+        other => bail!("{}: unexpected reply {other:?}", api.display()),
+    };
+    let problems = health.problems();
+    if !problems.is_empty() {
+        bail!("unhealthy: {}", problems.join("; "));
+    }
+    out!(
+        "node={} healthy version={} uptime_s={:.1} gist_udp={} ma_listener={} sessions={} links={}",
+        health.node,
+        health.version,
+        health.uptime_s,
+        health.gist_udp.as_deref().unwrap_or("-"),
+        health.ma_listener.as_deref().unwrap_or("-"),
+        health.sessions,
+        health.links
+    );
+    Ok(())
+}
+
 pub(super) fn node(a: NodeArgs) -> Result<()> {
+    if a.check_health {
+        return check_health(&a);
+    }
     let (file, src, base, keys) = load(&a)?;
     if a.print_config {
         out!("{}", file.to_toml());
@@ -101,14 +153,19 @@ pub(super) fn node(a: NodeArgs) -> Result<()> {
     }
     let name = file.node.name.clone();
     let dir = PathBuf::from("/run/vlsp-node").join(&name);
-    let api = a.api.clone().unwrap_or_else(|| dir.join("api.sock"));
+    let api = a.api.clone().unwrap_or_else(|| default_api(&name));
     let scripts = a.script_dir.clone().unwrap_or_else(|| dir.join("scripts"));
     let mut cfg = file.resolve(&src, &base, &keys, &interfaces()?, api.clone(), scripts)?;
     if a.no_qos {
         cfg.qos_enforce = false;
     }
-    let handle = crate::node::spawn_node(cfg, Recorder::disabled(&name))
-        .with_context(|| format!("node {name} did not start"))?;
+    let rec = if a.points > 0 {
+        Recorder::new(&name, a.points)
+    } else {
+        Recorder::disabled(&name)
+    };
+    let handle =
+        crate::node::spawn_node(cfg, rec).with_context(|| format!("node {name} did not start"))?;
     if let Some(r) = &a.ready_file {
         std::fs::write(r, "")
             .with_context(|| format!("cannot write ready file {}", r.display()))?;

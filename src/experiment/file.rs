@@ -67,6 +67,9 @@ struct Def {
     traffic_seconds: u64,
     /// Run every virtual node as this kind ("netns" or "qemu").
     vnodes: Option<VnodeKind>,
+    /// Run each router's node as a `vlsp node` process (default: threads).
+    #[serde(default)]
+    process_per_node: bool,
 }
 
 fn yes() -> bool {
@@ -105,6 +108,9 @@ pub struct Experiment {
     pub flood_bps: Option<u64>,
     pub traffic_seconds: u64,
     pub vnodes: Option<VnodeKind>,
+    /// Each router's node as a `vlsp node` process (`process_per_node`,
+    /// or `vlsp run --process-per-node`).
+    pub process_per_node: bool,
     /// Capture every substrate interface (`vlsp run --pcap`).
     pub pcap: bool,
 }
@@ -212,6 +218,7 @@ impl Experiment {
             flood_bps,
             traffic_seconds: d.traffic_seconds,
             vnodes: d.vnodes,
+            process_per_node: d.process_per_node,
             pcap: false,
         })
     }

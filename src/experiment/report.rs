@@ -13,7 +13,7 @@ use crate::experiment::kinds::qos_isolation;
 use crate::experiment::meta::Meta;
 use crate::experiment::paper;
 use crate::experiment::plot::{LineChart, Reference, Series};
-use crate::experiment::rows::{Row, col, col_ms, read_runs, variants};
+use crate::experiment::rows::{RSS_KEY, Row, col, col_ms, read_runs, variants};
 use crate::experiment::stats::{self, Summary, diff, mean, sum, summarize};
 
 /// Regenerates `summary.csv`, `summary.md` and the figures of an experiment
@@ -89,6 +89,7 @@ fn setup_teardown(
         at.fig11_hop(meta.last_qne(), sums);
         at.qos_install(meta, sums);
         at.hmac(("setup_hmac_sign", "setup_hmac_verify"), sums);
+        at.node_rss(sums);
     }
     let mut md = table1_md(sums, &variants);
     let first = rows.first().map(|r| r.variant.clone()).unwrap_or_default();
@@ -214,6 +215,28 @@ impl Variant<'_> {
             };
             let v = col(self.rows, self.var, &k);
             self.add(sums, &format!("qos_install_{node}"), "us", &v, None);
+        }
+    }
+
+    /// Resident memory of the node processes (KiB), per node and all
+    /// nodes' samples together (`node_rss_kib`); nothing for node threads.
+    fn node_rss(&self, sums: &mut Vec<Summary>) {
+        let mut keys: Vec<&String> = self
+            .rows
+            .iter()
+            .filter(|r| r.variant == self.var)
+            .flat_map(|r| r.values.keys())
+            .filter(|k| k.starts_with(RSS_KEY))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let all: Vec<f64> = keys
+            .iter()
+            .flat_map(|k| col(self.rows, self.var, k))
+            .collect();
+        self.add(sums, "node_rss_kib", "KiB", &all, None);
+        for k in keys {
+            self.add(sums, k, "KiB", &col(self.rows, self.var, k), None);
         }
     }
 

@@ -47,6 +47,10 @@ pub fn put_periods(values: &mut BTreeMap<String, f64>, prefix: &str, p: &RunPeri
     }
 }
 
+/// Values named `<RSS_KEY><node>` are a node process's resident memory in
+/// KiB, not a duration: their columns carry no `_us`.
+pub const RSS_KEY: &str = "node_rss_kib_";
+
 /// Writes rows as CSV: `variant,run,<sorted union of value names>`.
 pub fn write_runs(path: &Path, rows: &[Row]) -> Result<()> {
     let mut cols: Vec<String> = rows.iter().flat_map(|r| r.values.keys().cloned()).collect();
@@ -55,7 +59,10 @@ pub fn write_runs(path: &Path, rows: &[Row]) -> Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut header = vec!["variant".to_string(), "run".to_string()];
-    header.extend(cols.iter().map(|c| format!("{c}_us")));
+    header.extend(cols.iter().map(|c| match c.starts_with(RSS_KEY) {
+        true => c.clone(),
+        false => format!("{c}_us"),
+    }));
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![r.variant.clone(), r.run.to_string()];

@@ -68,6 +68,7 @@ pub fn run(e: &Experiment) -> Result<PathBuf> {
         refresh: None,
         no_qos: !e.qos,
         pcap: e.pcap.then(|| e.output.join("pcap")),
+        process_per_node: e.process_per_node,
         ..Options::default()
     };
     let mut rows: Vec<Row> = Vec::new();

@@ -53,6 +53,9 @@ pub enum Request {
     Events,
     /// Take the measurement points recorded so far (they are removed).
     DumpPoints,
+    /// Is the node able to signal: its sockets bound, its actors answering
+    /// (what a readiness probe asks).
+    Health,
 }
 
 fn yes() -> bool {
@@ -92,6 +95,9 @@ pub enum Reply {
     },
     Points {
         points: Vec<crate::model::measure::Point>,
+    },
+    Health {
+        health: Health,
     },
     /// Events follow on this connection.
     Subscribed,
@@ -143,6 +149,56 @@ pub struct Stats {
     /// out, or (a link set up meanwhile) torn down again.
     #[serde(default)]
     pub api_abandoned: u64,
+}
+
+/// What `health` reports: enough for a readiness probe to decide, and for
+/// a person to see why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub node: String,
+    /// The `vlsp` version the node runs.
+    pub version: String,
+    /// Seconds since the node's sockets were opened.
+    pub uptime_s: f64,
+    /// Local address of the GIST UDP socket (port 270), if bound.
+    pub gist_udp: Option<String>,
+    /// The raw socket that intercepts Router Alert (Q-mode) datagrams is open.
+    pub router_alert: bool,
+    /// Local address of the TCP listener for messaging associations, if bound.
+    pub ma_listener: Option<String>,
+    /// C-mode: the node needs that listener.
+    pub cmode: bool,
+    /// Signaling sessions held (any role, any phase).
+    pub sessions: usize,
+    /// Virtual links among them.
+    pub links: usize,
+}
+
+impl Health {
+    /// What keeps the node from signaling, one sentence each; none when
+    /// healthy.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = vec![];
+        if self.gist_udp.is_none() {
+            p.push(format!(
+                "node {}: GIST UDP socket not bound (port 270 taken in this namespace?)",
+                self.node
+            ));
+        }
+        if !self.router_alert {
+            p.push(format!(
+                "node {}: no Router Alert socket (the node needs CAP_NET_RAW)",
+                self.node
+            ));
+        }
+        if self.cmode && self.ma_listener.is_none() {
+            p.push(format!(
+                "node {}: C-mode without a TCP listener for messaging associations",
+                self.node
+            ));
+        }
+        p
+    }
 }
 
 /// Where a virtual link stands on a node: its role there (absent right
@@ -464,6 +520,37 @@ mod tests {
         }
         assert_eq!(r.check(), Ok(()));
         assert_eq!(Request::List.check(), Ok(()));
+    }
+
+    #[test]
+    fn health_names_what_keeps_a_node_from_signaling() {
+        let mut h = Health {
+            node: "tb2".into(),
+            version: "0".into(),
+            uptime_s: 1.0,
+            gist_udp: Some("0.0.0.0:270".into()),
+            router_alert: true,
+            ma_listener: None,
+            cmode: false,
+            sessions: 0,
+            links: 0,
+        };
+        assert!(h.problems().is_empty(), "D-mode needs no listener");
+        h.cmode = true;
+        h.gist_udp = None;
+        h.router_alert = false;
+        let p = h.problems();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p.iter().all(|m| m.starts_with("node tb2:")));
+        assert!(p[0].contains("270") && p[1].contains("NET_RAW") && p[2].contains("C-mode"));
+        let line = serde_json::to_string(&Request::Health).unwrap();
+        assert_eq!(line, r#"{"op":"health"}"#);
+        let j = serde_json::to_value(Reply::Health { health: h.clone() }).unwrap();
+        assert_eq!(j["status"], "health");
+        assert_eq!(
+            serde_json::from_value::<Reply>(j).unwrap(),
+            Reply::Health { health: h }
+        );
     }
 
     #[test]

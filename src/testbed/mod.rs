@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::kernel::substrate::{self, Timings};
-use crate::model::measure::Recorder;
+use crate::model::measure::{Point, Recorder};
 use crate::model::paths::RunDir;
 use crate::node::api::{Client, Reply, Request};
 use crate::node::{NodeConfig, NodeHandle, spawn_node};
@@ -80,7 +80,7 @@ pub struct Options {
     /// Experiments: capture every substrate interface into pcap files here.
     pub pcap: Option<PathBuf>,
     /// Run each node as a `vlsp node` child process in its namespace
-    /// (measurement points are then not collected in this process).
+    /// (its measurement points are then taken over its API socket).
     pub process_per_node: bool,
     /// The `vlsp` binary for those children (default: this executable).
     pub node_exe: Option<PathBuf>,
@@ -162,6 +162,7 @@ impl Testbed {
                     &n.name,
                     &self.run,
                     opts.no_qos,
+                    opts.points,
                 )?;
                 self.procs.push(p);
                 continue;
@@ -197,6 +198,30 @@ impl Testbed {
             &self.run.api_socket(node),
             Duration::from_secs(60),
         )?)
+    }
+
+    /// Takes the measurement points every node recorded since the last
+    /// call: from the recorders of node threads, and over the API socket
+    /// (`dump_points`) from node processes.
+    pub fn drain_points(&self) -> Result<Vec<Point>> {
+        let mut pts: Vec<Point> = self.recorders.iter().flat_map(|r| r.drain()).collect();
+        for p in &self.procs {
+            let mut c = Client::connect(&p.api_socket, Duration::from_secs(10))?;
+            match c.call(&Request::DumpPoints)? {
+                Reply::Points { points } => pts.extend(points),
+                other => bail!("node {}: dump_points answered {other:?}", p.name),
+            }
+        }
+        Ok(pts)
+    }
+
+    /// Resident memory (KiB) of each node process; empty when the nodes are
+    /// threads of this process.
+    pub fn node_rss_kib(&self) -> Vec<(String, u64)> {
+        self.procs
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.rss_kib()?)))
+            .collect()
     }
 
     /// Stops one node's actor system (its namespace stays): a crashed

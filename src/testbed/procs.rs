@@ -38,6 +38,7 @@ pub fn spawn(
     node: &str,
     run: &RunDir,
     no_qos: bool,
+    points: usize,
 ) -> Result<NodeProc> {
     let api_socket = run.api_socket(node);
     let ready = run.path().join(format!("{node}.node-ready"));
@@ -58,6 +59,9 @@ pub fn spawn(
         .arg(run.scripts_dir(node));
     if no_qos {
         cmd.arg("--no-qos");
+    }
+    if points > 0 {
+        cmd.arg("--points").arg(points.to_string());
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
     let mut child = cmd
@@ -102,6 +106,11 @@ impl NodeProc {
         self.child.id()
     }
 
+    /// Its resident memory (`VmRSS` of /proc/PID/status) in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        vm_rss_kib(&std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?)
+    }
+
     /// SIGTERM (the node tears its links down), then SIGKILL after 10 s.
     pub fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -136,6 +145,14 @@ pub fn kill_journaled(run: &RunDir) -> usize {
     n
 }
 
+/// The `VmRSS:` line of a /proc/PID/status text, in KiB.
+fn vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut w = line["VmRSS:".len()..].split_whitespace();
+    let n = w.next()?.parse().ok()?;
+    (w.next() == Some("kB")).then_some(n)
+}
+
 /// Exited but not reaped yet (its parent still lives): nothing to kill.
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -145,4 +162,20 @@ fn is_zombie(pid: i32) -> bool {
             rest.split_whitespace().next().map(|st| st == "Z")
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_read_from_the_vmrss_line() {
+        let status = "Name:\tvlsp\nVmPeak:\t  20000 kB\nVmRSS:\t    9876 kB\nThreads:\t3\n";
+        assert_eq!(vm_rss_kib(status), Some(9876));
+        assert_eq!(vm_rss_kib("Name:\tkthreadd\n"), None);
+        assert_eq!(vm_rss_kib("VmRSS:\t12 MB\n"), None);
+        // This test's own process has some.
+        let me = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(vm_rss_kib(&me).unwrap() > 0);
+    }
 }

@@ -13,7 +13,7 @@ use crate::experiment::file::Experiment;
 use crate::experiment::meta::GuestInfo;
 use crate::experiment::periods::{RunKind, RunPeriods, derive};
 use crate::experiment::progress;
-use crate::experiment::rows::{Row, put_periods};
+use crate::experiment::rows::{RSS_KEY, Row, put_periods};
 use crate::kernel::capture;
 use crate::model::measure::{Point, PointKind, Recorder, now_ns};
 use crate::node::api::{Client, LinkInfo, Reply, Request};
@@ -75,13 +75,12 @@ fn vnode_on(topo: &Topology, host: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The points recorded since the last drain, the client's first.
-fn drain(client: &Recorder, tb: &Testbed) -> Vec<Point> {
+/// The points recorded since the last drain, the client's first (node
+/// processes hand theirs over their API socket).
+fn drain(client: &Recorder, tb: &Testbed) -> Result<Vec<Point>> {
     let mut pts = client.drain();
-    for r in &tb.recorders {
-        pts.extend(r.drain());
-    }
-    pts
+    pts.extend(tb.drain_points()?);
+    Ok(pts)
 }
 
 /// Waits (up to about 400 ms) for the deferred tunnel-device deletions at
@@ -123,18 +122,20 @@ fn timed_call(c: &mut Client, req: &Request) -> Result<(u64, Reply, u64)> {
     Ok((t0, reply, now_ns()))
 }
 
+/// What one run measured.
+struct Measured {
+    setup: RunPeriods,
+    teardown: RunPeriods,
+    sid: [u8; 16],
+    /// Resident memory of each node process after the setup (KiB).
+    rss_kib: Vec<(String, u64)>,
+}
+
 /// One setup + teardown through the QNI's API, measured.
-fn one_run(
-    tb: &Testbed,
-    roles: &Roles,
-    rate: u64,
-    auth: bool,
-) -> Result<(RunPeriods, RunPeriods, [u8; 16])> {
+fn one_run(tb: &Testbed, roles: &Roles, rate: u64, auth: bool) -> Result<Measured> {
     let Roles { qni, qnes, qnr } = roles;
     let mut c = tb.client(qni)?;
-    for r in &tb.recorders {
-        r.drain();
-    }
+    tb.drain_points()?;
     let client = Recorder::new("client", 4);
     let setup = Request::Setup {
         from: vnode_on(&tb.topo, qni),
@@ -152,7 +153,9 @@ fn one_run(
         .ok_or_else(|| anyhow!("bad session id {} in the reply", vlink.session))?;
     client.mark_at(t0, sid, PointKind::ClientRequestSent);
     client.mark_at(t1, sid, PointKind::ClientReplyReceived);
-    let setup = derive(&drain(&client, tb), &sid, RunKind::Setup, qni, qnr, qnes);
+    // Memory of each node process with the link up (outside every period).
+    let rss_kib = tb.node_rss_kib();
+    let setup = derive(&drain(&client, tb)?, &sid, RunKind::Setup, qni, qnr, qnes);
     let teardown = Request::Teardown {
         vlink_id: vlink.vlink_id,
     };
@@ -161,8 +164,20 @@ fn one_run(
     client.mark_at(t2, sid, PointKind::ClientRequestSent);
     client.mark_at(t3, sid, PointKind::ClientReplyReceived);
     wait_for_deletions(tb, [qni, qnr])?;
-    let teardown = derive(&drain(&client, tb), &sid, RunKind::Teardown, qni, qnr, qnes);
-    Ok((setup, teardown, sid))
+    let teardown = derive(
+        &drain(&client, tb)?,
+        &sid,
+        RunKind::Teardown,
+        qni,
+        qnr,
+        qnes,
+    );
+    Ok(Measured {
+        setup,
+        teardown,
+        sid,
+        rss_kib,
+    })
 }
 
 fn guests(tb: &Testbed) -> Option<GuestInfo> {
@@ -208,12 +223,15 @@ pub fn measure(
             pb.abandon();
             bail!("interrupted after {} runs", run - 1);
         }
-        let (s, t, sid) = one_run(&tb, &roles, plan.rate_bps, auth)
+        let m = one_run(&tb, &roles, plan.rate_bps, auth)
             .with_context(|| format!("{variant} run {run}"))?;
-        sids.push(sid);
+        sids.push(m.sid);
         let mut values = BTreeMap::new();
-        put_periods(&mut values, "setup_", &s);
-        put_periods(&mut values, "teardown_", &t);
+        put_periods(&mut values, "setup_", &m.setup);
+        put_periods(&mut values, "teardown_", &m.teardown);
+        for (node, kib) in m.rss_kib {
+            values.insert(format!("{RSS_KEY}{node}"), kib as f64);
+        }
         rows.push(Row {
             variant: variant.to_string(),
             run,

@@ -263,6 +263,14 @@ impl GistSockets {
         }
     }
 
+    /// The UDP socket's local address and whether the Router Alert socket
+    /// is still open, as the kernel reports them (for `health`).
+    pub fn bound(&self) -> (Option<SocketAddrV4>, bool) {
+        let name = |fd: RawFd| nix::sys::socket::getsockname::<SockaddrIn>(fd).ok();
+        let udp = name(self.udp.get_ref().as_raw_fd()).map(|a| SocketAddrV4::new(a.ip(), a.port()));
+        (udp, name(self.ra.get_ref().as_raw_fd()).is_some())
+    }
+
     /// The reusable receive buffer; a panic while it was held left nothing
     /// in it worth refusing.
     fn rx_buf(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {

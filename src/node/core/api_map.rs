@@ -68,6 +68,22 @@ impl NodeCore {
         self.backends.get(sid).copied().unwrap_or(self.cfg.backend)
     }
 
+    /// The core's part of `health` (sessions, links, C-mode); the sockets
+    /// and the uptime are the actors' to fill.
+    pub fn health(&self) -> api::Health {
+        api::Health {
+            node: self.cfg.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: 0.0,
+            gist_udp: None,
+            router_alert: false,
+            ma_listener: None,
+            cmode: self.cfg.cmode,
+            sessions: self.nslp.sessions().count(),
+            links: self.list().len(),
+        }
+    }
+
     /// Virtual links known to this node.
     pub fn list(&self) -> Vec<api::LinkInfo> {
         self.nslp

@@ -343,6 +343,10 @@ impl NodeCore {
                 self.reply(token, Reply::Points { points });
             }
             Request::Events => self.reply(token, Reply::Subscribed),
+            Request::Health => {
+                let health = self.health();
+                self.reply(token, Reply::Health { health });
+            }
         }
         self.pump(now, AuthVerdict::NotChecked);
     }

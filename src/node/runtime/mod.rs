@@ -109,6 +109,10 @@ pub struct NodeActor {
     draining: Rc<Cell<bool>>,
     /// API requests whose client had gone: not carried out, or undone.
     api_abandoned: u64,
+    /// When the sockets were opened (`health`'s uptime).
+    started: Instant,
+    /// Where the messaging-association listener is bound.
+    ma_listener: Option<std::net::SocketAddr>,
 }
 
 /// How many received datagrams may wait for the node: a burst beyond it is
@@ -184,6 +188,13 @@ impl NodeActor {
                     stats.shed_overload = q.shed;
                     stats.junk = q.junk;
                     stats.api_abandoned = self.api_abandoned;
+                }
+                if let Reply::Health { health } = &mut reply {
+                    let (udp, ra) = self.sockets.bound();
+                    health.gist_udp = udp.map(|a| a.to_string());
+                    health.router_alert = ra;
+                    health.ma_listener = self.ma_listener.map(|a| a.to_string());
+                    health.uptime_s = self.started.elapsed().as_secs_f64();
                 }
                 if let Some(tx) = self.replies.remove(&token) {
                     let _ = tx.send(reply);

@@ -114,6 +114,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let busy = Arc::new(AtomicUsize::new(0));
     let reaper = start_reaper(&cfg.name, rec.clone(), busy.clone())?;
     let sockets = Rc::new(sockets);
+    let ma_addr = ma_listener.local_addr().ok();
     let rec2 = rec.clone();
     let node = NodeActor::create(move |ctx| {
         let me = ctx.address();
@@ -135,6 +136,8 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             ))),
             draining: Default::default(),
             api_abandoned: 0,
+            started: std::time::Instant::now(),
+            ma_listener: ma_addr,
         }
     });
     super::tcp::serve(ma_listener, node.clone());
