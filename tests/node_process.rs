@@ -60,10 +60,10 @@ fn log_of(dir: &Path, n: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default()
 }
 
-/// `vlsp node --check-health --api SOCK`, as a readiness probe runs it.
+/// `vlsp node health --api SOCK`, as a readiness probe runs it.
 fn health(bin: &str, sock: &Path) -> std::process::Output {
     Command::new(bin)
-        .args(["node", "--check-health", "--api"])
+        .args(["node", "health", "--api"])
         .arg(sock)
         .output()
         .unwrap()

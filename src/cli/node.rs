@@ -26,13 +26,13 @@ pub(super) struct NodeArgs {
     #[arg(long)]
     name: Option<String>,
     /// The node's own configuration file (as --print-config writes it).
-    #[arg(long, required_unless_present_any = ["topology", "check_health"])]
+    #[arg(long, required_unless_present_any = ["topology", "action"])]
     config: Option<PathBuf>,
-    /// Ask a running node (at --api, or the default socket of --name)
-    /// whether it can signal; exit 0 when it can, 1 with the reason when it
-    /// cannot. What a Kubernetes readiness probe runs.
-    #[arg(long, conflicts_with_all = ["topology", "config", "print_config"])]
-    check_health: bool,
+    /// `health`: ask a running node (at --api, or the default socket of
+    /// --name) whether it can signal; exit 0 when it can, 1 with the reason
+    /// when it cannot. What a Kubernetes readiness probe runs.
+    #[arg(value_enum, conflicts_with_all = ["topology", "config", "print_config"])]
+    action: Option<Action>,
     /// Record this many measurement points in memory (taken with the API's
     /// `dump_points`; what `vlsp run` sets for nodes run as processes).
     #[arg(long, default_value = "0", hide = true)]
@@ -59,6 +59,13 @@ pub(super) struct NodeArgs {
     /// On SIGTERM/SIGINT, how long tearing the node's links down may take.
     #[arg(long, default_value = "5", value_name = "SECONDS")]
     teardown_wait: u64,
+}
+
+/// What `vlsp node ACTION` does instead of running a node.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Action {
+    /// Ask the running node's `health` op (a readiness probe).
+    Health,
 }
 
 /// (name, IPv4 address) of every interface of the current namespace.
@@ -107,12 +114,12 @@ fn default_api(name: &str) -> PathBuf {
     PathBuf::from("/run/vlsp-node").join(name).join("api.sock")
 }
 
-/// `--check-health`: one `health` call, its answer on stdout.
+/// `vlsp node health`: one `health` call, its answer on stdout.
 fn check_health(a: &NodeArgs) -> Result<()> {
     let api = match (&a.api, &a.name) {
         (Some(p), _) => p.clone(),
         (None, Some(n)) => default_api(n),
-        (None, None) => bail!("--check-health needs --api PATH (or --name NODE)"),
+        (None, None) => bail!("`vlsp node health` needs --api PATH (or --name NODE)"),
     };
     let mut c = Client::connect(&api, Duration::from_secs(2))?;
     let health = match c.call(&Request::Health)? {
@@ -143,7 +150,7 @@ fn check_health(a: &NodeArgs) -> Result<()> {
 }
 
 pub(super) fn node(a: NodeArgs) -> Result<()> {
-    if a.check_health {
+    if let Some(Action::Health) = a.action {
         return check_health(&a);
     }
     let (file, src, base, keys) = load(&a)?;
