@@ -5,6 +5,7 @@
 mod bench;
 mod exec;
 mod experiment;
+mod k8s;
 mod link;
 mod node;
 mod topology;
@@ -71,6 +72,9 @@ enum Cmd {
     Node(node::NodeArgs),
     /// Run a command inside a node's (or virtual node's) namespace.
     Exec(exec::ExecArgs),
+    /// A topology on Kubernetes with meshnet-cni: manifests, pod setup.
+    #[command(subcommand)]
+    K8s(k8s::K8sCmd),
     /// Prove reachability between two nodes with a UDP echo.
     Ping(exec::PingArgs),
     /// Micro-benchmarks that reproduce the paper's per-operation tables.
@@ -106,6 +110,7 @@ pub fn main() -> Result<()> {
         Cmd::Link(l) => link::link(l),
         Cmd::Node(a) => node::node(a),
         Cmd::Exec(a) => exec::exec(a),
+        Cmd::K8s(c) => k8s::k8s(c),
         Cmd::Ping(a) => exec::ping(a),
         Cmd::Bench(b) => bench::bench(b),
         Cmd::Run(a) => experiment::run(a),

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 mod guests;
+pub mod k8s;
 pub mod procs;
 
 use std::path::{Path, PathBuf};
