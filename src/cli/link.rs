@@ -1,5 +1,6 @@
 //! `vlsp link ...`: virtual links through the nodes' API sockets.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,8 +19,12 @@ pub(super) enum LinkCmd {
     #[command(alias = "up")]
     Setup {
         /// Topology name (or file).
-        #[arg(long)]
-        topology: String,
+        #[arg(long, required_unless_present = "api")]
+        topology: Option<String>,
+        /// The initiator's API socket instead of --topology (in its pod:
+        /// `kubectl exec POD -- vlsp link setup --api /run/vlsp/api.sock ...`).
+        #[arg(long, conflicts_with = "topology")]
+        api: Option<PathBuf>,
         /// Virtual node the link starts at, optionally with the interface
         /// it attaches to: VM1 or VM1:2 (default: its first free one).
         #[arg(long)]
@@ -47,8 +52,11 @@ pub(super) enum LinkCmd {
     /// Tear a virtual link down.
     Teardown {
         /// Topology name (or file).
-        #[arg(long)]
-        topology: String,
+        #[arg(long, required_unless_present = "api")]
+        topology: Option<String>,
+        /// The initiator's API socket instead of --topology.
+        #[arg(long, conflicts_with = "topology")]
+        api: Option<PathBuf>,
         /// The virtual node the link was set up from.
         #[arg(long)]
         from: String,
@@ -86,21 +94,45 @@ pub(super) fn link(cmd: LinkCmd) -> Result<()> {
     match cmd {
         LinkCmd::Setup {
             topology,
+            api,
             from,
             to,
             rate,
             no_auth,
             bidirectional,
             tunnel,
-        } => setup(&topology, &from, &to, rate, !no_auth, bidirectional, tunnel),
-        LinkCmd::Teardown { topology, from, id } => teardown(&topology, &from, id),
+        } => {
+            let at = Target::of(topology, api);
+            setup(at, &from, &to, rate, !no_auth, bidirectional, tunnel)
+        }
+        LinkCmd::Teardown {
+            topology,
+            api,
+            from,
+            id,
+        } => teardown(Target::of(topology, api), &from, id),
         LinkCmd::List { topology, node } => list(&topology, node),
         LinkCmd::Stats { topology, node } => stats(&topology, &node),
     }
 }
 
+/// Where the initiator's node is: a topology's, or an API socket.
+enum Target {
+    Topology(String),
+    Api(PathBuf),
+}
+
+impl Target {
+    fn of(topology: Option<String>, api: Option<PathBuf>) -> Self {
+        match api {
+            Some(a) => Self::Api(a),
+            None => Self::Topology(topology.expect("clap requires --topology without --api")),
+        }
+    }
+}
+
 fn setup(
-    topology: &str,
+    at: Target,
     from: &str,
     to: &str,
     rate: Rate,
@@ -109,11 +141,12 @@ fn setup(
     tunnel: Option<TunnelKind>,
 ) -> Result<()> {
     let t0 = Instant::now();
-    let l = match tunnel {
-        None => testbed::link_setup(topology, from, to, rate, auth, bidi)?,
-        Some(kind) => {
-            let (t, host) = host_of(topology, from)?;
-            let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
+    let l = match (at, tunnel) {
+        (Target::Topology(topology), None) => {
+            testbed::link_setup(&topology, from, to, rate, auth, bidi)?
+        }
+        (at, tunnel) => {
+            let mut c = target_client(&at, from)?;
             match c.call(&Request::Setup {
                 from: from.into(),
                 to: to.into(),
@@ -121,7 +154,7 @@ fn setup(
                 bidirectional: bidi,
                 backend: None,
                 authenticate: auth,
-                tunnel: Some(kind),
+                tunnel,
             })? {
                 Reply::LinkUp { vlink } => vlink,
                 Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
@@ -168,9 +201,20 @@ fn host_of(topology: &str, from: &str) -> Result<(crate::topology::Topology, Str
     Ok((t, host))
 }
 
-fn teardown(topology: &str, from: &str, id: u64) -> Result<()> {
-    let (t, host) = host_of(topology, from)?;
-    let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
+/// A client of the node hosting virtual node `from`.
+fn target_client(at: &Target, from: &str) -> Result<Client> {
+    match at {
+        Target::Api(p) => Client::connect(p, Duration::from_secs(60))
+            .with_context(|| format!("API socket {}: is the node running?", p.display())),
+        Target::Topology(topology) => {
+            let (t, host) = host_of(topology, from)?;
+            client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))
+        }
+    }
+}
+
+fn teardown(at: Target, from: &str, id: u64) -> Result<()> {
+    let mut c = target_client(&at, from)?;
     match c.call(&Request::Teardown { vlink_id: id })? {
         Reply::LinkDown { vlink_id } => out!("virtual link {vlink_id} removed"),
         Reply::Error { reason, message } => bail!("teardown refused ({reason}): {message}"),

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use rtnetlink::{LinkBridge, LinkUnspec, RouteMessageBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::tc::QosError;
 use crate::node::nodefile::RouteEntry;
 
 /// The init container's plan (ConfigMap key `init.toml`).
@@ -94,12 +95,16 @@ impl InitPlan {
         let mut tc = crate::kernel::tc::Tc::open()
             .with_context(|| format!("pod {}: netlink socket for tc", self.pod))?;
         for s in &self.shape {
-            tc.shape(&s.ifname, s.capacity_bps).with_context(|| {
-                format!(
-                    "pod {}: shaping {} to {} bit/s",
-                    self.pod, s.ifname, s.capacity_bps
-                )
-            })?;
+            match tc.shape(&s.ifname, s.capacity_bps) {
+                // A restarted init container: the first run shaped it.
+                Err(QosError::Kernel { errno, .. }) if errno == libc::EEXIST => {}
+                r => r.with_context(|| {
+                    format!(
+                        "pod {}: shaping {} to {} bit/s",
+                        self.pod, s.ifname, s.capacity_bps
+                    )
+                })?,
+            }
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
