@@ -9,6 +9,7 @@ pub mod links;
 pub mod netns;
 pub mod process;
 pub mod qemu;
+pub mod routes;
 pub mod sockets;
 pub mod substrate;
 pub mod tc;

@@ -8,6 +8,7 @@
 mod api_map;
 mod points;
 mod replay;
+mod reroute;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -96,6 +97,8 @@ pub struct NodeCore {
     /// API requests waiting on the NSLP: request id -> (token, session).
     waiting: HashMap<u64, (u64, Sid)>,
     next_req: u64,
+    /// Substrate links the kernel reports down (sorted).
+    links_down: Vec<String>,
 }
 
 impl NodeCore {
@@ -119,6 +122,7 @@ impl NodeCore {
             backends: HashMap::new(),
             waiting: HashMap::new(),
             next_req: 0,
+            links_down: Vec::new(),
         }
     }
 
@@ -199,6 +203,9 @@ impl NodeCore {
         } else {
             inc.dst
         };
+        if self.is_looped_query(&msg) {
+            return;
+        }
         self.ma.inbound(now, via, &msg, &stack);
         self.gist.handle(now, inc.src, local, msg);
         // The verdict goes with what this datagram delivered.
@@ -487,8 +494,8 @@ impl NodeCore {
                 let ctx = RecvContext {
                     auth: verdict,
                     is_destination,
-                    egress_link: self.cfg.egress_link(flow.dst),
-                    reverse_link: self.cfg.egress_link(flow.src),
+                    egress_link: self.egress_link(flow.dst),
+                    reverse_link: self.egress_link(flow.src),
                     local: self.cfg.local_addr_for(peer),
                     peer,
                 };
@@ -496,6 +503,13 @@ impl NodeCore {
             }
             gm::Event::PeerLost { sid, .. } => self.nslp.peer_lost(now, sid),
             gm::Event::RoutingStateLost { .. } => {}
+            gm::Event::PathChanged {
+                sid,
+                flow,
+                old_peer,
+                new_peer,
+                ..
+            } => self.path_changed(now, sid, flow, old_peer, new_peer),
         }
     }
 
@@ -622,6 +636,13 @@ impl NodeCore {
                         .vlink_done(now, sid, self.cfg.tunnel_addr, Some(why)),
                 }
             }
+            Action::SendTo {
+                sid,
+                flow,
+                peer,
+                msg,
+                authenticate,
+            } => self.send_to(sid, flow, peer, msg, authenticate),
             Action::VlinkDown {
                 sid,
                 vlsp,

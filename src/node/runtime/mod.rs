@@ -89,6 +89,15 @@ struct VlinkResult {
 #[rtype(result = "()")]
 struct SetApi(Addr<ApiActor>);
 
+/// The namespace's routes or link states changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RoutesChanged(crate::kernel::routes::RouteTable);
+
+/// How long a burst of route and link messages may take to arrive before
+/// the table is read once.
+const ROUTE_SETTLE: Duration = Duration::from_millis(20);
+
 /// The node core, its sockets and its reservation classes.
 pub struct NodeActor {
     core: NodeCore,
@@ -234,6 +243,23 @@ impl Actor for NodeActor {
         let node = self.core.config().name.clone();
         let me = ctx.address();
         let nslpid = crate::wire::gist::NSLPID_QOS;
+        // Route and link changes in the namespace (rtnetlink), so GIST
+        // re-queries at once instead of at its next refresh.
+        let routes_to = ctx.address();
+        let routes_node = node.clone();
+        actix::spawn(async move {
+            let r = crate::kernel::routes::watch(ROUTE_SETTLE, |t| {
+                if !routes_to.connected() {
+                    return false;
+                }
+                routes_to.do_send(RoutesChanged(t));
+                true
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(node = %routes_node, "route monitor stopped: {e}; route changes are noticed only by GIST's periodic re-queries");
+            }
+        });
         actix::spawn(async move {
             let mut burst = 0;
             let mut last_err: Option<Instant> = None;
@@ -356,6 +382,14 @@ impl Handler<VlinkResult> for NodeActor {
     type Result = ();
     fn handle(&mut self, r: VlinkResult, ctx: &mut Context<Self>) {
         self.core.tunnel_done(r.sid, r.err, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<RoutesChanged> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, RoutesChanged(t): RoutesChanged, ctx: &mut Context<Self>) {
+        self.core.routes_changed(t, Instant::now());
         self.run(ctx);
     }
 }

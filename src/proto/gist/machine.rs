@@ -39,6 +39,8 @@ use super::cookie::{CookieError, CookieInput, Cookies};
 pub use super::session::{Direction, Flow, Nli, Sid};
 use crate::wire::profile::Profile;
 
+mod reroute;
+
 /// The GIST messages this machine exchanges, without wire detail. In every
 /// variant `dir` is the direction the message itself travels (the MRI's D
 /// flag on the wire, RFC 5971 §5.8.1).
@@ -138,6 +140,16 @@ pub enum Event {
     },
     /// A peer told us it has no routing state for our Data; we re-query.
     RoutingStateLost { sid: Sid, peer: Ipv4Addr },
+    /// A re-Query (periodic, or after a route change) was answered by
+    /// another peer than before: the path changed (RFC 5971 §7.1, the
+    /// NetworkNotification "routing state changed").
+    PathChanged {
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        old_peer: Ipv4Addr,
+        new_peer: Ipv4Addr,
+    },
 }
 
 /// Timers and identity of one GIST node.
@@ -168,6 +180,10 @@ pub struct Config {
     /// refreshed but let lapse (RFC 5971's inactive-QNode timer). Longer
     /// than the NSLP's refresh period, or its refreshes find no state.
     pub idle: Duration,
+    /// How long a re-Query sent because the routes changed waits for an
+    /// answer before the peer counts as lost (not T2: a cut path should be
+    /// noticed within about a second).
+    pub probe: Duration,
 }
 
 impl Default for Config {
@@ -182,6 +198,7 @@ impl Default for Config {
             cookie_rotation: Duration::from_secs(60),
             profile: Profile::Rfc,
             idle: Duration::from_secs(90),
+            probe: Duration::from_millis(1500),
         }
     }
 }
@@ -193,6 +210,8 @@ struct Querying {
     next_retx: Instant,
     interval: Duration,
     elapsed: Duration,
+    /// Give up when the back-off would overrun this (T2, or the probe time).
+    limit: Duration,
 }
 
 impl Querying {
@@ -202,6 +221,7 @@ impl Querying {
             next_retx: now + t1,
             interval: t1,
             elapsed: Duration::ZERO,
+            limit: Duration::MAX,
         }
     }
 }
@@ -503,6 +523,18 @@ impl Gist {
                         if q.cookie == query_cookie => {}
                     _ => return,
                 }
+                let old = node.known_peer().map(|p| (p.addr, p.peer_id));
+                if let Some((old_addr, old_id)) = old
+                    && (old_addr != nli.addr || old_id != nli.peer_id)
+                {
+                    self.events.push_back(Event::PathChanged {
+                        sid,
+                        flow,
+                        dir,
+                        old_peer: old_addr,
+                        new_peer: nli.addr,
+                    });
+                }
                 let validity = Duration::from_millis(nli.rs_validity_ms as u64);
                 let peer = nli.clone();
                 node.state = QState::Established {
@@ -730,7 +762,7 @@ impl Gist {
             // within T2; the timeout that would overrun it ends it.
             q.elapsed += q.interval;
             let next = q.interval * 2;
-            if q.elapsed + next > self.cfg.t2 {
+            if q.elapsed + next > self.cfg.t2.min(q.limit) {
                 self.events.push_back(Event::PeerLost {
                     sid: key.0,
                     flow: node.flow,

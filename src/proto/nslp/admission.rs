@@ -22,6 +22,8 @@ pub(super) enum Parked {
         rate: Rate,
         vlink_id: u64,
     },
+    /// A re-reservation after a path change, before its RESERVE goes out.
+    Repair,
 }
 
 /// A QNE's RESERVE waiting for its class.
@@ -34,6 +36,8 @@ pub(super) struct Forward {
     pub is_refresh: bool,
     pub msg: NslpMessage,
     pub local: Ipv4Addr,
+    /// The GIST peer it came from (the session's upstream peer).
+    pub peer: Ipv4Addr,
     pub known: bool,
     pub rate: Option<Rate>,
 }
@@ -70,7 +74,7 @@ impl Nslp {
             kind: PointKind::AdmissionDone,
         });
         match r {
-            Err(e) => self.admission_refused(sid, then, e),
+            Err(e) => self.admission_refused(now, sid, then, e),
             Ok(Admission::Unchanged) => self.resume(now, sid, then),
             Ok(Admission::Changed { previous }) => {
                 self.installing.insert(
@@ -112,7 +116,7 @@ impl Nslp {
                     link: i.link,
                     message,
                 };
-                self.admission_refused(sid, i.then, e);
+                self.admission_refused(now, sid, i.then, e);
             }
         }
     }
@@ -128,11 +132,18 @@ impl Nslp {
                 rate,
                 ..
             } => self.reverse_admitted(now, forward, sid, flow, rate),
+            Parked::Repair => self.repair_admitted(now, sid),
         }
     }
 
     /// Refuses what an admission held up: by capacity, link or kernel.
-    pub(super) fn admission_refused(&mut self, sid: Sid, then: Parked, e: AdmitError) {
+    pub(super) fn admission_refused(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        then: Parked,
+        e: AdmitError,
+    ) {
         self.refuse(RefusalReason::Admission);
         match then {
             Parked::Setup(req) => self.actions.push_back(Action::Reply {
@@ -163,6 +174,7 @@ impl Nslp {
                 kind: EventKind::ReverseRefused,
                 message: format!("{}: reverse reservation: {e}", self.cfg.node),
             }),
+            Parked::Repair => self.repair_failed(now, sid, &e.to_string()),
         }
     }
 }

@@ -119,6 +119,14 @@ pub enum EventKind {
     Notify,
     /// A PDU of this node could not be signed and was not sent.
     SignFailed,
+    /// The next peer of a reservation changed (a route change): this node
+    /// re-reserves along the new path.
+    PathChanged,
+    /// The reservation holds on the new path; the old branch is torn.
+    Repaired,
+    /// The new path refused the reservation: what it took is freed and
+    /// the link is lost.
+    RepairFailed,
 }
 
 /// The snake_case word serde writes for a unit variant.

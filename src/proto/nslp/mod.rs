@@ -41,6 +41,9 @@ mod qne;
 mod qni;
 mod qnr;
 mod recv;
+mod reroute;
+#[cfg(test)]
+mod reroute_tests;
 mod reverse;
 #[cfg(test)]
 mod tests;
@@ -130,6 +133,15 @@ pub enum Action {
         vlsp: VlspObject,
         flow: Flow,
         initiator: bool,
+    },
+    /// Hand an NSLP message to GIST for the named peer, not the session's
+    /// current one: the tear of the branch a path change left.
+    SendTo {
+        sid: Sid,
+        flow: Flow,
+        peer: Ipv4Addr,
+        msg: NslpMessage,
+        authenticate: bool,
     },
     /// Take this node's tunnel end out of service; answer with [`Nslp::vlink_done`].
     VlinkDown {
@@ -287,6 +299,14 @@ struct Session {
     /// QNI: why the last RESPONSE was refused (forged, unsigned), for the
     /// error when the retry limit is reached.
     refused_response: Option<String>,
+    /// QNE, QNR: the GIST peer the current RESERVEs come from (RFC 5974's
+    /// SII-Handle): a tear from another one is for a branch the path left.
+    upstream: Option<Ipv4Addr>,
+    /// QNI, QNE: the next peer after a path change (a NOTIFY from another
+    /// one is about the branch the path left).
+    downstream: Option<Ipv4Addr>,
+    /// A re-reservation along a new path, until its RESPONSE.
+    repair: Option<reroute::Repair>,
 }
 
 /// What an initiator's new session starts with.

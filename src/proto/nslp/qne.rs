@@ -37,6 +37,7 @@ impl Nslp {
             is_refresh,
             msg,
             local: ctx.local,
+            peer: ctx.peer,
             known,
             rate,
         };
@@ -88,6 +89,7 @@ impl Nslp {
             is_refresh,
             msg,
             rate,
+            peer,
             ..
         } = f;
         let lifetime = self.cfg.lifetime;
@@ -111,9 +113,18 @@ impl Nslp {
             reverse_link: None,
             signed_by: None,
             refused_response: None,
+            upstream: None,
+            downstream: None,
+            repair: None,
         });
         if let Some(r) = rate {
             s.rate_bps = r;
+        }
+        s.upstream = Some(peer);
+        // The full RESERVE (signed objects included), re-sent along a new
+        // path if the route changes here.
+        if msg.qspec().is_some() {
+            s.reserve = Some(msg.clone());
         }
         // Intermediate nodes keep the VLSP object only to show it; they do
         // not act on it (paper §III-C).

@@ -92,6 +92,9 @@ impl Nslp {
                 reverse_link: None,
                 signed_by: None,
                 refused_response: None,
+                upstream: None,
+                downstream: None,
+                repair: None,
             },
         );
         self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
@@ -180,6 +183,18 @@ impl Nslp {
         let info = msg.info_spec().cloned();
         let ok = info.as_ref().is_some_and(|i| i.is_success());
         let rii = msg.rii();
+        if self.is_repair_answer(&sid, rii) {
+            // A success that keeps the link must be the responder's, as
+            // for the first RESPONSE.
+            let s = &self.sessions[&sid];
+            if ok && s.role == Role::Qni && s.authenticate && *auth == AuthVerdict::Unsigned {
+                self.refuse(RefusalReason::AuthUnsigned);
+                return;
+            }
+            self.repair_answered(now, sid, info);
+            return;
+        }
+        let s = self.sessions.get_mut(&sid).expect("checked above");
         match s.role {
             Role::Qne => {
                 if let Some(r) = rii
@@ -318,10 +333,17 @@ impl Nslp {
         }
     }
 
-    pub(super) fn on_notify(&mut self, _now: Instant, sid: Sid, msg: NslpMessage) {
+    /// A NOTIFY from `peer`. One from a branch the path has left (not the
+    /// next peer after a path change) is dropped. At the initiator, "path
+    /// truncated" on an established link means the path is cut downstream
+    /// and no other exists: the link is lost now, not a refresh period later.
+    pub(super) fn on_notify(&mut self, now: Instant, sid: Sid, msg: NslpMessage, peer: Ipv4Addr) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
+        if s.downstream.is_some_and(|d| d != peer) {
+            return;
+        }
         let flow = s.flow;
         match s.role {
             Role::Qne => self.send(sid, flow, Direction::Upstream, msg, false),
@@ -330,12 +352,19 @@ impl Nslp {
                     .info_spec()
                     .map(|i| i.describe())
                     .unwrap_or_else(|| "NOTIFY without INFO_SPEC".into());
+                let truncated = msg
+                    .info_spec()
+                    .is_some_and(|i| i.reason() == "path_truncated");
+                let up = s.phase == Phase::Up;
                 let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
                 self.actions.push_back(Action::Event {
                     vlink_id,
                     kind: EventKind::Notify,
-                    message: text,
+                    message: text.clone(),
                 });
+                if truncated && up {
+                    self.link_lost(now, sid, &format!("the path is cut downstream ({text})"));
+                }
             }
             Role::Qnr => {}
         }

@@ -137,6 +137,9 @@ impl Nslp {
             reverse_link: None,
             signed_by: None,
             refused_response: None,
+            upstream: None,
+            downstream: None,
+            repair: None,
         }
     }
 

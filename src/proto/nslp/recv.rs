@@ -18,7 +18,7 @@ impl Nslp {
         match (msg.msg_type, dir) {
             (MsgType::Reserve, Direction::Downstream) => self.on_reserve(now, sid, flow, msg, ctx),
             (MsgType::Response, Direction::Upstream) => self.on_response(now, sid, msg, &ctx.auth),
-            (MsgType::Notify, Direction::Upstream) => self.on_notify(now, sid, msg),
+            (MsgType::Notify, Direction::Upstream) => self.on_notify(now, sid, msg, ctx.peer),
             _ => {
                 // QUERY (resource queries) and upstream RESERVEs
                 // (receiver-initiated reservations) are not used by VLSP.
@@ -107,11 +107,24 @@ impl Nslp {
             return;
         };
         let tear = msg.flags.tear;
+        // Another upstream peer than the current one (RFC 5974's SII-Handle
+        // changed): a RESERVE is the path moving here, an update whatever
+        // its RSN (RSNs are per peer); a tear is for the branch the path
+        // left, and nothing here belongs to it any more. Ignored before the
+        // authorization check, so it cannot draw an error RESPONSE either.
+        let moved = self
+            .sessions
+            .get(&sid)
+            .and_then(|s| s.upstream)
+            .is_some_and(|u| u != ctx.peer);
+        if tear && moved {
+            return;
+        }
         // RSN rules (RFC 5974 §5.2.2): same epoch and an older RSN is out of
         // order; equal is a refresh; newer (or another epoch) is an update.
         let existing = self.sessions.get(&sid).map(|s| s.rsn_in);
         let is_refresh = match existing {
-            Some(Some((old, old_epoch))) if old_epoch == epoch => {
+            Some(Some((old, old_epoch))) if old_epoch == epoch && !moved => {
                 if serial_lt(rsn, old) {
                     self.refuse(RefusalReason::OldRsn);
                     return;
@@ -149,12 +162,15 @@ impl Nslp {
         }
         if ctx.is_destination {
             let signer = matches!(ctx.auth, AuthVerdict::Verified { .. }).then_some(ctx.peer);
+            let peer = ctx.peer;
             self.on_reserve_qnr(now, sid, flow, rsn, epoch, rii, is_refresh, msg, ctx);
             if let Some(s) = self.sessions.get_mut(&sid)
                 && s.role == Role::Qnr
-                && signer.is_some()
             {
-                s.signed_by = signer;
+                s.upstream = Some(peer);
+                if signer.is_some() {
+                    s.signed_by = signer;
+                }
             }
         } else {
             self.on_reserve_qne(now, sid, flow, rsn, epoch, rii, is_refresh, msg, ctx);

@@ -1,0 +1,126 @@
+//! Route changes, the core's side: the kernel's routing table of the node's
+//! namespace comes in ([`NodeCore::routes_changed`]); when the routes or the
+//! substrate links' states differ from what the core used, the node's view
+//! is updated and GIST re-queries every session it routes (RFC 5971 §7.1).
+//! GIST's "path changed" goes to the NSLP with the new egress link; the
+//! NSLP's tear of the old branch goes to the old peer by name.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::NodeCore;
+use crate::kernel::routes::RouteTable;
+use crate::node::config::RouteConf;
+use crate::proto::gist::machine::{Direction, Flow, Msg, Sid};
+use crate::proto::nslp::AuthVerdict;
+use crate::wire::nslp::NslpMessage;
+
+impl NodeCore {
+    /// The kernel's routes or link states changed (or were read again).
+    pub fn routes_changed(&mut self, table: RouteTable, now: Instant) {
+        let routes: Vec<RouteConf> = table
+            .routes
+            .iter()
+            .filter_map(|r| {
+                Some(RouteConf {
+                    dest: r.dest,
+                    prefix_len: r.prefix_len,
+                    via: r.via?,
+                    ifname: r.ifname.clone(),
+                })
+            })
+            .collect();
+        let mut down: Vec<String> = table
+            .down
+            .into_iter()
+            .filter(|d| self.cfg.links.iter().any(|l| &l.ifname == d))
+            .collect();
+        down.sort();
+        let mut old = self.cfg.routes.clone();
+        old.sort_by_key(|r| (r.dest, r.prefix_len));
+        let mut new = routes.clone();
+        new.sort_by_key(|r| (r.dest, r.prefix_len));
+        if old == new && down == self.links_down {
+            return;
+        }
+        tracing::info!(node = %self.cfg.name, ?down, "routes changed: re-querying the sessions' next peers");
+        self.cfg.routes = routes;
+        self.links_down = down;
+        let cfg = &self.cfg;
+        self.gist.routes_changed(now, |dst| cfg.local_addr_for(dst));
+        self.pump(now, AuthVerdict::NotChecked);
+    }
+
+    /// Egress interface towards `dst` under the current routes, skipping
+    /// substrate links that are down.
+    pub(super) fn egress_link(&self, dst: Ipv4Addr) -> Option<String> {
+        let attached = self.cfg.links.iter().find(|l| {
+            let mask = u32::MAX.checked_shl(32 - l.prefix_len as u32).unwrap_or(0);
+            u32::from(dst) & mask == u32::from(l.addr) & mask
+        });
+        match attached {
+            Some(l) if self.links_down.contains(&l.ifname) => {
+                // The attached subnet is cut: whatever route the kernel has.
+                self.cfg
+                    .routes
+                    .iter()
+                    .filter(|r| {
+                        let mask = u32::MAX.checked_shl(32 - r.prefix_len as u32).unwrap_or(0);
+                        u32::from(dst) & mask == u32::from(r.dest) & mask
+                    })
+                    .max_by_key(|r| r.prefix_len)
+                    .map(|r| r.ifname.clone())
+            }
+            _ => self.cfg.egress_link(dst),
+        }
+    }
+
+    /// GIST reports another next peer for `sid`.
+    pub(super) fn path_changed(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        old_peer: Ipv4Addr,
+        new_peer: Ipv4Addr,
+    ) {
+        let link = self.egress_link(flow.dst);
+        self.nslp.path_changed(now, sid, old_peer, new_peer, link);
+    }
+
+    /// The NSLP's message for a named (old) peer.
+    pub(super) fn send_to(
+        &mut self,
+        sid: Sid,
+        flow: Flow,
+        peer: Ipv4Addr,
+        mut msg: NslpMessage,
+        authenticate: bool,
+    ) {
+        if authenticate {
+            for obj in self.cfg.auth_objects(&flow, Direction::Downstream, &msg) {
+                msg.objects
+                    .push(crate::wire::nslp::NslpObject::SessionAuth(obj));
+            }
+        }
+        let bytes = msg.to_bytes(self.cfg.profile);
+        let local = self.cfg.local_addr_for(peer);
+        self.gist.send_to(
+            peer,
+            sid,
+            flow,
+            Direction::Downstream,
+            local,
+            bytes,
+            authenticate,
+        );
+    }
+
+    /// A downstream Query for a flow that starts here came back: the route
+    /// loops through the source (a transient state while routes change).
+    /// Not answered, so the querier's probe finds no peer this way.
+    pub(super) fn is_looped_query(&self, msg: &Msg) -> bool {
+        matches!(msg, Msg::Query { flow, dir: Direction::Downstream, .. }
+            if self.cfg.addrs.contains(&flow.src) && !self.cfg.addrs.contains(&flow.dst))
+    }
+}

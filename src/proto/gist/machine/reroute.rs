@@ -1,0 +1,246 @@
+//! Route changes (RFC 5971 §7.1): the node's routes changed, so every
+//! session it queries for may have a new next peer. Each one's handshake is
+//! repeated at once, with a short give-up time (the probe) instead of T2;
+//! a Response from another peer raises [`Event::PathChanged`], no answer
+//! within the probe raises [`Event::PeerLost`]. Data may also be sent to an
+//! explicit (old) peer, for the NSLP's tear of the branch the path left.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::{Direction, Flow, Gist, QState, Querying, Sid};
+
+impl Gist {
+    /// The node's routes changed: re-query every session we hold routing
+    /// state for as querier. `local_for` gives our address towards a
+    /// destination (for the Query's NLI).
+    pub fn routes_changed(&mut self, now: Instant, local_for: impl Fn(Ipv4Addr) -> Ipv4Addr) {
+        self.cookies.rotate_to(now);
+        let keys: Vec<_> = self.q.keys().copied().collect();
+        for key in keys {
+            let Some(mut node) = self.q.remove(&key) else {
+                continue;
+            };
+            let peer_expires = match &node.state {
+                QState::Established { peer, expires, .. }
+                | QState::Refreshing { peer, expires, .. } => Some((peer.clone(), *expires)),
+                // Still looking for a first peer: the retransmissions
+                // follow the new routes anyway.
+                QState::Waiting(_) => None,
+            };
+            if let Some((peer, expires)) = peer_expires {
+                let cookie = self.cookies.next_query_cookie();
+                let mut query = Querying::new(now, self.cfg.t1, cookie.clone());
+                query.limit = self.cfg.probe;
+                node.state = QState::Refreshing {
+                    peer,
+                    expires,
+                    query,
+                };
+                let target = match node.dir {
+                    Direction::Downstream => node.flow.dst,
+                    Direction::Upstream => node.flow.src,
+                };
+                self.push_query(node.flow, node.dir, key.0, local_for(target), cookie);
+            }
+            self.q.insert(key, node);
+        }
+    }
+
+    /// Queues D-mode Data for `peer` itself, whatever the routing state
+    /// says: the tear of a branch the path no longer takes goes to the
+    /// peer on it (which still holds our routing state until it expires).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_to(
+        &mut self,
+        peer: Ipv4Addr,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        local: Ipv4Addr,
+        nslp_data: Vec<u8>,
+        sign: bool,
+    ) {
+        let ttl = self.cfg.ip_ttl;
+        self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Event, Msg};
+    use super::*;
+    use std::net::SocketAddrV4;
+    use std::time::Duration;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const C: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+    const FLOW: Flow = Flow {
+        src: A,
+        dst: Ipv4Addr::new(10, 9, 9, 9),
+        protocol: 17,
+    };
+    const SID: Sid = [7; 16];
+
+    fn node(id: u8) -> Gist {
+        Gist::new(Config {
+            peer_id: [id; 16],
+            secret: [id; 32],
+            ..Config::default()
+        })
+    }
+
+    /// Delivers everything `from` sends to `to` and back until both are
+    /// quiet (one link between them; `to` answers as `to_addr`).
+    fn exchange(now: Instant, a: &mut Gist, b: &mut Gist, b_addr: Ipv4Addr) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = a.poll_transmit() {
+                moved = true;
+                b.handle(now, SocketAddrV4::new(A, 270), b_addr, t.msg);
+            }
+            while let Some(t) = b.poll_transmit() {
+                moved = true;
+                a.handle(now, SocketAddrV4::new(b_addr, 270), A, t.msg);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn established(now: Instant) -> (Gist, Gist) {
+        let (mut a, mut b) = (node(1), node(2));
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"RESERVE".to_vec(),
+            true,
+        );
+        exchange(now, &mut a, &mut b, B);
+        while b.poll_event().is_some() {}
+        (a, b)
+    }
+
+    #[test]
+    fn route_change_requeries_and_reports_the_new_peer() {
+        let now = Instant::now();
+        let (mut a, _b) = established(now);
+        let mut c = node(3);
+        a.routes_changed(now, |_| A);
+        let q = a.poll_transmit().expect("a Query at once");
+        assert!(q.qmode && matches!(q.msg, Msg::Query { .. }));
+        // The new route leads to C, which answers.
+        c.handle(now, SocketAddrV4::new(A, 270), C, q.msg);
+        let r = c.poll_transmit().unwrap();
+        a.handle(now, SocketAddrV4::new(C, 270), A, r.msg);
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::PathChanged {
+                sid: SID,
+                flow: FLOW,
+                dir: Direction::Downstream,
+                old_peer: B,
+                new_peer: C,
+            })
+        );
+        // Data now go to C, in D-mode, after the Confirm.
+        assert!(matches!(
+            a.poll_transmit().unwrap().msg,
+            Msg::Confirm { .. }
+        ));
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"X".to_vec(),
+            false,
+        );
+        assert_eq!(*a.poll_transmit().unwrap().dst.ip(), C);
+    }
+
+    #[test]
+    fn same_peer_after_a_route_change_is_no_path_change() {
+        let now = Instant::now();
+        let (mut a, mut b) = established(now);
+        a.routes_changed(now, |_| A);
+        exchange(now, &mut a, &mut b, B);
+        assert_eq!(a.poll_event(), None);
+    }
+
+    #[test]
+    fn periodic_requery_answered_by_another_peer_is_a_path_change() {
+        let now = Instant::now();
+        let (mut a, _b) = established(now);
+        let mut c = node(3);
+        let at = a.poll_timeout().unwrap();
+        a.send(
+            at,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"R".to_vec(),
+            false,
+        );
+        while a.poll_transmit().is_some() {}
+        a.handle_timeout(at, |_| A);
+        let q = a.poll_transmit().expect("the refresh Query");
+        c.handle(at, SocketAddrV4::new(A, 270), C, q.msg);
+        let r = c.poll_transmit().unwrap();
+        a.handle(at, SocketAddrV4::new(C, 270), A, r.msg);
+        assert!(matches!(
+            a.poll_event(),
+            Some(Event::PathChanged { new_peer: C, .. })
+        ));
+    }
+
+    #[test]
+    fn unanswered_probe_loses_the_peer_within_the_probe_time() {
+        let start = Instant::now();
+        let (mut a, _b) = established(start);
+        a.routes_changed(start, |_| A);
+        let mut now = start;
+        let mut queries = 0;
+        loop {
+            while let Some(t) = a.poll_transmit() {
+                assert!(matches!(t.msg, Msg::Query { .. }));
+                queries += 1;
+            }
+            if let Some(ev) = a.poll_event() {
+                assert!(matches!(ev, Event::PeerLost { .. }));
+                break;
+            }
+            now = a.poll_timeout().unwrap();
+            assert!(now - start <= Duration::from_millis(1500), "given up late");
+            a.handle_timeout(now, |_| A);
+        }
+        assert_eq!(queries, 2, "the Query and one retransmission");
+        assert_eq!(now - start, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn send_to_goes_to_the_named_peer() {
+        let now = Instant::now();
+        let (mut a, _b) = established(now);
+        a.send_to(
+            C,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"TEAR".to_vec(),
+            true,
+        );
+        let t = a.poll_transmit().unwrap();
+        assert_eq!(t.dst, SocketAddrV4::new(C, 270));
+        assert!(!t.qmode && t.sign);
+        assert!(matches!(t.msg, Msg::Data { .. }));
+    }
+}

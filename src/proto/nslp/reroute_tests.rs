@@ -1,0 +1,324 @@
+//! Rerouting on small meshes: the flow's path is a table of next hops the
+//! test changes; GIST is emulated (a node's responder peer is the node that
+//! last ran a handshake with it), tunnel ends and classes complete at once.
+
+use std::collections::HashMap;
+
+use super::*;
+
+const MBIT: u64 = 1_000_000;
+const SID: Sid = [0x22; 16];
+
+fn addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, i as u8 + 1)
+}
+
+fn vlsp() -> VlspObject {
+    VlspObject {
+        vnet_id: 1,
+        src_vnode: 10,
+        dst_vnode: 20,
+        src_vif: 1,
+        dst_vif: 2,
+        vlink_id: 5,
+        tunnel_type: crate::wire::vlsp::TunnelType::from_kind(
+            crate::model::tunnel::TunnelKind::Vxlan,
+        ),
+    }
+}
+
+fn link(to: usize) -> String {
+    format!("to{to}")
+}
+
+struct Net {
+    n: Vec<Nslp>,
+    now: Instant,
+    /// Next hop of each node towards the flow's destination (the last node).
+    next: Vec<Option<usize>>,
+    /// GIST querier state: the peer each node's handshake found.
+    peer_of: Vec<Option<usize>>,
+    /// GIST responder state: the node that queried each node.
+    up: Vec<Option<usize>>,
+    events: Vec<(usize, EventKind)>,
+    /// The link each node's class is installed on.
+    class: HashMap<usize, String>,
+    vlink_down: Vec<usize>,
+    /// RESERVEs (tears included) each node received, with their sender.
+    reserves: Vec<(usize, usize, bool)>,
+}
+
+impl Net {
+    /// `nodes` nodes, every one with a 100 Mbit/s link to every other
+    /// (`small` overrides one capacity: (node, to, bit/s)).
+    fn new(nodes: usize, path: &[usize], small: Option<(usize, usize, u64)>) -> Self {
+        let n = (0..nodes)
+            .map(|i| {
+                let mut l = Ledger::new();
+                for j in 0..nodes {
+                    let cap = match small {
+                        Some((a, b, c)) if a == i && b == j => c,
+                        _ => 100 * MBIT,
+                    };
+                    l.add_link(&link(j), cap);
+                }
+                let cfg = Config {
+                    node: format!("n{i}"),
+                    ..Config::default()
+                };
+                Nslp::new(cfg, l, 3 + i as u64)
+            })
+            .collect();
+        let mut next = vec![None; nodes];
+        for w in path.windows(2) {
+            next[w[0]] = Some(w[1]);
+        }
+        Self {
+            n,
+            now: Instant::now(),
+            next,
+            peer_of: vec![None; nodes],
+            up: vec![None; nodes],
+            events: vec![],
+            class: HashMap::new(),
+            vlink_down: vec![],
+            reserves: vec![],
+        }
+    }
+
+    fn last(&self) -> usize {
+        self.n.len() - 1
+    }
+
+    fn flow(&self) -> Flow {
+        Flow {
+            src: addr(0),
+            dst: addr(self.last()),
+            protocol: 17,
+        }
+    }
+
+    fn setup(&mut self) {
+        let req = SetupRequest {
+            req_id: 1,
+            sid: SID,
+            flow: self.flow(),
+            vlsp: vlsp(),
+            rate_bps: Rate::from_bps(10 * MBIT),
+            egress_link: link(self.next[0].unwrap()),
+            authenticate: true,
+            qspec: crate::wire::qspec::Qspec::bandwidth_request(
+                10.0 * MBIT as f32 / 8.0,
+                crate::wire::profile::Profile::Rfc,
+            ),
+            bidirectional: false,
+        };
+        self.n[0].setup(self.now, req);
+        self.run();
+    }
+
+    /// The route of `i` now leads to `to`: GIST's re-query finds it.
+    fn reroute(&mut self, i: usize, to: usize) {
+        let old = self.peer_of[i].expect("an established peer");
+        self.next[i] = Some(to);
+        self.peer_of[i] = Some(to);
+        self.up[to] = Some(i);
+        self.n[i].path_changed(self.now, SID, addr(old), addr(to), Some(link(to)));
+        self.run();
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, dir: Direction, msg: NslpMessage) {
+        let bytes = msg.to_bytes(crate::wire::profile::Profile::Rfc);
+        let msg = NslpMessage::decode(&bytes, crate::wire::profile::Profile::Rfc).unwrap();
+        if msg.msg_type == MsgType::Reserve {
+            self.reserves.push((to, from, msg.flags.tear));
+        }
+        let is_destination = dir == Direction::Downstream && to == self.last();
+        let ctx = RecvContext {
+            auth: if is_destination {
+                AuthVerdict::Verified {
+                    entity: "vnp".into(),
+                    key_id: 1,
+                }
+            } else {
+                AuthVerdict::NotChecked
+            },
+            is_destination,
+            egress_link: self.next[to].map(link),
+            reverse_link: None,
+            local: addr(to),
+            peer: addr(from),
+        };
+        let flow = self.flow();
+        self.n[to].recv(self.now, SID, flow, dir, msg, ctx);
+    }
+
+    fn run(&mut self) {
+        loop {
+            let mut any = false;
+            for i in 0..self.n.len() {
+                while let Some(a) = self.n[i].poll_action() {
+                    any = true;
+                    self.act(i, a);
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn act(&mut self, i: usize, a: Action) {
+        match a {
+            Action::Send { dir, msg, .. } => {
+                let j = match dir {
+                    Direction::Downstream => {
+                        let Some(j) = self.next[i] else { return };
+                        if self.peer_of[i] != Some(j) {
+                            // Handshake: j's responder state names i.
+                            self.peer_of[i] = Some(j);
+                            self.up[j] = Some(i);
+                        }
+                        j
+                    }
+                    Direction::Upstream => match self.up[i] {
+                        Some(j) => j,
+                        None => return,
+                    },
+                };
+                self.deliver(i, j, dir, msg);
+            }
+            Action::SendTo { peer, msg, .. } => {
+                let j = (0..self.n.len()).find(|j| addr(*j) == peer).unwrap();
+                self.deliver(i, j, Direction::Downstream, msg);
+            }
+            Action::VlinkUp { sid, .. } => self.n[i].vlink_done(self.now, sid, addr(i), None),
+            Action::VlinkDown { sid, .. } => {
+                self.vlink_down.push(i);
+                self.n[i].vlink_done(self.now, sid, addr(i), None);
+            }
+            Action::Event { kind, .. } => self.events.push((i, kind)),
+            Action::InstallClass { sid, link, .. } => {
+                self.class.insert(i, link);
+                self.n[i].class_done(self.now, sid, None);
+            }
+            Action::RemoveClass { .. } => {
+                self.class.remove(&i);
+            }
+            Action::Reply { .. } | Action::Forget { .. } | Action::Point { .. } => {}
+        }
+    }
+
+    fn classes(&self) -> Vec<(usize, String)> {
+        let mut v: Vec<_> = self.class.iter().map(|(i, l)| (*i, l.clone())).collect();
+        v.sort();
+        v
+    }
+
+    fn kinds(&self, i: usize) -> Vec<EventKind> {
+        self.events
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, k)| *k)
+            .collect()
+    }
+}
+
+fn classes(v: &[(usize, usize)]) -> Vec<(usize, String)> {
+    v.iter().map(|(i, to)| (*i, link(*to))).collect()
+}
+
+#[test]
+fn qni_moves_the_reservation_to_the_new_path_and_tears_the_old_branch() {
+    // 0 -> 1 -> 3, then 0 -> 2 -> 3 (1 stays reachable).
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.next[2] = Some(3);
+    net.setup();
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    net.reroute(0, 2);
+    assert_eq!(
+        net.kinds(0),
+        [EventKind::PathChanged, EventKind::Repaired],
+        "{:?}",
+        net.events
+    );
+    // The new hop holds the class, the old one has freed it.
+    assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
+    assert_eq!(net.n[1].sessions().count(), 0, "old branch torn");
+    assert!(net.n[1].ledger().is_empty());
+    // The old branch's tear reached the responder from 1, which is no
+    // longer its upstream peer: ignored, the link stays up.
+    assert!(net.reserves.contains(&(3, 1, true)));
+    assert!(net.vlink_down.is_empty(), "no tunnel end removed");
+    let (_, role, phase, ..) = net.n[3].sessions().next().expect("responder keeps it");
+    assert_eq!((role, phase), (Role::Qnr, Phase::Up));
+    assert!(net.events.iter().all(|(i, _)| *i == 0), "{:?}", net.events);
+    // Refreshes go the new way and are answered.
+    net.now += Duration::from_secs(31);
+    for i in 0..4 {
+        net.n[i].handle_timeout(net.now);
+    }
+    net.run();
+    assert!(net.kinds(0).iter().all(|k| *k != EventKind::LinkLost));
+    assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
+}
+
+#[test]
+fn admission_failure_on_the_new_path_is_repair_failed_and_frees_everything() {
+    // The new hop 2 has 1 Mbit/s towards 3: the 10 Mbit/s do not fit.
+    let mut net = Net::new(4, &[0, 1, 3], Some((2, 3, MBIT)));
+    net.next[2] = Some(3);
+    net.setup();
+    net.reroute(0, 2);
+    let k = net.kinds(0);
+    assert!(k.contains(&EventKind::PathChanged), "{k:?}");
+    assert!(k.contains(&EventKind::RepairFailed), "{k:?}");
+    assert!(k.contains(&EventKind::LinkLost), "{k:?}");
+    assert!(net.classes().is_empty(), "{:?}", net.classes());
+    // The responder still had the old branch as its path: the old
+    // branch's tear removed its end too.
+    assert!(net.vlink_down.contains(&3) && net.vlink_down.contains(&0));
+    for i in 0..4 {
+        assert_eq!(net.n[i].sessions().count(), 0, "n{i} is clean");
+        assert!(net.n[i].ledger().is_empty(), "n{i} ledger");
+    }
+}
+
+#[test]
+fn qne_where_the_path_diverges_re_reserves_with_the_stored_reserve() {
+    // 0 -> 1 -> 2 -> 4, then 1 -> 3 -> 4.
+    let mut net = Net::new(5, &[0, 1, 2, 4], None);
+    net.next[3] = Some(4);
+    net.setup();
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 2), (2, 4)]));
+    net.reroute(1, 3);
+    assert_eq!(net.kinds(1), [EventKind::PathChanged, EventKind::Repaired]);
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3), (3, 4)]));
+    assert_eq!(net.n[2].sessions().count(), 0);
+    assert!(net.vlink_down.is_empty());
+    assert!(net.kinds(0).is_empty(), "the initiator is not bothered");
+    // The repairing RESERVE carried the QNI's VLSP and QSPEC.
+    assert!(net.reserves.contains(&(3, 1, false)) && net.reserves.contains(&(4, 3, false)));
+}
+
+#[test]
+fn qne_whose_next_peer_is_now_upstream_does_nothing() {
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.setup();
+    net.n[1].path_changed(net.now, SID, addr(3), addr(0), Some(link(0)));
+    net.run();
+    assert!(net.events.is_empty(), "{:?}", net.events);
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+}
+
+#[test]
+fn cut_path_without_alternative_reaches_the_initiator_as_link_lost() {
+    let mut net = Net::new(4, &[0, 1, 2, 3], None);
+    net.setup();
+    // 1's probe found no peer towards 3 (GIST's PeerLost).
+    net.n[1].peer_lost(net.now, SID);
+    net.run();
+    let k = net.kinds(0);
+    assert!(k.contains(&EventKind::LinkLost), "{k:?}");
+    assert!(!net.class.contains_key(&0) && !net.class.contains_key(&1));
+}
