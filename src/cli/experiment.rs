@@ -85,12 +85,14 @@ pub(super) fn report(a: ReportArgs) -> Result<()> {
 pub(super) fn reproduce(a: ReproduceArgs) -> Result<()> {
     substrate::require_root()?;
     let exp_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-    for f in exp::PAPER_EXPERIMENTS {
+    let n = exp::PAPER_EXPERIMENTS.len();
+    for (i, f) in exp::PAPER_EXPERIMENTS.iter().enumerate() {
         let mut e = Experiment::load(&exp_dir.join(f))?;
         override_runs(&mut e, a.runs);
         e.output = a.output.join(&e.name);
         eprintln!(
-            "== {} ({:?}, {} runs) -> {}",
+            "== [{}/{n}] {} ({:?}, {} runs) -> {}",
+            i + 1,
             e.name,
             e.kind,
             e.runs,

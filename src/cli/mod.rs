@@ -8,6 +8,7 @@ mod experiment;
 mod k8s;
 mod link;
 mod node;
+mod schema;
 mod topology;
 mod updown;
 
@@ -89,6 +90,9 @@ enum Cmd {
     /// Run every paper experiment (experiments/paper-*.toml and the
     /// sweeps) and write results/.
     Reproduce(experiment::ReproduceArgs),
+    /// Write the JSON Schema of topology or experiment files (what the
+    /// `#:schema` line of the shipped files points editors at).
+    Schema(schema::SchemaArgs),
 }
 
 pub fn main() -> Result<()> {
@@ -116,6 +120,7 @@ pub fn main() -> Result<()> {
         Cmd::Run(a) => experiment::run(a),
         Cmd::Report(a) => experiment::report(a),
         Cmd::Reproduce(a) => experiment::reproduce(a),
+        Cmd::Schema(a) => schema::schema(a),
     }
 }
 

@@ -5,51 +5,78 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
+use crate::model::spanned::Spanned;
 use crate::model::tunnel::Backend;
+use crate::model::units::RATE_PATTERN;
 use crate::topology::VnodeKind;
 
 /// Kinds of experiment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// Set a signed virtual link up and tear it down through the first
+    /// router's API, `runs` times (paper Table I, Figs. 9-11).
     SetupTeardown,
+    /// HMAC creation and verification of a signed RESERVE (Table II).
     Hmac,
+    /// Setup with and without the Session Authorization object.
     AuthCompare,
+    /// Setup time over generated chains of `chain` routers.
     ChainSweep,
+    /// Setup time with each tunnel backend.
     Backends,
+    /// A reserved flow against a best-effort flood.
     QosIsolation,
 }
 
-#[derive(Debug, Deserialize)]
+/// A vlsp experiment file: what to measure on which topology
+/// (`vlsp run FILE`).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "vlsp experiment file")]
 struct File {
     experiment: Spanned<Def>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[experiment]`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Def {
+    /// Names the results folder (results/NAME) unless `output` is given.
+    #[schemars(example = &"paper-table1")]
     name: String,
+    /// Free text, written to meta.json.
     #[serde(default)]
     description: String,
+    /// What to measure.
     kind: Kind,
-    /// Topology file, relative to the experiment file.
+    /// Topology file, relative to the experiment file (needed by every
+    /// kind but hmac and chain-sweep).
+    #[schemars(example = &"../topologies/paper-4node.toml")]
     topology: Option<Spanned<String>>,
+    /// Measured runs (at least 1).
     #[serde(default = "hundred")]
+    #[schemars(range(min = 1))]
     runs: usize,
+    /// Runs before the measured ones, not recorded.
     #[serde(default = "five")]
     warmup: usize,
+    /// Reserved rate of the virtual link, in tc's units (bit = bits/s,
+    /// bps = bytes/s).
     #[serde(default = "ten_mbit")]
+    #[schemars(pattern(RATE_PATTERN), example = &"10mbit")]
     rate: Spanned<String>,
+    /// Tunnel backend (default: the topology's).
     #[serde(default)]
     backend: Option<Backend>,
     /// Output folder, relative to the current directory.
     output: Option<String>,
-    /// Chain lengths for `chain-sweep`.
+    /// Chain lengths for `chain-sweep` (each at least 2).
     #[serde(default)]
+    #[schemars(example = &[2, 4, 8])]
     chain: Vec<usize>,
     /// Extra high-count run for `hmac`.
     #[serde(default)]
@@ -59,10 +86,12 @@ struct Def {
     #[serde(default = "yes")]
     qos: bool,
     /// Override the capacity of every substrate link.
+    #[schemars(pattern(RATE_PATTERN), example = &"100mbit")]
     capacity: Option<Spanned<String>>,
     /// `qos-isolation`: best-effort flood rate (default 4x the capacity).
+    #[schemars(pattern(RATE_PATTERN))]
     flood: Option<Spanned<String>>,
-    /// `qos-isolation`: seconds of traffic per variant.
+    /// `qos-isolation`: seconds of traffic per variant (2 to 600).
     #[serde(default = "ten")]
     traffic_seconds: u64,
     /// Run every virtual node as this kind ("netns" or "qemu").
@@ -70,6 +99,12 @@ struct Def {
     /// Run each router's node as a `vlsp node` process (default: threads).
     #[serde(default)]
     process_per_node: bool,
+}
+
+/// The JSON Schema of experiment files (draft 7, which Taplo reads).
+pub fn schema() -> serde_json::Value {
+    let g = schemars::generate::SchemaSettings::draft07().into_generator();
+    serde_json::to_value(g.into_root_schema_for::<File>()).expect("a schema serializes")
 }
 
 fn yes() -> bool {

@@ -5,5 +5,6 @@
 pub mod measure;
 pub mod paths;
 pub mod ports;
+pub mod spanned;
 pub mod tunnel;
 pub mod units;

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// How a virtual link's frames cross the substrate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelKind {
     /// Ethernet over UDP (RFC 7348); the default, present on this kernel.
@@ -45,7 +47,9 @@ impl std::fmt::Display for TunnelKind {
 }
 
 /// Which mechanism creates tunnel ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// In-process rtnetlink requests.

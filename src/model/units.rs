@@ -103,6 +103,12 @@ impl std::fmt::Display for Rate {
     }
 }
 
+/// What [`Rate::parse`] reads, as a JSON Schema pattern (ECMA 262, no
+/// flags): a number, then nothing, `k`/`m`/`g`, or a unit ending in `bit` or
+/// `bps`, any case. It does not refuse 0 or an overflow; `vlsp validate` does.
+pub const RATE_PATTERN: &str =
+    r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)([kKmMgG]?([bB][iI][tT]|[bB][pP][sS])|[kKmMgG])?\s*$";
+
 /// [`Rate::parse`] as bits per second with the message as a string, for the
 /// file parsers that wrap it with a position.
 pub fn parse_rate(s: &str) -> Result<u64, String> {

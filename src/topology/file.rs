@@ -6,12 +6,13 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
 use super::{GistMode, Topology, VnodeKind};
+use crate::model::spanned::Spanned;
 use crate::model::tunnel::{Backend, TunnelKind};
-use crate::model::units::Rate;
+use crate::model::units::{RATE_PATTERN, Rate};
 use crate::wire::auth::Transform;
 use crate::wire::profile::Profile;
 
@@ -114,37 +115,62 @@ pub(crate) fn parse_toml(src: &Source) -> Result<File, TopologyError> {
 }
 
 // ------------------------------------------------------------ as read
+//
+// These types are also the JSON Schema of the file (`vlsp schema topology`):
+// doc comments become descriptions, so they speak to the file's author.
 
-#[derive(Debug, Deserialize)]
+/// A vlsp topology file: routers of one or more infrastructure providers,
+/// the substrate links between them, and the virtual nodes of virtual
+/// networks that signed QoS RESERVEs join with virtual links.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "vlsp topology file")]
 pub(crate) struct File {
     pub topology: Spanned<Header>,
+    /// Infrastructure providers, each with its key and authorization policy.
     #[serde(default)]
     pub provider: Vec<Spanned<ProviderDef>>,
+    /// Routers (one network namespace each).
     #[serde(default)]
     pub node: Vec<Spanned<NodeDef>>,
+    /// Substrate links between two routers.
     #[serde(default)]
     pub link: Vec<Spanned<LinkDef>>,
+    /// Virtual networks.
     #[serde(default)]
     pub vnet: Vec<Spanned<VnetDef>>,
+    /// Virtual nodes, each hosted on a router.
     #[serde(default)]
     pub vnode: Vec<Spanned<VnodeDef>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[topology]`: the name and the settings every node shares.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Header {
+    /// 1-24 lowercase letters, digits and '-' (not first): names
+    /// /run/vlsp/NAME/ and the namespaces vlsp-NAME-NODE.
+    #[schemars(pattern(r"^[a-z0-9][a-z0-9-]{0,23}$"), example = &"paper-4node")]
     pub name: Spanned<String>,
+    /// Free text, shown by `vlsp graph`.
     #[serde(default)]
     pub description: String,
+    /// Which reading of the specifications goes on the wire.
     #[serde(default)]
     pub profile: Profile,
+    /// Which mechanism creates tunnel ends.
     #[serde(default)]
     pub backend: Backend,
+    /// The tunnel type virtual links ask for (one that carries Ethernet:
+    /// vxlan, gretap or geneve).
     #[serde(default)]
     pub tunnel: TunnelKind,
-    /// Default [`DEFAULT_REFRESH_MS`].
+    /// QoS NSLP refresh period R in milliseconds (at least 100; default
+    /// 30000, RFC 5974's 30 s).
+    #[schemars(range(min = MIN_REFRESH_MS), example = 30000)]
     pub refresh_ms: Option<Spanned<u64>>,
+    /// How GIST carries the signaling after the Query: "d" (datagrams)
+    /// or "c" (messaging associations over TCP).
     #[serde(default)]
     pub gist_mode: GistMode,
 }
@@ -155,29 +181,51 @@ pub const DEFAULT_REFRESH_MS: u64 = 30_000;
 /// The shortest refresh period a node runs (`refresh_ms` below is refused).
 pub const MIN_REFRESH_MS: u64 = 100;
 
-#[derive(Debug, Deserialize)]
+/// `[[provider]]`: an infrastructure provider, its pre-shared key and the
+/// policy its routers apply to RESERVEs.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProviderDef {
+    /// The provider's name, as `[[node]] provider = ...` names it.
+    #[schemars(example = &"kit")]
     pub name: Spanned<String>,
+    /// Key id carried in the Session Authorization object.
     pub key_id: Option<u32>,
+    /// The HMAC key: text, or "hex:..." for bytes.
+    #[schemars(example = &"hex:00112233445566778899aabbccddeeff")]
     pub key: Option<String>,
+    /// The HMAC transform.
     #[serde(default)]
     pub transform: Transform,
+    /// Authorizing entity id carried in the Session Authorization object.
+    #[schemars(example = &"vnp@example.net")]
     pub entity: Option<String>,
+    /// Other providers whose signed RESERVEs this one accepts.
     #[serde(default)]
     pub accept: Vec<String>,
+    /// Unsigned RESERVEs: "refuse" (default) or "accept".
     #[serde(default = "default_unsigned")]
+    #[schemars(extend("enum" = ["refuse", "accept"]))]
     pub unsigned: String,
+    /// Authorization checks (defaults by profile).
     pub auth: Option<Spanned<AuthDef>>,
 }
 
 /// `[provider.auth]`: each key optional (defaults by profile).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthDef {
+    /// Largest clock difference accepted in a signed timestamp, seconds.
     pub max_skew_s: Option<Spanned<u64>>,
+    /// Longest validity window (start to end time) accepted, seconds.
+    #[schemars(range(min = 1))]
     pub max_window_s: Option<Spanned<u64>>,
+    /// Unsigned teardowns: "refuse" or "same-peer" (accepted from the
+    /// peer the reservation came from).
+    #[schemars(extend("enum" = ["refuse", "same-peer"]))]
     pub unsigned_tear: Option<Spanned<String>>,
+    /// Signatures remembered against replays.
+    #[schemars(range(min = 1))]
     pub replay_cache: Option<Spanned<u64>>,
 }
 
@@ -185,13 +233,19 @@ fn default_unsigned() -> String {
     "refuse".into()
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[node]]`: a router, in a network namespace of its own.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NodeDef {
+    /// The router's name.
+    #[schemars(example = &"tb1")]
     pub name: Spanned<String>,
+    /// The provider running it (default: the only one).
     pub provider: Option<Spanned<String>>,
+    /// Runs an NSIS node (false: a plain IP router).
     #[serde(default = "yes")]
     pub nsis: bool,
+    /// Its NSIS daemon is started by hand (`ip netns exec ...`), not by vlsp.
     pub external: Option<Spanned<bool>>,
 }
 
@@ -199,39 +253,64 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[link]]`: a substrate link between two routers.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LinkDef {
+    /// One end: ROUTER:ADDRESS/PREFIX.
+    #[schemars(pattern(ENDPOINT_PATTERN), example = &"tb1:172.1.2.1/24")]
     pub a: Spanned<String>,
+    /// The other end: ROUTER:ADDRESS/PREFIX.
+    #[schemars(pattern(ENDPOINT_PATTERN), example = &"tb2:172.1.2.2/24")]
     pub b: Spanned<String>,
+    /// Capacity, in tc's units (bit = bits/s, bps = bytes/s).
     #[serde(default)]
+    #[schemars(pattern(RATE_PATTERN), example = &"1gbit")]
     pub capacity: Option<Spanned<String>>,
+    /// Not supported on this kernel (needs sch_netem).
     #[serde(default)]
     pub delay: Option<Spanned<String>>,
+    /// Not supported on this kernel (needs sch_netem).
     #[serde(default)]
     pub loss: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `ROUTER:ADDRESS/PREFIX` of a link end.
+const ENDPOINT_PATTERN: &str = r"^[^:]+:[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$";
+
+/// `[[vnet]]`: a virtual network.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VnetDef {
+    /// The virtual network's name, as `[[vnode]] vnet = ...` names it.
     pub name: Spanned<String>,
+    /// Its 128-bit id in the VLSP object.
+    #[schemars(with = "Id128")]
     pub id: Spanned<toml::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[vnode]]`: a virtual node of a virtual network, hosted on a router.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VnodeDef {
+    /// The virtual node's name, as `vlsp link setup --from` names it.
+    #[schemars(example = &"VM1")]
     pub name: Spanned<String>,
+    /// The virtual network it belongs to.
     pub vnet: Spanned<String>,
+    /// The router hosting it.
     pub host: Spanned<String>,
+    /// Its 128-bit id in the VLSP object.
+    #[schemars(with = "Id128")]
     pub id: Spanned<toml::Value>,
     /// The one interface's id (default 1), without `interfaces`.
     pub vif_id: Option<Spanned<u64>>,
     /// The one interface's address, without `interfaces`.
+    #[schemars(example = &"10.10.0.1/24")]
     pub address: Option<Spanned<String>>,
     /// Several interfaces, each its own L2 segment.
     pub interfaces: Option<Spanned<Vec<Spanned<VifDef>>>>,
+    /// A network namespace or a QEMU guest.
     #[serde(default)]
     pub kind: VnodeKind,
     /// QEMU guests: memory in MiB.
@@ -247,11 +326,40 @@ pub(crate) struct VnodeDef {
 }
 
 /// One entry of `interfaces = [{ id = 1, addr = "10.0.0.1/24" }, ...]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VifDef {
+    /// The interface's id.
     pub id: Spanned<u64>,
+    /// The interface's address: ADDRESS/PREFIX.
+    #[schemars(example = &"10.0.0.1/24")]
     pub addr: Spanned<String>,
+}
+
+/// The schema of a 128-bit id as the file writes it.
+struct Id128;
+
+impl JsonSchema for Id128 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Id128".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A 128-bit id: a non-negative integer, or a string of a decimal or \"0x\"-prefixed hex number.",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*(0x[0-9a-fA-F]{1,32}|[0-9]{1,39})\\s*$" }
+            ],
+            "examples": [1, "0x00000001000000020000000300000004"]
+        })
+    }
+}
+
+/// The JSON Schema of topology files (draft 7, which Taplo reads).
+pub fn schema() -> serde_json::Value {
+    let g = schemars::generate::SchemaSettings::draft07().into_generator();
+    serde_json::to_value(g.into_root_schema_for::<File>()).expect("a schema serializes")
 }
 
 fn mem_default() -> u32 {

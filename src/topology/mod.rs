@@ -67,6 +67,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+/// The JSON Schema of topology files, from the types that parse them.
+pub use file::schema;
 pub use file::{DEFAULT_REFRESH_MS, MIN_REFRESH_MS, TopologyError};
 pub use generate::{GenerateError, MAX_CHAIN_ROUTERS, chain};
 pub use routes::aggregate;
@@ -78,7 +80,17 @@ use crate::wire::auth::Transform;
 use crate::wire::profile::Profile;
 
 /// Kind of virtual node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum VnodeKind {
     /// A network namespace attached to the host's bridge (fast, the default).
@@ -92,7 +104,17 @@ pub enum VnodeKind {
 /// datagrams, or C-mode messaging associations over TCP that the nodes
 /// propose in their Queries. A node accepts C-mode whenever a peer
 /// proposes it, whatever its own mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GistMode {
     #[default]

@@ -7,8 +7,6 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
-
 use super::file::{
     DEFAULT_REFRESH_MS, File, LinkDef, MIN_REFRESH_MS, NodeDef, ProviderDef, Source, TopologyError,
     VifDef, VnodeDef, line_col,
@@ -19,6 +17,7 @@ use super::{
     Vnode, VnodeKind,
 };
 use crate::model::paths::{TopoName, check_ifname, check_node_name};
+use crate::model::spanned::Spanned;
 use crate::model::units::Rate;
 use crate::wire::profile::Profile;
 

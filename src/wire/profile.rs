@@ -19,7 +19,17 @@ use serde::{Deserialize, Serialize};
 
 /// Which reading of the specifications to put on the wire.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 pub enum Profile {
     /// The RFCs' reading.

@@ -96,7 +96,16 @@ impl Timestamp {
 
 /// The HMAC transform (IKEv2 integrity transform IDs).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    Default,
+    schemars::JsonSchema,
 )]
 pub enum Transform {
     /// AUTH_HMAC_SHA1_96 (2).
