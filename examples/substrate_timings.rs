@@ -1,48 +1,124 @@
-//! Phase-by-phase time to bring up and take down the substrate of
-//! paper-4node and generated chains of 100 and 1000 routers (root).
-//! `cargo run --release --example substrate_timings`
+//! Phase-by-phase time to bring a chain of routers up with its NSIS nodes,
+//! set a virtual link up end to end across (at most) its first 100
+//! routers, and take it all down; RSS and threads of this process per
+//! router (root).
+//! `cargo run --release --example substrate_timings -- 1000 5000 10000`
+//! (default: paper-4node, then chains of 100 and 1000).
 
 use std::path::Path;
-use std::time::Instant;
-use vlsp::kernel::substrate;
+use std::time::{Duration, Instant};
+
+use vlsp::model::units::Rate;
+use vlsp::node::api::{Reply, Request};
+use vlsp::testbed::{Options, Testbed};
 use vlsp::topology::{Topology, chain};
 
+/// Routers a measured virtual link crosses: IP's TTL bounds a tunnel's
+/// path, so a longer chain gets VM2 on router 99.
+const LINK_SPAN: usize = 100;
+
+fn status(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn main() -> anyhow::Result<()> {
-    substrate::require_root()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let paper =
-        Topology::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml"))?;
-    let mut cases = vec![("paper-4node".to_string(), paper)];
-    for n in [100, 1000] {
+    vlsp::kernel::substrate::require_root()?;
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let mut cases = vec![];
+    if sizes.is_empty() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        cases.push(("paper-4node".to_string(), Topology::load(&p)?));
+    }
+    for n in if sizes.is_empty() {
+        vec![100, 1000]
+    } else {
+        sizes
+    } {
         let name = format!("tim{n}");
-        let t = Topology::parse(&chain(&name, n, 3)?, Path::new(&format!("{name}.toml")))?;
+        let last = n.min(LINK_SPAN) - 1;
+        let text = chain(&name, n, 3)?.replace(
+            &format!("host = \"r{}\"", n - 1),
+            &format!("host = \"r{last}\""),
+        );
+        let t = Topology::parse(&text, Path::new(&format!("{name}.toml")))?;
         cases.push((format!("chain of {n}"), t));
     }
     for (label, t) in cases {
-        let up = rt.block_on(substrate::up(&t))?;
-        println!(
-            "{label}: up ({} namespaces, {} links)\n{up}",
-            t.nodes.len() + t.vnodes.len(),
-            t.links.len() + t.vnodes.len()
-        );
-        let names = substrate::journal_read(&t.name);
+        let routers = t.nodes.len();
+        let (rss0, thr0) = (status("VmRSS:"), status("Threads:"));
         let t0 = Instant::now();
-        let down = substrate::down(&t.name)?;
-        // The kernel tears namespaces down asynchronously (cleanup_net);
-        // wait until their veth peers are really gone from the kernel:
-        // /proc/net/dev of the root namespace never held them, so watch the
-        // namespace count in /proc/self/mountinfo (bind mounts) instead.
-        while std::fs::read_to_string("/proc/self/mountinfo")?
-            .lines()
-            .any(|l| names.iter().any(|n| l.contains(n.as_str())))
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        let tb = Testbed::up(t, &Options::default())?;
+        let up = t0.elapsed();
+        let nodes = up.saturating_sub(tb.up_timings.total());
+        let (rss1, thr1) = (status("VmRSS:"), status("Threads:"));
         println!(
-            "{label}: down\n{down}\n  mounts released after {:.3} ms\n",
-            t0.elapsed().as_secs_f64() * 1e3
+            "{label}: up with {} NSIS nodes ready in {:.1} ms\n{}\n  {:<28} {:>10.3} ms",
+            tb.nodes.len(),
+            ms(up),
+            tb.up_timings,
+            "NSIS nodes started, ready",
+            ms(nodes)
+        );
+        println!(
+            "  RSS {} -> {} KiB: {:.1} KiB per router; threads {thr0} -> {thr1}",
+            rss0,
+            rss1,
+            (rss1.saturating_sub(rss0)) as f64 / routers as f64
+        );
+        let (vm1, vm2) = (&tb.topo.vnodes[0], &tb.topo.vnodes[1]);
+        let mut c = tb.client(&vm1.host)?;
+        let s = Instant::now();
+        let r = c.call(&Request::Setup {
+            from: vm1.name.clone(),
+            to: vm2.name.clone(),
+            rate_bps: Rate::from_bps(1_000_000),
+            bidirectional: false,
+            backend: None,
+            authenticate: true,
+            tunnel: None,
+        })?;
+        let setup = s.elapsed();
+        let hops = tb.topo.path(&vm1.host, &vm2.host).map_or(0, |p| p.len());
+        match r {
+            Reply::LinkUp { vlink } => {
+                let s = Instant::now();
+                let d = c.call(&Request::Teardown {
+                    vlink_id: vlink.vlink_id,
+                })?;
+                println!(
+                    "  link {} -> {} across {hops} routers: setup {:.3} ms, teardown {:.3} ms ({})",
+                    vm1.name,
+                    vm2.name,
+                    ms(setup),
+                    ms(s.elapsed()),
+                    if matches!(d, Reply::LinkDown { .. }) {
+                        "down"
+                    } else {
+                        "teardown FAILED"
+                    }
+                );
+            }
+            other => println!("  link across {hops} routers FAILED: {other:?}"),
+        }
+        drop(c);
+        let t0 = Instant::now();
+        let down = tb.down()?;
+        println!(
+            "{label}: down in {:.1} ms (nodes stopped {:.1} ms)\n{down}\n",
+            ms(t0.elapsed()),
+            ms(t0.elapsed().saturating_sub(down.total()))
         );
     }
     Ok(())

@@ -17,7 +17,7 @@ use rtnetlink::{
 };
 
 use crate::kernel::netns::{sysctl_in, with_netns};
-use crate::topology::{Topology, Vnode};
+use crate::topology::{Route, Topology, Vnode};
 
 /// The index of interface `name` in the namespace of `h`.
 pub async fn link_index(h: &Handle, name: &str) -> Result<u32> {
@@ -88,10 +88,17 @@ pub async fn add_address(
 }
 
 /// Turns on forwarding in router `node` and adds its static routes.
-pub async fn forward_and_route(topo: &Topology, node: &str, ns: &File, h: &Handle) -> Result<()> {
+/// `routes` are the node's ([`Topology::routes`], or one shared
+/// [`crate::topology::Graph`]'s for many nodes).
+pub async fn forward_and_route(
+    node: &str,
+    routes: Vec<Route>,
+    ns: &File,
+    h: &Handle,
+) -> Result<()> {
     sysctl_in(ns, "net/ipv4/ip_forward", "1")
         .with_context(|| format!("IP forwarding on {node}"))?;
-    for r in topo.routes(node) {
+    for r in routes {
         let i = link_index(h, &r.ifname).await?;
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.dest, r.prefix_len)

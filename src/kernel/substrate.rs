@@ -177,8 +177,10 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
     }
     t.mark("addresses", &mut since);
 
+    let graph = crate::topology::Graph::new(topo);
     for n in &topo.nodes {
-        links::forward_and_route(topo, &n.name, &files[&n.name], &handles[&n.name]).await?;
+        let routes = graph.routes(&n.name);
+        links::forward_and_route(&n.name, routes, &files[&n.name], &handles[&n.name]).await?;
     }
     t.mark("forwarding, routes", &mut since);
 

@@ -511,6 +511,16 @@ impl NodeConfig {
 
     /// Everything node `name` of `topo` needs.
     pub fn from_topology(topo: &crate::topology::Topology, name: &str) -> anyhow::Result<Self> {
+        Self::from_graph(topo, &crate::topology::Graph::new(topo), name)
+    }
+
+    /// As [`Self::from_topology`], with one [`crate::topology::Graph`] shared
+    /// by all the nodes a testbed starts (linear per node, not quadratic).
+    pub fn from_graph(
+        topo: &crate::topology::Topology,
+        graph: &crate::topology::Graph,
+        name: &str,
+    ) -> anyhow::Result<Self> {
         use crate::wire::auth::{KeyRing, VerifyPolicy};
         let node = topo
             .node(name)
@@ -535,7 +545,7 @@ impl NodeConfig {
             let Some(addr) = topo.node_addr(&v.host) else {
                 continue;
             };
-            let on_path = topo.providers_on_path(name, &v.host);
+            let on_path = graph.providers_on_path(name, &v.host);
             for p in &on_path {
                 keys.insert(p.key_id, &p.key, p.transform);
             }
@@ -589,7 +599,7 @@ impl NodeConfig {
             addrs: links.iter().map(|l| l.addr).collect(),
             tunnel_addr: topo.node_addr(name).unwrap_or(Ipv4Addr::UNSPECIFIED),
             links,
-            routes: topo
+            routes: graph
                 .routes(name)
                 .into_iter()
                 .map(|r| RouteConf {

@@ -71,7 +71,7 @@ use std::path::{Path, PathBuf};
 pub use file::schema;
 pub use file::{DEFAULT_REFRESH_MS, MIN_REFRESH_MS, TopologyError};
 pub use generate::{GenerateError, MAX_CHAIN_ROUTERS, chain};
-pub use routes::aggregate;
+pub use routes::{Graph, aggregate};
 pub use validate::MAX_VIFS;
 
 use crate::model::tunnel::{Backend, TunnelKind};

@@ -22,7 +22,7 @@ mod tcp;
 mod thread;
 mod vlink;
 
-pub use thread::{NodeHandle, spawn_node};
+pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 pub use vlink::DELETE_DELAY;
 
 use std::cell::{Cell, RefCell};

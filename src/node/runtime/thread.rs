@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tokio::net::UnixListener;
 
 use super::api_server::{ApiActor, serve_api};
-use super::vlink::{VlinkActor, start_reaper};
+use super::vlink::{Reaper, VlinkActor};
 use super::{NodeActor, SetApi};
 use crate::kernel::sockets::GistSockets;
 use crate::kernel::tunnel::Tunnels;
@@ -40,6 +40,21 @@ impl NodeHandle {
 /// Starts a node: a thread that enters `cfg.netns`, opens its sockets there
 /// and runs the actors until stopped. Returns once the API socket listens.
 pub fn spawn_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<NodeHandle> {
+    start_node(cfg, rec)?.ready()
+}
+
+/// A node whose thread is starting: [`StartingNode::ready`] waits for it.
+/// Starting many before waiting for any lets their start-ups overlap
+/// (a testbed of thousands of routers would otherwise wait for each).
+pub struct StartingNode {
+    name: String,
+    api_socket: PathBuf,
+    ready_rx: std::sync::mpsc::Receiver<Result<actix::System, String>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Spawns the node's thread (see [`spawn_node`]) without waiting for it.
+pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<actix::System, String>>();
     let name = cfg.name.clone();
     let api_socket = cfg.api_socket.clone();
@@ -67,17 +82,36 @@ pub fn spawn_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<NodeHandle> 
                 }
             });
             let _ = sys.run();
-        })?;
-    let system = ready_rx
-        .recv()
-        .map_err(|_| anyhow::anyhow!("node {name}: thread ended during start-up"))?
-        .map_err(|e| anyhow::anyhow!(e))?;
-    Ok(NodeHandle {
+        })
+        .map_err(|e| anyhow::anyhow!("node {name}: cannot start its thread: {e}"))?;
+    Ok(StartingNode {
         name,
         api_socket,
-        system,
-        thread: Some(thread),
+        ready_rx,
+        thread,
     })
+}
+
+impl StartingNode {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until the node's API socket listens (or its start failed).
+    pub fn ready(self) -> anyhow::Result<NodeHandle> {
+        let name = self.name;
+        let system = self
+            .ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("node {name}: thread ended during start-up"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(NodeHandle {
+            name,
+            api_socket: self.api_socket,
+            system,
+            thread: Some(self.thread),
+        })
+    }
 }
 
 async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
@@ -112,7 +146,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
         Box::new(crate::proto::rmf::NoEnforcer)
     };
     let busy = Arc::new(AtomicUsize::new(0));
-    let reaper = start_reaper(&cfg.name, rec.clone(), busy.clone())?;
+    let reaper = Reaper::new(&cfg.name, rec.clone(), busy.clone());
     let sockets = Rc::new(sockets);
     let ma_addr = ma_listener.local_addr().ok();
     let rec2 = rec.clone();

@@ -32,7 +32,7 @@ impl VlinkActor {
         node: Addr<NodeActor>,
         rec: Recorder,
         pending: Arc<AtomicUsize>,
-        reaper: std::sync::mpsc::Sender<(Sid, String)>,
+        mut reaper: Reaper,
     ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<VlinkWork>();
         let busy = pending.clone();
@@ -59,7 +59,7 @@ impl VlinkActor {
                     // for all namespaces) for an RCU grace period: the reaper
                     // thread does it, after the signaling is over.
                     pending.fetch_add(1, Ordering::SeqCst);
-                    let _ = reaper.send((w.sid, w.end.ifname()));
+                    reaper.delete(w.sid, w.end.ifname());
                 }
                 pending.fetch_sub(1, Ordering::SeqCst);
             }
@@ -81,9 +81,48 @@ impl Handler<VlinkWork> for VlinkActor {
 /// felt by every namespace) does not fall inside the signaling.
 pub const DELETE_DELAY: Duration = Duration::from_millis(20);
 
+/// Deletes tunnel devices after [`DELETE_DELAY`] on a thread of its own,
+/// started at the first deletion: most nodes of a large topology never
+/// delete a tunnel, and a thread each would double the threads of a run.
+pub(super) struct Reaper {
+    node: String,
+    rec: Recorder,
+    pending: Arc<AtomicUsize>,
+    tx: Option<std::sync::mpsc::Sender<(Sid, String)>>,
+}
+
+impl Reaper {
+    pub(super) fn new(node: &str, rec: Recorder, pending: Arc<AtomicUsize>) -> Self {
+        Self {
+            node: node.to_string(),
+            rec,
+            pending,
+            tx: None,
+        }
+    }
+
+    /// Queues `ifname`'s deletion. Called on the node's thread, so the
+    /// reaper thread inherits the node's namespace.
+    fn delete(&mut self, sid: Sid, ifname: String) {
+        if self.tx.is_none() {
+            match start_reaper(&self.node, self.rec.clone(), self.pending.clone()) {
+                Ok(tx) => self.tx = Some(tx),
+                Err(e) => tracing::warn!("{e}: {ifname} stays until the node stops"),
+            }
+        }
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((sid, ifname)).is_ok());
+        if !sent {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A thread in the node's namespace (it inherits the caller's) with its own
 /// netlink socket, deleting tunnel devices after [`DELETE_DELAY`].
-pub(super) fn start_reaper(
+fn start_reaper(
     node: &str,
     rec: Recorder,
     pending: Arc<AtomicUsize>,
