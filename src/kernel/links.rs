@@ -98,8 +98,18 @@ pub async fn forward_and_route(
 ) -> Result<()> {
     sysctl_in(ns, "net/ipv4/ip_forward", "1")
         .with_context(|| format!("IP forwarding on {node}"))?;
+    // A router has few interfaces and a long chain's router ~50 routes:
+    // look each index up once, not once per route.
+    let mut index = std::collections::HashMap::new();
     for r in routes {
-        let i = link_index(h, &r.ifname).await?;
+        let i = match index.get(&r.ifname) {
+            Some(&i) => i,
+            None => {
+                let i = link_index(h, &r.ifname).await?;
+                index.insert(r.ifname.clone(), i);
+                i
+            }
+        };
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.dest, r.prefix_len)
             .gateway(r.via)

@@ -124,15 +124,7 @@ impl Testbed {
         } else {
             topo.nodes.iter().filter(|n| n.runs_vlsp()).count()
         };
-        let need = in_process * FDS_PER_NODE + FDS_SPARE;
-        if need as u64 > limit {
-            bail!(
-                "{} runs {in_process} NSIS nodes in this process, about {need} open files, but the limit is {limit} \
-                 and cannot be raised (no CAP_SYS_RESOURCE?): raise `ulimit -Hn` as a privileged user, \
-                 run the nodes as processes (--process-per-node), or use a smaller topology; nothing was changed",
-                topo.name
-            );
-        }
+        fd_budget(&topo.name, in_process, limit)?;
         let run = RunDir::new(&topo.topo_name());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -334,6 +326,20 @@ const FDS_PER_NODE: usize = 11;
 /// Open files besides the nodes' (the substrate's, clients', logs).
 const FDS_SPARE: usize = 256;
 
+/// Refuses to run `nodes` in-process nodes of `topo` when their open files
+/// would pass `limit`: better before anything is created than at node 1817.
+fn fd_budget(topo: &str, nodes: usize, limit: u64) -> Result<()> {
+    let need = nodes * FDS_PER_NODE + FDS_SPARE;
+    if need as u64 > limit {
+        bail!(
+            "{topo} runs {nodes} NSIS nodes in this process, about {need} open files, but the limit is {limit} \
+             and cannot be raised (no CAP_SYS_RESOURCE?): raise `ulimit -Hn` as a privileged user, \
+             run the nodes as processes (--process-per-node), or use a smaller topology; nothing was changed"
+        );
+    }
+    Ok(())
+}
+
 /// Lifts the limits on open files to the kernel's ceiling (each node's
 /// sockets count against this process); returns the soft limit in force.
 /// Without CAP_SYS_RESOURCE only the soft limit rises, to the hard one.
@@ -424,6 +430,16 @@ pub fn link_setup(
 mod tests {
     use super::*;
     use crate::model::tunnel::Backend;
+
+    #[test]
+    fn nodes_beyond_the_open_file_limit_are_refused_before_anything_starts() {
+        assert!(fd_budget("c", 1700, 20_000).is_ok());
+        let e = fd_budget("c5000", 5000, 20_000).unwrap_err().to_string();
+        assert!(e.contains("5000 NSIS nodes"), "{e}");
+        assert!(e.contains("limit is 20000"), "{e}");
+        assert!(e.contains("--process-per-node"), "{e}");
+        assert!(fd_budget("c", 5000, 1 << 20).is_ok());
+    }
 
     #[test]
     fn the_saved_topology_is_the_effective_one() {
