@@ -2,6 +2,7 @@
 //! arguments and dispatch; the work lives in the layers below (one file per
 //! verb group).
 
+mod apply;
 mod bench;
 mod exec;
 mod experiment;
@@ -85,6 +86,11 @@ enum Cmd {
     /// Run every paper experiment (experiments/paper-*.toml and the
     /// sweeps) and write results/.
     Reproduce(experiment::ReproduceArgs),
+    /// Change a running topology to an edited file: add or remove routers,
+    /// links and virtual nodes, change capacities and keys, touching only
+    /// what changed. Refused when it would strand a reserved virtual link,
+    /// unless --force (which tears that link down first).
+    Apply(apply::ApplyArgs),
 }
 
 pub fn main() -> Result<()> {
@@ -111,6 +117,7 @@ pub fn main() -> Result<()> {
         Cmd::Run(a) => experiment::run(a),
         Cmd::Report(a) => experiment::report(a),
         Cmd::Reproduce(a) => experiment::reproduce(a),
+        Cmd::Apply(a) => apply::apply(a),
     }
 }
 

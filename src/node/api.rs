@@ -53,6 +53,14 @@ pub enum Request {
     Events,
     /// Take the measurement points recorded so far (they are removed).
     DumpPoints,
+    // `vlsp apply` (h7): a running node takes a changed topology.
+    /// Adopt the neighbours, capacities, routes and keys of this topology
+    /// (TOML text, the effective one); sessions stay. Its own address and
+    /// provider must not change (apply restarts such a node instead).
+    Reconfigure { topology: String },
+    /// Stop this node's actors (its links are not torn down: apply tears
+    /// the ones it would strand first).
+    Shutdown,
 }
 
 fn yes() -> bool {
@@ -95,6 +103,10 @@ pub enum Reply {
     },
     /// Events follow on this connection.
     Subscribed,
+    /// `reconfigure` or `shutdown` done (h7).
+    Done {
+        message: String,
+    },
     /// The request failed; `reason` is machine-readable, `message` says what
     /// went wrong and what to do.
     Error {

@@ -164,6 +164,11 @@ pub fn down(name: &TopoName) -> Result<(Daemon, Timings)> {
     let d = stop_daemon(&run);
     // Node processes (`--process-per-node`) outlive a killed `vlsp up`.
     super::procs::kill_journaled(&run);
+    // Anything else still in its namespaces (e.g. a node `vlsp apply`
+    // started just before it was killed, its pid not journaled yet).
+    for p in crate::kernel::journal::processes_in(name.as_str()) {
+        p.kill_if_same();
+    }
     let t = substrate::down(name.as_str())?;
     Ok((d, t))
 }

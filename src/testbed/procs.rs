@@ -39,6 +39,30 @@ pub fn spawn(
     run: &RunDir,
     no_qos: bool,
 ) -> Result<NodeProc> {
+    spawn_with(exe, topo, saved, node, run, no_qos, false)
+}
+
+/// [`spawn`] in a session of its own, for a node that outlives the
+/// command starting it (`vlsp apply`); `vlsp down` kills it by the journal.
+pub fn spawn_detached(
+    exe: &Path,
+    topo: &str,
+    saved: &Path,
+    node: &str,
+    run: &RunDir,
+) -> Result<NodeProc> {
+    spawn_with(exe, topo, saved, node, run, false, true)
+}
+
+fn spawn_with(
+    exe: &Path,
+    topo: &str,
+    saved: &Path,
+    node: &str,
+    run: &RunDir,
+    no_qos: bool,
+    detach: bool,
+) -> Result<NodeProc> {
     let api_socket = run.api_socket(node);
     let ready = run.path().join(format!("{node}.node-ready"));
     let _ = std::fs::remove_file(&ready);
@@ -60,6 +84,17 @@ pub fn spawn(
         cmd.arg("--no-qos");
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+    if detach {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start `{} node` for {node}", exe.display()))?;

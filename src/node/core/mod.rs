@@ -7,6 +7,7 @@
 
 mod api_map;
 mod points;
+mod reconfig;
 mod replay;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -343,6 +344,14 @@ impl NodeCore {
                 self.reply(token, Reply::Points { points });
             }
             Request::Events => self.reply(token, Reply::Subscribed),
+            Request::Reconfigure { topology } => {
+                let r = self.reconfigure_from(&topology);
+                self.reply(token, r)
+            }
+            Request::Shutdown => {
+                let message = format!("node {} stops", self.cfg.name);
+                self.reply(token, Reply::Done { message })
+            }
         }
         self.pump(now, AuthVerdict::NotChecked);
     }
