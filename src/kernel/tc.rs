@@ -488,6 +488,10 @@ impl HtbEnforcer {
 }
 
 impl Enforcer for HtbEnforcer {
+    fn forget_interfaces(&mut self) {
+        self.tc.ifindexes.clear();
+    }
+
     fn install(
         &mut self,
         sid: &[u8; 16],

@@ -153,6 +153,19 @@ impl NodeProc {
     }
 }
 
+/// The journaled node processes (whether or not they still run).
+pub fn journaled(run: &RunDir) -> Vec<crate::kernel::process::ProcessId> {
+    std::fs::read_to_string(pids_file(run))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(PidRecord::parse)
+        .map(|r| crate::kernel::process::ProcessId {
+            pid: r.pid,
+            start: r.start_time,
+        })
+        .collect()
+}
+
 /// SIGKILLs every journaled node process still running (verified by its
 /// start time, so a reused pid is never signalled); how many were.
 pub fn kill_journaled(run: &RunDir) -> usize {

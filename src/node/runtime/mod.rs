@@ -314,6 +314,9 @@ impl Handler<ApiCall> for NodeActor {
         let token = self.next_token;
         self.replies.insert(token, call.reply);
         let shutdown = matches!(call.req, Request::Shutdown);
+        if matches!(call.req, Request::Reconfigure { .. }) {
+            self.enforcer.forget_interfaces();
+        }
         self.core
             .handle_api(token, call.req, call.received_ns, Instant::now());
         self.run(ctx);

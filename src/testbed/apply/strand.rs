@@ -89,6 +89,13 @@ fn cut(old: &Topology, steps: &[Step], v: &Vlink, path: &[String]) -> Option<Str
             {
                 format!("link {a} -- {b} on its path is removed")
             }
+            Step::Rename { node, from, to }
+                if hops(old, path)
+                    .iter()
+                    .any(|(x, y)| [x, y].iter().any(|e| e.node == *node && e.ifname == *from)) =>
+            {
+                format!("interface {node}:{from} on its path is renamed to {to}")
+            }
             _ => continue,
         };
         return Some(why);
