@@ -2,6 +2,7 @@
 //! arguments and dispatch; the work lives in the layers below (one file per
 //! verb group).
 
+mod apply;
 mod bench;
 mod exec;
 mod experiment;
@@ -93,6 +94,11 @@ enum Cmd {
     /// Write the JSON Schema of topology or experiment files (what the
     /// `#:schema` line of the shipped files points editors at).
     Schema(schema::SchemaArgs),
+    /// Change a running topology to an edited file: add or remove routers,
+    /// links and virtual nodes, change capacities and keys, touching only
+    /// what changed. Refused when it would strand a reserved virtual link,
+    /// unless --force (which tears that link down first).
+    Apply(apply::ApplyArgs),
 }
 
 pub fn main() -> Result<()> {
@@ -121,6 +127,7 @@ pub fn main() -> Result<()> {
         Cmd::Report(a) => experiment::report(a),
         Cmd::Reproduce(a) => experiment::reproduce(a),
         Cmd::Schema(a) => schema::schema(a),
+        Cmd::Apply(a) => apply::apply(a),
     }
 }
 

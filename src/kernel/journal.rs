@@ -123,6 +123,36 @@ pub fn entries(topo: &str) -> Vec<Entry> {
         .collect()
 }
 
+/// Processes living in a namespace `topo` journaled (matched by the
+/// namespace's device and inode), whatever started them: a node `vlsp
+/// apply` started just before a `kill -9` (its pid not yet in
+/// `node-pids`), a command run with `vlsp exec`. `vlsp down` kills them
+/// before it removes the namespaces, so nothing outlives the topology.
+pub fn processes_in(topo: &str) -> Vec<ProcessId> {
+    use std::os::unix::fs::MetadataExt;
+    let ours: Vec<(u64, u64)> = entries(topo)
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Namespace(ns) => std::fs::metadata(crate::kernel::netns::ns_path(ns)).ok(),
+            Entry::Qemu { .. } => None,
+        })
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    let me = std::process::id() as i32;
+    let Ok(d) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    d.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| ours.contains(&(m.dev(), m.ino())))
+        })
+        .filter_map(ProcessId::of)
+        .collect()
+}
+
 /// Topologies with a journal (up, or left behind by a crash).
 pub fn journaled_topologies() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(RUN_DIR)

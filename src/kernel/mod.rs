@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod journal;
 pub mod links;
+pub mod live;
 pub mod netns;
 pub mod process;
 pub mod qemu;

@@ -376,6 +376,17 @@ impl Tc {
         )
     }
 
+    /// Changes the capacity of a link shaped by [`Tc::shape`] in place
+    /// (`vlsp apply`): the capacity class and the best-effort ceiling.
+    pub fn reshape(&mut self, ifname: &str, capacity_bps: u64) -> Result<(), QosError> {
+        let i = self.ifindex(ifname)?;
+        let top = class(i, TOP_MINOR, 0, capacity_bps, capacity_bps);
+        self.request(top, false, "HTB class 1:1 (change)", ifname)?;
+        let be_rate = (capacity_bps / 100).max(8 * MTU_BURST);
+        let be = class(i, BE_MINOR, TOP_MINOR, be_rate, capacity_bps);
+        self.request(be, false, "HTB class 1:ffff (change)", ifname)
+    }
+
     /// Adds class `1:minor` at `rate_bps` and the filter for `c`; on error
     /// nothing is left.
     pub fn add(
@@ -477,6 +488,10 @@ impl HtbEnforcer {
 }
 
 impl Enforcer for HtbEnforcer {
+    fn forget_interfaces(&mut self) {
+        self.tc.ifindexes.clear();
+    }
+
     fn install(
         &mut self,
         sid: &[u8; 16],

@@ -56,6 +56,14 @@ pub enum Request {
     /// Is the node able to signal: its sockets bound, its actors answering
     /// (what a readiness probe asks).
     Health,
+    // `vlsp apply` (h7): a running node takes a changed topology.
+    /// Adopt the neighbours, capacities, routes and keys of this topology
+    /// (TOML text, the effective one); sessions stay. Its own address and
+    /// provider must not change (apply restarts such a node instead).
+    Reconfigure { topology: String },
+    /// Stop this node's actors (its links are not torn down: apply tears
+    /// the ones it would strand first).
+    Shutdown,
 }
 
 fn yes() -> bool {
@@ -101,6 +109,10 @@ pub enum Reply {
     },
     /// Events follow on this connection.
     Subscribed,
+    /// `reconfigure` or `shutdown` done (h7).
+    Done {
+        message: String,
+    },
     /// The request failed; `reason` is machine-readable, `message` says what
     /// went wrong and what to do.
     Error {

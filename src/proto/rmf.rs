@@ -39,6 +39,9 @@ pub trait Enforcer: Send {
     ) -> Result<(), String>;
     /// Removes whatever `install` put in place for `sid` (idempotent).
     fn remove(&mut self, sid: &[u8; 16]);
+    /// Interfaces were added, removed or renamed (`vlsp apply`): forget
+    /// what was looked up about them.
+    fn forget_interfaces(&mut self) {}
 }
 
 /// Admission control only: nothing is installed.

@@ -161,9 +161,17 @@ pub fn down(name: &TopoName) -> Result<(Daemon, Timings)> {
         );
     }
     substrate::require_root()?;
+    // Taken before the daemon stops: on SIGTERM it removes the run
+    // directory, journals included, but knows only the nodes it started
+    // (not those `vlsp apply` started, nor what else runs in them).
+    let mut lingering = super::procs::journaled(&run);
+    lingering.extend(crate::kernel::journal::processes_in(name.as_str()));
     let d = stop_daemon(&run);
     // Node processes (`--process-per-node`) outlive a killed `vlsp up`.
     super::procs::kill_journaled(&run);
+    for p in lingering {
+        p.kill_if_same();
+    }
     let t = substrate::down(name.as_str())?;
     Ok((d, t))
 }

@@ -2,6 +2,7 @@
 //! (actor system on its own thread, inside its namespace) per NSIS router.
 //! What `vlsp up` runs, what the experiments and the integration tests use.
 
+pub mod apply;
 pub mod daemon;
 mod guests;
 pub mod k8s;

@@ -40,6 +40,30 @@ pub fn spawn(
     no_qos: bool,
     points: usize,
 ) -> Result<NodeProc> {
+    spawn_with(exe, topo, saved, node, run, no_qos, false)
+}
+
+/// [`spawn`] in a session of its own, for a node that outlives the
+/// command starting it (`vlsp apply`); `vlsp down` kills it by the journal.
+pub fn spawn_detached(
+    exe: &Path,
+    topo: &str,
+    saved: &Path,
+    node: &str,
+    run: &RunDir,
+) -> Result<NodeProc> {
+    spawn_with(exe, topo, saved, node, run, false, true)
+}
+
+fn spawn_with(
+    exe: &Path,
+    topo: &str,
+    saved: &Path,
+    node: &str,
+    run: &RunDir,
+    no_qos: bool,
+    detach: bool,
+) -> Result<NodeProc> {
     let api_socket = run.api_socket(node);
     let ready = run.path().join(format!("{node}.node-ready"));
     let _ = std::fs::remove_file(&ready);
@@ -64,6 +88,17 @@ pub fn spawn(
         cmd.arg("--points").arg(points.to_string());
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+    if detach {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start `{} node` for {node}", exe.display()))?;
@@ -125,6 +160,19 @@ impl NodeProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The journaled node processes (whether or not they still run).
+pub fn journaled(run: &RunDir) -> Vec<crate::kernel::process::ProcessId> {
+    std::fs::read_to_string(pids_file(run))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(PidRecord::parse)
+        .map(|r| crate::kernel::process::ProcessId {
+            pid: r.pid,
+            start: r.start_time,
+        })
+        .collect()
 }
 
 /// SIGKILLs every journaled node process still running (verified by its

@@ -7,6 +7,7 @@
 
 mod api_map;
 mod points;
+mod reconfig;
 mod replay;
 mod reroute;
 
@@ -353,6 +354,14 @@ impl NodeCore {
             Request::Health => {
                 let health = self.health();
                 self.reply(token, Reply::Health { health });
+            }
+            Request::Reconfigure { topology } => {
+                let r = self.reconfigure_from(&topology);
+                self.reply(token, r)
+            }
+            Request::Shutdown => {
+                let message = format!("node {} stops", self.cfg.name);
+                self.reply(token, Reply::Done { message })
             }
         }
         self.pump(now, AuthVerdict::NotChecked);

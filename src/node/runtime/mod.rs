@@ -350,9 +350,19 @@ impl Handler<ApiCall> for NodeActor {
         self.next_token += 1;
         let token = self.next_token;
         self.replies.insert(token, call.reply);
+        let shutdown = matches!(call.req, Request::Shutdown);
+        if matches!(call.req, Request::Reconfigure { .. }) {
+            self.enforcer.forget_interfaces();
+        }
         self.core
             .handle_api(token, call.req, call.received_ns, Instant::now());
         self.run(ctx);
+        if shutdown {
+            // `vlsp apply` stops this node: after its reply has gone out.
+            ctx.run_later(std::time::Duration::from_millis(200), |_, _| {
+                actix::System::current().stop()
+            });
+        }
     }
 }
 

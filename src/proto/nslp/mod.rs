@@ -372,6 +372,12 @@ impl Nslp {
         &self.stats
     }
 
+    /// The admission ledger, to declare links a reconfigured node gained
+    /// or whose capacity changed (`vlsp apply`).
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
