@@ -3,6 +3,7 @@
 //! verb group).
 
 mod bench;
+mod compare;
 mod exec;
 mod experiment;
 mod link;
@@ -85,6 +86,11 @@ enum Cmd {
     /// Run every paper experiment (experiments/paper-*.toml and the
     /// sweeps) and write results/.
     Reproduce(experiment::ReproduceArgs),
+    /// Test two results folders against each other: per metric the means
+    /// with CIs, the change, Mann-Whitney U and Welch's t (Holm-corrected)
+    /// and a verdict; a box-plot figure of both. --fail-if-slower 10% exits
+    /// 1 on a significant regression.
+    Compare(compare::CompareArgs),
 }
 
 pub fn main() -> Result<()> {
@@ -111,6 +117,7 @@ pub fn main() -> Result<()> {
         Cmd::Run(a) => experiment::run(a),
         Cmd::Report(a) => experiment::report(a),
         Cmd::Reproduce(a) => experiment::reproduce(a),
+        Cmd::Compare(a) => compare::compare(a),
     }
 }
 
