@@ -59,7 +59,7 @@ impl BoxStats {
         let (lo_fence, hi_fence) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
         let inside = s.iter().filter(|x| **x >= lo_fence && **x <= hi_fence);
         let low = inside.clone().next().copied().unwrap_or(q1);
-        let high = inside.last().copied().unwrap_or(q3);
+        let high = inside.clone().next_back().copied().unwrap_or(q3);
         let step = (s[s.len() - 1] - s[0]) / 200.0;
         let mut outliers = vec![];
         let mut last = None;
