@@ -4,6 +4,7 @@
 
 mod apply;
 mod bench;
+mod compare;
 mod exec;
 mod experiment;
 mod k8s;
@@ -99,6 +100,11 @@ enum Cmd {
     /// what changed. Refused when it would strand a reserved virtual link,
     /// unless --force (which tears that link down first).
     Apply(apply::ApplyArgs),
+    /// Test two results folders against each other: per metric the means
+    /// with CIs, the change, Mann-Whitney U and Welch's t (Holm-corrected)
+    /// and a verdict; a box-plot figure of both. --fail-if-slower 10% exits
+    /// 1 on a significant regression.
+    Compare(compare::CompareArgs),
 }
 
 pub fn main() -> Result<()> {
@@ -128,6 +134,7 @@ pub fn main() -> Result<()> {
         Cmd::Reproduce(a) => experiment::reproduce(a),
         Cmd::Schema(a) => schema::schema(a),
         Cmd::Apply(a) => apply::apply(a),
+        Cmd::Compare(a) => compare::compare(a),
     }
 }
 

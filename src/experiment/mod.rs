@@ -24,8 +24,10 @@
 //! Files, bottom up: `paper` (the paper's numbers), `stats`, `plot`,
 //! `periods`, `file` (experiment files), `rows` (`runs.csv`), `meta`
 //! (`meta.json`), `progress`, `kinds/*`, `report`, `run`; `graph` draws
-//! topologies for `vlsp graph`.
+//! topologies for `vlsp graph`; `compare` tests two results folders
+//! against each other (`vlsp compare`).
 
+pub mod compare;
 pub mod file;
 pub mod graph;
 pub mod kinds;

@@ -1,0 +1,232 @@
+//! Two-sample tests for timing data: Welch's t-test, the Mann-Whitney U
+//! test, and Holm's correction over a family of p-values. Pure functions of
+//! the samples; the numbers follow scipy's `ttest_ind(equal_var=False)` and
+//! `mannwhitneyu(method="auto")` (two-sided), so they can be checked there.
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// Welch's t-test of B against A (unequal variances).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Welch {
+    /// (mean B − mean A) / standard error: positive when B is larger.
+    pub t: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+    /// 95% confidence interval of mean B − mean A.
+    pub diff_ci95: (f64, f64),
+}
+
+/// Mean and sample variance (n − 1).
+fn mean_var(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let m = x.iter().sum::<f64>() / n;
+    let v = x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
+    (m, v)
+}
+
+/// Welch's t-test; none when a sample has fewer than two values or both
+/// have no spread at all (the statistic is undefined, as scipy's NaN).
+pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (ma, va) = mean_var(a);
+    let (mb, vb) = mean_var(b);
+    let (sa, sb) = (va / a.len() as f64, vb / b.len() as f64);
+    let se2 = sa + sb;
+    if se2 <= 0.0 {
+        return None;
+    }
+    let df = se2 * se2 / (sa * sa / (a.len() - 1) as f64 + sb * sb / (b.len() - 1) as f64);
+    let t = (mb - ma) / se2.sqrt();
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    let p = (2.0 * dist.sf(t.abs())).min(1.0);
+    let half = dist.inverse_cdf(0.975) * se2.sqrt();
+    Some(Welch {
+        t,
+        df,
+        p,
+        diff_ci95: (mb - ma - half, mb - ma + half),
+    })
+}
+
+/// How the Mann-Whitney p-value was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MwuMethod {
+    /// The exact distribution of U (no ties, a sample of at most 8).
+    Exact,
+    /// Normal approximation with tie and continuity correction.
+    Asymptotic,
+}
+
+/// The Mann-Whitney U test of B against A.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Mwu {
+    /// U of sample B: the number of pairs (a, b) with b > a, ties counting ½.
+    pub u_b: f64,
+    /// U_B / (n_A · n_B): the probability that a run of B is slower than
+    /// one of A (ties ½); above 0.5 means B tends to be slower.
+    pub p_b_greater: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+    pub method: MwuMethod,
+}
+
+/// Largest sample size of the smaller sample for the exact distribution
+/// (scipy's rule for `method="auto"`).
+const EXACT_MAX: usize = 8;
+
+/// Mid-ranks (1-based) of the pooled samples, and Σ(t³ − t) over tie groups.
+fn ranks(pooled: &[f64]) -> (Vec<f64>, f64) {
+    let mut idx: Vec<usize> = (0..pooled.len()).collect();
+    idx.sort_by(|&i, &j| pooled[i].total_cmp(&pooled[j]));
+    let mut r = vec![0.0; pooled.len()];
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && pooled[idx[j + 1]] == pooled[idx[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = mid;
+        }
+        let t = (j - i + 1) as f64;
+        ties += t * t * t - t;
+        i = j + 1;
+    }
+    (r, ties)
+}
+
+/// Two-sided Mann-Whitney U test; none when a sample is empty.
+pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<Mwu> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let (na, nb) = (a.len(), b.len());
+    let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    let (r, ties) = ranks(&pooled);
+    let rb: f64 = r[na..].iter().sum();
+    let u_b = rb - (nb * (nb + 1)) as f64 / 2.0;
+    let nn = (na * nb) as f64;
+    let u = u_b.max(nn - u_b);
+    let (p, method) = if ties == 0.0 && na.min(nb) <= EXACT_MAX {
+        (
+            (2.0 * exact_sf(u as usize, na.min(nb), na.max(nb))).min(1.0),
+            MwuMethod::Exact,
+        )
+    } else {
+        let n = (na + nb) as f64;
+        let s = (nn / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)))).sqrt();
+        let p = if s > 0.0 {
+            let z = (u - nn / 2.0 - 0.5) / s;
+            (2.0 * Normal::standard().sf(z)).min(1.0)
+        } else {
+            1.0
+        };
+        (p, MwuMethod::Asymptotic)
+    };
+    Some(Mwu {
+        u_b,
+        p_b_greater: u_b / nn,
+        p,
+        method,
+    })
+}
+
+/// P(U ≥ k) for samples of sizes m ≤ n without ties. The counts of U are
+/// the coefficients of the Gaussian binomial [m+n choose m]_q =
+/// Π_{i=1..m} (1 − q^{n+i}) / (1 − q^i), built one factor at a time
+/// (every partial product is a polynomial; i128 holds C(n+8, 8) exactly).
+fn exact_sf(k: usize, m: usize, n: usize) -> f64 {
+    let mut c = vec![0i128; m * n + 1];
+    c[0] = 1;
+    for i in 1..=m {
+        for j in (n + i..c.len()).rev() {
+            c[j] -= c[j - n - i];
+        }
+        for j in i..c.len() {
+            c[j] += c[j - i];
+        }
+    }
+    let total: i128 = c.iter().sum();
+    let tail: i128 = c[k.min(c.len())..].iter().sum();
+    tail as f64 / total as f64
+}
+
+/// Holm's step-down adjustment: the adjusted p-values in the input order.
+/// NaNs (tests that could not be done) stay NaN and do not count in the
+/// family.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
+    idx.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let m = idx.len();
+    let mut out = vec![f64::NAN; p.len()];
+    let mut run = 0.0f64;
+    for (rank, &i) in idx.iter().enumerate() {
+        run = run.max(((m - rank) as f64 * p[i]).min(1.0));
+        out[i] = run;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn ranks_share_ties() {
+        let (r, t) = ranks(&[3.0, 1.0, 3.0, 2.0, 3.0]);
+        assert_eq!(r, [4.0, 1.0, 4.0, 2.0, 4.0]);
+        assert_eq!(t, 24.0);
+    }
+
+    /// The full distribution of U for m = 2, n = 3 by enumeration: the ten
+    /// placements give U = 0,1,2,2,3,3,4,4,5,6.
+    #[test]
+    fn exact_distribution_small() {
+        assert!(close(exact_sf(0, 2, 3), 1.0, 1e-12));
+        assert!(close(exact_sf(6, 2, 3), 0.1, 1e-12));
+        assert!(close(exact_sf(4, 2, 3), 0.4, 1e-12));
+        assert!(close(exact_sf(7, 2, 3), 0.0, 1e-12) || exact_sf(7, 2, 3) == 0.0);
+    }
+
+    #[test]
+    fn complete_separation_small() {
+        let m = mann_whitney(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap();
+        assert_eq!(m.method, MwuMethod::Exact);
+        assert_eq!(m.u_b, 9.0);
+        assert_eq!(m.p_b_greater, 1.0);
+        // 2 · 1/C(6,3)
+        assert!(close(m.p, 0.1, 1e-12), "{}", m.p);
+    }
+
+    #[test]
+    fn identical_constant_samples_have_no_difference() {
+        let m = mann_whitney(&[2.0; 5], &[2.0; 5]).unwrap();
+        assert_eq!(m.method, MwuMethod::Asymptotic);
+        assert_eq!(m.p, 1.0);
+        assert!(welch(&[2.0; 5], &[2.0; 5]).is_none());
+        assert!(welch(&[2.0], &[1.0, 3.0]).is_none());
+    }
+
+    #[test]
+    fn holm_steps_down_and_keeps_order() {
+        let adj = holm(&[0.01, 0.04, f64::NAN, 0.03]);
+        // m = 3: 3·0.01 = 0.03; 2·0.03 = 0.06; max(0.06, 1·0.04) = 0.06
+        assert!(close(adj[0], 0.03, 1e-12));
+        assert!(close(adj[3], 0.06, 1e-12));
+        assert!(close(adj[1], 0.06, 1e-12));
+        assert!(adj[2].is_nan());
+        assert_eq!(holm(&[0.9, 0.8]), [1.0, 1.0]);
+    }
+}

@@ -1,0 +1,19 @@
+//! `vlsp compare A B`: do two results folders differ? For every `runs.csv`
+//! column both have (per variant), the two means with confidence intervals,
+//! the change, Welch's t-test and the Mann-Whitney U test, Holm-corrected
+//! over the metrics, and a verdict driven by Mann-Whitney (timing data are
+//! skewed; see [`analyse`]). Output as a terminal table, Markdown or JSON,
+//! and a figure of the two distributions side by side.
+//!
+//! Files: `hypothesis` (the tests, pure), `model` (the result), `analyse`
+//! (pairing folders and testing), `render` (table, Markdown, JSON),
+//! `figure` (box plots).
+
+pub mod analyse;
+pub mod figure;
+pub mod hypothesis;
+pub mod model;
+pub mod render;
+
+pub use analyse::{CompareError, Options, compare_dirs, compare_rows};
+pub use model::{Comparison, Metric, Verdict};

@@ -1,0 +1,201 @@
+//! A comparison as a terminal table, a Markdown table (CI job summaries)
+//! or JSON. Values are shown in ms when a metric's means reach 1000 µs,
+//! else in µs.
+
+use super::model::{Comparison, Metric, Side};
+
+/// The unit a metric is shown in and the factor from µs.
+fn unit(m: &Metric) -> (&'static str, f64) {
+    if m.a.mean.abs().max(m.b.mean.abs()) >= 1000.0 {
+        ("ms", 1e-3)
+    } else {
+        ("µs", 1.0)
+    }
+}
+
+/// Four significant digits, without exponent notation.
+fn sig(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let digits = if x == 0.0 {
+        0
+    } else {
+        (3 - x.abs().log10().floor() as i32).clamp(0, 6)
+    };
+    format!("{x:.*}", digits as usize)
+}
+
+fn p(x: f64) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else if x < 1e-4 {
+        "<0.0001".into()
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn signed_pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:+.1}%")
+    } else {
+        "—".into()
+    }
+}
+
+const HEADER: [&str; 9] = [
+    "metric",
+    "unit",
+    "A mean [95% CI]",
+    "B mean [95% CI]",
+    "Δ mean",
+    "Δ median",
+    "p MWU (Holm)",
+    "p Welch (Holm)",
+    "verdict",
+];
+
+fn cells(m: &Metric) -> [String; 9] {
+    let (u, f) = unit(m);
+    let mean = |s: &super::model::Sample| {
+        format!(
+            "{} [{}, {}]",
+            sig(s.mean * f),
+            sig(s.ci95.0 * f),
+            sig(s.ci95.1 * f)
+        )
+    };
+    [
+        m.name.clone(),
+        u.to_string(),
+        mean(&m.a),
+        mean(&m.b),
+        signed_pct(m.change_mean_pct),
+        signed_pct(m.change_median_pct),
+        p(m.mwu_p_holm),
+        p(m.welch_p_holm),
+        m.verdict.as_str().to_string(),
+    ]
+}
+
+fn side_line(tag: &str, s: &Side, n: usize) -> String {
+    let mut l = format!("{tag}: {} (variant {}, {n} runs", s.dir, s.variant);
+    if let Some(c) = &s.commit {
+        l += &format!(", commit {}", &c[..c.len().min(12)]);
+    }
+    if let Some(d) = &s.date_utc {
+        l += &format!(", {d}");
+    }
+    l + ")"
+}
+
+fn runs(c: &Comparison, a: bool) -> usize {
+    c.metrics
+        .iter()
+        .map(|m| if a { m.a.n } else { m.b.n })
+        .max()
+        .unwrap_or(0)
+}
+
+fn method_note(c: &Comparison) -> String {
+    format!(
+        "Verdict: two-sided Mann-Whitney U test (normal approximation with tie correction; exact for a sample of at most 8 without ties), Holm-corrected over the {} metrics, at α = {}; Welch's t-test shown beside it. Δ = (B − A) / A.",
+        c.metrics.len(),
+        c.alpha
+    )
+}
+
+fn tally(c: &Comparison) -> String {
+    let count = |v| c.metrics.iter().filter(|m| m.verdict == v).count();
+    use super::model::Verdict::*;
+    format!(
+        "{} slower, {} faster, {} without significant difference",
+        count(Slower),
+        count(Faster),
+        count(NoSignificantDifference)
+    )
+}
+
+/// The terminal table.
+pub fn text(c: &Comparison) -> String {
+    let rows: Vec<[String; 9]> = c.metrics.iter().map(cells).collect();
+    let mut w = HEADER.map(|h| h.chars().count());
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate() {
+            w[i] = w[i].max(cell.chars().count());
+        }
+    }
+    let line = |r: &[String]| {
+        let mut s = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            let pad = w[i] - cell.chars().count();
+            // Names and verdicts left, numbers right.
+            if i == 0 || i == 8 || i == 1 {
+                s += &format!("{cell}{}  ", " ".repeat(pad));
+            } else {
+                s += &format!("{}{cell}  ", " ".repeat(pad));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = side_line("A", &c.a, runs(c, true)) + "\n";
+    out += &(side_line("B", &c.b, runs(c, false)) + "\n\n");
+    out += &line(&HEADER.map(String::from));
+    for r in &rows {
+        out += &line(r);
+    }
+    out += &format!("\n{}\n{}\n", tally(c), method_note(c));
+    out
+}
+
+/// A Markdown table with a heading, for a CI job summary.
+pub fn markdown(c: &Comparison) -> String {
+    let title =
+        c.b.experiment
+            .as_deref()
+            .or(c.a.experiment.as_deref())
+            .unwrap_or("runs");
+    let mut out = format!("### Comparison: {title}\n\n");
+    out += &format!(
+        "- {}\n- {}\n\n",
+        side_line("A", &c.a, runs(c, true)),
+        side_line("B", &c.b, runs(c, false))
+    );
+    out += &format!("| {} |\n", HEADER.join(" | "));
+    out += &format!("|{}\n", "---|".repeat(HEADER.len()));
+    for r in c.metrics.iter().map(cells) {
+        let mut r = r.to_vec();
+        if r[8] != "no significant difference" {
+            r[8] = format!("**{}**", r[8]);
+        }
+        out += &format!("| {} |\n", r.join(" | "));
+    }
+    out += &format!("\n{}. {}\n", tally(c), method_note(c));
+    out
+}
+
+/// JSON (values in µs; NaN as null).
+pub fn json(c: &Comparison) -> String {
+    serde_json::to_string_pretty(c).expect("a comparison serialises") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        assert_eq!(sig(2.30801), "2.308");
+        assert_eq!(sig(47.9297), "47.93");
+        assert_eq!(sig(0.0951), "0.09510");
+        assert_eq!(sig(1234.4), "1234");
+        assert_eq!(sig(123456.0), "123456");
+        assert_eq!(sig(0.0), "0");
+        assert_eq!(sig(f64::NAN), "—");
+        assert_eq!(p(0.04321), "0.0432");
+        assert_eq!(p(1e-9), "<0.0001");
+        assert_eq!(signed_pct(-3.21), "-3.2%");
+        assert_eq!(signed_pct(560.0), "+560.0%");
+    }
+}

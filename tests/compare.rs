@@ -1,0 +1,284 @@
+//! `vlsp compare` on fixture folders (tests/data/compare/): the statistics
+//! against scipy's, the verdicts, the exit codes of --fail-if-slower, the
+//! files it writes, and refusals that name the folder at fault.
+//!
+//! Expected numbers: printed by tests/data/compare/fixtures.py with scipy
+//! 1.17.1 (`ttest_ind(equal_var=False)`, `mannwhitneyu(method="auto")`,
+//! `t.ppf`; Holm's correction written out in the script).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/compare")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A scratch folder for one test, removed when dropped (also on failure).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("vlsp-compare-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn s(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn vlsp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vlsp"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `vlsp compare A B --format json` (files into a scratch folder).
+fn json(a: &str, b: &str, extra: &[&str]) -> Value {
+    let out = Scratch::new("json");
+    let mut args = vec![
+        "compare",
+        a,
+        b,
+        "--format",
+        "json",
+        "-o",
+        &out.0.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let o = vlsp(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn metric<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no metric {name} in {v}"))
+}
+
+#[track_caller]
+fn close(v: &Value, want: f64, rel: f64) {
+    let got = v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"));
+    assert!(
+        (got - want).abs() <= rel * want.abs(),
+        "got {got}, scipy says {want}"
+    );
+}
+
+#[test]
+fn same_code_shows_no_significant_difference() {
+    let v = json(&data("base"), &data("same"), &[]);
+    let s = metric(&v, "setup_A");
+    close(&s["welch"]["t"], -0.165652665, 1e-8);
+    close(&s["welch"]["df"], 20.97794134, 1e-8);
+    close(&s["welch"]["p"], 0.8700163533, 1e-8);
+    close(&s["welch"]["diff_ci95"][0], -44.27922879, 1e-7);
+    close(&s["welch"]["diff_ci95"][1], 37.74589545, 1e-7);
+    // A tie across the samples: the normal approximation.
+    close(&s["mwu"]["u_b"], 74.5, 0.0);
+    close(&s["mwu"]["p"], 0.9080526532, 1e-8);
+    assert_eq!(s["mwu"]["method"], "asymptotic");
+    let t = metric(&v, "teardown_A");
+    close(&t["welch"]["p"], 0.6792443803, 1e-8);
+    close(&t["mwu"]["u_b"], 74.0, 0.0);
+    close(&t["mwu"]["p"], 0.9309425069, 1e-8);
+    for m in [s, t] {
+        close(&m["mwu_p_holm"], 1.0, 0.0);
+        close(&m["welch_p_holm"], 1.0, 0.0);
+        assert_eq!(m["verdict"], "no-significant-difference");
+    }
+    assert_eq!(v["primary_test"], "mann-whitney-u");
+}
+
+#[test]
+fn a_slower_run_is_slower_and_holm_corrected() {
+    let v = json(&data("base"), &data("slower"), &[]);
+    let s = metric(&v, "setup_A");
+    close(&s["welch"]["t"], 22.5220966, 1e-8);
+    close(&s["welch"]["df"], 17.13219414, 1e-8);
+    close(&s["welch"]["p"], 3.608936962e-14, 1e-6);
+    close(&s["welch_p_holm"], 7.217873925e-14, 1e-6);
+    close(&s["welch"]["diff_ci95"][0], 650.869646, 1e-8);
+    close(&s["mwu"]["u_b"], 144.0, 0.0);
+    close(&s["mwu"]["p_b_greater"], 1.0, 0.0);
+    close(&s["mwu"]["p"], 3.658455354e-05, 1e-8);
+    close(&s["mwu_p_holm"], 7.316910708e-05, 1e-8);
+    assert_eq!(s["verdict"], "slower");
+    // Means 2325.667 and 3043.767 µs, medians 2305.85 and 3010.55 µs.
+    close(&s["change_mean_pct"], 30.877167837, 1e-9);
+    close(&s["change_median_pct"], 30.561398183, 1e-9);
+    let t = metric(&v, "teardown_A");
+    close(&t["mwu_p_holm"], 0.9309425069, 1e-8);
+    assert_eq!(t["verdict"], "no-significant-difference");
+    // The other way round it is faster.
+    let r = json(&data("slower"), &data("base"), &[]);
+    assert_eq!(metric(&r, "setup_A")["verdict"], "faster");
+}
+
+#[test]
+fn small_samples_without_ties_use_the_exact_distribution() {
+    let v = json(&data("small-a"), &data("small-b"), &[]);
+    let s = metric(&v, "setup_A");
+    assert_eq!(s["mwu"]["method"], "exact");
+    close(&s["mwu"]["u_b"], 23.0, 0.0);
+    // 2 · 4/252 (scipy: 0.03174603175)
+    close(&s["mwu"]["p"], 0.03174603175, 1e-9);
+    close(&s["welch"]["p"], 0.02123064125, 1e-8);
+    close(&s["welch"]["df"], 7.979765353, 1e-8);
+    assert_eq!(s["verdict"], "slower");
+    // At α = 0.01 it is not significant.
+    let v = json(&data("small-a"), &data("small-b"), &["--alpha", "0.01"]);
+    assert_eq!(
+        metric(&v, "setup_A")["verdict"],
+        "no-significant-difference"
+    );
+}
+
+#[test]
+fn fail_if_slower_exit_codes() {
+    let out = Scratch::new("exit");
+    let run = |b: &str, pct: &str| {
+        vlsp(&[
+            "compare",
+            &data("base"),
+            &data(b),
+            "--fail-if-slower",
+            pct,
+            "-o",
+            &out.s(),
+        ])
+    };
+    // setup_A's median grew by 30.6%: above 10%, below 40%.
+    let o = run("slower", "10%");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("setup_A (+30.6% median)") && err.contains("10%"),
+        "{err}"
+    );
+    assert!(!err.contains("teardown_A"), "{err}");
+    assert_eq!(run("slower", "40%").status.code(), Some(0));
+    assert_eq!(run("same", "0%").status.code(), Some(0));
+    // The table is printed either way.
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("setup_A") && text.contains("slower"),
+        "{text}"
+    );
+    assert!(text.contains("+30.6%") && text.contains("+30.9%"), "{text}");
+    // A threshold that is not a percentage is refused by the parser.
+    assert_eq!(run("slower", "ten").status.code(), Some(2));
+}
+
+#[test]
+fn writes_markdown_json_and_the_figure() {
+    let out = Scratch::new("files");
+    let o = vlsp(&[
+        "compare",
+        &data("base"),
+        &data("slower"),
+        "--format",
+        "md",
+        "-o",
+        &out.s(),
+    ]);
+    assert!(o.status.success());
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.starts_with("### Comparison"), "{md}");
+    assert!(
+        md.contains("| setup_A | ms |") && md.contains("**slower**"),
+        "{md}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.0.join("compare.md"))
+            .unwrap()
+            .trim_end(),
+        md.trim_end()
+    );
+    let png = std::fs::read(out.0.join("compare.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(out.0.join("compare.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("setup_A"));
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.0.join("compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["metrics"].as_array().unwrap().len(), 2);
+    // --metrics narrows the family (and Holm's correction).
+    let v = json(&data("base"), &data("slower"), &["--metrics", "setup_*"]);
+    let s = metric(&v, "setup_A");
+    close(&s["mwu_p_holm"], 3.658455354e-05, 1e-8);
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn refusals_name_the_folder() {
+    let o = vlsp(&["compare", "/nonexistent-vlsp-folder", &data("base")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/nonexistent-vlsp-folder") && err.contains("runs.csv"),
+        "{err}"
+    );
+    let o = vlsp(&[
+        "compare",
+        &data("base"),
+        &data("same"),
+        "--a-variant",
+        "script",
+        "--no-files",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no variant \"script\""), "{err}");
+}
+
+/// One folder alone is compared against the committed results of its
+/// experiment: a copy of them has no difference at all.
+#[test]
+fn one_folder_is_compared_with_the_committed_results() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/paper-table1");
+    let copy = Scratch::new("baseline");
+    for f in ["runs.csv", "meta.json"] {
+        std::fs::copy(committed.join(f), copy.0.join(f)).unwrap();
+    }
+    let o = vlsp(&[
+        "compare",
+        &copy.s(),
+        "--format",
+        "json",
+        "--fail-if-slower",
+        "0%",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["a"]["dir"]
+            .as_str()
+            .unwrap()
+            .ends_with("results/paper-table1")
+    );
+    let ms = v["metrics"].as_array().unwrap();
+    assert!(ms.len() > 20, "{}", ms.len());
+    for m in ms {
+        assert_eq!(m["verdict"], "no-significant-difference", "{m}");
+        close(&m["mwu"]["p"], 1.0, 1e-12);
+    }
+    assert!(copy.0.join("compare/compare.png").is_file());
+}
