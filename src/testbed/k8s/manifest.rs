@@ -164,6 +164,12 @@ fn vnode_pod(r: &Rendered, v: &RenderedVnode) -> Value {
         "metadata": meta(r, &v.pod, &v.name, "vnode"),
         "spec": {
             "terminationGracePeriodSeconds": 1,
+            // On its host router's k8s node, as a VM is on its host: meshnet
+            // then joins them by a veth pair, not VXLAN.
+            "affinity": { "podAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": { "matchLabels": { "vlsp/topology": r.topology, "vlsp/node": v.host } },
+                "topologyKey": "kubernetes.io/hostname",
+            }] } },
             "initContainers": [init_container(r, &["NET_ADMIN"])],
             "containers": [{
                 "name": "vnode",

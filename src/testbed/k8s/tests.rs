@@ -193,6 +193,10 @@ fn a_plain_router_forwards_and_runs_no_node() {
     let o = manifest::objects(&r);
     let pod = &o.iter().find(|o| o.file == "pod-plain.yaml").unwrap().value;
     assert_eq!(pod["spec"]["containers"][0]["command"][0], "sleep");
+    let vm1 = &o.iter().find(|o| o.file == "pod-vm1.yaml").unwrap().value;
+    let term = &vm1["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
+    assert_eq!(term["labelSelector"]["matchLabels"]["vlsp/node"], "a1");
 }
 
 #[test]
