@@ -9,8 +9,11 @@ use super::out;
 use crate::model::paths::RunDir;
 use crate::model::tunnel::TunnelKind;
 use crate::model::units::Rate;
-use crate::node::api::{Client, Reply, Request};
+use crate::node::api::{
+    Client, LinkIdError, LinkInfo, Reply, Request, link_id_hex, link_id_short, match_link_id,
+};
 use crate::testbed::{self, resolve};
+use crate::topology::Topology;
 
 #[derive(Subcommand)]
 pub(super) enum LinkCmd {
@@ -43,36 +46,57 @@ pub(super) enum LinkCmd {
         /// its kernel cannot carry the link over.
         #[arg(long, value_parser = tunnel_kind)]
         tunnel: Option<TunnelKind>,
+        /// Print the link as JSON (its "id" is the full hex id).
+        #[arg(long)]
+        json: bool,
     },
-    /// Tear a virtual link down.
+    /// Tear a virtual link down, by its id alone: the node that set it up
+    /// is found by asking every router of the topology.
+    #[command(alias = "down")]
     Teardown {
-        /// Topology name (or file).
+        /// Link id as `vlsp link list` shows it: a unique prefix of its
+        /// hex id (4 digits or more), or the whole id.
+        #[arg(required_unless_present = "id_flag")]
+        id: Option<String>,
+        /// Topology name (or file) [default: the one topology that is up].
         #[arg(long)]
-        topology: String,
-        /// The virtual node the link was set up from.
+        topology: Option<String>,
+        /// The virtual node the link was set up from (default: found
+        /// from the id).
         #[arg(long)]
-        from: String,
-        /// VLink ID (from `vlsp link list`).
+        from: Option<String>,
+        /// The id as a flag (older spelling).
+        #[arg(long = "id", value_name = "ID", conflicts_with = "id", hide = true)]
+        id_flag: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
-        id: u64,
+        json: bool,
     },
     /// Virtual links known to a node.
+    #[command(alias = "ls")]
     List {
-        /// Topology name (or file).
+        /// Topology name (or file) [default: the one topology that is up].
         #[arg(long)]
-        topology: String,
+        topology: Option<String>,
         /// Router (default: all NSIS routers).
         #[arg(long)]
         node: Option<String>,
+        /// One JSON array of links, each with its router ("node") and
+        /// full hex id ("id").
+        #[arg(long)]
+        json: bool,
     },
     /// Counters of a node (messages, refusals by reason).
     Stats {
-        /// Topology name (or file).
+        /// Topology name (or file) [default: the one topology that is up].
         #[arg(long)]
-        topology: String,
+        topology: Option<String>,
         /// Router.
         #[arg(long)]
         node: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -92,11 +116,96 @@ pub(super) fn link(cmd: LinkCmd) -> Result<()> {
             no_auth,
             bidirectional,
             tunnel,
-        } => setup(&topology, &from, &to, rate, !no_auth, bidirectional, tunnel),
-        LinkCmd::Teardown { topology, from, id } => teardown(&topology, &from, id),
-        LinkCmd::List { topology, node } => list(&topology, node),
-        LinkCmd::Stats { topology, node } => stats(&topology, &node),
+            json,
+        } => {
+            let t0 = Instant::now();
+            let l = setup(&topology, &from, &to, rate, !no_auth, bidirectional, tunnel)?;
+            if json {
+                out!("{}", link_json(&l, None));
+                return Ok(());
+            }
+            out!(
+                "virtual link {} {}:{} -> {}:{} up ({} reserved, {} via {}) in {:.3} ms",
+                link_id_short(l.vlink_id),
+                l.from,
+                l.from_vif,
+                l.to,
+                l.to_vif,
+                l.rate_bps,
+                l.tunnel,
+                l.backend,
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(())
+        }
+        LinkCmd::Teardown {
+            id,
+            topology,
+            from,
+            id_flag,
+            json,
+        } => {
+            let id = id.or(id_flag).expect("clap requires an id");
+            let topology = topology_or_only(topology)?;
+            let (vlink_id, node) = teardown(&topology, from.as_deref(), &id)?;
+            if json {
+                let v = serde_json::json!({
+                    "id": link_id_hex(vlink_id),
+                    "vlink_id": vlink_id,
+                    "node": node,
+                    "removed": true,
+                });
+                out!("{v}");
+            } else {
+                out!(
+                    "virtual link {} removed (by {node})",
+                    link_id_short(vlink_id)
+                );
+            }
+            Ok(())
+        }
+        LinkCmd::List {
+            topology,
+            node,
+            json,
+        } => list(&topology_or_only(topology)?, node, json),
+        LinkCmd::Stats {
+            topology,
+            node,
+            json,
+        } => stats(&topology_or_only(topology)?, &node, json),
     }
+}
+
+/// The topology named, or the only one that is up.
+fn topology_or_only(named: Option<String>) -> Result<String> {
+    if let Some(t) = named {
+        return Ok(t);
+    }
+    let up = crate::testbed::daemon::journaled();
+    match up.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => bail!("no topology is up: start one with `vlsp up FILE`, or name it with --topology"),
+        many => bail!(
+            "{} topologies are up ({}): name one with --topology",
+            many.len(),
+            many.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A link as JSON: the API's fields, its full hex "id" and, from a
+/// listing, the router that reported it.
+fn link_json(l: &LinkInfo, node: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::to_value(l).expect("a link serializes");
+    v["id"] = link_id_hex(l.vlink_id).into();
+    if let Some(n) = node {
+        v["node"] = n.into();
+    }
+    v
 }
 
 fn setup(
@@ -107,9 +216,8 @@ fn setup(
     auth: bool,
     bidi: bool,
     tunnel: Option<TunnelKind>,
-) -> Result<()> {
-    let t0 = Instant::now();
-    let l = match tunnel {
+) -> Result<LinkInfo> {
+    Ok(match tunnel {
         None => testbed::link_setup(topology, from, to, rate, auth, bidi)?,
         Some(kind) => {
             let (t, host) = host_of(topology, from)?;
@@ -128,20 +236,7 @@ fn setup(
                 r => bail!("unexpected reply {r:?}"),
             }
         }
-    };
-    out!(
-        "virtual link {} {}:{} -> {}:{} up ({} reserved, {} via {}) in {:.3} ms",
-        l.vlink_id,
-        l.from,
-        l.from_vif,
-        l.to,
-        l.to_vif,
-        l.rate_bps,
-        l.tunnel,
-        l.backend,
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(())
+    })
 }
 
 /// A client of router `node`'s API socket in topology `run`.
@@ -151,7 +246,7 @@ fn client(run: &RunDir, node: &str, timeout: Duration) -> Result<Client> {
 }
 
 /// The topology and the router hosting virtual node `from` (`VM1` or `VM1:2`).
-fn host_of(topology: &str, from: &str) -> Result<(crate::topology::Topology, String)> {
+fn host_of(topology: &str, from: &str) -> Result<(Topology, String)> {
     let t = resolve(topology)?;
     let name = from.split(':').next().unwrap_or(from);
     let host = t
@@ -168,19 +263,8 @@ fn host_of(topology: &str, from: &str) -> Result<(crate::topology::Topology, Str
     Ok((t, host))
 }
 
-fn teardown(topology: &str, from: &str, id: u64) -> Result<()> {
-    let (t, host) = host_of(topology, from)?;
-    let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
-    match c.call(&Request::Teardown { vlink_id: id })? {
-        Reply::LinkDown { vlink_id } => out!("virtual link {vlink_id} removed"),
-        Reply::Error { reason, message } => bail!("teardown refused ({reason}): {message}"),
-        r => bail!("unexpected reply {r:?}"),
-    }
-    Ok(())
-}
-
-fn list(topology: &str, node: Option<String>) -> Result<()> {
-    let t = resolve(topology)?;
+/// Every link each NSIS router of `t` knows (or only `node`'s).
+fn links_of(t: &Topology, node: Option<String>) -> Result<Vec<(String, LinkInfo)>> {
     let run = RunDir::new(&t.topo_name());
     let nodes: Vec<String> = match node {
         Some(n) => vec![n],
@@ -191,35 +275,130 @@ fn list(topology: &str, node: Option<String>) -> Result<()> {
             .map(|n| n.name.clone())
             .collect(),
     };
+    let mut all = Vec::new();
     for n in nodes {
         let mut c = client(&run, &n, Duration::from_secs(10))?;
         if let Reply::Links { links } = c.call(&Request::List)? {
-            for l in links {
-                out!(
-                    "{n}: link {} {}:{} -> {}:{} {} {} {} session {}",
-                    l.vlink_id,
-                    l.from,
-                    l.from_vif,
-                    l.to,
-                    l.to_vif,
-                    l.tunnel,
-                    l.rate_bps,
-                    l.state,
-                    l.session
-                );
-            }
+            all.extend(links.into_iter().map(|l| (n.clone(), l)));
+        }
+    }
+    Ok(all)
+}
+
+/// The router that set link `l` up: the host of its `from` virtual node.
+fn initiator(t: &Topology, l: &LinkInfo) -> Result<String> {
+    t.vnodes
+        .iter()
+        .find(|v| v.name == l.from)
+        .map(|v| v.host.clone())
+        .with_context(|| {
+            format!(
+                "link {} starts at {:?}, which is no virtual node of {}: tear it down with --from",
+                link_id_short(l.vlink_id),
+                l.from,
+                t.name
+            )
+        })
+}
+
+/// Tears down the link `typed` names; its full id and the router that
+/// tore it down.
+fn teardown(topology: &str, from: Option<&str>, typed: &str) -> Result<(u64, String)> {
+    // A malformed id is refused before any node is asked.
+    if let Err(e @ LinkIdError::Syntax(_)) = match_link_id(typed, []) {
+        return Err(e.into());
+    }
+    let t = resolve(topology)?;
+    let host = match from {
+        Some(f) => Some(host_of(topology, f)?.1),
+        None => None,
+    };
+    let links = links_of(&t, host.clone())?;
+    let id = match_link_id(typed, links.iter().map(|(_, l)| l.vlink_id))?;
+    let host = match host {
+        Some(h) => h,
+        None => {
+            let l = links
+                .iter()
+                .map(|(_, l)| l)
+                .find(|l| l.vlink_id == id)
+                .expect("matched among these");
+            initiator(&t, l)?
+        }
+    };
+    let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
+    match c.call(&Request::Teardown { vlink_id: id })? {
+        Reply::LinkDown { vlink_id } => Ok((vlink_id, host)),
+        Reply::Error { reason, message } => {
+            bail!("teardown refused by {host} ({reason}): {message}")
+        }
+        r => bail!("unexpected reply {r:?}"),
+    }
+}
+
+fn list(topology: &str, node: Option<String>, json: bool) -> Result<()> {
+    let t = resolve(topology)?;
+    let links = links_of(&t, node)?;
+    if json {
+        let v: Vec<_> = links.iter().map(|(n, l)| link_json(l, Some(n))).collect();
+        out!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    for (n, l) in links {
+        out!(
+            "{n}: link {} {}:{} -> {}:{} {} {} {} session {}",
+            link_id_short(l.vlink_id),
+            l.from,
+            l.from_vif,
+            l.to,
+            l.to_vif,
+            l.tunnel,
+            l.rate_bps,
+            l.state,
+            l.session
+        );
+    }
+    Ok(())
+}
+
+fn stats(topology: &str, node: &str, json: bool) -> Result<()> {
+    let t = resolve(topology)?;
+    let mut c = client(&RunDir::new(&t.topo_name()), node, Duration::from_secs(10))?;
+    let Reply::Stats { stats } = c.call(&Request::Stats)? else {
+        bail!("{node} did not answer with its counters");
+    };
+    let v = serde_json::to_value(&stats)?;
+    if json {
+        out!("{v}");
+    } else {
+        for (k, v) in flatten(&v) {
+            out!("{k} {v}");
         }
     }
     Ok(())
 }
 
-fn stats(topology: &str, node: &str) -> Result<()> {
-    let t = resolve(topology)?;
-    let mut c = client(&RunDir::new(&t.topo_name()), node, Duration::from_secs(10))?;
-    if let Reply::Stats { stats } = c.call(&Request::Stats)? {
-        out!("{}", serde_json::to_string_pretty(&stats)?);
+/// `a.b.c value` lines of a JSON object, for reading and grep.
+fn flatten(v: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, x, out);
+                }
+            }
+            serde_json::Value::String(s) => out.push((prefix.into(), s.clone())),
+            x => out.push((prefix.into(), x.to_string())),
+        }
     }
-    Ok(())
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -232,5 +411,14 @@ mod tests {
         assert_eq!(tunnel_kind("vxlan"), Ok(TunnelKind::Vxlan));
         let e = tunnel_kind("ip-in-ip").unwrap_err();
         assert!(e.contains("ip-in-ip") && e.contains("ipip"), "{e}");
+    }
+
+    #[test]
+    fn stats_flatten_to_dotted_keys() {
+        let v = serde_json::json!({"node": "tb1", "nslp": {"sent": 3, "by": {"x": 1}}, "junk": 0});
+        let f = flatten(&v);
+        assert!(f.contains(&("node".into(), "tb1".into())), "{f:?}");
+        assert!(f.contains(&("nslp.by.x".into(), "1".into())), "{f:?}");
+        assert!(f.contains(&("junk".into(), "0".into())), "{f:?}");
     }
 }
