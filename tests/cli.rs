@@ -197,3 +197,149 @@ fn a_testbed_that_fails_to_start_leaves_no_namespace() {
     assert!(leftovers(&name).is_empty(), "left: {:?}", leftovers(&name));
     assert!(!Path::new("/run/vlsp").join(&name).join("journal").exists());
 }
+
+/// `validate --json` says where a file is wrong (and still fails); a
+/// malformed link id is refused before any node is asked.
+#[test]
+fn json_verdicts_and_malformed_link_ids() {
+    let o = vlsp(&["validate", "--json", "topologies/paper-4node.toml"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(o.status.success() && v["valid"] == true, "{v}");
+    assert_eq!(v["counts"]["vnodes"], 2, "{v}");
+    let bad =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schema/topology/unknown-key.toml");
+    let o = vlsp(&["validate", "--json", bad.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!o.status.success() && v["valid"] == false, "{v}");
+    assert!(
+        v["line"].as_u64().unwrap() > 0 && v["message"].as_str().unwrap().contains("capcity"),
+        "{v}"
+    );
+    let o = vlsp(&["link", "teardown", "xyz", "--topology", "nosuch"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a link id"), "{}", stderr(&o));
+}
+
+/// The listing verbs' `--json` parses, ids are short hex, and `link
+/// teardown` needs nothing but a prefix of the id: the node that set the
+/// link up is found by asking every router.
+#[test]
+fn listings_speak_json_and_links_tear_down_by_short_id() {
+    if !require_root("listings_speak_json") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "j");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let file = temp("json.toml");
+    std::fs::write(&file, t.to_toml()).unwrap();
+    let o = vlsp(&["up", file.to_str().unwrap(), "--detach"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = vlsp(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+    };
+    let setup = |json_flag: bool| {
+        let mut a = vec![
+            "link",
+            "setup",
+            "--topology",
+            &name,
+            "--from",
+            "VM1",
+            "--to",
+            "VM2",
+            "--rate",
+            "1mbit",
+        ];
+        if json_flag {
+            a.push("--json");
+        }
+        vlsp(&a)
+    };
+    let o = setup(true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = l["id"].as_str().unwrap().to_string();
+    assert_eq!(id, format!("{:016x}", l["vlink_id"].as_u64().unwrap()));
+    assert_eq!(
+        (l["from"].as_str(), l["to"].as_str()),
+        (Some("VM1"), Some("VM2"))
+    );
+
+    let list = json(&["link", "list", "--topology", &name, "--json"]);
+    let mine: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["id"] == id.as_str())
+        .collect();
+    assert!(
+        mine.len() >= 2,
+        "VM1's host and VM2's host both know it: {list}"
+    );
+    assert!(
+        mine.iter()
+            .any(|x| x["node"] == "tb1" && x["state"] == "qni/up"),
+        "{list}"
+    );
+    let o = vlsp(&["link", "list", "--topology", &name]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(&format!("link {} VM1", &id[..8])), "{text}");
+    assert!(!text.contains(&l["vlink_id"].to_string()), "{text}");
+
+    let stats = json(&[
+        "link",
+        "stats",
+        "--topology",
+        &name,
+        "--node",
+        "tb1",
+        "--json",
+    ]);
+    assert_eq!(stats["node"], "tb1", "{stats}");
+    let status = json(&["status", "--json"]);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["topology"] == name.as_str()),
+        "{status}"
+    );
+
+    // By 8 hex digits, without --from: tb1 (VM1's host) tears it down.
+    let o = vlsp(&["link", "teardown", &id[..8], "--topology", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&id[..8]) && out.contains("tb1"), "{out}");
+    assert_eq!(
+        json(&["link", "list", "--topology", &name, "--json"]),
+        serde_json::json!([])
+    );
+    let o = vlsp(&["link", "teardown", &id[..8], "--topology", &name]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no virtual link has id"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A second link, torn down by its whole id as JSON.
+    let o = setup(true);
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = l["id"].as_str().unwrap();
+    let v = json(&["link", "teardown", id, "--topology", &name, "--json"]);
+    assert_eq!(
+        (v["id"].as_str(), v["removed"].as_bool()),
+        (Some(id), Some(true)),
+        "{v}"
+    );
+
+    let o = vlsp(&["down", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(leftovers(&name).is_empty(), "left: {:?}", leftovers(&name));
+    std::fs::remove_file(&file).unwrap();
+    let _ = std::fs::remove_file(Path::new("/run/vlsp").join(format!("{name}.log")));
+}

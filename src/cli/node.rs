@@ -228,7 +228,7 @@ fn log_events(name: &str, api: &Path) {
                     .unwrap_or_else(|| format!("{:?}", ev.kind));
                 let link = ev
                     .vlink_id
-                    .map(|i| format!("vlink={i} "))
+                    .map(|i| format!("vlink={} ", crate::node::api::link_id_hex(i)))
                     .unwrap_or_default();
                 log(&name, &kind, &format!("{link}{}", ev.message));
             }

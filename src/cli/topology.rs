@@ -13,6 +13,10 @@ use crate::topology::{self, MAX_CHAIN_ROUTERS, Topology};
 pub(super) struct ValidateArgs {
     /// Topology file.
     topology: PathBuf,
+    /// One JSON object: "valid", the counts, or the error's file, line,
+    /// column and message (still exits non-zero).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -46,6 +50,31 @@ pub(super) enum GenerateCmd {
 }
 
 pub(super) fn validate(a: ValidateArgs) -> Result<()> {
+    if a.json {
+        return match Topology::load(&a.topology) {
+            Ok(t) => {
+                let v = serde_json::json!({
+                    "file": a.topology,
+                    "valid": true,
+                    "name": t.name,
+                    "counts": t.summary(),
+                });
+                out!("{v}");
+                Ok(())
+            }
+            Err(e) => {
+                let v = serde_json::json!({
+                    "file": e.file,
+                    "valid": false,
+                    "line": e.line,
+                    "column": e.column,
+                    "message": e.message,
+                });
+                out!("{v}");
+                Err(e.into())
+            }
+        };
+    }
     let t = Topology::load(&a.topology)?;
     let counts: Vec<String> = t
         .summary()

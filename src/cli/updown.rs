@@ -54,6 +54,9 @@ pub(super) struct StatusArgs {
     json: bool,
 }
 
+/// Routers from which `vlsp up` shows progress while it works.
+const BIG_TOPOLOGY: usize = 20;
+
 pub(super) fn up(a: UpArgs) -> Result<()> {
     let topo = Topology::load(&a.topology)?;
     substrate::require_root()?;
@@ -70,7 +73,20 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
         process_per_node: a.process_per_node,
         ..Options::default()
     };
-    let tb = Testbed::up(topo, &opts)?;
+    // Big topologies take seconds: say what is going on meanwhile.
+    let spin = (topo.nodes.len() >= BIG_TOPOLOGY).then(|| {
+        crate::experiment::progress::spinner(&format!(
+            "{name}: bringing up {} routers, {} links, {} virtual nodes",
+            topo.nodes.len(),
+            topo.links.len(),
+            topo.vnodes.len()
+        ))
+    });
+    let tb = Testbed::up(topo, &opts);
+    if let Some(Some(pb)) = spin {
+        pb.finish_and_clear();
+    }
+    let tb = tb?;
     daemon::mark_ready(&tb.run)?;
     out!(
         "{name}: {} routers ({} running NSIS), {} links, {} virtual nodes up in {:.1} ms",

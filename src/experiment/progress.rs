@@ -116,6 +116,24 @@ impl Progress {
     }
 }
 
+/// Work of unknown length (`vlsp up` of a big topology): a spinner with
+/// the elapsed time on a terminal, one line (`msg ...`) otherwise. Cleared
+/// when dropped.
+pub fn spinner(msg: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        log(&format!("{msg} ..."));
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .expect("valid template"),
+    );
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    Some(pb)
+}
+
 /// Whether going from `before` to `now` of `n` runs passes a step that
 /// gets a log line.
 pub fn logs_step(before: u64, now: u64, n: u64) -> bool {

@@ -419,6 +419,143 @@ impl Client {
     }
 }
 
+// ------------------------------------------------------------ link ids
+//
+// A link id is the VLSP object's 64-bit VLink ID (random). People see it
+// as hex: all 16 digits in JSON's "id", the first 8 in tables, and may type
+// any unique prefix of 4 or more digits, like a git hash. The 20-digit
+// decimal form of older output is still accepted.
+
+/// The fewest hex digits a typed id may have.
+pub const LINK_ID_MIN_DIGITS: usize = 4;
+
+/// All 16 hex digits of link id `id`.
+pub fn link_id_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// The first 8 hex digits of link id `id`, as tables show it.
+pub fn link_id_short(id: u64) -> String {
+    link_id_hex(id)[..8].to_string()
+}
+
+/// Why a typed link id names no single link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkIdError {
+    #[error(
+        "{0:?} is not a link id: give 4 to 16 hex digits as `vlsp link list` shows them (e.g. 3f9a0c12)"
+    )]
+    Syntax(String),
+    #[error("no virtual link has id {typed}: `vlsp link list` shows the ids ({known})")]
+    NotFound { typed: String, known: String },
+    #[error("link id {typed} is ambiguous ({candidates}): type more digits")]
+    Ambiguous { typed: String, candidates: String },
+}
+
+/// The one id among `ids` that `typed` names: a hex prefix (optionally
+/// `0x`), or the full decimal number.
+pub fn match_link_id(typed: &str, ids: impl IntoIterator<Item = u64>) -> Result<u64, LinkIdError> {
+    let t = typed.trim();
+    let mut ids: Vec<u64> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // 17 or more decimal digits cannot be hex (16 digits at most).
+    if t.len() >= 17 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let id: u64 = t.parse().map_err(|_| LinkIdError::Syntax(typed.into()))?;
+        return ids
+            .contains(&id)
+            .then_some(id)
+            .ok_or_else(|| not_found(t, &ids));
+    }
+    let h = t.strip_prefix("0x").unwrap_or(t).to_ascii_lowercase();
+    if !(LINK_ID_MIN_DIGITS..=16).contains(&h.len()) || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(LinkIdError::Syntax(typed.into()));
+    }
+    let hits: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|i| link_id_hex(*i).starts_with(&h))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(not_found(&h, &ids)),
+        many => Err(LinkIdError::Ambiguous {
+            typed: h,
+            candidates: many
+                .iter()
+                .map(|i| link_id_hex(*i))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+fn not_found(typed: &str, ids: &[u64]) -> LinkIdError {
+    LinkIdError::NotFound {
+        typed: typed.into(),
+        known: if ids.is_empty() {
+            "none is up".into()
+        } else {
+            ids.iter()
+                .map(|i| link_id_short(*i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    }
+}
+
+#[cfg(test)]
+mod link_id_tests {
+    use super::*;
+
+    const A: u64 = 0x3f9a_0c12_0000_0001;
+    const B: u64 = 0x3f9a_0c12_ffff_0002;
+    const C: u64 = 0x0000_0000_0000_00ff;
+
+    #[test]
+    fn ids_show_as_hex() {
+        assert_eq!(link_id_hex(C), "00000000000000ff");
+        assert_eq!(link_id_short(A), "3f9a0c12");
+    }
+
+    #[test]
+    fn a_unique_prefix_names_the_link() {
+        assert_eq!(match_link_id("0000", [A, C]), Ok(C));
+        assert_eq!(match_link_id("3F9A0C12FFFF", [A, B, C]), Ok(B));
+        assert_eq!(match_link_id("0x3f9a0c120000", [A, B]), Ok(A));
+        assert_eq!(match_link_id(&link_id_hex(A), [A, B]), Ok(A));
+        // The decimal form older output printed.
+        assert_eq!(match_link_id(&A.to_string(), [A, B]), Ok(A));
+    }
+
+    #[test]
+    fn ambiguous_unknown_and_malformed_ids_are_refused() {
+        let e = match_link_id("3f9a0c12", [A, B]).unwrap_err();
+        assert!(matches!(e, LinkIdError::Ambiguous { .. }), "{e}");
+        assert!(e.to_string().contains(&link_id_hex(B)), "{e}");
+        let e = match_link_id("beef", [A]).unwrap_err();
+        assert!(e.to_string().contains("3f9a0c12"), "{e}");
+        assert!(
+            match_link_id("beef", [])
+                .unwrap_err()
+                .to_string()
+                .contains("none is up")
+        );
+        for bad in [
+            "abc",
+            "xyz1",
+            "99999999999999999999999",
+            "0x",
+            "01234567890abcdef",
+        ] {
+            assert!(
+                matches!(match_link_id(bad, [A]), Err(LinkIdError::Syntax(_))),
+                "{bad}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
