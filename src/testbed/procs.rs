@@ -40,7 +40,7 @@ pub fn spawn(
     no_qos: bool,
     points: usize,
 ) -> Result<NodeProc> {
-    spawn_with(exe, topo, saved, node, run, no_qos, false)
+    spawn_with(exe, topo, saved, node, run, no_qos, points, false)
 }
 
 /// [`spawn`] in a session of its own, for a node that outlives the
@@ -52,7 +52,7 @@ pub fn spawn_detached(
     node: &str,
     run: &RunDir,
 ) -> Result<NodeProc> {
-    spawn_with(exe, topo, saved, node, run, false, true)
+    spawn_with(exe, topo, saved, node, run, false, 0, true)
 }
 
 fn spawn_with(
@@ -62,6 +62,7 @@ fn spawn_with(
     node: &str,
     run: &RunDir,
     no_qos: bool,
+    points: usize,
     detach: bool,
 ) -> Result<NodeProc> {
     let api_socket = run.api_socket(node);
