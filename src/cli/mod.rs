@@ -5,6 +5,7 @@
 mod bench;
 mod exec;
 mod experiment;
+mod fault;
 mod link;
 mod node;
 mod topology;
@@ -73,6 +74,9 @@ enum Cmd {
     Exec(exec::ExecArgs),
     /// Prove reachability between two nodes with a UDP echo.
     Ping(exec::PingArgs),
+    /// Fail or repair a substrate link or a router of a running topology
+    /// (`vlsp fault --topology ring-6node link-down r1-r2`).
+    Fault(fault::FaultArgs),
     /// Micro-benchmarks that reproduce the paper's per-operation tables.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -107,6 +111,7 @@ pub fn main() -> Result<()> {
         Cmd::Node(a) => node::node(a),
         Cmd::Exec(a) => exec::exec(a),
         Cmd::Ping(a) => exec::ping(a),
+        Cmd::Fault(a) => fault::fault(a),
         Cmd::Bench(b) => bench::bench(b),
         Cmd::Run(a) => experiment::run(a),
         Cmd::Report(a) => experiment::report(a),

@@ -61,6 +61,16 @@ pub async fn veth_between(
         .with_context(|| format!("create veth {a_name} <-> {b_name}"))
 }
 
+/// Takes interface `name` down (a veth's peer loses its carrier too).
+pub async fn set_down(h: &Handle, name: &str) -> Result<()> {
+    let i = link_index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).down().build())
+        .execute()
+        .await
+        .with_context(|| format!("set {name} down"))
+}
+
 /// Brings interface `name` up.
 pub async fn set_up(h: &Handle, name: &str) -> Result<()> {
     let i = link_index(h, name).await?;
@@ -87,10 +97,14 @@ pub async fn add_address(
         .with_context(|| format!("address {addr}/{prefix_len} on {node}:{ifname}"))
 }
 
-/// Turns on forwarding in router `node` and adds its static routes.
+/// Turns on forwarding in router `node` and adds its static routes (none
+/// with `routing = "ospf"`: bird installs those).
 pub async fn forward_and_route(topo: &Topology, node: &str, ns: &File, h: &Handle) -> Result<()> {
     sysctl_in(ns, "net/ipv4/ip_forward", "1")
         .with_context(|| format!("IP forwarding on {node}"))?;
+    if topo.routing != crate::topology::Routing::Static {
+        return Ok(());
+    }
     for r in topo.routes(node) {
         let i = link_index(h, &r.ifname).await?;
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()

@@ -210,6 +210,17 @@ pub fn down(topo: &str) -> Result<Timings> {
         }
     }
     t.mark("QEMU guests stopped", &mut since);
+    // Routing daemons hold their namespaces open: they go first.
+    for e in &entries {
+        if let Entry::Process { pid, start } = e {
+            crate::kernel::process::ProcessId {
+                pid: *pid,
+                start: *start,
+            }
+            .kill_if_same();
+        }
+    }
+    t.mark("routing daemons stopped", &mut since);
     for e in &entries {
         let Entry::Namespace(ns) = e else { continue };
         if let Err(e) = netns_del(ns) {
@@ -261,7 +272,7 @@ pub fn status() -> Vec<Status> {
                 .iter()
                 .filter_map(|e| match e {
                     Entry::Qemu { pid, start } => Some((*pid, *start)),
-                    Entry::Namespace(_) => None,
+                    Entry::Namespace(_) | Entry::Process { .. } => None,
                 })
                 .map(|(pid, start)| {
                     let alive = match start {
@@ -282,7 +293,7 @@ pub fn status() -> Vec<Status> {
                 .into_iter()
                 .filter_map(|e| match e {
                     Entry::Namespace(n) => Some(n),
-                    Entry::Qemu { .. } => None,
+                    Entry::Qemu { .. } | Entry::Process { .. } => None,
                 })
                 .map(|n| {
                     let ok = ns_path(&n).exists();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{GistMode, Topology, VnodeKind};
+use super::{GistMode, Routing, Topology, VnodeKind};
 use crate::model::tunnel::{Backend, TunnelKind};
 use crate::model::units::Rate;
 use crate::wire::auth::Transform;
@@ -129,6 +129,16 @@ pub(crate) struct File {
     pub vnet: Vec<Spanned<VnetDef>>,
     #[serde(default)]
     pub vnode: Vec<Spanned<VnodeDef>>,
+    /// OSPF timers (`routing = "ospf"`).
+    pub ospf: Option<Spanned<OspfDef>>,
+}
+
+/// `[ospf]`: each key optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OspfDef {
+    pub hello_s: Option<Spanned<u32>>,
+    pub dead_s: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +157,8 @@ pub(crate) struct Header {
     pub refresh_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub gist_mode: GistMode,
+    #[serde(default)]
+    pub routing: Routing,
 }
 
 /// The QoS NSLP refresh period R without `refresh_ms` (RFC 5974's 30 s).
@@ -210,6 +222,8 @@ pub(crate) struct LinkDef {
     pub delay: Option<Spanned<String>>,
     #[serde(default)]
     pub loss: Option<Spanned<String>>,
+    /// OSPF cost of the link (both directions).
+    pub cost: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +285,13 @@ struct Out {
     link: Vec<LinkOut>,
     vnet: Vec<VnetOut>,
     vnode: Vec<VnodeOut>,
+    ospf: OspfOut,
+}
+
+#[derive(Serialize)]
+struct OspfOut {
+    hello_s: u32,
+    dead_s: u32,
 }
 
 #[derive(Serialize)]
@@ -282,6 +303,7 @@ struct HeaderOut {
     tunnel: TunnelKind,
     refresh_ms: u64,
     gist_mode: GistMode,
+    routing: Routing,
 }
 
 #[derive(Serialize)]
@@ -318,6 +340,7 @@ struct LinkOut {
     a: String,
     b: String,
     capacity: String,
+    cost: u32,
 }
 
 #[derive(Serialize)]
@@ -376,6 +399,7 @@ impl Topology {
                 tunnel: self.tunnel,
                 refresh_ms: self.refresh_ms,
                 gist_mode: self.gist_mode,
+                routing: self.routing,
             },
             provider: self
                 .providers
@@ -427,6 +451,7 @@ impl Topology {
                         a: end(&l.a),
                         b: end(&l.b),
                         capacity: Rate::from_bps(l.capacity_bps).to_string(),
+                        cost: l.cost,
                     }
                 })
                 .collect(),
@@ -439,6 +464,10 @@ impl Topology {
                 })
                 .collect(),
             vnode: self.vnodes.iter().map(vnode_out).collect(),
+            ospf: OspfOut {
+                hello_s: self.ospf.hello_s,
+                dead_s: self.ospf.dead_s,
+            },
         };
         toml::to_string(&out).expect("a topology always serializes")
     }
