@@ -8,6 +8,7 @@ mod compare;
 mod exec;
 mod experiment;
 mod k8s;
+mod fault;
 mod link;
 mod node;
 mod schema;
@@ -80,6 +81,9 @@ enum Cmd {
     K8s(k8s::K8sCmd),
     /// Prove reachability between two nodes with a UDP echo.
     Ping(exec::PingArgs),
+    /// Fail or repair a substrate link or a router of a running topology
+    /// (`vlsp fault --topology ring-6node link-down r1-r2`).
+    Fault(fault::FaultArgs),
     /// Micro-benchmarks that reproduce the paper's per-operation tables.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -128,6 +132,7 @@ pub fn main() -> Result<()> {
         Cmd::Exec(a) => exec::exec(a),
         Cmd::K8s(c) => k8s::k8s(c),
         Cmd::Ping(a) => exec::ping(a),
+        Cmd::Fault(a) => fault::fault(a),
         Cmd::Bench(b) => bench::bench(b),
         Cmd::Run(a) => experiment::run(a),
         Cmd::Report(a) => experiment::report(a),

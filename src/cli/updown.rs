@@ -9,6 +9,9 @@ use clap::Args;
 use super::out;
 use crate::kernel::substrate;
 use crate::model::paths::{RunDir, TopoName};
+use std::sync::{Arc, Mutex};
+
+use crate::testbed::control;
 use crate::testbed::daemon::{self, Daemon};
 use crate::testbed::{self, Options, Testbed};
 use crate::topology::Topology;
@@ -87,8 +90,8 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
         pb.finish_and_clear();
     }
     let tb = tb?;
-    daemon::mark_ready(&tb.run)?;
-    out!(
+    let run = tb.run.clone();
+    let summary = format!(
         "{name}: {} routers ({} running NSIS), {} links, {} virtual nodes up in {:.1} ms",
         tb.topo.nodes.len(),
         tb.nodes.len() + tb.procs.len(),
@@ -96,8 +99,12 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
         tb.topo.vnodes.len(),
         tb.up_timings.total().as_secs_f64() * 1e3
     );
+    out!("{summary}");
     if a.timings {
         out!("{}", tb.up_timings);
+    }
+    if let Some(c) = tb.ospf_converged {
+        out!("  OSPF (bird2) converged in {:.1} s", c.as_secs_f64());
     }
     for n in &tb.nodes {
         out!("  API of {}: {}", n.name, n.api_socket.display());
@@ -116,12 +123,22 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
             n.api_socket.display()
         );
     }
+    // `vlsp fault` reaches this process (it owns the nodes) here.
+    let shared: control::Shared = Arc::new(Mutex::new(Some(tb)));
+    control::serve(&run, shared.clone())?;
+    daemon::mark_ready(&run)?;
     if !a.daemon_child {
         out!("Ctrl-C to stop and remove everything.");
     }
     daemon::wait_for_stop_signal()?;
-    let t = tb.down()?;
-    out!("{name} removed in {:.1} ms", t.total().as_secs_f64() * 1e3);
+    let tb = shared
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the testbed lock is poisoned"))?
+        .take();
+    if let Some(tb) = tb {
+        let t = tb.down()?;
+        out!("{name} removed in {:.1} ms", t.total().as_secs_f64() * 1e3);
+    }
     Ok(())
 }
 
@@ -200,6 +217,39 @@ pub(super) fn status(a: StatusArgs) -> Result<()> {
         if let Some(acc) = &s.accel {
             out!("  QEMU accelerator: {acc}");
         }
+        print_routing(&s.topology);
     }
     Ok(())
+}
+
+/// Each router's routing (static routes, or OSPF neighbours Full and
+/// routes) and the faults in force, of a topology that is up.
+fn print_routing(name: &str) {
+    let Ok(run) = RunDir::of(name) else { return };
+    let Ok(topo) = Topology::load(&run.topology_file()) else {
+        return;
+    };
+    for r in testbed::routing::router_states(&topo, &run) {
+        match r.full_neighbours {
+            Some(full) => out!(
+                "  {} ospf: {full}/{} neighbours Full, {} routes",
+                r.node,
+                topo.links_of(&r.node).count(),
+                r.routes
+            ),
+            None => out!("  {} static: {} routes", r.node, r.routes),
+        }
+    }
+    let f = testbed::faults::load(&run);
+    if !f.is_empty() {
+        out!(
+            "  faults: links down [{}], routers stopped [{}]",
+            f.links_down.iter().cloned().collect::<Vec<_>>().join(", "),
+            f.nodes_stopped
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }

@@ -39,6 +39,27 @@ pub enum Kind {
 #[schemars(title = "vlsp experiment file")]
 struct File {
     experiment: Spanned<Def>,
+    /// Faults applied during each run, at their time.
+    #[serde(default)]
+    fault: Vec<Spanned<FaultDef>>,
+}
+
+/// `[[fault]]`: `at_ms = 2000, link = "tb2-tb3", action = "down"` (or
+/// `node = "tb3", action = "stop"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultDef {
+    at_ms: u64,
+    link: Option<String>,
+    node: Option<String>,
+    action: Spanned<String>,
+}
+
+/// A fault of the schedule: what, and when after the run's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledFault {
+    pub at_ms: u64,
+    pub fault: crate::topology::faults::Fault,
 }
 
 /// `[experiment]`.
@@ -148,6 +169,8 @@ pub struct Experiment {
     pub process_per_node: bool,
     /// Capture every substrate interface (`vlsp run --pcap`).
     pub pcap: bool,
+    /// `[[fault]]` schedule, by time.
+    pub faults: Vec<ScheduledFault>,
 }
 
 /// The text of an experiment file, to turn byte spans into `file:line:col`.
@@ -195,6 +218,40 @@ impl Source<'_> {
         Ok(Some(p))
     }
 
+    /// The `[[fault]]` schedule, sorted by time.
+    fn faults(&self, defs: &[Spanned<FaultDef>]) -> Result<Vec<ScheduledFault>> {
+        use crate::topology::faults::Fault;
+        let mut out = vec![];
+        for d in defs {
+            let (span, d) = (d.span(), d.get_ref());
+            let act = d.action.get_ref().as_str();
+            let fault = match (&d.link, &d.node, act) {
+                (Some(l), None, "down") => Fault::LinkDown { link: l.clone() },
+                (Some(l), None, "up") => Fault::LinkUp { link: l.clone() },
+                (None, Some(n), "stop") => Fault::NodeStop { node: n.clone() },
+                (None, Some(n), "start") => Fault::NodeStart { node: n.clone() },
+                (Some(_), Some(_), _) | (None, None, _) => {
+                    return Err(self.at(
+                        span,
+                        "a [[fault]] names one `link = \"A-B\"` or one `node = \"R\"`",
+                    ));
+                }
+                _ => {
+                    return Err(self.at(
+                        d.action.span(),
+                        format!("action {act:?}: a link takes \"down\" or \"up\", a node \"stop\" or \"start\""),
+                    ));
+                }
+            };
+            out.push(ScheduledFault {
+                at_ms: d.at_ms,
+                fault,
+            });
+        }
+        out.sort_by_key(|f| f.at_ms);
+        Ok(out)
+    }
+
     /// The checks that need more than one field; errors point at the table.
     fn validate(&self, d: &Def, topology: bool, span: Range<usize>) -> Result<()> {
         if !topology && !matches!(d.kind, Kind::Hmac | Kind::ChainSweep) {
@@ -222,6 +279,7 @@ impl Experiment {
         let f: File = toml::from_str(&text)
             .map_err(|e| src.at(e.span().unwrap_or(0..0), e.message().trim()))?;
         let span = f.experiment.span();
+        let faults = src.faults(&f.fault)?;
         let d = f.experiment.into_inner();
         let topology = src.topology(&d.topology)?;
         src.validate(&d, topology.is_some(), span.clone())?;
@@ -255,6 +313,7 @@ impl Experiment {
             vnodes: d.vnodes,
             process_per_node: d.process_per_node,
             pcap: false,
+            faults,
         })
     }
 }
@@ -306,5 +365,48 @@ mod tests {
         let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nrate = \"5mbit\"\n").unwrap();
         assert_eq!((e.rate_bps, e.runs, e.warmup), (5_000_000, 100, 5));
         assert_eq!(e.output, PathBuf::from("results/x"));
+    }
+
+    #[test]
+    fn fault_schedules_are_read_in_time_order() {
+        use crate::topology::faults::Fault;
+        let dir = crate::experiment::scratch::Scratch::new("expfault");
+        let p = dir.join("e.toml");
+        let load = |body: &str| {
+            std::fs::write(
+                &p,
+                format!("[experiment]\nname = \"x\"\nkind = \"hmac\"\n{body}"),
+            )
+            .unwrap();
+            Experiment::load(&p).map_err(|e| format!("{e:#}"))
+        };
+        let e = load(
+            "[[fault]]\nat_ms = 5000\nlink = \"tb2-tb3\"\naction = \"up\"\n[[fault]]\nat_ms = 2000\nlink = \"tb2-tb3\"\naction = \"down\"\n[[fault]]\nat_ms = 3000\nnode = \"tb3\"\naction = \"stop\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            e.faults
+                .iter()
+                .map(|f| (f.at_ms, f.fault.to_string()))
+                .collect::<Vec<_>>(),
+            [
+                (2000, "link-down tb2-tb3".to_string()),
+                (3000, "node-stop tb3".into()),
+                (5000, "link-up tb2-tb3".into())
+            ]
+        );
+        assert_eq!(
+            e.faults[0].fault,
+            Fault::LinkDown {
+                link: "tb2-tb3".into()
+            }
+        );
+        let m = load("[[fault]]\nat_ms = 1\nlink = \"a-b\"\naction = \"stop\"\n").unwrap_err();
+        assert!(
+            m.contains("e.toml:7:10") && m.contains("\"down\" or \"up\""),
+            "{m}"
+        );
+        let m = load("[[fault]]\nat_ms = 1\naction = \"down\"\n").unwrap_err();
+        assert!(m.contains("names one"), "{m}");
     }
 }

@@ -23,6 +23,9 @@ pub enum Entry {
     /// A QEMU process; `start` is `None` in journals written before start
     /// times were recorded.
     Qemu { pid: i32, start: Option<u64> },
+    /// A helper process in a namespace (a routing daemon), with its start
+    /// time: `down` kills it before the namespaces go.
+    Process { pid: i32, start: u64 },
 }
 
 impl Entry {
@@ -31,6 +34,13 @@ impl Entry {
         let line = line.trim();
         if line.is_empty() {
             return None;
+        }
+        if let Some(p) = line.strip_prefix("proc:") {
+            let (pid, start) = p.split_once(':')?;
+            return Some(Entry::Process {
+                pid: pid.parse().ok()?,
+                start: start.parse().ok()?,
+            });
         }
         let Some(q) = line.strip_prefix("qemu:") else {
             return Some(Entry::Namespace(line.to_string()));
@@ -54,6 +64,7 @@ impl Entry {
                 pid,
                 start: Some(s),
             } => format!("qemu:{pid}:{s}"),
+            Entry::Process { pid, start } => format!("proc:{pid}:{start}"),
         }
     }
 }
@@ -77,6 +88,21 @@ pub fn journal_qemu(topo: &str, pid: u32) -> Result<()> {
         &Entry::Qemu {
             pid: id.pid,
             start: Some(id.start),
+        },
+    )
+}
+
+/// Records helper process `pid` of `topo` (a routing daemon) with its
+/// start time; one already gone is not recorded.
+pub fn journal_process(topo: &str, pid: i32) -> Result<()> {
+    let Some(id) = ProcessId::of(pid) else {
+        return Ok(());
+    };
+    append(
+        topo,
+        &Entry::Process {
+            pid: id.pid,
+            start: id.start,
         },
     )
 }
@@ -184,11 +210,13 @@ mod tests {
                 pid: 7,
                 start: None,
             },
+            Entry::Process { pid: 9, start: 77 },
         ] {
             assert_eq!(Entry::parse(&e.line()), Some(e.clone()));
         }
         assert_eq!(Entry::parse(""), None);
         assert_eq!(Entry::parse("qemu:x"), None);
         assert_eq!(Entry::parse("qemu:1:y"), None);
+        assert_eq!(Entry::parse("proc:1"), None);
     }
 }

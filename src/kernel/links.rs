@@ -61,6 +61,16 @@ pub async fn veth_between(
         .with_context(|| format!("create veth {a_name} <-> {b_name}"))
 }
 
+/// Takes interface `name` down (a veth's peer loses its carrier too).
+pub async fn set_down(h: &Handle, name: &str) -> Result<()> {
+    let i = link_index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).down().build())
+        .execute()
+        .await
+        .with_context(|| format!("set {name} down"))
+}
+
 /// Brings interface `name` up.
 pub async fn set_up(h: &Handle, name: &str) -> Result<()> {
     let i = link_index(h, name).await?;
@@ -89,7 +99,8 @@ pub async fn add_address(
 
 /// Turns on forwarding in router `node` and adds its static routes.
 /// `routes` are the node's ([`Topology::routes`], or one shared
-/// [`crate::topology::Graph`]'s for many nodes).
+/// [`crate::topology::Graph`]'s for many nodes; none with
+/// `routing = "ospf"`: bird installs those).
 pub async fn forward_and_route(
     node: &str,
     routes: Vec<Route>,

@@ -3,6 +3,7 @@
 //! capture and the traffic generator. Everything here talks to the kernel;
 //! nothing here knows the signaling protocols' state.
 
+pub mod bird;
 pub mod capture;
 pub mod journal;
 pub mod links;
@@ -11,6 +12,7 @@ pub mod netns;
 pub mod process;
 pub mod qemu;
 pub mod routes;
+pub mod routing;
 pub mod sockets;
 pub mod substrate;
 pub mod tc;

@@ -179,7 +179,11 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
 
     let graph = crate::topology::Graph::new(topo);
     for n in &topo.nodes {
-        let routes = graph.routes(&n.name);
+        // With OSPF, bird installs the routes.
+        let routes = match topo.routing {
+            crate::topology::Routing::Static => graph.routes(&n.name),
+            crate::topology::Routing::Ospf => vec![],
+        };
         links::forward_and_route(&n.name, routes, &files[&n.name], &handles[&n.name]).await?;
     }
     t.mark("forwarding, routes", &mut since);
@@ -212,6 +216,17 @@ pub fn down(topo: &str) -> Result<Timings> {
         }
     }
     t.mark("QEMU guests stopped", &mut since);
+    // Routing daemons hold their namespaces open: they go first.
+    for e in &entries {
+        if let Entry::Process { pid, start } = e {
+            crate::kernel::process::ProcessId {
+                pid: *pid,
+                start: *start,
+            }
+            .kill_if_same();
+        }
+    }
+    t.mark("routing daemons stopped", &mut since);
     for e in &entries {
         let Entry::Namespace(ns) = e else { continue };
         if let Err(e) = netns_del(ns) {
@@ -263,7 +278,7 @@ pub fn status() -> Vec<Status> {
                 .iter()
                 .filter_map(|e| match e {
                     Entry::Qemu { pid, start } => Some((*pid, *start)),
-                    Entry::Namespace(_) => None,
+                    Entry::Namespace(_) | Entry::Process { .. } => None,
                 })
                 .map(|(pid, start)| {
                     let alive = match start {
@@ -284,7 +299,7 @@ pub fn status() -> Vec<Status> {
                 .into_iter()
                 .filter_map(|e| match e {
                     Entry::Namespace(n) => Some(n),
-                    Entry::Qemu { .. } => None,
+                    Entry::Qemu { .. } | Entry::Process { .. } => None,
                 })
                 .map(|n| {
                     let ok = ns_path(&n).exists();

@@ -3,10 +3,13 @@
 //! What `vlsp up` runs, what the experiments and the integration tests use.
 
 pub mod apply;
+pub mod control;
 pub mod daemon;
+pub mod faults;
 mod guests;
 pub mod k8s;
 pub mod procs;
+pub mod routing;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,6 +111,12 @@ pub struct Testbed {
     pub boot_times: Vec<(String, Duration)>,
     /// The run directory, `/run/vlsp/<topology>/`.
     pub run: RunDir,
+    /// bird in every router (`routing = "ospf"`).
+    pub birds: Vec<crate::kernel::bird::Bird>,
+    /// How OSPF took to converge at start (`routing = "ospf"`).
+    pub ospf_converged: Option<Duration>,
+    /// What the nodes were started with (a stopped node restarts so).
+    opts: Options,
     /// The substrate is up and this testbed removes it when dropped.
     armed: bool,
 }
@@ -142,6 +151,9 @@ impl Testbed {
             accel: None,
             boot_times: vec![],
             run,
+            birds: vec![],
+            ospf_converged: None,
+            opts: opts.clone(),
             armed: true,
         };
         tb.start(opts)
@@ -158,6 +170,12 @@ impl Testbed {
             .with_context(|| format!("cannot save the topology in {}", saved.display()))?;
         self.start_guests()
             .context("starting the QEMU virtual nodes failed")?;
+        if self.topo.routing == crate::topology::Routing::Ospf {
+            let t0 = std::time::Instant::now();
+            self.birds = routing::start_ospf(&self.topo, &self.run, Duration::from_secs(60))
+                .context("starting OSPF (bird2) in the routers failed")?;
+            self.ospf_converged = Some(t0.elapsed());
+        }
         let exe = match &opts.node_exe {
             Some(e) => e.clone(),
             None => std::env::current_exe().context("cannot find this executable")?,
@@ -183,23 +201,9 @@ impl Testbed {
                 self.procs.push(p);
                 continue;
             }
-            let mut cfg = NodeConfig::from_graph(&topo, &graph, &n.name)
+            let cfg = NodeConfig::from_graph(&topo, &graph, &n.name)
                 .with_context(|| format!("configuring node {}", n.name))?;
-            cfg.api_socket = self.run.api_socket(&n.name);
-            cfg.script_dir = self.run.scripts_dir(&n.name);
-            if let Some(b) = opts.backend {
-                cfg.backend = b;
-            }
-            cfg.qos_enforce = !opts.no_qos;
-            if let Some(r) = opts.refresh {
-                cfg.refresh = r;
-                cfg.lifetime = r * 3;
-            }
-            let rec = if opts.points > 0 {
-                Recorder::new(&n.name, opts.points)
-            } else {
-                Recorder::disabled(&n.name)
-            };
+            let (cfg, rec) = self.tuned(cfg, opts);
             // Up to START_WINDOW nodes start at once; each is waited for
             // in order, so a failure still names the first node that failed.
             if starting.len() == START_WINDOW {
@@ -239,6 +243,89 @@ impl Testbed {
                 Err(e.context(format!("starting node {name} failed")))
             }
         }
+    }
+
+    /// A node's configuration with this testbed's sockets and the run's
+    /// options, and its measurement recorder.
+    fn tuned(&self, mut cfg: NodeConfig, opts: &Options) -> (NodeConfig, Recorder) {
+        cfg.api_socket = self.run.api_socket(&cfg.name);
+        cfg.script_dir = self.run.scripts_dir(&cfg.name);
+        if let Some(b) = opts.backend {
+            cfg.backend = b;
+        }
+        cfg.qos_enforce = !opts.no_qos;
+        if let Some(r) = opts.refresh {
+            cfg.refresh = r;
+            cfg.lifetime = r * 3;
+        }
+        let rec = if opts.points > 0 {
+            Recorder::new(&cfg.name, opts.points)
+        } else {
+            Recorder::disabled(&cfg.name)
+        };
+        (cfg, rec)
+    }
+
+    /// Starts router `name`'s NSIS node (a thread, or a process).
+    fn start_node(&mut self, name: &str, opts: &Options) -> Result<()> {
+        let saved = self.run.topology_file();
+        if opts.process_per_node {
+            let exe = match &opts.node_exe {
+                Some(e) => e.clone(),
+                None => std::env::current_exe().context("cannot find this executable")?,
+            };
+            let p = procs::spawn(
+                &exe,
+                &self.topo.name,
+                &saved,
+                name,
+                &self.run,
+                opts.no_qos,
+                opts.points,
+            )?;
+            self.procs.push(p);
+            return Ok(());
+        }
+        let cfg = NodeConfig::from_topology(&self.topo, name)
+            .with_context(|| format!("configuring node {name}"))?;
+        let (cfg, rec) = self.tuned(cfg, opts);
+        let h =
+            spawn_node(cfg, rec.clone()).with_context(|| format!("starting node {name} failed"))?;
+        self.nodes.push(h);
+        self.recorders.push(rec);
+        Ok(())
+    }
+
+    /// Applies fault `f`: the kernel side (see [`faults::apply`]), and for
+    /// a router stopped or started, its NSIS node halted or started anew
+    /// (with no state: a rebooted router). Returns the faults now in force.
+    pub fn fault(
+        &mut self,
+        f: &crate::topology::faults::Fault,
+    ) -> Result<crate::topology::faults::FaultState> {
+        use crate::topology::faults::Fault;
+        let state = faults::apply(&self.topo, &self.run, f)?;
+        match f {
+            Fault::NodeStop { node } => {
+                if let Some(i) = self.nodes.iter().position(|n| n.name == *node) {
+                    self.nodes.remove(i).stop();
+                }
+                if let Some(i) = self.procs.iter().position(|n| n.name == *node) {
+                    self.procs.remove(i).stop();
+                }
+            }
+            Fault::NodeStart { node } => {
+                let runs = self.topo.node(node).is_some_and(|n| n.runs_vlsp());
+                let running = self.nodes.iter().any(|n| n.name == *node)
+                    || self.procs.iter().any(|n| n.name == *node);
+                if runs && !running {
+                    let opts = self.opts.clone();
+                    self.start_node(node, &opts)?;
+                }
+            }
+            Fault::LinkDown { .. } | Fault::LinkUp { .. } => {}
+        }
+        Ok(state)
     }
 
     /// A client of `node`'s API socket.
@@ -294,6 +381,9 @@ impl Testbed {
         }
         for mut g in self.guests.drain(..) {
             g.stop();
+        }
+        for b in self.birds.drain(..) {
+            b.stop();
         }
     }
 

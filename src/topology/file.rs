@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{GistMode, Topology, VnodeKind};
+use super::{GistMode, Routing, Topology, VnodeKind};
 use crate::model::spanned::Spanned;
 use crate::model::tunnel::{Backend, TunnelKind};
 use crate::model::units::{RATE_PATTERN, Rate};
@@ -142,6 +142,18 @@ pub(crate) struct File {
     /// Virtual nodes, each hosted on a router.
     #[serde(default)]
     pub vnode: Vec<Spanned<VnodeDef>>,
+    /// OSPF timers (`routing = "ospf"`).
+    pub ospf: Option<Spanned<OspfDef>>,
+}
+
+/// `[ospf]`: each key optional.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OspfDef {
+    /// OSPF hello interval in seconds (default 1).
+    pub hello_s: Option<Spanned<u32>>,
+    /// OSPF dead interval in seconds, at least two hellos (default 4).
+    pub dead_s: Option<Spanned<u32>>,
 }
 
 /// `[topology]`: the name and the settings every node shares.
@@ -173,6 +185,10 @@ pub(crate) struct Header {
     /// or "c" (messaging associations over TCP).
     #[serde(default)]
     pub gist_mode: GistMode,
+    /// How routers learn routes: "static" (shortest paths computed by
+    /// vlsp, recomputed around faults) or "ospf" (bird2 in every router).
+    #[serde(default)]
+    pub routing: Routing,
 }
 
 /// The QoS NSLP refresh period R without `refresh_ms` (RFC 5974's 30 s).
@@ -273,6 +289,9 @@ pub(crate) struct LinkDef {
     /// Not supported on this kernel (needs sch_netem).
     #[serde(default)]
     pub loss: Option<Spanned<String>>,
+    /// OSPF cost of the link (both directions), 1-65535 (default 10).
+    #[schemars(range(min = 1, max = 65535))]
+    pub cost: Option<Spanned<u32>>,
 }
 
 /// `ROUTER:ADDRESS/PREFIX` of a link end.
@@ -379,6 +398,13 @@ struct Out {
     link: Vec<LinkOut>,
     vnet: Vec<VnetOut>,
     vnode: Vec<VnodeOut>,
+    ospf: OspfOut,
+}
+
+#[derive(Serialize)]
+struct OspfOut {
+    hello_s: u32,
+    dead_s: u32,
 }
 
 #[derive(Serialize)]
@@ -390,6 +416,7 @@ struct HeaderOut {
     tunnel: TunnelKind,
     refresh_ms: u64,
     gist_mode: GistMode,
+    routing: Routing,
 }
 
 #[derive(Serialize)]
@@ -426,6 +453,7 @@ struct LinkOut {
     a: String,
     b: String,
     capacity: String,
+    cost: u32,
 }
 
 #[derive(Serialize)]
@@ -484,6 +512,7 @@ impl Topology {
                 tunnel: self.tunnel,
                 refresh_ms: self.refresh_ms,
                 gist_mode: self.gist_mode,
+                routing: self.routing,
             },
             provider: self
                 .providers
@@ -535,6 +564,7 @@ impl Topology {
                         a: end(&l.a),
                         b: end(&l.b),
                         capacity: Rate::from_bps(l.capacity_bps).to_string(),
+                        cost: l.cost,
                     }
                 })
                 .collect(),
@@ -547,6 +577,10 @@ impl Topology {
                 })
                 .collect(),
             vnode: self.vnodes.iter().map(vnode_out).collect(),
+            ospf: OspfOut {
+                hello_s: self.ospf.hello_s,
+                dead_s: self.ospf.dead_s,
+            },
         };
         toml::to_string(&out).expect("a topology always serializes")
     }

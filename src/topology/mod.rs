@@ -11,6 +11,11 @@
 //! tunnel = "vxlan"              # or "gretap", "geneve" (if the kernel has them)
 //! refresh_ms = 30000            # QoS NSLP refresh period R
 //! gist_mode = "d"               # or "c": GIST over TCP messaging associations
+//! routing = "static"            # or "ospf": bird2 in every router, one area
+//!
+//! [ospf]                        # optional, `routing = "ospf"` only
+//! hello_s = 1                   # hello interval
+//! dead_s = 4                    # neighbour declared dead after this
 //!
 //! [[provider]]                  # an infrastructure provider (InP)
 //! name = "kit"
@@ -39,6 +44,7 @@
 //! a = "tb1:172.1.2.1/24"
 //! b = "tb2:172.1.2.2/24"
 //! capacity = "1gbit"            # for admission control and shaping
+//! cost = 10                     # OSPF cost (routing = "ospf")
 //!
 //! [[vnet]]
 //! name = "vnet1"
@@ -58,8 +64,10 @@
 //! holds the virtual node's side of the interface and the tunnel end of at
 //! most one virtual link, so no set of links can form a loop.
 
+pub mod faults;
 mod file;
 mod generate;
+pub mod ospf;
 mod routes;
 mod validate;
 
@@ -120,6 +128,43 @@ pub enum GistMode {
     #[default]
     D,
     C,
+}
+
+/// How the routers find their routes: computed once from the topology
+/// (and recomputed around faults), or by OSPF (bird2) in every router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    #[default]
+    Static,
+    Ospf,
+}
+
+impl std::fmt::Display for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Routing::Static => "static",
+            Routing::Ospf => "ospf",
+        })
+    }
+}
+
+/// OSPF timers of every router interface (`[ospf]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OspfSettings {
+    pub hello_s: u32,
+    pub dead_s: u32,
+}
+
+impl Default for OspfSettings {
+    /// Fast enough for fault experiments: a silent neighbour is dead in 4 s.
+    fn default() -> Self {
+        Self {
+            hello_s: 1,
+            dead_s: 4,
+        }
+    }
 }
 
 /// An infrastructure provider and its authorization policy.
@@ -205,6 +250,8 @@ pub struct Link {
     pub a: Endpoint,
     pub b: Endpoint,
     pub capacity_bps: u64,
+    /// OSPF cost (`cost`, default [`DEFAULT_COST`]).
+    pub cost: u32,
 }
 
 /// A virtual network.
@@ -286,6 +333,8 @@ pub struct Topology {
     pub tunnel: TunnelKind,
     pub refresh_ms: u64,
     pub gist_mode: GistMode,
+    pub routing: Routing,
+    pub ospf: OspfSettings,
     pub providers: Vec<Provider>,
     pub nodes: Vec<Node>,
     pub links: Vec<Link>,
@@ -301,6 +350,9 @@ pub struct Route {
     pub via: Ipv4Addr,
     pub ifname: String,
 }
+
+/// OSPF cost of a link without `cost`.
+pub const DEFAULT_COST: u32 = 10;
 
 /// Capacity of a link without `capacity`: 1 Gbit/s.
 pub const DEFAULT_CAPACITY: u64 = 1_000_000_000;

@@ -13,8 +13,8 @@ use super::file::{
 };
 use super::routes::network;
 use super::{
-    AuthPolicy, DEFAULT_CAPACITY, Endpoint, Link, Node, Provider, QemuConf, Topology, Vif, Vnet,
-    Vnode, VnodeKind,
+    AuthPolicy, DEFAULT_CAPACITY, DEFAULT_COST, Endpoint, Link, Node, OspfSettings, Provider,
+    QemuConf, Topology, Vif, Vnet, Vnode, VnodeKind,
 };
 use crate::model::paths::{TopoName, check_ifname, check_node_name};
 use crate::model::spanned::Spanned;
@@ -42,6 +42,7 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
     let links = links(&f.link, &nodes, src)?;
     let vnets = vnets(f, src)?;
     let vnodes = vnodes(&f.vnode, &nodes, &vnets, src)?;
+    let ospf = ospf(f, src)?;
     let t = Topology {
         source: src.path.to_path_buf(),
         name,
@@ -51,6 +52,8 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
         tunnel: hdr.tunnel,
         refresh_ms,
         gist_mode: hdr.gist_mode,
+        routing: hdr.routing,
+        ospf,
         providers,
         nodes,
         links,
@@ -66,6 +69,36 @@ fn topology_name(name: &Spanned<String>, src: &Source) -> Res<String> {
     TopoName::new(name.get_ref())
         .map(|n| n.as_str().to_string())
         .map_err(|e| src.err(name.span(), e.to_string()))
+}
+
+/// `[ospf]`: a dead interval of at least two hellos, so one lost hello
+/// does not drop an adjacency.
+fn ospf(f: &File, src: &Source) -> Res<OspfSettings> {
+    let mut o = OspfSettings::default();
+    let Some(d) = &f.ospf else { return Ok(o) };
+    let d = d.get_ref();
+    if let Some(h) = &d.hello_s {
+        if !(1..=65535).contains(h.get_ref()) {
+            return Err(src.err(h.span(), "hello_s must be 1..=65535 seconds"));
+        }
+        o.hello_s = *h.get_ref();
+        o.dead_s = o.dead_s.max(o.hello_s * 4);
+    }
+    if let Some(x) = &d.dead_s {
+        if *x.get_ref() < 2 * o.hello_s {
+            return Err(src.err(
+                x.span(),
+                format!(
+                    "dead_s = {} is shorter than two hellos ({} s): raise it to at least {}",
+                    x.get_ref(),
+                    o.hello_s,
+                    2 * o.hello_s
+                ),
+            ));
+        }
+        o.dead_s = *x.get_ref();
+    }
+    Ok(o)
 }
 
 /// `refresh_ms`: at least [`MIN_REFRESH_MS`] (0 would mean refreshing
@@ -306,7 +339,22 @@ fn links(defs: &[Spanned<LinkDef>], nodes: &[Node], src: &Source) -> Res<Vec<Lin
                 .map_err(|e| src.err(c.span(), e.to_string()))?
                 .bps(),
         };
-        out.push(Link { a, b, capacity_bps });
+        let cost = match &d.cost {
+            None => DEFAULT_COST,
+            Some(c) if (1..=65535).contains(c.get_ref()) => *c.get_ref(),
+            Some(c) => {
+                return Err(src.err(
+                    c.span(),
+                    format!("cost = {}: an OSPF cost is 1..=65535", c.get_ref()),
+                ));
+            }
+        };
+        out.push(Link {
+            a,
+            b,
+            capacity_bps,
+            cost,
+        });
     }
     Ok(out)
 }
