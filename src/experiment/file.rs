@@ -46,12 +46,18 @@ struct File {
 
 /// `[[fault]]`: `at_ms = 2000, link = "tb2-tb3", action = "down"` (or
 /// `node = "tb3", action = "stop"`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FaultDef {
+    /// When, in milliseconds after the run's start.
     at_ms: u64,
+    /// A substrate link, `A-B` (either order): with action down or up.
+    #[schemars(example = &"tb2-tb3")]
     link: Option<String>,
+    /// A router: with action stop or start.
     node: Option<String>,
+    /// down / up (a link), stop / start (a router).
+    #[schemars(pattern(r"^(down|up|stop|start)$"))]
     action: Spanned<String>,
 }
 

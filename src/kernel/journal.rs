@@ -160,7 +160,7 @@ pub fn processes_in(topo: &str) -> Vec<ProcessId> {
         .iter()
         .filter_map(|e| match e {
             Entry::Namespace(ns) => std::fs::metadata(crate::kernel::netns::ns_path(ns)).ok(),
-            Entry::Qemu { .. } => None,
+            Entry::Qemu { .. } | Entry::Process { .. } => None,
         })
         .map(|m| (m.dev(), m.ino()))
         .collect();

@@ -20,7 +20,7 @@ use crate::kernel::substrate::{self, Timings};
 use crate::model::measure::{Point, Recorder};
 use crate::model::paths::RunDir;
 use crate::node::api::{Client, Reply, Request};
-use crate::node::{NodeConfig, NodeHandle, StartingNode, start_node};
+use crate::node::{NodeConfig, NodeHandle, StartingNode, spawn_node, start_node};
 use crate::topology::Topology;
 
 /// Where a running topology keeps its effective topology, so that commands
