@@ -88,32 +88,27 @@ impl NodeCore {
         self.nslp.path_changed(now, sid, old_peer, new_peer, link);
     }
 
-    /// The NSLP's message for a named (old) peer.
+    /// The NSLP's message for a named peer (the session's upstream one, or
+    /// the old branch's first node).
     pub(super) fn send_to(
         &mut self,
         sid: Sid,
         flow: Flow,
+        dir: Direction,
         peer: Ipv4Addr,
         mut msg: NslpMessage,
         authenticate: bool,
     ) {
         if authenticate {
-            for obj in self.cfg.auth_objects(&flow, Direction::Downstream, &msg) {
+            for obj in self.cfg.auth_objects(&flow, dir, &msg) {
                 msg.objects
                     .push(crate::wire::nslp::NslpObject::SessionAuth(obj));
             }
         }
         let bytes = msg.to_bytes(self.cfg.profile);
         let local = self.cfg.local_addr_for(peer);
-        self.gist.send_to(
-            peer,
-            sid,
-            flow,
-            Direction::Downstream,
-            local,
-            bytes,
-            authenticate,
-        );
+        self.gist
+            .send_to(peer, sid, flow, dir, local, bytes, authenticate);
     }
 
     /// A downstream Query for a flow that starts here came back: the route
