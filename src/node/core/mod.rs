@@ -648,10 +648,11 @@ impl NodeCore {
             Action::SendTo {
                 sid,
                 flow,
+                dir,
                 peer,
                 msg,
                 authenticate,
-            } => self.send_to(sid, flow, peer, msg, authenticate),
+            } => self.send_to(sid, flow, dir, peer, msg, authenticate),
             Action::VlinkDown {
                 sid,
                 vlsp,

@@ -88,32 +88,27 @@ impl NodeCore {
         self.nslp.path_changed(now, sid, old_peer, new_peer, link);
     }
 
-    /// The NSLP's message for a named (old) peer.
+    /// The NSLP's message for a named peer (the session's upstream one, or
+    /// the old branch's first node).
     pub(super) fn send_to(
         &mut self,
         sid: Sid,
         flow: Flow,
+        dir: Direction,
         peer: Ipv4Addr,
         mut msg: NslpMessage,
         authenticate: bool,
     ) {
         if authenticate {
-            for obj in self.cfg.auth_objects(&flow, Direction::Downstream, &msg) {
+            for obj in self.cfg.auth_objects(&flow, dir, &msg) {
                 msg.objects
                     .push(crate::wire::nslp::NslpObject::SessionAuth(obj));
             }
         }
         let bytes = msg.to_bytes(self.cfg.profile);
         let local = self.cfg.local_addr_for(peer);
-        self.gist.send_to(
-            peer,
-            sid,
-            flow,
-            Direction::Downstream,
-            local,
-            bytes,
-            authenticate,
-        );
+        self.gist
+            .send_to(peer, sid, flow, dir, local, bytes, authenticate);
     }
 
     /// A downstream Query for a flow that starts here came back: the route
@@ -122,5 +117,82 @@ impl NodeCore {
     pub(super) fn is_looped_query(&self, msg: &Msg) -> bool {
         matches!(msg, Msg::Query { flow, dir: Direction::Downstream, .. }
             if self.cfg.addrs.contains(&flow.src) && !self.cfg.addrs.contains(&flow.dst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::routes::KernelRoute;
+    use crate::model::measure::Recorder;
+    use crate::node::config::NodeConfig;
+
+    fn tb2() -> NodeCore {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let topo = crate::topology::Topology::load(&p).unwrap();
+        let cfg = NodeConfig::from_topology(&topo, "tb2").unwrap();
+        NodeCore::new(cfg.clone(), Recorder::new(&cfg.name, 0), 1)
+    }
+
+    fn table(core: &NodeCore) -> RouteTable {
+        RouteTable {
+            routes: core
+                .cfg
+                .routes
+                .iter()
+                .map(|r| KernelRoute {
+                    dest: r.dest,
+                    prefix_len: r.prefix_len,
+                    via: Some(r.via),
+                    ifname: r.ifname.clone(),
+                })
+                .collect(),
+            down: vec![],
+        }
+    }
+
+    #[test]
+    fn an_unchanged_table_changes_nothing() {
+        let mut core = tb2();
+        let before = core.cfg.routes.clone();
+        let t = table(&core);
+        core.routes_changed(t, Instant::now());
+        assert_eq!(core.cfg.routes, before);
+        assert!(core.poll_transmit().is_none());
+        assert!(core.links_down.is_empty());
+    }
+
+    #[test]
+    fn a_down_link_and_a_new_route_move_the_egress() {
+        let mut core = tb2();
+        let tb4 = Ipv4Addr::new(172, 3, 4, 4);
+        let towards_tb3 = core.egress_link(tb4).unwrap();
+        let other = core
+            .cfg
+            .links
+            .iter()
+            .find(|l| l.ifname != towards_tb3)
+            .unwrap()
+            .ifname
+            .clone();
+        // The link to tb3 is down; the kernel now routes tb4's side back
+        // through tb1 (as a routing oracle would, were there a way).
+        let t = RouteTable {
+            routes: [[172, 2, 3, 0], [172, 3, 4, 0]]
+                .into_iter()
+                .map(|d| KernelRoute {
+                    dest: Ipv4Addr::from(d),
+                    prefix_len: 24,
+                    via: Some(Ipv4Addr::new(172, 1, 2, 1)),
+                    ifname: other.clone(),
+                })
+                .collect(),
+            down: vec![towards_tb3.clone(), "vx9".into()],
+        };
+        core.routes_changed(t, Instant::now());
+        assert_eq!(core.links_down, [towards_tb3], "only substrate links count");
+        assert_eq!(core.egress_link(tb4), Some(other.clone()));
+        assert_eq!(core.egress_link(Ipv4Addr::new(172, 2, 3, 3)), Some(other));
     }
 }

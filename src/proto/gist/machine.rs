@@ -625,22 +625,13 @@ impl Gist {
                 nli,
                 nslp_data,
             } => {
-                let from_known_peer = match self.r.get(&(sid, dir)) {
-                    Some(r) => {
-                        r.peer.addr == *src.ip()
-                            || nli.as_ref().is_some_and(|n| n.addr == r.peer.addr)
-                    }
-                    None => false,
-                } || match self
-                    .q
-                    .get(&(sid, opposite(dir)))
-                    .and_then(QNode::known_peer)
-                {
-                    Some(peer) => {
-                        peer.addr == *src.ip() || nli.as_ref().is_some_and(|n| n.addr == peer.addr)
-                    }
-                    None => false,
-                };
+                let is = |p: &Nli| reroute::is_peer(p, *src.ip(), nli.as_ref());
+                let from_known_peer = self.r.get(&(sid, dir)).is_some_and(|r| is(&r.peer))
+                    || self
+                        .q
+                        .get(&(sid, opposite(dir)))
+                        .and_then(QNode::known_peer)
+                        .is_some_and(is);
                 if !from_known_peer {
                     let me = self.nli(local);
                     self.out.push_back(Transmit {

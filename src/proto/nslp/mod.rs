@@ -134,11 +134,14 @@ pub enum Action {
         flow: Flow,
         initiator: bool,
     },
-    /// Hand an NSLP message to GIST for the named peer, not the session's
-    /// current one: the tear of the branch a path change left.
+    /// Hand an NSLP message to GIST for the named peer: upstream, the peer
+    /// the session's RESERVEs come from now (its SII-Handle; GIST's own
+    /// responder state may name an old-branch node that re-queried later);
+    /// downstream, the tear of the branch a path change left.
     SendTo {
         sid: Sid,
         flow: Flow,
+        dir: Direction,
         peer: Ipv4Addr,
         msg: NslpMessage,
         authenticate: bool,
@@ -412,6 +415,19 @@ impl Nslp {
     /// Queues `msg` for GIST. The "sent" measurement points are taken by the
     /// glue when the datagram leaves, after any handshake GIST needs first.
     fn send(&mut self, sid: Sid, flow: Flow, dir: Direction, msg: NslpMessage, authenticate: bool) {
+        if dir == Direction::Upstream
+            && let Some(peer) = self.sessions.get(&sid).and_then(|s| s.upstream)
+        {
+            self.actions.push_back(Action::SendTo {
+                sid,
+                flow,
+                dir,
+                peer,
+                msg,
+                authenticate,
+            });
+            return;
+        }
         self.actions.push_back(Action::Send {
             sid,
             flow,

@@ -160,6 +160,12 @@ impl Nslp {
             self.on_tear(now, sid, flow, rii, &msg, ctx);
             return;
         }
+        // Answers to this RESERVE go back to the peer it came from.
+        if let Some(s) = self.sessions.get_mut(&sid)
+            && s.role != Role::Qni
+        {
+            s.upstream = Some(ctx.peer);
+        }
         if ctx.is_destination {
             let signer = matches!(ctx.auth, AuthVerdict::Verified { .. }).then_some(ctx.peer);
             let peer = ctx.peer;

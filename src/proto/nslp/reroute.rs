@@ -135,13 +135,13 @@ impl Nslp {
             s.refresh_at = Some(now + self.cfg.refresh);
         }
         let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
-        let ms = now.saturating_duration_since(rep.since).as_millis();
+        let ms = now.saturating_duration_since(rep.since).as_secs_f64() * 1e3;
         self.tear_old_branch(sid, rep.old_peer);
         self.actions.push_back(Action::Event {
             vlink_id,
             kind: EventKind::Repaired,
             message: format!(
-                "{}: reservation re-established along the new path {ms} ms after the path change; old branch via {} torn",
+                "{}: reservation re-established along the new path {ms:.1} ms after the path change; old branch via {} torn",
                 self.cfg.node, rep.old_peer
             ),
         });
@@ -193,6 +193,7 @@ impl Nslp {
         self.actions.push_back(Action::SendTo {
             sid,
             flow: s.flow,
+            dir: Direction::Downstream,
             peer,
             msg,
             authenticate,

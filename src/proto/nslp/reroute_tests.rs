@@ -188,9 +188,9 @@ impl Net {
                 };
                 self.deliver(i, j, dir, msg);
             }
-            Action::SendTo { peer, msg, .. } => {
+            Action::SendTo { peer, dir, msg, .. } => {
                 let j = (0..self.n.len()).find(|j| addr(*j) == peer).unwrap();
-                self.deliver(i, j, Direction::Downstream, msg);
+                self.deliver(i, j, dir, msg);
             }
             Action::VlinkUp { sid, .. } => self.n[i].vlink_done(self.now, sid, addr(i), None),
             Action::VlinkDown { sid, .. } => {

@@ -183,7 +183,25 @@ impl Chain {
                 self.n[i].class_done(self.now, sid, err);
             }
             Action::RemoveClass { .. } => self.classes.push((i, false)),
-            Action::Forget { .. } | Action::Point { .. } | Action::SendTo { .. } => {}
+            // The chain has one path: a named peer is the next node too.
+            Action::SendTo {
+                sid,
+                flow,
+                dir,
+                msg,
+                authenticate,
+                ..
+            } => self.act(
+                i,
+                Action::Send {
+                    sid,
+                    flow,
+                    dir,
+                    msg,
+                    authenticate,
+                },
+            ),
+            Action::Forget { .. } | Action::Point { .. } => {}
         }
     }
 

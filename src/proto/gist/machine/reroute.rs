@@ -8,7 +8,14 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use super::{Direction, Flow, Gist, QState, Querying, Sid};
+use super::{Direction, Flow, Gist, Nli, QState, Querying, Sid};
+
+/// Whether a message from `src` with NLI `nli` comes from `peer`: by its
+/// address, or by its Peer-Identity (a node answers a Query on the address
+/// it was sent to, and may send later from the interface that faces us).
+pub(super) fn is_peer(peer: &Nli, src: Ipv4Addr, nli: Option<&Nli>) -> bool {
+    peer.addr == src || nli.is_some_and(|n| n.addr == peer.addr || n.peer_id == peer.peer_id)
+}
 
 impl Gist {
     /// The node's routes changed: re-query every session we hold routing
@@ -48,8 +55,10 @@ impl Gist {
     }
 
     /// Queues D-mode Data for `peer` itself, whatever the routing state
-    /// says: the tear of a branch the path no longer takes goes to the
-    /// peer on it (which still holds our routing state until it expires).
+    /// says: answers go to the upstream peer the NSLP's state names (a node
+    /// of an old branch may have re-queried since), and the tear of a
+    /// branch the path no longer takes to the peer on it (which still holds
+    /// our routing state until it expires).
     #[allow(clippy::too_many_arguments)]
     pub fn send_to(
         &mut self,
@@ -61,7 +70,10 @@ impl Gist {
         nslp_data: Vec<u8>,
         sign: bool,
     ) {
-        let ttl = self.cfg.ip_ttl;
+        let ttl = match dir {
+            Direction::Downstream => self.cfg.ip_ttl,
+            Direction::Upstream => self.cfg.reply_ttl(),
+        };
         self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
     }
 }
