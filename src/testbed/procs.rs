@@ -40,7 +40,12 @@ pub fn spawn(
     no_qos: bool,
     points: usize,
 ) -> Result<NodeProc> {
-    spawn_with(exe, topo, saved, node, run, no_qos, points, false)
+    let how = How {
+        no_qos,
+        points,
+        detach: false,
+    };
+    spawn_with(exe, topo, saved, node, run, how)
 }
 
 /// [`spawn`] in a session of its own, for a node that outlives the
@@ -52,7 +57,22 @@ pub fn spawn_detached(
     node: &str,
     run: &RunDir,
 ) -> Result<NodeProc> {
-    spawn_with(exe, topo, saved, node, run, false, 0, true)
+    let how = How {
+        no_qos: false,
+        points: 0,
+        detach: true,
+    };
+    spawn_with(exe, topo, saved, node, run, how)
+}
+
+/// How a node process is started.
+struct How {
+    /// `--no-qos`: admission control only.
+    no_qos: bool,
+    /// Measurement points it keeps (0: none).
+    points: usize,
+    /// In a session of its own.
+    detach: bool,
 }
 
 fn spawn_with(
@@ -61,10 +81,13 @@ fn spawn_with(
     saved: &Path,
     node: &str,
     run: &RunDir,
-    no_qos: bool,
-    points: usize,
-    detach: bool,
+    how: How,
 ) -> Result<NodeProc> {
+    let How {
+        no_qos,
+        points,
+        detach,
+    } = how;
     let api_socket = run.api_socket(node);
     let ready = run.path().join(format!("{node}.node-ready"));
     let _ = std::fs::remove_file(&ready);

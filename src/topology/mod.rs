@@ -132,8 +132,17 @@ pub enum GistMode {
 
 /// How the routers find their routes: computed once from the topology
 /// (and recomputed around faults), or by OSPF (bird2) in every router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[derive(schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Routing {
     #[default]
