@@ -32,6 +32,13 @@ fn ms(d: Duration) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     vlsp::kernel::substrate::require_root()?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VLSP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse())
@@ -47,11 +54,14 @@ fn main() -> anyhow::Result<()> {
         sizes
     } {
         let name = format!("tim{n}");
-        let last = n.min(LINK_SPAN) - 1;
+        let span = std::env::var("LINK_SPAN").map_or(LINK_SPAN, |v| v.parse().unwrap_or(LINK_SPAN));
+        let last = n.min(span) - 1;
         let text = chain(&name, n, 3)?.replace(
             &format!("host = \"r{}\"", n - 1),
             &format!("host = \"r{last}\""),
         );
+        let first = std::env::var("LINK_FROM").unwrap_or_else(|_| "0".into());
+        let text = text.replace("host = \"r0\"", &format!("host = \"r{first}\""));
         let t = Topology::parse(&text, Path::new(&format!("{name}.toml")))?;
         cases.push((format!("chain of {n}"), t));
     }
@@ -110,7 +120,22 @@ fn main() -> anyhow::Result<()> {
                     }
                 );
             }
-            other => println!("  link across {hops} routers FAILED: {other:?}"),
+            other => {
+                println!("  link across {hops} routers FAILED: {other:?}");
+                let mut prev = None;
+                for i in 0..routers {
+                    let r = format!("r{i}");
+                    if let Ok(mut c) = tb.client(&r)
+                        && let Ok(Reply::Stats { stats }) = c.call(&Request::Stats)
+                    {
+                        let k = stats.nslp.reserves_received;
+                        if prev != Some(k) {
+                            println!("  {r}: {stats:?}");
+                            prev = Some(k);
+                        }
+                    }
+                }
+            }
         }
         drop(c);
         let t0 = Instant::now();

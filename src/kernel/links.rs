@@ -172,3 +172,58 @@ pub async fn bridge_vnode(h: &Handle, v: &Vnode) -> Result<()> {
     }
     Ok(())
 }
+
+/// The kernel's ARP table is one for all namespaces, its size limits set in
+/// the root namespace only: past `gc_thresh3` entries (1024 by default) it
+/// refuses new neighbours, and a datagram to an unresolved next hop is
+/// dropped as `NEIGH_CREATEFAIL` (a UDP sender sees no error). Signaling
+/// resolves two neighbours per hop, so a path of more than 512 routers
+/// stalled at its 513th. The thresholds `(gc_thresh2, gc_thresh3)` that
+/// make room for `links` links (both ends, tunnels and bridges besides),
+/// never below `current`.
+pub fn neighbour_thresholds(current: (u64, u64), links: usize) -> (u64, u64) {
+    let need = 2 * links as u64 + 1024;
+    (current.0.max(need), current.1.max(2 * need))
+}
+
+/// Raises the root namespace's ARP table limits for `links` links (see
+/// [`neighbour_thresholds`]); returns the new ones when it changed them.
+pub fn make_room_for_neighbours(links: usize) -> Result<Option<(u64, u64)>> {
+    let dir = std::path::Path::new("/proc/sys/net/ipv4/neigh/default");
+    let read = |k: &str| -> Result<u64> {
+        let p = dir.join(k);
+        let s = std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?;
+        s.trim()
+            .parse()
+            .with_context(|| format!("{}: not a number: {s:?}", p.display()))
+    };
+    let current = (read("gc_thresh2")?, read("gc_thresh3")?);
+    let want = neighbour_thresholds(current, links);
+    if want == current {
+        return Ok(None);
+    }
+    // thresh3 first: the kernel keeps thresh2 <= thresh3 only by convention.
+    for (k, v) in [("gc_thresh3", want.1), ("gc_thresh2", want.0)] {
+        std::fs::write(dir.join(k), v.to_string()).with_context(|| {
+            format!("raising net.ipv4.neigh.default.{k} to {v} for {links} links (run as root in the root namespace)")
+        })?;
+    }
+    Ok(Some(want))
+}
+
+#[cfg(test)]
+mod neighbour_tests {
+    use super::neighbour_thresholds;
+
+    #[test]
+    fn thresholds_cover_two_neighbours_per_link_and_never_shrink() {
+        // The defaults (512, 1024) stop a 600-router chain at hop 513.
+        let (t2, t3) = neighbour_thresholds((512, 1024), 599);
+        assert!(t2 >= 2 * 599 && t3 >= t2, "{t2} {t3}");
+        assert_eq!(neighbour_thresholds((512, 1024), 10_000), (21_024, 42_048));
+        assert_eq!(
+            neighbour_thresholds((50_000, 90_000), 100),
+            (50_000, 90_000)
+        );
+    }
+}

@@ -135,6 +135,12 @@ impl Testbed {
             topo.nodes.iter().filter(|n| n.runs_vlsp()).count()
         };
         fd_budget(&topo.name, in_process, limit)?;
+        if let Some((t2, t3)) = crate::kernel::links::make_room_for_neighbours(topo.links.len())? {
+            tracing::info!(
+                "ARP table limits raised to gc_thresh2 {t2}, gc_thresh3 {t3} for {} links",
+                topo.links.len()
+            );
+        }
         let run = RunDir::new(&topo.topo_name());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
