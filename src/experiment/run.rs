@@ -18,9 +18,10 @@ use crate::testbed::Options;
 use crate::topology::Topology;
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 8] = [
+pub const PAPER_EXPERIMENTS: [&str; 9] = [
     "paper-table1.toml",
     "paper-table1-cmode.toml",
+    "paper-table1-procs.toml",
     "paper-table2.toml",
     "paper-fig13.toml",
     "chain-sweep.toml",

@@ -123,7 +123,8 @@ impl std::fmt::Display for Step {
                 initiator,
             } => write!(
                 f,
-                "tear down virtual link {vlink_id} ({from} -> {to}) through {initiator}"
+                "tear down virtual link {} ({from} -> {to}) through {initiator}",
+                crate::node::api::link_id_short(*vlink_id)
             ),
             Step::StopNode { node } => write!(f, "stop the NSIS node of {node}"),
             Step::RemoveVnode { vnode, host } => {

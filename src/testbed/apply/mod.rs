@@ -16,6 +16,7 @@ pub mod diff;
 mod exec;
 pub mod strand;
 
+use crate::node::api::link_id_short;
 use std::path::Path;
 use std::time::Duration;
 
@@ -50,7 +51,10 @@ impl Plan {
             .map(|s| {
                 format!(
                     "virtual link {} ({} -> {}): {}",
-                    s.vlink_id, s.from, s.to, s.because
+                    link_id_short(s.vlink_id),
+                    s.from,
+                    s.to,
+                    s.because
                 )
             })
             .collect();
@@ -70,13 +74,16 @@ impl Plan {
         for s in &self.stranded {
             v.push(format!(
                 "  strands virtual link {} ({} -> {}): {}",
-                s.vlink_id, s.from, s.to, s.because
+                link_id_short(s.vlink_id),
+                s.from,
+                s.to,
+                s.because
             ));
         }
         for r in &self.rerouted {
             v.push(format!(
-                "  virtual link {} moves from {} to {} (its reservation follows at the next refresh)",
-                r.vlink_id,
+                "  virtual link {} moves from {} to {} (its reservation follows the new routes)",
+                link_id_short(r.vlink_id),
                 r.old_path.join("-"),
                 r.new_path.join("-")
             ));
