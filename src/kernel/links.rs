@@ -121,16 +121,31 @@ pub async fn forward_and_route(
                 i
             }
         };
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(r.dest, r.prefix_len)
-            .gateway(r.via)
-            .output_interface(i)
-            .build();
-        h.route().add(msg).execute().await.with_context(|| {
-            format!("route {}/{} via {} on {node}", r.dest, r.prefix_len, r.via)
-        })?;
+        h.route()
+            .add(route_msg(r.dest, r.prefix_len, r.via, i))
+            .execute()
+            .await
+            .with_context(|| {
+                format!("route {}/{} via {} on {node}", r.dest, r.prefix_len, r.via)
+            })?;
     }
     Ok(())
+}
+
+/// The route message for `dest/prefix_len` via `via` out of interface
+/// index `ifindex` (protocol static, which [`crate::kernel::routing`]
+/// recognises as ours).
+pub fn route_msg(
+    dest: Ipv4Addr,
+    prefix_len: u8,
+    via: Ipv4Addr,
+    ifindex: u32,
+) -> rtnetlink::packet_route::route::RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dest, prefix_len)
+        .gateway(via)
+        .output_interface(ifindex)
+        .build()
 }
 
 /// Shapes each end of each link of router `node` to the link's capacity,

@@ -4,14 +4,12 @@
 //! before it was created, so whatever these leave goes with `vlsp down`.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec};
 
 use crate::kernel::links::link_index;
 use crate::kernel::netns::with_netns;
-use crate::topology::Route;
 
 /// Deletes interface `name` (a veth goes with its peer); already gone is
 /// fine.
@@ -49,47 +47,6 @@ pub async fn rename_link(h: &Handle, node: &str, from: &str, to: &str) -> Result
         .execute()
         .await
         .with_context(what)
-}
-
-fn route_msg(r: &Route, ifindex: u32) -> rtnetlink::packet_route::route::RouteMessage {
-    RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(r.dest, r.prefix_len)
-        .gateway(r.via)
-        .output_interface(ifindex)
-        .build()
-}
-
-/// Puts `new` in place (each route replaces the one for its prefix, so a
-/// route that stays never disappears), then removes the prefixes of `old`
-/// that `new` lacks.
-pub async fn replace_routes(h: &Handle, node: &str, old: &[Route], new: &[Route]) -> Result<()> {
-    for r in new {
-        let i = link_index(h, &r.ifname)
-            .await
-            .with_context(|| format!("route on {node}"))?;
-        h.route()
-            .add(route_msg(r, i))
-            .replace()
-            .execute()
-            .await
-            .with_context(|| {
-                format!("route {}/{} via {} on {node}", r.dest, r.prefix_len, r.via)
-            })?;
-    }
-    for r in old {
-        if new
-            .iter()
-            .any(|n| n.dest == r.dest && n.prefix_len == r.prefix_len)
-        {
-            continue;
-        }
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(r.dest, r.prefix_len)
-            .build();
-        // Gone with its interface already: nothing to do.
-        let _ = h.route().del(msg).execute().await;
-    }
-    Ok(())
 }
 
 /// Shapes an existing link end to a new capacity (the classes change in

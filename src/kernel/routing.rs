@@ -78,13 +78,13 @@ pub async fn route_counts(h: &Handle) -> Result<(usize, usize, usize)> {
 pub async fn replace_static(h: &Handle, node: &str, routes: &[Route]) -> Result<()> {
     for r in routes {
         let i = link_index(h, &r.ifname).await?;
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(r.dest, r.prefix_len)
-            .gateway(r.via)
-            .output_interface(i)
-            .build();
         h.route()
-            .add(msg)
+            .add(crate::kernel::links::route_msg(
+                r.dest,
+                r.prefix_len,
+                r.via,
+                i,
+            ))
             .replace()
             .execute()
             .await

@@ -203,13 +203,8 @@ async fn step(t: &Target<'_>, sp: &mut Spaces<'_>, root: &Handle, s: &Step) -> R
             links::bridge_vnode(&sp.get(host)?.1, v).await?;
         }
         Step::Routes { node, .. } => {
-            let old = if t.old.node(node).is_some() {
-                t.old.routes(node)
-            } else {
-                vec![]
-            };
             let (_, h) = sp.get(node)?;
-            live::replace_routes(h, node, &old, &t.new.routes(node)).await?;
+            crate::kernel::routing::replace_static(h, node, &t.new.routes(node)).await?;
         }
         Step::Reconfigure { node } => {
             let req = Request::Reconfigure {

@@ -6,11 +6,10 @@
 //! its capacity (the root HTB the node's reservations go under), the
 //! static routes, and a bridge per virtual interface with its port.
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rtnetlink::{LinkBridge, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkUnspec};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::tc::QosError;
@@ -140,11 +139,7 @@ impl InitPlan {
         }
         for r in &self.route {
             let i = crate::kernel::links::link_index(&h, &r.ifname).await?;
-            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(r.dest, r.prefix_len)
-                .gateway(r.via)
-                .output_interface(i)
-                .build();
+            let msg = crate::kernel::links::route_msg(r.dest, r.prefix_len, r.via, i);
             // A restarted init container finds its routes there already.
             h.route()
                 .add(msg)
@@ -189,6 +184,7 @@ fn forward(pod: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn a_plan_reads_back_and_names_what_is_missing() {
