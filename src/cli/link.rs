@@ -235,26 +235,15 @@ fn setup(
     bidi: bool,
     tunnel: Option<TunnelKind>,
 ) -> Result<LinkInfo> {
-    Ok(match tunnel {
-        None => testbed::link_setup(topology, from, to, rate, auth, bidi)?,
+    match tunnel {
+        None => Ok(testbed::link_setup(topology, from, to, rate, auth, bidi)?),
+        // A tunnel type is the API's to pass on: ask the host's socket.
         Some(kind) => {
             let (t, host) = host_of(topology, from)?;
-            let mut c = client(&RunDir::new(&t.topo_name()), &host, Duration::from_secs(60))?;
-            match c.call(&Request::Setup {
-                from: from.into(),
-                to: to.into(),
-                rate_bps: rate,
-                bidirectional: bidi,
-                backend: None,
-                authenticate: auth,
-                tunnel: Some(kind),
-            })? {
-                Reply::LinkUp { vlink } => vlink,
-                Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
-                r => bail!("unexpected reply {r:?}"),
-            }
+            let api = RunDir::new(&t.topo_name()).api_socket(&host);
+            setup_at(&api, from, to, rate, auth, bidi, Some(kind))
         }
-    })
+    }
 }
 
 /// Sets a link up through the API socket at `api` (no topology file).
