@@ -116,6 +116,13 @@ pub struct NodeActor {
     intake: Rc<RefCell<intake::Intake>>,
     /// Whether a [`Drain`] is in the mailbox or being handled.
     draining: Rc<Cell<bool>>,
+    /// Signalled when the intake is empty again: the receive loop waits
+    /// for it after a datagram that found the node idle, so the node
+    /// answers before the loop's next read (which usually finds nothing:
+    /// a syscall off the critical path of the handshake).
+    drained: Rc<tokio::sync::Notify>,
+    /// The deadline the timer is armed for.
+    armed: Option<Instant>,
     /// API requests whose client had gone: not carried out, or undone.
     api_abandoned: u64,
     /// When the sockets were opened (`health`'s uptime).
@@ -139,6 +146,13 @@ impl NodeActor {
     /// Sends what the core has to send and runs its actions, until it is
     /// idle; then sets the timer for its next deadline.
     fn run(&mut self, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+        self.schedule(ctx);
+    }
+
+    /// Sends what the core has to send and runs its actions, until it is
+    /// idle (the timer is the caller's: see [`Self::schedule`]).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
         loop {
             // MAs first: the messages that follow may use them.
             while let Some(a) = self.core.poll_ma_action() {
@@ -165,7 +179,6 @@ impl NodeActor {
             };
             self.act(a);
         }
-        self.schedule(ctx);
     }
 
     fn act(&mut self, a: CoreAction) {
@@ -217,18 +230,29 @@ impl NodeActor {
         }
     }
 
+    /// Arms the timer for the core's next deadline, only when that is
+    /// earlier than the armed one (or none is armed): a timer that fires
+    /// early finds nothing due and re-arms. Re-arming after every message
+    /// cost tokio a wake-up of its own thread (an eventfd write and an
+    /// extra epoll_wait) each time the new deadline preceded its park's.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let Some(at) = self.core.poll_timeout() else {
+            return;
+        };
+        if self.timer.is_some() && self.armed.is_some_and(|a| a <= at) {
+            return;
+        }
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
-        if let Some(at) = self.core.poll_timeout() {
-            let d = at.saturating_duration_since(Instant::now());
-            self.timer = Some(ctx.run_later(d, |act, ctx| {
-                act.timer = None;
-                act.core.handle_timeout(Instant::now());
-                act.run(ctx);
-            }));
-        }
+        self.armed = Some(at);
+        let d = at.saturating_duration_since(Instant::now());
+        self.timer = Some(ctx.run_later(d, |act, ctx| {
+            act.timer = None;
+            act.armed = None;
+            act.core.handle_timeout(Instant::now());
+            act.run(ctx);
+        }));
     }
 }
 
@@ -240,6 +264,7 @@ impl Actor for NodeActor {
         let sockets = self.sockets.clone();
         let intake = self.intake.clone();
         let draining = self.draining.clone();
+        let drained = self.drained.clone();
         let node = self.core.config().name.clone();
         let me = ctx.address();
         let nslpid = crate::wire::gist::NSLPID_QOS;
@@ -272,12 +297,21 @@ impl Actor for NodeActor {
                     Ok(inc) => {
                         // Overload is shed here, datagram by datagram; the
                         // loop keeps reading, so the node never goes deaf.
-                        let mut q = intake.borrow_mut();
-                        if let Some((why, Some(n))) = q.push(inc, Instant::now()) {
-                            tracing::warn!(%node, "{}", q.log_line(why, n));
-                        }
-                        if !q.is_empty() && !draining.replace(true) {
-                            me.do_send(Drain);
+                        let woke = {
+                            let mut q = intake.borrow_mut();
+                            if let Some((why, Some(n))) = q.push(inc, Instant::now()) {
+                                tracing::warn!(%node, "{}", q.log_line(why, n));
+                            }
+                            let woke = !q.is_empty() && !draining.replace(true);
+                            if woke {
+                                me.do_send(Drain);
+                            }
+                            woke
+                        };
+                        // An idle node handles this datagram before the
+                        // next read; under a backlog the loop reads on.
+                        if woke {
+                            drained.notified().await;
                         }
                     }
                     Err(e) => {
@@ -308,10 +342,14 @@ impl Handler<Drain> for NodeActor {
                 break;
             };
             self.core.handle_datagram(inc, Instant::now());
-            self.run(ctx);
+            self.flush(ctx);
         }
+        // Once per batch, after its datagrams went out: arming a timer can
+        // cost a syscall (see `schedule`).
+        self.schedule(ctx);
         if self.intake.borrow().is_empty() {
             self.draining.set(false);
+            self.drained.notify_one();
         } else {
             // Behind whatever else waits in the mailbox.
             ctx.address().do_send(Drain);

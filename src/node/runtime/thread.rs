@@ -169,6 +169,8 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
                 super::QUEUE,
             ))),
             draining: Default::default(),
+            drained: Default::default(),
+            armed: None,
             api_abandoned: 0,
             started: std::time::Instant::now(),
             ma_listener: ma_addr,
