@@ -9,9 +9,11 @@
 //! handle and child process the actors create belongs to that namespace.
 //!
 //! Actors, one job each:
-//! - [`NodeActor`]: the sockets, the core, its timer, and the reservation
-//!   classes (the enforcer's netlink calls, fed back into the core);
-//! - [`vlink::VlinkActor`]: tunnel ends (netlink or script backend);
+//! - [`NodeActor`]: the sockets, the core and its timer;
+//! - [`vlink::VlinkActor`]: the node's kernel work, tunnel ends (netlink or
+//!   script backend) and reservation classes (the enforcer), in order on a
+//!   thread of their own started at the node's first kernel work, with the
+//!   results fed back into the core;
 //! - [`api_server::ApiActor`]: the external program's UNIX socket;
 //! - [`tcp`]: GIST messaging associations (C-mode), tasks that feed the
 //!   [`NodeActor`] and write what its core sends on them.
@@ -41,7 +43,6 @@ use crate::node::api::{Reply, Request};
 use crate::node::core::{CoreAction, NodeCore};
 use crate::proto::gist::ma::{MaAction, Via};
 use crate::proto::gist::machine::Sid;
-use crate::proto::rmf::Enforcer;
 use api_server::{ApiActor, Publish};
 
 /// Lower-case hex of a session id.
@@ -85,6 +86,32 @@ struct VlinkResult {
     err: Option<String>,
 }
 
+/// Reservation-class work for the node's kernel thread, run in order with
+/// the tunnel work (see `vlink`).
+#[derive(Message)]
+#[rtype(result = "()")]
+enum ClassWork {
+    Install {
+        sid: Sid,
+        link: String,
+        rate: crate::model::units::Rate,
+        classifier: crate::proto::rmf::Classifier,
+    },
+    Remove {
+        sid: Sid,
+    },
+    /// Interfaces changed (`vlsp apply`): forget cached lookups.
+    ForgetInterfaces,
+}
+
+/// A class asked for by [`ClassWork::Install`] is in place (or refused).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ClassResult {
+    sid: Sid,
+    err: Option<String>,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SetApi(Addr<ApiActor>);
@@ -102,7 +129,6 @@ const ROUTE_SETTLE: Duration = Duration::from_millis(20);
 pub struct NodeActor {
     core: NodeCore,
     sockets: Rc<GistSockets>,
-    enforcer: Box<dyn Enforcer>,
     vlink: Addr<vlink::VlinkActor>,
     api: Option<Addr<ApiActor>>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
@@ -197,12 +223,19 @@ impl NodeActor {
                 rate,
                 classifier,
             } => {
-                // One netlink round trip on this thread, as before the core
-                // existed: the admission stays serial and exact.
-                let r = self.enforcer.install(&sid, &link, rate, &classifier);
-                self.core.class_done(sid, r.err(), Instant::now());
+                // On the node's kernel thread: the RESERVE (or the Query it
+                // waits for) goes on at once, and this thread never waits
+                // for the kernel's RTNL lock (held by tunnel ends being made
+                // in any namespace); the core holds the RESPONSE until
+                // `class_done` (issue 17). In order with removals.
+                self.vlink.do_send(ClassWork::Install {
+                    sid,
+                    link,
+                    rate,
+                    classifier,
+                });
             }
-            CoreAction::RemoveClass { sid } => self.enforcer.remove(&sid),
+            CoreAction::RemoveClass { sid } => self.vlink.do_send(ClassWork::Remove { sid }),
             CoreAction::Reply { token, mut reply } => {
                 if let Reply::Stats { stats } = &mut reply {
                     stats.vlink_pending = self.vlink_busy.load(Ordering::SeqCst);
@@ -390,7 +423,7 @@ impl Handler<ApiCall> for NodeActor {
         self.replies.insert(token, call.reply);
         let shutdown = matches!(call.req, Request::Shutdown);
         if matches!(call.req, Request::Reconfigure { .. }) {
-            self.enforcer.forget_interfaces();
+            self.vlink.do_send(ClassWork::ForgetInterfaces);
         }
         self.core
             .handle_api(token, call.req, call.received_ns, Instant::now());
@@ -430,6 +463,14 @@ impl Handler<VlinkResult> for NodeActor {
     type Result = ();
     fn handle(&mut self, r: VlinkResult, ctx: &mut Context<Self>) {
         self.core.tunnel_done(r.sid, r.err, Instant::now());
+        self.run(ctx);
+    }
+}
+
+impl Handler<ClassResult> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, r: ClassResult, ctx: &mut Context<Self>) {
+        self.core.class_done(r.sid, r.err, Instant::now());
         self.run(ctx);
     }
 }

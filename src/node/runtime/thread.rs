@@ -9,10 +9,9 @@ use actix::prelude::*;
 use tokio::net::UnixListener;
 
 use super::api_server::{ApiActor, serve_api};
-use super::vlink::{Reaper, VlinkActor};
+use super::vlink::{Reaper, VlinkActor, VlinkStart};
 use super::{NodeActor, SetApi};
 use crate::kernel::sockets::GistSockets;
-use crate::kernel::tunnel::Tunnels;
 use crate::model::measure::Recorder;
 use crate::node::config::NodeConfig;
 use crate::node::core::NodeCore;
@@ -120,10 +119,9 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
         .await
         .map_err(|e| format!("node {}: {e}", cfg.name))?;
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|e| format!("node {}: netlink: {e}", cfg.name))?;
-    actix::spawn(conn);
-    let tunnels = Tunnels::new(cfg.backend, Some(handle), &cfg.script_dir);
+    // Tunnel ends get a thread and netlink socket of their own, at the
+    // node's first tunnel work (see `vlink`).
+    let (backend, script_dir) = (cfg.backend, cfg.script_dir.clone());
     let _ = std::fs::remove_file(&cfg.api_socket);
     if let Some(d) = cfg.api_socket.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -152,12 +150,20 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let rec2 = rec.clone();
     let node = NodeActor::create(move |ctx| {
         let me = ctx.address();
-        let vlink =
-            VlinkActor::start_worker(tunnels, me, rec2.clone(), busy.clone(), reaper).start();
+        let vlink = VlinkActor::new(VlinkStart {
+            node_name: cfg.name.clone(),
+            backend,
+            script_dir,
+            node: me,
+            rec: rec2.clone(),
+            pending: busy.clone(),
+            reaper,
+            enforcer,
+        })
+        .start();
         NodeActor {
             core: NodeCore::new(cfg, rec2, rand::random()),
             sockets,
-            enforcer,
             vlink,
             api: None,
             replies: std::collections::HashMap::new(),

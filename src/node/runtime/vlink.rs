@@ -1,6 +1,8 @@
-//! Tunnel ends, run one at a time off the node actor, and the reaper that
-//! deletes tunnel devices after the signaling.
+//! The node's kernel work (tunnel ends, reservation classes), run one at a
+//! time on a kernel thread of the node, and the reaper that deletes tunnel
+//! devices after the signaling.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -8,16 +10,45 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use super::{NodeActor, VlinkResult, VlinkWork};
+use super::{ClassResult, ClassWork, NodeActor, VlinkResult, VlinkWork};
 use crate::kernel::tunnel::Tunnels;
 use crate::model::measure::{PointKind, Recorder};
+use crate::model::tunnel::Backend;
 use crate::proto::gist::machine::Sid;
 
 // ------------------------------------------------------------------- vlink
 
-/// Tunnel ends, one operation at a time, in arrival order.
+/// What the kernel thread needs, kept until the node's first kernel work:
+/// most nodes of a large topology (the routers) never create a tunnel end.
+pub(super) struct VlinkStart {
+    pub node_name: String,
+    pub backend: Backend,
+    pub script_dir: PathBuf,
+    pub node: Addr<NodeActor>,
+    pub rec: Recorder,
+    pub pending: Arc<AtomicUsize>,
+    pub reaper: Reaper,
+    /// The reservation classes (its netlink socket is in the namespace).
+    pub enforcer: Box<dyn crate::proto::rmf::Enforcer>,
+}
+
+/// One piece of kernel work, in arrival order.
+enum Work {
+    Tunnel(VlinkWork),
+    Class(ClassWork),
+}
+
+/// The node's kernel work, tunnel ends and reservation classes, one
+/// operation at a time in arrival order, on a thread of its own (with its own
+/// netlink socket): a device's creation holds that thread for the kernel's
+/// time (~0.5 ms) and a class install may wait for the RTNL lock, while the
+/// node's thread goes on signaling (issue 17: the initiator's end and every
+/// hop's class are made while the RESERVE travels).
 pub struct VlinkActor {
-    tx: mpsc::UnboundedSender<VlinkWork>,
+    node: Addr<NodeActor>,
+    tx: Option<mpsc::UnboundedSender<Work>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    start: Option<VlinkStart>,
     /// Operations queued or running (deferred deletions included).
     busy: Arc<AtomicUsize>,
 }
@@ -27,44 +58,169 @@ impl Actor for VlinkActor {
 }
 
 impl VlinkActor {
-    pub(super) fn start_worker(
-        mut tunnels: Tunnels,
-        node: Addr<NodeActor>,
-        rec: Recorder,
-        pending: Arc<AtomicUsize>,
-        mut reaper: Reaper,
-    ) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<VlinkWork>();
-        let busy = pending.clone();
-        actix::spawn(async move {
-            while let Some(w) = rx.recv().await {
-                let (start, done) = if w.up {
-                    (PointKind::VlinkUpStart, PointKind::VlinkUpDone)
-                } else {
-                    (PointKind::VlinkDownStart, PointKind::VlinkDownDone)
-                };
-                rec.mark(w.sid, start);
-                let r = if w.up {
-                    tunnels.up(&w.end).await
-                } else {
-                    tunnels.out_of_service(&w.end).await
-                };
-                rec.mark(w.sid, done);
-                node.do_send(VlinkResult {
-                    sid: w.sid,
-                    err: r.err().map(|e| e.to_string()),
-                });
-                if !w.up && tunnels.backend_for(&w.end) == crate::model::tunnel::Backend::Netlink {
-                    // The device's deletion holds the kernel's RTNL lock (one
-                    // for all namespaces) for an RCU grace period: the reaper
-                    // thread does it, after the signaling is over.
-                    pending.fetch_add(1, Ordering::SeqCst);
-                    reaper.delete(w.sid, w.end.ifname());
+    pub(super) fn new(start: VlinkStart) -> Self {
+        Self {
+            node: start.node.clone(),
+            tx: None,
+            thread: None,
+            busy: start.pending.clone(),
+            start: Some(start),
+        }
+    }
+}
+
+/// Starts the kernel thread. Called on the node's thread, so the new thread
+/// (and the netlink socket it opens) is in the node's namespace.
+type Worker = (mpsc::UnboundedSender<Work>, std::thread::JoinHandle<()>);
+
+fn start_worker(st: VlinkStart) -> Result<Worker, String> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
+    let VlinkStart {
+        node_name,
+        backend,
+        script_dir,
+        node,
+        rec,
+        pending,
+        mut reaper,
+        mut enforcer,
+    } = st;
+    let name = node_name.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("vlink-{node_name}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!(node = %node_name, "kernel thread: runtime: {e}");
+                    return;
                 }
-                pending.fetch_sub(1, Ordering::SeqCst);
+            };
+            rt.block_on(async move {
+                let handle = match rtnetlink::new_connection() {
+                    Ok((conn, handle, _)) => {
+                        tokio::spawn(conn);
+                        Some(handle)
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node_name, "kernel thread: netlink: {e}");
+                        None
+                    }
+                };
+                let mut tunnels = Tunnels::new(backend, handle, &script_dir);
+                while let Some(w) = rx.recv().await {
+                    let w = match w {
+                        Work::Tunnel(w) => w,
+                        Work::Class(ClassWork::Install {
+                            sid,
+                            link,
+                            rate,
+                            classifier,
+                        }) => {
+                            let r = enforcer.install(&sid, &link, rate, &classifier);
+                            node.do_send(ClassResult { sid, err: r.err() });
+                            continue;
+                        }
+                        Work::Class(ClassWork::Remove { sid }) => {
+                            enforcer.remove(&sid);
+                            continue;
+                        }
+                        Work::Class(ClassWork::ForgetInterfaces) => {
+                            enforcer.forget_interfaces();
+                            continue;
+                        }
+                    };
+                    let (start, done) = if w.up {
+                        (PointKind::VlinkUpStart, PointKind::VlinkUpDone)
+                    } else {
+                        (PointKind::VlinkDownStart, PointKind::VlinkDownDone)
+                    };
+                    rec.mark(w.sid, start);
+                    let r = if w.up {
+                        tunnels.up(&w.end).await
+                    } else {
+                        tunnels.out_of_service(&w.end).await
+                    };
+                    rec.mark(w.sid, done);
+                    node.do_send(VlinkResult {
+                        sid: w.sid,
+                        err: r.err().map(|e| e.to_string()),
+                    });
+                    if !w.up && tunnels.backend_for(&w.end) == Backend::Netlink {
+                        // The device's deletion holds the kernel's RTNL lock
+                        // (one for all namespaces) for an RCU grace period:
+                        // the reaper thread does it, after the signaling.
+                        pending.fetch_add(1, Ordering::SeqCst);
+                        reaper.delete(w.sid, w.end.ifname());
+                    }
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        })
+        .map_err(|e| format!("node {name}: kernel thread: {e}"))?;
+    Ok((tx, thread))
+}
+
+impl VlinkActor {
+    /// Queues `w` on the kernel thread, started now if it is not yet.
+    fn queue(&mut self, w: Work) -> Result<(), (Work, String)> {
+        if self.tx.is_none()
+            && let Some(st) = self.start.take()
+        {
+            match start_worker(st) {
+                Ok((tx, thread)) => {
+                    self.tx = Some(tx);
+                    self.thread = Some(thread);
+                }
+                Err(e) => return Err((w, e)),
             }
-        });
-        Self { tx, busy }
+        }
+        match &self.tx {
+            Some(tx) => tx
+                .send(w)
+                .map_err(|e| (e.0, "the node's kernel thread has ended".into())),
+            None => Err((w, "the node's kernel thread could not be started".into())),
+        }
+    }
+
+    /// Answers work that cannot run, so nothing waits for it forever.
+    fn refuse(&self, w: Work, why: String) {
+        tracing::warn!("{why}");
+        match w {
+            Work::Tunnel(w) => self.node.do_send(VlinkResult {
+                sid: w.sid,
+                err: Some(why),
+            }),
+            Work::Class(ClassWork::Install { sid, .. }) => self.node.do_send(ClassResult {
+                sid,
+                err: Some(why),
+            }),
+            Work::Class(_) => {}
+        }
+    }
+}
+
+impl Drop for VlinkActor {
+    /// The node stops: the kernel thread finishes what is queued and drops
+    /// the enforcer, which removes the node's classes, before the node's
+    /// thread ends.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Handler<ClassWork> for VlinkActor {
+    type Result = ();
+    fn handle(&mut self, w: ClassWork, _: &mut Context<Self>) {
+        if let Err((w, why)) = self.queue(Work::Class(w)) {
+            self.refuse(w, why);
+        }
     }
 }
 
@@ -72,7 +228,10 @@ impl Handler<VlinkWork> for VlinkActor {
     type Result = ();
     fn handle(&mut self, w: VlinkWork, _: &mut Context<Self>) {
         self.busy.fetch_add(1, Ordering::SeqCst);
-        let _ = self.tx.send(w);
+        if let Err((w, why)) = self.queue(Work::Tunnel(w)) {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            self.refuse(w, why);
+        }
     }
 }
 
@@ -101,8 +260,8 @@ impl Reaper {
         }
     }
 
-    /// Queues `ifname`'s deletion. Called on the node's thread, so the
-    /// reaper thread inherits the node's namespace.
+    /// Queues `ifname`'s deletion. Called on the node's kernel thread, so
+    /// the reaper thread inherits the node's namespace.
     fn delete(&mut self, sid: Sid, ifname: String) {
         if self.tx.is_none() {
             match start_reaper(&self.node, self.rec.clone(), self.pending.clone()) {

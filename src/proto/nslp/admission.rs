@@ -1,7 +1,11 @@
 //! Admission (the RMF's ledger, exact and in memory) and the kernel work it
-//! implies, as an action: a changed reservation parks what the machine was
-//! doing until the glue reports the class installed ([`Nslp::class_done`]);
-//! a kernel refusal takes the admission back and refuses like a full link.
+//! implies, as an action answered by [`Nslp::class_done`]. A setup's or a
+//! QNE's RESERVE goes on at once while the class is installed (issue 17:
+//! the install is off the critical path); the session's RESPONSE waits for
+//! it, and a kernel refusal turns that RESPONSE into a reservation failure.
+//! The other admissions (reverse reservation, repair) park until the class
+//! is in place; a kernel refusal takes the admission back and refuses like
+//! a full link.
 
 use std::time::Instant;
 
@@ -24,6 +28,10 @@ pub(super) enum Parked {
     },
     /// A re-reservation after a path change, before its RESERVE goes out.
     Repair,
+    /// Nothing parked: the RESERVE went on, the session holds its RESPONSE
+    /// until the class is in place. `local`: this node's address towards
+    /// the upstream peer (the INFO_SPEC's ESI if the kernel refuses).
+    Running { local: Ipv4Addr },
 }
 
 /// A QNE's RESERVE waiting for its class.
@@ -77,6 +85,34 @@ impl Nslp {
             Err(e) => self.admission_refused(now, sid, then, e),
             Ok(Admission::Unchanged) => self.resume(now, sid, then),
             Ok(Admission::Changed { previous }) => {
+                let local = match &then {
+                    Parked::Setup(req) => Some(req.flow.src),
+                    Parked::Forward(f) => Some(f.local),
+                    _ => None,
+                };
+                if let Some(local) = local {
+                    // Forward first: the glue sends what the RESERVE needs
+                    // before it runs the install.
+                    self.resume(now, sid, then);
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.class = ClassState::Installing;
+                    }
+                    self.installing.insert(
+                        sid,
+                        Installing {
+                            link: link.to_string(),
+                            previous,
+                            then: Parked::Running { local },
+                        },
+                    );
+                    self.actions.push_back(Action::InstallClass {
+                        sid,
+                        link: link.to_string(),
+                        rate,
+                        classifier,
+                    });
+                    return;
+                }
                 self.installing.insert(
                     sid,
                     Installing {
@@ -95,8 +131,17 @@ impl Nslp {
         }
     }
 
-    /// Frees `sid`'s reservation and has its class removed.
+    /// Frees `sid`'s reservation and has its class removed (after an
+    /// install still running: the glue runs kernel work in order).
     pub(super) fn release(&mut self, sid: &Sid) {
+        if self
+            .installing
+            .get(sid)
+            .is_some_and(|i| matches!(i.then, Parked::Running { .. }))
+        {
+            // Its outcome no longer matters to the ledger.
+            self.installing.remove(sid);
+        }
         if self.ledger.release(sid).is_some() {
             self.actions.push_back(Action::RemoveClass { sid: *sid });
         }
@@ -105,8 +150,9 @@ impl Nslp {
     /// The class requested by [`Action::InstallClass`] is installed (or the
     /// kernel refused it with `err`, leaving nothing of it behind).
     pub fn class_done(&mut self, now: Instant, sid: Sid, err: Option<String>) {
-        let Some(i) = self.installing.remove(&sid) else {
-            return;
+        let i = match self.installing.remove(&sid) {
+            Some(i) if !matches!(i.then, Parked::Running { .. }) => i,
+            running => return self.class_settled(now, sid, running, err),
         };
         match err {
             None => self.resume(now, sid, i.then),
@@ -118,6 +164,43 @@ impl Nslp {
                 };
                 self.admission_refused(now, sid, i.then, e);
             }
+        }
+    }
+
+    /// The class of a session whose RESERVE went on is in place (or
+    /// refused: the admission is taken back and the session's RESPONSE
+    /// becomes a failure); a RESPONSE held for it is handled now.
+    /// `running` is `None` when the reservation was released meanwhile.
+    fn class_settled(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        running: Option<Installing>,
+        err: Option<String>,
+    ) {
+        let mut failed = None;
+        if let (Some(i), Some(message)) = (running, err) {
+            self.ledger.undo(sid, i.previous);
+            self.refuse(RefusalReason::Admission);
+            let e = AdmitError::Enforcement {
+                link: i.link,
+                message,
+            };
+            let local = match i.then {
+                Parked::Running { local } => local,
+                _ => unreachable!("only running installs settle here"),
+            };
+            failed = Some(ClassState::Failed(format!("{}: {e}", self.cfg.node), local));
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.class != ClassState::Installing {
+            return;
+        }
+        s.class = failed.unwrap_or(ClassState::Ready);
+        if let Some((msg, auth)) = s.held.take() {
+            self.on_response(now, sid, msg, &auth);
         }
     }
 
@@ -133,6 +216,7 @@ impl Nslp {
                 ..
             } => self.reverse_admitted(now, forward, sid, flow, rate),
             Parked::Repair => self.repair_admitted(now, sid),
+            Parked::Running { .. } => {}
         }
     }
 
@@ -175,6 +259,7 @@ impl Nslp {
                 message: format!("{}: reverse reservation: {e}", self.cfg.node),
             }),
             Parked::Repair => self.repair_failed(now, sid, &e.to_string()),
+            Parked::Running { .. } => {}
         }
     }
 }

@@ -247,9 +247,10 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// RESERVE sent (QNI, QNE) or tunnel end being set up (QNR).
+    /// RESERVE sent (QNI, QNE; the QNI's tunnel end is being made) or
+    /// tunnel end being set up (QNR).
     Pending,
-    /// QNI: RESPONSE received, own tunnel end being set up.
+    /// QNI: RESPONSE received, own tunnel end still being set up.
     Connecting,
     Up,
     /// TEAR sent / tunnel end being removed.
@@ -310,6 +311,40 @@ struct Session {
     downstream: Option<Ipv4Addr>,
     /// A re-reservation along a new path, until its RESPONSE.
     repair: Option<reroute::Repair>,
+    /// QNI, QNE: the class of this node's reservation, installed while the
+    /// RESERVE travels on.
+    class: ClassState,
+    /// A RESPONSE that came before this node's class was in place; handled
+    /// once it is ([`Nslp::class_done`]).
+    held: Option<(NslpMessage, AuthVerdict)>,
+    /// QNI: its tunnel end, made while the RESERVE travels.
+    end: EndState,
+}
+
+/// The initiator's tunnel end (issue 17: made while the RESERVE travels;
+/// the link is up once the RESPONSE came and the end exists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum EndState {
+    /// Not asked for (yet), or not this node's.
+    #[default]
+    None,
+    Creating,
+    Ready,
+    /// The kernel refused it: why.
+    Failed(String),
+}
+
+/// Where this node's class of a session stands (issue 17: the install runs
+/// off the critical path, the RESPONSE waits for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum ClassState {
+    /// Installed, or nothing to install.
+    #[default]
+    Ready,
+    Installing,
+    /// The kernel refused it: why (naming the node and link), and this
+    /// node's address for the INFO_SPEC that says so.
+    Failed(String, Ipv4Addr),
 }
 
 /// What an initiator's new session starts with.

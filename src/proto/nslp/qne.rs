@@ -116,6 +116,9 @@ impl Nslp {
             upstream: None,
             downstream: None,
             repair: None,
+            class: ClassState::Ready,
+            held: None,
+            end: EndState::None,
         });
         if let Some(r) = rate {
             s.rate_bps = r;

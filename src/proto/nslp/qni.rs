@@ -59,6 +59,16 @@ impl Nslp {
                 bound: reverse_sid,
             },
         );
+        // The tunnel end is made while the RESERVE travels (issue 17).
+        if let Some(s) = self.sessions.get_mut(&req.sid) {
+            s.end = EndState::Creating;
+        }
+        self.actions.push_back(Action::VlinkUp {
+            sid: req.sid,
+            vlsp: req.vlsp,
+            flow: req.flow,
+            initiator: true,
+        });
     }
 
     /// Creates an initiator's session around its first RESERVE and sends it.
@@ -95,6 +105,9 @@ impl Nslp {
                 upstream: None,
                 downstream: None,
                 repair: None,
+                class: ClassState::Ready,
+                held: None,
+                end: EndState::None,
             },
         );
         self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
@@ -195,8 +208,29 @@ impl Nslp {
             return;
         }
         let s = self.sessions.get_mut(&sid).expect("checked above");
+        if s.class == ClassState::Installing && s.role != Role::Qnr {
+            // This node's class is still being installed: the answer goes
+            // on once it is in place (or refused).
+            s.held = Some((msg, auth.clone()));
+            return;
+        }
+        let mut msg = msg;
+        let mut ok = ok;
         match s.role {
             Role::Qne => {
+                if let ClassState::Failed(why, local) = &s.class
+                    && ok
+                    && s.phase == Phase::Pending
+                {
+                    // Downstream said yes, but our kernel said no.
+                    msg = NslpMessage::response(
+                        rii,
+                        None,
+                        InfoSpec::reservation_failure(*local, why),
+                        None,
+                    );
+                    ok = false;
+                }
                 if let Some(r) = rii
                     && !s.forwarded_riis.contains(&r)
                 {
@@ -233,6 +267,29 @@ impl Nslp {
                             .into(),
                     );
                     self.refuse(RefusalReason::AuthUnsigned);
+                    return;
+                }
+                if let ClassState::Failed(why, _) = &s.class
+                    && brings_up
+                {
+                    // The responder said yes, but our kernel said no: undo
+                    // the whole link, as when our tunnel end fails.
+                    let message = why.clone();
+                    let (flow, authenticate) = (s.flow, s.authenticate);
+                    let rsn = s.rsn_out.wrapping_add(1);
+                    let req = s.req_id.take();
+                    self.drop_session(sid);
+                    self.send_tear(sid, flow, rsn, authenticate);
+                    self.actions.push_back(Action::Forget { sid });
+                    if let Some(req_id) = req {
+                        self.actions.push_back(Action::Reply {
+                            req_id,
+                            result: Err(ApiError {
+                                reason: ErrorReason::Admission,
+                                message,
+                            }),
+                        });
+                    }
                     return;
                 }
                 let was_refresh = out.refresh;
@@ -273,15 +330,38 @@ impl Nslp {
                     return;
                 };
                 match (s.phase, ok) {
-                    (Phase::Pending, true) => {
-                        s.phase = Phase::Connecting;
-                        self.actions.push_back(Action::VlinkUp {
-                            sid,
-                            vlsp,
-                            flow,
-                            initiator: true,
-                        });
-                    }
+                    (Phase::Pending, true) => match s.end.clone() {
+                        EndState::Ready => {
+                            s.phase = Phase::Up;
+                            s.refresh_at = Some(now + self.cfg.refresh);
+                            if let Some(req_id) = s.req_id.take() {
+                                self.actions.push_back(Action::Reply {
+                                    req_id,
+                                    result: Ok(LinkUp {
+                                        vlink_id: vlsp.vlink_id,
+                                        sid,
+                                        up: true,
+                                    }),
+                                });
+                            }
+                        }
+                        // Up when the end is (`vlink_done`).
+                        EndState::Creating => s.phase = Phase::Connecting,
+                        EndState::Failed(e) => {
+                            s.phase = Phase::Connecting;
+                            self.vlink_done(now, sid, flow.src, Some(e));
+                        }
+                        EndState::None => {
+                            s.phase = Phase::Connecting;
+                            s.end = EndState::Creating;
+                            self.actions.push_back(Action::VlinkUp {
+                                sid,
+                                vlsp,
+                                flow,
+                                initiator: true,
+                            });
+                        }
+                    },
                     (Phase::Up, true) if was_refresh => {
                         s.refresh_at = Some(now + self.cfg.refresh);
                     }

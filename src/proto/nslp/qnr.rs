@@ -140,6 +140,9 @@ impl Nslp {
             upstream: None,
             downstream: None,
             repair: None,
+            class: ClassState::Ready,
+            held: None,
+            end: EndState::None,
         }
     }
 
@@ -198,8 +201,19 @@ impl Nslp {
                     false,
                 );
             }
+            (Role::Qni, Phase::Pending) => {
+                // The early end is made; the RESPONSE decides.
+                s.end = match err {
+                    None => EndState::Ready,
+                    Some(e) => EndState::Failed(e),
+                };
+            }
             (Role::Qni, Phase::Connecting) => {
                 let req = s.req_id.take();
+                s.end = match &err {
+                    None => EndState::Ready,
+                    Some(e) => EndState::Failed(e.clone()),
+                };
                 match err {
                     None => {
                         s.phase = Phase::Up;

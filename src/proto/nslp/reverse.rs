@@ -103,6 +103,20 @@ impl Nslp {
 
     pub(super) fn drop_session(&mut self, sid: Sid) {
         self.release(&sid);
-        self.sessions.remove(&sid);
+        // An initiator's end made for a link that never came up goes too
+        // (after its creation: the glue runs tunnel work in order).
+        if let Some(s) = self.sessions.remove(&sid)
+            && s.role == Role::Qni
+            && matches!(s.phase, Phase::Pending | Phase::Connecting)
+            && matches!(s.end, EndState::Creating | EndState::Ready)
+            && let Some(vlsp) = s.vlsp
+        {
+            self.actions.push_back(Action::VlinkDown {
+                sid,
+                vlsp,
+                flow: s.flow,
+                initiator: true,
+            });
+        }
     }
 }

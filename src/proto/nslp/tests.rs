@@ -45,6 +45,8 @@ struct Chain {
     classes: Vec<(usize, bool)>,
     /// Node whose kernel refuses every class install.
     kernel_refuses: Option<usize>,
+    /// Node whose kernel refuses every tunnel end.
+    end_refuses: Option<usize>,
     sent: Vec<(usize, MsgType, Direction)>,
 }
 
@@ -77,6 +79,7 @@ impl Chain {
             vlinks: vec![],
             classes: vec![],
             kernel_refuses: None,
+            end_refuses: None,
             sent: vec![],
         }
     }
@@ -169,8 +172,13 @@ impl Chain {
                 self.n[j].recv(self.now, sid, flow, dir, msg, ctx);
             }
             Action::VlinkUp { sid, .. } | Action::VlinkDown { sid, .. } => {
-                self.vlinks.push((i, matches!(a, Action::VlinkUp { .. })));
-                self.n[i].vlink_done(self.now, sid, ADDR[i], None);
+                let up = matches!(a, Action::VlinkUp { .. });
+                let err = (up && self.end_refuses == Some(i))
+                    .then(|| "RTNETLINK answers: File exists".to_string());
+                if err.is_none() {
+                    self.vlinks.push((i, up));
+                }
+                self.n[i].vlink_done(self.now, sid, ADDR[i], err);
             }
             Action::Reply { req_id, result } => self.replies.push((i, req_id, result)),
             Action::Event { kind, message, .. } => self.events.push((i, kind, message)),
@@ -251,8 +259,8 @@ fn setup_follows_fig6() {
             (1, Response, Upstream),
         ]
     );
-    // tb4 sets up its end before answering, tb1 after the RESPONSE.
-    assert_eq!(c.vlinks, [(3, true), (0, true)]);
+    // tb1 makes its end while the RESERVE travels, tb4 before answering.
+    assert_eq!(c.vlinks, [(0, true), (3, true)]);
     assert_eq!(c.replies.len(), 1);
     assert!(matches!(
         &c.replies[0],
@@ -288,12 +296,85 @@ fn kernel_refusal_at_tb3_is_a_reservation_failure_and_leaves_nothing() {
     }
     // tb1 and tb2 installed and took their classes back; tb3 never had one.
     assert_eq!(c.classes, [(0, true), (1, true), (1, false), (0, false)]);
-    assert!(c.vlinks.is_empty(), "no tunnel end anywhere");
-    for i in 0..4 {
+    // tb3 forwarded the RESERVE while its kernel worked: tb4 said yes and
+    // tb3 turned that into the failure; tb1 takes its early end back, tb4's
+    // goes with its soft state.
+    assert_eq!(c.vlinks, [(0, true), (3, true), (0, false)]);
+    for i in 0..3 {
         assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
         assert!(c.n[i].ledger().is_empty(), "tb{} ledger", i + 1);
     }
     assert_eq!(c.n[2].stats().refused[&RefusalReason::Admission], 1);
+    c.advance(Duration::from_secs(4));
+    assert_eq!(c.sessions(3), 0, "tb4's state expired");
+    assert_eq!(c.vlinks, [(0, true), (3, true), (0, false), (3, false)]);
+}
+
+#[test]
+fn reserve_goes_on_before_the_class_and_the_response_waits_for_it() {
+    let mut c = Chain::new(100 * MBIT);
+    c.setup(1, SID, 42, 10 * MBIT);
+    // tb1 sends its RESERVE first, then asks for its class.
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[0].poll_action()).collect();
+    let send = a.iter().position(|a| matches!(a, Action::Send { .. }));
+    let install = a
+        .iter()
+        .position(|a| matches!(a, Action::InstallClass { .. }));
+    assert!(send.unwrap() < install.unwrap(), "{a:?}");
+    // Deliver the RESERVE but keep tb1's class pending: the RESPONSE comes
+    // back and waits.
+    for x in a {
+        if !matches!(x, Action::InstallClass { .. }) {
+            c.act(0, x);
+        }
+    }
+    c.run();
+    assert!(
+        c.replies.is_empty(),
+        "no reply before tb1's class is in place"
+    );
+    // tb1's end was made while the RESERVE travelled.
+    assert_eq!(c.vlinks, [(0, true), (3, true)]);
+    c.n[0].class_done(c.now, SID, None);
+    c.run();
+    assert!(matches!(
+        &c.replies[..],
+        [(0, 1, Ok(LinkUp { up: true, .. }))]
+    ));
+    assert_eq!(c.vlinks, [(0, true), (3, true)]);
+}
+
+#[test]
+fn kernel_refusal_at_tb1_after_the_response_tears_the_link_down() {
+    let mut c = Chain::new(100 * MBIT);
+    c.setup(1, SID, 42, 10 * MBIT);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[0].poll_action()).collect();
+    for x in a {
+        if !matches!(x, Action::InstallClass { .. }) {
+            c.act(0, x);
+        }
+    }
+    c.run();
+    c.n[0].class_done(
+        c.now,
+        SID,
+        Some("RTNETLINK answers: No buffer space".into()),
+    );
+    c.run();
+    match &c.replies[..] {
+        [(0, 1, Err(e))] => {
+            assert_eq!(e.reason, ErrorReason::Admission);
+            assert!(e.message.contains("kernel refused"), "{}", e.message);
+        }
+        r => panic!("{r:?}"),
+    }
+    // The signed tear freed every node downstream, tunnel end included.
+    assert_eq!(c.vlinks, [(0, true), (3, true), (0, false), (3, false)]);
+    for i in 0..4 {
+        assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
+        assert!(c.n[i].ledger().is_empty(), "tb{} ledger", i + 1);
+    }
+    assert_eq!(c.n[0].stats().refused[&RefusalReason::Admission], 1);
 }
 
 #[test]
@@ -328,7 +409,8 @@ fn admission_failure_at_tb3_leaves_no_state() {
     let e = r.as_ref().unwrap_err();
     assert_eq!(e.reason, ErrorReason::ReservationFailure);
     assert!(e.message.contains("tb3"), "{}", e.message);
-    assert!(c.vlinks.is_empty(), "no tunnel end anywhere");
+    // tb1's end, made while the RESERVE travelled, is taken back; no other.
+    assert_eq!(c.vlinks, [(0, true), (0, false)]);
     for i in 0..4 {
         assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
         assert!(c.n[i].ledger().is_empty());
@@ -347,7 +429,11 @@ fn unauthorized_request_installs_nothing() {
     c.run();
     let e = c.replies[0].2.as_ref().unwrap_err();
     assert_eq!(e.reason, ErrorReason::AuthorizationFailure);
-    assert!(c.vlinks.is_empty());
+    assert_eq!(
+        c.vlinks,
+        [(0, true), (0, false)],
+        "only tb1's early end, taken back"
+    );
     for i in 0..4 {
         assert_eq!(c.sessions(i), 0);
     }
@@ -578,7 +664,8 @@ fn responder_refuses_a_vni_already_in_use_and_keeps_the_first_link() {
     }
     assert_eq!(c.n[3].stats().refused[&RefusalReason::VniInUse], 1);
     assert_eq!(c.sessions(3), 1, "tb4 keeps only the first link");
-    assert_eq!(c.vlinks, [(3, true), (0, true)], "no second tunnel end");
+    // The second link's early end on tb1 is taken back; none on tb4.
+    assert_eq!(c.vlinks, [(0, true), (3, true), (0, true), (0, false)]);
     assert_eq!(c.n[1].ledger().len(), 1, "tb2 freed the refused one");
 }
 
@@ -644,4 +731,25 @@ fn unsigned_tear_passes_only_under_the_policy_and_from_the_same_peer() {
     c.run();
     assert!(c.replies.last().unwrap().2.is_err());
     assert_eq!(c.sessions(3), 0);
+}
+
+#[test]
+fn initiator_end_refused_while_the_reserve_travels_undoes_the_link() {
+    let mut c = Chain::new(100 * MBIT);
+    c.end_refuses = Some(0);
+    c.setup(1, SID, 42, 10 * MBIT);
+    c.run();
+    match &c.replies[..] {
+        [(0, 1, Err(e))] => {
+            assert_eq!(e.reason, ErrorReason::Vlink);
+            assert!(e.message.contains("File exists"), "{}", e.message);
+        }
+        r => panic!("{r:?}"),
+    }
+    // tb4's end came up for the RESPONSE and went with the signed tear.
+    assert_eq!(c.vlinks, [(3, true), (3, false)]);
+    for i in 0..4 {
+        assert_eq!(c.sessions(i), 0, "tb{} is clean", i + 1);
+        assert!(c.n[i].ledger().is_empty(), "tb{} ledger", i + 1);
+    }
 }
