@@ -360,3 +360,78 @@ fn one_folder_is_compared_with_the_committed_results() {
     }
     assert!(copy.0.join("compare/compare.png").is_file());
 }
+
+/// `vlsp ab` with two stand-in binaries (shell scripts that answer `run EXP
+/// --runs N --output DIR` with a runs.csv): the blocks alternate A B B A,
+/// the verdict tests one median per block, and --fail-if-slower exits 1.
+#[test]
+fn ab_alternates_blocks_and_tests_block_medians() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("ab");
+    let log = dir.0.join("calls.log");
+    let exp = dir.0.join("exp.toml");
+    std::fs::write(&exp, "# stand-in\n").unwrap();
+    // Values: base + 10 · (call number) + run: every block differs a little.
+    let script = |name: &str, base: u32| {
+        let p = dir.0.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nset -e\necho {name} >> '{log}'\nk=$(wc -l < '{log}')\nmkdir -p \"$6\"\n\
+                 {{ echo variant,run,setup_A_us; i=1; while [ $i -le \"$4\" ]; do \
+                 echo auth,$i,$(({base} + 10 * k + i)); i=$((i + 1)); done; }} > \"$6/runs.csv\"\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let (a, b) = (script("A", 1000), script("B", 3000));
+    let out = dir.0.join("out");
+    let o = vlsp(&[
+        "ab",
+        exp.to_str().unwrap(),
+        "--a-bin",
+        &a,
+        "--b-bin",
+        &b,
+        "--blocks",
+        "4",
+        "--runs-per-block",
+        "3",
+        "--fail-if-slower",
+        "10%",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap().replace('\n', " ");
+    assert_eq!(calls.trim(), "A B B A A B B A");
+    assert!(out.join("blocks/03-B/runs.csv").is_file());
+    // One row of medians per block; every run pooled beside it.
+    let medians = std::fs::read_to_string(out.join("a/runs.csv")).unwrap();
+    assert_eq!(medians.lines().count(), 1 + 4, "{medians}");
+    // Block 1 (call 1): 1011, 1012, 1013 -> median 1012.
+    assert!(medians.contains("auth,1,1012"), "{medians}");
+    let all = std::fs::read_to_string(out.join("a/all-runs.csv")).unwrap();
+    assert_eq!(all.lines().count(), 1 + 12);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("4 block medians"), "{text}");
+    assert!(text.contains("| 2 | B | 3022.0 |"), "{text}");
+    assert!(text.contains("1 slower"), "{text}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("setup_A") && err.contains("10%"), "{err}");
+    assert!(out.join("compare/compare.png").is_file());
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare/compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["interleaved"], true);
+    // 4 against 4 block medians, completely separated: exact p = 2/70.
+    close(&metric(&j, "setup_A")["mwu"]["p"], 2.0 / 70.0, 1e-12);
+}

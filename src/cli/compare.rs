@@ -31,10 +31,10 @@ pub(super) struct Judge {
     /// Equivalence margin: a significant change is called faster/slower
     /// only when B/A (ratio of geometric means) is beyond 1 ± this; inside
     /// it the equivalence test (TOST) says equivalent or inconclusive. 10%
-    /// by default: on this machine, runs of the same code 3 to 60 minutes
-    /// apart differed in setup/teardown [A] by a few % to over 10%
-    /// (README, "Comparing runs"); smaller changes are drift, not findings,
-    /// unless both sides ran interleaved (`vlsp ab`).
+    /// by default: twice what two back-to-back runs of the same code
+    /// differed by at a steady light load on this machine (README,
+    /// "Comparing runs"). Under a changing load runs minutes apart differ
+    /// by tens of %: judge code changes with `vlsp ab`, not a wider margin.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent,
           default_value = "10%")]
     pub margin: f64,

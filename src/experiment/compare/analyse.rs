@@ -44,8 +44,9 @@ pub struct Options {
     pub interleaved: bool,
 }
 
-/// The default margin: the drift of this machine's headline periods
-/// between runs of the same code (README, "Comparing runs").
+/// The default margin: twice what back-to-back runs of the same code
+/// differ by at a steady light load on this machine (README, "Comparing
+/// runs"); the CLI's `--margin` default says the same.
 pub const DEFAULT_MARGIN_PCT: f64 = 10.0;
 
 impl Default for Options {

@@ -96,8 +96,9 @@ fn cells(m: &Metric) -> [String; 10] {
     ]
 }
 
-fn side_line(tag: &str, s: &Side, n: usize) -> String {
-    let mut l = format!("{tag}: {} (variant {}, {n} runs", s.dir, s.variant);
+fn side_line(tag: &str, s: &Side, n: usize, interleaved: bool) -> String {
+    let what = if interleaved { "block medians" } else { "runs" };
+    let mut l = format!("{tag}: {} (variant {}, {n} {what}", s.dir, s.variant);
     if let Some(c) = &s.commit {
         l += &format!(", commit {}", &c[..c.len().min(12)]);
     }
@@ -173,8 +174,8 @@ pub fn text(c: &Comparison) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = side_line("A", &c.a, runs(c, true)) + "\n";
-    out += &(side_line("B", &c.b, runs(c, false)) + "\n\n");
+    let mut out = side_line("A", &c.a, runs(c, true), c.interleaved) + "\n";
+    out += &(side_line("B", &c.b, runs(c, false), c.interleaved) + "\n\n");
     out += &line(&HEADER.map(String::from));
     for r in &rows {
         out += &line(r);
@@ -193,8 +194,8 @@ pub fn markdown(c: &Comparison) -> String {
     let mut out = format!("### Comparison: {title}\n\n");
     out += &format!(
         "- {}\n- {}\n\n",
-        side_line("A", &c.a, runs(c, true)),
-        side_line("B", &c.b, runs(c, false))
+        side_line("A", &c.a, runs(c, true), c.interleaved),
+        side_line("B", &c.b, runs(c, false), c.interleaved)
     );
     out += &format!("| {} |\n", HEADER.join(" | "));
     out += &format!("|{}\n", "---|".repeat(HEADER.len()));
