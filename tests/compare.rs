@@ -25,8 +25,11 @@ fn data(name: &str) -> String {
 struct Scratch(PathBuf);
 
 impl Scratch {
+    /// Unique per call: the tests run in parallel in one process.
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("vlsp-compare-{}-{tag}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("vlsp-compare-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
