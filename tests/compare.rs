@@ -1,10 +1,12 @@
 //! `vlsp compare` on fixture folders (tests/data/compare/): the statistics
-//! against scipy's, the verdicts, the exit codes of --fail-if-slower, the
-//! files it writes, and refusals that name the folder at fault.
+//! against scipy's and statsmodels', the verdicts (faster, slower,
+//! equivalent, inconclusive), the exit codes of --fail-if-slower, the files
+//! it writes, and refusals that name the folder at fault.
 //!
 //! Expected numbers: printed by tests/data/compare/fixtures.py with scipy
 //! 1.17.1 (`ttest_ind(equal_var=False)`, `mannwhitneyu(method="auto")`,
-//! `t.ppf`; Holm's correction written out in the script).
+//! `t.ppf`; Holm's correction written out in the script) and statsmodels
+//! 0.15.0 (`ttost_ind(usevar="unequal")` on the logarithms).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,8 +25,11 @@ fn data(name: &str) -> String {
 struct Scratch(PathBuf);
 
 impl Scratch {
+    /// Unique per call: the tests run in parallel in one process.
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("vlsp-compare-{}-{tag}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("vlsp-compare-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
@@ -84,7 +89,7 @@ fn close(v: &Value, want: f64, rel: f64) {
 }
 
 #[test]
-fn same_code_shows_no_significant_difference() {
+fn same_code_is_equivalent() {
     let v = json(&data("base"), &data("same"), &[]);
     let s = metric(&v, "setup_A");
     close(&s["welch"]["t"], -0.165652665, 1e-8);
@@ -103,9 +108,24 @@ fn same_code_shows_no_significant_difference() {
     for m in [s, t] {
         close(&m["mwu_p_holm"], 1.0, 0.0);
         close(&m["welch_p_holm"], 1.0, 0.0);
-        assert_eq!(m["verdict"], "no-significant-difference");
+        assert_eq!(m["verdict"], "equivalent");
     }
+    // The equivalence test (statsmodels' ttost_ind on the logs, ±10%).
+    let e = &s["tost"];
+    close(&e["margin_pct"], 10.0, 0.0);
+    close(&e["p"], 1.23464737e-10, 1e-6);
+    close(&e["t_lower"], 11.22064807, 1e-8);
+    close(&e["t_upper"], -11.53602796, 1e-8);
+    close(&e["df"], 21.01212673, 1e-8);
+    close(&e["ratio"], 0.9986799887, 1e-9);
+    close(&e["ratio_ci"][0], 0.9843889045, 1e-9);
+    close(&e["ratio_ci"][1], 1.013178547, 1e-9);
+    close(&e["ci_level"], 0.9, 1e-12);
+    close(&t["tost"]["p"], 8.768201256e-05, 1e-7);
+    close(&t["tost"]["df"], 17.23784719, 1e-8);
     assert_eq!(v["primary_test"], "mann-whitney-u");
+    close(&v["margin_pct"], 10.0, 0.0);
+    assert_eq!(v["interleaved"], false);
 }
 
 #[test]
@@ -121,13 +141,16 @@ fn a_slower_run_is_slower_and_holm_corrected() {
     close(&s["mwu"]["p_b_greater"], 1.0, 0.0);
     close(&s["mwu"]["p"], 3.658455354e-05, 1e-8);
     close(&s["mwu_p_holm"], 7.316910708e-05, 1e-8);
+    close(&s["tost"]["p"], 1.0, 1e-12);
+    close(&s["tost"]["ratio"], 1.308495109, 1e-9);
+    close(&s["tost"]["t_upper"], 15.6539335, 1e-8);
     assert_eq!(s["verdict"], "slower");
     // Means 2325.667 and 3043.767 µs, medians 2305.85 and 3010.55 µs.
     close(&s["change_mean_pct"], 30.877167837, 1e-9);
     close(&s["change_median_pct"], 30.561398183, 1e-9);
     let t = metric(&v, "teardown_A");
     close(&t["mwu_p_holm"], 0.9309425069, 1e-8);
-    assert_eq!(t["verdict"], "no-significant-difference");
+    assert_eq!(t["verdict"], "equivalent");
     // The other way round it is faster.
     let r = json(&data("slower"), &data("base"), &[]);
     assert_eq!(metric(&r, "setup_A")["verdict"], "faster");
@@ -144,11 +167,64 @@ fn small_samples_without_ties_use_the_exact_distribution() {
     close(&s["welch"]["p"], 0.02123064125, 1e-8);
     close(&s["welch"]["df"], 7.979765353, 1e-8);
     assert_eq!(s["verdict"], "slower");
-    // At α = 0.01 it is not significant.
+    // At α = 0.01 it is not significant, and five runs cannot show
+    // equivalence either (the 98% CI of the ratio reaches 1.50).
     let v = json(&data("small-a"), &data("small-b"), &["--alpha", "0.01"]);
-    assert_eq!(
-        metric(&v, "setup_A")["verdict"],
-        "no-significant-difference"
+    let s = metric(&v, "setup_A");
+    assert_eq!(s["verdict"], "inconclusive");
+    close(&s["tost"]["ratio_ci"][0], 0.9956220672, 1e-9);
+    close(&s["tost"]["ratio_ci"][1], 1.500394756, 1e-9);
+    close(&s["tost"]["p"], 0.913958079, 1e-8);
+}
+
+/// The issue's case: a shift of 4% that Mann-Whitney finds significant is
+/// equivalent under a 10% margin, slower under a 3% one.
+#[test]
+fn a_significant_shift_inside_the_margin_is_equivalent() {
+    let v = json(&data("base"), &data("shifted"), &[]);
+    let s = metric(&v, "setup_A");
+    close(&s["mwu"]["p"], 0.001353941443, 1e-8);
+    close(&s["mwu_p_holm"], 0.002707882886, 1e-8);
+    close(&s["tost"]["p"], 4.449350363e-07, 1e-6);
+    close(&s["tost"]["ratio"], 1.03862545, 1e-9);
+    close(&s["tost"]["ratio_ci"][0], 1.023764917, 1e-9);
+    close(&s["tost"]["ratio_ci"][1], 1.053701691, 1e-9);
+    assert_eq!(s["verdict"], "equivalent");
+    let v = json(&data("base"), &data("shifted"), &["--margin", "3%"]);
+    let s = metric(&v, "setup_A");
+    close(&s["tost"]["p"], 0.8346423188, 1e-8);
+    close(&s["tost"]["t_upper"], 0.9957238942, 1e-8);
+    assert_eq!(s["verdict"], "slower");
+    let t = metric(&v, "teardown_A");
+    close(&t["tost"]["p"], 0.131427496, 1e-7);
+    assert_eq!(t["verdict"], "inconclusive");
+    // A metric's own margin wins over --margin.
+    let v = json(
+        &data("base"),
+        &data("shifted"),
+        &["--margin", "3%", "--margin-for", "setup_*=10%"],
+    );
+    let s = metric(&v, "setup_A");
+    close(&s["tost"]["margin_pct"], 10.0, 0.0);
+    assert_eq!(s["verdict"], "equivalent");
+    assert_eq!(metric(&v, "teardown_A")["verdict"], "inconclusive");
+    // --fail-if-slower keeps its meaning: significantly slower and the
+    // median grew by more than the threshold, whatever the margin.
+    let out = Scratch::new("shift-exit");
+    let o = vlsp(&[
+        "compare",
+        &data("base"),
+        &data("shifted"),
+        "--fail-if-slower",
+        "2%",
+        "-o",
+        &out.s(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("equivalent") && text.contains("alternating blocks"),
+        "{text}"
     );
 }
 
@@ -181,6 +257,10 @@ fn fail_if_slower_exit_codes() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("setup_A") && text.contains("slower"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 slower, 0 faster, 1 equivalent, 0 inconclusive"),
         "{text}"
     );
     assert!(text.contains("+30.6%") && text.contains("+30.9%"), "{text}");
@@ -277,8 +357,84 @@ fn one_folder_is_compared_with_the_committed_results() {
     let ms = v["metrics"].as_array().unwrap();
     assert!(ms.len() > 20, "{}", ms.len());
     for m in ms {
-        assert_eq!(m["verdict"], "no-significant-difference", "{m}");
+        assert_ne!(m["verdict"], "slower", "{m}");
+        assert_ne!(m["verdict"], "faster", "{m}");
         close(&m["mwu"]["p"], 1.0, 1e-12);
     }
     assert!(copy.0.join("compare/compare.png").is_file());
+}
+
+/// `vlsp ab` with two stand-in binaries (shell scripts that answer `run EXP
+/// --runs N --output DIR` with a runs.csv): the blocks alternate A B B A,
+/// the verdict tests one median per block, and --fail-if-slower exits 1.
+#[test]
+fn ab_alternates_blocks_and_tests_block_medians() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("ab");
+    let log = dir.0.join("calls.log");
+    let exp = dir.0.join("exp.toml");
+    std::fs::write(&exp, "# stand-in\n").unwrap();
+    // Values: base + 10 · (call number) + run: every block differs a little.
+    let script = |name: &str, base: u32| {
+        let p = dir.0.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nset -e\necho {name} >> '{log}'\nk=$(wc -l < '{log}')\nmkdir -p \"$6\"\n\
+                 {{ echo variant,run,setup_A_us; i=1; while [ $i -le \"$4\" ]; do \
+                 echo auth,$i,$(({base} + 10 * k + i)); i=$((i + 1)); done; }} > \"$6/runs.csv\"\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let (a, b) = (script("A", 1000), script("B", 3000));
+    let out = dir.0.join("out");
+    let o = vlsp(&[
+        "ab",
+        exp.to_str().unwrap(),
+        "--a-bin",
+        &a,
+        "--b-bin",
+        &b,
+        "--blocks",
+        "4",
+        "--runs-per-block",
+        "3",
+        "--fail-if-slower",
+        "10%",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap().replace('\n', " ");
+    assert_eq!(calls.trim(), "A B B A A B B A");
+    assert!(out.join("blocks/03-B/runs.csv").is_file());
+    // One row of medians per block; every run pooled beside it.
+    let medians = std::fs::read_to_string(out.join("a/runs.csv")).unwrap();
+    assert_eq!(medians.lines().count(), 1 + 4, "{medians}");
+    // Block 1 (call 1): 1011, 1012, 1013 -> median 1012.
+    assert!(medians.contains("auth,1,1012"), "{medians}");
+    let all = std::fs::read_to_string(out.join("a/all-runs.csv")).unwrap();
+    assert_eq!(all.lines().count(), 1 + 12);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("4 block medians"), "{text}");
+    assert!(text.contains("| 2 | B | 3022.0 |"), "{text}");
+    assert!(text.contains("1 slower"), "{text}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("setup_A") && err.contains("10%"), "{err}");
+    assert!(out.join("compare/compare.png").is_file());
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare/compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["interleaved"], true);
+    // 4 against 4 block medians, completely separated: exact p = 2/70.
+    close(&metric(&j, "setup_A")["mwu"]["p"], 2.0 / 70.0, 1e-12);
 }

@@ -7,13 +7,114 @@ use clap::{Args, ValueEnum};
 
 use super::out;
 use crate::experiment::Meta;
-use crate::experiment::compare::{self, Options, figure, render};
+use crate::experiment::compare::{self, Comparison, Options, figure, render};
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(super) enum Format {
     Text,
     Md,
     Json,
+}
+
+/// How a comparison is judged and shown (shared by `vlsp compare` and
+/// `vlsp ab`).
+#[derive(Args)]
+pub(super) struct Judge {
+    /// Output on standard output.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Exit 1 when a metric is significantly slower (Mann-Whitney, Holm)
+    /// and its median grew by more than this much, e.g. "10%" (whatever
+    /// --margin says).
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub fail_if_slower: Option<f64>,
+    /// Equivalence margin: a significant change is called faster/slower
+    /// only when B/A (ratio of geometric means) is beyond 1 ± this; inside
+    /// it the equivalence test (TOST) says equivalent or inconclusive. 10%
+    /// by default: twice what two back-to-back runs of the same code
+    /// differed by at a steady light load on this machine (README,
+    /// "Comparing runs"). Under a changing load runs minutes apart differ
+    /// by tens of %: judge code changes with `vlsp ab`, not a wider margin.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent,
+          default_value = "10%")]
+    pub margin: f64,
+    /// A metric's own margin, PATTERN=PERCENT (repeatable; first match
+    /// wins; `*` as wildcard), e.g. "teardown_delete_*=25%".
+    #[arg(long, value_name = "PATTERN=PERCENT", value_parser = parse_margin_for)]
+    pub margin_for: Vec<(String, f64)>,
+    /// Family-wise significance level (also the TOST's level).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Only these metrics (comma-separated, `*` as wildcard), e.g.
+    /// "setup_A,teardown_*". The Holm correction counts only these.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
+}
+
+impl Judge {
+    pub fn options(&self, interleaved: bool) -> Result<Options> {
+        if !(self.alpha > 0.0 && self.alpha < 0.5) {
+            bail!(
+                "--alpha {} must lie strictly between 0 and 0.5 (the TOST uses a 1 − 2α interval)",
+                self.alpha
+            );
+        }
+        Ok(Options {
+            alpha: self.alpha,
+            metrics: self.metrics.clone(),
+            margin_pct: self.margin,
+            margin_for: self.margin_for.clone(),
+            interleaved,
+            ..Options::default()
+        })
+    }
+
+    /// Writes compare.{md,json,png,svg} into `files` (if any), prints the
+    /// comparison (and `extra_md` after a text or Markdown table), and
+    /// fails on a regression beyond --fail-if-slower.
+    pub fn report(
+        &self,
+        c: &Comparison,
+        files: Option<&Path>,
+        extra_md: &str,
+        dir_a: &Path,
+        dir_b: &Path,
+    ) -> Result<()> {
+        let md = render::markdown(c);
+        if let Some(dir) = files {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(dir.join("compare.md"), format!("{md}{extra_md}"))?;
+            std::fs::write(dir.join("compare.json"), render::json(c))?;
+            figure::render(c, &dir.join("compare"))?;
+            eprintln!(
+                "compare: wrote {}/compare.{{md,json,png,svg}}",
+                dir.display()
+            );
+        }
+        let shown = match self.format {
+            Format::Text => render::text(c) + extra_md,
+            Format::Md => md + extra_md,
+            Format::Json => render::json(c),
+        };
+        out!("{}", shown.trim_end());
+        if let Some(t) = self.fail_if_slower {
+            let bad = c.regressions(t);
+            if !bad.is_empty() {
+                let names: Vec<String> = bad
+                    .iter()
+                    .map(|m| format!("{} ({:+.1}% median)", m.name, m.change_median_pct))
+                    .collect();
+                bail!(
+                    "{} significantly slower than {} by more than {t}%: {}",
+                    dir_b.display(),
+                    dir_a.display(),
+                    names.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -24,16 +125,8 @@ pub(super) struct CompareArgs {
     a: PathBuf,
     /// The folder compared against A.
     b: Option<PathBuf>,
-    /// Output on standard output.
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
-    /// Exit 1 when a metric is significantly slower (Mann-Whitney, Holm)
-    /// and its median grew by more than this much, e.g. "10%".
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
-    fail_if_slower: Option<f64>,
-    /// Family-wise significance level.
-    #[arg(long, default_value_t = 0.05)]
-    alpha: f64,
+    #[command(flatten)]
+    judge: Judge,
     /// The variant (runs.csv `variant` column) of A to compare; by default
     /// the variants both have, or the only one each has.
     #[arg(long)]
@@ -41,10 +134,6 @@ pub(super) struct CompareArgs {
     /// The variant of B to compare.
     #[arg(long)]
     b_variant: Option<String>,
-    /// Only these metrics (comma-separated, `*` as wildcard), e.g.
-    /// "setup_A,teardown_*". The Holm correction counts only these.
-    #[arg(long, value_delimiter = ',')]
-    metrics: Vec<String>,
     /// Where compare.{md,json,png,svg} go (default: B/compare).
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -53,7 +142,7 @@ pub(super) struct CompareArgs {
     no_files: bool,
 }
 
-fn parse_percent(s: &str) -> Result<f64, String> {
+pub(super) fn parse_percent(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
         .trim_end_matches('%')
@@ -64,6 +153,13 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{s:?}: the threshold must be 0% or more"))
     }
+}
+
+fn parse_margin_for(s: &str) -> Result<(String, f64), String> {
+    let (pat, pct) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not PATTERN=PERCENT (write e.g. setup_hmac_*=30%)"))?;
+    Ok((pat.trim().to_string(), parse_percent(pct)?))
 }
 
 /// The committed results folder of the experiment that wrote `new`.
@@ -88,58 +184,18 @@ fn committed_baseline(new: &Path) -> Result<PathBuf> {
 }
 
 pub(super) fn compare(a: CompareArgs) -> Result<()> {
-    if !(a.alpha > 0.0 && a.alpha < 1.0) {
-        bail!("--alpha {} must lie strictly between 0 and 1", a.alpha);
-    }
     let (dir_a, dir_b) = match a.b {
         Some(b) => (a.a, b),
         None => (committed_baseline(&a.a)?, a.a),
     };
     let o = Options {
-        alpha: a.alpha,
         a_variant: a.a_variant,
         b_variant: a.b_variant,
-        metrics: a.metrics,
+        ..a.judge.options(false)?
     };
     let c = compare::compare_dirs(&dir_a, &dir_b, &o)?;
-    let md = render::markdown(&c);
-    if !a.no_files {
-        let dir = a.output.unwrap_or_else(|| dir_b.join("compare"));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(dir.join("compare.md"), &md)?;
-        std::fs::write(dir.join("compare.json"), render::json(&c))?;
-        figure::render(&c, &dir.join("compare"))?;
-        eprintln!(
-            "compare: wrote {}/compare.{{md,json,png,svg}}",
-            dir.display()
-        );
-    }
-    out!(
-        "{}",
-        match a.format {
-            Format::Text => render::text(&c),
-            Format::Md => md,
-            Format::Json => render::json(&c),
-        }
-        .trim_end()
-    );
-    if let Some(t) = a.fail_if_slower {
-        let bad = c.regressions(t);
-        if !bad.is_empty() {
-            let names: Vec<String> = bad
-                .iter()
-                .map(|m| format!("{} ({:+.1}% median)", m.name, m.change_median_pct))
-                .collect();
-            bail!(
-                "{} significantly slower than {} by more than {t}%: {}",
-                dir_b.display(),
-                dir_a.display(),
-                names.join(", ")
-            );
-        }
-    }
-    Ok(())
+    let files = (!a.no_files).then(|| a.output.unwrap_or_else(|| dir_b.join("compare")));
+    a.judge.report(&c, files.as_deref(), "", &dir_a, &dir_b)
 }
 
 #[cfg(test)]
@@ -152,5 +208,10 @@ mod tests {
         assert_eq!(parse_percent("2.5"), Ok(2.5));
         assert!(parse_percent("-1%").is_err());
         assert!(parse_percent("ten").unwrap_err().contains("10%"));
+        assert_eq!(
+            parse_margin_for("setup_*=25%"),
+            Ok(("setup_*".to_string(), 25.0))
+        );
+        assert!(parse_margin_for("setup_*").unwrap_err().contains("PATTERN"));
     }
 }

@@ -2,6 +2,7 @@
 //! arguments and dispatch; the work lives in the layers below (one file per
 //! verb group).
 
+mod ab;
 mod apply;
 mod bench;
 mod compare;
@@ -105,10 +106,16 @@ enum Cmd {
     /// unless --force (which tears that link down first).
     Apply(apply::ApplyArgs),
     /// Test two results folders against each other: per metric the means
-    /// with CIs, the change, Mann-Whitney U and Welch's t (Holm-corrected)
-    /// and a verdict; a box-plot figure of both. --fail-if-slower 10% exits
-    /// 1 on a significant regression.
+    /// with CIs, the change, Mann-Whitney U and Welch's t (Holm-corrected),
+    /// an equivalence test against --margin, and a verdict (faster, slower,
+    /// equivalent, inconclusive); a box-plot figure of both.
+    /// --fail-if-slower 10% exits 1 on a significant regression.
     Compare(compare::CompareArgs),
+    /// Run two configurations (two binaries, or two experiment files) in
+    /// alternating blocks A B B A … in the same minutes and compare the
+    /// pooled runs: the machine's drift falls on both alike. A per-block
+    /// table shows the drift.
+    Ab(ab::AbArgs),
 }
 
 pub fn main() -> Result<()> {
@@ -140,6 +147,7 @@ pub fn main() -> Result<()> {
         Cmd::Schema(a) => schema::schema(a),
         Cmd::Apply(a) => apply::apply(a),
         Cmd::Compare(a) => compare::compare(a),
+        Cmd::Ab(a) => ab::ab(a),
     }
 }
 

@@ -1,10 +1,15 @@
 //! Pairs two results folders' runs (variant by variant, column by column)
 //! and tests every metric both have.
 //!
-//! The verdict comes from the Mann-Whitney U test, Holm-corrected over the
+//! The difference test is the Mann-Whitney U test, Holm-corrected over the
 //! metrics: run times are skewed (a long right tail of slow runs), where a
 //! rank test keeps its error rate and power and a t-test does not. Welch's
-//! t-test is shown beside it for readers who compare means.
+//! t-test is shown beside it for readers who compare means. A significant
+//! difference is only called faster or slower when the ratio of geometric
+//! means is beyond the equivalence margin; within it, the TOST decides
+//! between equivalent and inconclusive (see [`Verdict`]). The TOSTs are not
+//! Holm-corrected: "every metric is equivalent" is an intersection-union
+//! test, which keeps its level without correction.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,7 +17,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use thiserror::Error;
 
-use super::hypothesis::{holm, mann_whitney, welch};
+use super::hypothesis::Tost;
+use super::hypothesis::{holm, mann_whitney, tost_log, welch};
 use super::model::{Comparison, Metric, Sample, Side, Verdict};
 use crate::experiment::meta::Meta;
 use crate::experiment::rows::{Row, col, read_runs, variants};
@@ -29,7 +35,19 @@ pub struct Options {
     pub b_variant: Option<String>,
     /// Metric name patterns (`*` matches any run of characters); empty: all.
     pub metrics: Vec<String>,
+    /// Equivalence margin in % (see [`Verdict`]).
+    pub margin_pct: f64,
+    /// Per-metric margins: the first pattern that matches the metric's
+    /// column name wins over `margin_pct`.
+    pub margin_for: Vec<(String, f64)>,
+    /// The folders come from alternating blocks (`vlsp ab`).
+    pub interleaved: bool,
 }
+
+/// The default margin: twice what back-to-back runs of the same code
+/// differ by at a steady light load on this machine (README, "Comparing
+/// runs"); the CLI's `--margin` default says the same.
+pub const DEFAULT_MARGIN_PCT: f64 = 10.0;
 
 impl Default for Options {
     fn default() -> Self {
@@ -38,6 +56,9 @@ impl Default for Options {
             a_variant: None,
             b_variant: None,
             metrics: vec![],
+            margin_pct: DEFAULT_MARGIN_PCT,
+            margin_for: vec![],
+            interleaved: false,
         }
     }
 }
@@ -162,6 +183,25 @@ fn pct(a: f64, b: f64) -> f64 {
     (b - a) / a * 100.0
 }
 
+/// Faster or slower: significant and the ratio beyond the margin (as the
+/// point estimate; the direction from the ratio agrees with Mann-Whitney's
+/// whenever both are clear). Equivalent: the TOST at `alpha`.
+fn verdict(significant: bool, tost: Option<&Tost>, alpha: f64) -> Verdict {
+    let Some(t) = tost else {
+        return Verdict::Inconclusive;
+    };
+    let bound = 1.0 + t.margin_pct / 100.0;
+    if significant && t.ratio > bound {
+        Verdict::Slower
+    } else if significant && t.ratio < 1.0 / bound {
+        Verdict::Faster
+    } else if t.p < alpha {
+        Verdict::Equivalent
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
 /// Compares rows already read (pure: the folders' reading is above).
 pub fn compare_rows(
     a: &[Row],
@@ -194,6 +234,11 @@ pub fn compare_rows(
         for c in ca.intersection(&cb) {
             let (xa, xb) = (col(a, va, c), col(b, vb, c));
             let (sa, sb) = (sample(&xa), sample(&xb));
+            let margin = o
+                .margin_for
+                .iter()
+                .find(|(p, _)| glob(p, c))
+                .map_or(o.margin_pct, |(_, m)| *m);
             metrics.push(Metric {
                 name: format!("{}{c}", prefix(va)),
                 change_mean_pct: pct(sa.mean, sb.mean),
@@ -204,7 +249,8 @@ pub fn compare_rows(
                 welch_p_holm: f64::NAN,
                 mwu: mann_whitney(&xa, &xb).expect("both columns have runs"),
                 mwu_p_holm: f64::NAN,
-                verdict: Verdict::NoSignificantDifference,
+                tost: tost_log(&xa, &xb, margin, o.alpha),
+                verdict: Verdict::Inconclusive,
                 samples_a: xa,
                 samples_b: xb,
             });
@@ -228,13 +274,7 @@ pub fn compare_rows(
     for ((m, w), u) in metrics.iter_mut().zip(holm(&pw)).zip(holm(&pm)) {
         m.welch_p_holm = w;
         m.mwu_p_holm = u;
-        m.verdict = if u >= o.alpha {
-            Verdict::NoSignificantDifference
-        } else if m.mwu.p_b_greater > 0.5 {
-            Verdict::Slower
-        } else {
-            Verdict::Faster
-        };
+        m.verdict = verdict(u < o.alpha, m.tost.as_ref(), o.alpha);
     }
     let join = |v: Vec<&String>| {
         v.into_iter()
@@ -249,6 +289,8 @@ pub fn compare_rows(
         b: side_b,
         alpha: o.alpha,
         primary_test: "mann-whitney-u",
+        margin_pct: o.margin_pct,
+        interleaved: o.interleaved,
         metrics,
         only_in_a: only_a,
         only_in_b: only_b,
@@ -336,7 +378,7 @@ mod tests {
         assert!(
             c.metrics
                 .iter()
-                .all(|m| m.verdict == Verdict::NoSignificantDifference)
+                .all(|m| !matches!(m.verdict, Verdict::Faster | Verdict::Slower))
         );
     }
 

@@ -22,7 +22,7 @@ pub const MAX_PANELS: usize = 32;
 /// The metrics drawn, in panel order.
 fn shown(c: &Comparison) -> Vec<&Metric> {
     let mut v: Vec<&Metric> = c.metrics.iter().collect();
-    v.sort_by_key(|m| m.verdict == Verdict::NoSignificantDifference);
+    v.sort_by_key(|m| !matches!(m.verdict, Verdict::Faster | Verdict::Slower));
     v.truncate(MAX_PANELS);
     v
 }
@@ -111,7 +111,8 @@ where
     let mark = match m.verdict {
         Verdict::Slower => " ▲",
         Verdict::Faster => " ▼",
-        Verdict::NoSignificantDifference => "",
+        Verdict::Equivalent => " =",
+        Verdict::Inconclusive => "",
     };
     let mut chart = ChartBuilder::on(area)
         .caption(format!("{}{mark}", m.name), (FAMILY, 15))
@@ -188,7 +189,7 @@ where
     let shown = shown(c);
     let note = if shown.len() < c.metrics.len() {
         format!(
-            "; {} of {} metrics, significant first (all in compare.json)",
+            "; {} of {} metrics, faster/slower first (all in compare.json)",
             shown.len(),
             c.metrics.len()
         )
@@ -197,7 +198,10 @@ where
     };
     title
         .draw_text(
-            &format!("▲ significantly slower, ▼ significantly faster (Mann-Whitney U, Holm){note}"),
+            &format!(
+                "▲ slower, ▼ faster (Mann-Whitney U, Holm, and beyond ±{}%), = equivalent (TOST){note}",
+                c.margin_pct
+            ),
             &(FAMILY, 13).into_text_style(&title),
             (12, 52),
         )

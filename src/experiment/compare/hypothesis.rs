@@ -1,7 +1,9 @@
 //! Two-sample tests for timing data: Welch's t-test, the Mann-Whitney U
-//! test, and Holm's correction over a family of p-values. Pure functions of
-//! the samples; the numbers follow scipy's `ttest_ind(equal_var=False)` and
-//! `mannwhitneyu(method="auto")` (two-sided), so they can be checked there.
+//! test, Holm's correction over a family of p-values, and the equivalence
+//! test (TOST) on the ratio of geometric means. Pure functions of the
+//! samples; the numbers follow scipy's `ttest_ind(equal_var=False)` and
+//! `mannwhitneyu(method="auto")` (two-sided) and statsmodels' `ttost_ind(
+//! usevar="unequal")` on the logarithms, so they can be checked there.
 
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
@@ -30,6 +32,48 @@ fn mean_var(x: &[f64]) -> (f64, f64) {
 /// Welch's t-test; none when a sample has fewer than two values or both
 /// have no spread at all (the statistic is undefined, as scipy's NaN).
 pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+    let (d, se, df) = welch_parts(a, b)?;
+    let t = d / se;
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    let p = (2.0 * dist.sf(t.abs())).min(1.0);
+    let half = dist.inverse_cdf(0.975) * se;
+    Some(Welch {
+        t,
+        df,
+        p,
+        diff_ci95: (d - half, d + half),
+    })
+}
+
+/// Two one-sided Welch tests (TOST) on the logarithms of the run times:
+/// is B / A (ratio of geometric means) inside [1 / (1 + m), 1 + m]? Logs
+/// because run times are right-skewed and a change of speed multiplies
+/// them (the bioequivalence practice); the bounds are symmetric in the log,
+/// so "B 10% slower" and "A 10% slower" are the same distance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Tost {
+    /// The margin m in %.
+    pub margin_pct: f64,
+    /// Geometric mean of B / geometric mean of A.
+    pub ratio: f64,
+    /// (1 − 2α) confidence interval of the ratio: equivalence at α is this
+    /// interval inside the bounds.
+    pub ratio_ci: (f64, f64),
+    /// Its confidence level, 1 − 2α.
+    pub ci_level: f64,
+    /// t against the lower bound (H0: ratio ≤ 1 / (1 + m)).
+    pub t_lower: f64,
+    /// t against the upper bound (H0: ratio ≥ 1 + m).
+    pub t_upper: f64,
+    /// Welch–Satterthwaite degrees of freedom (of the logs).
+    pub df: f64,
+    /// The larger of the two one-sided p-values: below α means equivalent.
+    pub p: f64,
+}
+
+/// Difference of means (B − A), its standard error and Welch's df; none
+/// when a sample has fewer than two values or neither has spread.
+fn welch_parts(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
@@ -41,15 +85,33 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
         return None;
     }
     let df = se2 * se2 / (sa * sa / (a.len() - 1) as f64 + sb * sb / (b.len() - 1) as f64);
-    let t = (mb - ma) / se2.sqrt();
+    Some((mb - ma, se2.sqrt(), df))
+}
+
+/// TOST of B against A with margin `margin_pct` at level `alpha`; none when
+/// a value is not positive (no logarithm) or Welch's test is undefined.
+pub fn tost_log(a: &[f64], b: &[f64], margin_pct: f64, alpha: f64) -> Option<Tost> {
+    if a.iter().chain(b).any(|v| *v <= 0.0 || !v.is_finite()) {
+        return None;
+    }
+    let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
+    let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
+    let (d, se, df) = welch_parts(&la, &lb)?;
+    let bound = (1.0 + margin_pct / 100.0).ln();
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
-    let p = (2.0 * dist.sf(t.abs())).min(1.0);
-    let half = dist.inverse_cdf(0.975) * se2.sqrt();
-    Some(Welch {
-        t,
+    let t_lower = (d + bound) / se;
+    let t_upper = (d - bound) / se;
+    let p = dist.sf(t_lower).max(dist.cdf(t_upper));
+    let half = dist.inverse_cdf(1.0 - alpha) * se;
+    Some(Tost {
+        margin_pct,
+        ratio: d.exp(),
+        ratio_ci: ((d - half).exp(), (d + half).exp()),
+        ci_level: 1.0 - 2.0 * alpha,
+        t_lower,
+        t_upper,
         df,
         p,
-        diff_ci95: (mb - ma - half, mb - ma + half),
     })
 }
 
@@ -217,6 +279,20 @@ mod tests {
         assert_eq!(m.p, 1.0);
         assert!(welch(&[2.0; 5], &[2.0; 5]).is_none());
         assert!(welch(&[2.0], &[1.0, 3.0]).is_none());
+    }
+
+    /// Equal samples: ratio 1, and the one-sided t's are ±ln(1.1)/se.
+    #[test]
+    fn tost_of_a_sample_against_itself() {
+        let x = [1.0, 2.0, 4.0, 8.0];
+        let t = tost_log(&x, &x, 10.0, 0.05).unwrap();
+        assert!(close(t.ratio, 1.0, 1e-12));
+        assert!(close(t.t_lower, -t.t_upper, 1e-12));
+        // The logs are 0, ln2, 2ln2, 3ln2: variance 5/3·ln²2, se² = 2·var/4.
+        let se = (5.0f64 / 6.0).sqrt() * 2f64.ln();
+        assert!(close(t.t_lower, 1.1f64.ln() / se, 1e-12));
+        assert!(t.p > 0.05);
+        assert!(tost_log(&[0.0, 1.0], &x, 10.0, 0.05).is_none());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What a comparison of two results folders found: per metric the two
-//! samples' summaries, the change, both tests and the verdict. Plain data,
-//! serialised as `--format json`; every value is in µs, as in `runs.csv`.
+//! samples' summaries, the change, the difference tests, the equivalence
+//! test and the verdict. Plain data, serialised as `--format json`; every
+//! value is in µs, as in `runs.csv`.
 
 use serde::Serialize;
 
-use super::hypothesis::{Mwu, Welch};
+use super::hypothesis::{Mwu, Tost, Welch};
 
 /// One side of the comparison: a results folder and the variant taken.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,15 +30,23 @@ pub struct Sample {
     pub stddev: f64,
 }
 
-/// What the primary test says.
+/// What the tests say together. With 100 runs Mann-Whitney detects shifts
+/// of a few %, smaller than this machine's drift between two runs of the
+/// same code, so "significant" alone is not a finding: it must also be
+/// beyond the equivalence margin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
-    /// B's runs are significantly shorter than A's.
+    /// B's runs are significantly shorter than A's (Mann-Whitney, Holm) and
+    /// the ratio of geometric means is below 1 / (1 + margin).
     Faster,
-    /// B's runs are significantly longer than A's.
+    /// Significantly longer, and the ratio is above 1 + margin.
     Slower,
-    NoSignificantDifference,
+    /// The equivalence test (TOST) puts the ratio inside the margin.
+    Equivalent,
+    /// Neither: too few runs or too much spread to tell, or a significant
+    /// shift whose size is not shown to be inside or beyond the margin.
+    Inconclusive,
 }
 
 impl Verdict {
@@ -45,7 +54,8 @@ impl Verdict {
         match self {
             Verdict::Faster => "faster",
             Verdict::Slower => "slower",
-            Verdict::NoSignificantDifference => "no significant difference",
+            Verdict::Equivalent => "equivalent",
+            Verdict::Inconclusive => "inconclusive",
         }
     }
 }
@@ -69,8 +79,11 @@ pub struct Metric {
     /// Welch's p after Holm's correction over the metrics (NaN: no test).
     pub welch_p_holm: f64,
     pub mwu: Mwu,
-    /// Mann-Whitney's p after Holm's correction: drives the verdict.
+    /// Mann-Whitney's p after Holm's correction: the difference test.
     pub mwu_p_holm: f64,
+    /// The equivalence test at this metric's margin (none: a value ≤ 0 or
+    /// no spread).
+    pub tost: Option<Tost>,
     pub verdict: Verdict,
     #[serde(skip)]
     pub samples_a: Vec<f64>,
@@ -85,8 +98,14 @@ pub struct Comparison {
     pub b: Side,
     /// Family-wise significance level (after Holm's correction).
     pub alpha: f64,
-    /// The test behind the verdict.
+    /// The difference test behind the verdict.
     pub primary_test: &'static str,
+    /// The default equivalence margin in % (a metric may have its own, see
+    /// `tost.margin_pct`).
+    pub margin_pct: f64,
+    /// A and B were run in alternating blocks (`vlsp ab`), so the machine's
+    /// drift is shared rather than part of the difference.
+    pub interleaved: bool,
     pub metrics: Vec<Metric>,
     /// Columns only one side has (not compared).
     pub only_in_a: Vec<String>,
@@ -94,11 +113,16 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Metrics significantly slower by more than `threshold_pct` (median).
+    /// Metrics significantly slower (Mann-Whitney, Holm; whatever the
+    /// margin) whose median grew by more than `threshold_pct`.
     pub fn regressions(&self, threshold_pct: f64) -> Vec<&Metric> {
         self.metrics
             .iter()
-            .filter(|m| m.verdict == Verdict::Slower && m.change_median_pct > threshold_pct)
+            .filter(|m| {
+                m.mwu_p_holm < self.alpha
+                    && m.mwu.p_b_greater > 0.5
+                    && m.change_median_pct > threshold_pct
+            })
             .collect()
     }
 }

@@ -44,19 +44,23 @@ fn signed_pct(x: f64) -> String {
     }
 }
 
-const HEADER: [&str; 9] = [
+const HEADER: [&str; 10] = [
     "metric",
     "unit",
     "A mean [95% CI]",
     "B mean [95% CI]",
     "Δ mean",
     "Δ median",
+    "Δ geo-mean [CI]",
     "p MWU (Holm)",
-    "p Welch (Holm)",
+    "p TOST (margin)",
     "verdict",
 ];
 
-fn cells(m: &Metric) -> [String; 9] {
+/// Columns aligned left in the terminal table (names, verdicts).
+const LEFT: [usize; 3] = [0, 1, 9];
+
+fn cells(m: &Metric) -> [String; 10] {
     let (u, f) = unit(m);
     let mean = |s: &super::model::Sample| {
         format!(
@@ -66,6 +70,18 @@ fn cells(m: &Metric) -> [String; 9] {
             sig(s.ci95.1 * f)
         )
     };
+    let (geo, tost) = match &m.tost {
+        Some(t) => (
+            format!(
+                "{} [{:+.1}, {:+.1}]",
+                signed_pct((t.ratio - 1.0) * 100.0),
+                (t.ratio_ci.0 - 1.0) * 100.0,
+                (t.ratio_ci.1 - 1.0) * 100.0
+            ),
+            format!("{} ±{}%", p(t.p), t.margin_pct),
+        ),
+        None => ("—".into(), "—".into()),
+    };
     [
         m.name.clone(),
         u.to_string(),
@@ -73,14 +89,16 @@ fn cells(m: &Metric) -> [String; 9] {
         mean(&m.b),
         signed_pct(m.change_mean_pct),
         signed_pct(m.change_median_pct),
+        geo,
         p(m.mwu_p_holm),
-        p(m.welch_p_holm),
+        tost,
         m.verdict.as_str().to_string(),
     ]
 }
 
-fn side_line(tag: &str, s: &Side, n: usize) -> String {
-    let mut l = format!("{tag}: {} (variant {}, {n} runs", s.dir, s.variant);
+fn side_line(tag: &str, s: &Side, n: usize, interleaved: bool) -> String {
+    let what = if interleaved { "block medians" } else { "runs" };
+    let mut l = format!("{tag}: {} (variant {}, {n} {what}", s.dir, s.variant);
     if let Some(c) = &s.commit {
         l += &format!(", commit {}", &c[..c.len().min(12)]);
     }
@@ -99,27 +117,44 @@ fn runs(c: &Comparison, a: bool) -> usize {
 }
 
 fn method_note(c: &Comparison) -> String {
-    format!(
-        "Verdict: two-sided Mann-Whitney U test (normal approximation with tie correction; exact for a sample of at most 8 without ties), Holm-corrected over the {} metrics, at α = {}; Welch's t-test shown beside it. Δ = (B − A) / A.",
+    let level = c
+        .metrics
+        .iter()
+        .find_map(|m| m.tost.map(|t| t.ci_level))
+        .unwrap_or(1.0 - 2.0 * c.alpha);
+    let mut s = format!(
+        "Faster/slower: the two-sided Mann-Whitney U test, Holm-corrected over the {} metrics, is significant at α = {} and the ratio of geometric means (Δ geo-mean) lies beyond the margin (±{}%: B/A above {} or below 1/{}). Equivalent: two one-sided Welch tests on the logarithms (TOST, α = {}; the {:.0}% CI of the ratio inside the margin). Inconclusive: neither. Δ = (B − A) / A; Welch's t-test in compare.json.",
         c.metrics.len(),
-        c.alpha
-    )
+        c.alpha,
+        c.margin_pct,
+        1.0 + c.margin_pct / 100.0,
+        1.0 + c.margin_pct / 100.0,
+        c.alpha,
+        level * 100.0
+    );
+    if c.interleaved {
+        s += " A and B ran in alternating blocks (`vlsp ab`): each value tested is one block's median, so the machine's drift falls on both alike.";
+    } else {
+        s += " A and B were not run in alternating blocks: this machine's drift between runs is part of every Δ; to judge a code change, run both with `vlsp ab`.";
+    }
+    s
 }
 
 fn tally(c: &Comparison) -> String {
     let count = |v| c.metrics.iter().filter(|m| m.verdict == v).count();
     use super::model::Verdict::*;
     format!(
-        "{} slower, {} faster, {} without significant difference",
+        "{} slower, {} faster, {} equivalent, {} inconclusive",
         count(Slower),
         count(Faster),
-        count(NoSignificantDifference)
+        count(Equivalent),
+        count(Inconclusive)
     )
 }
 
 /// The terminal table.
 pub fn text(c: &Comparison) -> String {
-    let rows: Vec<[String; 9]> = c.metrics.iter().map(cells).collect();
+    let rows: Vec<[String; 10]> = c.metrics.iter().map(cells).collect();
     let mut w = HEADER.map(|h| h.chars().count());
     for r in &rows {
         for (i, cell) in r.iter().enumerate() {
@@ -131,7 +166,7 @@ pub fn text(c: &Comparison) -> String {
         for (i, cell) in r.iter().enumerate() {
             let pad = w[i] - cell.chars().count();
             // Names and verdicts left, numbers right.
-            if i == 0 || i == 8 || i == 1 {
+            if LEFT.contains(&i) {
                 s += &format!("{cell}{}  ", " ".repeat(pad));
             } else {
                 s += &format!("{}{cell}  ", " ".repeat(pad));
@@ -139,8 +174,8 @@ pub fn text(c: &Comparison) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = side_line("A", &c.a, runs(c, true)) + "\n";
-    out += &(side_line("B", &c.b, runs(c, false)) + "\n\n");
+    let mut out = side_line("A", &c.a, runs(c, true), c.interleaved) + "\n";
+    out += &(side_line("B", &c.b, runs(c, false), c.interleaved) + "\n\n");
     out += &line(&HEADER.map(String::from));
     for r in &rows {
         out += &line(r);
@@ -159,15 +194,15 @@ pub fn markdown(c: &Comparison) -> String {
     let mut out = format!("### Comparison: {title}\n\n");
     out += &format!(
         "- {}\n- {}\n\n",
-        side_line("A", &c.a, runs(c, true)),
-        side_line("B", &c.b, runs(c, false))
+        side_line("A", &c.a, runs(c, true), c.interleaved),
+        side_line("B", &c.b, runs(c, false), c.interleaved)
     );
     out += &format!("| {} |\n", HEADER.join(" | "));
     out += &format!("|{}\n", "---|".repeat(HEADER.len()));
     for r in c.metrics.iter().map(cells) {
         let mut r = r.to_vec();
-        if r[8] != "no significant difference" {
-            r[8] = format!("**{}**", r[8]);
+        if r[9] == "faster" || r[9] == "slower" {
+            r[9] = format!("**{}**", r[9]);
         }
         out += &format!("| {} |\n", r.join(" | "));
     }

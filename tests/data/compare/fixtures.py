@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Writes the compare fixtures (runs.csv of four small results folders) and
 prints the statistics tests/compare.rs expects, computed with scipy
-(ttest_ind(equal_var=False), mannwhitneyu(method="auto"), t.ppf) and Holm's
-correction written out below. Rerun after changing a value:
+(ttest_ind(equal_var=False), mannwhitneyu(method="auto"), t.ppf), statsmodels
+(ttost_ind(usevar="unequal") on the logarithms, the equivalence test) and
+Holm's correction written out below. Rerun after changing a value:
 
-    python3 -m venv /tmp/v && /tmp/v/bin/pip install scipy
+    python3 -m venv /tmp/v && /tmp/v/bin/pip install scipy statsmodels
     /tmp/v/bin/python tests/data/compare/fixtures.py
 """
 import os
+import math
+
+import numpy as np
 import scipy
+import statsmodels
 from scipy import stats
+from statsmodels.stats.weightstats import ttost_ind
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,6 +30,12 @@ DATA = {
     },
     "slower": {
         "setup_A": [3010.0, 2985.4, 3102.6, 2950.1, 3120.7, 2999.9, 3044.2, 2962.8, 3300.5, 3011.1, 2977.3, 3060.6],
+        "teardown_A": [752.3, 738.8, 779.1, 766.4, 744.6, 801.2, 725.0, 758.7, 790.9, 748.1, 731.6, 769.9],
+    },
+    # The same runs 4% slower (and a little reshuffled): significant, but
+    # inside a 10% margin.
+    "shifted": {
+        "setup_A": [round(v * 1.04, 1) for v in [2305.2, 2340.1, 2279.9, 2312.0, 2296.4, 2388.5, 2284.6, 2327.7, 2301.2, 2318.3, 2294.0, 2420.9]],
         "teardown_A": [752.3, 738.8, 779.1, 766.4, 744.6, 801.2, 725.0, 758.7, 790.9, 748.1, 731.6, 769.9],
     },
     # Five runs without ties: the exact distribution of U.
@@ -52,8 +64,21 @@ def holm(ps):
     return out
 
 
-def compare(a, b):
-    print("== %s vs %s (scipy %s)" % (a, b, scipy.__version__))
+def tost(x, y, margin_pct, alpha):
+    """B/A inside [1/(1+m), 1+m]: statsmodels' TOST on the logs, and the
+    (1 - 2 alpha) CI of the ratio from its degrees of freedom."""
+    lx, ly = np.log(x), np.log(y)
+    bound = math.log(1 + margin_pct / 100)
+    p, (t1, p1, df1), (t2, p2, df2) = ttost_ind(ly, lx, -bound, bound, usevar="unequal")
+    d = ly.mean() - lx.mean()
+    se = (np.var(lx, ddof=1) / len(lx) + np.var(ly, ddof=1) / len(ly)) ** 0.5
+    half = stats.t.ppf(1 - alpha, df1) * se
+    return "tost(%g%%) p=%.10g t_lower=%.10g t_upper=%.10g df=%.10g ratio=%.10g ci=(%.10g, %.10g)" % (
+        margin_pct, p, t1, t2, df1, math.exp(d), math.exp(d - half), math.exp(d + half))
+
+
+def compare(a, b, margin_pct=10, alpha=0.05):
+    print("== %s vs %s (scipy %s, statsmodels %s)" % (a, b, scipy.__version__, statsmodels.__version__))
     keys = sorted(set(DATA[a]) & set(DATA[b]))
     pw, pm = [], []
     for k in keys:
@@ -66,6 +91,7 @@ def compare(a, b):
         d = sum(y) / len(y) - sum(x) / len(x)
         print("%s: welch t=%.10g df=%.10g p=%.10g diff_ci95=(%.10g, %.10g)" % (k, w.statistic, df, w.pvalue, d - half, d + half))
         print("%s: mwu U_b=%.10g p=%.10g" % (k, u.statistic, u.pvalue))
+        print("%s: %s" % (k, tost(x, y, margin_pct, alpha)))
         pw.append(w.pvalue)
         pm.append(u.pvalue)
     print("holm welch", ["%.10g" % p for p in holm(pw)])
@@ -76,4 +102,7 @@ for name, cols in DATA.items():
     write(name, cols)
 compare("base", "same")
 compare("base", "slower")
+compare("base", "shifted")
+compare("base", "shifted", margin_pct=3)
 compare("small-a", "small-b")
+compare("small-a", "small-b", alpha=0.01)
