@@ -4,6 +4,12 @@
 //! router (root).
 //! `cargo run --release --example substrate_timings -- 1000 5000 10000`
 //! (default: paper-4node, then chains of 100 and 1000).
+//! `SUBSTRATE_ONLY=1`: the kernel side alone (no NSIS nodes): up, a UDP
+//! ping from the first router to the last one's far address, down, and
+//! how long the kernel then takes to free the namespaces; with
+//! `SCALE_CSV=FILE` each size appends a row (routers, threads, up_s,
+//! per-phase seconds, down_s, kernel_freed_s, rss_per_router_kib,
+//! open_files, ping_ms) to FILE.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -64,6 +70,12 @@ fn main() -> anyhow::Result<()> {
         let text = text.replace("host = \"r0\"", &format!("host = \"r{first}\""));
         let t = Topology::parse(&text, Path::new(&format!("{name}.toml")))?;
         cases.push((format!("chain of {n}"), t));
+    }
+    if std::env::var_os("SUBSTRATE_ONLY").is_some() {
+        for (label, t) in cases {
+            substrate_only(&label, t)?;
+        }
+        return Ok(());
     }
     for (label, t) in cases {
         let routers = t.nodes.len();
@@ -147,4 +159,119 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Network namespaces the kernel holds (freed ones leave its slab cache).
+fn kernel_namespaces() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    let l = s.lines().find(|l| l.starts_with("net_namespace "))?;
+    l.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn substrate_only(label: &str, t: Topology) -> anyhow::Result<()> {
+    use vlsp::kernel::substrate;
+    let routers = t.nodes.len();
+    let (rss0, fds0) = (status("VmRSS:"), open_fds());
+    let base = kernel_namespaces();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let t0 = Instant::now();
+    let timings = rt.block_on(substrate::up(&t));
+    let up = t0.elapsed();
+    let timings = match timings {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = substrate::down(&t.name);
+            return Err(e);
+        }
+    };
+    let (rss1, fds1) = (status("VmRSS:"), open_fds());
+    println!(
+        "{label}: substrate up in {:.1} ms ({} threads)\n{timings}",
+        ms(up),
+        vlsp::kernel::netns::workers()
+    );
+    println!(
+        "  RSS {rss0} -> {rss1} KiB: {:.2} KiB per router; open files {fds0} -> {fds1}",
+        rss1.saturating_sub(rss0) as f64 / routers as f64
+    );
+    // IP's TTL (255) bounds a ping's path: r0 to r250 and the last router
+    // back to 250 routers before it.
+    let last = routers - 1;
+    let mut ping = Ok(Duration::ZERO);
+    for (a, b) in [(0, last.min(250)), (last, last.saturating_sub(250))] {
+        let (a, b) = (format!("r{a}"), format!("r{b}"));
+        let far = t
+            .links_of(&b)
+            .next()
+            .map(|(me, _, _)| me.addr)
+            .ok_or_else(|| anyhow::anyhow!("{b} has no link"))?;
+        let p = substrate::udp_ping(&t.name, &a, &b, far, Duration::from_secs(10));
+        match &p {
+            Ok(rtt) => println!("  UDP ping {a} -> {b} ({far}): {:.3} ms", ms(*rtt)),
+            Err(e) => println!("  UDP ping {a} -> {b} ({far}) FAILED: {e:#}"),
+        }
+        ping = ping.and(p);
+    }
+    let t0 = Instant::now();
+    let down = substrate::down(&t.name)?;
+    let down_t = t0.elapsed();
+    // The kernel frees the namespaces in its cleanup work afterwards (other
+    // programs' namespaces count too: 99 % freed is taken as done).
+    let mut freed = None;
+    while t0.elapsed() < Duration::from_secs(120) {
+        match (kernel_namespaces(), base) {
+            (Some(n), Some(b)) if n <= b + routers as u64 / 100 + 2 => {
+                freed = Some(t0.elapsed());
+                break;
+            }
+            (None, _) | (_, None) => break,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    println!(
+        "{label}: down in {:.1} ms; kernel freed the namespaces after {}\n{down}\n",
+        ms(down_t),
+        freed.map_or("(not seen)".into(), |d| format!("{:.1} ms", ms(d)))
+    );
+    if let Some(csv) = std::env::var_os("SCALE_CSV") {
+        use std::io::Write;
+        let new = !Path::new(&csv).exists();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&csv)?;
+        let s = |d: Duration| format!("{:.3}", d.as_secs_f64());
+        if new {
+            let phases: Vec<String> = timings
+                .phases
+                .iter()
+                .map(|p| format!("{}_s", p.0.replace([' ', ','], "_")))
+                .collect();
+            writeln!(
+                f,
+                "routers,threads,up_s,{},down_s,kernel_freed_s,rss_per_router_kib,open_files,ping_ms",
+                phases.join(",")
+            )?;
+        }
+        let phases: Vec<String> = timings.phases.iter().map(|p| s(p.1)).collect();
+        writeln!(
+            f,
+            "{routers},{},{},{},{},{},{:.2},{fds1},{}",
+            vlsp::kernel::netns::workers(),
+            s(up),
+            phases.join(","),
+            s(down_t),
+            freed.map_or(String::new(), s),
+            rss1.saturating_sub(rss0) as f64 / routers as f64,
+            ping.as_ref()
+                .map_or(String::new(), |d| format!("{:.3}", ms(*d)))
+        )?;
+    }
+    ping.map(drop)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }

@@ -32,7 +32,7 @@ pub(super) struct GraphArgs {
 pub(super) enum GenerateCmd {
     /// A chain of N routers across K providers, VM1 on the first, VM2 on
     /// the last. Each link gets its own 10.X.Y.0/24 (X from 100), so a
-    /// chain has at most 39001 routers.
+    /// chain has at most 39937 routers.
     Chain {
         /// Number of routers, 2 or more.
         #[arg(value_parser = clap::value_parser!(u64).range(2..=MAX_CHAIN_ROUTERS as u64))]

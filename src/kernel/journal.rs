@@ -112,7 +112,18 @@ pub fn journal_namespace(topo: &str, ns: &str) -> Result<()> {
     append(topo, &Entry::Namespace(ns.to_string()))
 }
 
+/// Records namespaces `names` of `topo` with one write and one sync; call
+/// it before creating any of them (`down` skips those never created).
+pub fn journal_namespaces(topo: &str, names: &[String]) -> Result<()> {
+    let lines: Vec<Entry> = names.iter().cloned().map(Entry::Namespace).collect();
+    append_all(topo, &lines)
+}
+
 fn append(topo: &str, entry: &Entry) -> Result<()> {
+    append_all(topo, std::slice::from_ref(entry))
+}
+
+fn append_all(topo: &str, entries: &[Entry]) -> Result<()> {
     let p = RunDir::of(topo)
         .with_context(|| format!("cannot journal for topology {topo:?}"))?
         .journal();
@@ -122,7 +133,12 @@ fn append(topo: &str, entry: &Entry) -> Result<()> {
             .create(true)
             .append(true)
             .open(&p)?;
-        writeln!(f, "{}", entry.line())?;
+        let mut text = String::new();
+        for e in entries {
+            text.push_str(&e.line());
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())?;
         f.sync_data()
     };
     write().with_context(|| format!("cannot write the journal {}", p.display()))

@@ -5,6 +5,7 @@
 //! No link is ever created in the root namespace: a veth pair is created by
 //! one netlink request that places each end directly in its namespace.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -16,7 +17,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
-use crate::kernel::netns::{sysctl_in, with_netns};
+use crate::kernel::netns::with_netns;
 use crate::topology::{Route, Topology, Vnode};
 
 /// The index of interface `name` in the namespace of `h`.
@@ -33,6 +34,96 @@ pub async fn link_index(h: &Handle, name: &str) -> Result<u32> {
         .index)
 }
 
+/// Every interface of `h`'s namespace by name: one dump instead of a
+/// lookup per interface.
+pub async fn link_indices(h: &Handle) -> Result<HashMap<String, u32>> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let mut out = HashMap::new();
+    let mut dump = h.link().get().execute();
+    while let Some(m) = dump.try_next().await.context("dumping interfaces")? {
+        for a in &m.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                out.insert(n.clone(), m.header.index);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn index_of(index: &HashMap<String, u32>, node: &str, name: &str) -> Result<u32> {
+    index
+        .get(name)
+        .copied()
+        .ok_or_else(|| anyhow!("no interface {name} in {node}: was its veth created?"))
+}
+
+/// Brings interfaces `names` of `node` up, all requests in flight at once.
+pub async fn set_all_up(
+    h: &Handle,
+    node: &str,
+    index: &HashMap<String, u32>,
+    names: impl Iterator<Item = &str>,
+) -> Result<()> {
+    let mut reqs = vec![];
+    for n in names {
+        let i = index_of(index, node, n)?;
+        reqs.push(async move {
+            h.link()
+                .set(LinkUnspec::new_with_index(i).up().build())
+                .execute()
+                .await
+                .with_context(|| format!("set {node}:{n} up"))
+        });
+    }
+    futures_util::future::try_join_all(reqs).await.map(drop)
+}
+
+/// Adds addresses `(ifname, addr, prefix_len)` in `node`, all requests in
+/// flight at once.
+pub async fn add_addresses(
+    h: &Handle,
+    node: &str,
+    index: &HashMap<String, u32>,
+    addrs: impl Iterator<Item = (&str, Ipv4Addr, u8)>,
+) -> Result<()> {
+    let mut reqs = vec![];
+    for (n, addr, len) in addrs {
+        let i = index_of(index, node, n)?;
+        reqs.push(async move {
+            h.address()
+                .add(i, addr.into(), len)
+                .execute()
+                .await
+                .with_context(|| format!("address {addr}/{len} on {node}:{n}"))
+        });
+    }
+    futures_util::future::try_join_all(reqs).await.map(drop)
+}
+
+/// Adds static `routes` in `node`, all requests in flight at once: one
+/// round trip per router, not per route.
+pub async fn add_routes(
+    h: &Handle,
+    node: &str,
+    index: &HashMap<String, u32>,
+    routes: Vec<Route>,
+) -> Result<()> {
+    let mut reqs = vec![];
+    for r in routes {
+        let i = index_of(index, node, &r.ifname)?;
+        reqs.push(async move {
+            h.route()
+                .add(route_msg(r.dest, r.prefix_len, r.via, i))
+                .execute()
+                .await
+                .with_context(|| {
+                    format!("route {}/{} via {} on {node}", r.dest, r.prefix_len, r.via)
+                })
+        });
+    }
+    futures_util::future::try_join_all(reqs).await.map(drop)
+}
+
 /// Creates veth `a_name` (up) in namespace `a` and its peer `b_name` in `b`
 /// with one request from the root namespace. The peer is brought up by the
 /// caller from `b`: the kernel refuses IFF_UP on a peer created in another
@@ -44,14 +135,41 @@ pub async fn veth_between(
     b: &File,
     b_name: &str,
 ) -> Result<()> {
+    veth(root, a, a_name, b, b_name, true).await
+}
+
+/// As [`veth_between`], both ends left down: a root qdisc grafted on a
+/// down interface costs no RCU grace period (on an up one the kernel
+/// deactivates the device and waits one out: ~40 ms each under load).
+pub async fn veth_between_down(
+    root: &Handle,
+    a: &File,
+    a_name: &str,
+    b: &File,
+    b_name: &str,
+) -> Result<()> {
+    veth(root, a, a_name, b, b_name, false).await
+}
+
+async fn veth(
+    root: &Handle,
+    a: &File,
+    a_name: &str,
+    b: &File,
+    b_name: &str,
+    up: bool,
+) -> Result<()> {
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(b_name.to_string())
         .setns_by_fd(b.as_raw_fd())
         .build();
-    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+    let mut msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(a_name.to_string())
-        .setns_by_fd(a.as_raw_fd())
-        .up()
+        .setns_by_fd(a.as_raw_fd());
+    if up {
+        msg = msg.up();
+    }
+    let msg = msg
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
     root.link()
@@ -95,41 +213,6 @@ pub async fn add_address(
         .execute()
         .await
         .with_context(|| format!("address {addr}/{prefix_len} on {node}:{ifname}"))
-}
-
-/// Turns on forwarding in router `node` and adds its static routes.
-/// `routes` are the node's ([`Topology::routes`], or one shared
-/// [`crate::topology::Graph`]'s for many nodes; none with
-/// `routing = "ospf"`: bird installs those).
-pub async fn forward_and_route(
-    node: &str,
-    routes: Vec<Route>,
-    ns: &File,
-    h: &Handle,
-) -> Result<()> {
-    sysctl_in(ns, "net/ipv4/ip_forward", "1")
-        .with_context(|| format!("IP forwarding on {node}"))?;
-    // A router has few interfaces and a long chain's router ~50 routes:
-    // look each index up once, not once per route.
-    let mut index = std::collections::HashMap::new();
-    for r in routes {
-        let i = match index.get(&r.ifname) {
-            Some(&i) => i,
-            None => {
-                let i = link_index(h, &r.ifname).await?;
-                index.insert(r.ifname.clone(), i);
-                i
-            }
-        };
-        h.route()
-            .add(route_msg(r.dest, r.prefix_len, r.via, i))
-            .execute()
-            .await
-            .with_context(|| {
-                format!("route {}/{} via {} on {node}", r.dest, r.prefix_len, r.via)
-            })?;
-    }
-    Ok(())
 }
 
 /// The route message for `dest/prefix_len` via `via` out of interface

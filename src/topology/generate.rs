@@ -6,9 +6,12 @@ use thiserror::Error;
 
 use crate::model::paths::{NameError, TopoName};
 
-/// Links get `10.X.Y.0/24` with X from 100 to 255 and Y from 0 to 249.
+/// Links get `10.X.Y.0/24` with X from 100 to 255 and Y from 0 to 255:
+/// consecutive /24s, so everything left (or right) of a router is one
+/// address range and aggregates to a few prefixes (about 2 log2 n routes
+/// per router; with Y stopping at 249 a 10 000-chain's router needed ~240).
 const FIRST_OCTET2: usize = 100;
-const SUBNETS_PER_OCTET: usize = 250;
+const SUBNETS_PER_OCTET: usize = 256;
 /// The most links the addressing plan holds.
 pub const MAX_CHAIN_LINKS: usize = (256 - FIRST_OCTET2) * SUBNETS_PER_OCTET;
 /// The longest chain the addressing plan holds.
@@ -113,10 +116,10 @@ mod tests {
     fn chains_that_do_not_fit_the_plan_are_refused() {
         let e = chain("big", 100_000, 1).unwrap_err();
         assert_eq!(e, GenerateError::TooLong(100_000));
-        assert!(e.to_string().contains("at most 39001"), "{e}");
-        // The longest chain that fits ends at 10.255.249.0/24.
+        assert!(e.to_string().contains("at most 39937"), "{e}");
+        // The longest chain that fits ends at 10.255.255.0/24.
         let s = chain("big", MAX_CHAIN_ROUTERS, 1).unwrap();
-        assert!(s.contains("10.255.249.2/24"));
+        assert!(s.contains("10.255.255.2/24"));
         assert!(!s.contains("10.256."));
         assert!(matches!(
             chain("c", 5, 0),
