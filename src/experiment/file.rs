@@ -42,7 +42,8 @@ pub enum Kind {
 #[schemars(title = "vlsp experiment file")]
 struct File {
     experiment: Spanned<Def>,
-    /// Faults applied during each run, at their time.
+    /// Faults applied during each run's traffic, at their time (kind
+    /// fault-recovery).
     #[serde(default)]
     fault: Vec<Spanned<FaultDef>>,
 }
@@ -52,7 +53,8 @@ struct File {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FaultDef {
-    /// When, in milliseconds after the run's start.
+    /// When, in milliseconds after the start of a run's traffic (kind
+    /// fault-recovery; the first fault is the one measured from).
     at_ms: u64,
     /// A substrate link, `A-B` (either order): with action down or up.
     #[schemars(example = &"tb2-tb3")]
@@ -283,10 +285,10 @@ impl Source<'_> {
         if d.runs == 0 {
             return Err(self.at(span, "runs must be at least 1"));
         }
-        if !faults.is_empty() && !matches!(d.kind, Kind::FaultRecovery | Kind::QosIsolation) {
+        if !faults.is_empty() && d.kind != Kind::FaultRecovery {
             return Err(self.at(
                 span,
-                "[[fault]] is applied during traffic: only kinds fault-recovery and qos-isolation take it; remove the [[fault]] tables",
+                "[[fault]] is applied during a run's traffic: only kind fault-recovery takes it; remove the [[fault]] tables",
             ));
         }
         Ok(())
@@ -442,6 +444,6 @@ mod tests {
         )
         .unwrap();
         let m = format!("{:#}", Experiment::load(&p).unwrap_err());
-        assert!(m.contains("only kinds fault-recovery"), "{m}");
+        assert!(m.contains("only kind fault-recovery"), "{m}");
     }
 }
