@@ -30,6 +30,9 @@ pub enum Kind {
     Backends,
     /// A reserved flow against a best-effort flood.
     QosIsolation,
+    /// A substrate link on a reserved flow's path fails: outage, repair
+    /// and the old branch's release, with static routes and with OSPF.
+    FaultRecovery,
 }
 
 /// A vlsp experiment file: what to measure on which topology
@@ -39,7 +42,8 @@ pub enum Kind {
 #[schemars(title = "vlsp experiment file")]
 struct File {
     experiment: Spanned<Def>,
-    /// Faults applied during each run, at their time.
+    /// Faults applied during each run's traffic, at their time (kind
+    /// fault-recovery).
     #[serde(default)]
     fault: Vec<Spanned<FaultDef>>,
 }
@@ -49,7 +53,8 @@ struct File {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FaultDef {
-    /// When, in milliseconds after the run's start.
+    /// When, in milliseconds after the start of a run's traffic (kind
+    /// fault-recovery; the first fault is the one measured from).
     at_ms: u64,
     /// A substrate link, `A-B` (either order): with action down or up.
     #[schemars(example = &"tb2-tb3")]
@@ -115,10 +120,12 @@ struct Def {
     /// Override the capacity of every substrate link.
     #[schemars(pattern(RATE_PATTERN), example = &"100mbit")]
     capacity: Option<Spanned<String>>,
-    /// `qos-isolation`: best-effort flood rate (default 4x the capacity).
+    /// `qos-isolation`, `fault-recovery`: best-effort flood rate (default
+    /// 4x the capacity).
     #[schemars(pattern(RATE_PATTERN))]
     flood: Option<Spanned<String>>,
-    /// `qos-isolation`: seconds of traffic per variant (2 to 600).
+    /// `qos-isolation`: seconds of traffic per variant; `fault-recovery`:
+    /// per run (2 to 600).
     #[serde(default = "ten")]
     traffic_seconds: u64,
     /// Run every virtual node as this kind ("netns" or "qemu").
@@ -259,7 +266,13 @@ impl Source<'_> {
     }
 
     /// The checks that need more than one field; errors point at the table.
-    fn validate(&self, d: &Def, topology: bool, span: Range<usize>) -> Result<()> {
+    fn validate(
+        &self,
+        d: &Def,
+        topology: bool,
+        faults: &[ScheduledFault],
+        span: Range<usize>,
+    ) -> Result<()> {
         if !topology && !matches!(d.kind, Kind::Hmac | Kind::ChainSweep) {
             return Err(self.at(span, "this kind of experiment needs `topology = \"...\"`"));
         }
@@ -271,6 +284,12 @@ impl Source<'_> {
         }
         if d.runs == 0 {
             return Err(self.at(span, "runs must be at least 1"));
+        }
+        if !faults.is_empty() && d.kind != Kind::FaultRecovery {
+            return Err(self.at(
+                span,
+                "[[fault]] is applied during a run's traffic: only kind fault-recovery takes it; remove the [[fault]] tables",
+            ));
         }
         Ok(())
     }
@@ -288,11 +307,13 @@ impl Experiment {
         let faults = src.faults(&f.fault)?;
         let d = f.experiment.into_inner();
         let topology = src.topology(&d.topology)?;
-        src.validate(&d, topology.is_some(), span.clone())?;
+        src.validate(&d, topology.is_some(), &faults, span.clone())?;
         let rate_bps = src.rate(&d.rate)?;
         let capacity_bps = src.opt_rate(&d.capacity)?;
         let flood_bps = src.opt_rate(&d.flood)?;
-        if d.kind == Kind::QosIsolation && !(2..=600).contains(&d.traffic_seconds) {
+        if matches!(d.kind, Kind::QosIsolation | Kind::FaultRecovery)
+            && !(2..=600).contains(&d.traffic_seconds)
+        {
             return Err(src.at(span, "traffic_seconds must be 2..=600"));
         }
         Ok(Self {
@@ -381,7 +402,10 @@ mod tests {
         let load = |body: &str| {
             std::fs::write(
                 &p,
-                format!("[experiment]\nname = \"x\"\nkind = \"hmac\"\n{body}"),
+                format!(
+                    "[experiment]\nname = \"x\"\nkind = \"fault-recovery\"\ntopology = \"{}/topologies/ring-6node.toml\"\n{body}",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
             )
             .unwrap();
             Experiment::load(&p).map_err(|e| format!("{e:#}"))
@@ -409,10 +433,17 @@ mod tests {
         );
         let m = load("[[fault]]\nat_ms = 1\nlink = \"a-b\"\naction = \"stop\"\n").unwrap_err();
         assert!(
-            m.contains("e.toml:7:10") && m.contains("\"down\" or \"up\""),
+            m.contains("e.toml:8:10") && m.contains("\"down\" or \"up\""),
             "{m}"
         );
         let m = load("[[fault]]\nat_ms = 1\naction = \"down\"\n").unwrap_err();
         assert!(m.contains("names one"), "{m}");
+        std::fs::write(
+            &p,
+            "[experiment]\nname = \"x\"\nkind = \"hmac\"\n[[fault]]\nat_ms = 1\nlink = \"a-b\"\naction = \"down\"\n",
+        )
+        .unwrap();
+        let m = format!("{:#}", Experiment::load(&p).unwrap_err());
+        assert!(m.contains("only kind fault-recovery"), "{m}");
     }
 }

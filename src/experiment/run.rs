@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::experiment::file::{Experiment, Kind};
 use crate::experiment::kinds::{
-    auth_compare, backends, chain_sweep, hmac, qos_isolation, setup_teardown,
+    auth_compare, backends, chain_sweep, fault_recovery, hmac, qos_isolation, setup_teardown,
 };
 use crate::experiment::meta::{GuestInfo, Meta};
 use crate::experiment::progress;
@@ -18,7 +18,7 @@ use crate::testbed::Options;
 use crate::topology::Topology;
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 9] = [
+pub const PAPER_EXPERIMENTS: [&str; 10] = [
     "paper-table1.toml",
     "paper-table1-cmode.toml",
     "paper-table1-procs.toml",
@@ -28,6 +28,7 @@ pub const PAPER_EXPERIMENTS: [&str; 9] = [
     "backends.toml",
     "qos-isolation.toml",
     "paper-table1-qemu.toml",
+    "fault-recovery.toml",
 ];
 
 /// The experiment's topology file with its overrides (virtual node kind,
@@ -114,6 +115,7 @@ fn measure(
         Kind::Backends => backends::run(e, topo()?, base, rows)?,
         Kind::ChainSweep => chain_sweep::run(e, base, rows)?,
         Kind::QosIsolation => qos_isolation::run_kind(e, topo()?, base, rows)?,
+        Kind::FaultRecovery => fault_recovery::run_kind(e, topo()?, base, rows)?,
         Kind::Hmac => hmac::run(e, rows),
     }
     Ok(None)

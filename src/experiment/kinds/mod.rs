@@ -5,6 +5,9 @@
 pub mod auth_compare;
 pub mod backends;
 pub mod chain_sweep;
+pub mod fault_recovery;
+pub mod fault_recovery_metrics;
+pub mod fault_recovery_plot;
 pub mod hmac;
 pub mod qos_isolation;
 pub mod setup_teardown;
