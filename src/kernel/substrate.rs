@@ -170,6 +170,12 @@ async fn up_inner(topo: &Topology) -> Result<Timings> {
             links::add_address(&handles[&e.node], &e.node, &e.ifname, e.addr, e.prefix_len).await?;
         }
     }
+    for n in &topo.nodes {
+        // The router's own address: on `lo`, so no link takes it down.
+        if let Some(a) = n.router_addr {
+            links::add_address(&handles[&n.name], &n.name, "lo", a, 32).await?;
+        }
+    }
     for v in ns_vnodes() {
         for i in &v.interfaces {
             links::add_address(&handles[&v.name], &v.name, &i.ifname, i.addr, i.prefix_len).await?;
