@@ -771,7 +771,7 @@ fn connected(t: &Topology, f: &File, src: &Source) -> Res<()> {
     ))
 }
 
-pub(super) fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (a, l) = s.split_once('/')?;
     let l: u8 = l.parse().ok()?;
     (l <= 32).then_some(())?;
