@@ -334,9 +334,17 @@ async fn configure_router(
     links::set_all_up(h, node, &index, names).await?;
     add_step(steps, "interfaces up", t0);
     let t0 = Instant::now();
+    // The router's own address sits on `lo`, so no link takes it down.
+    let router_addr = topo
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .and_then(|n| n.router_addr)
+        .map(|a| ("lo", a, 32));
     let addrs = mine
         .iter()
-        .map(|(e, _)| (e.ifname.as_str(), e.addr, e.prefix_len));
+        .map(|(e, _)| (e.ifname.as_str(), e.addr, e.prefix_len))
+        .chain(router_addr);
     links::add_addresses(h, node, &index, addrs).await?;
     add_step(steps, "addresses", t0);
     step(steps, "forwarding (sysctl)", || {

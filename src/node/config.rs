@@ -596,7 +596,11 @@ impl NodeConfig {
             profile: topo.profile,
             backend: topo.backend,
             tunnel: topo.tunnel,
-            addrs: links.iter().map(|l| l.addr).collect(),
+            addrs: links
+                .iter()
+                .map(|l| l.addr)
+                .chain(topo.node(name).and_then(|n| n.router_addr))
+                .collect(),
             tunnel_addr: topo.node_addr(name).unwrap_or(Ipv4Addr::UNSPECIFIED),
             links,
             routes: graph

@@ -573,7 +573,12 @@ impl NodeFile {
             profile: n.profile,
             backend: n.backend,
             tunnel: n.tunnel,
-            addrs: links.iter().map(|l| l.addr).collect(),
+            // A router address (on `lo`) is the node's too.
+            addrs: links
+                .iter()
+                .map(|l| l.addr)
+                .chain(Some(n.tunnel_addr).filter(|a| !links.iter().any(|l| l.addr == *a)))
+                .collect(),
             links,
             routes,
             tunnel_addr: n.tunnel_addr,

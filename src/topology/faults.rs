@@ -50,7 +50,7 @@ pub enum FaultError {
         "{0} names {2} links of {1}: between the same routers a fault cannot tell them apart; give the routers one link each"
     )]
     Ambiguous(String, String, usize),
-    #[error("no router {0} in {1} (see `vlsp graph`)")]
+    #[error("no router {0:?} in {1} (see `vlsp graph`)")]
     NoNode(String, String),
 }
 
@@ -141,8 +141,9 @@ impl Topology {
         t
     }
 
-    /// The link subnets `node` reaches but is not attached to: what a
-    /// converged OSPF has a route to.
+    /// The link subnets `node` reaches but is not attached to, and the
+    /// router addresses of the routers it reaches: what a converged OSPF
+    /// has a route to.
     pub fn remote_subnets(&self, node: &str) -> Vec<(u32, u8)> {
         let reach = self.distances(node);
         let key = |a, l| (super::routes::network(a, l), l);
@@ -157,6 +158,13 @@ impl Topology {
             .map(|l| key(l.a.addr, l.a.prefix_len))
             .filter(|s| !own.contains(s))
             .collect();
+        // Other routers' own addresses (a /32 each) are destinations too.
+        out.extend(
+            self.nodes
+                .iter()
+                .filter(|n| n.name != node && reach.contains_key(&n.name))
+                .filter_map(|n| Some((u32::from(n.router_addr?), 32))),
+        );
         out.sort();
         out.dedup();
         out
@@ -259,9 +267,11 @@ mod tests {
             left.path("r0", "r2").unwrap(),
             ["r0", "r5", "r4", "r3", "r2"]
         );
-        assert_eq!(t.remote_subnets("r0").len(), 4);
-        // r0 lost r0-r1; it reaches the 4 others, one of them its own
-        assert_eq!(left.remote_subnets("r0").len(), 3);
+        // 4 subnets and the 5 other routers' addresses.
+        assert_eq!(t.remote_subnets("r0").len(), 9);
+        // r0 lost r0-r1; it reaches the 4 other links, one of them its
+        // own, and r2..r5's addresses (r1 is out of reach).
+        assert_eq!(left.remote_subnets("r0").len(), 7);
         assert!(
             FaultState::default()
                 .with(&t, &Fault::NodeStop { node: "zz".into() })

@@ -189,6 +189,12 @@ pub(crate) struct Header {
     /// vlsp, recomputed around faults) or "ospf" (bird2 in every router).
     #[serde(default)]
     pub routing: Routing,
+    /// A range (ADDRESS/PREFIX) that gives every router without
+    /// `router_addr` an address of its own, in file order (the first
+    /// router gets the range's first host address). Unset: routers are
+    /// addressed by their first link, as in the paper's layout.
+    #[schemars(example = &"10.255.0.0/24")]
+    pub router_addrs: Option<Spanned<String>>,
 }
 
 /// The QoS NSLP refresh period R without `refresh_ms` (RFC 5974's 30 s).
@@ -263,6 +269,12 @@ pub(crate) struct NodeDef {
     pub nsis: bool,
     /// Its NSIS daemon is started by hand (`ip netns exec ...`), not by vlsp.
     pub external: Option<Spanned<bool>>,
+    /// An address of the router's own (a /32 on `lo`), outside every
+    /// link's subnet: its flows and tunnel ends use it, so a virtual link
+    /// survives the loss of any one substrate link. Default: one from
+    /// `[topology] router_addrs`, else none (the first link's address).
+    #[schemars(example = &"10.255.0.1")]
+    pub router_addr: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -446,6 +458,8 @@ struct NodeOut {
     nsis: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     external: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    router_addr: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -552,6 +566,7 @@ impl Topology {
                     provider: n.provider.clone(),
                     nsis: n.nsis,
                     external: n.external,
+                    router_addr: n.router_addr.map(|a| a.to_string()),
                 })
                 .collect(),
             link: self

@@ -68,6 +68,7 @@ pub mod faults;
 mod file;
 mod generate;
 pub mod ospf;
+mod router_addr;
 mod routes;
 mod validate;
 
@@ -233,6 +234,11 @@ pub struct Node {
     /// `vlsp node` started by hand): its namespace and links are built,
     /// but the testbed starts no node in it.
     pub external: bool,
+    /// The router's own address, a /32 on `lo` independent of its links
+    /// (`router_addr`, or drawn from `[topology] router_addrs`): flows and
+    /// tunnel ends use it, so they outlive the loss of any one link.
+    /// `None`: the first link's address stands for the router.
+    pub router_addr: Option<Ipv4Addr>,
 }
 
 impl Node {
@@ -508,9 +514,20 @@ mod tests {
         assert_eq!(t.path("r0", "r2").unwrap().len(), 3);
         assert_eq!(t.path("r0", "r3").unwrap().len(), 4);
         for n in &t.nodes {
-            // 6 links, 2 attached: 4 subnets to route (siblings may merge).
+            // 6 links, 2 attached: 4 subnets to route (siblings may merge),
+            // and the 5 other routers' addresses.
             let r = t.routes(&n.name);
-            assert!((1..=4).contains(&r.len()), "{}", n.name);
+            assert!((1..=9).contains(&r.len()), "{}", n.name);
+            for o in t.nodes.iter().filter(|o| o.name != n.name) {
+                let a = u32::from(o.router_addr.unwrap());
+                assert!(
+                    r.iter()
+                        .any(|x| network(Ipv4Addr::from(a), x.prefix_len) == u32::from(x.dest)),
+                    "{} has no route to {}'s address",
+                    n.name,
+                    o.name
+                );
+            }
             let covered = t
                 .links
                 .iter()

@@ -98,8 +98,11 @@ impl Topology {
     }
 
     /// The address of `node` used for signaling flows and tunnel ends: its
-    /// first interface's.
+    /// router address if it has one, else its first interface's.
     pub fn node_addr(&self, node: &str) -> Option<Ipv4Addr> {
+        if let Some(a) = self.node(node).and_then(|n| n.router_addr) {
+            return Some(a);
+        }
         self.links_of(node).next().map(|(me, _, _)| me.addr)
     }
 
@@ -325,6 +328,22 @@ impl<'a> Graph<'a> {
                     .entry((other.addr, me.ifname.as_str()))
                     .or_default()
                     .extend(prefixes);
+            }
+        }
+        // Every other router's own address, through the same first hop as
+        // the router itself.
+        for n in &topo.nodes {
+            let (Some(addr), Some(&id)) = (n.router_addr, self.index.get(n.name.as_str())) else {
+                continue;
+            };
+            if id == me_id || dist[id].0 == UNREACHED {
+                continue;
+            }
+            if let Some(&(me, other)) = towards.get(&dist[id].1) {
+                groups
+                    .entry((other.addr, me.ifname.as_str()))
+                    .or_default()
+                    .push((u32::from(addr), 32));
             }
         }
         let mut out = Vec::new();

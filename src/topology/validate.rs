@@ -38,8 +38,9 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
         ));
     }
     let providers = providers(f, hdr.profile, src)?;
-    let nodes = nodes(f, &providers, src)?;
+    let mut nodes = nodes(f, &providers, src)?;
     let links = links(&f.link, &nodes, src)?;
+    super::router_addr::assign(f, &mut nodes, &links, src)?;
     let vnets = vnets(f, src)?;
     let vnodes = vnodes(&f.vnode, &nodes, &vnets, src)?;
     let ospf = ospf(f, src)?;
@@ -280,6 +281,7 @@ fn nodes(f: &File, providers: &[Provider], src: &Source) -> Res<Vec<Node>> {
             name: nname,
             nsis: d.nsis,
             external,
+            router_addr: None,
         });
     }
     if out.is_empty() {
