@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::experiment::file::{Experiment, Kind};
 use crate::experiment::kinds::{
-    auth_compare, backends, chain_sweep, hmac, qos_isolation, setup_teardown,
+    auth_compare, backends, chain_sweep, hmac, qos_isolation, setup_teardown, throughput,
 };
 use crate::experiment::meta::{GuestInfo, Meta};
 use crate::experiment::progress;
@@ -18,7 +18,7 @@ use crate::testbed::Options;
 use crate::topology::Topology;
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 9] = [
+pub const PAPER_EXPERIMENTS: [&str; 10] = [
     "paper-table1.toml",
     "paper-table1-cmode.toml",
     "paper-table1-procs.toml",
@@ -27,6 +27,7 @@ pub const PAPER_EXPERIMENTS: [&str; 9] = [
     "chain-sweep.toml",
     "backends.toml",
     "qos-isolation.toml",
+    "throughput.toml",
     "paper-table1-qemu.toml",
 ];
 
@@ -115,6 +116,7 @@ fn measure(
         Kind::ChainSweep => chain_sweep::run(e, base, rows)?,
         Kind::QosIsolation => qos_isolation::run_kind(e, topo()?, base, rows)?,
         Kind::Hmac => hmac::run(e, rows),
+        Kind::Throughput => throughput::run(e, topo()?, base, rows)?,
     }
     Ok(None)
 }

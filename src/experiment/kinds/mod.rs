@@ -8,3 +8,6 @@ pub mod chain_sweep;
 pub mod hmac;
 pub mod qos_isolation;
 pub mod setup_teardown;
+// issue 17: setups per second under concurrent clients.
+pub mod throughput;
+mod throughput_report;
