@@ -163,7 +163,7 @@ impl Load {
         for (i, (va, vb)) in pair.vifs.iter().take(self.links).enumerate() {
             let k = i % self.clients;
             let (a, b) = (format!("{}:{va}", pair.a), format!("{}:{vb}", pair.b));
-            let (node, from, to) = if k % self.initiators == 0 {
+            let (node, from, to) = if k.is_multiple_of(self.initiators) {
                 (pair.a_host.clone(), a, b)
             } else {
                 (pair.b_host.clone(), b, a)
