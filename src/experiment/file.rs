@@ -33,6 +33,9 @@ pub enum Kind {
     /// A substrate link on a reserved flow's path fails: outage, repair
     /// and the old branch's release, with static routes and with OSPF.
     FaultRecovery,
+    /// `links` virtual links set up, then torn down, by each number of
+    /// concurrent API clients in `concurrency` (setups per second).
+    Throughput,
 }
 
 /// A vlsp experiment file: what to measure on which topology
@@ -133,6 +136,23 @@ struct Def {
     /// Run each router's node as a `vlsp node` process (default: threads).
     #[serde(default)]
     process_per_node: bool,
+    /// `throughput`: virtual links set up (then torn down) per run; the
+    /// topology's first two virtual nodes need this many interfaces each.
+    #[serde(default = "links")]
+    #[schemars(range(min = 1))]
+    links: usize,
+    /// `throughput`: numbers of concurrent API clients, one variant each.
+    #[serde(default)]
+    #[schemars(example = &[1, 4, 16, 64])]
+    concurrency: Vec<usize>,
+    /// `throughput`: also run the largest concurrency with its clients
+    /// spread over both virtual nodes' routers (two initiators at once).
+    #[serde(default)]
+    many_initiators: bool,
+    /// `throughput`: also run the largest concurrency paced at this many
+    /// setups per second in all (open loop), for latency at a given load.
+    #[serde(default)]
+    offered_rate: Option<u32>,
 }
 
 /// The JSON Schema of experiment files (draft 7, which Taplo reads).
@@ -152,6 +172,9 @@ fn hundred() -> usize {
 }
 fn five() -> usize {
     5
+}
+fn links() -> usize {
+    256
 }
 fn ten_mbit() -> Spanned<String> {
     Spanned::new(0..0, "10mbit".into())
@@ -184,6 +207,11 @@ pub struct Experiment {
     pub pcap: bool,
     /// `[[fault]]` schedule, by time.
     pub faults: Vec<ScheduledFault>,
+    /// `throughput`: links per run, client counts, two initiators, pacing.
+    pub links: usize,
+    pub concurrency: Vec<usize>,
+    pub many_initiators: bool,
+    pub offered_rate: Option<u32>,
 }
 
 /// The text of an experiment file, to turn byte spans into `file:line:col`.
@@ -291,6 +319,14 @@ impl Source<'_> {
                 "[[fault]] is applied during a run's traffic: only kind fault-recovery takes it; remove the [[fault]] tables",
             ));
         }
+        if d.kind == Kind::Throughput
+            && (d.links == 0 || d.concurrency.is_empty() || d.concurrency.contains(&0))
+        {
+            return Err(self.at(
+                span,
+                "throughput needs `links = N` (at least 1) and `concurrency = [1, 4, ...]` (each at least 1)",
+            ));
+        }
         Ok(())
     }
 }
@@ -341,6 +377,10 @@ impl Experiment {
             process_per_node: d.process_per_node,
             pcap: false,
             faults,
+            links: d.links,
+            concurrency: d.concurrency,
+            many_initiators: d.many_initiators,
+            offered_rate: d.offered_rate,
         })
     }
 }

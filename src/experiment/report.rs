@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::experiment::file::Kind;
 use crate::experiment::kinds::chain_sweep::predict;
-use crate::experiment::kinds::{fault_recovery_plot, qos_isolation};
+use crate::experiment::kinds::{fault_recovery_plot, qos_isolation, throughput};
 use crate::experiment::meta::Meta;
 use crate::experiment::paper;
 use crate::experiment::plot::{LineChart, Reference, Series};
@@ -30,6 +30,7 @@ pub fn report(dir: &Path) -> Result<()> {
         Kind::Hmac => md += &table2(dir, &rows, &mut sums)?,
         Kind::ChainSweep => md += &chain_sweep(dir, &rows, &mut sums)?,
         Kind::FaultRecovery => md += &fault_recovery_plot::report(dir, &mut sums)?,
+        Kind::Throughput => md += &throughput::report(dir, &rows, &mut sums)?,
     }
     stats::write_csv(&dir.join("summary.csv"), &sums)?;
     std::fs::write(dir.join("summary.md"), md)?;

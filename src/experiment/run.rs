@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use crate::experiment::file::{Experiment, Kind};
 use crate::experiment::kinds::{
     auth_compare, backends, chain_sweep, fault_recovery, hmac, qos_isolation, setup_teardown,
+    throughput,
 };
 use crate::experiment::meta::{GuestInfo, Meta};
 use crate::experiment::progress;
@@ -18,7 +19,7 @@ use crate::testbed::Options;
 use crate::topology::Topology;
 
 /// The experiments `vlsp reproduce` runs, in order.
-pub const PAPER_EXPERIMENTS: [&str; 10] = [
+pub const PAPER_EXPERIMENTS: [&str; 11] = [
     "paper-table1.toml",
     "paper-table1-cmode.toml",
     "paper-table1-procs.toml",
@@ -27,6 +28,7 @@ pub const PAPER_EXPERIMENTS: [&str; 10] = [
     "chain-sweep.toml",
     "backends.toml",
     "qos-isolation.toml",
+    "throughput.toml",
     "paper-table1-qemu.toml",
     "fault-recovery.toml",
 ];
@@ -117,6 +119,7 @@ fn measure(
         Kind::QosIsolation => qos_isolation::run_kind(e, topo()?, base, rows)?,
         Kind::FaultRecovery => fault_recovery::run_kind(e, topo()?, base, rows)?,
         Kind::Hmac => hmac::run(e, rows),
+        Kind::Throughput => throughput::run(e, topo()?, base, rows)?,
     }
     Ok(None)
 }

@@ -11,3 +11,6 @@ pub mod fault_recovery_plot;
 pub mod hmac;
 pub mod qos_isolation;
 pub mod setup_teardown;
+// issue 17: setups per second under concurrent clients.
+pub mod throughput;
+mod throughput_report;

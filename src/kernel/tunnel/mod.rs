@@ -32,7 +32,7 @@ mod netlink;
 mod script;
 
 pub use fake::{FakeTunnels, TunnelCall, TunnelOp};
-pub use netlink::{NetlinkTunnels, delete_by_name, ensure_bridge};
+pub use netlink::{DOOMED_GROUP, NetlinkTunnels, delete_by_name, delete_many, ensure_bridge};
 pub use script::{DOWN_SCRIPT, ScriptTunnels, UP_SCRIPT};
 
 use rtnetlink::Handle;
@@ -70,6 +70,13 @@ impl TunnelEnd {
     /// inside IFNAMSIZ, and unique per node because the VNI is.
     pub fn ifname(&self) -> String {
         format!("vl{:06x}", self.vni())
+    }
+
+    /// Whether `name` is a tunnel end's device name ([`TunnelEnd::ifname`]).
+    pub fn is_end_name(name: &str) -> bool {
+        name.len() == 8
+            && name.starts_with("vl")
+            && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
     }
 
     /// How errors name the node this end is on.
@@ -238,6 +245,14 @@ mod tests {
         for id in [0u64, 7, 1 << 40, u64::MAX] {
             let v = vni_for(id);
             assert!((1..=0x00ff_ffff).contains(&v));
+        }
+    }
+
+    #[test]
+    fn tunnel_end_names_are_told_apart() {
+        assert!(TunnelEnd::is_end_name("vl00a1ff"));
+        for other in ["vlan0", "vl00a1ffx", "eth0", "vl00g1ff", "br0v1"] {
+            assert!(!TunnelEnd::is_end_name(other), "{other}");
         }
     }
 

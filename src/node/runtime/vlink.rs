@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -247,7 +247,7 @@ pub(super) struct Reaper {
     node: String,
     rec: Recorder,
     pending: Arc<AtomicUsize>,
-    tx: Option<std::sync::mpsc::Sender<(Sid, String)>>,
+    tx: Option<std::sync::mpsc::Sender<(Sid, String, Instant)>>,
 }
 
 impl Reaper {
@@ -272,7 +272,7 @@ impl Reaper {
         let sent = self
             .tx
             .as_ref()
-            .is_some_and(|tx| tx.send((sid, ifname)).is_ok());
+            .is_some_and(|tx| tx.send((sid, ifname, Instant::now())).is_ok());
         if !sent {
             self.pending.fetch_sub(1, Ordering::SeqCst);
         }
@@ -285,8 +285,8 @@ fn start_reaper(
     node: &str,
     rec: Recorder,
     pending: Arc<AtomicUsize>,
-) -> Result<std::sync::mpsc::Sender<(Sid, String)>, String> {
-    let (tx, rx) = std::sync::mpsc::channel::<(Sid, String)>();
+) -> Result<std::sync::mpsc::Sender<(Sid, String, Instant)>, String> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Sid, String, Instant)>();
     std::thread::Builder::new()
         .name(format!("reap-{node}"))
         .spawn(move || {
@@ -302,14 +302,32 @@ fn start_reaper(
                     return;
                 };
                 tokio::spawn(conn);
-                while let Ok((sid, ifname)) = rx.recv() {
-                    tokio::time::sleep(DELETE_DELAY).await;
-                    rec.mark(sid, PointKind::VlinkDeleteStart);
-                    if let Err(e) = crate::kernel::tunnel::delete_by_name(&handle, &ifname).await {
-                        tracing::warn!("deleting {ifname}: {e}");
+                // A burst of teardowns is deleted in one request (one RCU
+                // grace period under the RTNL lock, not one per device):
+                // every deletion queued by then, once the newest of them
+                // has waited DELETE_DELAY.
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    loop {
+                        batch.extend(rx.try_iter());
+                        let newest = batch.last().map_or(Instant::now(), |b| b.2);
+                        let due = newest + DELETE_DELAY;
+                        if Instant::now() >= due {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
                     }
-                    rec.mark(sid, PointKind::VlinkDeleteDone);
-                    pending.fetch_sub(1, Ordering::SeqCst);
+                    for (sid, ..) in &batch {
+                        rec.mark(*sid, PointKind::VlinkDeleteStart);
+                    }
+                    let names: Vec<String> = batch.iter().map(|b| b.1.clone()).collect();
+                    if let Err(e) = crate::kernel::tunnel::delete_many(&handle, &names).await {
+                        tracing::warn!("deleting {}: {e}", names.join(" "));
+                    }
+                    for (sid, ..) in &batch {
+                        rec.mark(*sid, PointKind::VlinkDeleteDone);
+                    }
+                    pending.fetch_sub(batch.len(), Ordering::SeqCst);
                 }
             });
         })
