@@ -12,7 +12,6 @@ use super::api_server::{ApiActor, serve_api};
 use super::vlink::{Reaper, VlinkActor};
 use super::{NodeActor, SetApi};
 use crate::kernel::sockets::GistSockets;
-use crate::kernel::tunnel::Tunnels;
 use crate::model::measure::Recorder;
 use crate::node::config::NodeConfig;
 use crate::node::core::NodeCore;
@@ -28,6 +27,12 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// Asks the node's actors to stop without waiting (many nodes' stops
+    /// then overlap; [`NodeHandle::stop`] waits).
+    pub fn ask_stop(&self) {
+        self.system.stop();
+    }
+
     /// Stops the node's actors and waits for its thread.
     pub fn stop(mut self) {
         self.system.stop();
@@ -120,10 +125,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
         .await
         .map_err(|e| format!("node {}: {e}", cfg.name))?;
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|e| format!("node {}: netlink: {e}", cfg.name))?;
-    actix::spawn(conn);
-    let tunnels = Tunnels::new(cfg.backend, Some(handle), &cfg.script_dir);
+    let (backend, script_dir) = (cfg.backend, cfg.script_dir.clone());
     let _ = std::fs::remove_file(&cfg.api_socket);
     if let Some(d) = cfg.api_socket.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -153,7 +155,8 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let node = NodeActor::create(move |ctx| {
         let me = ctx.address();
         let vlink =
-            VlinkActor::start_worker(tunnels, me, rec2.clone(), busy.clone(), reaper).start();
+            VlinkActor::start_worker(backend, script_dir, me, rec2.clone(), busy.clone(), reaper)
+                .start();
         NodeActor {
             core: NodeCore::new(cfg, rec2, rand::random()),
             sockets,

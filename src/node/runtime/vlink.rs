@@ -27,8 +27,13 @@ impl Actor for VlinkActor {
 }
 
 impl VlinkActor {
+    /// The tunnel backends (and their netlink socket) are made at the first
+    /// operation, on the node's thread (so in its namespace): most routers
+    /// of a large topology host no tunnel end, and a socket each would
+    /// count against the process's open files.
     pub(super) fn start_worker(
-        mut tunnels: Tunnels,
+        backend: crate::model::tunnel::Backend,
+        script_dir: std::path::PathBuf,
         node: Addr<NodeActor>,
         rec: Recorder,
         pending: Arc<AtomicUsize>,
@@ -37,7 +42,29 @@ impl VlinkActor {
         let (tx, mut rx) = mpsc::unbounded_channel::<VlinkWork>();
         let busy = pending.clone();
         actix::spawn(async move {
+            let mut tunnels: Option<Tunnels> = None;
             while let Some(w) = rx.recv().await {
+                if tunnels.is_none() {
+                    match rtnetlink::new_connection() {
+                        Ok((conn, handle, _)) => {
+                            actix::spawn(conn);
+                            tunnels = Some(Tunnels::new(backend, Some(handle), &script_dir));
+                        }
+                        Err(e) => {
+                            node.do_send(VlinkResult {
+                                sid: w.sid,
+                                err: Some(format!(
+                                    "no netlink socket for tunnel ends: {e}; too many open files?"
+                                )),
+                            });
+                            pending.fetch_sub(1, Ordering::SeqCst);
+                            continue;
+                        }
+                    }
+                }
+                let Some(tunnels) = tunnels.as_mut() else {
+                    continue;
+                };
                 let (start, done) = if w.up {
                     (PointKind::VlinkUpStart, PointKind::VlinkUpDone)
                 } else {
