@@ -10,6 +10,9 @@
 //! `SCALE_CSV=FILE` each size appends a row (routers, threads, up_s,
 //! per-phase seconds, down_s, kernel_freed_s, rss_per_router_kib,
 //! open_files, ping_ms) to FILE.
+//! (default: paper-4node, then chains of 100 and 1000). `NODE_GROUPS=N` hosts
+//! the nodes in N `vlsp node-group` processes (`NODE_GROUPS=0`, the default:
+//! decided by size); their RSS, threads and open files are summed in.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,12 +27,20 @@ use vlsp::topology::{Topology, chain};
 const LINK_SPAN: usize = 100;
 
 fn status(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_of("self", key)
+}
+
+fn status_of(pid: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+fn fds_of(pid: &str) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -79,22 +90,41 @@ fn main() -> anyhow::Result<()> {
     }
     for (label, t) in cases {
         let routers = t.nodes.len();
-        let (rss0, thr0) = (status("VmRSS:"), status("Threads:"));
+        let (rss0, thr0, fd0) = (status("VmRSS:"), status("Threads:"), fds_of("self"));
         let t0 = Instant::now();
-        let tb = Testbed::up(t, &Options::default())?;
+        let opts = Options {
+            groups: std::env::var("NODE_GROUPS").map_or(0, |v| v.parse().unwrap_or(0)),
+            node_exe: Some(
+                std::env::current_exe()?
+                    .parent()
+                    .and_then(|p| p.parent())
+                    .map(|p| p.join("vlsp"))
+                    .ok_or_else(|| anyhow::anyhow!("where is target/release/vlsp?"))?,
+            ),
+            ..Options::default()
+        };
+        let tb = Testbed::up(t, &opts)?;
         let up = t0.elapsed();
         let nodes = up.saturating_sub(tb.up_timings.total());
-        let (rss1, thr1) = (status("VmRSS:"), status("Threads:"));
+        let (mut rss1, mut thr1, mut fd1) = (status("VmRSS:"), status("Threads:"), fds_of("self"));
+        for g in &tb.groups {
+            let pid = g.pid().to_string();
+            rss1 += status_of(&pid, "VmRSS:");
+            thr1 += status_of(&pid, "Threads:");
+            fd1 += fds_of(&pid);
+        }
         println!(
-            "{label}: up with {} NSIS nodes ready in {:.1} ms\n{}\n  {:<28} {:>10.3} ms",
-            tb.nodes.len(),
+            "{label}: up with {} NSIS nodes ({} in {} node groups) ready in {:.1} ms\n{}\n  {:<28} {:>10.3} ms",
+            tb.nodes.len() + tb.groups.iter().map(|g| g.names.len()).sum::<usize>(),
+            tb.groups.iter().map(|g| g.names.len()).sum::<usize>(),
+            tb.groups.len(),
             ms(up),
             tb.up_timings,
             "NSIS nodes started, ready",
             ms(nodes)
         );
         println!(
-            "  RSS {} -> {} KiB: {:.1} KiB per router; threads {thr0} -> {thr1}",
+            "  RSS {} -> {} KiB: {:.1} KiB per router; threads {thr0} -> {thr1}; open files {fd0} -> {fd1}",
             rss0,
             rss1,
             (rss1.saturating_sub(rss0)) as f64 / routers as f64

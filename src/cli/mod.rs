@@ -75,6 +75,10 @@ enum Cmd {
     /// is started in (a host, a pod, `ip netns exec`). SIGTERM tears its
     /// links down first.
     Node(node::NodeArgs),
+    /// Host many routers' NSIS nodes in one process, each in its namespace
+    /// with its own API socket (`vlsp up` starts these for big topologies).
+    #[command(hide = true)]
+    NodeGroup(node::NodeGroupArgs),
     /// Run a command inside a node's (or virtual node's) namespace.
     Exec(exec::ExecArgs),
     /// A topology on Kubernetes with meshnet-cni: manifests, pod setup.
@@ -136,6 +140,7 @@ pub fn main() -> Result<()> {
         Cmd::Generate(g) => topology::generate(g),
         Cmd::Link(l) => link::link(l),
         Cmd::Node(a) => node::node(a),
+        Cmd::NodeGroup(a) => node::node_group(a),
         Cmd::Exec(a) => exec::exec(a),
         Cmd::K8s(c) => k8s::k8s(c),
         Cmd::Ping(a) => exec::ping(a),

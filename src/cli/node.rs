@@ -260,3 +260,34 @@ fn tear_down(api: &Path, budget: Duration) -> Result<usize> {
     }
     Ok(left)
 }
+
+#[derive(Args)]
+pub(super) struct NodeGroupArgs {
+    /// The saved topology of a running testbed (its run directory's).
+    #[arg(long)]
+    topology: PathBuf,
+    /// File naming the routers to host, one a line.
+    #[arg(long)]
+    nodes: PathBuf,
+    /// Written (`ready N`) once every node's API socket listens; removed
+    /// at exit.
+    #[arg(long)]
+    ready_file: PathBuf,
+    /// Admission control only: do not install reservations as HTB classes.
+    #[arg(long)]
+    no_qos: bool,
+    /// Record this many measurement points per node in memory.
+    #[arg(long, default_value = "0")]
+    points: usize,
+}
+
+/// `vlsp node-group`: many routers' nodes in one process (what `vlsp up`
+/// starts for big topologies); SIGTERM stops them.
+pub(super) fn node_group(a: NodeGroupArgs) -> Result<()> {
+    let opts = crate::testbed::Options {
+        no_qos: a.no_qos,
+        points: a.points,
+        ..Default::default()
+    };
+    crate::testbed::groups::serve(&a.topology, &a.nodes, &a.ready_file, &opts)
+}

@@ -34,6 +34,16 @@ pub(super) struct UpArgs {
     /// namespace instead of a thread of this process.
     #[arg(long)]
     process_per_node: bool,
+    /// Host the NSIS nodes in N `vlsp node-group` processes [default:
+    /// threads of this process up to about 1800 nodes (the open-file
+    /// limit), else a group per 1250 nodes].
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "process_per_node"
+    )]
+    groups: usize,
     #[arg(long, hide = true)]
     daemon_child: bool,
 }
@@ -67,13 +77,14 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
     if a.detach && !a.daemon_child {
         testbed::ensure_not_up(&topo)?;
         let run = RunDir::new(&topo.topo_name());
-        let pid = daemon::detach(&a.topology, a.no_qos, a.process_per_node, &run)?;
+        let pid = daemon::detach(&a.topology, a.no_qos, a.process_per_node, a.groups, &run)?;
         out!("{name} is up (pid {pid}); stop it with `vlsp down {name}`");
         return Ok(());
     }
     let opts = Options {
         no_qos: a.no_qos,
         process_per_node: a.process_per_node,
+        groups: a.groups,
         ..Options::default()
     };
     // Big topologies take seconds: say what is going on meanwhile.
@@ -94,7 +105,7 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
     let summary = format!(
         "{name}: {} routers ({} running NSIS), {} links, {} virtual nodes up in {:.1} ms",
         tb.topo.nodes.len(),
-        tb.nodes.len() + tb.procs.len(),
+        tb.nodes.len() + tb.procs.len() + tb.groups.iter().map(|g| g.names.len()).sum::<usize>(),
         tb.topo.links.len(),
         tb.topo.vnodes.len(),
         tb.up_timings.total().as_secs_f64() * 1e3
@@ -114,6 +125,16 @@ pub(super) fn up(a: UpArgs) -> Result<()> {
         out!(
             "  {} is external: start its NSIS daemon with `ip netns exec {ns} ...`",
             n.name
+        );
+    }
+    for g in &tb.groups {
+        out!(
+            "  node group {} (pid {}): {} nodes, {} .. {}",
+            g.index,
+            g.pid(),
+            g.names.len(),
+            g.names.first().map_or("-", String::as_str),
+            g.names.last().map_or("-", String::as_str)
         );
     }
     for n in &tb.procs {

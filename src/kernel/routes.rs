@@ -114,9 +114,10 @@ fn relevant(p: &NetlinkPayload<RouteNetlinkMessage>) -> bool {
     }
 }
 
-/// Calls `changed` with the new table whenever the routes or link states
-/// of the calling thread's namespace change (bursts of kernel messages
-/// within `settle` give one call). Runs until `changed` returns false or
+/// Calls `changed` with the table whenever the routes or link states of
+/// the calling thread's namespace change (bursts of kernel messages within
+/// `settle` give one call; the first call comes at the first change, even
+/// one back to the state at start). Runs until `changed` returns false or
 /// the netlink socket fails.
 pub async fn watch(
     settle: Duration,
@@ -128,7 +129,11 @@ pub async fn watch(
         .socket_mut()
         .bind(&rtnetlink::sys::SocketAddr::new(0, groups))?;
     tokio::task::spawn_local(conn);
-    let mut last = read(&handle).await.map_err(std::io::Error::other)?;
+    // Not read before the first change: at start the caller knows the
+    // routes it configured, and a chain of N routers has N routes in each
+    // of N namespaces (10 000 routers: 10^8 routes read and kept for
+    // nothing). The first table goes to `changed`, which compares.
+    let mut last: Option<RouteTable> = None;
     while let Some((m, _)) = messages.next().await {
         if !relevant(&m.payload) {
             continue;
@@ -138,8 +143,8 @@ pub async fn watch(
         tokio::time::sleep(settle).await;
         while let Some(Some(_)) = messages.next().now_or_never() {}
         let now = read(&handle).await.map_err(std::io::Error::other)?;
-        if now != last {
-            last = now.clone();
+        if last.as_ref() != Some(&now) {
+            last = Some(now.clone());
             if !changed(now) {
                 break;
             }

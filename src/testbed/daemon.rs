@@ -37,6 +37,7 @@ pub fn detach(
     topology_file: &Path,
     no_qos: bool,
     process_per_node: bool,
+    groups: usize,
     run: &RunDir,
 ) -> Result<u32> {
     std::fs::create_dir_all(run.path())
@@ -55,6 +56,9 @@ pub fn detach(
     }
     if process_per_node {
         cmd.arg("--process-per-node");
+    }
+    if groups > 0 {
+        cmd.arg("--groups").arg(groups.to_string());
     }
     cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod control;
 pub mod daemon;
 pub mod faults;
+pub mod groups;
 mod guests;
 pub mod k8s;
 pub mod procs;
@@ -20,7 +21,7 @@ use crate::kernel::substrate::{self, Timings};
 use crate::model::measure::{Point, Recorder};
 use crate::model::paths::RunDir;
 use crate::node::api::{Client, Reply, Request};
-use crate::node::{NodeConfig, NodeHandle, StartingNode, spawn_node, start_node};
+use crate::node::{NodeConfig, NodeHandle, spawn_node};
 use crate::topology::Topology;
 
 /// Where a running topology keeps its effective topology, so that commands
@@ -71,10 +72,6 @@ pub fn ensure_not_up(topo: &Topology) -> Result<()> {
     Ok(())
 }
 
-/// Nodes starting at once: enough to overlap their start-ups (thread,
-/// sockets, netlink) with the next ones' configuration.
-const START_WINDOW: usize = 64;
-
 /// Knobs the experiments turn.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -93,6 +90,10 @@ pub struct Options {
     pub process_per_node: bool,
     /// The `vlsp` binary for those children (default: this executable).
     pub node_exe: Option<PathBuf>,
+    /// Host the nodes in this many `vlsp node-group` processes; 0: decide
+    /// by size (threads of this process while their open files fit, else
+    /// groups of [`groups::NODES_PER_GROUP`]); see [`groups::choose`].
+    pub groups: usize,
 }
 
 /// A substrate with its nodes running.
@@ -101,6 +102,8 @@ pub struct Testbed {
     pub nodes: Vec<NodeHandle>,
     /// Nodes running as processes (`Options::process_per_node`).
     pub procs: Vec<procs::NodeProc>,
+    /// Node groups (`Options::groups`, or chosen by size).
+    pub groups: Vec<groups::NodeGroup>,
     pub recorders: Vec<Recorder>,
     pub up_timings: Timings,
     /// QEMU virtual nodes, running.
@@ -129,12 +132,12 @@ impl Testbed {
         substrate::require_root()?;
         ensure_not_up(&topo)?;
         let limit = raise_fd_limit();
-        let in_process = if opts.process_per_node {
-            0
-        } else {
-            topo.nodes.iter().filter(|n| n.runs_vlsp()).count()
-        };
-        fd_budget(&topo.name, in_process, limit)?;
+        let vlsp_nodes = topo.nodes.iter().filter(|n| n.runs_vlsp()).count();
+        let fits = fd_budget(&topo.name, vlsp_nodes, limit).is_ok();
+        let hosting = groups::choose(vlsp_nodes, opts.process_per_node, opts.groups, fits);
+        if hosting == groups::Hosting::InProcess {
+            fd_budget(&topo.name, vlsp_nodes, limit)?;
+        }
         if let Some((t2, t3)) = crate::kernel::links::make_room_for_neighbours(topo.links.len())? {
             tracing::info!(
                 "ARP table limits raised to gc_thresh2 {t2}, gc_thresh3 {t3} for {} links",
@@ -151,6 +154,7 @@ impl Testbed {
             topo,
             nodes: vec![],
             procs: vec![],
+            groups: vec![],
             recorders: vec![],
             up_timings,
             guests: vec![],
@@ -162,14 +166,14 @@ impl Testbed {
             opts: opts.clone(),
             armed: true,
         };
-        tb.start(opts)
+        tb.start(opts, hosting)
             .context("the testbed was removed again")
             .map(|()| tb)
     }
 
     /// Everything after the substrate: the effective topology saved, the
     /// QEMU guests, the NSIS nodes.
-    fn start(&mut self, opts: &Options) -> Result<()> {
+    fn start(&mut self, opts: &Options, hosting: groups::Hosting) -> Result<()> {
         let effective = effective(&self.topo, opts);
         let saved = self.run.topology_file();
         std::fs::write(&saved, effective.to_toml())
@@ -186,90 +190,38 @@ impl Testbed {
             Some(e) => e.clone(),
             None => std::env::current_exe().context("cannot find this executable")?,
         };
-        let topo = self.topo.clone();
-        let graph = crate::topology::Graph::new(&topo);
-        let mut starting = std::collections::VecDeque::new();
-        for n in &topo.nodes {
+        let names: Vec<String> = (self.topo.nodes.iter())
             // External routers are left for another implementation to run.
-            if !n.runs_vlsp() {
-                continue;
+            .filter(|n| n.runs_vlsp())
+            .map(|n| n.name.clone())
+            .collect();
+        match hosting {
+            groups::Hosting::ProcessPerNode => {
+                for name in &names {
+                    let p = procs::spawn(
+                        &exe,
+                        &self.topo.name,
+                        &saved,
+                        name,
+                        &self.run,
+                        opts.no_qos,
+                        opts.points,
+                    )?;
+                    self.procs.push(p);
+                }
             }
-            if opts.process_per_node {
-                let p = procs::spawn(
-                    &exe,
-                    &self.topo.name,
-                    &saved,
-                    &n.name,
-                    &self.run,
-                    opts.no_qos,
-                    opts.points,
-                )?;
-                self.procs.push(p);
-                continue;
+            groups::Hosting::Groups(g) => {
+                let split = groups::split(&names, g);
+                self.groups = groups::spawn_all(&exe, &saved, split, &self.run, opts)?;
             }
-            let cfg = NodeConfig::from_graph(&topo, &graph, &n.name)
-                .with_context(|| format!("configuring node {}", n.name))?;
-            let (cfg, rec) = self.tuned(cfg, opts);
-            // Up to START_WINDOW nodes start at once; each is waited for
-            // in order, so a failure still names the first node that failed.
-            if starting.len() == START_WINDOW {
-                self.await_node(&mut starting)?;
+            groups::Hosting::InProcess => {
+                for (h, rec) in groups::start_threads(&self.topo, &self.run, &names, opts)? {
+                    self.nodes.push(h);
+                    self.recorders.push(rec);
+                }
             }
-            let s = start_node(cfg, rec.clone())
-                .with_context(|| format!("starting node {} failed", n.name))?;
-            starting.push_back(s);
-            self.recorders.push(rec);
-        }
-        while !starting.is_empty() {
-            self.await_node(&mut starting)?;
         }
         Ok(())
-    }
-
-    /// Waits for the oldest starting node; on its failure, stops the others.
-    fn await_node(
-        &mut self,
-        starting: &mut std::collections::VecDeque<StartingNode>,
-    ) -> Result<()> {
-        let Some(s) = starting.pop_front() else {
-            return Ok(());
-        };
-        let name = s.name().to_string();
-        match s.ready() {
-            Ok(h) => {
-                self.nodes.push(h);
-                Ok(())
-            }
-            Err(e) => {
-                for rest in starting.drain(..) {
-                    if let Ok(h) = rest.ready() {
-                        h.stop();
-                    }
-                }
-                Err(e.context(format!("starting node {name} failed")))
-            }
-        }
-    }
-
-    /// A node's configuration with this testbed's sockets and the run's
-    /// options, and its measurement recorder.
-    fn tuned(&self, mut cfg: NodeConfig, opts: &Options) -> (NodeConfig, Recorder) {
-        cfg.api_socket = self.run.api_socket(&cfg.name);
-        cfg.script_dir = self.run.scripts_dir(&cfg.name);
-        if let Some(b) = opts.backend {
-            cfg.backend = b;
-        }
-        cfg.qos_enforce = !opts.no_qos;
-        if let Some(r) = opts.refresh {
-            cfg.refresh = r;
-            cfg.lifetime = r * 3;
-        }
-        let rec = if opts.points > 0 {
-            Recorder::new(&cfg.name, opts.points)
-        } else {
-            Recorder::disabled(&cfg.name)
-        };
-        (cfg, rec)
     }
 
     /// Starts router `name`'s NSIS node (a thread, or a process).
@@ -294,7 +246,7 @@ impl Testbed {
         }
         let cfg = NodeConfig::from_topology(&self.topo, name)
             .with_context(|| format!("configuring node {name}"))?;
-        let (cfg, rec) = self.tuned(cfg, opts);
+        let (cfg, rec) = groups::tuned(&self.run, cfg, opts);
         let h =
             spawn_node(cfg, rec.clone()).with_context(|| format!("starting node {name} failed"))?;
         self.nodes.push(h);
@@ -319,11 +271,17 @@ impl Testbed {
                 if let Some(i) = self.procs.iter().position(|n| n.name == *node) {
                     self.procs.remove(i).stop();
                 }
+                if self.groups.iter().any(|g| g.hosts(node)) {
+                    self.stop_grouped(node)?;
+                }
             }
             Fault::NodeStart { node } => {
                 let runs = self.topo.node(node).is_some_and(|n| n.runs_vlsp());
                 let running = self.nodes.iter().any(|n| n.name == *node)
-                    || self.procs.iter().any(|n| n.name == *node);
+                    || self.procs.iter().any(|n| n.name == *node)
+                    || (self.groups.iter().any(|g| g.hosts(node))
+                        && std::os::unix::net::UnixStream::connect(self.run.api_socket(node))
+                            .is_ok());
                 if runs && !running {
                     let opts = self.opts.clone();
                     self.start_node(node, &opts)?;
@@ -347,28 +305,52 @@ impl Testbed {
     /// (`dump_points`) from node processes.
     pub fn drain_points(&self) -> Result<Vec<Point>> {
         let mut pts: Vec<Point> = self.recorders.iter().flat_map(|r| r.drain()).collect();
-        for p in &self.procs {
-            let mut c = Client::connect(&p.api_socket, Duration::from_secs(10))?;
+        let grouped = (self.opts.points > 0)
+            .then(|| self.groups.iter().flat_map(|g| &g.names))
+            .into_iter()
+            .flatten()
+            .map(|n| (n.clone(), self.run.api_socket(n)));
+        let procs = self
+            .procs
+            .iter()
+            .map(|p| (p.name.clone(), p.api_socket.clone()));
+        for (name, api) in procs.chain(grouped) {
+            let mut c = Client::connect(&api, Duration::from_secs(10))?;
             match c.call(&Request::DumpPoints)? {
                 Reply::Points { points } => pts.extend(points),
-                other => bail!("node {}: dump_points answered {other:?}", p.name),
+                other => bail!("node {name}: dump_points answered {other:?}"),
             }
         }
         Ok(pts)
     }
 
-    /// Resident memory (KiB) of each node process; empty when the nodes are
-    /// threads of this process.
+    /// Resident memory (KiB) of each node process and node group
+    /// (`group<i>`); empty when the nodes are threads of this process.
     pub fn node_rss_kib(&self) -> Vec<(String, u64)> {
-        self.procs
-            .iter()
-            .filter_map(|p| Some((p.name.clone(), p.rss_kib()?)))
-            .collect()
+        let procs = (self.procs.iter()).filter_map(|p| Some((p.name.clone(), p.rss_kib()?)));
+        let groups =
+            (self.groups.iter()).filter_map(|g| Some((format!("group{}", g.index), g.rss_kib()?)));
+        procs.chain(groups).collect()
+    }
+
+    /// Stops a node a group hosts (its `shutdown` op); the group and its
+    /// other nodes go on.
+    fn stop_grouped(&self, node: &str) -> Result<()> {
+        let mut c = self.client(node)?;
+        match c.call(&Request::Shutdown)? {
+            Reply::Error { reason, message } => {
+                bail!("node {node} refused to stop ({reason}): {message}")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Stops one node's actor system (its namespace stays): a crashed
     /// NSIS daemon, for failure tests.
     pub fn kill_node(&mut self, name: &str) -> Result<()> {
+        if self.groups.iter().any(|g| g.hosts(name)) {
+            return self.stop_grouped(name);
+        }
         let i = self
             .nodes
             .iter()
@@ -379,9 +361,8 @@ impl Testbed {
     }
 
     fn stop(&mut self) {
-        for n in self.nodes.drain(..) {
-            n.stop();
-        }
+        groups::stop_all(self.nodes.drain(..).collect());
+        groups::stop_groups(self.groups.drain(..).collect());
         for p in self.procs.drain(..) {
             p.stop();
         }

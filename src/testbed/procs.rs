@@ -127,19 +127,7 @@ fn spawn_with(
         .spawn()
         .with_context(|| format!("cannot start `{} node` for {node}", exe.display()))?;
     // `ip netns exec` execs the node: same pid, same start time.
-    if let Some(start_time) = start_time(child.id() as i32) {
-        use std::io::Write as _;
-        let rec = PidRecord {
-            pid: child.id() as i32,
-            start_time,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(pids_file(run))
-            .with_context(|| format!("cannot journal {}", pids_file(run).display()))?;
-        f.write_all(rec.encode().as_bytes())?;
-    }
+    journal_pid(run, child.id() as i32)?;
     let t0 = Instant::now();
     while !ready.exists() {
         if let Some(st) = child.try_wait()? {
@@ -160,6 +148,28 @@ fn spawn_with(
     })
 }
 
+/// Appends process `pid` (with its start time) to the run's journal of
+/// node processes, which `vlsp down` kills.
+pub fn journal_pid(run: &RunDir, pid: i32) -> Result<()> {
+    use std::io::Write as _;
+    let Some(start_time) = start_time(pid) else {
+        return Ok(());
+    };
+    let rec = PidRecord { pid, start_time };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(pids_file(run))
+        .with_context(|| format!("cannot journal {}", pids_file(run).display()))?;
+    f.write_all(rec.encode().as_bytes())?;
+    Ok(())
+}
+
+/// Resident memory (`VmRSS`) of process `pid` in KiB.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    vm_rss_kib(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
 impl NodeProc {
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -167,7 +177,7 @@ impl NodeProc {
 
     /// Its resident memory (`VmRSS` of /proc/PID/status) in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        vm_rss_kib(&std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?)
+        rss_kib_of(self.pid())
     }
 
     /// SIGTERM (the node tears its links down), then SIGKILL after 10 s.

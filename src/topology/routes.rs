@@ -339,7 +339,7 @@ impl<'a> Graph<'a> {
             if id == me_id || dist[id].0 == UNREACHED {
                 continue;
             }
-            if let Some(&(me, other)) = towards.get(&dist[id].1) {
+            if let Some(&(_, me, other)) = slots.get(dist[id].1) {
                 groups
                     .entry((other.addr, me.ifname.as_str()))
                     .or_default()

@@ -27,6 +27,12 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// Asks the node's actors to stop without waiting (many nodes' stops
+    /// then overlap; [`NodeHandle::stop`] waits).
+    pub fn ask_stop(&self) {
+        self.system.stop();
+    }
+
     /// Stops the node's actors and waits for its thread.
     pub fn stop(mut self) {
         self.system.stop();
