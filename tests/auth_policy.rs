@@ -79,6 +79,12 @@ fn forged_response_brings_nothing_up_at_the_initiator() {
         r => panic!("a forged RESPONSE brought the link up: {r:?}"),
     }
     assert_eq!(links(&tb, "tb1"), 0);
+    // tb1 makes its tunnel end while the RESERVE travels; a refused setup
+    // hands it to the reaper, which deletes it off the signaling path.
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !tunnel_devs(&name, "tb1").is_empty() && std::time::Instant::now() < gone {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         tunnel_devs(&name, "tb1").is_empty(),
         "{:?}",
