@@ -14,3 +14,30 @@ pub mod setup_teardown;
 // issue 17: setups per second under concurrent clients.
 pub mod throughput;
 mod throughput_report;
+
+/// The virtual nodes on the initiator's and the responder's routers, and
+/// the narrowest substrate link's capacity: what a kind that sends traffic
+/// over a reserved virtual link needs (`kind` names it in errors).
+pub(crate) fn traffic_ends(
+    topo: &crate::topology::Topology,
+    kind: &str,
+) -> anyhow::Result<(crate::topology::Vnode, crate::topology::Vnode, u64)> {
+    let (qni, _, qnr) = topo.signaling_roles()?;
+    let vm = |host: &str| {
+        topo.vnodes
+            .iter()
+            .find(|v| v.host == host)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("no virtual node on {host}: {kind} needs one at each end")
+            })
+    };
+    let (vm1, vm2) = (vm(&qni)?, vm(&qnr)?);
+    let capacity = topo
+        .links
+        .iter()
+        .map(|l| l.capacity_bps)
+        .min()
+        .ok_or_else(|| anyhow::anyhow!("topology {} has no links", topo.name))?;
+    Ok((vm1, vm2, capacity))
+}

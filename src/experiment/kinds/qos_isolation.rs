@@ -92,22 +92,7 @@ struct Ends {
 impl Ends {
     fn of(topo: &Topology, rate_bps: u64, flood_bps: Option<u64>) -> Result<Self> {
         let (qni, _, qnr) = topo.signaling_roles()?;
-        let vm = |host: &str| {
-            topo.vnodes
-                .iter()
-                .find(|v| v.host == host)
-                .cloned()
-                .ok_or_else(|| {
-                    anyhow!("no virtual node on {host}: qos-isolation needs one at each end")
-                })
-        };
-        let (vm1, vm2) = (vm(&qni)?, vm(&qnr)?);
-        let capacity = topo
-            .links
-            .iter()
-            .map(|l| l.capacity_bps)
-            .min()
-            .ok_or_else(|| anyhow!("topology {} has no links", topo.name))?;
+        let (vm1, vm2, capacity) = super::traffic_ends(topo, "qos-isolation")?;
         if rate_bps >= capacity {
             bail!(
                 "rate {rate_bps} bit/s must be below the bottleneck capacity {capacity} bit/s (set `capacity` or `rate` in the experiment)"
