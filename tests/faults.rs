@@ -750,8 +750,10 @@ fn cli_ospf_link_down_moves_the_reservation_and_kill_9_leaves_nothing() {
     }
     let (tr, e) = outcome.expect("neither repaired nor link_lost within 15 s");
     if e.kind == EventKind::LinkLost {
-        // KNOWN DEFECT (reroute): a transient "no route" while OSPF
-        // converges ends the link instead of waiting for the new route.
+        // KNOWN DEFECT (reroute): while OSPF converges, a QNE's GIST
+        // finds no next peer (PeerLost) and its NOTIFY "path truncated"
+        // ends the link at the QNI. (The "no route" RESPONSE no longer
+        // does: it is a retryable transient failure since h9.)
         eprintln!("KNOWN DEFECT: ospf: {}", e.message);
     }
     let frames = probe.join().unwrap();

@@ -309,3 +309,40 @@ fn cut_path_without_a_new_route_is_link_lost_within_seconds() {
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
 }
+
+/// Issue 15: repair RESERVEs must not drown in a best-effort flood, so
+/// every shaped substrate interface has a signaling class (1:fffe) and its
+/// u32 filters (GIST UDP 270, C-mode TCP) right after `up`.
+#[tokio::test(flavor = "current_thread")]
+async fn every_shaped_link_has_a_signaling_class_and_filters() {
+    if !require_root("every_shaped_link_has_a_signaling_class_and_filters") {
+        return;
+    }
+    let mut t = unique_topology("paper-4node.toml", "sig");
+    for l in &mut t.links {
+        l.capacity_bps = 20_000_000;
+    }
+    let _guard = Down(t.name.clone());
+    vlsp::kernel::substrate::up(&t).await.unwrap();
+    let ns = vlsp::kernel::substrate::ns_name(&t.name, "tb2");
+    for dev in ["eth0", "eth1"] {
+        let classes = ns_output(&ns, &format!("tc class show dev {dev}"));
+        let sig = classes
+            .lines()
+            .find(|l| l.starts_with("class htb 1:fffe "))
+            .unwrap_or_else(|| panic!("no signaling class on tb2:{dev}: {classes}"));
+        assert!(
+            sig.contains("prio 0") && sig.contains("rate 256Kbit") && sig.contains("ceil 20Mbit"),
+            "{sig}"
+        );
+        let filters = ns_output(&ns, &format!("tc filter show dev {dev}"));
+        let n = filters
+            .lines()
+            .filter(|l| l.contains("flowid 1:fffe"))
+            .count();
+        assert_eq!(n, 4, "signaling filters on tb2:{dev}: {filters}");
+        // No reservation yet: the link's own classes and filters only.
+    }
+    assert_eq!(reservations(&t.name, "tb2"), (0, 0));
+    vlsp::kernel::substrate::down(&t.name).unwrap();
+}

@@ -6,8 +6,14 @@
 //! 1:      root htb, unclassified packets go to 1:ffff
 //! └ 1:1   the link's capacity (rate = ceil = capacity)
 //!   ├ 1:ffff   best effort: rate capacity/100, may borrow up to capacity
+//!   ├ 1:fffe   signaling (GIST UDP 270, C-mode TCP): a small guaranteed
+//!   │          rate, first to borrow (prio 0, best effort prio 1)
 //!   └ 1:N      one reservation: rate = ceil = its TMOD-1 rate
 //! ```
+//!
+//! Signaling has its own class so a best-effort flood on a shaped link
+//! cannot drown the RESERVEs that repair a reservation (signaling marked
+//! and prioritised, as RFC 5971/5974 deployments would).
 //!
 //! No crate builds HTB classes, so the messages are built here from
 //! `netlink-packet-route` types with the HTB option structs encoded by hand
@@ -38,6 +44,12 @@ pub const MAJOR: u16 = 1;
 pub const TOP_MINOR: u16 = 1;
 /// The best-effort class: everything no reservation claims.
 pub const BE_MINOR: u16 = 0xffff;
+/// The signaling class: GIST and QoS NSLP messages.
+pub const SIG_MINOR: u16 = 0xfffe;
+/// Filter priority of the signaling filters: before every reservation's
+/// (those use their minor, 2 and up), as a Query's flow addresses may
+/// match a reservation's classifier.
+pub const SIG_PRIO: u16 = 1;
 /// UDP port of VXLAN (IANA), as the tunnels use it.
 pub const VXLAN_PORT: u16 = 4789;
 
@@ -131,6 +143,12 @@ pub fn htb_opt(rate_bps: u64, ceil_bps: u64) -> [u8; 44] {
     b
 }
 
+/// The signaling class's guaranteed rate: 1 % of the link, at least
+/// 256 kbit/s (a burst of repair RESERVEs), at most the link.
+pub fn sig_rate(capacity_bps: u64) -> u64 {
+    (capacity_bps / 100).max(256_000).min(capacity_bps)
+}
+
 fn handle(minor: u16) -> TcHandle {
     TcHandle {
         major: MAJOR,
@@ -170,9 +188,23 @@ pub fn class(
     rate_bps: u64,
     ceil_bps: u64,
 ) -> RouteNetlinkMessage {
+    class_prio(ifindex, minor, parent, rate_bps, ceil_bps, 0)
+}
+
+/// As [`class`], with HTB priority `prio` (0 borrows spare capacity first).
+pub fn class_prio(
+    ifindex: u32,
+    minor: u16,
+    parent: u16,
+    rate_bps: u64,
+    ceil_bps: u64,
+    prio: u32,
+) -> RouteNetlinkMessage {
+    let mut opt = htb_opt(rate_bps, ceil_bps);
+    opt[40..44].copy_from_slice(&prio.to_ne_bytes());
     let mut opts = vec![TcOption::Other(DefaultNla::new(
         TCA_HTB_PARMS,
-        htb_opt(rate_bps, ceil_bps).to_vec(),
+        opt.to_vec(),
     ))];
     // Rates beyond 32 bits of bytes/s (34 Gbit/s) travel separately.
     if rate_bps / 8 > u32::MAX as u64 {
@@ -223,15 +255,43 @@ pub fn u32_keys(c: &Classifier) -> Vec<TcU32Key> {
     keys
 }
 
+/// The u32 keys of each signaling filter: GIST over UDP to port 270 (a
+/// plain IPv4 header, and one with the Router Alert option a Q-mode Query
+/// carries, IHL 6), and C-mode TCP from or to the MA port.
+pub fn signaling_keys() -> Vec<Vec<TcU32Key>> {
+    let key = |off: i32, val: u32, mask: u32| {
+        let mut k = TcU32Key::default();
+        k.off = off;
+        k.val = val & mask;
+        k.mask = mask;
+        k
+    };
+    let ihl = |words: u32| key(0, words << 24, 0x0f00_0000);
+    let proto = |p: u32| key(8, p << 16, 0x00ff_0000);
+    let gist = u32::from(crate::model::ports::GIST_PORT);
+    let ma = u32::from(crate::proto::gist::ma::MA_PORT);
+    vec![
+        vec![ihl(5), proto(17), key(20, gist, 0x0000_ffff)],
+        vec![ihl(6), proto(17), key(24, gist, 0x0000_ffff)],
+        vec![ihl(5), proto(6), key(20, ma, 0x0000_ffff)],
+        vec![ihl(5), proto(6), key(20, ma << 16, 0xffff_0000)],
+    ]
+}
+
 /// A u32 filter at priority `minor` sending `c`'s packets to class `1:minor`.
 pub fn filter(ifindex: u32, minor: u16, c: &Classifier) -> RouteNetlinkMessage {
-    let keys = u32_keys(c);
+    u32_filter(ifindex, minor, minor, u32_keys(c))
+}
+
+/// A u32 filter at priority `prio` sending packets that match all `keys`
+/// to class `1:minor`.
+pub fn u32_filter(ifindex: u32, prio: u16, minor: u16, keys: Vec<TcU32Key>) -> RouteNetlinkMessage {
     let mut sel = TcU32Selector::default();
     sel.flags = TcU32SelectorFlags::Terminal;
     sel.nkeys = keys.len() as u8;
     sel.keys = keys;
     RouteNetlinkMessage::NewTrafficFilter(TcMessage::from_parts(
-        header(ifindex, TcHandle::UNSPEC, handle(0), filter_info(minor)),
+        header(ifindex, TcHandle::UNSPEC, handle(0), filter_info(prio)),
         vec![
             TcAttribute::Kind("u32".into()),
             TcAttribute::Options(vec![
@@ -369,11 +429,33 @@ impl Tc {
         )?;
         let be_rate = (capacity_bps / 100).max(8 * MTU_BURST);
         self.request(
-            class(i, BE_MINOR, TOP_MINOR, be_rate, capacity_bps),
+            class_prio(i, BE_MINOR, TOP_MINOR, be_rate, capacity_bps, 1),
             true,
             "HTB class 1:ffff (best effort)",
             ifname,
-        )
+        )?;
+        self.request(
+            class_prio(
+                i,
+                SIG_MINOR,
+                TOP_MINOR,
+                sig_rate(capacity_bps),
+                capacity_bps,
+                0,
+            ),
+            true,
+            "HTB class 1:fffe (signaling)",
+            ifname,
+        )?;
+        for keys in signaling_keys() {
+            self.request(
+                u32_filter(i, SIG_PRIO, SIG_MINOR, keys),
+                true,
+                "u32 filter prio 1 (signaling)",
+                ifname,
+            )?;
+        }
+        Ok(())
     }
 
     /// Changes the capacity of a link shaped by [`Tc::shape`] in place
@@ -383,8 +465,17 @@ impl Tc {
         let top = class(i, TOP_MINOR, 0, capacity_bps, capacity_bps);
         self.request(top, false, "HTB class 1:1 (change)", ifname)?;
         let be_rate = (capacity_bps / 100).max(8 * MTU_BURST);
-        let be = class(i, BE_MINOR, TOP_MINOR, be_rate, capacity_bps);
-        self.request(be, false, "HTB class 1:ffff (change)", ifname)
+        let be = class_prio(i, BE_MINOR, TOP_MINOR, be_rate, capacity_bps, 1);
+        self.request(be, false, "HTB class 1:ffff (change)", ifname)?;
+        let sig = class_prio(
+            i,
+            SIG_MINOR,
+            TOP_MINOR,
+            sig_rate(capacity_bps),
+            capacity_bps,
+            0,
+        );
+        self.request(sig, false, "HTB class 1:fffe (change)", ifname)
     }
 
     /// Adds class `1:minor` at `rate_bps` and the filter for `c`; on error
@@ -483,7 +574,7 @@ impl HtbEnforcer {
 
     fn free_minor(&self, link: &str) -> Option<u16> {
         let used = self.used_minors.get(link);
-        (2..BE_MINOR).find(|m| used.is_none_or(|u| !u.contains(m)))
+        (2..SIG_MINOR).find(|m| used.is_none_or(|u| !u.contains(m)))
     }
 }
 
@@ -661,6 +752,82 @@ mod tests {
         // tcm_info: prio 5 << 16 | htons(ETH_P_IP)
         assert_eq!(b[32..36], [0x08, 0x00, 5, 0]);
         assert_eq!(b[36..44], [8, 0, 1, 0, b'u', b'3', b'2', 0]);
+    }
+
+    #[test]
+    fn signaling_filters_match_gist_and_c_mode() {
+        let k: Vec<Vec<(i32, u32, u32)>> = signaling_keys()
+            .iter()
+            .map(|f| f.iter().map(|k| (k.off, k.val, k.mask)).collect())
+            .collect();
+        assert_eq!(
+            k,
+            [
+                // IHL 5, UDP, destination port 270
+                vec![
+                    (0, 0x0500_0000, 0x0f00_0000),
+                    (8, 0x0011_0000, 0x00ff_0000),
+                    (20, 270, 0x0000_ffff)
+                ],
+                // IHL 6 (Router Alert, a Q-mode Query), UDP, port 270
+                vec![
+                    (0, 0x0600_0000, 0x0f00_0000),
+                    (8, 0x0011_0000, 0x00ff_0000),
+                    (24, 270, 0x0000_ffff)
+                ],
+                // TCP to and from the MA port 30000
+                vec![
+                    (0, 0x0500_0000, 0x0f00_0000),
+                    (8, 0x0006_0000, 0x00ff_0000),
+                    (20, 30_000, 0x0000_ffff)
+                ],
+                vec![
+                    (0, 0x0500_0000, 0x0f00_0000),
+                    (8, 0x0006_0000, 0x00ff_0000),
+                    (20, 30_000 << 16, 0xffff_0000)
+                ],
+            ]
+        );
+        // Prio 1 (before any reservation's filter), to class 1:fffe.
+        let b = serialize(
+            u32_filter(3, SIG_PRIO, SIG_MINOR, signaling_keys().remove(0)),
+            NLM_F_REQUEST,
+            1,
+        );
+        assert_eq!(b[32..36], [0x08, 0x00, 1, 0]);
+        let RouteNetlinkMessage::NewTrafficFilter(m) =
+            u32_filter(3, SIG_PRIO, SIG_MINOR, signaling_keys().remove(0))
+        else {
+            panic!()
+        };
+        let class_id = m.attributes.iter().find_map(|a| match a {
+            TcAttribute::Options(o) => o.iter().find_map(|o| match o {
+                TcOption::U32(TcFilterU32Option::ClassId(h)) => Some(*h),
+                _ => None,
+            }),
+            _ => None,
+        });
+        assert_eq!(class_id, Some(handle(SIG_MINOR)));
+    }
+
+    #[test]
+    fn signaling_class_has_top_priority_and_a_small_guaranteed_rate() {
+        let b = serialize(
+            class_prio(7, SIG_MINOR, TOP_MINOR, sig_rate(20_000_000), 20_000_000, 0),
+            NLM_F_REQUEST,
+            1,
+        );
+        let mut opt = htb_opt(256_000, 20_000_000);
+        opt[40..44].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(b[52..96], opt);
+        let be = serialize(
+            class_prio(7, BE_MINOR, TOP_MINOR, 1, 2, 1),
+            NLM_F_REQUEST,
+            1,
+        );
+        assert_eq!(be[92..96], 1u32.to_ne_bytes(), "best effort borrows after");
+        assert_eq!(sig_rate(1_000_000_000), 10_000_000);
+        assert_eq!(sig_rate(100_000), 100_000);
     }
 
     #[test]

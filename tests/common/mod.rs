@@ -144,8 +144,13 @@ pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
                 l.starts_with("class htb 1:")
                     && !l.starts_with("class htb 1:1 ")
                     && !l.starts_with("class htb 1:ffff ")
+                    && !l.starts_with("class htb 1:fffe ")
             })
             .count(),
-        filters.lines().filter(|l| l.contains("flowid")).count(),
+        // The signaling filters (to 1:fffe) are the link's own.
+        filters
+            .lines()
+            .filter(|l| l.contains("flowid") && !l.contains("flowid 1:fffe"))
+            .count(),
     )
 }

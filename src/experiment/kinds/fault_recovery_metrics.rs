@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::tc::{BE_MINOR, MAJOR, TOP_MINOR};
+use crate::kernel::tc::{BE_MINOR, MAJOR, SIG_MINOR, TOP_MINOR};
 use crate::topology::Topology;
 
 /// Receiver bins: the resolution of `outage_ms` (a bin with no packet of
@@ -45,10 +45,10 @@ pub fn marker(node: &str, dev: &str) -> String {
 
 /// The reservation classes in the output of one poll: `@ NODE DEV` marker
 /// lines, each followed by that interface's `tc class show`. The capacity
-/// class (1:1) and the best-effort class (1:ffff) are the link's own, not
+/// class (1:1), the best-effort (1:ffff) and signaling (1:fffe) classes are the link's own, not
 /// reservations.
 pub fn parse_classes(out: &str) -> BTreeSet<Hop> {
-    let own = [TOP_MINOR, BE_MINOR].map(|m| format!("class htb {MAJOR}:{m:x} "));
+    let own = [TOP_MINOR, BE_MINOR, SIG_MINOR].map(|m| format!("class htb {MAJOR}:{m:x} "));
     let reserved = format!("class htb {MAJOR}:");
     let mut at: Option<Hop> = None;
     let mut hops = BTreeSet::new();

@@ -98,7 +98,7 @@ impl ErrorReason {
             "authorization_failure" => Self::AuthorizationFailure,
             "reservation_failure" => Self::ReservationFailure,
             "path_truncated" => Self::PathTruncated,
-            "transient_failure" => Self::TransientFailure,
+            "transient_failure" | "no_route" => Self::TransientFailure,
             "protocol_error" => Self::ProtocolError,
             "permanent_failure" => Self::PermanentFailure,
             _ => Self::Error,

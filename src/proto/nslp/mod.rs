@@ -319,6 +319,9 @@ struct Session {
     held: Option<(NslpMessage, AuthVerdict)>,
     /// QNI: its tunnel end, made while the RESERVE travels.
     end: EndState,
+    /// QNI: since when refreshes are answered "no route" (a transient
+    /// failure); the link is kept until the lifetime has passed.
+    no_route_since: Option<Instant>,
 }
 
 /// The initiator's tunnel end (issue 17: made while the RESERVE travels;

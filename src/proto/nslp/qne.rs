@@ -48,10 +48,9 @@ impl Nslp {
                     sid,
                     flow,
                     rii,
-                    InfoSpec::reservation_failure(
-                        ctx.local,
-                        "no route towards the flow's destination",
-                    ),
+                    // Transient (e.g. OSPF converging): the initiator
+                    // keeps the reservation and retries.
+                    InfoSpec::no_route(ctx.local),
                     None,
                     false,
                 );
@@ -119,6 +118,7 @@ impl Nslp {
             class: ClassState::Ready,
             held: None,
             end: EndState::None,
+            no_route_since: None,
         });
         if let Some(r) = rate {
             s.rate_bps = r;

@@ -108,6 +108,7 @@ impl Nslp {
                 class: ClassState::Ready,
                 held: None,
                 end: EndState::None,
+                no_route_since: None,
             },
         );
         self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
@@ -239,11 +240,15 @@ impl Nslp {
                 }
                 let flow = s.flow;
                 let tearing = s.phase == Phase::Tearing;
+                // "No route" further down is transient: the initiator
+                // retries, so this hop keeps its reservation meanwhile.
+                let retry =
+                    s.phase == Phase::Up && msg.info_spec().is_some_and(|i| i.is_retryable());
                 if ok && !tearing {
                     if s.phase == Phase::Pending {
                         s.phase = Phase::Up;
                     }
-                } else {
+                } else if !retry {
                     self.drop_session(sid);
                 }
                 self.send(sid, flow, Direction::Upstream, msg, false);
@@ -294,6 +299,15 @@ impl Nslp {
                 }
                 let was_refresh = out.refresh;
                 s.outstanding = None;
+                if ok {
+                    s.no_route_since = None;
+                } else if was_refresh
+                    && let Some(i) = info.as_ref()
+                    && self.retry_later(now, sid, i)
+                {
+                    return;
+                }
+                let s = self.sessions.get_mut(&sid).expect("checked above");
                 let flow = s.flow;
                 let Some(vlsp) = s.vlsp.clone() else {
                     // The reverse half of a bidirectional link (no VLSP).
@@ -448,6 +462,40 @@ impl Nslp {
             }
             Role::Qnr => {}
         }
+    }
+
+    /// A refresh of an established link answered with a transient failure
+    /// ("no route", e.g. while OSPF converges): the reservation is kept and
+    /// the next refresh tries again, until the lifetime since the first
+    /// such answer has passed (the hops' soft state is gone by then).
+    /// Returns whether the answer was absorbed.
+    pub(super) fn retry_later(&mut self, now: Instant, sid: Sid, info: &InfoSpec) -> bool {
+        let lifetime = self.cfg.lifetime;
+        let refresh = self.cfg.refresh;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        if s.role != Role::Qni || s.phase != Phase::Up || !info.is_retryable() {
+            return false;
+        }
+        let since = *s.no_route_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= lifetime {
+            return false;
+        }
+        s.outstanding = None;
+        s.refresh_at = Some(now + refresh);
+        let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
+        self.actions.push_back(Action::Event {
+            vlink_id,
+            kind: EventKind::Notify,
+            message: format!(
+                "{}: {} from {}: reservation kept, retrying at the next refresh",
+                self.cfg.node,
+                info.describe(),
+                info.origin()
+            ),
+        });
+        true
     }
 
     /// The QNI gives up on a link: frees everything and tells the program.

@@ -143,6 +143,7 @@ impl Nslp {
             class: ClassState::Ready,
             held: None,
             end: EndState::None,
+            no_route_since: None,
         }
     }
 

@@ -25,6 +25,14 @@ pub(super) struct Repair {
     since: Instant,
 }
 
+impl Repair {
+    /// A refresh re-sends the repairing RESERVE (after a transient "no
+    /// route"): its RESPONSE now answers the repair.
+    pub(super) fn set_rii(&mut self, rii: u32) {
+        self.rii = rii;
+    }
+}
+
 impl Nslp {
     /// GIST found another next peer for `sid` (RFC 5971's "routing state
     /// changed"). `egress_link` is this node's egress towards the flow's
@@ -117,6 +125,15 @@ impl Nslp {
     /// torn; a refusal fails the repair.
     pub(super) fn repair_answered(&mut self, now: Instant, sid: Sid, info: Option<InfoSpec>) {
         let ok = info.as_ref().is_some_and(|i| i.is_success());
+        // "No route" on the new path is transient (OSPF converging): the
+        // repair stays pending; the QNI's next refresh carries it again
+        // (with the repair's RII), a QNE waits for the QNI's refreshes.
+        if let Some(i) = info.as_ref().filter(|i| i.is_retryable()) {
+            let qne = self.sessions.get(&sid).is_some_and(|s| s.role == Role::Qne);
+            if qne || self.retry_later(now, sid, i) {
+                return;
+            }
+        }
         if !ok {
             let why = info
                 .map(|i| format!("{} refused by {}", i.describe(), i.origin()))
@@ -133,6 +150,7 @@ impl Nslp {
         if s.role == Role::Qni {
             s.outstanding = None;
             s.refresh_at = Some(now + self.cfg.refresh);
+            s.no_route_since = None;
         }
         let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
         let ms = now.saturating_duration_since(rep.since).as_secs_f64() * 1e3;

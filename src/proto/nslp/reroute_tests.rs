@@ -322,3 +322,81 @@ fn cut_path_without_alternative_reaches_the_initiator_as_link_lost() {
     assert!(k.contains(&EventKind::LinkLost), "{k:?}");
     assert!(!net.class.contains_key(&0) && !net.class.contains_key(&1));
 }
+
+impl Net {
+    /// Every node's timers at `now + secs`.
+    fn tick(&mut self, secs: u64) {
+        self.now += Duration::from_secs(secs);
+        for i in 0..self.n.len() {
+            self.n[i].handle_timeout(self.now);
+        }
+        self.run();
+    }
+}
+
+#[test]
+fn transient_no_route_at_a_qne_keeps_the_link_and_a_later_refresh_succeeds() {
+    // 0 -> 1 -> 2 -> 3 -> 4; 2 loses its route for a while (OSPF converging).
+    let mut net = Net::new(5, &[0, 1, 2, 3, 4], None);
+    net.setup();
+    let before = net.classes();
+    assert_eq!(before, classes(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    net.next[2] = None;
+    net.tick(31);
+    assert_eq!(net.kinds(0), [EventKind::Notify], "{:?}", net.events);
+    assert!(net.vlink_down.is_empty());
+    // The hop between (1) forwarded the answer and kept its reservation.
+    assert_eq!(net.n[1].sessions().count(), 1);
+    assert_eq!(net.classes(), before);
+    // The route is back: the next refresh goes through and is answered.
+    net.next[2] = Some(3);
+    net.tick(31);
+    net.tick(31);
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    assert!(net.vlink_down.is_empty());
+    assert_eq!(net.classes(), before);
+    let (_, role, phase, ..) = net.n[4].sessions().next().expect("responder keeps it");
+    assert_eq!((role, phase), (Role::Qnr, Phase::Up));
+}
+
+#[test]
+fn no_route_for_longer_than_the_lifetime_loses_the_link() {
+    let mut net = Net::new(4, &[0, 1, 2, 3], None);
+    net.setup();
+    net.next[1] = None;
+    for _ in 0..4 {
+        net.tick(31);
+    }
+    let k = net.kinds(0);
+    assert!(k.contains(&EventKind::LinkLost), "{k:?}");
+    assert!(net.vlink_down.contains(&0));
+}
+
+#[test]
+fn repair_answered_no_route_stays_pending_and_completes_at_a_refresh() {
+    // 0 -> 1 -> 3, then 0 -> 2, whose route towards 3 is not there yet.
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.setup();
+    net.reroute(0, 2);
+    assert_eq!(net.kinds(0), [EventKind::PathChanged, EventKind::Notify]);
+    assert!(net.vlink_down.is_empty());
+    net.next[2] = Some(3);
+    net.tick(31);
+    assert_eq!(
+        net.kinds(0),
+        [
+            EventKind::PathChanged,
+            EventKind::Notify,
+            EventKind::Repaired
+        ],
+        "{:?}",
+        net.events
+    );
+    assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
+    assert_eq!(net.n[1].sessions().count(), 0, "old branch torn");
+    assert!(net.vlink_down.is_empty());
+}

@@ -111,6 +111,9 @@ impl Nslp {
                     .with_rii(rii);
                 let r = self.cfg.refresh;
                 s.refresh_at = None;
+                if let Some(rep) = s.repair.as_mut() {
+                    rep.set_rii(rii);
+                }
                 s.outstanding = Some(Outstanding {
                     rii,
                     msg: msg.clone(),

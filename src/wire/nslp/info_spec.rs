@@ -114,6 +114,26 @@ impl InfoSpec {
     pub fn reservation_failure(addr: Ipv4Addr, why: &str) -> Self {
         Self::new(InfoClass::TransientFailure, 0x07, addr, why)
     }
+    /// Transient Failure, code 0x80 (RFC 5974 §6.4 leaves 128-191 of each
+    /// class for experiments; no IETF code says "no route"): this node has
+    /// no route towards the flow's destination right now, e.g. while OSPF
+    /// converges. The initiator keeps its reservation and retries.
+    pub fn no_route(addr: Ipv4Addr) -> Self {
+        Self::new(
+            InfoClass::TransientFailure,
+            Self::NO_ROUTE,
+            addr,
+            "No route towards the flow's destination (transient; retry)",
+        )
+    }
+    pub const NO_ROUTE: u8 = 0x80;
+
+    /// A failure that says "try again later" and not "give up": only a
+    /// missing route (admission failures stay final).
+    pub fn is_retryable(&self) -> bool {
+        self.class == InfoClass::TransientFailure && self.code == Self::NO_ROUTE
+    }
+
     pub fn path_truncated(addr: Ipv4Addr) -> Self {
         Self::new(
             InfoClass::TransientFailure,
@@ -152,6 +172,7 @@ impl InfoSpec {
             (InfoClass::PermanentFailure, 0x02) => "authorization_failure",
             (InfoClass::TransientFailure, 0x07) => "reservation_failure",
             (InfoClass::TransientFailure, 0x08) => "path_truncated",
+            (InfoClass::TransientFailure, Self::NO_ROUTE) => "no_route",
             (InfoClass::TransientFailure, _) => "transient_failure",
             (InfoClass::ProtocolError, _) => "protocol_error",
             (InfoClass::PermanentFailure, _) => "permanent_failure",

@@ -280,3 +280,19 @@ fn fuzz_regressions_round_trip() {
         }
     }
 }
+
+/// RFC 5974 §5.1.3.6: Reserved, Error Code, Error Class (4 bits) | ESI-Type
+/// (4 bits), ESI-Length. "No route" is Transient Failure (class 4) with an
+/// experimental code (0x80, §6.4), IPv4 ESI (type 1, one word).
+#[test]
+fn no_route_is_a_retryable_transient_failure() {
+    let i = InfoSpec::no_route(TB4);
+    let mut out = vec![];
+    i.encode_value(Profile::Rfc, &mut out).unwrap();
+    assert_eq!(out[..8], [0x00, 0x80, 0x41, 0x01, 172, 3, 4, 4]);
+    assert!(i.is_retryable());
+    assert_eq!(i.reason(), "no_route");
+    assert_eq!(InfoSpec::decode_value(&out).unwrap(), i);
+    assert!(!InfoSpec::reservation_failure(TB4, "no bandwidth").is_retryable());
+    assert!(!InfoSpec::path_truncated(TB4).is_retryable());
+}
