@@ -30,6 +30,16 @@ pub fn saved_topology(run: &RunDir) -> PathBuf {
     run.topology_file()
 }
 
+/// The executable that runs NSIS node processes: the one asked for, or this one.
+fn node_exe(opts: &Options) -> Result<PathBuf> {
+    match &opts.node_exe {
+        Some(e) => Ok(e.clone()),
+        None => {
+            std::env::current_exe().context("cannot find this executable (to run node processes)")
+        }
+    }
+}
+
 /// Loads a topology given as a file path or as the name of a running one
 /// (a name is checked before it is used as a path).
 pub fn resolve(arg: &str) -> Result<Topology> {
@@ -186,10 +196,7 @@ impl Testbed {
                 .context("starting OSPF (bird2) in the routers failed")?;
             self.ospf_converged = Some(t0.elapsed());
         }
-        let exe = match &opts.node_exe {
-            Some(e) => e.clone(),
-            None => std::env::current_exe().context("cannot find this executable")?,
-        };
+        let exe = node_exe(opts)?;
         let names: Vec<String> = (self.topo.nodes.iter())
             // External routers are left for another implementation to run.
             .filter(|n| n.runs_vlsp())
@@ -198,16 +205,7 @@ impl Testbed {
         match hosting {
             groups::Hosting::ProcessPerNode => {
                 for name in &names {
-                    let p = procs::spawn(
-                        &exe,
-                        &self.topo.name,
-                        &saved,
-                        name,
-                        &self.run,
-                        opts.no_qos,
-                        opts.points,
-                    )?;
-                    self.procs.push(p);
+                    self.spawn_proc(&exe, name, opts)?;
                 }
             }
             groups::Hosting::Groups(g) => {
@@ -224,25 +222,27 @@ impl Testbed {
         Ok(())
     }
 
+    /// Starts router `name`'s NSIS node as a process of `exe`, reading the
+    /// run's saved topology file.
+    fn spawn_proc(&mut self, exe: &Path, name: &str, opts: &Options) -> Result<()> {
+        let p = procs::spawn(
+            exe,
+            &self.topo.name,
+            &self.run.topology_file(),
+            name,
+            &self.run,
+            opts.no_qos,
+            opts.points,
+        )?;
+        self.procs.push(p);
+        Ok(())
+    }
+
     /// Starts router `name`'s NSIS node (a thread, or a process).
     fn start_node(&mut self, name: &str, opts: &Options) -> Result<()> {
-        let saved = self.run.topology_file();
         if opts.process_per_node {
-            let exe = match &opts.node_exe {
-                Some(e) => e.clone(),
-                None => std::env::current_exe().context("cannot find this executable")?,
-            };
-            let p = procs::spawn(
-                &exe,
-                &self.topo.name,
-                &saved,
-                name,
-                &self.run,
-                opts.no_qos,
-                opts.points,
-            )?;
-            self.procs.push(p);
-            return Ok(());
+            let exe = node_exe(opts)?;
+            return self.spawn_proc(&exe, name, opts);
         }
         let cfg = NodeConfig::from_topology(&self.topo, name)
             .with_context(|| format!("configuring node {name}"))?;
