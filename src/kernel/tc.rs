@@ -50,6 +50,25 @@ pub const SIG_MINOR: u16 = 0xfffe;
 /// (those use their minor, 2 and up), as a Query's flow addresses may
 /// match a reservation's classifier.
 pub const SIG_PRIO: u16 = 1;
+/// The signaling class's handle as `tc class show` prints it, for code
+/// and tests that read `tc` output.
+pub const SIGNALING_CLASS: &str = "1:fffe";
+
+/// Whether `handle` (`tc`'s `MAJOR:MINOR`, minor in hex) is a
+/// reservation's class: under the root HTB, and none of the link's own
+/// (capacity, best effort, signaling).
+pub fn is_reservation_class(handle: &str) -> bool {
+    let Some((major, minor)) = handle.split_once(':') else {
+        return false;
+    };
+    let (Ok(major), Ok(minor)) = (
+        u16::from_str_radix(major, 16),
+        u16::from_str_radix(minor, 16),
+    ) else {
+        return false;
+    };
+    major == MAJOR && ![TOP_MINOR, BE_MINOR, SIG_MINOR].contains(&minor)
+}
 /// UDP port of VXLAN (IANA), as the tunnels use it.
 pub const VXLAN_PORT: u16 = 4789;
 

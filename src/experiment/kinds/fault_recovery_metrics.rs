@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::tc::{BE_MINOR, MAJOR, SIG_MINOR, TOP_MINOR};
+use crate::kernel::tc::is_reservation_class;
 use crate::topology::Topology;
 
 /// Receiver bins: the resolution of `outage_ms` (a bin with no packet of
@@ -44,12 +44,9 @@ pub fn marker(node: &str, dev: &str) -> String {
 }
 
 /// The reservation classes in the output of one poll: `@ NODE DEV` marker
-/// lines, each followed by that interface's `tc class show`. The capacity
-/// class (1:1), the best-effort (1:ffff) and signaling (1:fffe) classes are the link's own, not
-/// reservations.
+/// lines, each followed by that interface's `tc class show`. The link's
+/// own classes (see [`is_reservation_class`]) are not reservations.
 pub fn parse_classes(out: &str) -> BTreeSet<Hop> {
-    let own = [TOP_MINOR, BE_MINOR, SIG_MINOR].map(|m| format!("class htb {MAJOR}:{m:x} "));
-    let reserved = format!("class htb {MAJOR}:");
     let mut at: Option<Hop> = None;
     let mut hops = BTreeSet::new();
     for line in out.lines() {
@@ -62,8 +59,8 @@ pub fn parse_classes(out: &str) -> BTreeSet<Hop> {
                 }),
                 _ => None,
             };
-        } else if line.starts_with(&reserved)
-            && !own.iter().any(|o| line.starts_with(o.as_str()))
+        } else if let Some(handle) = line.strip_prefix("class htb ")
+            && is_reservation_class(handle.split_whitespace().next().unwrap_or(""))
             && let Some(h) = &at
         {
             hops.insert(h.clone());
@@ -252,6 +249,22 @@ mod tests {
             BTreeSet::from([hop("r0", "eth0"), hop("r1", "eth1")])
         );
         assert!(parse_classes("class htb 1:2 parent 1:1\n").is_empty());
+    }
+
+    #[test]
+    fn the_signaling_class_is_the_links_own() {
+        use crate::kernel::tc::{MAJOR, SIG_MINOR, SIGNALING_CLASS};
+        assert_eq!(SIGNALING_CLASS, format!("{MAJOR}:{SIG_MINOR:x}"));
+        assert!(!is_reservation_class(SIGNALING_CLASS));
+        for own in ["1:1", "1:ffff", "1:fffe"] {
+            assert!(!is_reservation_class(own), "{own}");
+        }
+        for r in ["1:2", "1:a", "1:fffd"] {
+            assert!(is_reservation_class(r), "{r}");
+        }
+        for other in ["2:2", "1", "", "1:xyz", "ffff:"] {
+            assert!(!is_reservation_class(other), "{other}");
+        }
     }
 
     #[test]
