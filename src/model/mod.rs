@@ -2,6 +2,7 @@
 //! tunnel kinds, run paths and in-memory measurement points. Depends on
 //! nothing else in the crate.
 
+pub mod cidr;
 pub mod measure;
 pub mod paths;
 pub mod ports;

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use super::file::{File, Source, TopologyError};
 use super::routes::network;
 use super::{Link, Node};
+use crate::model::cidr::parse_cidr;
 
 /// Fills in every node's `router_addr`: its own key, else the next host
 /// address of `[topology] router_addrs`. Refuses an address inside a
@@ -100,14 +101,6 @@ pub(super) fn assign(
         n.router_addr = Some(addr);
     }
     Ok(())
-}
-
-/// `A.B.C.D/N` (kept here: validate.rs calls this file, not the reverse).
-fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (a, l) = s.split_once('/')?;
-    let l: u8 = l.parse().ok()?;
-    (l <= 32).then_some(())?;
-    Some((a.parse().ok()?, l))
 }
 
 fn taken_by_hand(f: &File, a: u32) -> bool {

@@ -16,6 +16,7 @@ use super::{
     AuthPolicy, DEFAULT_CAPACITY, DEFAULT_COST, Endpoint, Link, Node, OspfSettings, Provider,
     QemuConf, Topology, Vif, Vnet, Vnode, VnodeKind,
 };
+use crate::model::cidr::parse_cidr;
 use crate::model::paths::{TopoName, check_ifname, check_node_name};
 use crate::model::spanned::Spanned;
 use crate::model::units::Rate;
@@ -769,13 +770,6 @@ fn connected(t: &Topology, f: &File, src: &Source) -> Res<()> {
             n.name
         ),
     ))
-}
-
-fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (a, l) = s.split_once('/')?;
-    let l: u8 = l.parse().ok()?;
-    (l <= 32).then_some(())?;
-    Some((a.parse().ok()?, l))
 }
 
 fn parse_id(v: &toml::Value) -> Option<u128> {
