@@ -303,6 +303,32 @@ pub fn kernel_ns(points: &[Point], from: u64, to: u64) -> u64 {
     total
 }
 
+/// Messages sent again within `[from, to]`: per node and session, every
+/// GIST Query and every RESERVE after the first, i.e. retransmissions
+/// after a lost or unanswered one (a run is far shorter than the refresh
+/// period, so no refresh counts). Returns (Queries, RESERVEs).
+pub fn resent(points: &[Point], from: u64, to: u64) -> (u64, u64) {
+    let mut seen: BTreeMap<(&str, [u8; 16], bool), u64> = BTreeMap::new();
+    for p in points.iter().filter(|p| (from..=to).contains(&p.at_ns)) {
+        let query = match p.kind {
+            PointKind::GistQuerySent => true,
+            PointKind::ReserveSent => false,
+            _ => continue,
+        };
+        *seen.entry((&*p.node, p.sid, query)).or_default() += 1;
+    }
+    let mut out = (0, 0);
+    for ((_, _, query), n) in seen {
+        let again = n.saturating_sub(1);
+        if query {
+            out.0 += again;
+        } else {
+            out.1 += again;
+        }
+    }
+    out
+}
+
 /// A run's row values: rates, latency quantiles (µs, as every duration in
 /// `runs.csv`), failures and kernel shares.
 pub fn values(
@@ -330,6 +356,9 @@ pub fn values(
             kernel_ns(points, p.start_ns, p.end_ns) as f64 / p.wall_ns() as f64
         };
         v.insert(format!("{name}_kernel_share"), share);
+        let (queries, reserves) = resent(points, p.start_ns, p.end_ns);
+        v.insert(format!("{name}_queries_resent"), queries as f64);
+        v.insert(format!("{name}_reserves_resent"), reserves as f64);
     }
     v.retain(|_, x| x.is_finite());
     v
@@ -678,6 +707,25 @@ mod tests {
         ];
         assert_eq!(kernel_ns(&pts, 100, 200), 60 + 20 + 10 + 10);
         assert_eq!(kernel_ns(&pts, 300, 400), 0);
+    }
+
+    #[test]
+    fn resent_counts_every_query_and_reserve_after_the_first_per_node_and_session() {
+        use PointKind::*;
+        let pts = vec![
+            pt("tb1", 1, GistQuerySent, 100),
+            pt("tb1", 1, GistQuerySent, 600), // retransmitted
+            pt("tb2", 1, GistQuerySent, 120), // another node: its own first
+            pt("tb1", 2, GistQuerySent, 130), // another session
+            pt("tb1", 1, ReserveSent, 700),
+            pt("tb2", 1, ReserveSent, 710),
+            pt("tb2", 1, ReserveSent, 900),    // retransmitted
+            pt("tb2", 1, ReserveSent, 1100),   // and again
+            pt("tb1", 3, GistQuerySent, 2000), // outside the window
+            pt("tb1", 3, GistQuerySent, 2500),
+        ];
+        assert_eq!(resent(&pts, 0, 1500), (1, 2));
+        assert_eq!(resent(&pts, 0, 300), (0, 0));
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const GOAL_PER_S: f64 = 1000.0;
 
 /// The metrics of every variant, as `<variant>_<metric>`: (column, name,
 /// unit, divisor from the column's unit).
-const METRICS: [(&str, &str, &str, f64); 12] = [
+const METRICS: [(&str, &str, &str, f64); 14] = [
     ("setups_per_s", "setups_per_s", "1/s", 1.0),
     ("teardowns_per_s", "teardowns_per_s", "1/s", 1.0),
     ("setup_p50", "setup_p50_ms", "ms", 1e3),
@@ -32,6 +32,13 @@ const METRICS: [(&str, &str, &str, f64); 12] = [
         1.0,
     ),
     ("setup_late", "setup_late", "count", 1.0),
+    ("setup_queries_resent", "setup_queries_resent", "count", 1.0),
+    (
+        "setup_reserves_resent",
+        "setup_reserves_resent",
+        "count",
+        1.0,
+    ),
 ];
 
 /// Adds every variant's summaries to `sums`, draws the figure and returns
@@ -44,9 +51,10 @@ pub fn report(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Strin
         at the client; the kernel share is the time the nodes spent in kernel calls (per node the \
         union of its calls, summed over nodes) over wall time. \
         Closed loop, latency ≈ C / rate (Little's law); `@R/s` variants are paced at R setups \
-        per second in all.\n\n\
-        | variant | runs | setups/s | teardowns/s | setup p50 [ms] | setup p99 [ms] | teardown p99 [ms] | failures | kernel share (setup) |\n\
-        |---|---|---|---|---|---|---|---|---|\n"
+        per second in all. Resent: GIST Queries and RESERVEs sent again in the setup phase \
+        (each a stall of a retransmission timer: T1 = 500 ms, the NSLP retry 2 s).\n\n\
+        | variant | runs | setups/s | teardowns/s | setup p50 [ms] | setup p99 [ms] | teardown p99 [ms] | failures | kernel share (setup) | resent (Q+R) |\n\
+        |---|---|---|---|---|---|---|---|---|---|\n"
         .to_string();
     for var in variants(rows) {
         for (c, m, unit, div) in METRICS {
@@ -56,7 +64,7 @@ pub fn report(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Strin
         let g = |c: &str| mean(&col(rows, &var, c));
         let fails = g("setup_failures") + g("teardown_failures");
         md += &format!(
-            "| {var} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} |\n",
+            "| {var} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.1} |\n",
             col(rows, &var, "setups_per_s").len(),
             g("setups_per_s"),
             g("teardowns_per_s"),
@@ -65,6 +73,7 @@ pub fn report(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Strin
             g("teardown_p99") / 1e3,
             fails,
             g("setup_kernel_share"),
+            g("setup_queries_resent") + g("setup_reserves_resent"),
         );
     }
     figure(dir, rows)?;
