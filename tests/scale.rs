@@ -181,8 +181,15 @@ async fn links_shaped_on_demand_get_their_htb_at_the_first_reservation() {
         .unwrap()
         .unwrap()
         .shaping_on_demand(links);
-    e.install(&[1; 16], "eth1", Rate::from_bps(1_000_000), &c)
-        .unwrap();
+    // A node's enforcer works on its thread inside its namespace.
+    let install = |e: &mut HtbEnforcer, sid: u8| {
+        netns::with_netns(&f, || {
+            e.install(&[sid; 16], "eth1", Rate::from_bps(1_000_000), &c)
+        })
+        .unwrap()
+        .unwrap()
+    };
+    install(&mut e, 1);
     let shown = qdiscs();
     for want in [
         "qdisc htb 1: dev eth1",
@@ -199,17 +206,17 @@ async fn links_shaped_on_demand_get_their_htb_at_the_first_reservation() {
     );
     // A second reservation on the shaped link, and one after the node
     // restarted (a new enforcer finds the link shaped).
-    e.install(&[2; 16], "eth1", Rate::from_bps(1_000_000), &c)
-        .unwrap();
-    drop(e);
+    install(&mut e, 2);
+    // Its removals, too (the node stops).
+    netns::with_netns(&f, || drop(e)).unwrap();
     let mut e = netns::with_netns(&f, || HtbEnforcer::open(Recorder::disabled("r1")))
         .unwrap()
         .unwrap()
         .shaping_on_demand([("eth1".to_string(), 10_000_000)]);
-    e.install(&[3; 16], "eth1", Rate::from_bps(1_000_000), &c)
-        .unwrap();
+    install(&mut e, 3);
     assert!(qdiscs().contains("class htb 1:2 "));
-    drop(e);
+    // Its removals, too (the node stops).
+    netns::with_netns(&f, || drop(e)).unwrap();
     substrate::udp_ping(&t.name, "r0", "r2", far, Duration::from_secs(5)).unwrap();
     substrate::down(&t.name).unwrap();
 }
