@@ -109,9 +109,11 @@ fn a_stopped_router_forwards_nothing_and_runs_no_node() {
         "its NSIS node halted"
     );
     let ns = ns_name(&name, "r1");
+    // Forwarding is per interface (`vlsp up` never sets `ip_forward`).
+    let fwd = "cat /proc/sys/net/ipv4/conf/eth0/forwarding /proc/sys/net/ipv4/conf/eth1/forwarding";
     assert_eq!(
-        ns_output(&ns, "cat /proc/sys/net/ipv4/ip_forward").trim(),
-        "0"
+        ns_output(&ns, fwd).split_whitespace().collect::<Vec<_>>(),
+        ["0", "0"]
     );
     assert_eq!(oper(&name, "r1", "eth0"), "down");
     assert_eq!(oper(&name, "r1", "eth1"), "down");
@@ -136,8 +138,8 @@ fn a_stopped_router_forwards_nothing_and_runs_no_node() {
     );
     tb.client("r1").unwrap();
     assert_eq!(
-        ns_output(&ns, "cat /proc/sys/net/ipv4/ip_forward").trim(),
-        "1"
+        ns_output(&ns, fwd).split_whitespace().collect::<Vec<_>>(),
+        ["1", "1"]
     );
     assert_eq!(via(&name, "r0", "10.6.2.1"), "10.6.0.2");
     ping(&name, "r0", "r1", Ipv4Addr::new(10, 6, 0, 2));

@@ -46,6 +46,17 @@ async fn a_300_router_chain_is_built_reached_end_to_end_and_removed() {
     assert!(r.len() >= 4 && r.len() <= 2 + 2 * 9, "{mid}: {r:#?}");
     assert!(r.iter().any(|l| l.contains("via") && l.contains("eth0")));
     assert!(r.iter().any(|l| l.contains("via") && l.contains("eth1")));
+    // Forwarding is switched on per interface, not by the global sysctl
+    // (the pings below cross routers configured so).
+    let fwd = ns_output(
+        &substrate::ns_name(&t.name, &mid),
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/eth0/forwarding /proc/sys/net/ipv4/conf/eth1/forwarding",
+    );
+    assert_eq!(
+        fwd.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "1"],
+        "{mid}"
+    );
     // Every router forwards and routes: 200 routers out from each end
     // (IP's TTL ends a ping at 255 routers), and the first router has a
     // route to the last one's subnet.
@@ -124,4 +135,88 @@ fn parallel_creation_refuses_an_existing_name() {
     assert!(e.contains("already exists"), "{e}");
     substrate::down(&t.name).unwrap();
     assert!(leftovers(&t.name).is_empty());
+}
+
+/// Beyond `SHAPE_EAGERLY_UP_TO` routers `up` leaves the links unshaped
+/// (each HTB qdisc or class costs the kernel a search of all tc blocks of
+/// all namespaces); a node's enforcer shapes a link at its first
+/// reservation, and packets cross the unshaped routers meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn links_shaped_on_demand_get_their_htb_at_the_first_reservation() {
+    use vlsp::kernel::tc::HtbEnforcer;
+    use vlsp::model::measure::Recorder;
+    use vlsp::model::units::Rate;
+    use vlsp::proto::rmf::{Classifier, Enforcer};
+
+    if !require_root("links_shaped_on_demand") {
+        return;
+    }
+    assert_eq!(
+        substrate::Shaping::for_size(10_000),
+        substrate::Shaping::OnDemand
+    );
+    assert_eq!(substrate::Shaping::for_size(300), substrate::Shaping::Eager);
+    let t = chain_topology("d", 3);
+    let _guard = Down(t.name.clone());
+    substrate::up_shaped(&t, substrate::Shaping::OnDemand)
+        .await
+        .unwrap();
+    let ns = substrate::ns_name(&t.name, "r1");
+    let qdiscs = || ns_output(&ns, "tc qdisc show; tc class show dev eth1");
+    assert!(!qdiscs().contains("htb"), "{}", qdiscs());
+    let far = t.links_of("r2").last().unwrap().0.addr;
+    substrate::udp_ping(&t.name, "r0", "r2", far, Duration::from_secs(5)).unwrap();
+    let links: Vec<(String, u64)> = t
+        .links_of("r1")
+        .map(|(me, _, cap)| (me.ifname.clone(), cap))
+        .collect();
+    let f = std::fs::File::open(netns::ns_path(&ns)).unwrap();
+    let c = Classifier {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        protocol: 17,
+        vni: Some(7),
+    };
+    let mut e = netns::with_netns(&f, || HtbEnforcer::open(Recorder::disabled("r1")))
+        .unwrap()
+        .unwrap()
+        .shaping_on_demand(links);
+    // A node's enforcer works on its thread inside its namespace.
+    let install = |e: &mut HtbEnforcer, sid: u8| {
+        netns::with_netns(&f, || {
+            e.install(&[sid; 16], "eth1", Rate::from_bps(1_000_000), &c)
+        })
+        .unwrap()
+        .unwrap()
+    };
+    install(&mut e, 1);
+    let shown = qdiscs();
+    for want in [
+        "qdisc htb 1: dev eth1",
+        "class htb 1:1 ",
+        "class htb 1:ffff",
+        "class htb 1:fffe",
+        "class htb 1:2 ",
+    ] {
+        assert!(shown.contains(want), "{want} missing in\n{shown}");
+    }
+    assert!(
+        !shown.contains("qdisc htb 1: dev eth0"),
+        "eth0 has no reservation: {shown}"
+    );
+    // A second reservation on the shaped link, and one after the node
+    // restarted (a new enforcer finds the link shaped).
+    install(&mut e, 2);
+    // Its removals, too (the node stops).
+    netns::with_netns(&f, || drop(e)).unwrap();
+    let mut e = netns::with_netns(&f, || HtbEnforcer::open(Recorder::disabled("r1")))
+        .unwrap()
+        .unwrap()
+        .shaping_on_demand([("eth1".to_string(), 10_000_000)]);
+    install(&mut e, 3);
+    assert!(qdiscs().contains("class htb 1:2 "));
+    // Its removals, too (the node stops).
+    netns::with_netns(&f, || drop(e)).unwrap();
+    substrate::udp_ping(&t.name, "r0", "r2", far, Duration::from_secs(5)).unwrap();
+    substrate::down(&t.name).unwrap();
 }

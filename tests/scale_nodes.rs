@@ -107,3 +107,62 @@ fn a_200_router_chain_in_three_node_groups_carries_a_link_and_goes_down_clean() 
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p as i32), None);
     }
 }
+
+/// `vlsp node-group` refuses a bad list of routers before it starts
+/// anything: the error names the file (and the line), no ready file.
+#[test]
+fn node_group_refuses_a_bad_node_list_naming_file_and_line() {
+    if !require_root("node_group_refuses_a_bad_node_list") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vlsp-ng-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+    let ready = dir.join("ready");
+    let cases: [(&str, Option<&[u8]>, &str); 6] = [
+        ("missing", None, "cannot read the node list"),
+        ("empty", Some(b"\n   \n"), "no router named"),
+        (
+            "binary",
+            Some(b"tb1\n\xff\xfe\x00\n"),
+            "cannot read the node list",
+        ),
+        (
+            "garbage",
+            Some(b"tb1\n{ not a name }\n"),
+            "line 2: \"{ not a name }\" is not a router",
+        ),
+        (
+            "unknown",
+            Some(b"tb1\ntb9\n"),
+            "line 2: \"tb9\" is not a router",
+        ),
+        (
+            "twice",
+            Some(b"tb1\ntb2\n tb1\n"),
+            "line 3: tb1 is listed twice (first on line 1)",
+        ),
+    ];
+    for (name, body, want) in cases {
+        let file = dir.join(name);
+        if let Some(b) = body {
+            std::fs::write(&file, b).unwrap();
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vlsp"))
+            .arg("node-group")
+            .arg("--topology")
+            .arg(&topo)
+            .arg("--nodes")
+            .arg(&file)
+            .arg("--ready-file")
+            .arg(&ready)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: accepted");
+        assert!(err.contains(&file.display().to_string()), "{name}: {err}");
+        assert!(err.contains(want), "{name}: want {want:?} in {err}");
+        assert!(!ready.exists(), "{name}: a ready file was written");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -482,7 +482,11 @@ impl Tc {
     pub fn reshape(&mut self, ifname: &str, capacity_bps: u64) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
         let top = class(i, TOP_MINOR, 0, capacity_bps, capacity_bps);
-        self.request(top, false, "HTB class 1:1 (change)", ifname)?;
+        match self.request(top, false, "HTB class 1:1 (change)", ifname) {
+            // Not shaped yet (`Shaping::OnDemand`): shaped now.
+            Err(QosError::Kernel { errno: 2, .. }) => return self.shape(ifname, capacity_bps),
+            r => r?,
+        }
         let be_rate = (capacity_bps / 100).max(8 * MTU_BURST);
         let be = class_prio(i, BE_MINOR, TOP_MINOR, be_rate, capacity_bps, 1);
         self.request(be, false, "HTB class 1:ffff (change)", ifname)?;
@@ -578,6 +582,10 @@ pub struct HtbEnforcer {
     rec: Recorder,
     by_sid: HashMap<[u8; 16], (String, u16, u64)>,
     used_minors: HashMap<String, HashSet<u16>>,
+    /// Capacities of the links `vlsp up` may have left unshaped (see
+    /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
+    /// shaped.
+    unshaped: HashMap<String, u64>,
 }
 
 impl HtbEnforcer {
@@ -588,7 +596,42 @@ impl HtbEnforcer {
             rec,
             by_sid: HashMap::new(),
             used_minors: HashMap::new(),
+            unshaped: HashMap::new(),
         })
+    }
+
+    /// Links `(ifname, capacity)` to shape ([`Tc::shape`]) at their first
+    /// reservation if `vlsp up` left them unshaped. Every HTB qdisc and
+    /// class is a tc block, and the kernel binds each new block by a
+    /// linear search of one list of all blocks of all namespaces
+    /// (`flow_indr_dev_setup_offload`), so shaping every link of 10 000
+    /// routers up front costs minutes; see `kernel::substrate::Shaping`.
+    pub fn shaping_on_demand(mut self, links: impl IntoIterator<Item = (String, u64)>) -> Self {
+        self.unshaped.extend(links);
+        self
+    }
+
+    /// [`Tc::add`]; on a link without the root qdisc (`ENOENT` for the
+    /// parent class) that is to be shaped on demand, shapes it and retries.
+    fn add(
+        &mut self,
+        link: &str,
+        minor: u16,
+        rate_bps: u64,
+        c: &Classifier,
+    ) -> Result<(), QosError> {
+        match self.tc.add(link, minor, rate_bps, c) {
+            Err(QosError::Kernel { errno: 2, .. }) if self.unshaped.contains_key(link) => {
+                let capacity = self.unshaped.remove(link).unwrap_or_default();
+                match self.tc.shape(link, capacity) {
+                    // Shaped meanwhile (another node instance): fine.
+                    Ok(()) | Err(QosError::Kernel { errno: 17, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                self.tc.add(link, minor, rate_bps, c)
+            }
+            r => r,
+        }
     }
 
     fn free_minor(&self, link: &str) -> Option<u16> {
@@ -625,7 +668,7 @@ impl Enforcer for HtbEnforcer {
                 }
                 match self.free_minor(link) {
                     None => Err(format!("{link}: all {} class ids in use", BE_MINOR - 2)),
-                    Some(minor) => match self.tc.add(link, minor, rate_bps, c) {
+                    Some(minor) => match self.add(link, minor, rate_bps, c) {
                         Ok(()) => {
                             self.used_minors
                                 .entry(link.to_string())

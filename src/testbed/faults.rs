@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::kernel::links;
-use crate::kernel::netns::{handle_in, ns_name, ns_path, sysctl_in};
+use crate::kernel::netns::{handle_in, ns_name, ns_path};
 use crate::model::paths::RunDir;
 use crate::topology::faults::{Fault, FaultState};
 use crate::topology::{Routing, Topology};
@@ -57,11 +57,26 @@ fn set_if(topo: &str, node: &str, ifname: &str, up: bool) -> Result<()> {
     .map_err(|_| anyhow::anyhow!("link thread panicked"))?
 }
 
+/// Switches IPv4 forwarding of router `node` on every interface (the
+/// kernel decides per input interface; `vlsp up` sets no global
+/// `ip_forward`).
 fn forwarding(topo: &str, node: &str, on: bool) -> Result<()> {
     let ns = ns_path(&ns_name(topo, node));
-    let f = std::fs::File::open(&ns).with_context(|| format!("{node}'s namespace is gone"))?;
-    sysctl_in(&f, "net/ipv4/ip_forward", if on { "1" } else { "0" })
-        .with_context(|| format!("IP forwarding on {node}"))
+    let node = node.to_string();
+    std::thread::spawn(move || -> Result<()> {
+        let f = std::fs::File::open(&ns)
+            .with_context(|| format!("{node}'s namespace {} is gone", ns.display()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let h = handle_in(&f)?;
+            links::set_forwarding(&h, &node, on).await
+        })
+        .with_context(|| format!("IP forwarding {on} on {node}"))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("forwarding thread panicked"))?
 }
 
 /// Applies `f` to the kernel (links, forwarding, static routes) and

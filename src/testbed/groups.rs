@@ -332,6 +332,64 @@ pub fn stop_groups(groups: Vec<NodeGroup>) {
     }
 }
 
+/// Why a node group's list of routers is refused (before any node starts).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeListError {
+    #[error("no router named: the list must name one router of {topology} a line")]
+    Empty { topology: String },
+    #[error(
+        "line {line}: {name:?} is not a router of {topology} (virtual nodes have no NSIS node)"
+    )]
+    Unknown {
+        line: usize,
+        name: String,
+        topology: String,
+    },
+    #[error("line {line}: {name} is listed twice (first on line {first}); a router has one node")]
+    Duplicate {
+        line: usize,
+        name: String,
+        first: usize,
+    },
+}
+
+/// The routers a node-group list names, one a line (blank lines and
+/// surrounding spaces ignored), each a router of `topo`, none twice.
+pub fn node_list(text: &str, topo: &Topology) -> Result<Vec<String>, NodeListError> {
+    let routers: std::collections::HashSet<&str> =
+        topo.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut seen = std::collections::HashMap::new();
+    let mut names = vec![];
+    for (i, l) in text.lines().enumerate() {
+        let (line, name) = (i + 1, l.trim());
+        if name.is_empty() {
+            continue;
+        }
+        if !routers.contains(name) {
+            return Err(NodeListError::Unknown {
+                line,
+                name: name.to_string(),
+                topology: topo.name.clone(),
+            });
+        }
+        if let Some(&first) = seen.get(name) {
+            return Err(NodeListError::Duplicate {
+                line,
+                name: name.to_string(),
+                first,
+            });
+        }
+        seen.insert(name, line);
+        names.push(name.to_string());
+    }
+    if names.is_empty() {
+        return Err(NodeListError::Empty {
+            topology: topo.name.clone(),
+        });
+    }
+    Ok(names)
+}
+
 /// `vlsp node-group`: hosts the nodes listed in `nodes_file` (one name a
 /// line) of the saved topology `saved`, writes `ready` (`ready N`) once all
 /// their API sockets listen, and runs until SIGTERM or SIGINT.
@@ -339,13 +397,14 @@ pub fn serve(saved: &Path, nodes_file: &Path, ready: &Path, opts: &super::Option
     crate::kernel::substrate::require_root()?;
     let topo = Topology::load(saved)?;
     let run = RunDir::new(&topo.topo_name());
-    let names: Vec<String> = std::fs::read_to_string(nodes_file)
-        .with_context(|| format!("cannot read the node list {}", nodes_file.display()))?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
+    let text = std::fs::read_to_string(nodes_file).with_context(|| {
+        format!(
+            "cannot read the node list {} (a text file, one router name a line)",
+            nodes_file.display()
+        )
+    })?;
+    let names =
+        node_list(&text, &topo).map_err(|e| anyhow::anyhow!("{}: {e}", nodes_file.display()))?;
     let limit = super::raise_fd_limit();
     super::fd_budget(&topo.name, names.len(), limit)?;
     let t0 = Instant::now();
@@ -380,6 +439,36 @@ mod tests {
         // More groups than nodes: one node each, no empty group.
         assert_eq!(split(&names(2), 5).len(), 2);
         assert_eq!(split(&names(0), 3), vec![Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn node_lists_name_each_router_once() {
+        let text = crate::topology::chain("nl", 3, 1).unwrap();
+        let topo = Topology::parse(&text, Path::new("nl.toml")).unwrap();
+        assert_eq!(node_list(" r1 \n\nr0\n", &topo).unwrap(), ["r1", "r0"]);
+        assert!(matches!(
+            node_list("\n  \n", &topo),
+            Err(NodeListError::Empty { .. })
+        ));
+        let e = node_list("r0\n\u{0}garbage r1\n", &topo).unwrap_err();
+        assert!(matches!(e, NodeListError::Unknown { line: 2, .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("line 2: \"\\0garbage r1\" is not a router of nl"),
+            "{e}"
+        );
+        assert_eq!(
+            node_list("r0\nr2\nr0\n", &topo),
+            Err(NodeListError::Duplicate {
+                line: 3,
+                name: "r0".into(),
+                first: 1
+            })
+        );
+        assert!(matches!(
+            node_list("VM1\n", &topo),
+            Err(NodeListError::Unknown { line: 1, .. })
+        ));
     }
 
     #[test]

@@ -144,7 +144,8 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let enforcer: Box<dyn crate::proto::rmf::Enforcer> = if cfg.qos_enforce {
         Box::new(
             crate::kernel::tc::HtbEnforcer::open(rec.clone())
-                .map_err(|e| format!("node {}: QoS enforcement: {e}", cfg.name))?,
+                .map_err(|e| format!("node {}: QoS enforcement: {e}", cfg.name))?
+                .shaping_on_demand(cfg.links.iter().map(|l| (l.ifname.clone(), l.capacity_bps))),
         )
     } else {
         Box::new(crate::proto::rmf::NoEnforcer)

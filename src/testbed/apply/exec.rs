@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rtnetlink::Handle;
 
 use super::diff::{End, Step};
-use crate::kernel::netns::{handle_in, netns_add, netns_del, ns_name, ns_path, sysctl_in};
+use crate::kernel::netns::{handle_in, netns_add, netns_del, ns_name, ns_path};
 use crate::kernel::{journal, links, live};
 use crate::model::paths::RunDir;
 use crate::node::api::{Client, Reply, Request};
@@ -161,10 +161,8 @@ async fn step(t: &Target<'_>, sp: &mut Spaces<'_>, root: &Handle, s: &Step) -> R
             live::rename_link(h, node, from, to).await?;
         }
         Step::AddRouter { node } => {
+            // Its links switch forwarding on as they are added (no sysctl).
             sp.create(node).await?;
-            let (f, _) = sp.get(node)?;
-            sysctl_in(f, "net/ipv4/ip_forward", "1")
-                .with_context(|| format!("IP forwarding on {node}"))?;
         }
         Step::AddLink { a, b, .. } => {
             let l = find_link(t.new, a, b)?;
@@ -176,6 +174,8 @@ async fn step(t: &Target<'_>, sp: &mut Spaces<'_>, root: &Handle, s: &Step) -> R
                 let (f, h) = sp.get(&e.node)?;
                 links::add_address(h, &e.node, &e.ifname, e.addr, e.prefix_len).await?;
                 live::shape(f, &e.node, &e.ifname, l.capacity_bps)?;
+                // Forwarding is per interface (see `links::forwarding_attr`).
+                links::set_forwarding(h, &e.node, true).await?;
             }
         }
         Step::Reshape {
