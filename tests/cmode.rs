@@ -72,6 +72,7 @@ fn our_cmode_query_proposes_what_nsiska_proposes() {
                 addr: Ipv4Addr::new(10, 99, 1, 1),
             },
             query_cookie: vec![1, 2, 3, 4],
+            nslp_data: None,
         },
         &Stack {
             proposal: Some(query_proposal()),

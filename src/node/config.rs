@@ -424,6 +424,8 @@ impl NodeConfig {
             // Keep routing state while the NSLP's soft state may still be
             // refreshed over it.
             idle: self.lifetime,
+            // Optional mode (issue 17), off unless VLSP_GIST_DATA_IN_QUERY=1.
+            data_in_query: std::env::var("VLSP_GIST_DATA_IN_QUERY").is_ok_and(|v| v == "1"),
             ..gm::Config::for_profile(self.profile)
         }
     }

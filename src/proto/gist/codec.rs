@@ -102,6 +102,7 @@ pub fn encode_framed(msg: &Msg, stack: &Stack, framing: Framing) -> WireResult<V
             sid,
             nli,
             query_cookie,
+            nslp_data,
         } => (
             QUERY_HOPS,
             true,
@@ -112,7 +113,7 @@ pub fn encode_framed(msg: &Msg, stack: &Stack, framing: Framing) -> WireResult<V
                 nli: wire_nli(nli),
                 query_cookie: query_cookie.clone(),
                 stack: both,
-                nslp_data: None,
+                nslp_data: nslp_data.clone(),
             },
         ),
         Msg::Response {
@@ -251,7 +252,7 @@ pub fn decode_framed(buf: &[u8], framing: Framing) -> WireResult<Option<(Msg, St
             nli,
             query_cookie,
             stack,
-            ..
+            nslp_data,
         } => {
             st = split(stack);
             let (flow, dir) = flow_of(&mri)?;
@@ -261,6 +262,7 @@ pub fn decode_framed(buf: &[u8], framing: Framing) -> WireResult<Option<(Msg, St
                 sid,
                 nli: machine_nli(&nli)?,
                 query_cookie,
+                nslp_data,
             }
         }
         Body::Response {
@@ -379,7 +381,9 @@ pub fn auth_relevant_framed(
     local: &[Ipv4Addr],
 ) -> Option<[u8; 16]> {
     let v = PduView::scan(payload, framing).ok()?;
-    if v.header.msg_type != MessageType::Data {
+    // A Query carries NSLP data only in the optional `data_in_query` mode.
+    let with_data = v.header.msg_type == MessageType::Query && v.nslp_data.is_some();
+    if v.header.msg_type != MessageType::Data && !with_data {
         return None;
     }
     let (flow, dir) =
@@ -434,6 +438,15 @@ mod tests {
                 sid: [1; 16],
                 nli: nli(),
                 query_cookie: vec![1, 2, 3, 4],
+                nslp_data: None,
+            },
+            Msg::Query {
+                flow: FLOW,
+                dir: Direction::Downstream,
+                sid: [1; 16],
+                nli: nli(),
+                query_cookie: vec![1, 2, 3, 4],
+                nslp_data: Some(vec![1, 0, 0, 0, 9, 9, 9, 9]),
             },
             Msg::Response {
                 flow: FLOW,
@@ -470,6 +483,7 @@ mod tests {
             sid: [1; 16],
             nli: nli(),
             query_cookie: vec![1, 2, 3, 4],
+            nslp_data: None,
         });
         assert_eq!(q[4..6], [0x01, 0x64]);
         assert_eq!(q[10..12], [0x80, 0xc0]);

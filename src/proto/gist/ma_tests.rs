@@ -267,6 +267,7 @@ fn a_query_without_tcp_gets_a_plain_response() {
         sid: [1; 16],
         nli: nli.clone(),
         query_cookie: vec![1, 2, 3, 4],
+        nslp_data: None,
     };
     b.inbound(Instant::now(), Via::Udp, &q, &stack);
     let r = Transmit {

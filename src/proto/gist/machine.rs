@@ -53,6 +53,10 @@ pub enum Msg {
         sid: Sid,
         nli: Nli,
         query_cookie: Vec<u8>,
+        /// NSLP data sent with the Query (RFC 5971 §5.1: allowed; only in
+        /// the optional `data_in_query` mode, NSIS-ka's
+        /// `send-data-in-query`).
+        nslp_data: Option<Vec<u8>>,
     },
     Response {
         flow: Flow,
@@ -184,6 +188,11 @@ pub struct Config {
     /// answer before the peer counts as lost (not T2: a cut path should be
     /// noticed within about a second).
     pub probe: Duration,
+    /// Optional, off by default (the paper's NSIS-ka sends none): the first
+    /// NSLP message of a session rides in its Query, so the next node
+    /// handles it one round trip earlier; the responder holds what its NSLP
+    /// sends back upstream until the Confirm has installed its state.
+    pub data_in_query: bool,
 }
 
 impl Default for Config {
@@ -199,6 +208,7 @@ impl Default for Config {
             profile: Profile::Rfc,
             idle: Duration::from_secs(90),
             probe: Duration::from_millis(1500),
+            data_in_query: false,
         }
     }
 }
@@ -253,6 +263,9 @@ struct QNode {
     queue: VecDeque<(Vec<u8>, bool)>,
     /// When the NSLP last sent on this state (for the idle lapse).
     last_used: Instant,
+    /// What the first Query carried (`data_in_query`), repeated in its
+    /// retransmissions.
+    in_query: Option<(Vec<u8>, bool)>,
 }
 
 impl QNode {
@@ -296,6 +309,20 @@ pub struct Gist {
     events: VecDeque<Event>,
     cookies: Cookies,
     counters: Counters,
+    /// Sessions whose Query delivered data before the Confirm (by session
+    /// and the Query's direction), with what our NSLP sends back towards
+    /// the querier meanwhile: sent once the Confirm installs the state.
+    held: HashMap<(Sid, Direction), Vec<HeldData>>,
+}
+
+/// Upstream data waiting for a Confirm (`data_in_query`).
+#[derive(Debug)]
+struct HeldData {
+    flow: Flow,
+    dir: Direction,
+    local: Ipv4Addr,
+    nslp_data: Vec<u8>,
+    sign: bool,
 }
 
 fn opposite(d: Direction) -> Direction {
@@ -315,6 +342,7 @@ impl Gist {
             out: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            held: HashMap::new(),
         }
     }
 
@@ -384,6 +412,17 @@ impl Gist {
             self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
             return;
         }
+        if let Some(h) = self.held.get_mut(&(sid, opposite(dir))) {
+            // Our peer's Query carried data; its Confirm is still on its way.
+            h.push(HeldData {
+                flow,
+                dir,
+                local,
+                nslp_data,
+                sign,
+            });
+            return;
+        }
         if dir == Direction::Upstream {
             // Nobody queried us for this session: there is no upstream peer.
             self.events.push_back(Event::PeerLost {
@@ -422,18 +461,39 @@ impl Gist {
             None => {
                 let cookie = self.cookies.next_query_cookie();
                 self.push_query(flow, dir, sid, local, cookie.clone());
-                QNode {
+                let mut node = QNode {
                     flow,
                     dir,
                     state: QState::Waiting(Querying::new(now, self.cfg.t1, cookie)),
                     queue: VecDeque::new(),
                     last_used: now,
+                    in_query: None,
+                };
+                if self.cfg.data_in_query {
+                    self.attach_to_query(&nslp_data, sign);
+                    node.in_query = Some((nslp_data, sign));
+                    self.q.insert(key, node);
+                    return;
                 }
+                node
             }
         };
         let mut node = node;
         node.queue.push_back((nslp_data, sign));
         self.q.insert(key, node);
+    }
+
+    /// Puts `nslp_data` into the Query just queued (`data_in_query`).
+    fn attach_to_query(&mut self, data: &[u8], data_sign: bool) {
+        if let Some(Transmit {
+            msg: Msg::Query { nslp_data, .. },
+            sign,
+            ..
+        }) = self.out.back_mut()
+        {
+            *nslp_data = Some(data.to_vec());
+            *sign = data_sign;
+        }
     }
 
     fn push_query(
@@ -459,6 +519,7 @@ impl Gist {
                 sid,
                 nli,
                 query_cookie: cookie,
+                nslp_data: None,
             },
             sign: false,
         });
@@ -475,6 +536,7 @@ impl Gist {
                 sid,
                 nli,
                 query_cookie,
+                nslp_data,
             } => {
                 let responder_cookie = self.cookies.responder_cookie(&CookieInput {
                     flow: &flow,
@@ -503,6 +565,21 @@ impl Gist {
                     },
                     sign: false,
                 });
+                if let Some(nslp_data) = nslp_data {
+                    // RFC 5971 §5.1: handed to the NSLP at once; what it
+                    // sends back waits for the Confirm (unless state from
+                    // an earlier handshake is still there).
+                    if !self.r.contains_key(&(sid, dir)) {
+                        self.held.entry((sid, dir)).or_default();
+                    }
+                    self.events.push_back(Event::Received {
+                        sid,
+                        flow,
+                        dir,
+                        peer: nli.addr,
+                        nslp_data,
+                    });
+                }
             }
             Msg::Response {
                 flow,
@@ -545,6 +622,7 @@ impl Gist {
                     refresh_at: now + validity.mul_f32(0.75).max(self.cfg.t1),
                     expires: now + validity,
                 };
+                node.in_query = None;
                 let queued: Vec<_> = node.queue.drain(..).collect();
                 let me = Nli {
                     peer_id: self.cfg.peer_id,
@@ -610,6 +688,7 @@ impl Gist {
                     }
                 }
                 let validity = self.cfg.rs_validity;
+                let peer = nli.addr;
                 self.r.insert(
                     (sid, dir),
                     RNode {
@@ -617,6 +696,17 @@ impl Gist {
                         expires: now + validity,
                     },
                 );
+                let ttl = self.cfg.reply_ttl();
+                for h in self.held.remove(&(sid, dir)).unwrap_or_default() {
+                    let HeldData {
+                        flow,
+                        dir,
+                        local,
+                        nslp_data,
+                        sign,
+                    } = h;
+                    self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
+                }
             }
             Msg::Data {
                 flow,
@@ -679,6 +769,7 @@ impl Gist {
     pub fn forget(&mut self, sid: &Sid) {
         self.q.retain(|(s, _), _| s != sid);
         self.r.retain(|(s, _), _| s != sid);
+        self.held.retain(|(s, _), _| s != sid);
     }
 
     /// The next instant at which [`Self::handle_timeout`] has work.
@@ -766,6 +857,11 @@ impl Gist {
             q.next_retx = now + next;
             let cookie = q.cookie.clone();
             self.push_query(node.flow, node.dir, key.0, local_for(target), cookie);
+            if matches!(node.state, QState::Waiting(_))
+                && let Some((data, sign)) = &node.in_query
+            {
+                self.attach_to_query(data, *sign);
+            }
         }
         self.q.insert(key, node);
     }
@@ -919,6 +1015,114 @@ mod tests {
                 .send(now, SID, FLOW, Direction::Downstream, A, d, false);
             self.drive();
         }
+    }
+
+    /// The optional `data_in_query` mode: the RESERVE rides in the Query
+    /// and reaches the NSLP before the handshake is over; what the NSLP
+    /// answers upstream waits for the Confirm; nothing is sent twice.
+    #[test]
+    fn data_in_query_is_delivered_at_once_and_the_answer_waits_for_the_confirm() {
+        let cfg = |id: u8| Config {
+            peer_id: [id; 16],
+            secret: [id; 32],
+            data_in_query: true,
+            ..Config::default()
+        };
+        let (mut a, mut b) = (Gist::new(cfg(1)), Gist::new(cfg(2)));
+        let now = Instant::now();
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"RESERVE".to_vec(),
+            true,
+        );
+        let q = a.poll_transmit().unwrap();
+        assert!(q.qmode && q.sign, "a Query with signed data is signed");
+        assert!(matches!(&q.msg, Msg::Query { nslp_data: Some(d), .. } if d == b"RESERVE"));
+        assert!(a.poll_transmit().is_none());
+        b.handle(now, SocketAddrV4::new(A, 270), B, q.msg);
+        let r = b.poll_transmit().unwrap();
+        assert_eq!(kind(&r.msg), "Response");
+        assert!(matches!(
+            b.poll_event(),
+            Some(Event::Received { nslp_data, dir: Direction::Downstream, peer, .. })
+                if nslp_data == b"RESERVE" && peer == A
+        ));
+        b.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Upstream,
+            B,
+            b"RESPONSE".to_vec(),
+            false,
+        );
+        assert!(b.poll_transmit().is_none(), "held until the Confirm");
+        assert!(b.poll_event().is_none(), "held, not a lost peer");
+        a.handle(now, SocketAddrV4::new(B, 270), A, r.msg);
+        let c = a.poll_transmit().unwrap();
+        assert_eq!(kind(&c.msg), "Confirm");
+        assert!(a.poll_transmit().is_none(), "the Query carried the data");
+        b.handle(now, SocketAddrV4::new(A, 270), B, c.msg);
+        let d = b.poll_transmit().unwrap();
+        assert_eq!(*d.dst.ip(), A);
+        assert!(
+            matches!(&d.msg, Msg::Data { dir: Direction::Upstream, nslp_data, .. }
+            if nslp_data == b"RESPONSE")
+        );
+        a.handle(now, SocketAddrV4::new(B, 270), A, d.msg);
+        assert!(
+            matches!(a.poll_event(), Some(Event::Received { nslp_data, .. })
+            if nslp_data == b"RESPONSE")
+        );
+        // The paper-faithful default sends none.
+        let mut c = node(3);
+        c.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"R".to_vec(),
+            true,
+        );
+        let q = c.poll_transmit().unwrap();
+        assert!(
+            matches!(
+                q.msg,
+                Msg::Query {
+                    nslp_data: None,
+                    ..
+                }
+            ) && !q.sign
+        );
+    }
+
+    /// A lost Query with data is retransmitted with it.
+    #[test]
+    fn a_retransmitted_query_carries_its_data_again() {
+        let mut a = Gist::new(Config {
+            data_in_query: true,
+            ..Config::default()
+        });
+        let now = Instant::now();
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"RESERVE".to_vec(),
+            false,
+        );
+        let _lost = a.poll_transmit().unwrap();
+        let t = a.poll_timeout().unwrap();
+        a.handle_timeout(t, |_| A);
+        let q = a.poll_transmit().unwrap();
+        assert!(matches!(&q.msg, Msg::Query { nslp_data: Some(d), .. } if d == b"RESERVE"));
     }
 
     #[test]
