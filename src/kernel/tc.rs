@@ -46,6 +46,8 @@ pub const TOP_MINOR: u16 = 1;
 pub const BE_MINOR: u16 = 0xffff;
 /// The signaling class: GIST and QoS NSLP messages.
 pub const SIG_MINOR: u16 = 0xfffe;
+/// The signaling class's handle as `tc` prints it (tests, parsers).
+pub const SIGNALING_CLASS: &str = "1:fffe";
 /// Filter priority of the signaling filters: before every reservation's
 /// (those use their minor, 2 and up), as a Query's flow addresses may
 /// match a reservation's classifier.
