@@ -8,7 +8,10 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Down, leftovers, ns_output, require_root, unique_topology};
+use common::{
+    Down, RING, leftovers, ns_output, require_root, ring_reserved, subscribe, unique_topology,
+    wait_for,
+};
 use vlsp::kernel::substrate::{self, ns_name};
 use vlsp::testbed::{Options, Testbed, routing};
 use vlsp::topology::faults::{Fault, FaultState};
@@ -291,15 +294,13 @@ fn cli_faults_and_down_after_sigkill_leave_no_bird_namespace_or_link() {
 
 // ------------------------------------------------- through `vlsp up`/`fault`
 
-use std::sync::mpsc;
 use std::time::Instant;
 use vlsp::model::paths::{RunDir, TopoName};
-use vlsp::node::api::{Client, Event, Reply, Request};
+use vlsp::node::api::{Client, Reply, Request};
 use vlsp::proto::nslp::EventKind;
 use vlsp::testbed::control;
 
 const VM2: Ipv4Addr = Ipv4Addr::new(10, 60, 0, 2);
-const ROUTERS: [&str; 6] = ["r0", "r1", "r2", "r3", "r4", "r5"];
 
 /// `vlsp up FILE` as a child process: the daemon `vlsp fault` talks to.
 /// Dropped: killed, then `vlsp down` (what a user does after a crash).
@@ -363,10 +364,7 @@ impl Up {
     }
 
     fn reserved(&self) -> Vec<(&'static str, usize)> {
-        ROUTERS
-            .iter()
-            .map(|r| (*r, common::reservations(&self.name, r).0))
-            .collect()
+        ring_reserved(&self.name)
     }
 
     /// Waits until the reservation classes are `want` (router, count)
@@ -461,40 +459,6 @@ fn frames_cross(name: &str, limit: Duration) -> Duration {
     }
 }
 
-/// The events of `node`, read on a thread so the test can wait with a limit.
-fn events(up: &Up, node: &str) -> mpsc::Receiver<(Instant, Event)> {
-    let mut c = up.client(node);
-    assert_eq!(c.call(&Request::Events).unwrap(), Reply::Subscribed);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        while let Ok(ev) = c.next_event() {
-            if tx.send((Instant::now(), ev)).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The first event of `kind` within `limit` (others seen on the way are
-/// kept in `seen`).
-fn wait_for(
-    rx: &mpsc::Receiver<(Instant, Event)>,
-    kind: EventKind,
-    limit: Duration,
-    seen: &mut Vec<Event>,
-) -> (Instant, Event) {
-    let end = Instant::now() + limit;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((at, ev)) if ev.kind == kind => return (at, ev),
-            Ok((_, ev)) => seen.push(ev),
-            Err(_) => panic!("no {kind} event within {limit:?}; saw {seen:?}"),
-        }
-    }
-}
-
 fn setup(up: &Up) -> u64 {
     let r = up
         .client("r0")
@@ -517,7 +481,7 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     }
     let up = Up::start("ring-6node.toml", "fc", |s| s);
     let name = up.name.clone();
-    let ev = events(&up, "r0");
+    let ev = subscribe(up.client("r0"));
     let vlink_id = setup(&up);
     up.wait_reserved(&VIA_R1, Duration::from_secs(2));
     up.frames_cross(Duration::from_secs(3));
@@ -557,16 +521,27 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     // nothing stays on r5's side.
     up.fault(&["link-up", "r1-r2"]);
     assert_eq!(via(&name, "r0", "10.255.0.4"), "10.6.0.2");
-    // KNOWN DEFECT (reroute, not the faults): with R = 1 s the link is
-    // sometimes lost a few refreshes after this second repair ("no
-    // RESPONSE to a refresh"). Not hidden: it is printed; what is asserted
-    // is that nothing leaks either way, and a new link is set up.
+    // KNOWN DEFECT (open, reroute): with R = 1 s the link is lost about a
+    // refresh after this repair back ("no RESPONSE to a refresh"); it
+    // reproduces on every run here. Not the RSN restart (fixed, sans-IO
+    // test `repair_back_onto_a_hop_that_still_holds_the_old_branch_...`):
+    // no node counts a refusal, and r1 receives fewer RESPONSEs than r2
+    // sent, so suspect GIST routing state at r1 after the link-up (Data
+    // from r2 without a known peer is answered NoRoutingState). Printed
+    // with every router's counters; what is asserted is that nothing
+    // leaks, and a new link is set up.
     std::thread::sleep(Duration::from_secs(4));
     if !up.settles_on(&VIA_R1, Duration::from_secs(8)) {
-        eprintln!("KNOWN DEFECT: link lost after the repair back onto r1's side; set up again");
+        seen.extend(ev.try_iter().map(|(_, e)| e));
+        eprintln!("KNOWN DEFECT: link lost after the repair back onto r1's side: {seen:?}");
+        for r in RING {
+            let st = up.client(r).call(&Request::Stats).unwrap();
+            eprintln!("{r}: {st:?}");
+        }
+        seen.clear();
         setup(&up);
-        up.wait_reserved(&VIA_R1, Duration::from_secs(3));
     }
+    up.wait_reserved(&VIA_R1, Duration::from_secs(1));
     up.frames_cross(Duration::from_secs(5));
 
     // node-stop of a transit router: the reservation moves and the virtual
@@ -596,6 +571,8 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     up.fault(&["node-start", "r1"]);
     up.healthy("r1");
     assert_eq!(via(&name, "r0", "10.255.0.4"), "10.6.0.2");
+    // KNOWN DEFECT (open): as after link-up above.
+    std::thread::sleep(Duration::from_secs(4));
     if !up.settles_on(&VIA_R1, Duration::from_secs(8)) {
         eprintln!("KNOWN DEFECT: link lost after node-start; set up again");
         setup(&up);
@@ -634,7 +611,7 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     let worst = prober.join().unwrap();
     eprintln!("50 flaps in {flaps:?}; slowest health answer at r0 {worst:?}");
     assert!(worst < Duration::from_secs(2), "{worst:?}");
-    for r in ROUTERS {
+    for r in RING {
         up.healthy(r);
     }
     // Settled: one class per hop of r1's side and none elsewhere, or (the
@@ -673,7 +650,7 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     let st = control::send(&run, &link_down("r4-r5")).unwrap();
     assert_eq!(st.links_down.iter().collect::<Vec<_>>(), ["r4-r5"]);
     control::send(&run, &link_up("r4-r5")).unwrap();
-    for r in ROUTERS {
+    for r in RING {
         up.healthy(r);
     }
 
@@ -696,7 +673,7 @@ fn cli_admission_failure_on_the_new_path_is_repair_failed_and_frees_it() {
             1,
         )
     });
-    let ev = events(&up, "r0");
+    let ev = subscribe(up.client("r0"));
     setup(&up);
     up.wait_reserved(&VIA_R1, Duration::from_secs(2));
     let t0 = Instant::now();
@@ -712,7 +689,7 @@ fn cli_admission_failure_on_the_new_path_is_repair_failed_and_frees_it() {
     assert!(failed.message.contains("r5"), "{}", failed.message);
     // Nothing stays on the failed branch, nor anywhere after expiry.
     up.wait_reserved(&[("r0", 0), ("r5", 0), ("r4", 0)], Duration::from_secs(2));
-    up.wait_reserved(&ROUTERS.map(|r| (r, 0)), Duration::from_secs(8));
+    up.wait_reserved(&RING.map(|r| (r, 0)), Duration::from_secs(8));
     match up.client("r0").call(&Request::List).unwrap() {
         Reply::Links { links } => assert!(links.is_empty(), "{links:?}"),
         r => panic!("{r:?}"),
@@ -727,7 +704,7 @@ fn cli_ospf_link_down_moves_the_reservation_and_kill_9_leaves_nothing() {
     vlsp::kernel::bird::require_bird().expect("apt-get install bird2");
     let mut up = Up::start("ring-6node-ospf.toml", "fp", |s| s);
     let name = up.name.clone();
-    let ev = events(&up, "r0");
+    let ev = subscribe(up.client("r0"));
     setup(&up);
     up.frames_cross(Duration::from_secs(3));
     // OSPF picks either way round (equal costs): fail a link on the way
@@ -751,25 +728,28 @@ fn cli_ospf_link_down_moves_the_reservation_and_kill_9_leaves_nothing() {
         seen.push(e);
     }
     let (tr, e) = outcome.expect("neither repaired nor link_lost within 15 s");
-    if e.kind == EventKind::LinkLost {
-        // KNOWN DEFECT (reroute): while OSPF converges, a QNE's GIST
-        // finds no next peer (PeerLost) and its NOTIFY "path truncated"
-        // ends the link at the QNI. (The "no route" RESPONSE no longer
-        // does: it is a retryable transient failure since h9.)
-        eprintln!("KNOWN DEFECT: ospf: {}", e.message);
-    }
+    // While OSPF converges a QNE may find no next peer and NOTIFY "path
+    // truncated": transient under OSPF, the link is kept until r0's routes
+    // move it.
+    assert_eq!(
+        e.kind,
+        EventKind::Repaired,
+        "ospf: {}; before: {seen:?}",
+        e.message
+    );
     let frames = probe.join().unwrap();
     eprintln!(
         "ospf link-down {cut}: repaired {:?} after asking, frames {frames:?} after the fault applied",
         tr - t0
     );
-    // KNOWN DEFECT (reroute): the link may be lost a few refreshes after
-    // the repair while OSPF converges; either the new side holds, or
-    // nothing is left anywhere.
+    assert!(frames < Duration::MAX, "no frames after the ospf repair");
+    // The new side holds over refreshes.
     std::thread::sleep(Duration::from_secs(4));
-    if !up.settles_on(&after, Duration::from_secs(8)) {
-        eprintln!("KNOWN DEFECT: ospf: link lost after the repair; events {seen:?}");
-    }
+    assert!(
+        up.settles_on(&after, Duration::from_secs(8)),
+        "ospf: link lost after the repair; events {seen:?}"
+    );
+    up.wait_reserved(&after, Duration::from_secs(1));
     assert_eq!(birds_of(&name).len(), 6);
     // The daemon dies without cleanup; `vlsp down` still removes it all.
     up.child.kill().unwrap();

@@ -8,15 +8,14 @@
 mod common;
 
 use common::*;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use vlsp::node::api::{Event, Reply, Request};
+use vlsp::kernel::tc::SIGNALING_CLASS;
+use vlsp::node::api::{Reply, Request};
 use vlsp::proto::nslp::EventKind;
 use vlsp::testbed::{Options, Testbed};
 use vlsp::topology::Topology;
 
 const VM2: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 60, 0, 2);
-const ROUTERS: [&str; 6] = ["r0", "r1", "r2", "r3", "r4", "r5"];
 
 fn ip(ns: &str, args: &str) {
     let out = std::process::Command::new("ip")
@@ -48,7 +47,7 @@ fn fail_link(topo: &Topology, a: &str, b: &str, reroute: bool) {
     }
     let mut cut = topo.clone();
     cut.links.retain(|x| x != l);
-    for r in ROUTERS {
+    for r in RING {
         let ns = vlsp::kernel::substrate::ns_name(&topo.name, r);
         // The routes are aggregated per next hop: the old ones go first.
         let old = std::process::Command::new("ip")
@@ -73,52 +72,11 @@ fn fail_link(topo: &Topology, a: &str, b: &str, reroute: bool) {
     }
 }
 
-/// The events of `node`, read on a thread so the test can wait with a limit.
-fn events(tb: &Testbed, node: &str) -> mpsc::Receiver<(Instant, Event)> {
-    let mut c = tb.client(node).unwrap();
-    assert_eq!(c.call(&Request::Events).unwrap(), Reply::Subscribed);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        while let Ok(ev) = c.next_event() {
-            if tx.send((Instant::now(), ev)).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for an event of `kind`, returning it and when it arrived; the
-/// events passed over on the way are returned too.
-fn wait_for(
-    rx: &mpsc::Receiver<(Instant, Event)>,
-    kind: EventKind,
-    limit: Duration,
-    seen: &mut Vec<Event>,
-) -> (Instant, Event) {
-    let end = Instant::now() + limit;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((at, ev)) if ev.kind == kind => return (at, ev),
-            Ok((_, ev)) => seen.push(ev),
-            Err(_) => panic!("no {kind} event within {limit:?}; saw {seen:?}"),
-        }
-    }
-}
-
 fn vlinks(tb: &Testbed, node: &str) -> usize {
     match tb.client(node).unwrap().call(&Request::List).unwrap() {
         Reply::Links { links } => links.len(),
         r => panic!("{r:?}"),
     }
-}
-
-fn reserved(name: &str) -> Vec<(&'static str, usize)> {
-    ROUTERS
-        .iter()
-        .map(|r| (*r, reservations(name, r).0))
-        .collect()
 }
 
 fn up(tag: &str, edit: impl Fn(String) -> String) -> (Testbed, Down, String, Topology) {
@@ -147,10 +105,10 @@ fn link_down_moves_the_reservation_to_the_other_side_of_the_ring() {
         return;
     }
     let (tb, _guard, name, topo) = up("rr", |s| s);
-    let ev = events(&tb, "r0");
+    let ev = subscribe(tb.client("r0").unwrap());
     let vlink_id = setup(&tb);
     assert_eq!(
-        reserved(&name),
+        ring_reserved(&name),
         [
             ("r0", 1),
             ("r1", 1),
@@ -188,7 +146,7 @@ fn link_down_moves_the_reservation_to_the_other_side_of_the_ring() {
         "{seen:?}"
     );
     // The new hops hold the classes; r1's branch was torn at once.
-    let now = reserved(&name);
+    let now = ring_reserved(&name);
     for (r, n) in [("r0", 1), ("r1", 0), ("r5", 1), ("r4", 1), ("r3", 0)] {
         assert!(now.contains(&(r, n)), "{r}: {now:?}");
     }
@@ -209,7 +167,7 @@ fn link_down_moves_the_reservation_to_the_other_side_of_the_ring() {
     let later: Vec<_> = ev.try_iter().map(|(_, e)| e).collect();
     assert!(later.is_empty(), "{later:?}");
     assert_eq!(
-        reserved(&name),
+        ring_reserved(&name),
         [
             ("r0", 1),
             ("r1", 0),
@@ -227,9 +185,9 @@ fn link_down_moves_the_reservation_to_the_other_side_of_the_ring() {
         .unwrap();
     assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
     assert!(
-        reserved(&name).iter().all(|(_, n)| *n == 0),
+        ring_reserved(&name).iter().all(|(_, n)| *n == 0),
         "{:?}",
-        reserved(&name)
+        ring_reserved(&name)
     );
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
@@ -248,7 +206,7 @@ fn admission_failure_on_the_new_path_is_repair_failed_and_frees_it_all() {
             1,
         )
     });
-    let ev = events(&tb, "r0");
+    let ev = subscribe(tb.client("r0").unwrap());
     setup(&tb);
     let t0 = Instant::now();
     fail_link(&topo, "r1", "r2", true);
@@ -275,11 +233,11 @@ fn admission_failure_on_the_new_path_is_repair_failed_and_frees_it_all() {
     // and the responder r3 by expiry.
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        reserved(&name).iter().all(|(_, n)| *n == 0),
+        ring_reserved(&name).iter().all(|(_, n)| *n == 0),
         "{:?}",
-        reserved(&name)
+        ring_reserved(&name)
     );
-    for r in ROUTERS {
+    for r in RING {
         assert_eq!(vlinks(&tb, r), 0, "{r} holds no session");
     }
     tb.down().unwrap();
@@ -296,7 +254,7 @@ fn cut_path_without_a_new_route_is_link_lost_within_seconds() {
     let name = t.name.clone();
     let _guard = Down(name.clone());
     let tb = Testbed::up(t.clone(), &Options::default()).unwrap();
-    let ev = events(&tb, "r0");
+    let ev = subscribe(tb.client("r0").unwrap());
     setup(&tb);
     let t0 = Instant::now();
     fail_link(&t, "r1", "r2", false);
@@ -311,7 +269,7 @@ fn cut_path_without_a_new_route_is_link_lost_within_seconds() {
 }
 
 /// Issue 15: repair RESERVEs must not drown in a best-effort flood, so
-/// every shaped substrate interface has a signaling class (1:fffe) and its
+/// every shaped substrate interface has a signaling class (SIGNALING_CLASS) and its
 /// u32 filters (GIST UDP 270, C-mode TCP) right after `up`.
 #[tokio::test(flavor = "current_thread")]
 async fn every_shaped_link_has_a_signaling_class_and_filters() {
@@ -329,7 +287,7 @@ async fn every_shaped_link_has_a_signaling_class_and_filters() {
         let classes = ns_output(&ns, &format!("tc class show dev {dev}"));
         let sig = classes
             .lines()
-            .find(|l| l.starts_with("class htb 1:fffe "))
+            .find(|l| l.starts_with(&format!("class htb {SIGNALING_CLASS} ")))
             .unwrap_or_else(|| panic!("no signaling class on tb2:{dev}: {classes}"));
         assert!(
             sig.contains("prio 0") && sig.contains("rate 256Kbit") && sig.contains("ceil 20Mbit"),
@@ -338,7 +296,7 @@ async fn every_shaped_link_has_a_signaling_class_and_filters() {
         let filters = ns_output(&ns, &format!("tc filter show dev {dev}"));
         let n = filters
             .lines()
-            .filter(|l| l.contains("flowid 1:fffe"))
+            .filter(|l| l.contains(&format!("flowid {SIGNALING_CLASS}")))
             .count();
         assert_eq!(n, 4, "signaling filters on tb2:{dev}: {filters}");
         // No reservation yet: the link's own classes and filters only.

@@ -205,6 +205,8 @@ pub struct NodeConfig {
     pub qos_enforce: bool,
     /// Propose GIST C-mode (TCP messaging associations) in our Queries.
     pub cmode: bool,
+    /// Routes come from a routing daemon (OSPF) that may still converge.
+    pub routing_converges: bool,
 }
 
 /// Credentials one node signs with, for one provider domain.
@@ -448,6 +450,7 @@ impl NodeConfig {
             require_auth: self.require_auth,
             unsigned_tear_same_peer: self.unsigned_tear_same_peer,
             epoch: rand::random(),
+            routing_converges: self.routing_converges,
         }
     }
 
@@ -637,6 +640,7 @@ impl NodeConfig {
             lifetime: refresh * 3,
             qos_enforce: true,
             cmode: topo.gist_mode == crate::topology::GistMode::C,
+            routing_converges: topo.routing == crate::topology::Routing::Ospf,
         })
     }
 }

@@ -604,6 +604,7 @@ impl NodeFile {
             lifetime: d(n.lifetime_ms),
             qos_enforce: n.qos_enforce,
             cmode: n.cmode,
+            routing_converges: false,
         })
     }
 }

@@ -4,7 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use vlsp::node::api::Request;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use vlsp::kernel::tc::SIGNALING_CLASS;
+use vlsp::node::api::{Client, Event, Reply, Request};
+use vlsp::proto::nslp::EventKind;
 use vlsp::topology::Topology;
 
 /// A signed setup request from `from` to `to` (one direction, the
@@ -144,13 +148,55 @@ pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
                 l.starts_with("class htb 1:")
                     && !l.starts_with("class htb 1:1 ")
                     && !l.starts_with("class htb 1:ffff ")
-                    && !l.starts_with("class htb 1:fffe ")
+                    && !l.starts_with(&format!("class htb {SIGNALING_CLASS} "))
             })
             .count(),
-        // The signaling filters (to 1:fffe) are the link's own.
+        // The signaling filters are the link's own.
         filters
             .lines()
-            .filter(|l| l.contains("flowid") && !l.contains("flowid 1:fffe"))
+            .filter(|l| l.contains("flowid") && !l.contains(&format!("flowid {SIGNALING_CLASS}")))
             .count(),
     )
+}
+
+/// The routers of `ring-6node` (VM1 on r0, VM2 on r3).
+pub const RING: [&str; 6] = ["r0", "r1", "r2", "r3", "r4", "r5"];
+
+/// Reservation classes per router of the ring.
+pub fn ring_reserved(topo: &str) -> Vec<(&'static str, usize)> {
+    RING.iter().map(|r| (*r, reservations(topo, r).0)).collect()
+}
+
+/// The events a node's API sends a subscriber, read on a thread (with
+/// when each came) so a test can wait with a limit.
+pub fn subscribe(mut c: Client) -> mpsc::Receiver<(Instant, Event)> {
+    assert_eq!(c.call(&Request::Events).unwrap(), Reply::Subscribed);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(ev) = c.next_event() {
+            if tx.send((Instant::now(), ev)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The first event of `kind` within `limit`, and when it came (others seen
+/// on the way are kept in `seen`).
+pub fn wait_for(
+    rx: &mpsc::Receiver<(Instant, Event)>,
+    kind: EventKind,
+    limit: Duration,
+    seen: &mut Vec<Event>,
+) -> (Instant, Event) {
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((at, ev)) if ev.kind == kind => return (at, ev),
+            Ok((_, ev)) => seen.push(ev),
+            Err(_) => panic!("no {kind} event within {limit:?}; saw {seen:?}"),
+        }
+    }
 }

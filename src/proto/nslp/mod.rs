@@ -218,6 +218,12 @@ pub struct Config {
     pub unsigned_tear_same_peer: bool,
     /// RSN epoch of this incarnation (changes on restart).
     pub epoch: u32,
+    /// Routes come from a routing protocol that may still be converging
+    /// after a fault (OSPF): a "path truncated" NOTIFY is then transient
+    /// at the initiator, like "no route" (RFC 5974 §5.2.x: informational;
+    /// kept and retried within the lifetime). With static routes (an
+    /// instant oracle) a truncated path has no other way: lost at once.
+    pub routing_converges: bool,
 }
 
 impl Default for Config {
@@ -232,6 +238,7 @@ impl Default for Config {
             require_auth: true,
             unsigned_tear_same_peer: false,
             epoch: 1,
+            routing_converges: false,
         }
     }
 }
@@ -383,6 +390,11 @@ pub struct Nslp {
     rng_state: u64,
     /// Admissions whose class the kernel is installing.
     installing: HashMap<Sid, Installing>,
+    /// The last RSN this node sent downstream for sessions it dropped
+    /// (newest last, bounded): a session set up here again continues after
+    /// it, so a next hop that still holds the old state (its tear was lost)
+    /// takes the new RESERVEs as updates, not as out of order.
+    dropped_rsn: VecDeque<(Sid, u32)>,
 }
 
 impl Nslp {
@@ -395,6 +407,7 @@ impl Nslp {
             stats: Stats::default(),
             rng_state: seed | 1,
             installing: HashMap::new(),
+            dropped_rsn: VecDeque::new(),
         }
     }
 

@@ -92,13 +92,18 @@ impl Nslp {
             ..
         } = f;
         let lifetime = self.cfg.lifetime;
+        let first_rsn = if self.sessions.contains_key(&sid) {
+            0
+        } else {
+            self.first_rsn(&sid)
+        };
         let s = self.sessions.entry(sid).or_insert_with(|| Session {
             role: Role::Qne,
             phase: Phase::Pending,
             flow,
             vlsp: None,
             rate_bps: Rate::from_bps(0),
-            rsn_out: 0,
+            rsn_out: first_rsn,
             rsn_in: None,
             outstanding: None,
             forwarded_riis: vec![],

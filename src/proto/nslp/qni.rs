@@ -456,7 +456,7 @@ impl Nslp {
                     kind: EventKind::Notify,
                     message: text.clone(),
                 });
-                if truncated && up {
+                if truncated && up && !self.hope_for_a_route(now, sid) {
                     self.link_lost(now, sid, &format!("the path is cut downstream ({text})"));
                 }
             }
@@ -496,6 +496,26 @@ impl Nslp {
             ),
         });
         true
+    }
+
+    /// A path found cut (a "path truncated" NOTIFY, or no GIST peer
+    /// here) while routes may still converge: the link is kept and the
+    /// next refresh tries again (a route change here re-reserves at once),
+    /// until the lifetime since the path was first found broken has
+    /// passed. Returns whether the link is kept.
+    pub(super) fn hope_for_a_route(&mut self, now: Instant, sid: Sid) -> bool {
+        if !self.cfg.routing_converges {
+            return false;
+        }
+        let lifetime = self.cfg.lifetime;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        if s.role != Role::Qni || s.phase != Phase::Up {
+            return false;
+        }
+        let since = *s.no_route_since.get_or_insert(now);
+        now.saturating_duration_since(since) < lifetime
     }
 
     /// The QNI gives up on a link: frees everything and tells the program.

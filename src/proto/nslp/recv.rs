@@ -255,8 +255,19 @@ impl Nslp {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
-        let flow = s.flow;
-        match s.role {
+        let (flow, role) = (s.flow, s.role);
+        let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
+        match role {
+            Role::Qni if self.hope_for_a_route(now, sid) => {
+                self.actions.push_back(Action::Event {
+                    vlink_id,
+                    kind: EventKind::Notify,
+                    message: format!(
+                        "{}: no GIST peer answered towards {} while routes converge: reservation kept, retrying at the next refresh",
+                        self.cfg.node, flow.dst
+                    ),
+                });
+            }
             Role::Qni => self.link_lost(now, sid, "no GIST peer answered towards the destination"),
             Role::Qne => {
                 // Tell the initiator its path is truncated (INFO_SPEC

@@ -46,6 +46,8 @@ struct Net {
     vlink_down: Vec<usize>,
     /// RESERVEs (tears included) each node received, with their sender.
     reserves: Vec<(usize, usize, bool)>,
+    /// Links that lose everything sent over them (either way).
+    cut: Vec<(usize, usize)>,
 }
 
 impl Net {
@@ -83,6 +85,7 @@ impl Net {
             class: HashMap::new(),
             vlink_down: vec![],
             reserves: vec![],
+            cut: vec![],
         }
     }
 
@@ -128,6 +131,9 @@ impl Net {
     }
 
     fn deliver(&mut self, from: usize, to: usize, dir: Direction, msg: NslpMessage) {
+        if self.cut.contains(&(from, to)) || self.cut.contains(&(to, from)) {
+            return;
+        }
         let bytes = msg.to_bytes(crate::wire::profile::Profile::Rfc);
         let msg = NslpMessage::decode(&bytes, crate::wire::profile::Profile::Rfc).unwrap();
         if msg.msg_type == MsgType::Reserve {
@@ -399,4 +405,128 @@ fn repair_answered_no_route_stays_pending_and_completes_at_a_refresh() {
     assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
     assert_eq!(net.n[1].sessions().count(), 0, "old branch torn");
     assert!(net.vlink_down.is_empty());
+}
+
+#[test]
+fn repair_back_onto_a_hop_that_still_holds_the_old_branch_keeps_refreshing() {
+    // 0 -> 1 -> 2 -> 5; 1 may go 1 -> 3 -> 5, and 0 may go 0 -> 4 -> 5.
+    let mut net = Net::new(6, &[0, 1, 2, 5], None);
+    net.next[3] = Some(5);
+    net.next[4] = Some(5);
+    net.setup();
+    // 1's path flips away and back: its RESERVEs to 2 are updates (RSN 2).
+    net.reroute(1, 3);
+    net.reroute(1, 2);
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 2), (2, 5)]));
+    net.tick(31);
+    // 1-2 fails: 0 moves to 4; 1 frees its state on 0's tear, but its
+    // tear never reaches 2, which keeps the old branch.
+    net.cut.push((1, 2));
+    net.reroute(0, 4);
+    assert_eq!(net.n[1].sessions().count(), 0);
+    assert_eq!(
+        net.n[2].sessions().count(),
+        1,
+        "2 still holds the old branch"
+    );
+    // 1-2 is back before 2's state expired, and the route with it: 1 sets
+    // the session up anew, and its RESERVEs must not look older to 2.
+    net.cut.clear();
+    net.reroute(0, 1);
+    assert_eq!(
+        net.kinds(0).last(),
+        Some(&EventKind::Repaired),
+        "{:?}",
+        net.events
+    );
+    for _ in 0..5 {
+        net.tick(31);
+    }
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 2), (2, 5)]));
+    assert!(net.vlink_down.is_empty());
+}
+
+impl Net {
+    /// Every node's routes come from a routing protocol (OSPF).
+    fn converging(mut self) -> Self {
+        for n in &mut self.n {
+            n.cfg.routing_converges = true;
+        }
+        self
+    }
+}
+
+#[test]
+fn path_truncated_while_routes_converge_keeps_the_link_until_the_initiator_reroutes() {
+    // 0 -> 1 -> 2 -> 4; 1 loses its next peer while OSPF converges, then
+    // 0's own routes move it to 0 -> 3 -> 4.
+    let mut net = Net::new(5, &[0, 1, 2, 4], None).converging();
+    net.next[3] = Some(4);
+    net.setup();
+    net.n[1].peer_lost(net.now, SID);
+    net.run();
+    assert_eq!(net.kinds(0), [EventKind::Notify], "{:?}", net.events);
+    assert!(net.vlink_down.is_empty(), "the link is kept");
+    net.reroute(0, 3);
+    assert_eq!(
+        net.kinds(0),
+        [
+            EventKind::Notify,
+            EventKind::PathChanged,
+            EventKind::Repaired
+        ],
+        "{:?}",
+        net.events
+    );
+    // 2, cut off from the tear (1 holds nothing), lets its branch expire.
+    for _ in 0..3 {
+        net.tick(31);
+    }
+    assert!(!net.kinds(0).contains(&EventKind::LinkLost));
+    assert_eq!(net.classes(), classes(&[(0, 3), (3, 4)]));
+}
+
+#[test]
+fn path_truncated_while_routes_converge_recovers_at_a_refresh_without_a_route_change_here() {
+    // 1 loses its next peer; its route comes back (via 3) before 0's
+    // next refresh, which sets the session up again along it.
+    let mut net = Net::new(5, &[0, 1, 2, 4], None).converging();
+    net.next[3] = Some(4);
+    net.setup();
+    net.n[1].peer_lost(net.now, SID);
+    net.run();
+    net.next[1] = Some(3);
+    net.tick(31);
+    net.tick(31);
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    assert!(net.classes().contains(&(3, link(4))), "{:?}", net.classes());
+}
+
+#[test]
+fn a_peer_lost_at_the_initiator_while_routes_converge_is_retried_within_the_lifetime() {
+    let mut net = Net::new(4, &[0, 1, 3], None).converging();
+    net.setup();
+    net.n[0].peer_lost(net.now, SID);
+    net.run();
+    assert_eq!(net.kinds(0), [EventKind::Notify]);
+    // The path stays cut: lost once the lifetime has passed.
+    net.next[0] = None;
+    for _ in 0..4 {
+        net.tick(31);
+    }
+    assert!(
+        net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    assert!(net.vlink_down.contains(&0));
 }

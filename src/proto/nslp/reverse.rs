@@ -4,7 +4,21 @@ use std::time::Instant;
 
 use super::*;
 
+/// Dropped sessions whose last RSN is remembered: far more than a node
+/// drops within one lifetime (after which the next hop's state is gone).
+const DROPPED_RSN_KEPT: usize = 4096;
+
 impl Nslp {
+    /// The RSN a session set up here (again) starts from: after the last
+    /// one sent for it, if it was dropped recently.
+    pub(super) fn first_rsn(&self, sid: &Sid) -> u32 {
+        self.dropped_rsn
+            .iter()
+            .rev()
+            .find(|(s, _)| s == sid)
+            .map_or(0, |(_, rsn)| rsn.wrapping_add(1))
+    }
+
     /// A fresh random session id (from the node's generator).
     pub(super) fn new_sid(&mut self) -> Sid {
         let mut sid = [0u8; 16];
@@ -103,6 +117,14 @@ impl Nslp {
 
     pub(super) fn drop_session(&mut self, sid: Sid) {
         self.release(&sid);
+        if let Some(s) = self.sessions.get(&sid)
+            && s.role != Role::Qnr
+        {
+            if self.dropped_rsn.len() >= DROPPED_RSN_KEPT {
+                self.dropped_rsn.pop_front();
+            }
+            self.dropped_rsn.push_back((sid, s.rsn_out));
+        }
         // An initiator's end made for a link that never came up goes too
         // (after its creation: the glue runs tunnel work in order).
         if let Some(s) = self.sessions.remove(&sid)
