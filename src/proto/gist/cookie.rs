@@ -193,6 +193,10 @@ pub struct Counters {
     /// Confirms whose Responder-Cookie we did not make for that flow,
     /// session and querier: nothing installed.
     pub bad_cookie: u64,
+    /// Handshakes run again because the peer read the data sent behind
+    /// our Confirm before the Confirm ("No Routing State" within T1).
+    #[serde(default)]
+    pub resent_behind_confirm: u64,
 }
 
 #[cfg(test)]

@@ -266,6 +266,13 @@ struct QNode {
     /// What the first Query carried (`data_in_query`), repeated in its
     /// retransmissions.
     in_query: Option<(Vec<u8>, bool)>,
+    /// The data sent right behind the Confirm, kept for one T1: a peer
+    /// that reads them before the Confirm (two datagrams may swap on the
+    /// way, e.g. when the sender moves between CPUs) answers "No Routing
+    /// State", and they are sent again after a new handshake instead of
+    /// waiting for the NSLP's retry (seconds).
+    behind_confirm: Vec<(Vec<u8>, bool)>,
+    behind_confirm_until: Option<Instant>,
 }
 
 impl QNode {
@@ -468,6 +475,8 @@ impl Gist {
                     queue: VecDeque::new(),
                     last_used: now,
                     in_query: None,
+                    behind_confirm: vec![],
+                    behind_confirm_until: None,
                 };
                 if self.cfg.data_in_query {
                     self.attach_to_query(&nslp_data, sign);
@@ -624,6 +633,8 @@ impl Gist {
                 };
                 node.in_query = None;
                 let queued: Vec<_> = node.queue.drain(..).collect();
+                node.behind_confirm = queued.clone();
+                node.behind_confirm_until = Some(now + self.cfg.t1);
                 let me = Nli {
                     peer_id: self.cfg.peer_id,
                     ip_ttl: self.cfg.ip_ttl,
@@ -747,6 +758,30 @@ impl Gist {
                 });
             }
             Msg::NoRoutingState { sid, .. } => {
+                // Just after our Confirm: the peer read the data first.
+                // Handshake again (RFC 5971 4.4.4) and resend them, once.
+                let from = |n: &QNode| n.known_peer().is_some_and(|p| p.addr == *src.ip());
+                let swapped: Vec<_> = self
+                    .q
+                    .iter()
+                    .filter(|((s, _), n)| {
+                        *s == sid
+                            && from(n)
+                            && !n.behind_confirm.is_empty()
+                            && n.behind_confirm_until.is_some_and(|t| now < t)
+                    })
+                    .map(|(k, _)| *k)
+                    .collect();
+                for key in swapped {
+                    let node = self.q.get_mut(&key).expect("key just listed");
+                    let cookie = self.cookies.next_query_cookie();
+                    node.state = QState::Waiting(Querying::new(now, self.cfg.t1, cookie.clone()));
+                    node.queue.extend(node.behind_confirm.drain(..));
+                    node.behind_confirm_until = None;
+                    let flow = node.flow;
+                    self.counters.resent_behind_confirm += 1;
+                    self.push_query(flow, key.1, sid, local, cookie);
+                }
                 // A peer we send Data to lost its state (e.g. it restarted):
                 // forget ours so the next send re-runs the handshake. Matched
                 // by session and peer only: whether a peer quotes the D flag
@@ -1339,6 +1374,50 @@ mod tests {
             p.b.poll_event(),
             Some(Event::Received { nslp_data, .. }) if nslp_data == b"REFRESH"
         ));
+    }
+
+    #[test]
+    fn data_read_before_its_confirm_is_sent_again_after_a_new_handshake() {
+        let mut p = Pair::new();
+        // The Confirm and the RESERVE behind it swap on the way.
+        p.reverse = true;
+        p.send_from_a(b"RESERVE");
+        assert_eq!(
+            p.log,
+            [
+                "Query",
+                "Response",
+                "Data",
+                "Confirm",
+                "NoRoutingState",
+                "Query",
+                "Response",
+                "Data",
+                "Confirm",
+            ],
+            "B refuses the early Data; A queries again and resends it at once"
+        );
+        // The resent Data swapped again, but B holds routing state now.
+        let got: Vec<_> = std::iter::from_fn(|| p.b.poll_event()).collect();
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, Event::Received { nslp_data, .. } if nslp_data == b"RESERVE")),
+            "{got:?}"
+        );
+        assert_eq!(p.a.counters().resent_behind_confirm, 1);
+        assert!(
+            !std::iter::from_fn(|| p.a.poll_event())
+                .any(|e| matches!(e, Event::RoutingStateLost { .. })),
+            "the NSLP is not told of a loss it need not act on"
+        );
+        // Later, a genuine "No Routing State" is the old loss, not a resend.
+        p.now += Duration::from_secs(1);
+        p.b.forget(&SID);
+        p.log.clear();
+        p.send_from_a(b"REFRESH");
+        assert_eq!(p.log, ["Data", "NoRoutingState"]);
+        assert_eq!(p.a.counters().resent_behind_confirm, 1);
+        assert_eq!(p.a.session_count(), 0);
     }
 
     #[test]
