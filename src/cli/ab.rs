@@ -109,15 +109,27 @@ fn clear_previous(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One block: `BIN run EXP --runs N --output DIR`.
-fn run_block(bin: &Path, exp: &Path, runs: usize, dir: &Path) -> Result<Vec<Row>> {
-    let o = Command::new(bin)
-        .arg("run")
+/// One block: `BIN run EXP --runs N --output DIR`, plus `--sessions 1`
+/// for binaries that know it (those whose `--version` names a commit): a
+/// block is one topology up already, and the pairs are the replicates.
+fn run_block(
+    bin: &Path,
+    exp: &Path,
+    runs: usize,
+    dir: &Path,
+    one_session: bool,
+) -> Result<Vec<Row>> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
         .arg(exp)
         .arg("--runs")
         .arg(runs.to_string())
         .arg("--output")
-        .arg(dir)
+        .arg(dir);
+    if one_session {
+        cmd.args(["--sessions", "1"]);
+    }
+    let o = cmd
         .output()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     if !o.status.success() {
@@ -186,14 +198,16 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
             .join("blocks")
             .join(format!("{:02}-{}", i + 1, arm.as_str()));
         let t = Instant::now();
-        let rows = run_block(&bins[k], &exps[k], a.runs_per_block, &dir).with_context(|| {
-            format!(
-                "block {} ({}) failed: no comparison written (the blocks so far are in {})",
-                i + 1,
-                arm.as_str(),
-                a.output.join("blocks").display()
-            )
-        })?;
+        let knows_sessions = !commits[k].starts_with("unknown (");
+        let rows = run_block(&bins[k], &exps[k], a.runs_per_block, &dir, knows_sessions)
+            .with_context(|| {
+                format!(
+                    "block {} ({}) failed: no comparison written (the blocks so far are in {})",
+                    i + 1,
+                    arm.as_str(),
+                    a.output.join("blocks").display()
+                )
+            })?;
         eprintln!(
             "ab: block {}/{} ({}) {} runs in {:.1} s",
             i + 1,
