@@ -123,7 +123,15 @@ fn same_code_is_equivalent() {
     close(&e["ci_level"], 0.9, 1e-12);
     close(&t["tost"]["p"], 8.768201256e-05, 1e-7);
     close(&t["tost"]["df"], 17.23784719, 1e-8);
-    assert_eq!(v["primary_test"], "mann-whitney-u");
+    assert_eq!(v["primary_test"], "mann-whitney-u over runs");
+    // One session a side: warned that drift between sessions is untested.
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("1 session(s)"),
+        "{}",
+        v["warnings"]
+    );
+    assert_eq!(s["level"]["unit"], "runs");
+    assert_eq!(s["headline"], true);
     close(&v["margin_pct"], 10.0, 0.0);
     assert_eq!(v["interleaved"], false);
 }
@@ -247,7 +255,7 @@ fn fail_if_slower_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("setup_A (+30.6% median)") && err.contains("10%"),
+        err.contains("setup_A (+30.6%)") && err.contains("10%"),
         "{err}"
     );
     assert!(!err.contains("teardown_A"), "{err}");
@@ -284,7 +292,7 @@ fn writes_markdown_json_and_the_figure() {
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(md.starts_with("### Comparison"), "{md}");
     assert!(
-        md.contains("| setup_A | ms |") && md.contains("**slower**"),
+        md.contains("| setup_A (headline) | ms |") && md.contains("**slower**"),
         "{md}"
     );
     assert_eq!(
@@ -380,7 +388,8 @@ fn ab_alternates_blocks_and_tests_block_medians() {
         std::fs::write(
             &p,
             format!(
-                "#!/bin/sh\nset -e\necho {name} >> '{log}'\nk=$(wc -l < '{log}')\nmkdir -p \"$6\"\n\
+                "#!/bin/sh\nset -e\n[ \"$1\" = --version ] && {{ echo 'vlsp 0.0.0 (commit {name}{name}{name}{name})'; exit 0; }}\n\
+                 echo {name} >> '{log}'\nk=$(wc -l < '{log}')\nmkdir -p \"$6\"\n\
                  {{ echo variant,run,setup_A_us; i=1; while [ $i -le \"$4\" ]; do \
                  echo auth,$i,$(({base} + 10 * k + i)); i=$((i + 1)); done; }} > \"$6/runs.csv\"\n",
                 log = log.display()
@@ -435,6 +444,129 @@ fn ab_alternates_blocks_and_tests_block_medians() {
         serde_json::from_str(&std::fs::read_to_string(out.join("compare/compare.json")).unwrap())
             .unwrap();
     assert_eq!(j["interleaved"], true);
+    // Each side is labelled with its own binary's commit.
+    assert_eq!(
+        (j["a"]["commit"].as_str(), j["b"]["commit"].as_str()),
+        (Some("AAAA"), Some("BBBB"))
+    );
+    assert!(
+        text.contains("commit AAAA") && text.contains("commit BBBB"),
+        "{text}"
+    );
     // 4 against 4 block medians, completely separated: exact p = 2/70.
-    close(&metric(&j, "setup_A")["mwu"]["p"], 2.0 / 70.0, 1e-12);
+    let s = metric(&j, "setup_A");
+    close(&s["mwu"]["p"], 2.0 / 70.0, 1e-12);
+    // The verdict's test is paired: pairs (1012, 3022), (1042, 3032),
+    // (1052, 3062), (1082, 3072) in run order A B B A A B B A.
+    assert_eq!(s["level"]["unit"], "blocks");
+    assert_eq!(s["level"]["pairs"], 4);
+    let d: Vec<f64> = [
+        (1012.0, 3022.0),
+        (1042.0, 3032.0),
+        (1052.0, 3062.0),
+        (1082.0, 3072.0),
+    ]
+    .iter()
+    .map(|(a, b): &(f64, f64)| (b / a).ln())
+    .collect();
+    let m = d.iter().sum::<f64>() / 4.0;
+    let sd = (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 3.0).sqrt();
+    close(&s["replicate"]["t"], m / (sd / 2.0), 1e-9);
+    close(&s["replicate"]["df"], 3.0, 0.0);
+}
+
+/// A stand-in vlsp for the hostile `vlsp ab` tests: `--version` as given,
+/// `run` as given (shell).
+fn stand_in(dir: &Path, name: &str, version: &str, run: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then {version}; fi\n{run}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+/// A --b-bin that does not exist, exits non-zero, or writes garbage: a
+/// clear error naming it, and no comparison (not even an old one).
+#[test]
+fn ab_refuses_a_broken_binary_by_name() {
+    let dir = Scratch::new("ab-hostile");
+    let exp = dir.0.join("exp.toml");
+    std::fs::write(&exp, "# stand-in\n").unwrap();
+    let good = stand_in(
+        &dir.0,
+        "good",
+        "echo 'vlsp 0.0.0 (commit 1111)'; exit 0",
+        "mkdir -p \"$6\"; printf 'variant,run,setup_A_us\\nauth,1,100\\nauth,2,101\\n' > \"$6/runs.csv\"",
+    );
+    let failing = stand_in(&dir.0, "failing", "exit 1", "exit 1");
+    let crashing = stand_in(
+        &dir.0,
+        "crashing",
+        "echo 'vlsp 0.0.0 (commit 2222)'; exit 0",
+        "echo 'boom: no namespace' >&2; exit 3",
+    );
+    let garbage = stand_in(
+        &dir.0,
+        "garbage",
+        "echo 'vlsp 0.0.0 (commit 3333)'; exit 0",
+        "mkdir -p \"$6\"; printf 'variant,run,setup_A_us\\nauth,1,fast\\n' > \"$6/runs.csv\"",
+    );
+    let empty = stand_in(
+        &dir.0,
+        "empty",
+        "echo 'vlsp 0.0.0 (commit 4444)'; exit 0",
+        "mkdir -p \"$6\"; printf 'variant,run\\nauth,1\\n' > \"$6/runs.csv\"",
+    );
+    let out = dir.0.join("out");
+    // An old comparison in the output folder must not survive a failure.
+    std::fs::create_dir_all(out.join("compare")).unwrap();
+    std::fs::write(out.join("compare/compare.md"), "old").unwrap();
+    let ab = |b: &str| {
+        vlsp(&[
+            "ab",
+            exp.to_str().unwrap(),
+            "--a-bin",
+            &good,
+            "--b-bin",
+            b,
+            "--blocks",
+            "2",
+            "--runs-per-block",
+            "2",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    for (bin, want) in [
+        ("/nonexistent/vlsp-b".to_string(), "is not a file"),
+        (failing.clone(), "is not a working vlsp binary"),
+        (crashing.clone(), "boom: no namespace"),
+        (garbage.clone(), "no readable"),
+        (empty.clone(), "without measurements"),
+    ] {
+        let o = ab(&bin);
+        assert_eq!(o.status.code(), Some(1), "{bin}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&bin) && err.contains(want), "{bin}: {err}");
+        // Blocks had started: the old results were cleared first.
+        if ["boom", "no readable", "without measurements"].contains(&want) {
+            assert!(!out.join("compare").exists(), "{bin}: old comparison left");
+            assert!(!out.join("a").exists() && !out.join("b").exists(), "{bin}");
+        }
+        assert!(
+            o.stdout.is_empty(),
+            "{bin}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    // Failures after the first block say that nothing was compared.
+    let err = String::from_utf8_lossy(&ab(&crashing).stderr).to_string();
+    assert!(
+        err.contains("block 2 (B) failed: no comparison written"),
+        "{err}"
+    );
 }

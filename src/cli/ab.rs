@@ -1,8 +1,12 @@
 //! `vlsp ab`: two configurations (two binaries, or two experiment files of
 //! one binary) run in alternating blocks A B B A …, then the blocks'
-//! medians compared as by `vlsp compare` (the block is the unit of
-//! replication, see [`crate::experiment::compare::interleave`]), with a
+//! medians compared as by `vlsp compare`: each pair of blocks ran in the
+//! same minutes, so the test is paired, on the log ratio of each pair's
+//! medians (see [`crate::experiment::compare::interleave`]), with a
 //! per-block table that shows the machine's drift the alternation cancels.
+//! Each side is labelled with its own binary's commit (`BIN --version`),
+//! and a binary that does not run, fails or writes no readable runs stops
+//! everything before any comparison is written.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,15 +61,75 @@ fn check_file(p: &Path, what: &str) -> Result<PathBuf> {
     Ok(p.to_path_buf())
 }
 
-/// One block: `BIN run EXP --runs N --output DIR`.
-fn run_block(bin: &Path, exp: &Path, runs: usize, dir: &Path) -> Result<Vec<Row>> {
+/// The commit a vlsp binary says it was built from (`BIN --version`
+/// prints `vlsp <version> (commit <hash>)`); an error naming the binary
+/// when it does not run or is not vlsp.
+fn binary_commit(bin: &Path, what: &str) -> Result<String> {
     let o = Command::new(bin)
-        .arg("run")
+        .arg("--version")
+        .output()
+        .with_context(|| format!("{what} {} cannot be started", bin.display()))?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    ensure!(
+        o.status.success() && out.starts_with("vlsp "),
+        "{what} {} is not a working vlsp binary: `--version` {} and printed {:?} (give a build of vlsp, e.g. target/release/vlsp of another checkout)",
+        bin.display(),
+        o.status,
+        out.trim()
+    );
+    Ok(commit_of_version(&out))
+}
+
+/// The hash in `vlsp 0.1.0 (commit abc…)`; binaries built before the
+/// commit was baked in print none.
+fn commit_of_version(v: &str) -> String {
+    v.split_once("(commit ")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(c, _)| c.trim().to_string())
+        .unwrap_or_else(|| "unknown (the binary predates `--version` naming its commit)".into())
+}
+
+/// What a previous `vlsp ab` into the same folder left: removed first, so
+/// a failed run never leaves an old comparison looking like its result.
+fn clear_previous(out: &Path) -> Result<()> {
+    for d in ["a", "b", "compare", "blocks"] {
+        let p = out.join(d);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+                .with_context(|| format!("cannot remove the old {}", p.display()))?;
+        }
+    }
+    for f in ["blocks.md", "blocks.json"] {
+        let p = out.join(f);
+        if p.is_file() {
+            std::fs::remove_file(&p)
+                .with_context(|| format!("cannot remove the old {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One block: `BIN run EXP --runs N --output DIR`, plus `--sessions 1`
+/// for binaries that know it (those whose `--version` names a commit): a
+/// block is one topology up already, and the pairs are the replicates.
+fn run_block(
+    bin: &Path,
+    exp: &Path,
+    runs: usize,
+    dir: &Path,
+    one_session: bool,
+) -> Result<Vec<Row>> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
         .arg(exp)
         .arg("--runs")
         .arg(runs.to_string())
         .arg("--output")
-        .arg(dir)
+        .arg(dir);
+    if one_session {
+        cmd.args(["--sessions", "1"]);
+    }
+    let o = cmd
         .output()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     if !o.status.success() {
@@ -79,7 +143,23 @@ fn run_block(bin: &Path, exp: &Path, runs: usize, dir: &Path) -> Result<Vec<Row>
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    read_runs(&dir.join("runs.csv")).with_context(|| format!("{} wrote no runs.csv", dir.display()))
+    let rows = read_runs(&dir.join("runs.csv")).with_context(|| {
+        format!(
+            "`{} run {}` exited 0 but left no readable {}/runs.csv",
+            bin.display(),
+            exp.display(),
+            dir.display()
+        )
+    })?;
+    ensure!(
+        !rows.is_empty() && rows.iter().all(|r| !r.values.is_empty()),
+        "`{} run {}` wrote {} rows without measurements to {}/runs.csv",
+        bin.display(),
+        exp.display(),
+        rows.len(),
+        dir.display()
+    );
+    Ok(rows)
 }
 
 pub(super) fn ab(a: AbArgs) -> Result<()> {
@@ -96,6 +176,10 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
         None => Ok(me.clone()),
     };
     let bins = [bin(&a.a_bin, "--a-bin")?, bin(&a.b_bin, "--b-bin")?];
+    let commits = [
+        binary_commit(&bins[0], "--a-bin")?,
+        binary_commit(&bins[1], "--b-bin")?,
+    ];
     let exp_a = check_file(&a.experiment, "experiment")?;
     let exps = [
         exp_a.clone(),
@@ -103,6 +187,7 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
             .as_deref()
             .map_or(Ok(exp_a), |p| check_file(p, "--b-exp"))?,
     ];
+    clear_previous(&a.output)?;
     let order = block_order(a.blocks);
     let mut blocks: Vec<(Arm, Vec<Row>)> = vec![];
     let started = Instant::now();
@@ -113,7 +198,16 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
             .join("blocks")
             .join(format!("{:02}-{}", i + 1, arm.as_str()));
         let t = Instant::now();
-        let rows = run_block(&bins[k], &exps[k], a.runs_per_block, &dir)?;
+        let knows_sessions = !commits[k].starts_with("unknown (");
+        let rows = run_block(&bins[k], &exps[k], a.runs_per_block, &dir, knows_sessions)
+            .with_context(|| {
+                format!(
+                    "block {} ({}) failed: no comparison written (the blocks so far are in {})",
+                    i + 1,
+                    arm.as_str(),
+                    a.output.join("blocks").display()
+                )
+            })?;
         eprintln!(
             "ab: block {}/{} ({}) {} runs in {:.1} s",
             i + 1,
@@ -161,7 +255,24 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
         serde_json::to_string_pretty(&stats)? + "\n",
     )?;
     let (dir_a, dir_b) = (a.output.join("a"), a.output.join("b"));
-    let c = compare::compare_dirs(&dir_a, &dir_b, &o)?;
+    let mut c = compare::compare_dirs(&dir_a, &dir_b, &o)?;
+    let [ca, cb] = commits;
+    (c.a.commit, c.b.commit) = (Some(ca), Some(cb));
     a.judge
         .report(&c, Some(&a.output.join("compare")), &table, &dir_a, &dir_b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_the_commit() {
+        assert_eq!(
+            commit_of_version("vlsp 0.1.0 (commit 1234abcd)\n"),
+            "1234abcd"
+        );
+        assert!(commit_of_version("vlsp 0.1.0\n").starts_with("unknown"));
+        assert!(crate::experiment::meta::VERSION.contains("(commit "));
+    }
 }

@@ -23,9 +23,10 @@ pub(super) struct Judge {
     /// Output on standard output.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Exit 1 when a metric is significantly slower (Mann-Whitney, Holm)
-    /// and its median grew by more than this much, e.g. "10%" (whatever
-    /// --margin says).
+    /// Exit 1 when a headline metric (--headline) is significantly slower
+    /// and grew by more than this much, e.g. "10%" (whatever --margin
+    /// says): the ratio of session (or block-pair) geometric means when
+    /// both sides have sessions (or from `vlsp ab`), else the median.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
     pub fail_if_slower: Option<f64>,
     /// Equivalence margin: a significant change is called faster/slower
@@ -49,6 +50,11 @@ pub(super) struct Judge {
     /// "setup_A,teardown_*". The Holm correction counts only these.
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
+    /// The headline metrics (comma-separated, `*` as wildcard): their own
+    /// Holm family, the tally's headline and what --fail-if-slower looks
+    /// at; the other metrics are still listed and tested ("*": all).
+    #[arg(long, value_delimiter = ',', default_value = "setup_A,teardown_A")]
+    pub headline: Vec<String>,
 }
 
 impl Judge {
@@ -65,6 +71,7 @@ impl Judge {
             margin_pct: self.margin,
             margin_for: self.margin_for.clone(),
             interleaved,
+            headline: self.headline.clone(),
             ..Options::default()
         })
     }
@@ -103,7 +110,7 @@ impl Judge {
             if !bad.is_empty() {
                 let names: Vec<String> = bad
                     .iter()
-                    .map(|m| format!("{} ({:+.1}% median)", m.name, m.change_median_pct))
+                    .map(|m| format!("{} ({:+.1}%)", m.name, m.tested_change_pct()))
                     .collect();
                 bail!(
                     "{} significantly slower than {} by more than {t}%: {}",

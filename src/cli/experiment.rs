@@ -28,6 +28,14 @@ pub(super) struct RunArgs {
     /// (as `process_per_node = true` in the file).
     #[arg(long)]
     process_per_node: bool,
+    /// Override `sessions` (setup-teardown): split the runs over this many
+    /// freshly brought-up topologies, the replicates `vlsp compare` tests.
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Override the tunnel backend (netlink, or script: shell scripts
+    /// calling `ip`, as the paper did).
+    #[arg(long)]
+    backend: Option<crate::model::tunnel::Backend>,
 }
 
 #[derive(Args)]
@@ -49,6 +57,7 @@ pub(super) struct ReproduceArgs {
 fn override_runs(e: &mut Experiment, runs: Option<usize>) {
     if let Some(r) = runs {
         e.runs = r;
+        e.sessions = e.sessions.min(r);
         e.high_count = e.high_count.map(|h| h.min(r * 100));
     }
 }
@@ -58,6 +67,16 @@ pub(super) fn run(a: RunArgs) -> Result<()> {
     e.pcap = a.pcap;
     e.process_per_node |= a.process_per_node;
     override_runs(&mut e, a.runs);
+    if let Some(s) = a.sessions {
+        anyhow::ensure!(
+            s >= 1 && s <= e.runs && (s == 1 || e.kind == Kind::SetupTeardown),
+            "--sessions {s}: give 1 to --runs ({}), and more than 1 only for kind setup-teardown",
+            e.runs
+        );
+        e.sessions = s;
+    }
+    e.sessions = e.sessions.min(e.runs);
+    e.backend = a.backend.or(e.backend);
     if let Some(o) = a.output {
         e.output = o;
     }

@@ -45,7 +45,7 @@ pub(crate) use out;
 /// Topology names are 1-24 lowercase letters, digits and '-' (they name
 /// /run/vlsp/NAME/ and the namespaces vlsp-NAME-NODE).
 #[derive(Parser)]
-#[command(name = "vlsp", version, about, long_about, verbatim_doc_comment)]
+#[command(name = "vlsp", version = crate::experiment::meta::VERSION, about, long_about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

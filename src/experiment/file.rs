@@ -96,9 +96,17 @@ struct Def {
     #[serde(default = "hundred")]
     #[schemars(range(min = 1))]
     runs: usize,
-    /// Runs before the measured ones, not recorded.
+    /// Runs before the measured ones, not recorded (in every session).
     #[serde(default = "five")]
     warmup: usize,
+    /// `setup-teardown`: split the runs over this many sessions, each on a
+    /// freshly brought-up topology (new node threads, sockets, kernel
+    /// state). Runs of one session share its state, so only sessions are
+    /// independent replicates: `vlsp compare` tests session medians when
+    /// both folders have 3 or more.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1), example = &5)]
+    sessions: usize,
     /// Reserved rate of the virtual link, in tc's units (bit = bits/s,
     /// bps = bytes/s).
     #[serde(default = "ten_mbit")]
@@ -167,6 +175,9 @@ fn yes() -> bool {
 fn ten() -> u64 {
     10
 }
+fn one() -> usize {
+    1
+}
 fn hundred() -> usize {
     100
 }
@@ -190,6 +201,8 @@ pub struct Experiment {
     pub topology: Option<PathBuf>,
     pub runs: usize,
     pub warmup: usize,
+    /// Sessions the runs are split over (fresh topology each).
+    pub sessions: usize,
     pub rate_bps: u64,
     pub backend: Option<Backend>,
     pub output: PathBuf,
@@ -313,6 +326,18 @@ impl Source<'_> {
         if d.runs == 0 {
             return Err(self.at(span, "runs must be at least 1"));
         }
+        if d.sessions == 0 || d.sessions > d.runs {
+            return Err(self.at(
+                span,
+                "sessions must be 1 to `runs` (the runs are split over them)",
+            ));
+        }
+        if d.sessions > 1 && d.kind != Kind::SetupTeardown {
+            return Err(self.at(
+                span,
+                "sessions > 1 is only for kind setup-teardown so far; remove `sessions`",
+            ));
+        }
         if !faults.is_empty() && d.kind != Kind::FaultRecovery {
             return Err(self.at(
                 span,
@@ -365,6 +390,7 @@ impl Experiment {
             topology,
             runs: d.runs,
             warmup: d.warmup,
+            sessions: d.sessions,
             rate_bps,
             backend: d.backend,
             chain: d.chain,
@@ -425,12 +451,23 @@ mod tests {
             ("kind = \"backends\"\n", "needs `topology"),
             ("kind = \"chain-sweep\"\nchain = [1, 4]\n", "at least 2"),
             ("kind = \"hmac\"\nruns = 0\n", "runs must be at least 1"),
+            (
+                "kind = \"hmac\"\nruns = 4\nsessions = 5\n",
+                "sessions must be 1 to",
+            ),
+            (
+                "kind = \"hmac\"\nsessions = 5\n",
+                "only for kind setup-teardown",
+            ),
         ] {
             let m = load(body).unwrap_err();
             assert!(m.contains("e.toml:") && m.contains(want), "{body}: {m}");
         }
         let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nrate = \"5mbit\"\n").unwrap();
-        assert_eq!((e.rate_bps, e.runs, e.warmup), (5_000_000, 100, 5));
+        assert_eq!(
+            (e.rate_bps, e.runs, e.warmup, e.sessions),
+            (5_000_000, 100, 5, 1)
+        );
         assert_eq!(e.output, PathBuf::from("results/x"));
     }
 

@@ -6,6 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::experiment::file::{Experiment, Kind};
 
+/// The commit this binary was built from (by `build.rs`).
+pub const BUILD_COMMIT: &str = env!("VLSP_COMMIT");
+
+/// `vlsp --version`: `<version> (commit <hash>)`, which `vlsp ab` reads
+/// to label each side with its own binary's commit.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("VLSP_COMMIT"),
+    ")"
+);
+
 /// What ran, where: `meta.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta {
@@ -16,7 +28,12 @@ pub struct Meta {
     pub runs_requested: usize,
     /// Rows written to `runs.csv` (less than requested when stopped early).
     pub runs_done: usize,
-    /// `git rev-parse HEAD` of the working directory, "unknown" outside git.
+    /// Sessions (fresh topologies) the runs were split over.
+    #[serde(default = "one")]
+    pub sessions: usize,
+    /// The commit the binary was built from ([`BUILD_COMMIT`]; "-dirty"
+    /// when tracked files differed from it, "unknown" when built outside
+    /// git).
     pub commit: String,
     /// `uname -r`.
     pub kernel: String,
@@ -36,6 +53,10 @@ pub struct Meta {
     pub qemu_accel: Option<String>,
     #[serde(default)]
     pub qemu_boot_ms: Vec<(String, f64)>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// QEMU virtual nodes of a run: accelerator (and why), boot times in ms.
@@ -82,7 +103,8 @@ impl Meta {
             description: e.description.clone(),
             runs_requested: e.runs,
             runs_done: 0,
-            commit: sh("git", &["rev-parse", "HEAD"]),
+            sessions: e.sessions,
+            commit: BUILD_COMMIT.to_string(),
             kernel: sh("uname", &["-r"]),
             cpu: format!(
                 "{} ({} cores)",

@@ -574,6 +574,7 @@ mod tests {
             description: String::new(),
             runs_requested: 5,
             runs_done: 5,
+            sessions: 1,
             commit: "abc".into(),
             kernel: "k".into(),
             cpu: "c".into(),

@@ -51,25 +51,42 @@ pub fn put_periods(values: &mut BTreeMap<String, f64>, prefix: &str, p: &RunPeri
 /// KiB, not a duration: their columns carry no `_us`.
 pub const RSS_KEY: &str = "node_rss_kib_";
 
-/// Writes rows as CSV: `variant,run,<sorted union of value names>`.
+/// The value named so is the run's session (1, 2, …: one fresh topology
+/// `up` each, see `sessions` in experiment files), not a duration: its
+/// column is `session`, third after `variant,run`, and `vlsp compare`
+/// groups by it rather than testing it.
+pub const SESSION_KEY: &str = "session";
+
+/// Whether a value name is a measurement (not the session number).
+pub fn is_metric(name: &str) -> bool {
+    name != SESSION_KEY
+}
+
+/// Writes rows as CSV: `variant,run[,session],<sorted union of value names>`.
 pub fn write_runs(path: &Path, rows: &[Row]) -> Result<()> {
     let mut cols: Vec<String> = rows.iter().flat_map(|r| r.values.keys().cloned()).collect();
-    cols.sort();
+    cols.sort_by_key(|c| (is_metric(c), c.clone()));
     cols.dedup();
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut header = vec!["variant".to_string(), "run".to_string()];
-    header.extend(cols.iter().map(|c| match c.starts_with(RSS_KEY) {
-        true => c.clone(),
-        false => format!("{c}_us"),
-    }));
+    header.extend(
+        cols.iter()
+            .map(|c| match c.starts_with(RSS_KEY) || !is_metric(c) {
+                true => c.clone(),
+                false => format!("{c}_us"),
+            }),
+    );
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![r.variant.clone(), r.run.to_string()];
         rec.extend(cols.iter().map(|c| {
             r.values
                 .get(c)
-                .map(|v| format!("{v:.3}"))
+                .map(|v| match is_metric(c) {
+                    true => format!("{v:.3}"),
+                    false => format!("{v:.0}"),
+                })
                 .unwrap_or_default()
         }));
         w.write_record(&rec)?;
@@ -112,6 +129,11 @@ pub fn variants(rows: &[Row]) -> Vec<String> {
     let mut v: Vec<String> = rows.iter().map(|r| r.variant.clone()).collect();
     v.dedup();
     v
+}
+
+/// The session of a row (1 when the run had none: one session).
+pub fn session(r: &Row) -> usize {
+    r.values.get(SESSION_KEY).map_or(1, |s| *s as usize)
 }
 
 /// One column of one variant, in run order, skipping runs without it.
@@ -161,6 +183,29 @@ pub(crate) mod tests {
         let p = dir.join("runs.csv");
         write_runs(&p, &sample_rows()).unwrap();
         assert_eq!(read_runs(&p).unwrap(), sample_rows());
+    }
+
+    #[test]
+    fn session_column_comes_first_and_round_trips() {
+        let dir = crate::experiment::scratch::Scratch::new("exp");
+        let p = dir.join("runs.csv");
+        let mut rows = sample_rows();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.values.insert(SESSION_KEY.into(), (i / 3 + 1) as f64);
+        }
+        write_runs(&p, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("variant,run,session,setup_A_us,"),
+            "{text}"
+        );
+        let back = read_runs(&p).unwrap();
+        assert_eq!(back, rows);
+        assert_eq!(
+            back.iter().map(session).collect::<Vec<_>>(),
+            [1, 1, 1, 2, 2]
+        );
+        assert_eq!(session(&sample_rows()[0]), 1);
     }
 
     #[test]

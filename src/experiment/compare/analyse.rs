@@ -1,27 +1,34 @@
 //! Pairs two results folders' runs (variant by variant, column by column)
 //! and tests every metric both have.
 //!
-//! The difference test is the Mann-Whitney U test, Holm-corrected over the
-//! metrics: run times are skewed (a long right tail of slow runs), where a
-//! rank test keeps its error rate and power and a t-test does not. Welch's
-//! t-test is shown beside it for readers who compare means. A significant
+//! The unit of replication (see [`Level`]): when both folders have at
+//! least [`MIN_SESSIONS`] sessions, each session's median is one value and
+//! the difference test is Welch's t-test on their logarithms; from `vlsp
+//! ab`, the paired t-test on the log ratios of the blocks' medians.
+//! Otherwise, with the warning that drift between sessions is untested,
+//! every run counts and the test is Mann-Whitney's U: run times are skewed
+//! (a long right tail of slow runs), where a rank test keeps its error rate
+//! and power and a t-test does not. Welch's t-test over the runs is shown
+//! beside it. Holm's correction runs over two families: the headline
+//! metrics (the experiment's end-to-end periods, `--headline`) and the
+//! rest, so the many per-hop sub-periods do not dilute the headline. A significant
 //! difference is only called faster or slower when the ratio of geometric
 //! means is beyond the equivalence margin; within it, the TOST decides
 //! between equivalent and inconclusive (see [`Verdict`]). The TOSTs are not
 //! Holm-corrected: "every metric is equivalent" is an intersection-union
 //! test, which keeps its level without correction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use thiserror::Error;
 
 use super::hypothesis::Tost;
-use super::hypothesis::{holm, mann_whitney, tost_log, welch};
-use super::model::{Comparison, Metric, Sample, Side, Verdict};
+use super::hypothesis::{Welch, holm, mann_whitney, paired_log, tost_log, welch, welch_log};
+use super::model::{Comparison, Level, Metric, Sample, Side, Verdict};
 use crate::experiment::meta::Meta;
-use crate::experiment::rows::{Row, col, read_runs, variants};
+use crate::experiment::rows::{Row, col, is_metric, read_runs, session, variants};
 use crate::experiment::stats::Summary;
 
 /// What to compare.
@@ -40,9 +47,22 @@ pub struct Options {
     /// Per-metric margins: the first pattern that matches the metric's
     /// column name wins over `margin_pct`.
     pub margin_for: Vec<(String, f64)>,
-    /// The folders come from alternating blocks (`vlsp ab`).
+    /// The folders come from alternating blocks (`vlsp ab`): their rows are
+    /// block medians, paired by run number.
     pub interleaved: bool,
+    /// Headline metric patterns (matched against the column name): their
+    /// own Holm family and what `--fail-if-slower` looks at; when none
+    /// matches, every metric is headline.
+    pub headline: Vec<String>,
 }
+
+/// The end-to-end periods of a setup and a teardown (paper Table I's first
+/// rows): what a user of the API waits for.
+pub const DEFAULT_HEADLINE: [&str; 2] = ["setup_A", "teardown_A"];
+
+/// Sessions each side needs for the session-level test: with two, the
+/// variance between sessions has one degree of freedom per side.
+pub const MIN_SESSIONS: usize = 3;
 
 /// The default margin: twice what back-to-back runs of the same code
 /// differ by at a steady light load on this machine (README, "Comparing
@@ -59,6 +79,7 @@ impl Default for Options {
             margin_pct: DEFAULT_MARGIN_PCT,
             margin_for: vec![],
             interleaved: false,
+            headline: DEFAULT_HEADLINE.map(String::from).to_vec(),
         }
     }
 }
@@ -156,6 +177,11 @@ fn pairs(a: &[Row], b: &[Row], o: &Options) -> Result<Vec<(String, String)>, Com
     }
 }
 
+/// The rows (runs, or blocks) of one variant.
+fn variants_runs(rows: &[Row], variant: &str) -> usize {
+    rows.iter().filter(|r| r.variant == variant).count()
+}
+
 /// `*` matches any run of characters; everything else itself.
 fn glob(pat: &str, s: &str) -> bool {
     match pat.split_once('*') {
@@ -176,6 +202,73 @@ fn sample(v: &[f64]) -> Sample {
         ci95: (s.ci95_low, s.ci95_high),
         median: s.median,
         stddev: s.stddev,
+    }
+}
+
+/// One variant's values of a column grouped by `key` (session or run).
+fn grouped(
+    rows: &[Row],
+    variant: &str,
+    c: &str,
+    key: fn(&Row) -> usize,
+) -> BTreeMap<usize, Vec<f64>> {
+    let mut g: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.variant == variant) {
+        if let Some(v) = r.values.get(c) {
+            g.entry(key(r)).or_default().push(*v);
+        }
+    }
+    g
+}
+
+fn median(v: &[f64]) -> f64 {
+    Summary::from_samples("", "us", v, None).median
+}
+
+/// The sessions of one variant (distinct `session` values of its rows).
+fn sessions(rows: &[Row], variant: &str) -> usize {
+    let s: BTreeSet<usize> = rows
+        .iter()
+        .filter(|r| r.variant == variant)
+        .map(session)
+        .collect();
+    s.len()
+}
+
+/// The replicate-level tests of one metric: the difference test and the
+/// TOST (none at `Level::Runs`, where the runs' tests apply).
+fn replicate_tests(
+    level: Level,
+    (a, b): (&[Row], &[Row]),
+    (va, vb): (&str, &str),
+    c: &str,
+    margin: f64,
+    alpha: f64,
+) -> (Option<Welch>, Option<Tost>) {
+    match level {
+        Level::Runs => (None, None),
+        Level::Sessions { .. } => {
+            let med = |rows, v| -> Vec<f64> {
+                grouped(rows, v, c, session)
+                    .values()
+                    .map(|x| median(x))
+                    .collect()
+            };
+            let (ma, mb) = (med(a, va), med(b, vb));
+            (welch_log(&ma, &mb), tost_log(&ma, &mb, margin, alpha))
+        }
+        Level::Blocks { .. } => {
+            let run = |r: &Row| r.run;
+            let (ga, gb) = (grouped(a, va, c, run), grouped(b, vb, c, run));
+            let (xa, xb): (Vec<f64>, Vec<f64>) = ga
+                .iter()
+                .filter_map(|(k, x)| Some((median(x), median(gb.get(k)?))))
+                .unzip();
+            match paired_log(&xa, &xb, margin, alpha) {
+                Some((t, tost)) => (Some(t), Some(tost)),
+                None => (None, None),
+            }
+        }
     }
 }
 
@@ -215,9 +308,11 @@ pub fn compare_rows(
         rows.iter()
             .filter(|r| r.variant == var)
             .flat_map(|r| r.values.keys().cloned())
+            .filter(|k| is_metric(k))
             .filter(|k| o.metrics.is_empty() || o.metrics.iter().any(|p| glob(p, k)))
             .collect()
     };
+    let mut warnings = vec![];
     let prefix = |va: &str| {
         if pairs.len() > 1 {
             format!("{va}/")
@@ -229,6 +324,21 @@ pub fn compare_rows(
     let (mut only_a, mut only_b) = (vec![], vec![]);
     for (va, vb) in &pairs {
         let (ca, cb) = (columns(a, va), columns(b, vb));
+        let (sa, sb) = (sessions(a, va), sessions(b, vb));
+        let (na, nb) = (variants_runs(a, va), variants_runs(b, vb));
+        let level = if o.interleaved && na == nb && na >= 2 {
+            Level::Blocks { pairs: na }
+        } else if sa >= MIN_SESSIONS && sb >= MIN_SESSIONS {
+            Level::Sessions { a: sa, b: sb }
+        } else {
+            Level::Runs
+        };
+        if level == Level::Runs && !o.interleaved {
+            warnings.push(format!(
+                "{}A has {sa} session(s) and B {sb}: with fewer than {MIN_SESSIONS} on a side every run counts as independent, but runs of one session share its topology instance, so drift between sessions is untested and the same code can come out faster or slower; run both with `sessions = 5` (or `vlsp run --sessions 5`), or use `vlsp ab`",
+                prefix(va)
+            ));
+        }
         only_a.extend(ca.difference(&cb).map(|c| format!("{}{c}", prefix(va))));
         only_b.extend(cb.difference(&ca).map(|c| format!("{}{c}", prefix(va))));
         for c in ca.intersection(&cb) {
@@ -239,6 +349,10 @@ pub fn compare_rows(
                 .iter()
                 .find(|(p, _)| glob(p, c))
                 .map_or(o.margin_pct, |(_, m)| *m);
+            let (replicate, tost) = match level {
+                Level::Runs => (None, tost_log(&xa, &xb, margin, o.alpha)),
+                _ => replicate_tests(level, (a, b), (va, vb), c, margin, o.alpha),
+            };
             metrics.push(Metric {
                 name: format!("{}{c}", prefix(va)),
                 change_mean_pct: pct(sa.mean, sb.mean),
@@ -249,7 +363,11 @@ pub fn compare_rows(
                 welch_p_holm: f64::NAN,
                 mwu: mann_whitney(&xa, &xb).expect("both columns have runs"),
                 mwu_p_holm: f64::NAN,
-                tost: tost_log(&xa, &xb, margin, o.alpha),
+                level,
+                replicate,
+                headline: o.headline.iter().any(|p| glob(p, c)),
+                p_holm: f64::NAN,
+                tost,
                 verdict: Verdict::Inconclusive,
                 samples_a: xa,
                 samples_b: xb,
@@ -266,15 +384,29 @@ pub fn compare_rows(
             b: all(b),
         });
     }
-    let pw: Vec<f64> = metrics
-        .iter()
-        .map(|m| m.welch.map_or(f64::NAN, |w| w.p))
-        .collect();
-    let pm: Vec<f64> = metrics.iter().map(|m| m.mwu.p).collect();
-    for ((m, w), u) in metrics.iter_mut().zip(holm(&pw)).zip(holm(&pm)) {
-        m.welch_p_holm = w;
-        m.mwu_p_holm = u;
-        m.verdict = verdict(u < o.alpha, m.tost.as_ref(), o.alpha);
+    if !metrics.iter().any(|m| m.headline) {
+        for m in &mut metrics {
+            m.headline = true;
+        }
+    }
+    for family in [true, false] {
+        let idx: Vec<usize> = (0..metrics.len())
+            .filter(|&i| metrics[i].headline == family)
+            .collect();
+        let ps = |f: &dyn Fn(&Metric) -> f64| -> Vec<f64> {
+            holm(&idx.iter().map(|&i| f(&metrics[i])).collect::<Vec<_>>())
+        };
+        let pw = ps(&|m| m.welch.map_or(f64::NAN, |w| w.p));
+        let pm = ps(&|m| m.mwu.p);
+        let pp = ps(&|m| match m.level {
+            Level::Runs => m.mwu.p,
+            _ => m.replicate.map_or(f64::NAN, |w| w.p),
+        });
+        for (k, &i) in idx.iter().enumerate() {
+            let m = &mut metrics[i];
+            (m.welch_p_holm, m.mwu_p_holm, m.p_holm) = (pw[k], pm[k], pp[k]);
+            m.verdict = verdict(pp[k] < o.alpha, m.tost.as_ref(), o.alpha);
+        }
     }
     let join = |v: Vec<&String>| {
         v.into_iter()
@@ -288,7 +420,8 @@ pub fn compare_rows(
         a: side_a,
         b: side_b,
         alpha: o.alpha,
-        primary_test: "mann-whitney-u",
+        primary_test: metrics[0].level.test(),
+        warnings,
         margin_pct: o.margin_pct,
         interleaved: o.interleaved,
         metrics,
@@ -379,6 +512,109 @@ mod tests {
             c.metrics
                 .iter()
                 .all(|m| !matches!(m.verdict, Verdict::Faster | Verdict::Slower))
+        );
+    }
+
+    /// Runs tagged with sessions: `per` runs of each session's value.
+    fn sessions_rows(values: &[f64], per: usize) -> Vec<Row> {
+        let mut out = vec![];
+        for (s, v) in values.iter().enumerate() {
+            for k in 0..per {
+                out.push(Row {
+                    variant: "auth".into(),
+                    run: out.len() + 1,
+                    values: BTreeMap::from([
+                        ("setup_A".to_string(), v + k as f64 * 0.01),
+                        (
+                            crate::experiment::rows::SESSION_KEY.to_string(),
+                            (s + 1) as f64,
+                        ),
+                    ]),
+                });
+            }
+        }
+        out
+    }
+
+    /// Sessions 100, 120, 140 against 115, 135, 155 with tight runs inside
+    /// each: over the 60 + 60 runs Mann-Whitney sees a shift beyond the
+    /// margin ("slower"); the session medians (3 + 3 replicates) do not.
+    #[test]
+    fn drift_between_sessions_is_not_a_finding() {
+        let (a, b) = (
+            sessions_rows(&[100.0, 120.0, 140.0], 20),
+            sessions_rows(&[115.0, 135.0, 155.0], 20),
+        );
+        let c = compare_rows(&a, &b, side(), side(), &Options::default()).unwrap();
+        let m = &c.metrics[0];
+        assert_eq!(m.level, Level::Sessions { a: 3, b: 3 });
+        assert!(m.headline && c.warnings.is_empty());
+        assert!(m.p_holm > 0.05, "{}", m.p_holm);
+        assert_eq!(m.verdict, Verdict::Inconclusive);
+        assert!(m.mwu.p < 0.01, "the runs-level test alone would call it");
+        // With one session per side, the runs are all there is: warned.
+        let strip = |rows: &[Row]| -> Vec<Row> {
+            rows.iter()
+                .cloned()
+                .map(|mut r| {
+                    r.values.remove(crate::experiment::rows::SESSION_KEY);
+                    r
+                })
+                .collect()
+        };
+        let c = compare_rows(&strip(&a), &strip(&b), side(), side(), &Options::default()).unwrap();
+        assert_eq!(c.metrics[0].level, Level::Runs);
+        assert_eq!(c.metrics[0].verdict, Verdict::Slower);
+        assert!(c.warnings[0].contains("1 session(s)"), "{:?}", c.warnings);
+    }
+
+    /// Session medians e^0..e^2 against e^1..e^3: the test of the session
+    /// level is `welch_log` of the medians (t = √1.5, 4 df, see
+    /// hypothesis), and alone in its family Holm leaves its p as it is.
+    #[test]
+    fn session_level_tests_the_session_medians() {
+        let e = std::f64::consts::E;
+        let (a, b) = (
+            sessions_rows(&[1.0, e, e * e], 3),
+            sessions_rows(&[e, e * e, e * e * e], 3),
+        );
+        let c = compare_rows(&a, &b, side(), side(), &Options::default()).unwrap();
+        let m = &c.metrics[0];
+        // Medians are the middle run: value + 0.01.
+        let med = |x: f64| x + 0.01;
+        let w = welch_log(
+            &[med(1.0), med(e), med(e * e)],
+            &[med(e), med(e * e), med(e * e * e)],
+        )
+        .unwrap();
+        assert_eq!(m.replicate.unwrap(), w);
+        assert_eq!(m.p_holm, w.p);
+        assert!(c.primary_test.contains("session medians"));
+    }
+
+    /// `vlsp ab`'s folders: block medians paired by run number; the
+    /// fixture of hypothesis::paired_log_ratios_by_hand (t = 2 on 2 df).
+    #[test]
+    fn interleaved_blocks_are_paired() {
+        let a = rows("auth", "setup_A", &[100.0, 200.0, 400.0]);
+        let b = rows("auth", "setup_A", &[110.0, 200.0, 440.0]);
+        let o = Options {
+            interleaved: true,
+            ..Options::default()
+        };
+        let c = compare_rows(&a, &b, side(), side(), &o).unwrap();
+        let m = c.metrics.iter().find(|m| m.name == "setup_A").unwrap();
+        assert_eq!(m.level, Level::Blocks { pairs: 3 });
+        assert!((m.replicate.unwrap().t - 2.0).abs() < 1e-12);
+        assert!((m.p_holm - (1.0 - 2.0 / 6f64.sqrt())).abs() < 1e-9);
+        assert!(m.headline);
+        // "other" is not headline: its own family, and not a regression.
+        assert!(
+            !c.metrics
+                .iter()
+                .find(|m| m.name == "other")
+                .unwrap()
+                .headline
         );
     }
 

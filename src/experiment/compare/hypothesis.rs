@@ -88,15 +88,60 @@ fn welch_parts(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
     Some((mb - ma, se2.sqrt(), df))
 }
 
+/// The logarithms of `x`; none when a value is not positive or finite.
+fn logs(x: &[f64]) -> Option<Vec<f64>> {
+    x.iter()
+        .map(|v| (*v > 0.0 && v.is_finite()).then(|| v.ln()))
+        .collect()
+}
+
 /// TOST of B against A with margin `margin_pct` at level `alpha`; none when
 /// a value is not positive (no logarithm) or Welch's test is undefined.
 pub fn tost_log(a: &[f64], b: &[f64], margin_pct: f64, alpha: f64) -> Option<Tost> {
-    if a.iter().chain(b).any(|v| *v <= 0.0 || !v.is_finite()) {
+    let (la, lb) = (logs(a)?, logs(b)?);
+    let (d, se, df) = welch_parts(&la, &lb)?;
+    tost_parts(d, se, df, margin_pct, alpha)
+}
+
+/// Welch's t-test on the logarithms: the replicate-level difference test
+/// of `vlsp compare` when both sides have sessions (A and B are then the
+/// sessions' medians). `diff_ci95` is of the difference of mean logs (B/A
+/// = exp of it). None as [`welch`], or when a value is not positive.
+pub fn welch_log(a: &[f64], b: &[f64]) -> Option<Welch> {
+    welch(&logs(a)?, &logs(b)?)
+}
+
+/// The paired t-test on the log ratios ln(b_i / a_i) (H0: mean 0) and
+/// the TOST on the same ratios: the test of `vlsp ab`, whose i-th A and
+/// i-th B block ran in the same minutes (one pair of A B B A), so the
+/// drift that both share cancels in each pair's ratio. None with fewer
+/// than two pairs, unequal lengths, a value that is not positive, or
+/// ratios without spread.
+pub fn paired_log(a: &[f64], b: &[f64], margin_pct: f64, alpha: f64) -> Option<(Welch, Tost)> {
+    if a.len() != b.len() || a.len() < 2 {
         return None;
     }
-    let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
-    let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
-    let (d, se, df) = welch_parts(&la, &lb)?;
+    let d: Vec<f64> = logs(a)?.iter().zip(logs(b)?).map(|(x, y)| y - x).collect();
+    let n = d.len() as f64;
+    let (m, v) = mean_var(&d);
+    if v <= 0.0 {
+        return None;
+    }
+    let (se, df) = ((v / n).sqrt(), n - 1.0);
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    let t = m / se;
+    let half = dist.inverse_cdf(0.975) * se;
+    let test = Welch {
+        t,
+        df,
+        p: (2.0 * dist.sf(t.abs())).min(1.0),
+        diff_ci95: (m - half, m + half),
+    };
+    Some((test, tost_parts(m, se, df, margin_pct, alpha)?))
+}
+
+/// The TOST from a difference of mean logs, its standard error and df.
+fn tost_parts(d: f64, se: f64, df: f64, margin_pct: f64, alpha: f64) -> Option<Tost> {
     let bound = (1.0 + margin_pct / 100.0).ln();
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     let t_lower = (d + bound) / se;
@@ -293,6 +338,47 @@ mod tests {
         assert!(close(t.t_lower, 1.1f64.ln() / se, 1e-12));
         assert!(t.p > 0.05);
         assert!(tost_log(&[0.0, 1.0], &x, 10.0, 0.05).is_none());
+    }
+
+    /// Log ratios ln1.1, 0, ln1.1: mean ⅔·ln1.1, sd ln1.1/√3, se ln1.1/3,
+    /// so t = 2 on 2 df, where the t CDF is ½ + t / (2√(2 + t²)): p = 2·(½
+    /// − 1/√6). TOST at 10%: t against the bounds 5 and −1, p = F(−1) =
+    /// ½ − 1/(2√3).
+    #[test]
+    fn paired_log_ratios_by_hand() {
+        let (a, b) = ([100.0, 200.0, 400.0], [110.0, 200.0, 440.0]);
+        let (t, tost) = paired_log(&a, &b, 10.0, 0.05).unwrap();
+        assert!(close(t.t, 2.0, 1e-12), "{}", t.t);
+        assert_eq!(t.df, 2.0);
+        assert!(close(t.p, 1.0 - 2.0 / 6f64.sqrt(), 1e-9), "{}", t.p);
+        assert!(close(tost.ratio, 1.1f64.powf(2.0 / 3.0), 1e-12));
+        assert!(close(tost.t_lower, 5.0, 1e-12));
+        assert!(close(tost.t_upper, -1.0, 1e-12));
+        assert!(close(tost.p, 0.5 - 0.5 / 3f64.sqrt(), 1e-9), "{}", tost.p);
+        // Unpaired, the same values are far from significant: the pairing
+        // is what removes the spread between pairs.
+        assert!(welch_log(&a, &b).unwrap().p > 0.7);
+        assert!(paired_log(&a, &b[..2], 10.0, 0.05).is_none());
+        assert!(paired_log(&a, &a, 10.0, 0.05).is_none());
+        assert!(paired_log(&[0.0, 1.0], &[1.0, 1.0], 10.0, 0.05).is_none());
+    }
+
+    /// Session medians e^0, e^1, e^2 against e^1, e^2, e^3: the logs
+    /// differ by 1 with variance 1 each, so se = √(⅔), t = √1.5 on
+    /// (⅔)² / (2·(⅓)²/2) = 4 df, where the t CDF is ½ + x(3 − x²)/4 with
+    /// x = t/√(4 + t²) (checked against numerical integration).
+    #[test]
+    fn welch_on_log_session_medians_by_hand() {
+        let e = std::f64::consts::E;
+        let a = [1.0, e, e * e];
+        let b = [e, e * e, e * e * e];
+        let w = welch_log(&a, &b).unwrap();
+        assert!(close(w.t, 1.5f64.sqrt(), 1e-12), "{}", w.t);
+        assert!(close(w.df, 4.0, 1e-12), "{}", w.df);
+        let x = w.t / (4.0 + w.t * w.t).sqrt();
+        let sf = 0.5 - x * (3.0 - x * x) / 4.0;
+        assert!(close(w.p, 2.0 * sf, 1e-9), "{} vs {}", w.p, 2.0 * sf);
+        assert!(welch_log(&[0.0, 1.0], &b).is_none());
     }
 
     #[test]

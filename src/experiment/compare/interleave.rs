@@ -8,7 +8,10 @@
 //! The verdict tests block medians, not the pooled runs: runs of one block
 //! share that block's machine state, so they are not independent, and a
 //! same-binary A/A of 10 blocks × 10 runs under load came out "slower" in 3
-//! of 32 metrics when its 100 pooled runs were tested as independent.
+//! of 32 metrics when its 100 pooled runs were tested as independent. The
+//! i-th A and i-th B block ran in the same minutes (one A B or B A pair),
+//! so `vlsp compare` pairs them by their row number and tests the log
+//! ratios (`Level::Blocks`): the drift both share cancels in each ratio.
 
 use std::collections::BTreeSet;
 

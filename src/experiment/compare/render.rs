@@ -2,7 +2,7 @@
 //! or JSON. Values are shown in ms when a metric's means reach 1000 µs,
 //! else in µs.
 
-use super::model::{Comparison, Metric, Side};
+use super::model::{Comparison, Level, Metric, Side};
 
 /// The unit a metric is shown in and the factor from µs.
 fn unit(m: &Metric) -> (&'static str, f64) {
@@ -52,7 +52,7 @@ const HEADER: [&str; 10] = [
     "Δ mean",
     "Δ median",
     "Δ geo-mean [CI]",
-    "p MWU (Holm)",
+    "p diff (Holm)",
     "p TOST (margin)",
     "verdict",
 ];
@@ -83,29 +83,54 @@ fn cells(m: &Metric) -> [String; 10] {
         None => ("—".into(), "—".into()),
     };
     [
-        m.name.clone(),
+        if m.headline {
+            format!("{} (headline)", m.name)
+        } else {
+            m.name.clone()
+        },
         u.to_string(),
         mean(&m.a),
         mean(&m.b),
         signed_pct(m.change_mean_pct),
         signed_pct(m.change_median_pct),
         geo,
-        p(m.mwu_p_holm),
+        p(m.p_holm),
         tost,
         m.verdict.as_str().to_string(),
     ]
 }
 
-fn side_line(tag: &str, s: &Side, n: usize, interleaved: bool) -> String {
-    let what = if interleaved { "block medians" } else { "runs" };
+fn side_line(tag: &str, s: &Side, n: usize, c: &Comparison) -> String {
+    let what = if c.interleaved {
+        "block medians"
+    } else {
+        "runs"
+    };
     let mut l = format!("{tag}: {} (variant {}, {n} {what}", s.dir, s.variant);
+    match c.metrics.first().map(|m| m.level) {
+        Some(Level::Sessions { a, b }) => {
+            l += &format!(" in {} sessions", if tag == "A" { a } else { b })
+        }
+        Some(Level::Runs) if !c.interleaved => l += " in fewer than 3 sessions",
+        _ => {}
+    }
     if let Some(c) = &s.commit {
-        l += &format!(", commit {}", &c[..c.len().min(12)]);
+        l += &format!(", commit {}", short_commit(c));
     }
     if let Some(d) = &s.date_utc {
         l += &format!(", {d}");
     }
     l + ")"
+}
+
+/// A hash cut to 12 digits (keeping "-dirty"); other text as it is.
+fn short_commit(c: &str) -> String {
+    let hex = c.chars().take_while(char::is_ascii_hexdigit).count();
+    if hex >= 12 {
+        format!("{}{}", &c[..12], &c[hex..])
+    } else {
+        c.to_string()
+    }
 }
 
 fn runs(c: &Comparison, a: bool) -> usize {
@@ -122,9 +147,21 @@ fn method_note(c: &Comparison) -> String {
         .iter()
         .find_map(|m| m.tost.map(|t| t.ci_level))
         .unwrap_or(1.0 - 2.0 * c.alpha);
+    let unit = match c.metrics.first().map(|m| m.level) {
+        Some(Level::Sessions { .. }) => {
+            "Each session's median is one replicate (runs of one session share its topology instance; Kalibera & Jones 2013): the difference test is Welch's t-test on the logarithms of the session medians, Δ geo-mean the ratio of their geometric means, and the TOST is on them too."
+        }
+        Some(Level::Blocks { .. }) => {
+            "Each pair of blocks (one A, one B, run in the same minutes) is one replicate: the difference test is the paired t-test on the logarithms of the ratios of the blocks' medians, Δ geo-mean their geometric mean, and the TOST is on them too."
+        }
+        _ => {
+            "Every run is one replicate: the difference test is the two-sided Mann-Whitney U test over the runs, and the TOST is on the runs' logarithms."
+        }
+    };
+    let heads = c.metrics.iter().filter(|m| m.headline).count();
     let mut s = format!(
-        "Faster/slower: the two-sided Mann-Whitney U test, Holm-corrected over the {} metrics, is significant at α = {} and the ratio of geometric means (Δ geo-mean) lies beyond the margin (±{}%: B/A above {} or below 1/{}). Equivalent: two one-sided Welch tests on the logarithms (TOST, α = {}; the {:.0}% CI of the ratio inside the margin). Inconclusive: neither. Δ = (B − A) / A; Welch's t-test in compare.json.",
-        c.metrics.len(),
+        "{unit} Faster/slower: the difference test, Holm-corrected within its family (the {heads} headline metrics; the {} others), is significant at α = {} and the ratio of geometric means (Δ geo-mean) lies beyond the margin (±{}%: B/A above {} or below 1/{}). Equivalent: two one-sided t-tests on the logarithms (TOST, α = {}; the {:.0}% CI of the ratio inside the margin). Inconclusive: neither. Δ = (B − A) / A; Welch's t-test over the runs in compare.json.",
+        c.metrics.len() - heads,
         c.alpha,
         c.margin_pct,
         1.0 + c.margin_pct / 100.0,
@@ -141,15 +178,37 @@ fn method_note(c: &Comparison) -> String {
 }
 
 fn tally(c: &Comparison) -> String {
-    let count = |v| c.metrics.iter().filter(|m| m.verdict == v).count();
     use super::model::Verdict::*;
-    format!(
-        "{} slower, {} faster, {} equivalent, {} inconclusive",
-        count(Slower),
-        count(Faster),
-        count(Equivalent),
-        count(Inconclusive)
-    )
+    let count = |head: bool| {
+        let n = |v| {
+            c.metrics
+                .iter()
+                .filter(|m| m.verdict == v && (m.headline || !head))
+                .count()
+        };
+        format!(
+            "{} slower, {} faster, {} equivalent, {} inconclusive",
+            n(Slower),
+            n(Faster),
+            n(Equivalent),
+            n(Inconclusive)
+        )
+    };
+    let heads: Vec<String> = c
+        .metrics
+        .iter()
+        .filter(|m| m.headline)
+        .map(|m| format!("{} {}", m.name, m.verdict.as_str()))
+        .collect();
+    let mut s = format!(
+        "Headline: {}. All metrics: {}",
+        heads.join(", "),
+        count(false)
+    );
+    for w in &c.warnings {
+        s += &format!("\nWARNING: {w}.");
+    }
+    s
 }
 
 /// The terminal table.
@@ -174,8 +233,8 @@ pub fn text(c: &Comparison) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = side_line("A", &c.a, runs(c, true), c.interleaved) + "\n";
-    out += &(side_line("B", &c.b, runs(c, false), c.interleaved) + "\n\n");
+    let mut out = side_line("A", &c.a, runs(c, true), c) + "\n";
+    out += &(side_line("B", &c.b, runs(c, false), c) + "\n\n");
     out += &line(&HEADER.map(String::from));
     for r in &rows {
         out += &line(r);
@@ -194,8 +253,8 @@ pub fn markdown(c: &Comparison) -> String {
     let mut out = format!("### Comparison: {title}\n\n");
     out += &format!(
         "- {}\n- {}\n\n",
-        side_line("A", &c.a, runs(c, true), c.interleaved),
-        side_line("B", &c.b, runs(c, false), c.interleaved)
+        side_line("A", &c.a, runs(c, true), c),
+        side_line("B", &c.b, runs(c, false), c)
     );
     out += &format!("| {} |\n", HEADER.join(" | "));
     out += &format!("|{}\n", "---|".repeat(HEADER.len()));
@@ -232,5 +291,9 @@ mod tests {
         assert_eq!(p(1e-9), "<0.0001");
         assert_eq!(signed_pct(-3.21), "-3.2%");
         assert_eq!(signed_pct(560.0), "+560.0%");
+        let h = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(short_commit(h), "0123456789ab");
+        assert_eq!(short_commit(&format!("{h}-dirty")), "0123456789ab-dirty");
+        assert_eq!(short_commit("unknown"), "unknown");
     }
 }

@@ -13,7 +13,7 @@ use crate::experiment::file::Experiment;
 use crate::experiment::meta::GuestInfo;
 use crate::experiment::periods::{RunKind, RunPeriods, derive};
 use crate::experiment::progress;
-use crate::experiment::rows::{RSS_KEY, Row, put_periods};
+use crate::experiment::rows::{RSS_KEY, Row, SESSION_KEY, put_periods};
 use crate::kernel::capture;
 use crate::model::measure::{Point, PointKind, Recorder, now_ns};
 use crate::node::api::{Client, LinkInfo, Reply, Request};
@@ -38,14 +38,51 @@ impl Plan {
     }
 }
 
-/// The kind itself: one authenticated variant; returns the QEMU guests.
+/// The kind itself: one authenticated variant, its runs split over
+/// `e.sessions` sessions (a fresh topology each; rows tagged with their
+/// session, runs numbered on across sessions); returns the first
+/// session's QEMU guests.
 pub fn run(
     e: &Experiment,
     topo: Topology,
     base: &Options,
     rows: &mut Vec<Row>,
 ) -> Result<Option<GuestInfo>> {
-    measure(topo, base, Plan::of(e), true, "auth", rows)
+    let plan = Plan::of(e);
+    let mut guests = None;
+    for (s, runs) in session_runs(plan.runs, e.sessions).into_iter().enumerate() {
+        if e.sessions > 1 {
+            eprintln!(
+                "session {}/{}: {runs} runs on a fresh topology",
+                s + 1,
+                e.sessions
+            );
+        }
+        let first = rows.len();
+        let g = measure(
+            topo.clone(),
+            base,
+            Plan { runs, ..plan },
+            true,
+            "auth",
+            rows,
+        )?;
+        guests = guests.or(g);
+        for (i, r) in rows[first..].iter_mut().enumerate() {
+            r.run = first + i + 1;
+            r.values.insert(SESSION_KEY.into(), (s + 1) as f64);
+        }
+    }
+    Ok(guests)
+}
+
+/// `runs` split over `sessions` as evenly as can be, the first sessions
+/// taking one more when it does not divide.
+pub fn session_runs(runs: usize, sessions: usize) -> Vec<usize> {
+    let s = sessions.max(1);
+    (0..s)
+        .map(|i| runs / s + usize::from(i < runs % s))
+        .collect()
 }
 
 /// The virtual link a setup request created, or the node's refusal.
@@ -305,5 +342,18 @@ impl Wire<'_> {
             out.display()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_evenly_over_sessions() {
+        assert_eq!(session_runs(100, 5), [20; 5]);
+        assert_eq!(session_runs(7, 3), [3, 2, 2]);
+        assert_eq!(session_runs(4, 1), [4]);
+        assert_eq!(session_runs(4, 0), [4]);
     }
 }
