@@ -250,6 +250,46 @@ pub fn sysctl_in(ns: &File, key: &str, value: &str) -> Result<()> {
     .map_err(|_| anyhow!("sysctl thread panicked"))?
 }
 
+/// Network namespaces the kernel still holds, removed or not (its
+/// `net_namespace` slab; root only, `None` where unreadable).
+pub fn namespaces_held() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    parse_slab_namespaces(&s)
+}
+
+fn parse_slab_namespaces(slabinfo: &str) -> Option<u64> {
+    let l = slabinfo.lines().find(|l| l.starts_with("net_namespace "))?;
+    l.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits while the kernel is still freeing removed namespaces (it does so
+/// in the background, seconds for a thousand, holding the RTNL lock that
+/// every link and class change needs): when their count falls within
+/// `probe`, until it has not fallen for `quiet`, at most `max`. Returns
+/// the counts before and after when it waited, so a measurement does not
+/// pay for the previous one's cleanup.
+pub fn settle_freed_namespaces(
+    probe: std::time::Duration,
+    quiet: std::time::Duration,
+    max: std::time::Duration,
+) -> Option<(u64, u64)> {
+    let t0 = std::time::Instant::now();
+    let first = namespaces_held()?;
+    let (mut last, mut since) = (first, t0);
+    loop {
+        let window = if last == first { probe } else { quiet };
+        if since.elapsed() >= window || t0.elapsed() >= max {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let n = namespaces_held()?;
+        if n < last {
+            (last, since) = (n, std::time::Instant::now());
+        }
+    }
+    (last < first).then_some((first, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +335,14 @@ mod tests {
     fn names() {
         assert_eq!(ns_name("paper-4node", "tb1"), "vlsp-paper-4node-tb1");
         assert_eq!(ns_path("x"), PathBuf::from("/run/netns/x"));
+    }
+
+    #[test]
+    fn slab_line_gives_the_namespaces_held() {
+        let slab = "slabinfo - version: 2.1\n\
+                    # name <active_objs> <num_objs> ...\n\
+                    net_namespace         42     56   4288    7    8 : tunables 0 0 0\n";
+        assert_eq!(parse_slab_namespaces(slab), Some(42));
+        assert_eq!(parse_slab_namespaces("kmalloc-64 1 2 3\n"), None);
     }
 }

@@ -189,7 +189,7 @@ fn variant(
 ) -> Result<()> {
     let ends = Ends::of(&topo, e)?;
     let routing = topo.routing.to_string();
-    let mut tb = Testbed::up(topo, opts)?;
+    let mut tb = super::testbed_up(topo, opts)?;
     let out = (|| -> Result<()> {
         let ev = events(&tb, &ends.qni)?;
         let pb = progress::bar(e.runs as u64, &format!("fault-recovery {routing}"));

@@ -15,6 +15,26 @@ pub mod setup_teardown;
 pub mod throughput;
 mod throughput_report;
 
+/// Brings `topo` up once the kernel has finished freeing the namespaces
+/// of what ran before (a 1000-router chain's take it ~30 s, under the RTNL
+/// lock): otherwise that cleanup lands in this measurement.
+pub(crate) fn testbed_up(
+    topo: crate::topology::Topology,
+    opts: &crate::testbed::Options,
+) -> anyhow::Result<crate::testbed::Testbed> {
+    let t0 = std::time::Instant::now();
+    let ms = std::time::Duration::from_millis;
+    if let Some((from, to)) =
+        crate::kernel::netns::settle_freed_namespaces(ms(300), ms(1500), ms(120_000))
+    {
+        eprintln!(
+            "waited {:.1} s for the kernel to free removed network namespaces ({from} -> {to} held)",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    crate::testbed::Testbed::up(topo, opts)
+}
+
 /// The virtual nodes on the initiator's and the responder's routers, and
 /// the narrowest substrate link's capacity: what a kind that sends traffic
 /// over a reserved virtual link needs (`kind` names it in errors).

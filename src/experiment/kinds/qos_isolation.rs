@@ -124,7 +124,7 @@ pub fn run(
     duration: Duration,
 ) -> Result<Vec<Sample>> {
     let ends = Ends::of(&topo, rate_bps, flood_bps)?;
-    let tb = Testbed::up(topo, opts)?;
+    let tb = super::testbed_up(topo, opts)?;
     let out = traffic(&tb, &ends, variant, rate_bps, duration);
     let down = tb.down();
     let out = out?;

@@ -242,7 +242,7 @@ pub fn measure(
 ) -> Result<Option<GuestInfo>> {
     let (qni, qnes, qnr) = topo.signaling_roles()?;
     let roles = Roles { qni, qnes, qnr };
-    let tb = Testbed::up(topo, opts)?;
+    let tb = super::testbed_up(topo, opts)?;
     let guests = guests(&tb);
     for _ in 0..plan.warmup {
         one_run(&tb, &roles, plan.rate_bps, auth)?;

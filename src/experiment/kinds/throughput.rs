@@ -564,7 +564,7 @@ pub fn wait_clean(tb: &Testbed, limit: Duration) -> Result<()> {
 pub fn run(e: &Experiment, topo: Topology, base: &Options, rows: &mut Vec<Row>) -> Result<()> {
     let pair = Pair::of(&topo, e.links)?;
     let rate = Rate::from_bps(e.rate_bps);
-    let tb = Testbed::up(topo, base)?;
+    let tb = super::testbed_up(topo, base)?;
     for load in Load::variants(e) {
         let variant = load.name();
         for w in 0..e.warmup {
