@@ -92,7 +92,18 @@ fn commit_of_version(v: &str) -> String {
 /// What a previous `vlsp ab` into the same folder left: removed first, so
 /// a failed run never leaves an old comparison looking like its result.
 fn clear_previous(out: &Path) -> Result<()> {
-    for d in ["a", "b", "compare", "blocks"] {
+    let ours = ["a", "b", "compare", "blocks"];
+    if !out.join("blocks.json").is_file()
+        && let Some(d) = ours.iter().map(|d| out.join(d)).find(|p| p.exists())
+    {
+        anyhow::bail!(
+            "{} exists but {} holds no earlier `vlsp ab` (no blocks.json): not removing it; \
+             give `vlsp ab` an empty or new --output folder",
+            d.display(),
+            out.display()
+        );
+    }
+    for d in ours {
         let p = out.join(d);
         if p.is_dir() {
             std::fs::remove_dir_all(&p)
@@ -265,6 +276,22 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_ab_did_not_write_is_never_removed() {
+        let out = std::env::temp_dir().join(format!("vlsp-ab-clear-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(out.join("a")).unwrap();
+        std::fs::write(out.join("a/keep.txt"), "user data").unwrap();
+        let e = clear_previous(&out).unwrap_err().to_string();
+        assert!(e.contains("no blocks.json"), "{e}");
+        assert!(out.join("a/keep.txt").is_file(), "nothing removed");
+        // An earlier `vlsp ab` into the folder: its outputs go.
+        std::fs::write(out.join("blocks.json"), "{}").unwrap();
+        clear_previous(&out).unwrap();
+        assert!(!out.join("a").exists() && !out.join("blocks.json").exists());
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 
     #[test]
     fn version_names_the_commit() {

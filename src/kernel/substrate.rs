@@ -375,7 +375,7 @@ async fn configure_router(
     let t0 = Instant::now();
     let index = links::link_indices(h).await?;
     let names = std::iter::once("lo").chain(mine.iter().map(|(e, _)| e.ifname.as_str()));
-    add_step(steps, "interfaces up + forwarding", t0);
+    add_step(steps, "link indices", t0);
     // Forwarding is switched on per interface in the same requests (no
     // sysctl: see `links::forwarding_attr`).
     let t0 = Instant::now();

@@ -484,7 +484,10 @@ impl Tc {
         let top = class(i, TOP_MINOR, 0, capacity_bps, capacity_bps);
         match self.request(top, false, "HTB class 1:1 (change)", ifname) {
             // Not shaped yet (`Shaping::OnDemand`): shaped now.
-            Err(QosError::Kernel { errno: 2, .. }) => return self.shape(ifname, capacity_bps),
+            Err(QosError::Kernel {
+                errno: libc::ENOENT,
+                ..
+            }) => return self.shape(ifname, capacity_bps),
             r => r?,
         }
         let be_rate = (capacity_bps / 100).max(8 * MTU_BURST);
@@ -621,13 +624,22 @@ impl HtbEnforcer {
         c: &Classifier,
     ) -> Result<(), QosError> {
         match self.tc.add(link, minor, rate_bps, c) {
-            Err(QosError::Kernel { errno: 2, .. }) if self.unshaped.contains_key(link) => {
-                let capacity = self.unshaped.remove(link).unwrap_or_default();
+            Err(QosError::Kernel {
+                errno: libc::ENOENT,
+                ..
+            }) if self.unshaped.contains_key(link) => {
+                let capacity = self.unshaped.get(link).copied().unwrap_or_default();
                 match self.tc.shape(link, capacity) {
                     // Shaped meanwhile (another node instance): fine.
-                    Ok(()) | Err(QosError::Kernel { errno: 17, .. }) => {}
+                    Ok(())
+                    | Err(QosError::Kernel {
+                        errno: libc::EEXIST,
+                        ..
+                    }) => {}
+                    // Left in `unshaped`: the next reservation tries again.
                     Err(e) => return Err(e),
                 }
+                self.unshaped.remove(link);
                 self.tc.add(link, minor, rate_bps, c)
             }
             r => r,

@@ -32,6 +32,15 @@ pub(crate) fn testbed_up(
             t0.elapsed().as_secs_f64()
         );
     }
+    if crate::kernel::netns::namespaces_held().is_none() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            eprintln!(
+                "cannot read net_namespace from /proc/slabinfo: not waiting for the kernel to free \
+                 removed namespaces (a measurement may pay for the last one's cleanup)"
+            )
+        });
+    }
     crate::testbed::Testbed::up(topo, opts)
 }
 

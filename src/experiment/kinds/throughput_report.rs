@@ -52,7 +52,8 @@ pub fn report(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Strin
         union of its calls, summed over nodes) over wall time. \
         Closed loop, latency ≈ C / rate (Little's law); `@R/s` variants are paced at R setups \
         per second in all. Resent: GIST Queries and RESERVEs sent again in the setup phase \
-        (each a stall of a retransmission timer: T1 = 500 ms, the NSLP retry 2 s).\n\n\
+        (a Query after T1 = 500 ms or a \"No Routing State\" answer, a RESERVE after the \
+        NSLP's 2 s retry or right behind such a new handshake).\n\n\
         | variant | runs | setups/s | teardowns/s | setup p50 [ms] | setup p99 [ms] | teardown p99 [ms] | failures | kernel share (setup) | resent (Q+R) |\n\
         |---|---|---|---|---|---|---|---|---|---|\n"
         .to_string();

@@ -236,6 +236,10 @@ impl Querying {
     }
 }
 
+/// Sessions whose upstream answers may wait for a Confirm at once
+/// (`data_in_query`): a bound on state that unconfirmed Queries create.
+const MAX_HELD_SESSIONS: usize = 1024;
+
 #[derive(Debug)]
 enum QState {
     /// Query sent, no usable peer: data wait in the queue.
@@ -578,7 +582,9 @@ impl Gist {
                     // RFC 5971 §5.1: handed to the NSLP at once; what it
                     // sends back waits for the Confirm (unless state from
                     // an earlier handshake is still there).
-                    if !self.r.contains_key(&(sid, dir)) {
+                    // Bounded: Queries come from anyone; past the bound
+                    // an answer goes out unheld (the peer re-queries).
+                    if !self.r.contains_key(&(sid, dir)) && self.held.len() < MAX_HELD_SESSIONS {
                         self.held.entry((sid, dir)).or_default();
                     }
                     self.events.push_back(Event::Received {
