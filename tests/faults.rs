@@ -16,6 +16,15 @@ use vlsp::kernel::substrate::{self, ns_name};
 use vlsp::testbed::{Options, Testbed, routing};
 use vlsp::topology::faults::{Fault, FaultState};
 
+/// The tests here run one at a time: each brings up a ring whose repairs
+/// must land within a 1 s refresh period and OSPF's convergence, and two
+/// rings on two cores stretch both past it (a lost link that is load, not
+/// a defect).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn link_down(l: &str) -> Fault {
     Fault::LinkDown { link: l.into() }
 }
@@ -62,6 +71,7 @@ const R3: Ipv4Addr = Ipv4Addr::new(10, 6, 2, 2);
 
 #[test]
 fn static_routes_go_round_a_failed_link_and_come_back() {
+    let _one_at_a_time = serial();
     if !require_root("static_routes_go_round_a_failed_link") {
         return;
     }
@@ -98,6 +108,7 @@ fn static_routes_go_round_a_failed_link_and_come_back() {
 
 #[test]
 fn a_stopped_router_forwards_nothing_and_runs_no_node() {
+    let _one_at_a_time = serial();
     if !require_root("a_stopped_router_forwards_nothing") {
         return;
     }
@@ -168,6 +179,7 @@ fn birds_of(topo: &str) -> Vec<i32> {
 
 #[test]
 fn ospf_routes_round_a_failed_link_and_down_stops_bird() {
+    let _one_at_a_time = serial();
     if !require_root("ospf_routes_round_a_failed_link") {
         return;
     }
@@ -228,6 +240,7 @@ fn ospf_routes_round_a_failed_link_and_down_stops_bird() {
 
 #[test]
 fn cli_faults_and_down_after_sigkill_leave_no_bird_namespace_or_link() {
+    let _one_at_a_time = serial();
     if !require_root("cli_faults_and_down_after_sigkill") {
         return;
     }
@@ -476,6 +489,7 @@ const VIA_R5: [(&str, usize); 5] = [("r0", 1), ("r1", 0), ("r2", 0), ("r4", 1), 
 
 #[test]
 fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
+    let _one_at_a_time = serial();
     if !require_root("cli_faults_move_the_reservation") {
         return;
     }
@@ -662,6 +676,7 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
 
 #[test]
 fn cli_admission_failure_on_the_new_path_is_repair_failed_and_frees_it() {
+    let _one_at_a_time = serial();
     if !require_root("cli_admission_failure_on_the_new_path") {
         return;
     }
@@ -698,6 +713,7 @@ fn cli_admission_failure_on_the_new_path_is_repair_failed_and_frees_it() {
 
 #[test]
 fn cli_ospf_link_down_moves_the_reservation_and_kill_9_leaves_nothing() {
+    let _one_at_a_time = serial();
     if !require_root("cli_ospf_link_down_moves_the_reservation") {
         return;
     }
