@@ -765,7 +765,7 @@ impl Gist {
             }
             Msg::NoRoutingState { sid, .. } => {
                 // Just after our Confirm: the peer read the data first.
-                // Handshake again (RFC 5971 4.4.4) and resend them, once.
+                // Handshake again and resend them, once.
                 let from = |n: &QNode| n.known_peer().is_some_and(|p| p.addr == *src.ip());
                 let swapped: Vec<_> = self
                     .q
