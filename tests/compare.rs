@@ -522,8 +522,10 @@ fn ab_refuses_a_broken_binary_by_name() {
         "mkdir -p \"$6\"; printf 'variant,run\\nauth,1\\n' > \"$6/runs.csv\"",
     );
     let out = dir.0.join("out");
-    // An old comparison in the output folder must not survive a failure.
+    // An old comparison in the output folder (of an earlier `vlsp ab`,
+    // which marked it) must not survive a failure.
     std::fs::create_dir_all(out.join("compare")).unwrap();
+    std::fs::write(out.join(".vlsp-ab"), "").unwrap();
     std::fs::write(out.join("compare/compare.md"), "old").unwrap();
     let ab = |b: &str| {
         vlsp(&[

@@ -89,15 +89,20 @@ fn commit_of_version(v: &str) -> String {
         .unwrap_or_else(|| "unknown (the binary predates `--version` naming its commit)".into())
 }
 
+/// Marks a folder `vlsp ab` writes into.
+const MARK: &str = ".vlsp-ab";
+
 /// What a previous `vlsp ab` into the same folder left: removed first, so
 /// a failed run never leaves an old comparison looking like its result.
+/// Only a folder marked by an earlier `vlsp ab` ([`MARK`], written before
+/// its first block) is cleared: anything else is the user's.
 fn clear_previous(out: &Path) -> Result<()> {
     let ours = ["a", "b", "compare", "blocks"];
-    if !out.join("blocks.json").is_file()
+    if !out.join(MARK).is_file()
         && let Some(d) = ours.iter().map(|d| out.join(d)).find(|p| p.exists())
     {
         anyhow::bail!(
-            "{} exists but {} holds no earlier `vlsp ab` (no blocks.json): not removing it; \
+            "{} exists but {} holds no earlier `vlsp ab` (no {MARK}): not removing it; \
              give `vlsp ab` an empty or new --output folder",
             d.display(),
             out.display()
@@ -199,6 +204,10 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
             .map_or(Ok(exp_a), |p| check_file(p, "--b-exp"))?,
     ];
     clear_previous(&a.output)?;
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
+    std::fs::write(a.output.join(MARK), "written by vlsp ab\n")
+        .with_context(|| format!("cannot write {}", a.output.join(MARK).display()))?;
     let order = block_order(a.blocks);
     let mut blocks: Vec<(Arm, Vec<Row>)> = vec![];
     let started = Instant::now();
@@ -284,12 +293,12 @@ mod tests {
         std::fs::create_dir_all(out.join("a")).unwrap();
         std::fs::write(out.join("a/keep.txt"), "user data").unwrap();
         let e = clear_previous(&out).unwrap_err().to_string();
-        assert!(e.contains("no blocks.json"), "{e}");
+        assert!(e.contains("no .vlsp-ab"), "{e}");
         assert!(out.join("a/keep.txt").is_file(), "nothing removed");
         // An earlier `vlsp ab` into the folder: its outputs go.
-        std::fs::write(out.join("blocks.json"), "{}").unwrap();
+        std::fs::write(out.join(MARK), "").unwrap();
         clear_previous(&out).unwrap();
-        assert!(!out.join("a").exists() && !out.join("blocks.json").exists());
+        assert!(!out.join("a").exists());
         std::fs::remove_dir_all(&out).unwrap();
     }
 
