@@ -39,7 +39,12 @@ use super::cookie::{CookieError, CookieInput, Cookies};
 pub use super::session::{Direction, Flow, Nli, Sid};
 use crate::wire::profile::Profile;
 
+mod config;
+mod early_data;
 mod reroute;
+
+pub use config::Config;
+use early_data::{BehindConfirm, HeldData};
 
 /// The GIST messages this machine exchanges, without wire detail. In every
 /// variant `dir` is the direction the message itself travels (the MRI's D
@@ -156,63 +161,6 @@ pub enum Event {
     },
 }
 
-/// Timers and identity of one GIST node.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// This node's peer identity in NLIs.
-    pub peer_id: [u8; 16],
-    /// Routing-state validity we announce (RS-Validity-Time).
-    pub rs_validity: Duration,
-    /// First Query retransmission (T1, RFC 5971: 500 ms).
-    pub t1: Duration,
-    /// Give up after this much back-off (T2, RFC 5971: 64 s).
-    pub t2: Duration,
-    /// IP TTL for our messages, also put in the NLI (but see `profile`).
-    pub ip_ttl: u8,
-    /// Master secret the cookie secrets are derived from: random at node
-    /// start (RFC 5971 §8.5).
-    pub secret: [u8; 32],
-    /// How often the Responder-Cookie secret rotates; a cookie is accepted
-    /// for one to two periods.
-    pub cookie_rotation: Duration,
-    /// `nsis-ka`: what NSIS-ka 0.98 puts on the wire (protocol.md §10):
-    /// 4-byte Query-Cookies, NLI IP-TTL 0 in Responses, IP TTL 64 on what
-    /// the responder sends; `rfc`: 16-byte Query-Cookies and the NLI's
-    /// IP-TTL always the TTL the message is sent with.
-    pub profile: Profile,
-    /// Routing state the NSLP has sent nothing on for this long is not
-    /// refreshed but let lapse (RFC 5971's inactive-QNode timer). Longer
-    /// than the NSLP's refresh period, or its refreshes find no state.
-    pub idle: Duration,
-    /// How long a re-Query sent because the routes changed waits for an
-    /// answer before the peer counts as lost (not T2: a cut path should be
-    /// noticed within about a second).
-    pub probe: Duration,
-    /// Optional, off by default (the paper's NSIS-ka sends none): the first
-    /// NSLP message of a session rides in its Query, so the next node
-    /// handles it one round trip earlier; the responder holds what its NSLP
-    /// sends back upstream until the Confirm has installed its state.
-    pub data_in_query: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            peer_id: [0; 16],
-            rs_validity: Duration::from_secs(30),
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(64),
-            ip_ttl: 64,
-            secret: [0; 32],
-            cookie_rotation: Duration::from_secs(60),
-            profile: Profile::Rfc,
-            idle: Duration::from_secs(90),
-            probe: Duration::from_millis(1500),
-            data_in_query: false,
-        }
-    }
-}
-
 /// A Query out and its retransmission schedule.
 #[derive(Debug)]
 struct Querying {
@@ -235,10 +183,6 @@ impl Querying {
         }
     }
 }
-
-/// Sessions whose upstream answers may wait for a Confirm at once
-/// (`data_in_query`): a bound on state that unconfirmed Queries create.
-const MAX_HELD_SESSIONS: usize = 1024;
 
 #[derive(Debug)]
 enum QState {
@@ -270,13 +214,8 @@ struct QNode {
     /// What the first Query carried (`data_in_query`), repeated in its
     /// retransmissions.
     in_query: Option<(Vec<u8>, bool)>,
-    /// The data sent right behind the Confirm, kept for one T1: a peer
-    /// that reads them before the Confirm (two datagrams may swap on the
-    /// way, e.g. when the sender moves between CPUs) answers "No Routing
-    /// State", and they are sent again after a new handshake instead of
-    /// waiting for the NSLP's retry (seconds).
-    behind_confirm: Vec<(Vec<u8>, bool)>,
-    behind_confirm_until: Option<Instant>,
+    /// The data sent right behind the Confirm (see `early_data`).
+    behind_confirm: BehindConfirm,
 }
 
 impl QNode {
@@ -324,16 +263,6 @@ pub struct Gist {
     /// and the Query's direction), with what our NSLP sends back towards
     /// the querier meanwhile: sent once the Confirm installs the state.
     held: HashMap<(Sid, Direction), Vec<HeldData>>,
-}
-
-/// Upstream data waiting for a Confirm (`data_in_query`).
-#[derive(Debug)]
-struct HeldData {
-    flow: Flow,
-    dir: Direction,
-    local: Ipv4Addr,
-    nslp_data: Vec<u8>,
-    sign: bool,
 }
 
 fn opposite(d: Direction) -> Direction {
@@ -423,17 +352,9 @@ impl Gist {
             self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
             return;
         }
-        if let Some(h) = self.held.get_mut(&(sid, opposite(dir))) {
-            // Our peer's Query carried data; its Confirm is still on its way.
-            h.push(HeldData {
-                flow,
-                dir,
-                local,
-                nslp_data,
-                sign,
-            });
+        let Some(nslp_data) = self.hold(sid, flow, dir, local, nslp_data, sign) else {
             return;
-        }
+        };
         if dir == Direction::Upstream {
             // Nobody queried us for this session: there is no upstream peer.
             self.events.push_back(Event::PeerLost {
@@ -479,8 +400,7 @@ impl Gist {
                     queue: VecDeque::new(),
                     last_used: now,
                     in_query: None,
-                    behind_confirm: vec![],
-                    behind_confirm_until: None,
+                    behind_confirm: BehindConfirm::default(),
                 };
                 if self.cfg.data_in_query {
                     self.attach_to_query(&nslp_data, sign);
@@ -494,19 +414,6 @@ impl Gist {
         let mut node = node;
         node.queue.push_back((nslp_data, sign));
         self.q.insert(key, node);
-    }
-
-    /// Puts `nslp_data` into the Query just queued (`data_in_query`).
-    fn attach_to_query(&mut self, data: &[u8], data_sign: bool) {
-        if let Some(Transmit {
-            msg: Msg::Query { nslp_data, .. },
-            sign,
-            ..
-        }) = self.out.back_mut()
-        {
-            *nslp_data = Some(data.to_vec());
-            *sign = data_sign;
-        }
     }
 
     fn push_query(
@@ -579,14 +486,8 @@ impl Gist {
                     sign: false,
                 });
                 if let Some(nslp_data) = nslp_data {
-                    // RFC 5971 §5.1: handed to the NSLP at once; what it
-                    // sends back waits for the Confirm (unless state from
-                    // an earlier handshake is still there).
-                    // Bounded: Queries come from anyone; past the bound
-                    // an answer goes out unheld (the peer re-queries).
-                    if !self.r.contains_key(&(sid, dir)) && self.held.len() < MAX_HELD_SESSIONS {
-                        self.held.entry((sid, dir)).or_default();
-                    }
+                    // RFC 5971 §5.1: handed to the NSLP at once.
+                    self.hold_answers(sid, dir);
                     self.events.push_back(Event::Received {
                         sid,
                         flow,
@@ -639,8 +540,7 @@ impl Gist {
                 };
                 node.in_query = None;
                 let queued: Vec<_> = node.queue.drain(..).collect();
-                node.behind_confirm = queued.clone();
-                node.behind_confirm_until = Some(now + self.cfg.t1);
+                node.keep_behind_confirm(queued.clone(), now + self.cfg.t1);
                 let me = Nli {
                     peer_id: self.cfg.peer_id,
                     ip_ttl: self.cfg.ip_ttl,
@@ -713,17 +613,7 @@ impl Gist {
                         expires: now + validity,
                     },
                 );
-                let ttl = self.cfg.reply_ttl();
-                for h in self.held.remove(&(sid, dir)).unwrap_or_default() {
-                    let HeldData {
-                        flow,
-                        dir,
-                        local,
-                        nslp_data,
-                        sign,
-                    } = h;
-                    self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
-                }
+                self.release_held(sid, dir, peer);
             }
             Msg::Data {
                 flow,
@@ -764,30 +654,7 @@ impl Gist {
                 });
             }
             Msg::NoRoutingState { sid, .. } => {
-                // Just after our Confirm: the peer read the data first.
-                // Handshake again and resend them, once.
-                let from = |n: &QNode| n.known_peer().is_some_and(|p| p.addr == *src.ip());
-                let swapped: Vec<_> = self
-                    .q
-                    .iter()
-                    .filter(|((s, _), n)| {
-                        *s == sid
-                            && from(n)
-                            && !n.behind_confirm.is_empty()
-                            && n.behind_confirm_until.is_some_and(|t| now < t)
-                    })
-                    .map(|(k, _)| *k)
-                    .collect();
-                for key in swapped {
-                    let node = self.q.get_mut(&key).expect("key just listed");
-                    let cookie = self.cookies.next_query_cookie();
-                    node.state = QState::Waiting(Querying::new(now, self.cfg.t1, cookie.clone()));
-                    node.queue.extend(node.behind_confirm.drain(..));
-                    node.behind_confirm_until = None;
-                    let flow = node.flow;
-                    self.counters.resent_behind_confirm += 1;
-                    self.push_query(flow, key.1, sid, local, cookie);
-                }
+                self.resend_behind_confirm(now, sid, *src.ip(), local);
                 // A peer we send Data to lost its state (e.g. it restarted):
                 // forget ours so the next send re-runs the handshake. Matched
                 // by session and peer only: whether a peer quotes the D flag

@@ -1,0 +1,146 @@
+//! Data that travel before a handshake is complete, on both sides of it.
+//!
+//! - **Data in the Query** (optional `data_in_query`, NSIS-ka's
+//!   `send-data-in-query`): the first NSLP message of a session rides in its
+//!   Query (RFC 5971 §5.1), so the responder's NSLP handles it one round trip
+//!   earlier; what that NSLP sends back upstream is held until the Confirm
+//!   installs the responder's routing state.
+//! - **Behind the Confirm**: the data queued during a handshake leave right
+//!   behind the Confirm. A peer that reads them before the Confirm (two
+//!   datagrams may swap on the way, e.g. when the sender moves between CPUs)
+//!   answers "No Routing State"; they are then sent again after a new
+//!   handshake instead of waiting for the NSLP's retry (seconds).
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::{Direction, Flow, Gist, Msg, QNode, QState, Querying, Sid, Transmit};
+
+/// Sessions whose upstream answers may wait for a Confirm at once
+/// (`data_in_query`): a bound on state that unconfirmed Queries create.
+const MAX_HELD_SESSIONS: usize = 1024;
+
+/// Upstream data waiting for a Confirm (`data_in_query`).
+#[derive(Debug)]
+pub(super) struct HeldData {
+    flow: Flow,
+    dir: Direction,
+    local: Ipv4Addr,
+    nslp_data: Vec<u8>,
+    sign: bool,
+}
+
+/// The data sent right behind a Confirm, kept for one T1.
+#[derive(Debug, Default)]
+pub(super) struct BehindConfirm {
+    data: Vec<(Vec<u8>, bool)>,
+    until: Option<Instant>,
+}
+
+impl QNode {
+    /// Keeps what leaves behind the Confirm until `until`.
+    pub(super) fn keep_behind_confirm(&mut self, data: Vec<(Vec<u8>, bool)>, until: Instant) {
+        self.behind_confirm = BehindConfirm {
+            data,
+            until: Some(until),
+        };
+    }
+}
+
+impl Gist {
+    /// Holds upstream data for a peer whose Query carried data and whose
+    /// Confirm is still on its way; gives the data back when there is none.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn hold(
+        &mut self,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        local: Ipv4Addr,
+        nslp_data: Vec<u8>,
+        sign: bool,
+    ) -> Option<Vec<u8>> {
+        let Some(h) = self.held.get_mut(&(sid, super::opposite(dir))) else {
+            return Some(nslp_data);
+        };
+        h.push(HeldData {
+            flow,
+            dir,
+            local,
+            nslp_data,
+            sign,
+        });
+        None
+    }
+
+    /// A Query of `(sid, dir)` delivered data: what our NSLP answers waits
+    /// for the Confirm (unless state from an earlier handshake is still
+    /// there). Bounded: Queries come from anyone; past the bound an answer
+    /// goes out unheld (the peer re-queries).
+    pub(super) fn hold_answers(&mut self, sid: Sid, dir: Direction) {
+        if !self.r.contains_key(&(sid, dir)) && self.held.len() < MAX_HELD_SESSIONS {
+            self.held.entry((sid, dir)).or_default();
+        }
+    }
+
+    /// The Confirm of `(sid, dir)` installed our state: send what was held.
+    pub(super) fn release_held(&mut self, sid: Sid, dir: Direction, peer: Ipv4Addr) {
+        let ttl = self.cfg.reply_ttl();
+        for h in self.held.remove(&(sid, dir)).unwrap_or_default() {
+            let HeldData {
+                flow,
+                dir,
+                local,
+                nslp_data,
+                sign,
+            } = h;
+            self.push_data(peer, ttl, sid, flow, dir, local, nslp_data, sign);
+        }
+    }
+
+    /// Puts `nslp_data` into the Query just queued (`data_in_query`).
+    pub(super) fn attach_to_query(&mut self, data: &[u8], data_sign: bool) {
+        if let Some(Transmit {
+            msg: Msg::Query { nslp_data, .. },
+            sign,
+            ..
+        }) = self.out.back_mut()
+        {
+            *nslp_data = Some(data.to_vec());
+            *sign = data_sign;
+        }
+    }
+
+    /// "No Routing State" from `src` just after our Confirm: the peer read
+    /// the data first. Handshake again and resend them, once.
+    pub(super) fn resend_behind_confirm(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        src: Ipv4Addr,
+        local: Ipv4Addr,
+    ) {
+        let from = |n: &QNode| n.known_peer().is_some_and(|p| p.addr == src);
+        let swapped: Vec<_> = self
+            .q
+            .iter()
+            .filter(|((s, _), n)| {
+                *s == sid
+                    && from(n)
+                    && !n.behind_confirm.data.is_empty()
+                    && n.behind_confirm.until.is_some_and(|t| now < t)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in swapped {
+            let node = self.q.get_mut(&key).expect("key just listed");
+            let cookie = self.cookies.next_query_cookie();
+            node.state = QState::Waiting(Querying::new(now, self.cfg.t1, cookie.clone()));
+            node.queue.extend(node.behind_confirm.data.drain(..));
+            node.behind_confirm.until = None;
+            let flow = node.flow;
+            self.counters.resent_behind_confirm += 1;
+            self.push_query(flow, key.1, sid, local, cookie);
+        }
+    }
+}
