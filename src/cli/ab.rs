@@ -125,9 +125,20 @@ fn clear_previous(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `BIN run` takes `--sessions` (older builds refuse the flag):
+/// asked of the binary's own `run --help`, not guessed from its version.
+fn knows_sessions(bin: &Path) -> bool {
+    Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--sessions")
+        })
+}
+
 /// One block: `BIN run EXP --runs N --output DIR`, plus `--sessions 1`
-/// for binaries that know it (those whose `--version` names a commit): a
-/// block is one topology up already, and the pairs are the replicates.
+/// for binaries that know it ([`knows_sessions`]): a block is one
+/// topology up already, and the pairs are the replicates.
 fn run_block(
     bin: &Path,
     exp: &Path,
@@ -208,6 +219,15 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", a.output.display()))?;
     std::fs::write(a.output.join(MARK), "written by vlsp ab\n")
         .with_context(|| format!("cannot write {}", a.output.join(MARK).display()))?;
+    let sessions = [knows_sessions(&bins[0]), knows_sessions(&bins[1])];
+    for (k, side) in ["A", "B"].iter().enumerate() {
+        if !sessions[k] {
+            println!(
+                "ab: {side}'s binary {} has no `run --sessions`: its blocks run with the experiment's own sessions",
+                bins[k].display()
+            );
+        }
+    }
     let order = block_order(a.blocks);
     let mut blocks: Vec<(Arm, Vec<Row>)> = vec![];
     let started = Instant::now();
@@ -218,8 +238,7 @@ pub(super) fn ab(a: AbArgs) -> Result<()> {
             .join("blocks")
             .join(format!("{:02}-{}", i + 1, arm.as_str()));
         let t = Instant::now();
-        let knows_sessions = !commits[k].starts_with("unknown (");
-        let rows = run_block(&bins[k], &exps[k], a.runs_per_block, &dir, knows_sessions)
+        let rows = run_block(&bins[k], &exps[k], a.runs_per_block, &dir, sessions[k])
             .with_context(|| {
                 format!(
                     "block {} ({}) failed: no comparison written (the blocks so far are in {})",
@@ -300,6 +319,26 @@ mod tests {
         clear_previous(&out).unwrap();
         assert!(!out.join("a").exists());
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn sessions_support_is_asked_of_the_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vlsp-ab-sessions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = |name: &str, help: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho '{help}'\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        assert!(knows_sessions(&fake(
+            "new",
+            "      --sessions <SESSIONS>  split the runs"
+        )));
+        assert!(!knows_sessions(&fake("old", "      --runs <RUNS>")));
+        assert!(!knows_sessions(&dir.join("missing")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

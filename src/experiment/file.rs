@@ -139,6 +139,10 @@ struct Def {
     /// per run (2 to 600).
     #[serde(default = "ten")]
     traffic_seconds: u64,
+    /// `fault-recovery`: seconds of traffic per run with OSPF (default
+    /// `traffic_seconds`): OSPF's repair takes seconds, and a run that
+    /// ends before it cuts the outage and the share after it short.
+    ospf_traffic_seconds: Option<u64>,
     /// Run every virtual node as this kind ("netns" or "qemu").
     vnodes: Option<VnodeKind>,
     /// Run each router's node as a `vlsp node` process (default: threads).
@@ -212,6 +216,8 @@ pub struct Experiment {
     pub capacity_bps: Option<u64>,
     pub flood_bps: Option<u64>,
     pub traffic_seconds: u64,
+    /// `fault-recovery` with OSPF: its own traffic period.
+    pub ospf_traffic_seconds: Option<u64>,
     pub vnodes: Option<VnodeKind>,
     /// Each router's node as a `vlsp node` process (`process_per_node`,
     /// or `vlsp run --process-per-node`).
@@ -377,6 +383,14 @@ impl Experiment {
         {
             return Err(src.at(span, "traffic_seconds must be 2..=600"));
         }
+        if let Some(o) = d.ospf_traffic_seconds
+            && (d.kind != Kind::FaultRecovery || !(2..=600).contains(&o))
+        {
+            return Err(src.at(
+                span,
+                format!("ospf_traffic_seconds = {o}: only for kind fault-recovery, 2..=600"),
+            ));
+        }
         Ok(Self {
             file: path.to_path_buf(),
             output: PathBuf::from(
@@ -399,6 +413,7 @@ impl Experiment {
             capacity_bps,
             flood_bps,
             traffic_seconds: d.traffic_seconds,
+            ospf_traffic_seconds: d.ospf_traffic_seconds,
             vnodes: d.vnodes,
             process_per_node: d.process_per_node,
             pcap: false,

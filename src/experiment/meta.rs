@@ -53,6 +53,23 @@ pub struct Meta {
     pub qemu_accel: Option<String>,
     #[serde(default)]
     pub qemu_boot_ms: Vec<(String, f64)>,
+    /// GIST sent the first NSLP data in its Query (`VLSP_GIST_DATA_IN_QUERY=1`
+    /// in the environment of the run, as the nodes read it): a mode that
+    /// changes setup times, so a result must say whether it was on.
+    #[serde(default)]
+    pub gist_data_in_query: bool,
+    /// Topologies up to this many routers had every link shaped at `up`;
+    /// larger ones shape a link when a reservation first needs it
+    /// ([`crate::kernel::substrate::SHAPE_EAGERLY_UP_TO`]). Absent in
+    /// older records.
+    #[serde(default)]
+    pub shape_eagerly_up_to: Option<usize>,
+}
+
+/// Whether the nodes of this process run GIST's data-in-Query mode (read
+/// as `crate::node::config` reads it).
+fn gist_data_in_query() -> bool {
+    std::env::var("VLSP_GIST_DATA_IN_QUERY").is_ok_and(|v| v == "1")
 }
 
 fn one() -> usize {
@@ -123,6 +140,8 @@ impl Meta {
             failure: None,
             qemu_accel: None,
             qemu_boot_ms: vec![],
+            gist_data_in_query: gist_data_in_query(),
+            shape_eagerly_up_to: Some(crate::kernel::substrate::SHAPE_EAGERLY_UP_TO),
         }
     }
 
@@ -154,5 +173,28 @@ impl Meta {
             .checked_sub(2)
             .filter(|i| *i >= 1)
             .map(|i| self.path[i].as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's record says which GIST mode and which shaping it ran with;
+    /// records written before these fields still read.
+    #[test]
+    fn meta_records_gist_data_in_query_and_the_shaping_threshold() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/paper-table1.toml");
+        let e = Experiment::load(&p).unwrap();
+        let m = Meta::new(&e, vec![]);
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["gist_data_in_query"], gist_data_in_query());
+        assert_eq!(v["shape_eagerly_up_to"], 1000);
+        let mut old = v.as_object().unwrap().clone();
+        old.remove("gist_data_in_query");
+        old.remove("shape_eagerly_up_to");
+        let back: Meta = serde_json::from_value(old.into()).unwrap();
+        assert!(!back.gist_data_in_query);
+        assert_eq!(back.shape_eagerly_up_to, None);
     }
 }

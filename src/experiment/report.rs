@@ -587,6 +587,8 @@ mod tests {
             failure: None,
             qemu_accel: None,
             qemu_boot_ms: vec![],
+            gist_data_in_query: false,
+            shape_eagerly_up_to: Some(1000),
         }
     }
 

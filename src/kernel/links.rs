@@ -133,8 +133,12 @@ pub async fn set_forwarding(h: &Handle, node: &str, on: bool) -> Result<()> {
             .build();
         let req = h.link().set(msg).execute();
         Ok(async move {
-            req.await
-                .with_context(|| format!("IPv4 forwarding {on} on {node}:{n}"))
+            req.await.with_context(|| {
+                format!(
+                    "cannot turn IPv4 forwarding {} on {node}:{n}",
+                    if on { "on" } else { "off" }
+                )
+            })
         })
     })
     .await

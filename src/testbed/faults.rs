@@ -5,9 +5,12 @@
 //! Static routes are recomputed around the faults right away; bird
 //! notices the interfaces itself.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use anyhow::{Context, Result};
+use rtnetlink::Handle;
 
 use crate::kernel::links;
 use crate::kernel::netns::{handle_in, ns_name, ns_path};
@@ -33,50 +36,61 @@ fn save(run: &RunDir, s: &FaultState) -> Result<()> {
         .with_context(|| format!("cannot record the faults in {}", p.display()))
 }
 
-/// Sets interface `ifname` of router `node` up or down.
-fn set_if(topo: &str, node: &str, ifname: &str, up: bool) -> Result<()> {
+/// Runs `op` with a netlink handle in router `node`'s namespace, on a
+/// runtime of its own in a thread of its own (callers may be inside a
+/// runtime); `what` says what failed.
+fn in_router<F>(topo: &str, node: &str, what: String, op: F) -> Result<()>
+where
+    F: FnOnce(Handle) -> Pin<Box<dyn Future<Output = Result<()>>>> + Send + 'static,
+{
     let ns = ns_path(&ns_name(topo, node));
-    let (node, ifname) = (node.to_string(), ifname.to_string());
+    let node = node.to_string();
     std::thread::spawn(move || -> Result<()> {
+        let f = std::fs::File::open(&ns).with_context(|| {
+            format!(
+                "{node}'s namespace {} is gone: is the topology up (`vlsp status`)?",
+                ns.display()
+            )
+        })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(async {
-            let f = std::fs::File::open(&ns)
-                .with_context(|| format!("{node}'s namespace {} is gone", ns.display()))?;
-            let h = handle_in(&f)?;
+        rt.block_on(async { op(handle_in(&f)?).await })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread for {what} panicked"))?
+    .context(what)
+}
+
+/// Sets interface `ifname` of router `node` up or down.
+fn set_if(topo: &str, node: &str, ifname: &str, up: bool) -> Result<()> {
+    let state = if up { "up" } else { "down" };
+    let what = format!("cannot set {node}:{ifname} {state}");
+    let ifname = ifname.to_string();
+    in_router(topo, node, what, move |h| {
+        Box::pin(async move {
             if up {
                 links::set_up(&h, &ifname).await
             } else {
                 links::set_down(&h, &ifname).await
             }
-            .with_context(|| format!("on {node}"))
         })
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("link thread panicked"))?
 }
 
 /// Switches IPv4 forwarding of router `node` on every interface (the
 /// kernel decides per input interface; `vlsp up` sets no global
 /// `ip_forward`).
 fn forwarding(topo: &str, node: &str, on: bool) -> Result<()> {
-    let ns = ns_path(&ns_name(topo, node));
-    let node = node.to_string();
-    std::thread::spawn(move || -> Result<()> {
-        let f = std::fs::File::open(&ns)
-            .with_context(|| format!("{node}'s namespace {} is gone", ns.display()))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let h = handle_in(&f)?;
-            links::set_forwarding(&h, &node, on).await
-        })
-        .with_context(|| format!("IP forwarding {on} on {node}"))
+    let what = format!(
+        "cannot turn IPv4 forwarding {} in router {node} (for {}): check the router with `vlsp status` and apply the fault again",
+        if on { "on" } else { "off" },
+        if on { "node-start" } else { "node-stop" },
+    );
+    let n = node.to_string();
+    in_router(topo, node, what, move |h| {
+        Box::pin(async move { links::set_forwarding(&h, &n, on).await })
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("forwarding thread panicked"))?
 }
 
 /// Applies `f` to the kernel (links, forwarding, static routes) and
@@ -125,4 +139,27 @@ pub fn apply(topo: &Topology, run: &RunDir, f: &Fault) -> Result<FaultState> {
             .with_context(|| format!("recomputing the static routes after {f}"))?;
     }
     Ok(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarding_failure_says_what_failed_and_what_to_do() {
+        let e = forwarding("no-such-topology-g5", "r3", true).unwrap_err();
+        let m = format!("{e:#}");
+        assert!(
+            m.starts_with("cannot turn IPv4 forwarding on in router r3 (for node-start)")
+                && m.contains("`vlsp status`")
+                && m.contains("namespace")
+                && !m.contains("true"),
+            "{m}"
+        );
+        let m = format!(
+            "{:#}",
+            set_if("no-such-topology-g5", "r1", "eth1", false).unwrap_err()
+        );
+        assert!(m.starts_with("cannot set r1:eth1 down"), "{m}");
+    }
 }

@@ -191,7 +191,7 @@ pub fn wait_converged(
                 continue;
             }
             let want_full = left.links_of(&s.node).count();
-            let want = crate::topology::ospf::shortest_next_hops(&left, &s.node);
+            let want = crate::topology::ospf::acceptable_next_hops(&left, &s.node);
             // bird also exports its own interfaces' subnets (no gateway):
             // those are not routes through anyone.
             let have: Vec<_> = installed

@@ -154,6 +154,9 @@ pub(crate) struct OspfDef {
     pub hello_s: Option<Spanned<u32>>,
     /// OSPF dead interval in seconds, at least two hellos (default 4).
     pub dead_s: Option<Spanned<u32>>,
+    /// "one" (default: every interface in area 0) or "per-provider" (each
+    /// provider's links an area, the links between providers area 0).
+    pub areas: Option<Spanned<super::OspfAreas>>,
 }
 
 /// `[topology]`: the name and the settings every node shares.
@@ -417,6 +420,7 @@ struct Out {
 struct OspfOut {
     hello_s: u32,
     dead_s: u32,
+    areas: super::OspfAreas,
 }
 
 #[derive(Serialize)]
@@ -595,6 +599,7 @@ impl Topology {
             ospf: OspfOut {
                 hello_s: self.ospf.hello_s,
                 dead_s: self.ospf.dead_s,
+                areas: self.ospf.areas,
             },
         };
         toml::to_string(&out).expect("a topology always serializes")

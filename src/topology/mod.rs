@@ -11,11 +11,13 @@
 //! tunnel = "vxlan"              # or "gretap", "geneve" (if the kernel has them)
 //! refresh_ms = 30000            # QoS NSLP refresh period R
 //! gist_mode = "d"               # or "c": GIST over TCP messaging associations
-//! routing = "static"            # or "ospf": bird2 in every router, one area
+//! routing = "static"            # or "ospf": bird2 in every router
 //!
 //! [ospf]                        # optional, `routing = "ospf"` only
 //! hello_s = 1                   # hello interval
 //! dead_s = 4                    # neighbour declared dead after this
+//! areas = "one"                 # or "per-provider": each provider's links an area,
+//!                               # the inter-provider links area 0 (must be connected)
 //!
 //! [[provider]]                  # an infrastructure provider (InP)
 //! name = "kit"
@@ -160,11 +162,35 @@ impl std::fmt::Display for Routing {
     }
 }
 
-/// OSPF timers of every router interface (`[ospf]`).
+/// How the routers are split into OSPF areas (`[ospf] areas`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OspfAreas {
+    /// Every interface in area 0.
+    #[default]
+    One,
+    /// Each provider's own links in an area of its own (1, 2, ... in
+    /// file order), the links between providers in the backbone, area 0:
+    /// a provider's topology stays inside it, as between real InPs.
+    PerProvider,
+}
+
+/// OSPF timers of every router interface and the areas (`[ospf]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OspfSettings {
     pub hello_s: u32,
     pub dead_s: u32,
+    pub areas: OspfAreas,
 }
 
 impl Default for OspfSettings {
@@ -173,6 +199,7 @@ impl Default for OspfSettings {
         Self {
             hello_s: 1,
             dead_s: 4,
+            areas: OspfAreas::One,
         }
     }
 }

@@ -1,15 +1,111 @@
 //! The bird2 configuration of one router for `routing = "ospf"`: OSPFv2 on
-//! every substrate interface (one area, point-to-point, the link's cost
-//! and the `[ospf]` timers), routes learnt by OSPF exported to the kernel.
-//! The bridges of virtual nodes are left out: tunnels run between router
-//! addresses, which OSPF carries as the interfaces' stub networks.
+//! every substrate interface (point-to-point, the link's cost and the
+//! `[ospf]` timers; one area, or an area per provider with the links
+//! between providers as the backbone), routes learnt by OSPF exported to
+//! the kernel. The bridges of virtual nodes are left out: tunnels run
+//! between router addresses, which OSPF carries as stub networks.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use super::Topology;
+use super::file::{File, Source, TopologyError};
 use super::routes::network;
+use super::{Link, OspfAreas, Routing, Topology};
+
+/// The OSPF area of link `l`: 0 with one area and for a link between two
+/// providers; else its provider's area, 1 + the provider's place in the
+/// file.
+pub fn link_area(topo: &Topology, l: &Link) -> u32 {
+    if topo.ospf.areas == OspfAreas::One {
+        return 0;
+    }
+    let provider = |n: &str| topo.node(n).map(|n| n.provider.as_str());
+    match (provider(&l.a.node), provider(&l.b.node)) {
+        (Some(a), Some(b)) if a == b => topo
+            .providers
+            .iter()
+            .position(|p| p.name == a)
+            .map_or(0, |i| i as u32 + 1),
+        _ => 0,
+    }
+}
+
+/// The area of `node`'s router address: its provider's area when one of
+/// its links is in it, else the backbone.
+fn stub_area(topo: &Topology, node: &str) -> u32 {
+    topo.links
+        .iter()
+        .filter(|l| l.a.node == node || l.b.node == node)
+        .map(|l| link_area(topo, l))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `areas = "per-provider"` needs a backbone: at least one link between
+/// providers, and those links connected among themselves (OSPF carries
+/// routes between areas only through one contiguous area 0).
+pub(crate) fn check_areas(t: &Topology, f: &File, src: &Source) -> Result<(), TopologyError> {
+    if t.routing != Routing::Ospf || t.ospf.areas != OspfAreas::PerProvider {
+        return Ok(());
+    }
+    let span = f
+        .ospf
+        .as_ref()
+        .and_then(|o| o.get_ref().areas.as_ref())
+        .map_or(0..0, |a| a.span());
+    match backbone_parts(t) {
+        parts if parts.is_empty() => Err(src.err(
+            span,
+            "areas = \"per-provider\": no link joins two providers, so there is no backbone (area 0); use areas = \"one\"",
+        )),
+        parts if parts.len() > 1 => {
+            let text: Vec<String> = parts.iter().map(|p| p.join(", ")).collect();
+            Err(src.err(
+                span,
+                format!(
+                    "areas = \"per-provider\": the links between providers (area 0) fall apart into {} pieces not joined by each other: {}; OSPF routes between areas only through one connected area 0: add a link between providers that joins them, or use areas = \"one\"",
+                    parts.len(),
+                    text.join(" | ")
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The backbone's links (named `a-b`), by connected piece.
+fn backbone_parts(t: &Topology) -> Vec<Vec<String>> {
+    let bb: Vec<&Link> = t.links.iter().filter(|l| link_area(t, l) == 0).collect();
+    let mut piece: Vec<usize> = (0..bb.len()).collect();
+    // Merge pieces that share a router until nothing changes (a handful
+    // of links: no union-find needed).
+    loop {
+        let mut changed = false;
+        for i in 0..bb.len() {
+            for j in 0..bb.len() {
+                let touch = [&bb[i].a.node, &bb[i].b.node]
+                    .iter()
+                    .any(|n| **n == bb[j].a.node || **n == bb[j].b.node);
+                if touch && piece[j] > piece[i] {
+                    piece[j] = piece[i];
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut parts: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (l, p) in bb.iter().zip(piece) {
+        parts
+            .entry(p)
+            .or_default()
+            .push(format!("{}-{}", l.a.node, l.b.node));
+    }
+    parts.into_values().collect()
+}
 
 /// OSPF distances (sum of link costs) from `from` to every router.
 fn costs_from(topo: &Topology, from: &str) -> HashMap<String, u64> {
@@ -87,6 +183,21 @@ pub fn shortest_next_hops(topo: &Topology, node: &str) -> BTreeMap<(u32, u8), Ve
     out
 }
 
+/// What a converged OSPF may route each subnet through: one area, the
+/// shortest paths' gateways; areas per provider, any live neighbour (OSPF
+/// prefers a path inside an area to a shorter one through the backbone,
+/// which the shortest paths do not model).
+pub fn acceptable_next_hops(topo: &Topology, node: &str) -> BTreeMap<(u32, u8), Vec<Ipv4Addr>> {
+    let mut hops = shortest_next_hops(topo, node);
+    if topo.ospf.areas == OspfAreas::PerProvider {
+        let all: BTreeSet<Ipv4Addr> = topo.links_of(node).map(|(_, o, _)| o.addr).collect();
+        for h in hops.values_mut() {
+            *h = all.iter().copied().collect();
+        }
+    }
+    hops
+}
+
 /// bird's configuration for router `node`; `log` is the file bird logs to.
 pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
     let id = topo
@@ -104,9 +215,8 @@ pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
     c.push_str("protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF; };\n}\n");
     // `ecmp no`: equal-cost ties (two ways round a ring to a router
     // address) still give one next hop, as the kernel export above wants.
-    c.push_str(
-        "protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n  area 0 {\n",
-    );
+    c.push_str("protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n");
+    let mut areas: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for l in &topo.links {
         let me = if l.a.node == node {
             &l.a
@@ -115,17 +225,29 @@ pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
         } else {
             continue;
         };
-        let _ = writeln!(
-            c,
+        areas.entry(link_area(topo, l)).or_default().push(format!(
             "    interface \"{}\" {{ type ptp; cost {}; hello {}; dead {}; }};",
             me.ifname, l.cost, topo.ospf.hello_s, topo.ospf.dead_s
-        );
+        ));
     }
     if let Some(a) = topo.node(node).and_then(|n| n.router_addr) {
         // The router address on `lo`, advertised whatever link is up.
-        let _ = writeln!(c, "    stubnet {a}/32 {{ cost 1; }};");
+        areas
+            .entry(stub_area(topo, node))
+            .or_default()
+            .push(format!("    stubnet {a}/32 {{ cost 1; }};"));
     }
-    c.push_str("  };\n}\n");
+    if areas.is_empty() {
+        areas.insert(0, vec![]);
+    }
+    for (area, lines) in areas {
+        let _ = writeln!(c, "  area {area} {{");
+        for l in lines {
+            let _ = writeln!(c, "{l}");
+        }
+        c.push_str("  };\n");
+    }
+    c.push_str("}\n");
     c
 }
 
@@ -167,6 +289,89 @@ mod tests {
         // and it survives the round trip through the saved topology
         let back = Topology::parse(&t.to_toml(), Path::new("s.toml")).unwrap();
         assert_eq!(bird_config(&back, "r0", "/run/x.log"), c);
+    }
+
+    fn areas_topology(edit: impl Fn(String) -> String) -> Result<Topology, String> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/ospf-areas-5node.toml");
+        let src = edit(std::fs::read_to_string(&p).unwrap());
+        Topology::parse(&src, &p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn per_provider_areas_put_each_providers_links_in_its_area_and_the_rest_in_area_0() {
+        let t = areas_topology(|s| s).unwrap();
+        let head = "log \"/l\" all;\n";
+        let common = "protocol device { scan time 10; }\n\
+             protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF; };\n}\n\
+             protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n";
+        // r0: an east router (area 1) with a link to west (area 0), an ABR.
+        assert_eq!(
+            bird_config(&t, "r0", "/l"),
+            format!(
+                "# generated by vlsp for r0 in ospf-areas-5node\n{head}router id 10.255.1.1;\n{common}\
+                 \x20 area 0 {{\n\
+                 \x20   interface \"eth1\" {{ type ptp; cost 10; hello 1; dead 4; }};\n  }};\n\
+                 \x20 area 1 {{\n\
+                 \x20   interface \"eth0\" {{ type ptp; cost 20; hello 1; dead 4; }};\n\
+                 \x20   stubnet 10.255.1.1/32 {{ cost 1; }};\n  }};\n}}\n"
+            )
+        );
+        // r4: inside west only.
+        assert_eq!(
+            bird_config(&t, "r4", "/l"),
+            format!(
+                "# generated by vlsp for r4 in ospf-areas-5node\n{head}router id 10.255.1.5;\n{common}\
+                 \x20 area 2 {{\n\
+                 \x20   interface \"eth0\" {{ type ptp; cost 10; hello 1; dead 4; }};\n\
+                 \x20   stubnet 10.255.1.5/32 {{ cost 1; }};\n  }};\n}}\n"
+            )
+        );
+        // r3 holds the backbone together: both links to east in area 0.
+        let r3 = bird_config(&t, "r3", "/l");
+        assert_eq!(r3.matches("area 0 {").count(), 1, "{r3}");
+        assert!(
+            r3.contains("area 0 {\n    interface \"eth0\" { type ptp; cost 10; hello 1; dead 4; };\n    interface \"eth1\""),
+            "{r3}"
+        );
+        // The saved topology keeps the areas.
+        let back = Topology::parse(&t.to_toml(), Path::new("s.toml")).unwrap();
+        assert_eq!(bird_config(&back, "r0", "/l"), bird_config(&t, "r0", "/l"));
+        // "one" (the default) is area 0 everywhere.
+        let one = areas_topology(|s| s.replace("areas = \"per-provider\"", "")).unwrap();
+        let c = bird_config(&one, "r0", "/l");
+        assert!(c.contains("  area 0 {\n") && !c.contains("area 1"), "{c}");
+    }
+
+    #[test]
+    fn per_provider_areas_refuse_a_backbone_in_pieces_and_name_its_links() {
+        // r3-r0 moved to r4-r0: the links between providers, r2-r3 and
+        // r4-r0, share no router.
+        let m = areas_topology(|s| {
+            s.replace(
+                "a = \"r3:10.7.3.1/24\"\nb = \"r0:10.7.3.2/24\"",
+                "a = \"r4:10.7.3.1/24\"\nb = \"r0:10.7.3.2/24\"",
+            )
+        })
+        .unwrap_err();
+        assert!(
+            m.contains("area 0) fall apart into 2 pieces")
+                && m.contains("r2-r3 | r4-r0")
+                && m.contains("add a link between providers that joins them")
+                && m.contains("areas = \"one\""),
+            "{m}"
+        );
+        // One provider: no backbone at all.
+        let m = areas_topology(|s| s.replace("provider = \"west\"", "provider = \"east\""))
+            .unwrap_err();
+        assert!(m.contains("no link joins two providers"), "{m}");
+        // Static routing does not care.
+        areas_topology(|s| {
+            s.replace("provider = \"west\"", "provider = \"east\"")
+                .replace("routing = \"ospf\"", "routing = \"static\"")
+        })
+        .unwrap();
+        let m = areas_topology(|s| s.replace("\"per-provider\"", "\"per-inp\"")).unwrap_err();
+        assert!(m.contains("per-provider"), "{m}");
     }
 
     #[test]

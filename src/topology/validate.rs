@@ -63,6 +63,7 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
         vnodes,
     };
     connected(&t, f, src)?;
+    super::ospf::check_areas(&t, f, src)?;
     Ok(t)
 }
 
@@ -100,6 +101,7 @@ fn ospf(f: &File, src: &Source) -> Res<OspfSettings> {
         }
         o.dead_s = *x.get_ref();
     }
+    o.areas = d.areas.as_ref().map_or(o.areas, |a| *a.get_ref());
     Ok(o)
 }
 

@@ -339,6 +339,17 @@ pub fn compare_rows(
                 prefix(va)
             ));
         }
+        if o.interleaved && !matches!(level, Level::Blocks { .. }) {
+            warnings.push(format!(
+                "{}A has {na} block(s) and B {nb}: interleaved blocks are paired only when both sides have the same number, 2 or more, so these are compared {} instead (the drift between blocks is not cancelled); run `vlsp ab` again until every block finishes",
+                prefix(va),
+                if level == Level::Runs {
+                    "run by run as if independent"
+                } else {
+                    "as independent sessions"
+                }
+            ));
+        }
         only_a.extend(ca.difference(&cb).map(|c| format!("{}{c}", prefix(va))));
         only_b.extend(cb.difference(&ca).map(|c| format!("{}{c}", prefix(va))));
         for c in ca.intersection(&cb) {
@@ -615,6 +626,35 @@ mod tests {
                 .find(|m| m.name == "other")
                 .unwrap()
                 .headline
+        );
+    }
+
+    /// Blocks that cannot be paired are not compared silently as runs.
+    #[test]
+    fn unequal_block_counts_say_the_pairing_is_lost() {
+        let a = rows("auth", "setup_A", &[100.0, 200.0, 400.0]);
+        let b = rows("auth", "setup_A", &[110.0, 200.0]);
+        let o = Options {
+            interleaved: true,
+            ..Options::default()
+        };
+        let c = compare_rows(&a, &b, side(), side(), &o).unwrap();
+        let m = c.metrics.iter().find(|m| m.name == "setup_A").unwrap();
+        assert_eq!(m.level, Level::Runs);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("A has 3 block(s) and B 2") && w.contains("run by run")),
+            "{:?}",
+            c.warnings
+        );
+        // Equal counts: no such warning.
+        let b = rows("auth", "setup_A", &[110.0, 200.0, 440.0]);
+        let c = compare_rows(&a, &b, side(), side(), &o).unwrap();
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("block(s)")),
+            "{:?}",
+            c.warnings
         );
     }
 

@@ -24,8 +24,8 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::experiment::file::{Experiment, ScheduledFault};
 use crate::experiment::kinds::fault_recovery_metrics::{
-    BIN, Hop, RATE_BIN, RateSample, Recovery, coarsen, hops_along, hops_text, longest_gap_ms,
-    marker, middle_link, parse_classes, path_of, share_pct, write_csv,
+    BIN, Hop, RATE_BIN, RateSample, Recovery, censored, coarsen, hops_along, hops_text,
+    longest_gap_ms, marker, middle_link, parse_classes, path_of, share_pct, write_csv,
 };
 use crate::experiment::kinds::setup_teardown::{link_down, link_up};
 use crate::experiment::progress;
@@ -393,7 +393,10 @@ fn one_run(
     let old_only: BTreeSet<Hop> = old.difference(&new).cloned().collect();
     let (flood_node, flood_addr) = flood_target(&left, &new_path)?;
 
-    let d = Duration::from_secs(e.traffic_seconds);
+    let d = Duration::from_secs(match tb.topo.routing {
+        Routing::Ospf => e.ospf_traffic_seconds.unwrap_or(e.traffic_seconds),
+        Routing::Static => e.traffic_seconds,
+    });
     let t0 = Instant::now() + Duration::from_millis(300);
     let flow_dst = SocketAddrV4::new(ends.vm2.1, FLOW_PORT);
     let flood_dst = SocketAddrV4::new(flood_addr, FLOOD_PORT);
@@ -531,6 +534,7 @@ fn one_run(
         repaired_event_ms: ms(w.repaired_event),
         old_branch_freed_ms: ms(w.old_freed),
         outage_ms: longest_gap_ms(&pkts, BIN),
+        censored: censored(&pkts, share),
         reserved_share_after_pct: share,
         old_hops: hops_text(&old),
         new_hops: hops_text(&new),

@@ -136,6 +136,13 @@ pub fn longest_gap_ms(packets: &[u64], bin: Duration) -> f64 {
     best as f64 * bin.as_secs_f64() * 1e3
 }
 
+/// The run ended before the reserved flow was back (its last bin empty)
+/// or before the share after the repair could be measured: its outage and
+/// share are cut short by the end of the traffic, not measured.
+pub fn censored(packets: &[u64], share: Option<f64>) -> bool {
+    share.is_none() || packets.last().is_none_or(|&p| p == 0)
+}
+
 /// Received wire rate over bins `[from, to)` against `offered` bit/s, in
 /// percent; none when the window is empty.
 pub fn share_pct(
@@ -188,6 +195,10 @@ pub struct Recovery {
     /// The reserved flow's received rate from half a second after the
     /// repair to the end, over its offered rate, under the flood.
     pub reserved_share_after_pct: Option<f64>,
+    /// Outage or share cut short by the end of the traffic ([`censored`]);
+    /// a longer `traffic_seconds` (`ospf_traffic_seconds`) measures them.
+    #[serde(default)]
+    pub censored: bool,
     pub old_hops: String,
     pub new_hops: String,
 }
@@ -298,6 +309,16 @@ mod tests {
     }
 
     #[test]
+    fn a_run_is_censored_when_it_ends_before_the_flow_is_back_or_the_share_is_measured() {
+        assert!(!censored(&[3, 0, 0, 4, 5], Some(99.0)));
+        // Still in the outage at the end of the traffic.
+        assert!(censored(&[3, 4, 0, 0], Some(99.0)));
+        // Repaired too late to measure the share after it.
+        assert!(censored(&[3, 0, 4], None));
+        assert!(censored(&[], Some(1.0)));
+    }
+
+    #[test]
     fn share_is_received_over_offered_in_the_window() {
         let b = Duration::from_millis(100);
         // 12 500 bytes per 100 ms = 1 Mbit/s.
@@ -323,13 +344,18 @@ mod tests {
             old_branch_freed_ms: None,
             outage_ms: 40.0,
             reserved_share_after_pct: None,
+            censored: true,
             old_hops: "r0:eth0 r1:eth1".into(),
             new_hops: String::new(),
         };
         let p = dir.join("recovery.csv");
         write_csv(&p, std::slice::from_ref(&r)).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("routing,run,fault,fault_at_ms,repaired,lost_after_repair,repair_ms,repaired_event_ms,old_branch_freed_ms,outage_ms,reserved_share_after_pct,old_hops,new_hops\n"), "{text}");
-        assert_eq!(read_csv::<Recovery>(&p).unwrap(), [r]);
+        assert!(text.starts_with("routing,run,fault,fault_at_ms,repaired,lost_after_repair,repair_ms,repaired_event_ms,old_branch_freed_ms,outage_ms,reserved_share_after_pct,censored,old_hops,new_hops\n"), "{text}");
+        assert_eq!(read_csv::<Recovery>(&p).unwrap(), [r.clone()]);
+        // A recovery.csv from before the column reads as not censored.
+        let old = text.replace(",censored,", ",").replace(",,true,", ",,");
+        std::fs::write(&p, old).unwrap();
+        assert!(!read_csv::<Recovery>(&p).unwrap()[0].censored);
     }
 }

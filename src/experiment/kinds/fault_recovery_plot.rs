@@ -40,7 +40,7 @@ pub fn report(dir: &Path, sums: &mut Vec<Summary>) -> Result<String> {
     }
     let recs: Vec<Recovery> = read_csv(&p)?;
     let mut md = String::from(
-        "\n## Fault recovery\n\nA signed reserved virtual link VM1→VM2 carries a flow at its reserved rate; a substrate link in the middle of the reserved path fails; once the new path holds the reservation, a best-effort flood crosses its links. Times from the fault. repair: every hop of the new path holds an HTB class; old branch freed: no class left on the old path's other hops; outage: the reserved flow's longest receiver gap (10 ms bins); share: its received rate from 0.5 s after the repair to the end of the run, over the offered rate.\n\n| routing | runs | repaired | lost after repair | repair_ms | `repaired` event ms | old_branch_freed_ms | outage_ms | reserved_share_after_pct |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\n## Fault recovery\n\nA signed reserved virtual link VM1→VM2 carries a flow at its reserved rate; a substrate link in the middle of the reserved path fails; once the new path holds the reservation, a best-effort flood crosses its links. Times from the fault. repair: every hop of the new path holds an HTB class; old branch freed: no class left on the old path's other hops; outage: the reserved flow's longest receiver gap (10 ms bins); share: its received rate from 0.5 s after the repair to the end of the run, over the offered rate. censored: runs whose traffic ended before the flow was back or the share could be measured (their outage and share are cut short; raise `traffic_seconds` or `ospf_traffic_seconds`).\n\n| routing | runs | repaired | lost after repair | repair_ms | `repaired` event ms | old_branch_freed_ms | outage_ms | reserved_share_after_pct | censored |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut repair_cdf = vec![];
     for routing in ROUTINGS {
@@ -55,6 +55,10 @@ pub fn report(dir: &Path, sums: &mut Vec<Summary>) -> Result<String> {
         let lost = recs
             .iter()
             .filter(|r| r.routing == routing && r.lost_after_repair)
+            .count();
+        let cut = recs
+            .iter()
+            .filter(|r| r.routing == routing && r.censored)
             .count();
         let mut metric = |name: &str, unit: &str, f: &dyn Fn(&Recovery) -> Option<f64>| {
             let mut v = col(&recs, routing, f);
@@ -71,7 +75,7 @@ pub fn report(dir: &Path, sums: &mut Vec<Summary>) -> Result<String> {
             r.reserved_share_after_pct
         });
         md += &format!(
-            "| {routing} | {n} | {ok} | {lost} | {repair} | {event} | {freed} | {outage} | {share} |\n"
+            "| {routing} | {n} | {ok} | {lost} | {repair} | {event} | {freed} | {outage} | {share} | {cut} |\n"
         );
         repair_cdf.push((routing, col(&recs, routing, |r| r.repair_ms)));
     }
@@ -219,6 +223,7 @@ mod tests {
             old_branch_freed_ms: Some(2500.0),
             outage_ms: 30.0,
             reserved_share_after_pct: Some(99.0),
+            censored: false,
             old_hops: String::new(),
             new_hops: String::new(),
         };
@@ -235,6 +240,7 @@ mod tests {
         let mut sums = vec![];
         let md = report(dir.path(), &mut sums).unwrap();
         assert!(md.contains("| static | 2 | 2 | 0 | 30.0 |"), "{md}");
+        assert!(md.contains("| 99.0 | 0 |\n"), "{md}");
         let names: Vec<_> = sums.iter().map(|s| s.metric.as_str()).collect();
         for m in [
             "static_repair_ms",

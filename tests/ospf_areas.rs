@@ -1,0 +1,117 @@
+//! OSPF with an area per provider (root, bird2): on `ospf-areas-5node`
+//! (east = r0 r1 r2 in area 1, west = r3 r4 in area 2, the links between
+//! them area 0) every adjacency comes up Full, routes cross between the
+//! providers, and when a backbone link fails the routes move to the other
+//! one and packets still arrive.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::{Down, leftovers, ns_output, require_root, unique_topology};
+use vlsp::kernel::bird;
+use vlsp::kernel::substrate::{self, ns_name};
+use vlsp::testbed::{Options, Testbed, routing};
+use vlsp::topology::faults::Fault;
+
+/// r4's router address (west), as r1 (east) reaches it.
+const R4: &str = "10.255.1.5";
+
+/// The gateway `node` uses towards `dst` (`ip route get`).
+fn via(topo: &str, node: &str, dst: &str) -> String {
+    let out = ns_output(&ns_name(topo, node), &format!("ip -4 route get {dst}"));
+    out.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// Waits until `node` routes `dst` via `gw` (OSPF's summaries between
+/// areas settle after the adjacencies).
+fn wait_via(topo: &str, node: &str, dst: &str, gw: &str, limit: Duration) -> String {
+    let end = Instant::now() + limit;
+    loop {
+        let now = via(topo, node, dst);
+        if now == gw || Instant::now() > end {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ping(topo: &str, a: &str, b: &str, dst: &str) {
+    let dst: Ipv4Addr = dst.parse().unwrap();
+    let mut last = None;
+    for _ in 0..3 {
+        match substrate::udp_ping(topo, a, b, dst, Duration::from_secs(2)) {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("{a} -> {b} ({dst}): {:#}", last.unwrap());
+}
+
+#[test]
+fn per_provider_areas_route_between_providers_and_round_a_failed_backbone_link() {
+    if !require_root("per_provider_areas_route_between_providers") {
+        return;
+    }
+    bird::require_bird().expect("bird2: apt-get install bird2 (.ci/install)");
+    let t = unique_topology("ospf-areas-5node.toml", "oa");
+    let name = t.name.clone();
+    let _g = Down(name.clone());
+    let mut tb = Testbed::up(t, &Options::default()).unwrap();
+
+    // Each router's bird has its areas: r0 is an ABR (east and backbone).
+    let conf = std::fs::read_to_string(tb.run.path().join("r0.bird.conf")).unwrap();
+    assert!(
+        conf.contains("area 0 {") && conf.contains("area 1 {"),
+        "{conf}"
+    );
+    let r0 = bird::birdc(&routing::bird_socket(&tb.run, "r0"), &["show", "ospf"]).unwrap();
+    assert!(
+        r0.contains("Area: 0.0.0.0") && r0.contains("Area: 0.0.0.1"),
+        "{r0}"
+    );
+
+    // Every adjacency Full (one per link end).
+    let states = routing::router_states(&tb.topo, &tb.run);
+    let want = |n: &str| tb.topo.links_of(n).count();
+    assert!(
+        states
+            .iter()
+            .all(|s| s.full_neighbours == Some(want(&s.node)) && s.routes >= 4),
+        "{states:?}"
+    );
+    // East reaches west through the backbone: r1 goes via r2 (cost 20)
+    // rather than via r0 (cost 30), and r4 answers.
+    let before = wait_via(&name, "r1", R4, "10.7.1.2", Duration::from_secs(20));
+    assert_eq!(before, "10.7.1.2", "r1 -> r4 first via r2");
+    ping(&name, "r1", "r4", R4);
+    ping(&name, "r4", "r1", "10.255.1.2");
+
+    // The backbone link r2-r3 fails: the routes move to r3-r0.
+    let st = tb
+        .fault(&Fault::LinkDown {
+            link: "r2-r3".into(),
+        })
+        .unwrap();
+    let took = routing::wait_converged(
+        &tb.topo,
+        &st,
+        &tb.run,
+        &mut tb.birds,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let after = wait_via(&name, "r1", R4, "10.7.0.1", Duration::from_secs(20));
+    eprintln!("per-provider areas: converged {took:?} after link-down r2-r3; r1 -> r4 via {after}");
+    assert_eq!(after, "10.7.0.1", "r1 -> r4 via r0 after r2-r3 failed");
+    ping(&name, "r1", "r4", R4);
+    ping(&name, "r2", "r4", R4);
+
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}
