@@ -38,6 +38,17 @@ async fn paper_4node_up_ping_down() {
         Duration::from_secs(2),
     )
     .unwrap();
+    // IPv6 is off in every namespace (no address on any device, new
+    // devices included): the testbed is IPv4-only and IPv6 made each
+    // tunnel end's creation dearer under the RTNL lock.
+    for node in ["tb1", "VM1"] {
+        let ns = substrate::ns_name(&t.name, node);
+        let v6 = ns_output(
+            &ns,
+            "ip -6 addr; cat /proc/sys/net/ipv6/conf/default/disable_ipv6",
+        );
+        assert_eq!(v6.trim(), "1", "{node}: {v6}");
+    }
     // VM1 reaches its host's bridge side: it is attached.
     let st = substrate::status();
     assert!(

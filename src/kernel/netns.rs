@@ -106,6 +106,7 @@ fn create_here(name: &str) -> Result<()> {
     }
     let r = unshare(CloneFlags::CLONE_NEWNET)
         .context("unshare(CLONE_NEWNET)")
+        .and_then(|()| without_ipv6(name))
         .and_then(|()| {
             mount(
                 Some("/proc/thread-self/ns/net"),
@@ -120,6 +121,40 @@ fn create_here(name: &str) -> Result<()> {
         let _ = std::fs::remove_file(&path);
     }
     r
+}
+
+/// The sysctls that switch IPv6 off in the calling thread's namespace:
+/// `all` for the devices it has (`lo`), `default` for every device made
+/// later.
+pub const IPV6_OFF: [&str; 2] = [
+    "net/ipv6/conf/all/disable_ipv6",
+    "net/ipv6/conf/default/disable_ipv6",
+];
+
+/// Switches IPv6 off in the fresh namespace the calling thread is in. The
+/// testbed signals and carries over IPv4 only, and with IPv6 on every new
+/// device (a tunnel end per link, a bridge per virtual interface) gets a
+/// link-local address, a multicast route and a walk of the whole IPv6
+/// routing table under the RTNL lock, a walk that grows with the devices
+/// already there (a third of a tunnel end's creation in `perf`; see the
+/// README, Throughput). A kernel without IPv6 has nothing to switch off.
+fn without_ipv6(name: &str) -> Result<()> {
+    for key in IPV6_OFF {
+        let path = Path::new("/proc/sys").join(key);
+        match std::fs::write(&path, "1") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot switch IPv6 off in namespace {name} ({})",
+                        path.display()
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes a named namespace (its links go with it). A missing one is fine.

@@ -351,6 +351,14 @@ pub fn serialize(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
 
 // ------------------------------------------------------------- the socket
 
+/// The same socket error again, for each request it failed.
+fn copy_io(e: &std::io::Error) -> std::io::Error {
+    e.raw_os_error().map_or_else(
+        || std::io::Error::new(e.kind(), e.to_string()),
+        std::io::Error::from_raw_os_error,
+    )
+}
+
 /// A blocking rtnetlink socket in the namespace it was opened in.
 pub struct Tc {
     sock: Socket,
@@ -393,15 +401,47 @@ impl Tc {
         what: &str,
         ifname: &str,
     ) -> Result<(), QosError> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut flags = NLM_F_REQUEST | NLM_F_ACK;
-        if create {
-            flags |= NLM_F_CREATE | NLM_F_EXCL;
+        let [r] = self.requests([(msg, create, what)], ifname);
+        r
+    }
+
+    /// Sends the requests in one `sendmsg` (the kernel runs them in
+    /// order) and returns each one's answer: one system call and one
+    /// wake-up for all instead of one each.
+    fn requests<const N: usize>(
+        &mut self,
+        reqs: [(RouteNetlinkMessage, bool, &str); N],
+        ifname: &str,
+    ) -> [Result<(), QosError>; N] {
+        let first = self.seq.wrapping_add(1);
+        let mut bytes = vec![];
+        let whats = reqs.each_ref().map(|(_, _, what)| what.to_string());
+        for (msg, create, _) in reqs {
+            self.seq = self.seq.wrapping_add(1);
+            let mut flags = NLM_F_REQUEST | NLM_F_ACK;
+            if create {
+                flags |= NLM_F_CREATE | NLM_F_EXCL;
+            }
+            bytes.extend(serialize(msg, flags, self.seq));
+            bytes.resize(bytes.len().next_multiple_of(4), 0);
         }
-        let bytes = serialize(msg, flags, self.seq);
-        self.sock.send(&bytes, 0)?;
-        loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+        let mut out: [Option<Result<(), QosError>>; N] = [const { None }; N];
+        let no_ack = |what: &str| QosError::NoAck {
+            what: what.to_string(),
+            ifname: ifname.to_string(),
+        };
+        if let Err(e) = self.sock.send(&bytes, 0) {
+            return std::array::from_fn(|_| Err(copy_io(&e).into()));
+        }
+        while out.iter().any(Option::is_none) {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) => {
+                    return std::array::from_fn(|i| {
+                        out[i].take().unwrap_or_else(|| Err(copy_io(&e).into()))
+                    });
+                }
+            };
             let mut off = 0;
             while off + 16 <= n {
                 let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap()) as usize;
@@ -409,30 +449,30 @@ impl Tc {
                     break;
                 }
                 let seq = u32::from_ne_bytes(self.buf[off + 8..off + 12].try_into().unwrap());
-                if seq == self.seq
+                let i = seq.wrapping_sub(first) as usize;
+                if i < N
+                    && out[i].is_none()
                     && let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(
                         &self.buf[off..off + len],
                     )
                     && let NetlinkPayload::Error(e) = m.payload
                 {
-                    return match e.code {
+                    out[i] = Some(match e.code {
                         None => Ok(()),
                         Some(c) => Err(QosError::Kernel {
-                            what: what.to_string(),
+                            what: whats[i].clone(),
                             ifname: ifname.to_string(),
                             errno: -c.get(),
                         }),
-                    };
+                    });
                 }
                 off += (len + 3) & !3;
             }
             if n == 0 {
-                return Err(QosError::NoAck {
-                    what: what.to_string(),
-                    ifname: ifname.to_string(),
-                });
+                break;
             }
         }
+        std::array::from_fn(|i| out[i].take().unwrap_or_else(|| Err(no_ack(&whats[i]))))
     }
 
     /// Shapes `ifname` to `capacity_bps`: root HTB, the capacity class and
@@ -514,17 +554,36 @@ impl Tc {
         c: &Classifier,
     ) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
-        self.put_class(ifname, i, minor, rate_bps, true)?;
-        if let Err(e) = self.request(
-            filter(i, minor, c),
-            true,
-            &format!("u32 filter prio {minor}"),
+        // Class and filter in one round trip; the kernel takes a filter
+        // whose class is missing, so each undoes the other's success.
+        let [class_made, filter_made] = self.requests(
+            [
+                (
+                    class(i, minor, TOP_MINOR, rate_bps, rate_bps),
+                    true,
+                    &format!("HTB class 1:{minor:x}"),
+                ),
+                (
+                    filter(i, minor, c),
+                    true,
+                    &format!("u32 filter prio {minor}"),
+                ),
+            ],
             ifname,
-        ) {
-            let _ = self.request(del_class(i, minor), false, "", ifname);
-            return Err(e);
+        );
+        match (class_made, filter_made) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), f) => {
+                if f.is_ok() {
+                    let _ = self.request(del_filter(i, minor), false, "", ifname);
+                }
+                Err(e)
+            }
+            (Ok(()), Err(e)) => {
+                let _ = self.request(del_class(i, minor), false, "", ifname);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Changes the rate of class `1:minor`.

@@ -8,7 +8,8 @@
 //! Closed loop (clients send their next request when the reply is in),
 //! Little's law ties the numbers: latency ≈ C / (setups per second), so at
 //! C = 64 a p99 of 20 ms needs over 3000 setups per second; the paced
-//! variant measures latency at a given load instead.
+//! variant measures latency at a given load instead, from each setup's
+//! scheduled time (a send delayed by the client's previous setup counts).
 //!
 //! Per run: setups and teardowns per second (successes over the phase's
 //! wall time), p50/p99 of the per-request latency at the client, failures,
@@ -372,20 +373,36 @@ fn sleep_until(at_ns: u64) {
     }
 }
 
-/// One client's setups: its connection stays open for all of them.
+/// A setup's latency: from its request to its reply, or, paced (`due`
+/// is when it was scheduled), from when it was due. A paced client whose
+/// previous setup overran sends late; timing from the send would leave
+/// out the wait it made (coordinated omission) and flatter the latency at
+/// the offered load.
+pub fn setup_latency(due: Option<u64>, sent: u64, got: u64) -> u64 {
+    got.saturating_sub(due.map_or(sent, |d| d.min(sent)))
+}
+
+/// One client's setups: its connection stays open for all of them; `t0`,
+/// when paced, is the time the jobs' `due_ns` count from.
 /// Returns the phase outcome and the ids of the links it set up.
-fn client_setups(c: &mut Client, jobs: &[Job], rate: Rate, t0: u64) -> (PhaseOutcome, Vec<u64>) {
+fn client_setups(
+    c: &mut Client,
+    jobs: &[Job],
+    rate: Rate,
+    t0: Option<u64>,
+) -> (PhaseOutcome, Vec<u64>) {
     let mut out = PhaseOutcome {
         start_ns: u64::MAX,
         ..Default::default()
     };
     let mut ids = vec![];
     for j in jobs {
-        if j.due_ns > 0 {
-            sleep_until(t0 + j.due_ns);
+        let due = t0.map(|t0| t0 + j.due_ns);
+        if let Some(due) = due {
+            sleep_until(due);
         }
         let sent = now_ns();
-        if j.due_ns > 0 && sent > t0 + j.due_ns + 1_000_000 {
+        if due.is_some_and(|due| sent > due + 1_000_000) {
             out.late += 1;
         }
         let req = Request::Setup {
@@ -403,7 +420,7 @@ fn client_setups(c: &mut Client, jobs: &[Job], rate: Rate, t0: u64) -> (PhaseOut
         out.end_ns = out.end_ns.max(got);
         match r {
             Ok(Reply::LinkUp { vlink }) => {
-                out.latencies_ns.push(got - sent);
+                out.latencies_ns.push(setup_latency(due, sent, got));
                 ids.push(vlink.vlink_id);
             }
             Ok(other) => out.failures.push(format!(
@@ -483,7 +500,8 @@ pub fn one_run_with(
                     barrier.wait();
                     let (setup, mut c, ids) = match c {
                         Ok(mut c) => {
-                            let (o, ids) = client_setups(&mut c, jobs, rate, t0);
+                            let paced = load.offered.map(|_| t0);
+                            let (o, ids) = client_setups(&mut c, jobs, rate, paced);
                             (o, Some(c), ids)
                         }
                         Err(e) => (
@@ -666,6 +684,17 @@ mod tests {
         assert_eq!(due, [0, 2_000_000, 1_000_000, 3_000_000]);
         assert_eq!(l.name(), "c=2@1000/s");
         assert_eq!(load(1, 64, 2).name(), "c=64x2");
+    }
+
+    #[test]
+    fn a_paced_setup_is_timed_from_when_it_was_due() {
+        // Closed loop: from the send.
+        assert_eq!(setup_latency(None, 1_000, 4_000), 3_000);
+        // Paced and sent late (the client waited on its previous setup):
+        // the wait counts.
+        assert_eq!(setup_latency(Some(500), 1_000, 4_000), 3_500);
+        // Paced and on time (the send is a little after the due time).
+        assert_eq!(setup_latency(Some(1_000), 1_010, 4_000), 3_000);
     }
 
     #[test]
