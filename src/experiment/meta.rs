@@ -53,6 +53,10 @@ pub struct Meta {
     pub qemu_accel: Option<String>,
     #[serde(default)]
     pub qemu_boot_ms: Vec<(String, f64)>,
+    /// `VLSP_*` environment variables that switch optional modes on (e.g.
+    /// `VLSP_NODES_PER_THREAD`, `VLSP_GIST_DATA_IN_QUERY`); keys left out.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 fn one() -> usize {
@@ -123,6 +127,9 @@ impl Meta {
             failure: None,
             qemu_accel: None,
             qemu_boot_ms: vec![],
+            env: std::env::vars()
+                .filter(|(k, _)| k.starts_with("VLSP_") && !k.starts_with("VLSP_KEY"))
+                .collect(),
         }
     }
 

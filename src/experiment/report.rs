@@ -587,6 +587,7 @@ mod tests {
             failure: None,
             qemu_accel: None,
             qemu_boot_ms: vec![],
+            env: vec![],
         }
     }
 
