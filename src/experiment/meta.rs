@@ -64,6 +64,10 @@ pub struct Meta {
     /// older records.
     #[serde(default)]
     pub shape_eagerly_up_to: Option<usize>,
+    /// `VLSP_*` environment variables that switch optional modes on (e.g.
+    /// `VLSP_NODES_PER_THREAD`, `VLSP_GIST_DATA_IN_QUERY`); keys left out.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 /// Whether the nodes of this process run GIST's data-in-Query mode (read
@@ -142,6 +146,9 @@ impl Meta {
             qemu_boot_ms: vec![],
             gist_data_in_query: gist_data_in_query(),
             shape_eagerly_up_to: Some(crate::kernel::substrate::SHAPE_EAGERLY_UP_TO),
+            env: std::env::vars()
+                .filter(|(k, _)| k.starts_with("VLSP_") && !k.starts_with("VLSP_KEY"))
+                .collect(),
         }
     }
 

@@ -589,6 +589,7 @@ mod tests {
             qemu_boot_ms: vec![],
             gist_data_in_query: false,
             shape_eagerly_up_to: Some(1000),
+            env: vec![],
         }
     }
 

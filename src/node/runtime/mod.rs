@@ -7,6 +7,8 @@
 //! One OS thread per node enters the node's network namespace first and then
 //! runs an actix `System` (a current-thread runtime), so every socket, netlink
 //! handle and child process the actors create belongs to that namespace.
+//! Optionally (`VLSP_NODES_PER_THREAD`, [`group`]) one thread serves several
+//! nodes, each node's sockets opened inside its own namespace.
 //!
 //! Actors, one job each:
 //! - [`NodeActor`]: the sockets, the core and its timer;
@@ -19,6 +21,7 @@
 //!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
+mod group;
 pub mod intake;
 mod tcp;
 mod thread;

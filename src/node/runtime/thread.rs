@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use tokio::net::UnixListener;
@@ -18,25 +18,35 @@ use crate::node::core::NodeCore;
 
 // ------------------------------------------------------------------ thread
 
+/// A node thread, shared by the handles of the nodes it serves (one, or
+/// several with `VLSP_NODES_PER_THREAD`): the first stop joins it.
+pub(super) type SharedThread = Arc<Mutex<Option<std::thread::JoinHandle<()>>>>;
+
 /// A running node: its thread and a way to stop it.
 pub struct NodeHandle {
     pub name: String,
     pub api_socket: PathBuf,
     system: actix::System,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: SharedThread,
+    grouped: bool,
 }
 
 impl NodeHandle {
     /// Asks the node's actors to stop without waiting (many nodes' stops
-    /// then overlap; [`NodeHandle::stop`] waits).
+    /// then overlap; [`NodeHandle::stop`] waits). A node sharing its
+    /// thread stops with the others of that thread.
     pub fn ask_stop(&self) {
+        if self.grouped {
+            super::group::close_open();
+        }
         self.system.stop();
     }
 
     /// Stops the node's actors and waits for its thread.
-    pub fn stop(mut self) {
-        self.system.stop();
-        if let Some(t) = self.thread.take() {
+    pub fn stop(self) {
+        self.ask_stop();
+        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = t {
             let _ = t.join();
         }
     }
@@ -55,11 +65,17 @@ pub struct StartingNode {
     name: String,
     api_socket: PathBuf,
     ready_rx: std::sync::mpsc::Receiver<Result<actix::System, String>>,
-    thread: std::thread::JoinHandle<()>,
+    thread: SharedThread,
+    grouped: bool,
 }
 
-/// Spawns the node's thread (see [`spawn_node`]) without waiting for it.
+/// Spawns the node's thread (see [`spawn_node`]) without waiting for it;
+/// with `VLSP_NODES_PER_THREAD=N` (N > 1) the node joins a thread that
+/// serves up to N nodes (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
+    if let Some(n) = super::group::nodes_per_thread() {
+        return super::group::start(cfg, rec, n);
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<actix::System, String>>();
     let name = cfg.name.clone();
     let api_socket = cfg.api_socket.clone();
@@ -93,11 +109,28 @@ pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode
         name,
         api_socket,
         ready_rx,
-        thread,
+        thread: Arc::new(Mutex::new(Some(thread))),
+        grouped: false,
     })
 }
 
 impl StartingNode {
+    /// A node a shared thread starts (see `group`).
+    pub(super) fn grouped(
+        name: String,
+        api_socket: PathBuf,
+        ready_rx: std::sync::mpsc::Receiver<Result<actix::System, String>>,
+        thread: SharedThread,
+    ) -> Self {
+        Self {
+            name,
+            api_socket,
+            ready_rx,
+            thread,
+            grouped: true,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -114,12 +147,13 @@ impl StartingNode {
             name,
             api_socket: self.api_socket,
             system,
-            thread: Some(self.thread),
+            thread: self.thread,
+            grouped: self.grouped,
         })
     }
 }
 
-async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
+pub(super) async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let sockets = GistSockets::open(cfg.addrs.clone())
         .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
@@ -159,6 +193,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
         let me = ctx.address();
         let vlink = VlinkActor::new(VlinkStart {
             node_name: cfg.name.clone(),
+            netns: cfg.netns.clone(),
             backend,
             script_dir,
             node: me,

@@ -22,6 +22,9 @@ use crate::proto::gist::machine::Sid;
 /// most nodes of a large topology (the routers) never create a tunnel end.
 pub(super) struct VlinkStart {
     pub node_name: String,
+    /// The node's namespace, entered by the kernel thread itself: the
+    /// thread that starts it may serve several nodes (`group`).
+    pub netns: PathBuf,
     pub backend: Backend,
     pub script_dir: PathBuf,
     pub node: Addr<NodeActor>,
@@ -69,14 +72,15 @@ impl VlinkActor {
     }
 }
 
-/// Starts the kernel thread. Called on the node's thread, so the new thread
-/// (and the netlink socket it opens) is in the node's namespace.
+/// Starts the kernel thread, which enters the node's namespace first (its
+/// netlink socket, scripts and reaper thread then live there).
 type Worker = (mpsc::UnboundedSender<Work>, std::thread::JoinHandle<()>);
 
 fn start_worker(st: VlinkStart) -> Result<Worker, String> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
     let VlinkStart {
         node_name,
+        netns,
         backend,
         script_dir,
         node,
@@ -89,6 +93,10 @@ fn start_worker(st: VlinkStart) -> Result<Worker, String> {
     let thread = std::thread::Builder::new()
         .name(format!("vlink-{node_name}"))
         .spawn(move || {
+            if let Err(e) = crate::kernel::substrate::enter(&netns) {
+                tracing::warn!(node = %node_name, "kernel thread: cannot enter namespace {}: {e}", netns.display());
+                return;
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
