@@ -472,6 +472,32 @@ fn frames_cross(name: &str, limit: Duration) -> Duration {
     }
 }
 
+/// What carries the virtual link, printed when it carries nothing: the
+/// tunnel ends' devices, bridges, forwarding entries and routes, the
+/// routers' links, and whether r0's tunnel end reaches r3's.
+fn vlink_state(name: &str) -> String {
+    let mut s = String::new();
+    for r in ["r0", "r3"] {
+        let cmd = "ip -d -br link; bridge fdb show | grep -v permanent; ip -4 route; \
+                   tc -s class show | grep -A2 'class htb 1:[0-9a-f]* ' | head -40";
+        s += &format!("--- {r}\n{}", ns_output(&ns_name(name, r), cmd));
+    }
+    for r in RING {
+        let cmd =
+            "ip -br link | grep -v lo; ip -4 route get 10.255.0.4; ip -4 route get 10.255.0.1";
+        s += &format!("--- {r}\n{}", ns_output(&ns_name(name, r), cmd));
+    }
+    let lo = substrate::udp_ping(
+        name,
+        "r0",
+        "r3",
+        Ipv4Addr::new(10, 255, 0, 4),
+        Duration::from_secs(1),
+    );
+    s += &format!("r0 -> r3 tunnel end: {lo:?}\n");
+    s
+}
+
 fn setup(up: &Up) -> u64 {
     let r = up
         .client("r0")
@@ -535,15 +561,14 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     // nothing stays on r5's side.
     up.fault(&["link-up", "r1-r2"]);
     assert_eq!(via(&name, "r0", "10.255.0.4"), "10.6.0.2");
-    // KNOWN DEFECT (open, reroute): with R = 1 s the link is lost about a
-    // refresh after this repair back ("no RESPONSE to a refresh"); it
-    // reproduces on every run here. Not the RSN restart (fixed, sans-IO
-    // test `repair_back_onto_a_hop_that_still_holds_the_old_branch_...`):
-    // no node counts a refusal, and r1 receives fewer RESPONSEs than r2
-    // sent, so suspect GIST routing state at r1 after the link-up (Data
-    // from r2 without a known peer is answered NoRoutingState). Printed
-    // with every router's counters; what is asserted is that nothing
-    // leaks, and a new link is set up.
+    // KNOWN DEFECT (open, reroute): the repair back lost the link in 2 of
+    // 2 loaded runs that reached it without the merge-point fix (r3, where
+    // the paths merge, refused a branch's Data with "No Routing State",
+    // counted in `no_routing_state_sent`, and the two flipped its state),
+    // 1 of 3 with it, for another cause: r3 refused the repair RESERVE
+    // as a replay (AuthReplay) and kept the old virtual link, so a new
+    // setup found VM2's interface busy. Printed with every router's
+    // counters; what is asserted is that nothing leaks.
     std::thread::sleep(Duration::from_secs(4));
     if !up.settles_on(&VIA_R1, Duration::from_secs(8)) {
         seen.extend(ev.try_iter().map(|(_, e)| e));
@@ -589,6 +614,10 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     std::thread::sleep(Duration::from_secs(4));
     if !up.settles_on(&VIA_R1, Duration::from_secs(8)) {
         eprintln!("KNOWN DEFECT: link lost after node-start; set up again");
+        for r in RING {
+            let st = up.client(r).call(&Request::Stats).unwrap();
+            eprintln!("{r}: {st:?}");
+        }
         setup(&up);
         up.wait_reserved(&VIA_R1, Duration::from_secs(3));
     }
@@ -636,12 +665,23 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     assert_eq!(total, if held { 3 } else { 0 }, "{:?}", up.reserved());
     if !held {
         eprintln!("KNOWN DEFECT: link lost during the flaps; set up again");
+        for r in RING {
+            let st = up.client(r).call(&Request::Stats).unwrap();
+            eprintln!("{r}: {st:?}");
+        }
         setup(&up);
     }
     // KNOWN DEFECT (open): in some runs the link holds its classes after
     // the flaps yet carries nothing; printed, not asserted.
     let f = up.probe_frames(Duration::from_secs(5)).join().unwrap();
     eprintln!("after the flaps: frames {f:?} (MAX: none, KNOWN DEFECT)");
+    if f == Duration::MAX {
+        eprintln!("{}", vlink_state(&name));
+        for r in RING {
+            let st = up.client(r).call(&Request::Stats).unwrap();
+            eprintln!("{r}: {st:?}");
+        }
+    }
 
     // Hostile requests on the control socket: refused with the name at
     // fault, nothing changed, the daemon still serving.

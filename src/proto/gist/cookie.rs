@@ -197,6 +197,10 @@ pub struct Counters {
     /// our Confirm before the Confirm ("No Routing State" within T1).
     #[serde(default)]
     pub resent_behind_confirm: u64,
+    /// Data refused with "No Routing State" (from a peer we hold no state
+    /// for): each one is an NSLP message lost.
+    #[serde(default)]
+    pub no_routing_state_sent: u64,
 }
 
 #[cfg(test)]

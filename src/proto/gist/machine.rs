@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 pub use super::cookie::Counters;
 use super::cookie::{CookieError, CookieInput, Cookies};
+use super::session::opposite;
 pub use super::session::{Direction, Flow, Nli, Sid};
 use crate::wire::profile::Profile;
 
@@ -216,6 +217,9 @@ struct QNode {
     in_query: Option<(Vec<u8>, bool)>,
     /// The data sent right behind the Confirm (see `early_data`).
     behind_confirm: BehindConfirm,
+    /// Our last handshake's peer, also while a new one runs: its answers to
+    /// earlier data are taken, not refused with "No Routing State".
+    last_peer: Option<Nli>,
 }
 
 impl QNode {
@@ -245,6 +249,8 @@ impl QNode {
 struct RNode {
     peer: Nli,
     expires: Instant,
+    /// The peer before a reroute's new one, until its state expires.
+    old: Option<(Nli, Instant)>,
 }
 
 /// The per-node GIST state machine.
@@ -263,13 +269,6 @@ pub struct Gist {
     /// and the Query's direction), with what our NSLP sends back towards
     /// the querier meanwhile: sent once the Confirm installs the state.
     held: HashMap<(Sid, Direction), Vec<HeldData>>,
-}
-
-fn opposite(d: Direction) -> Direction {
-    match d {
-        Direction::Downstream => Direction::Upstream,
-        Direction::Upstream => Direction::Downstream,
-    }
 }
 
 impl Gist {
@@ -401,6 +400,7 @@ impl Gist {
                     last_used: now,
                     in_query: None,
                     behind_confirm: BehindConfirm::default(),
+                    last_peer: None,
                 };
                 if self.cfg.data_in_query {
                     self.attach_to_query(&nslp_data, sign);
@@ -539,6 +539,7 @@ impl Gist {
                     expires: now + validity,
                 };
                 node.in_query = None;
+                node.last_peer = Some(peer.clone());
                 let queued: Vec<_> = node.queue.drain(..).collect();
                 node.keep_behind_confirm(queued.clone(), now + self.cfg.t1);
                 let me = Nli {
@@ -604,15 +605,8 @@ impl Gist {
                         return;
                     }
                 }
-                let validity = self.cfg.rs_validity;
                 let peer = nli.addr;
-                self.r.insert(
-                    (sid, dir),
-                    RNode {
-                        peer: nli,
-                        expires: now + validity,
-                    },
-                );
+                self.install_responder(now, sid, dir, nli);
                 self.release_held(sid, dir, peer);
             }
             Msg::Data {
@@ -623,13 +617,14 @@ impl Gist {
                 nslp_data,
             } => {
                 let is = |p: &Nli| reroute::is_peer(p, *src.ip(), nli.as_ref());
-                let from_known_peer = self.r.get(&(sid, dir)).is_some_and(|r| is(&r.peer))
+                let from_known_peer = self.r.get(&(sid, dir)).is_some_and(|r| r.knows(now, is))
                     || self
                         .q
                         .get(&(sid, opposite(dir)))
-                        .and_then(QNode::known_peer)
+                        .and_then(|n| n.last_peer.as_ref())
                         .is_some_and(is);
                 if !from_known_peer {
+                    self.counters.no_routing_state_sent += 1;
                     let me = self.nli(local);
                     self.out.push_back(Transmit {
                         dst: SocketAddrV4::new(*src.ip(), crate::model::ports::GIST_PORT),

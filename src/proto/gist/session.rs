@@ -24,6 +24,14 @@ pub enum Direction {
     Upstream,
 }
 
+/// The other direction (a Response travels against its Query).
+pub(super) fn opposite(d: Direction) -> Direction {
+    match d {
+        Direction::Downstream => Direction::Upstream,
+        Direction::Upstream => Direction::Downstream,
+    }
+}
+
 /// Network-Layer-Information: who a peer is and where to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nli {

@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use super::{Direction, Flow, Gist, Nli, QState, Querying, Sid};
+use super::{Direction, Flow, Gist, Nli, QState, Querying, RNode, Sid};
 
 /// Whether a message from `src` with NLI `nli` comes from `peer`: by its
 /// address, or by its Peer-Identity (a node answers a Query on the address
@@ -17,7 +17,40 @@ pub(super) fn is_peer(peer: &Nli, src: Ipv4Addr, nli: Option<&Nli>) -> bool {
     peer.addr == src || nli.is_some_and(|n| n.addr == peer.addr || n.peer_id == peer.peer_id)
 }
 
+impl RNode {
+    /// Whether `is` names the peer, or the one before it while its state lasts.
+    pub(super) fn knows(&self, now: Instant, is: impl Fn(&Nli) -> bool) -> bool {
+        is(&self.peer) || self.old.as_ref().is_some_and(|(p, t)| now < *t && is(p))
+    }
+}
+
 impl Gist {
+    /// A Confirm from `nli` installs it as the peer of `(sid, dir)`. At the
+    /// node where a new path merges with the old one, the old branch's peer
+    /// keeps its state until it expires: else its Data (a refresh, the tear)
+    /// draw "No Routing State", it re-queries, takes the state back, and
+    /// the new branch's refreshes are refused in turn (issue 15's repair
+    /// back, lost for "no RESPONSE to a refresh").
+    pub(super) fn install_responder(&mut self, now: Instant, sid: Sid, dir: Direction, nli: Nli) {
+        let old = self.r.remove(&(sid, dir)).and_then(|r| {
+            let same = r.peer.addr == nli.addr && r.peer.peer_id == nli.peer_id;
+            match same {
+                true => r.old,
+                false => Some((r.peer, r.expires)),
+            }
+        });
+        let expires = now + self.cfg.rs_validity;
+        let old = old.filter(|(_, t)| now < *t);
+        self.r.insert(
+            (sid, dir),
+            RNode {
+                peer: nli,
+                expires,
+                old,
+            },
+        );
+    }
+
     /// The node's routes changed: re-query every session we hold routing
     /// state for as querier. `local_for` gives our address towards a
     /// destination (for the Query's NLI).
@@ -235,6 +268,148 @@ mod tests {
         }
         assert_eq!(queries, 2, "the Query and one retransmission");
         assert_eq!(now - start, Duration::from_millis(1500));
+    }
+
+    /// Issue 15's repair back: a querier re-running its handshake (its
+    /// state too old to trust, or swapped behind a Confirm) took its old
+    /// peer's upstream Data as from a stranger and answered "No Routing
+    /// State", so the RESPONSE to an earlier RESERVE was lost.
+    #[test]
+    fn a_querier_in_a_new_handshake_takes_its_previous_peers_answer() {
+        let now = Instant::now();
+        let (mut a, mut b) = established(now);
+        let later = now + Duration::from_secs(31);
+        a.send(
+            later,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"RESERVE".to_vec(),
+            false,
+        );
+        assert!(matches!(a.poll_transmit().unwrap().msg, Msg::Query { .. }));
+        // B's RESPONSE to the earlier RESERVE arrives meanwhile.
+        b.send(
+            later,
+            SID,
+            FLOW,
+            Direction::Upstream,
+            B,
+            b"RESPONSE".to_vec(),
+            false,
+        );
+        let t = b.poll_transmit().unwrap();
+        assert_eq!(*t.dst.ip(), A);
+        a.handle(later, SocketAddrV4::new(B, 270), A, t.msg);
+        assert!(a.poll_transmit().is_none(), "no No Routing State");
+        assert_eq!(a.counters().no_routing_state_sent, 0);
+        assert!(matches!(
+            a.poll_event(),
+            Some(Event::Received { nslp_data, .. }) if nslp_data == b"RESPONSE"
+        ));
+        // A stranger's Data is still refused.
+        let mut c = node(3);
+        c.send_to(A, SID, FLOW, Direction::Upstream, C, b"X".to_vec(), false);
+        a.handle(
+            later,
+            SocketAddrV4::new(C, 270),
+            A,
+            c.poll_transmit().unwrap().msg,
+        );
+        assert!(matches!(
+            a.poll_transmit().unwrap().msg,
+            Msg::NoRoutingState { .. }
+        ));
+        assert_eq!(a.counters().no_routing_state_sent, 1);
+    }
+
+    /// Issue 15: where the new path merges with the old one, the old
+    /// branch's Data were refused once the new peer confirmed, the old peer
+    /// re-queried and took the state back, and the two flipped the state to
+    /// and fro, each flip a lost refresh.
+    #[test]
+    fn a_merge_point_takes_data_from_the_old_and_the_new_upstream_peer() {
+        let now = Instant::now();
+        let (mut a, mut b) = established(now);
+        // C, on the new path, queries B too.
+        let mut c = node(3);
+        c.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            C,
+            b"RESERVE".to_vec(),
+            false,
+        );
+        loop {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit() {
+                moved = true;
+                b.handle(now, SocketAddrV4::new(C, 270), B, t.msg);
+            }
+            while let Some(t) = b.poll_transmit() {
+                moved = true;
+                c.handle(now, SocketAddrV4::new(B, 270), C, t.msg);
+            }
+            if !moved {
+                break;
+            }
+        }
+        while b.poll_event().is_some() {}
+        // A's (the old branch's) refresh is still taken.
+        a.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"REFRESH".to_vec(),
+            false,
+        );
+        let t = a.poll_transmit().unwrap();
+        b.handle(now, SocketAddrV4::new(A, 270), B, t.msg);
+        assert!(b.poll_transmit().is_none(), "no No Routing State");
+        assert!(matches!(
+            b.poll_event(),
+            Some(Event::Received { nslp_data, .. }) if nslp_data == b"REFRESH"
+        ));
+        // Answers go to the newest peer.
+        b.send(
+            now,
+            SID,
+            FLOW,
+            Direction::Upstream,
+            B,
+            b"RESPONSE".to_vec(),
+            false,
+        );
+        assert_eq!(*b.poll_transmit().unwrap().dst.ip(), C);
+        // Once the old state expired, the old peer is refused.
+        let later = now + Duration::from_secs(31);
+        a.send(
+            later,
+            SID,
+            FLOW,
+            Direction::Downstream,
+            A,
+            b"LATE".to_vec(),
+            false,
+        );
+        let _ = a.poll_transmit(); // its Query (state too old)
+        let data = Msg::Data {
+            flow: FLOW,
+            dir: Direction::Downstream,
+            sid: SID,
+            nli: None,
+            nslp_data: b"LATE".to_vec(),
+        };
+        b.handle(later, SocketAddrV4::new(A, 270), B, data);
+        assert!(matches!(
+            b.poll_transmit().unwrap().msg,
+            Msg::NoRoutingState { .. }
+        ));
     }
 
     #[test]
