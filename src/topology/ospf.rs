@@ -210,9 +210,9 @@ pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
     let _ = writeln!(c, "router id {id};");
     c.push_str("protocol device { scan time 10; }\n");
     // Only OSPF's routes go to the kernel (connected ones are the
-    // kernel's); one path per destination, so a flow and its signaling
+    // kernel's), those within an area and between areas (`_IA`); one path per destination, so a flow and its signaling
     // take the same way (no ECMP).
-    c.push_str("protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF; };\n}\n");
+    c.push_str("protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF || source = RTS_OSPF_IA; };\n}\n");
     // `ecmp no`: equal-cost ties (two ways round a ring to a router
     // address) still give one next hop, as the kernel export above wants.
     c.push_str("protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n");
@@ -280,7 +280,7 @@ mod tests {
              log \"/run/x.log\" all;\n\
              router id 10.255.0.1;\n\
              protocol device { scan time 10; }\n\
-             protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF; };\n}\n\
+             protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF || source = RTS_OSPF_IA; };\n}\n\
              protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n  area 0 {\n\
              \x20   interface \"eth0\" { type ptp; cost 7; hello 2; dead 9; };\n\
              \x20   interface \"eth1\" { type ptp; cost 10; hello 2; dead 9; };\n\
@@ -302,7 +302,7 @@ mod tests {
         let t = areas_topology(|s| s).unwrap();
         let head = "log \"/l\" all;\n";
         let common = "protocol device { scan time 10; }\n\
-             protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF; };\n}\n\
+             protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF || source = RTS_OSPF_IA; };\n}\n\
              protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n";
         // r0: an east router (area 1) with a link to west (area 0), an ABR.
         assert_eq!(
