@@ -15,13 +15,31 @@
 //! the thread is in last) nor for `vlsp apply` stopping single nodes (a
 //! node's stop stops its thread's other nodes too).
 
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::thread::{SharedThread, StartingNode, start_actors};
 use crate::model::measure::Recorder;
 use crate::node::config::NodeConfig;
+
+/// A node thread, shared by the handles of the nodes it serves (one, or
+/// several here): the first stop joins it.
+pub(super) type SharedThread = Arc<Mutex<Option<std::thread::JoinHandle<()>>>>;
+
+/// Opens a node's sockets and starts its actors (the thread's caller
+/// passes it, so this file needs nothing of `thread`).
+pub(super) type StartActors =
+    fn(NodeConfig, Recorder) -> Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
+/// What a caller needs of a node handed to a shared thread.
+pub(super) type Handed = (
+    String,
+    PathBuf,
+    std::sync::mpsc::Receiver<Result<actix::System, String>>,
+    SharedThread,
+);
 
 /// The environment variable that turns grouping on.
 pub const ENV: &str = "VLSP_NODES_PER_THREAD";
@@ -54,10 +72,15 @@ static OPEN: Mutex<Option<Open>> = Mutex::new(None);
 
 /// Hands `cfg` to the thread taking nodes (a new one when there is none or
 /// it is full).
-pub fn start(cfg: NodeConfig, rec: Recorder, per_thread: usize) -> anyhow::Result<StartingNode> {
+pub(super) fn start(
+    cfg: NodeConfig,
+    rec: Recorder,
+    per_thread: usize,
+    start_actors: StartActors,
+) -> anyhow::Result<Handed> {
     let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
     if open.as_ref().is_none_or(|o| o.left == 0) {
-        *open = Some(spawn_thread(&cfg.name, per_thread)?);
+        *open = Some(spawn_thread(&cfg.name, per_thread, start_actors)?);
     }
     let o = open.as_mut().expect("set above");
     let (ready, ready_rx) = std::sync::mpsc::channel();
@@ -71,7 +94,7 @@ pub fn start(cfg: NodeConfig, rec: Recorder, per_thread: usize) -> anyhow::Resul
         // Full: its start loop ends and its actors run until stopped.
         *open = None;
     }
-    Ok(StartingNode::grouped(name, api_socket, ready_rx, thread))
+    Ok((name, api_socket, ready_rx, thread))
 }
 
 /// No more nodes join the thread now taking them (a stop is coming): its
@@ -80,7 +103,7 @@ pub fn close_open() {
     OPEN.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
-fn spawn_thread(first: &str, per_thread: usize) -> anyhow::Result<Open> {
+fn spawn_thread(first: &str, per_thread: usize, start_actors: StartActors) -> anyhow::Result<Open> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
     let thread = std::thread::Builder::new()
         .name(format!("nodes-{first}"))

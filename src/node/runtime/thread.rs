@@ -9,6 +9,7 @@ use actix::prelude::*;
 use tokio::net::UnixListener;
 
 use super::api_server::{ApiActor, serve_api};
+use super::group::SharedThread;
 use super::vlink::{Reaper, VlinkActor, VlinkStart};
 use super::{NodeActor, SetApi};
 use crate::kernel::sockets::GistSockets;
@@ -17,10 +18,6 @@ use crate::node::config::NodeConfig;
 use crate::node::core::NodeCore;
 
 // ------------------------------------------------------------------ thread
-
-/// A node thread, shared by the handles of the nodes it serves (one, or
-/// several with `VLSP_NODES_PER_THREAD`): the first stop joins it.
-pub(super) type SharedThread = Arc<Mutex<Option<std::thread::JoinHandle<()>>>>;
 
 /// A running node: its thread and a way to stop it.
 pub struct NodeHandle {
@@ -74,7 +71,9 @@ pub struct StartingNode {
 /// serves up to N nodes (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
     if let Some(n) = super::group::nodes_per_thread() {
-        return super::group::start(cfg, rec, n);
+        let (name, api_socket, ready_rx, thread) =
+            super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r)))?;
+        return Ok(StartingNode::grouped(name, api_socket, ready_rx, thread));
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<actix::System, String>>();
     let name = cfg.name.clone();
@@ -116,7 +115,7 @@ pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode
 
 impl StartingNode {
     /// A node a shared thread starts (see `group`).
-    pub(super) fn grouped(
+    fn grouped(
         name: String,
         api_socket: PathBuf,
         ready_rx: std::sync::mpsc::Receiver<Result<actix::System, String>>,
@@ -153,7 +152,7 @@ impl StartingNode {
     }
 }
 
-pub(super) async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
+async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
     let sockets = GistSockets::open(cfg.addrs.clone())
         .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
