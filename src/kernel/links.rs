@@ -81,37 +81,7 @@ where
 /// netlink-packet-route's typed `DevConfRequest` skips zero values, so it
 /// could not turn either off.
 pub fn forwarding_attr(on: bool) -> LinkAttribute {
-    LinkAttribute::Other(DefaultNla::new(IFLA_AF_SPEC, inet_conf(on)))
-}
-
-const IFLA_AF_SPEC: u16 = 26;
-
-/// `IFLA_AF_SPEC` { `AF_INET6` { `IFLA_INET6_ADDR_GEN_MODE` = none } }:
-/// no IPv6 link-local address, so no router solicitations. Each
-/// solicitation puts an entry into the kernel's one IPv6 neighbour table
-/// shared by all namespaces (full at `gc_thresh3`, 1024); at thousands of
-/// routers each new entry forces a garbage collection whose deletion notice
-/// walks every rtnetlink listener of every namespace (perf of a
-/// 10 000-router `down`: 10 % of all samples in `netlink_broadcast_filtered`
-/// under `addrconf_rs_timer`). Sent before the interface comes up: a veth
-/// end whose peer is up has its carrier at once and would get its address
-/// before a mode set in the same request applies. The testbed signals and
-/// tunnels over IPv4 only.
-pub fn no_link_local_attr() -> LinkAttribute {
-    const AF_INET6: u16 = 10;
-    const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
-    const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
-    let mut v = vec![];
-    v.extend(12u16.to_ne_bytes());
-    v.extend(AF_INET6.to_ne_bytes());
-    v.extend(5u16.to_ne_bytes());
-    v.extend(IFLA_INET6_ADDR_GEN_MODE.to_ne_bytes());
-    v.extend([IN6_ADDR_GEN_MODE_NONE, 0, 0, 0]);
-    LinkAttribute::Other(DefaultNla::new(IFLA_AF_SPEC, v))
-}
-
-/// `AF_INET` { `IFLA_INET_CONF` { forwarding, accept_redirects } }.
-fn inet_conf(on: bool) -> Vec<u8> {
+    const IFLA_AF_SPEC: u16 = 26;
     const AF_INET: u16 = 2;
     const IFLA_INET_CONF: u16 = 1;
     const IPV4_DEVCONF_FORWARDING: u16 = 1;
@@ -129,13 +99,12 @@ fn inet_conf(on: bool) -> Vec<u8> {
         v.extend(kind.to_ne_bytes());
         v.extend(u32::from(value).to_ne_bytes());
     }
-    v
+    LinkAttribute::Other(DefaultNla::new(IFLA_AF_SPEC, v))
 }
 
 /// Brings interfaces `names` of `node` up, all requests in flight at once;
 /// with `forward`, each request also turns IPv4 forwarding on for its
-/// interface (see [`forwarding_attr`]) and, before that, IPv6 link-local
-/// addresses off (see [`no_link_local_attr`]).
+/// interface (see [`forwarding_attr`]).
 pub async fn set_all_up(
     h: &Handle,
     node: &str,
@@ -143,20 +112,6 @@ pub async fn set_all_up(
     names: impl Iterator<Item = &str>,
     forward: bool,
 ) -> Result<()> {
-    let names: Vec<&str> = names.collect();
-    if forward {
-        all_in_flight(&names, |n| {
-            let msg = LinkUnspec::new_with_index(index_of(index, node, n)?)
-                .append_extra_attribute(no_link_local_attr())
-                .build();
-            let req = h.link().set(msg).execute();
-            Ok(async move {
-                req.await
-                    .with_context(|| format!("turn IPv6 link-local off on {node}:{n}"))
-            })
-        })
-        .await?;
-    }
     all_in_flight(names, |n| {
         let mut msg = LinkUnspec::new_with_index(index_of(index, node, n)?).up();
         if forward {
@@ -419,7 +374,7 @@ pub fn make_room_for_neighbours(links: usize) -> Result<Option<(u64, u64)>> {
 
 #[cfg(test)]
 mod neighbour_tests {
-    use super::{forwarding_attr, neighbour_thresholds, no_link_local_attr};
+    use super::{forwarding_attr, neighbour_thresholds};
     use rtnetlink::packet_core::Emitable;
 
     #[test]
@@ -438,13 +393,6 @@ mod neighbour_tests {
         forwarding_attr(false).emit(&mut b);
         assert_eq!(b[16..20], 0u32.to_ne_bytes());
         assert_eq!(b[24..], 1u32.to_ne_bytes());
-        // AF_INET6 { IFLA_INET6_ADDR_GEN_MODE = none }.
-        let a = no_link_local_attr();
-        let mut r = vec![0u8; a.buffer_len()];
-        a.emit(&mut r);
-        let mut want6 = ne(&[16, 26, 12, 10, 5, 8]);
-        want6.extend([1, 0, 0, 0]);
-        assert_eq!(r, want6);
     }
 
     #[test]
