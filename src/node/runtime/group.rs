@@ -53,6 +53,19 @@ fn parse(v: Option<&str>) -> Option<usize> {
     v?.trim().parse::<usize>().ok().filter(|n| *n > 1)
 }
 
+/// A C-mode node cannot share a thread: a messaging association's TCP
+/// socket is opened when needed, in whatever namespace the thread is in.
+pub(super) fn refuse_cmode(per_thread: usize, node: &str, cmode: bool) -> anyhow::Result<()> {
+    if cmode {
+        anyhow::bail!(
+            "node {node}: {ENV}={per_thread} cannot run a C-mode node (gist_mode = \"c\"): a \
+             messaging association's TCP socket would open in another node's namespace; unset \
+             {ENV} or use D-mode"
+        );
+    }
+    Ok(())
+}
+
 type Ready = std::sync::mpsc::Sender<Result<actix::System, String>>;
 
 struct Job {
@@ -146,7 +159,17 @@ fn spawn_thread(first: &str, per_thread: usize, start_actors: StartActors) -> an
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{ENV, parse, refuse_cmode};
+
+    #[test]
+    fn a_c_mode_node_is_refused_a_shared_thread_by_name() {
+        let e = refuse_cmode(8, "tb2", true).unwrap_err().to_string();
+        assert!(
+            e.contains("tb2") && e.contains(ENV) && e.contains("D-mode"),
+            "{e}"
+        );
+        assert!(refuse_cmode(8, "tb2", false).is_ok());
+    }
 
     #[test]
     fn grouping_is_off_unless_more_than_one_node_per_thread_is_asked() {

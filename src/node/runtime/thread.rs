@@ -39,6 +39,13 @@ impl NodeHandle {
         self.system.stop();
     }
 
+    /// Whether other nodes share this node's thread (`VLSP_NODES_PER_THREAD`):
+    /// stopping it alone is then impossible, so a caller stopping single
+    /// nodes (faults, failure tests) refuses first.
+    pub fn shares_thread(&self) -> bool {
+        self.grouped
+    }
+
     /// Stops the node's actors and waits for its thread.
     pub fn stop(self) {
         self.ask_stop();
@@ -71,6 +78,7 @@ pub struct StartingNode {
 /// serves up to N nodes (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
     if let Some(n) = super::group::nodes_per_thread() {
+        super::group::refuse_cmode(n, &cfg.name, cfg.cmode)?;
         let (name, api_socket, ready_rx, thread) =
             super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r)))?;
         return Ok(StartingNode::grouped(name, api_socket, ready_rx, thread));
