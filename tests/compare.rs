@@ -388,7 +388,7 @@ fn ab_alternates_blocks_and_tests_block_medians() {
         std::fs::write(
             &p,
             format!(
-                "#!/bin/sh\nset -e\n[ \"$1\" = --version ] && {{ echo 'vlsp 0.0.0 (commit {name}{name}{name}{name})'; exit 0; }}\n\
+                "#!/bin/sh\nset -e\n[ \"$1\" = --version ] && {{ echo 'vlsp 0.0.0 (commit {name}{name}{name}{name})'; exit 0; }}\n{HELP}\
                  echo {name} >> '{log}'\nk=$(wc -l < '{log}')\nmkdir -p \"$6\"\n\
                  {{ echo variant,run,setup_A_us; i=1; while [ $i -le \"$4\" ]; do \
                  echo auth,$i,$(({base} + 10 * k + i)); i=$((i + 1)); done; }} > \"$6/runs.csv\"\n",
@@ -477,12 +477,17 @@ fn ab_alternates_blocks_and_tests_block_medians() {
 
 /// A stand-in vlsp for the hostile `vlsp ab` tests: `--version` as given,
 /// `run` as given (shell).
+/// A stand-in's answer to `run --help` (ab asks it whether `--sessions`
+/// exists; the answer is not a block).
+const HELP: &str =
+    "if [ \"$1\" = run ] && [ \"$2\" = --help ]; then echo '  --sessions <N>'; exit 0; fi\n";
+
 fn stand_in(dir: &Path, name: &str, version: &str, run: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let p = dir.join(name);
     std::fs::write(
         &p,
-        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then {version}; fi\n{run}\n"),
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then {version}; fi\n{HELP}{run}\n"),
     )
     .unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
