@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::{
-    Down, RING, leftovers, ns_output, require_root, ring_reserved, subscribe, unique_topology,
-    wait_for,
+    Down, RING, leftovers, ns_output, ping, require_root, ring_reserved, subscribe,
+    unique_topology, wait_for,
 };
 use vlsp::kernel::substrate::{self, ns_name};
 use vlsp::testbed::{Options, Testbed, routing};
@@ -50,20 +50,6 @@ fn oper(topo: &str, node: &str, ifname: &str) -> String {
     )
     .trim()
     .to_string()
-}
-
-/// A UDP echo from `a` to `b`'s `dst`, tried three times: the kernel
-/// applies a peer's carrier loss asynchronously (linkwatch), so the first
-/// datagram after a fault may still meet the old state.
-fn ping(topo: &str, a: &str, b: &str, dst: Ipv4Addr) {
-    let mut last = None;
-    for _ in 0..3 {
-        match substrate::udp_ping(topo, a, b, dst, Duration::from_secs(2)) {
-            Ok(_) => return,
-            Err(e) => last = Some(e),
-        }
-    }
-    panic!("{a} -> {b} ({dst}): {:#}", last.unwrap());
 }
 
 /// r3's address on r2-r3, reached from r0.

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::{Down, leftovers, ns_output, require_root, unique_topology};
+use common::{Down, leftovers, ns_output, ping, require_root, unique_topology};
 use vlsp::kernel::bird;
-use vlsp::kernel::substrate::{self, ns_name};
+use vlsp::kernel::substrate::ns_name;
 use vlsp::testbed::{Options, Testbed, routing};
 use vlsp::topology::faults::Fault;
 
@@ -39,18 +38,6 @@ fn wait_via(topo: &str, node: &str, dst: &str, gw: &str, limit: Duration) -> Str
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn ping(topo: &str, a: &str, b: &str, dst: &str) {
-    let dst: Ipv4Addr = dst.parse().unwrap();
-    let mut last = None;
-    for _ in 0..3 {
-        match substrate::udp_ping(topo, a, b, dst, Duration::from_secs(2)) {
-            Ok(_) => return,
-            Err(e) => last = Some(e),
-        }
-    }
-    panic!("{a} -> {b} ({dst}): {:#}", last.unwrap());
 }
 
 #[test]
@@ -89,8 +76,8 @@ fn per_provider_areas_route_between_providers_and_round_a_failed_backbone_link()
     // rather than via r0 (cost 30), and r4 answers.
     let before = wait_via(&name, "r1", R4, "10.7.1.2", Duration::from_secs(20));
     assert_eq!(before, "10.7.1.2", "r1 -> r4 first via r2");
-    ping(&name, "r1", "r4", R4);
-    ping(&name, "r4", "r1", "10.255.1.2");
+    ping(&name, "r1", "r4", R4.parse().unwrap());
+    ping(&name, "r4", "r1", "10.255.1.2".parse().unwrap());
 
     // The backbone link r2-r3 fails: r1's route to west moves to r3-r0.
     // (r2 is not waited for: left with an area 0 and no live link in it,
@@ -107,8 +94,8 @@ fn per_provider_areas_route_between_providers_and_round_a_failed_backbone_link()
         t.elapsed()
     );
     assert_eq!(after, "10.7.0.1", "r1 -> r4 via r0 after r2-r3 failed");
-    ping(&name, "r1", "r4", R4);
-    ping(&name, "r4", "r1", "10.255.1.2");
+    ping(&name, "r1", "r4", R4.parse().unwrap());
+    ping(&name, "r4", "r1", "10.255.1.2".parse().unwrap());
 
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());

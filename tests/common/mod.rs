@@ -200,3 +200,17 @@ pub fn wait_for(
         }
     }
 }
+
+/// A UDP echo from router `a` to `b`'s address `dst`, tried three times: the
+/// first datagram after a fault or a route change may still meet old state.
+pub fn ping(topo: &str, a: &str, b: &str, dst: std::net::Ipv4Addr) {
+    let mut last = None;
+    for _ in 0..3 {
+        match vlsp::kernel::substrate::udp_ping(topo, a, b, dst, std::time::Duration::from_secs(2))
+        {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("{a} -> {b} ({dst}): {:#}", last.unwrap());
+}
