@@ -1,5 +1,20 @@
 //! The `vlsp` binary: everything lives in [`vlsp::cli`].
 
-fn main() -> anyhow::Result<()> {
-    vlsp::cli::main()
+use std::process::ExitCode;
+
+/// Errors print their whole chain of causes first, one per line, so the
+/// reason a run stopped is read before any backtrace (`RUST_BACKTRACE=1`).
+fn main() -> ExitCode {
+    let Err(e) = vlsp::cli::main() else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  because: {cause}");
+    }
+    let bt = e.backtrace();
+    if bt.status() == std::backtrace::BacktraceStatus::Captured {
+        eprintln!("\nbacktrace:\n{bt}");
+    }
+    ExitCode::FAILURE
 }

@@ -44,13 +44,24 @@ pub(super) type Handed = (
 /// The environment variable that turns grouping on.
 pub const ENV: &str = "VLSP_NODES_PER_THREAD";
 
-/// `Some(N)` when `VLSP_NODES_PER_THREAD` asks for N > 1 nodes per thread.
-pub fn nodes_per_thread() -> Option<usize> {
-    parse(std::env::var(ENV).ok().as_deref())
+/// `Some(N)` when `VLSP_NODES_PER_THREAD` asks for N > 1 nodes per thread;
+/// a value that is not a number is refused rather than silently ignored,
+/// so a run never measures the other mode than the one asked for.
+pub fn nodes_per_thread() -> anyhow::Result<Option<usize>> {
+    parse(std::env::var(ENV).ok().as_deref()).map_err(|e| anyhow::anyhow!(e))
 }
 
-fn parse(v: Option<&str>) -> Option<usize> {
-    v?.trim().parse::<usize>().ok().filter(|n| *n > 1)
+fn parse(v: Option<&str>) -> Result<Option<usize>, String> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match v.parse::<usize>() {
+        Ok(n) => Ok(Some(n).filter(|n| *n > 1)),
+        Err(_) => Err(format!(
+            "{ENV}={v:?} is not a number of nodes per thread: set it to 2 or more to group \
+             nodes, to 1 (or unset it) for a thread per node"
+        )),
+    }
 }
 
 /// A C-mode node cannot share a thread: a messaging association's TCP
@@ -173,12 +184,16 @@ mod tests {
 
     #[test]
     fn grouping_is_off_unless_more_than_one_node_per_thread_is_asked() {
-        assert_eq!(parse(None), None);
-        assert_eq!(parse(Some("")), None);
-        assert_eq!(parse(Some("1")), None);
-        assert_eq!(parse(Some("0")), None);
-        assert_eq!(parse(Some("many")), None);
-        assert_eq!(parse(Some("64")), Some(64));
-        assert_eq!(parse(Some(" 8\n")), Some(8));
+        assert_eq!(parse(None), Ok(None));
+        assert_eq!(parse(Some("")), Ok(None));
+        assert_eq!(parse(Some("1")), Ok(None));
+        assert_eq!(parse(Some("0")), Ok(None));
+        assert_eq!(parse(Some("64")), Ok(Some(64)));
+        assert_eq!(parse(Some(" 8\n")), Ok(Some(8)));
+        let e = parse(Some("many")).unwrap_err();
+        assert!(
+            e.contains("VLSP_NODES_PER_THREAD=\"many\"") && e.contains("2 or more"),
+            "{e}"
+        );
     }
 }

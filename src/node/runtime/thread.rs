@@ -77,7 +77,7 @@ pub struct StartingNode {
 /// with `VLSP_NODES_PER_THREAD=N` (N > 1) the node joins a thread that
 /// serves up to N nodes (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
-    if let Some(n) = super::group::nodes_per_thread() {
+    if let Some(n) = super::group::nodes_per_thread()? {
         super::group::refuse_cmode(n, &cfg.name, cfg.cmode)?;
         let (name, api_socket, ready_rx, thread) =
             super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r)))?;
