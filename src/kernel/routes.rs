@@ -153,6 +153,335 @@ pub async fn watch(
     Ok(())
 }
 
+// ------------------------------------------------ one monitor, all namespaces
+
+/// `SOL_NETLINK` and its `NETLINK_LISTEN_ALL_NSID` option and control
+/// message (linux/netlink.h; not in the libc crate for every target).
+const SOL_NETLINK: i32 = 270;
+const NETLINK_LISTEN_ALL_NSID: i32 = 8;
+/// Receive buffer asked for (root may pass `rmem_max`): thousands of
+/// namespaces' announcements share this one socket.
+const MONITOR_RCVBUF: usize = 32 << 20;
+
+/// What [`AllNamespaces::listen`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// The routes or link states of the namespace with this id (in the
+    /// monitor's namespace) may have changed; a burst within the settle
+    /// time is reported once, at its end.
+    Changed(i32),
+    /// The socket's buffer overflowed: announcements were lost, any
+    /// namespace may have changed.
+    Overrun,
+}
+
+/// One rtnetlink socket that hears the route and link changes of every
+/// namespace that has an id in its own (`NETLINK_LISTEN_ALL_NSID`), in
+/// place of one subscribed socket per namespace: the kernel keeps all
+/// subscribed netlink sockets of all namespaces on one list, walks it for
+/// every announcement in any namespace, and again under its table lock for
+/// every subscribed socket closed, so 10 000 of them made both quadratic
+/// (issue 17).
+pub struct AllNamespaces {
+    listener: rtnetlink::sys::Socket,
+    /// Separate from the listener, so replies never queue behind
+    /// announcements; one request at a time.
+    requests: std::sync::Mutex<(rtnetlink::sys::Socket, u32)>,
+}
+
+/// Why the all-namespace monitor is not available.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot open or subscribe the all-namespace route monitor's netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error(
+        "the kernel refused NETLINK_LISTEN_ALL_NSID (needs CAP_NET_BROADCAST and Linux 4.6): {0}"
+    )]
+    ListenAll(std::io::Error),
+    #[error("no namespace id for {ns} in the monitor's namespace: {err}")]
+    Nsid { ns: String, err: std::io::Error },
+    #[error("{ns} is the monitor's own namespace, whose announcements carry no id")]
+    Own { ns: String },
+}
+
+impl AllNamespaces {
+    /// Opens the monitor in the calling thread's namespace (the one whose
+    /// ids [`Self::nsid_of`] assigns).
+    pub fn open() -> Result<Self, MonitorError> {
+        use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+        let mut listener = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Socket)?;
+        listener
+            .set_listen_all_namespaces(true)
+            .map_err(MonitorError::ListenAll)?;
+        listener
+            .bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE))
+            .map_err(MonitorError::Socket)?;
+        force_rcvbuf(&listener, MONITOR_RCVBUF);
+        let mut requests = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Socket)?;
+        requests.bind_auto().map_err(MonitorError::Socket)?;
+        Ok(Self {
+            listener,
+            requests: std::sync::Mutex::new((requests, 0)),
+        })
+    }
+
+    /// The id of namespace `ns` (an open namespace file) in the monitor's
+    /// namespace, assigned by the kernel when it has none yet.
+    pub fn nsid_of(&self, ns: &std::fs::File, name: &str) -> Result<i32, MonitorError> {
+        use std::os::fd::AsRawFd;
+        let err = |err| MonitorError::Nsid {
+            ns: name.to_string(),
+            err,
+        };
+        let fd = ns.as_raw_fd() as u32;
+        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let (sock, seq) = &mut *r;
+        if let Some(id) = nsid_request(sock, seq, false, fd).map_err(err)? {
+            return Ok(id);
+        }
+        // Another thread may assign it in between: EEXIST is then fine.
+        match nsid_request(sock, seq, true, fd) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(err(e)),
+        }
+        match nsid_request(sock, seq, false, fd).map_err(err)? {
+            Some(id) => Ok(id),
+            None => Err(MonitorError::Own {
+                ns: name.to_string(),
+            }),
+        }
+    }
+
+    /// Reads announcements until the socket fails, reporting each
+    /// namespace whose routes or link states may have changed once per
+    /// burst (`settle` after its first relevant message); `wanted` says
+    /// which ids anyone listens to (the rest are not parsed).
+    pub fn listen(
+        &self,
+        settle: Duration,
+        wanted: impl Fn(i32) -> bool,
+        mut heard: impl FnMut(Heard),
+    ) -> std::io::Error {
+        use std::os::fd::AsRawFd;
+        let fd = self.listener.as_raw_fd();
+        let mut data = vec![0u8; 64 << 10];
+        let mut control = [0u8; 64];
+        let mut due: std::collections::HashMap<i32, std::time::Instant> = Default::default();
+        loop {
+            let now = std::time::Instant::now();
+            due.retain(|&id, at| {
+                if *at <= now {
+                    heard(Heard::Changed(id));
+                    false
+                } else {
+                    true
+                }
+            });
+            let timeout = due.values().min().map_or(-1, |at| {
+                at.saturating_duration_since(now).as_millis() as i32 + 1
+            });
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, timeout) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return e;
+            }
+            if n == 0 {
+                continue;
+            }
+            // Everything queued, without blocking.
+            loop {
+                match recv_with_control(fd, &mut data, &mut control) {
+                    Ok((len, clen)) => {
+                        let Some(id) = cmsg_nsid(&control[..clen]) else {
+                            continue; // the monitor's own namespace
+                        };
+                        if due.contains_key(&id) || !wanted(id) {
+                            continue;
+                        }
+                        if announces_change(&data[..len]) {
+                            due.insert(id, std::time::Instant::now() + settle);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => heard(Heard::Overrun),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return e,
+                }
+            }
+        }
+    }
+}
+
+/// Asks for a bigger receive buffer than `rmem_max` allows (root only;
+/// without it the default stays, and an overflow is reported as such).
+fn force_rcvbuf(s: &rtnetlink::sys::Socket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: an int option of the size given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// One `recvmsg` that keeps the control data (`MSG_DONTWAIT`): the lengths
+/// of datagram and control data.
+fn recv_with_control(
+    fd: i32,
+    data: &mut [u8],
+    control: &mut [u8],
+) -> std::io::Result<(usize, usize)> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: zeroed msghdr is valid; the pointers outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    // SAFETY: as above.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((n as usize, (msg.msg_controllen as usize).min(control.len())))
+}
+
+/// The namespace id a `NETLINK_LISTEN_ALL_NSID` control message carries
+/// (none for the socket's own namespace).
+pub fn cmsg_nsid(control: &[u8]) -> Option<i32> {
+    // struct cmsghdr { size_t len; int level; int type; } then the data,
+    // aligned to size_t.
+    const W: usize = std::mem::size_of::<usize>();
+    let head = W + 8;
+    let mut off = 0;
+    while control.len() >= off + head {
+        let len = usize::from_ne_bytes(control[off..off + W].try_into().ok()?);
+        let level = i32::from_ne_bytes(control[off + W..off + W + 4].try_into().ok()?);
+        let ty = i32::from_ne_bytes(control[off + W + 4..off + head].try_into().ok()?);
+        if len < head || off + len > control.len() {
+            return None;
+        }
+        let data_at = off + head.next_multiple_of(W);
+        if level == SOL_NETLINK && ty == NETLINK_LISTEN_ALL_NSID && off + len >= data_at + 4 {
+            return Some(i32::from_ne_bytes(
+                control[data_at..data_at + 4].try_into().ok()?,
+            ));
+        }
+        off += len.next_multiple_of(W);
+    }
+    None
+}
+
+/// Whether a datagram of announcements may change a [`RouteTable`] (see
+/// [`relevant`]); one that does not parse counts as a change.
+pub fn announces_change(datagram: &[u8]) -> bool {
+    use rtnetlink::packet_core::NetlinkMessage;
+    let mut off = 0;
+    while datagram.len() >= off + 16 {
+        let len = u32::from_ne_bytes(datagram[off..off + 4].try_into().expect("4 bytes")) as usize;
+        if len < 16 || off + len > datagram.len() {
+            return true;
+        }
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[off..off + len]) {
+            Ok(m) if !relevant(&m.payload) => {}
+            _ => return true,
+        }
+        off += len.next_multiple_of(4);
+    }
+    false
+}
+
+/// One RTM_GETNSID (`Ok(None)`: no id) or RTM_NEWNSID (auto id) for the
+/// namespace file `fd`, and its answer.
+fn nsid_request(
+    sock: &rtnetlink::sys::Socket,
+    seq: &mut u32,
+    assign: bool,
+    fd: u32,
+) -> std::io::Result<Option<i32>> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage};
+    use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
+    let mut m = NsidMessage::default();
+    m.attributes.push(NsidAttribute::Fd(fd));
+    let inner = if assign {
+        m.attributes.push(NsidAttribute::Id(-1));
+        RouteNetlinkMessage::NewNsId(m)
+    } else {
+        RouteNetlinkMessage::GetNsId(m)
+    };
+    *seq = seq.wrapping_add(1);
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | if assign { NLM_F_ACK } else { 0 };
+    header.sequence_number = *seq;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::from(inner));
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    sock.send(&buf, 0)?;
+    loop {
+        let (reply, _) = sock.recv_from_full()?;
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+            .map_err(std::io::Error::other)?;
+        if m.header.sequence_number != *seq {
+            continue; // an earlier request's late answer
+        }
+        return match m.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => Err(e.to_io()),
+            NetlinkPayload::Error(_) => Ok(None),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(r)) => {
+                Ok(r.attributes.iter().find_map(|a| match a {
+                    rtnetlink::packet_route::nsid::NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                    _ => None,
+                }))
+            }
+            other => Err(std::io::Error::other(format!(
+                "unexpected answer to an nsid request: {other:?}"
+            ))),
+        };
+    }
+}
+
+/// [`watch`]'s reaction for a node heard by an [`AllNamespaces`] monitor:
+/// at each `nudge` (the monitor's [`Heard`] for its namespace) reads the
+/// table over `handle` (a socket of the node's namespace, subscribed to
+/// nothing) and calls `changed` when it differs from the last one. Runs
+/// until `changed` returns false, the nudges end or the read fails.
+pub async fn follow(
+    handle: Handle,
+    mut nudge: impl AsyncFnMut() -> bool,
+    mut changed: impl FnMut(RouteTable) -> bool,
+) -> Result<(), std::io::Error> {
+    let mut last: Option<RouteTable> = None;
+    while nudge().await {
+        let now = read(&handle).await.map_err(std::io::Error::other)?;
+        if last.as_ref() != Some(&now) {
+            last = Some(now.clone());
+            if !changed(now) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +522,65 @@ mod tests {
         assert!(relevant(&NetlinkPayload::InnerMessage(
             RouteNetlinkMessage::NewRoute(r)
         )));
+    }
+    /// The control buffer as the kernel lays out one message (`struct
+    /// cmsghdr`, then the data, padded to `size_t`).
+    fn control(level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+        const W: usize = std::mem::size_of::<usize>();
+        let mut c = (W + 8 + data.len()).to_ne_bytes().to_vec();
+        c.extend(level.to_ne_bytes());
+        c.extend(ty.to_ne_bytes());
+        c.extend(data);
+        c.resize(c.len().next_multiple_of(W), 0);
+        c
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn captured_announcements_name_their_namespace_and_whether_they_matter() {
+        let capture = include_str!("../../tests/data/netlink/all-nsid-announcements.txt");
+        let heard: Vec<(Option<i32>, bool)> = capture
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let c = control(f[0].parse().unwrap(), f[1].parse().unwrap(), &unhex(f[2]));
+                (cmsg_nsid(&c), announces_change(&unhex(f[3])))
+            })
+            .collect();
+        // The route matters; the tunnel end pair (vl00a1ff and its peer) does not.
+        assert_eq!(
+            heard,
+            vec![(Some(4242), true), (Some(4242), false), (Some(4242), false)]
+        );
+    }
+
+    #[test]
+    fn control_data_without_a_namespace_id_names_none() {
+        // The monitor's own namespace: no control message at all.
+        assert_eq!(cmsg_nsid(&[]), None);
+        // Another level or type, a truncated header, a length past the end.
+        let id = 7i32.to_ne_bytes();
+        assert_eq!(cmsg_nsid(&control(libc::SOL_SOCKET, 8, &id)), None);
+        assert_eq!(cmsg_nsid(&control(SOL_NETLINK, 3, &id)), None);
+        let c = control(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, &id);
+        assert_eq!(cmsg_nsid(&c), Some(7));
+        assert_eq!(cmsg_nsid(&c[..10]), None);
+        let mut long = c.clone();
+        long[0] = 200;
+        assert_eq!(cmsg_nsid(&long), None);
+        // Behind another message.
+        let mut two = control(libc::SOL_SOCKET, 1, &[1, 2, 3, 4, 5]);
+        two.extend(&c);
+        assert_eq!(cmsg_nsid(&two), Some(7));
+        // Garbage is a change (read the table rather than miss one).
+        assert!(announces_change(&[0xff; 20]));
+        assert!(!announces_change(&[]));
     }
 }

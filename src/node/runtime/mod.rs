@@ -23,6 +23,7 @@
 mod api_server;
 mod group;
 pub mod intake;
+mod routes;
 mod tcp;
 mod thread;
 mod vlink;
@@ -306,21 +307,8 @@ impl Actor for NodeActor {
         let nslpid = crate::wire::gist::NSLPID_QOS;
         // Route and link changes in the namespace (rtnetlink), so GIST
         // re-queries at once instead of at its next refresh.
-        let routes_to = ctx.address();
-        let routes_node = node.clone();
-        actix::spawn(async move {
-            let r = crate::kernel::routes::watch(ROUTE_SETTLE, |t| {
-                if !routes_to.connected() {
-                    return false;
-                }
-                routes_to.do_send(RoutesChanged(t));
-                true
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(node = %routes_node, "route monitor stopped: {e}; route changes are noticed only by GIST's periodic re-queries");
-            }
-        });
+        let netns = self.core.config().netns.clone();
+        actix::spawn(routes::monitor(netns, node.clone(), ctx.address()));
         actix::spawn(async move {
             let mut burst = 0;
             let mut last_err: Option<Instant> = None;
