@@ -171,44 +171,6 @@ fn stub_area(topo: &Topology, node: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// With areas per provider, the virtual links of ABR `node`: one through
-/// each provider area it borders to every other ABR of that area (by
-/// router id). A router whose own backbone links are all down then stays
-/// in a connected area 0 through its provider's area (RFC 2328 15): bird,
-/// as RFC 2328 16.2 says, takes routes between areas only from the
-/// backbone on a router configured in more than one area, so without it
-/// such a router learns none.
-pub fn virtual_links(topo: &Topology, node: &str) -> Vec<(u32, Ipv4Addr)> {
-    if topo.ospf.areas != OspfAreas::PerProvider {
-        return vec![];
-    }
-    let areas_of = |n: &str| -> BTreeSet<u32> {
-        topo.links
-            .iter()
-            .filter(|l| l.a.node == n || l.b.node == n)
-            .map(|l| link_area(topo, l))
-            .collect()
-    };
-    let mine = areas_of(node);
-    if !mine.contains(&0) {
-        return vec![];
-    }
-    let mut out = vec![];
-    for &area in mine.iter().filter(|a| **a != 0) {
-        for o in &topo.nodes {
-            let theirs = areas_of(&o.name);
-            if o.name != node
-                && theirs.contains(&0)
-                && theirs.contains(&area)
-                && let Some(id) = topo.node_addr(&o.name)
-            {
-                out.push((area, id));
-            }
-        }
-    }
-    out
-}
-
 /// `areas = "per-provider"` needs a backbone: at least one link between
 /// providers, and those links connected among themselves (OSPF carries
 /// routes between areas only through one contiguous area 0).
@@ -418,12 +380,6 @@ pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
             .or_default()
             .push(format!("    stubnet {a}/32 {{ cost 1; }};"));
     }
-    for (area, peer) in virtual_links(topo, node) {
-        areas.entry(area).or_default().push(format!(
-            "    virtual link {peer} {{ hello {}; dead {}; }};",
-            topo.ospf.hello_s, topo.ospf.dead_s
-        ));
-    }
     if areas.is_empty() {
         areas.insert(0, vec![]);
     }
@@ -500,8 +456,7 @@ mod tests {
                  \x20   interface \"eth1\" {{ type ptp; cost 10; hello 1; dead 4; }};\n  }};\n\
                  \x20 area 1 {{\n\
                  \x20   interface \"eth0\" {{ type ptp; cost 20; hello 1; dead 4; }};\n\
-                 \x20   stubnet 10.255.1.1/32 {{ cost 1; }};\n\
-                 \x20   virtual link 10.255.1.3 {{ hello 1; dead 4; }};\n  }};\n}}\n"
+                 \x20   stubnet 10.255.1.1/32 {{ cost 1; }};\n  }};\n}}\n"
             )
         );
         // r4: inside west only.
@@ -514,14 +469,6 @@ mod tests {
                  \x20   stubnet 10.255.1.5/32 {{ cost 1; }};\n  }};\n}}\n"
             )
         );
-        // r2, east's other ABR, has the virtual link back to r0; r1 (no
-        // backbone link) and r3 (west's only ABR) have none.
-        assert!(
-            bird_config(&t, "r2", "/l")
-                .contains("    virtual link 10.255.1.1 { hello 1; dead 4; };\n  };\n}\n")
-        );
-        assert!(virtual_links(&t, "r1").is_empty() && virtual_links(&t, "r3").is_empty());
-        bird_parses(&t, "r2", "vlink");
         // r3 holds the backbone together: both links to east in area 0.
         let r3 = bird_config(&t, "r3", "/l");
         assert_eq!(r3.matches("area 0 {").count(), 1, "{r3}");
