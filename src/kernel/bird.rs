@@ -36,6 +36,13 @@ pub struct Bird {
     child: Child,
 }
 
+impl Bird {
+    /// Its process id (bird itself: `ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// Starts bird with configuration `conf` in namespace `ns` (of topology
 /// `topo`), its control socket at `socket`, its stderr into `log`.
 pub fn start(
@@ -140,6 +147,23 @@ pub fn full_neighbours_of(socket: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// BFD sessions in state Up, from `birdc show bfd sessions` (columns: IP
+/// address, interface, state, ...).
+pub fn bfd_sessions_up(show_sessions: &str) -> usize {
+    show_sessions
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("Up"))
+        .count()
+}
+
+/// The bird of `socket`'s BFD sessions Up (0 when it does not answer or
+/// runs no BFD).
+pub fn bfd_sessions_up_of(socket: &Path) -> usize {
+    birdc(socket, &["show", "bfd", "sessions"])
+        .map(|s| bfd_sessions_up(&s))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +175,15 @@ mod tests {
                    10.6.4.2  \t  1\tInit/PtP  \t3.001\teth1       10.6.5.1\n";
         assert_eq!(full_neighbours(out), 1);
         assert_eq!(full_neighbours(""), 0);
+    }
+
+    #[test]
+    fn bfd_sessions_up_are_counted_from_birdc_output() {
+        let out = "BIRD 2.0.12 ready.\nbfd1:\n\
+                   IP address                Interface  State      Since         Interval  Timeout\n\
+                   10.6.0.2                  eth0       Up         06:01:02.345    0.100    0.300\n\
+                   10.6.5.1                  eth1       Down       06:01:02.345    1.000    0.000\n";
+        assert_eq!(bfd_sessions_up(out), 1);
+        assert_eq!(bfd_sessions_up("BIRD 2.0.12 ready.\n"), 0);
     }
 }

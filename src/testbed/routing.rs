@@ -168,8 +168,9 @@ pub fn start_ospf(topo: &Topology, run: &RunDir, timeout: Duration) -> Result<Ve
     }
 }
 
-/// Waits until every live router has all its live neighbours Full and an
-/// OSPF route to every subnet it reaches; how long that took.
+/// Waits until every live router has all its live neighbours Full, an
+/// OSPF route to every subnet it reaches and, on links with BFD, a BFD
+/// session Up with each neighbour; how long that took.
 pub fn wait_converged(
     topo: &Topology,
     faults: &FaultState,
@@ -209,14 +210,27 @@ pub fn wait_converged(
                         u32::from(*d) == *net && l == len && gw.is_some_and(|g| hops.contains(&g))
                     })
                 });
-            if s.full_neighbours.unwrap_or(0) < want_full || !right {
+            // BFD, where asked, Up with every live neighbour: else a
+            // silent neighbour would be noticed only after `dead_s`.
+            let want_bfd = crate::topology::ospf::bfd_links(&left, &s.node).count();
+            let bfd_up = if want_bfd > 0 {
+                bird::bfd_sessions_up_of(&bird_socket(run, &s.node))
+            } else {
+                0
+            };
+            if s.full_neighbours.unwrap_or(0) < want_full || !right || bfd_up < want_bfd {
                 lagging.push(format!(
-                    "{} ({}/{want_full} Full, {}/{} routes, {})",
+                    "{} ({}/{want_full} Full, {}/{} routes, {}{})",
                     s.node,
                     s.full_neighbours.unwrap_or(0),
                     have.len(),
                     want.len(),
-                    if right { "right" } else { "not yet shortest" }
+                    if right { "right" } else { "not yet shortest" },
+                    if want_bfd > 0 {
+                        format!(", BFD {bfd_up}/{want_bfd} sessions Up")
+                    } else {
+                        String::new()
+                    }
                 ));
             }
         }
@@ -224,8 +238,13 @@ pub fn wait_converged(
             return Ok(t0.elapsed());
         }
         if t0.elapsed() > timeout {
+            let bfd = if lagging.iter().any(|l| l.contains("BFD")) {
+                " (BFD sessions not Up: `birdc -s SOCKET show bfd sessions`; a neighbour whose bird runs no BFD on that link, or UDP 3784 blocked, keeps them Down; set bfd = false to do without)"
+            } else {
+                ""
+            };
             bail!(
-                "OSPF did not converge within {} s: {}; see {}/*.bird.log",
+                "OSPF did not converge within {} s: {}{bfd}; see {}/*.bird.log",
                 timeout.as_secs(),
                 lagging.join(", "),
                 run.path().display()

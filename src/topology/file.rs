@@ -142,7 +142,7 @@ pub(crate) struct File {
     /// Virtual nodes, each hosted on a router.
     #[serde(default)]
     pub vnode: Vec<Spanned<VnodeDef>>,
-    /// OSPF timers (`routing = "ospf"`).
+    /// OSPF timers, BFD and areas (`routing = "ospf"`).
     pub ospf: Option<Spanned<OspfDef>>,
 }
 
@@ -157,6 +157,17 @@ pub(crate) struct OspfDef {
     /// "one" (default: every interface in area 0) or "per-provider" (each
     /// provider's links an area, the links between providers area 0).
     pub areas: Option<Spanned<super::OspfAreas>>,
+    /// BFD beside OSPF on every link (default false; a link may say
+    /// otherwise): a neighbour that falls silent with its link up is dead
+    /// after bfd_interval_ms x bfd_multiplier instead of dead_s.
+    pub bfd: Option<Spanned<bool>>,
+    /// BFD transmit and receive interval in milliseconds, 10..=10000
+    /// (default 100).
+    #[schemars(range(min = 10, max = 10000))]
+    pub bfd_interval_ms: Option<Spanned<u32>>,
+    /// BFD packets missed before the neighbour is dead, 1..=255 (default 3).
+    #[schemars(range(min = 1, max = 255))]
+    pub bfd_multiplier: Option<Spanned<u32>>,
 }
 
 /// `[topology]`: the name and the settings every node shares.
@@ -307,6 +318,15 @@ pub(crate) struct LinkDef {
     /// OSPF cost of the link (both directions), 1-65535 (default 10).
     #[schemars(range(min = 1, max = 65535))]
     pub cost: Option<Spanned<u32>>,
+    /// OSPF hello interval of this link in seconds (default: [ospf] hello_s).
+    #[schemars(range(min = 1, max = 65535))]
+    pub hello_s: Option<Spanned<u32>>,
+    /// OSPF dead interval of this link in seconds, at least two hellos
+    /// (default: [ospf] dead_s, raised to 4 hellos when this link sets a
+    /// longer hello_s).
+    pub dead_s: Option<Spanned<u32>>,
+    /// BFD on this link (default: [ospf] bfd).
+    pub bfd: Option<Spanned<bool>>,
 }
 
 /// `ROUTER:ADDRESS/PREFIX` of a link end.
@@ -421,6 +441,9 @@ struct OspfOut {
     hello_s: u32,
     dead_s: u32,
     areas: super::OspfAreas,
+    bfd: bool,
+    bfd_interval_ms: u32,
+    bfd_multiplier: u32,
 }
 
 #[derive(Serialize)]
@@ -472,6 +495,12 @@ struct LinkOut {
     b: String,
     capacity: String,
     cost: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hello_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bfd: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -584,6 +613,9 @@ impl Topology {
                         b: end(&l.b),
                         capacity: Rate::from_bps(l.capacity_bps).to_string(),
                         cost: l.cost,
+                        hello_s: l.ospf.hello_s,
+                        dead_s: l.ospf.dead_s,
+                        bfd: l.ospf.bfd,
                     }
                 })
                 .collect(),
@@ -600,6 +632,9 @@ impl Topology {
                 hello_s: self.ospf.hello_s,
                 dead_s: self.ospf.dead_s,
                 areas: self.ospf.areas,
+                bfd: self.ospf.bfd,
+                bfd_interval_ms: self.ospf.bfd_interval_ms,
+                bfd_multiplier: self.ospf.bfd_multiplier,
             },
         };
         toml::to_string(&out).expect("a topology always serializes")

@@ -18,6 +18,9 @@
 //! dead_s = 4                    # neighbour declared dead after this
 //! areas = "one"                 # or "per-provider": each provider's links an area,
 //!                               # the inter-provider links area 0 (must be connected)
+//! bfd = false                   # true: BFD beside OSPF, a silent neighbour is dead
+//! bfd_interval_ms = 100         #   after bfd_interval_ms x bfd_multiplier
+//! bfd_multiplier = 3
 //!
 //! [[provider]]                  # an infrastructure provider (InP)
 //! name = "kit"
@@ -47,6 +50,9 @@
 //! b = "tb2:172.1.2.2/24"
 //! capacity = "1gbit"            # for admission control and shaping
 //! cost = 10                     # OSPF cost (routing = "ospf")
+//! hello_s = 1                   # optional: this link's OSPF timers and BFD
+//! dead_s = 4                    #   (default: those of [ospf])
+//! bfd = true
 //!
 //! [[vnet]]
 //! name = "vnet1"
@@ -185,23 +191,43 @@ pub enum OspfAreas {
     PerProvider,
 }
 
-/// OSPF timers of every router interface and the areas (`[ospf]`).
+/// OSPF timers of every router interface (a link may set its own), BFD,
+/// and the areas (`[ospf]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OspfSettings {
     pub hello_s: u32,
     pub dead_s: u32,
     pub areas: OspfAreas,
+    /// BFD on every link that does not say otherwise: a neighbour that
+    /// falls silent with its link up is dead after `bfd_interval_ms` x
+    /// `bfd_multiplier` rather than `dead_s`.
+    pub bfd: bool,
+    pub bfd_interval_ms: u32,
+    pub bfd_multiplier: u32,
 }
 
 impl Default for OspfSettings {
-    /// Fast enough for fault experiments: a silent neighbour is dead in 4 s.
+    /// Fast enough for fault experiments: a silent neighbour is dead in 4 s
+    /// (0.3 s with BFD on).
     fn default() -> Self {
         Self {
             hello_s: 1,
             dead_s: 4,
             areas: OspfAreas::One,
+            bfd: false,
+            bfd_interval_ms: 100,
+            bfd_multiplier: 3,
         }
     }
+}
+
+/// A link's own OSPF settings (`[[link]] hello_s/dead_s/bfd`); none: the
+/// `[ospf]` ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkOspf {
+    pub hello_s: Option<u32>,
+    pub dead_s: Option<u32>,
+    pub bfd: Option<bool>,
 }
 
 /// An infrastructure provider and its authorization policy.
@@ -294,6 +320,8 @@ pub struct Link {
     pub capacity_bps: u64,
     /// OSPF cost (`cost`, default [`DEFAULT_COST`]).
     pub cost: u32,
+    /// Its own OSPF timers and BFD, see [`ospf::link_timers`].
+    pub ospf: LinkOspf,
 }
 
 /// A virtual network.

@@ -1,17 +1,146 @@
 //! The bird2 configuration of one router for `routing = "ospf"`: OSPFv2 on
-//! every substrate interface (point-to-point, the link's cost and the
-//! `[ospf]` timers; one area, or an area per provider with the links
+//! every substrate interface (point-to-point, the link's cost and timers,
+//! BFD where asked; one area, or an area per provider with the links
 //! between providers as the backbone), routes learnt by OSPF exported to
 //! the kernel. The bridges of virtual nodes are left out: tunnels run
-//! between router addresses, which OSPF carries as stub networks.
+//! between router addresses, which OSPF carries as stub networks. Also the
+//! `[ospf]` section's and the links' OSPF keys as read.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use super::file::{File, Source, TopologyError};
+use super::file::{File, LinkDef, Source, TopologyError};
 use super::routes::network;
-use super::{Link, OspfAreas, Routing, Topology};
+use super::{Link, LinkOspf, OspfAreas, OspfSettings, Routing, Topology};
+use crate::model::spanned::Spanned;
+
+type Res<T> = Result<T, TopologyError>;
+
+/// A dead interval `dead` (at `span`) of at least two hellos, so one lost
+/// hello does not drop an adjacency; `what` names where the hello is set.
+fn check_dead(dead: &Spanned<u32>, hello: u32, what: &str, src: &Source) -> Res<u32> {
+    if *dead.get_ref() < 2 * hello {
+        return Err(src.err(
+            dead.span(),
+            format!(
+                "dead_s = {} is shorter than two hellos ({hello} s{what}): raise it to at least {}",
+                dead.get_ref(),
+                2 * hello
+            ),
+        ));
+    }
+    Ok(*dead.get_ref())
+}
+
+fn check_hello(h: &Spanned<u32>, src: &Source) -> Res<u32> {
+    if !(1..=65535).contains(h.get_ref()) {
+        return Err(src.err(h.span(), "hello_s must be 1..=65535 seconds"));
+    }
+    Ok(*h.get_ref())
+}
+
+/// `[ospf]`: timers (a hello alone raises the dead interval to 4 hellos),
+/// BFD, areas.
+pub(crate) fn settings(f: &File, src: &Source) -> Res<OspfSettings> {
+    let mut o = OspfSettings::default();
+    let Some(d) = &f.ospf else { return Ok(o) };
+    let d = d.get_ref();
+    if let Some(h) = &d.hello_s {
+        o.hello_s = check_hello(h, src)?;
+        o.dead_s = o.dead_s.max(o.hello_s * 4);
+    }
+    if let Some(x) = &d.dead_s {
+        o.dead_s = check_dead(x, o.hello_s, "", src)?;
+    }
+    o.areas = d.areas.as_ref().map_or(o.areas, |a| *a.get_ref());
+    o.bfd = d.bfd.as_ref().is_some_and(|b| *b.get_ref());
+    if let Some(i) = &d.bfd_interval_ms {
+        if !(10..=10_000).contains(i.get_ref()) {
+            return Err(src.err(
+                i.span(),
+                format!(
+                    "bfd_interval_ms = {}: use 10..=10000 ms (BFD sends and expects a packet this often)",
+                    i.get_ref()
+                ),
+            ));
+        }
+        o.bfd_interval_ms = *i.get_ref();
+    }
+    if let Some(m) = &d.bfd_multiplier {
+        if !(1..=255).contains(m.get_ref()) {
+            return Err(src.err(
+                m.span(),
+                format!(
+                    "bfd_multiplier = {}: use 1..=255 (packets missed before the neighbour is dead)",
+                    m.get_ref()
+                ),
+            ));
+        }
+        o.bfd_multiplier = *m.get_ref();
+    }
+    Ok(o)
+}
+
+/// A link's own `hello_s`, `dead_s` and `bfd`, checked against the
+/// `[ospf]` values they fall back to.
+pub(crate) fn link_settings(d: &LinkDef, o: &OspfSettings, src: &Source) -> Res<LinkOspf> {
+    let hello_s = d
+        .hello_s
+        .as_ref()
+        .map(|h| check_hello(h, src))
+        .transpose()?;
+    let dead_s = match &d.dead_s {
+        Some(x) => Some(check_dead(
+            x,
+            hello_s.unwrap_or(o.hello_s),
+            if hello_s.is_some() {
+                ", this link's hello_s"
+            } else {
+                ", [ospf] hello_s"
+            },
+            src,
+        )?),
+        None => None,
+    };
+    Ok(LinkOspf {
+        hello_s,
+        dead_s,
+        bfd: d.bfd.as_ref().map(|b| *b.get_ref()),
+    })
+}
+
+/// What OSPF runs on one link: its own values, else `[ospf]`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTimers {
+    pub hello_s: u32,
+    pub dead_s: u32,
+    pub bfd: bool,
+}
+
+/// The timers and BFD of link `l`: a link's own hello without its own
+/// dead interval raises `[ospf] dead_s` to 4 of its hellos, as in `[ospf]`.
+pub fn link_timers(topo: &Topology, l: &Link) -> LinkTimers {
+    let o = &topo.ospf;
+    let hello_s = l.ospf.hello_s.unwrap_or(o.hello_s);
+    let dead_s = l.ospf.dead_s.unwrap_or(if l.ospf.hello_s.is_some() {
+        o.dead_s.max(4 * hello_s)
+    } else {
+        o.dead_s
+    });
+    LinkTimers {
+        hello_s,
+        dead_s,
+        bfd: l.ospf.bfd.unwrap_or(o.bfd),
+    }
+}
+
+/// Links of `node` that run BFD, in file order.
+pub fn bfd_links<'a>(topo: &'a Topology, node: &'a str) -> impl Iterator<Item = &'a Link> + 'a {
+    topo.links
+        .iter()
+        .filter(move |l| (l.a.node == node || l.b.node == node) && link_timers(topo, l).bfd)
+}
 
 /// The OSPF area of link `l`: 0 with one area and for a link between two
 /// providers; else its provider's area, 1 + the provider's place in the
@@ -215,6 +344,15 @@ pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
     c.push_str("protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF || source = RTS_OSPF_IA; };\n}\n");
     // `ecmp no`: equal-cost ties (two ways round a ring to a router
     // address) still give one next hop, as the kernel export above wants.
+    if bfd_links(topo, node).next().is_some() {
+        // BFD sessions for the OSPF neighbours that ask for them (`bfd
+        // yes` below); one interval both ways.
+        let _ = writeln!(
+            c,
+            "protocol bfd {{\n  interface \"*\" {{ interval {} ms; multiplier {}; }};\n}}",
+            topo.ospf.bfd_interval_ms, topo.ospf.bfd_multiplier
+        );
+    }
     c.push_str("protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n");
     let mut areas: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for l in &topo.links {
@@ -225,9 +363,14 @@ pub fn bird_config(topo: &Topology, node: &str, log: &str) -> String {
         } else {
             continue;
         };
+        let t = link_timers(topo, l);
         areas.entry(link_area(topo, l)).or_default().push(format!(
-            "    interface \"{}\" {{ type ptp; cost {}; hello {}; dead {}; }};",
-            me.ifname, l.cost, topo.ospf.hello_s, topo.ospf.dead_s
+            "    interface \"{}\" {{ type ptp; cost {}; hello {}; dead {};{} }};",
+            me.ifname,
+            l.cost,
+            t.hello_s,
+            t.dead_s,
+            if t.bfd { " bfd yes;" } else { "" }
         ));
     }
     if let Some(a) = topo.node(node).and_then(|n| n.router_addr) {
@@ -393,6 +536,150 @@ mod tests {
         assert_eq!(hops[&at(10, 6, 2)], [r1]);
         assert_eq!(hops[&at(10, 6, 3)], [r5]);
         assert_eq!(hops[&at(10, 6, 1)], [r1]);
+    }
+
+    /// ring-6node with OSPF, `[ospf]` extra keys and the first link's
+    /// extra keys.
+    fn ring_with(ospf: &str, first_link: &str) -> Result<Topology, TopologyError> {
+        let src = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/ring-6node.toml"),
+        )
+        .unwrap()
+        .replacen(
+            "capacity = \"100mbit\"",
+            &format!("capacity = \"100mbit\"\n{first_link}"),
+            1,
+        )
+        .replacen(
+            "name = \"ring-6node\"",
+            "name = \"ring-6node\"\nrouting = \"ospf\"",
+            1,
+        ) + "[ospf]\n"
+            + ospf;
+        Topology::parse(&src, Path::new("r.toml"))
+    }
+
+    #[test]
+    fn a_link_may_set_its_own_timers_and_bfd() {
+        let t = ring_with(
+            "hello_s = 2\ndead_s = 9\n",
+            "hello_s = 1\ndead_s = 3\nbfd = true",
+        )
+        .unwrap();
+        let c = bird_config(&t, "r0", "/l");
+        // BFD only where a link asks for it: eth0 (r0-r1), not eth1.
+        assert!(
+            c.contains(
+                "protocol bfd {\n  interface \"*\" { interval 100 ms; multiplier 3; };\n}\nprotocol ospf"
+            ),
+            "{c}"
+        );
+        assert!(
+            c.contains(
+                "    interface \"eth0\" { type ptp; cost 10; hello 1; dead 3; bfd yes; };\n\
+                 \x20   interface \"eth1\" { type ptp; cost 10; hello 2; dead 9; };\n"
+            ),
+            "{c}"
+        );
+        // r3 has no link with BFD: no BFD protocol at all.
+        let r3 = bird_config(&t, "r3", "/l");
+        assert!(!r3.contains("bfd"), "{r3}");
+        // A hello alone raises [ospf]'s dead to 4 of its hellos.
+        let t = ring_with("", "hello_s = 3").unwrap();
+        assert_eq!(
+            link_timers(&t, &t.links[0]),
+            LinkTimers {
+                hello_s: 3,
+                dead_s: 12,
+                bfd: false
+            }
+        );
+        // The saved topology keeps the link's own values, not the effective ones.
+        let back = Topology::parse(&t.to_toml(), Path::new("s.toml")).unwrap();
+        assert_eq!(back.links, t.links);
+        assert_eq!(back.links[0].ospf.dead_s, None);
+    }
+
+    #[test]
+    fn bfd_on_every_link_from_ospf_section() {
+        let t = ring_with(
+            "bfd = true\nbfd_interval_ms = 50\nbfd_multiplier = 4\n",
+            "bfd = false",
+        )
+        .unwrap();
+        let c = bird_config(&t, "r0", "/x.log");
+        assert_eq!(
+            c,
+            "# generated by vlsp for r0 in ring-6node\n\
+             log \"/x.log\" all;\n\
+             router id 10.255.0.1;\n\
+             protocol device { scan time 10; }\n\
+             protocol kernel {\n  ipv4 { import none; export where source = RTS_OSPF || source = RTS_OSPF_IA; };\n}\n\
+             protocol bfd {\n  interface \"*\" { interval 50 ms; multiplier 4; };\n}\n\
+             protocol ospf v2 vlsp {\n  ecmp no;\n  ipv4 { import all; export none; };\n  area 0 {\n\
+             \x20   interface \"eth0\" { type ptp; cost 10; hello 1; dead 4; };\n\
+             \x20   interface \"eth1\" { type ptp; cost 10; hello 1; dead 4; bfd yes; };\n\
+             \x20   stubnet 10.255.0.1/32 { cost 1; };\n  };\n}\n"
+        );
+        let back = Topology::parse(&t.to_toml(), Path::new("s.toml")).unwrap();
+        assert_eq!(back.ospf, t.ospf);
+        assert_eq!(bird_config(&back, "r0", "/x.log"), c);
+        bird_parses(&t, "r0", "bfd");
+    }
+
+    /// bird itself reads `node`'s configuration (when bird is installed).
+    fn bird_parses(t: &Topology, node: &str, tag: &str) {
+        let Ok(bird) = crate::kernel::bird::require_bird() else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("vlsp-conf-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("bird.conf");
+        std::fs::write(
+            &conf,
+            bird_config(t, node, &dir.join("l").display().to_string()),
+        )
+        .unwrap();
+        let out = std::process::Command::new(bird)
+            .arg("-p")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.status.success(),
+            "{node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn link_timers_and_bfd_values_are_checked_at_their_line() {
+        let m = ring_with("hello_s = 2\n", "dead_s = 3").unwrap_err();
+        assert_eq!(m.line, 37, "{m}");
+        assert!(
+            m.message
+                == "dead_s = 3 is shorter than two hellos (2 s, [ospf] hello_s): raise it to at least 4",
+            "{m}"
+        );
+        let m = ring_with("", "hello_s = 5\ndead_s = 9").unwrap_err();
+        assert!(
+            m.message
+                .contains("(5 s, this link's hello_s): raise it to at least 10"),
+            "{m}"
+        );
+        let m = ring_with("", "hello_s = 0").unwrap_err();
+        assert!(m.message.contains("hello_s must be 1..=65535"), "{m}");
+        let m = ring_with("bfd_interval_ms = 5\n", "").unwrap_err();
+        assert!(
+            m.message.contains("bfd_interval_ms = 5: use 10..=10000 ms"),
+            "{m}"
+        );
+        let m = ring_with("bfd_multiplier = 0\n", "").unwrap_err();
+        assert!(m.message.contains("bfd_multiplier = 0: use 1..=255"), "{m}");
+        let m = ring_with("", "bfd = \"yes\"").unwrap_err();
+        assert!(m.to_string().contains("r.toml:"), "{m}");
     }
 
     #[test]

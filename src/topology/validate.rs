@@ -40,11 +40,11 @@ pub(crate) fn build(f: &File, src: &Source) -> Res<Topology> {
     }
     let providers = providers(f, hdr.profile, src)?;
     let mut nodes = nodes(f, &providers, src)?;
-    let links = links(&f.link, &nodes, src)?;
+    let ospf = super::ospf::settings(f, src)?;
+    let links = links(&f.link, &nodes, &ospf, src)?;
     super::router_addr::assign(f, &mut nodes, &links, src)?;
     let vnets = vnets(f, src)?;
     let vnodes = vnodes(&f.vnode, &nodes, &vnets, src)?;
-    let ospf = ospf(f, src)?;
     let t = Topology {
         source: src.path.to_path_buf(),
         name,
@@ -72,37 +72,6 @@ fn topology_name(name: &Spanned<String>, src: &Source) -> Res<String> {
     TopoName::new(name.get_ref())
         .map(|n| n.as_str().to_string())
         .map_err(|e| src.err(name.span(), e.to_string()))
-}
-
-/// `[ospf]`: a dead interval of at least two hellos, so one lost hello
-/// does not drop an adjacency.
-fn ospf(f: &File, src: &Source) -> Res<OspfSettings> {
-    let mut o = OspfSettings::default();
-    let Some(d) = &f.ospf else { return Ok(o) };
-    let d = d.get_ref();
-    if let Some(h) = &d.hello_s {
-        if !(1..=65535).contains(h.get_ref()) {
-            return Err(src.err(h.span(), "hello_s must be 1..=65535 seconds"));
-        }
-        o.hello_s = *h.get_ref();
-        o.dead_s = o.dead_s.max(o.hello_s * 4);
-    }
-    if let Some(x) = &d.dead_s {
-        if *x.get_ref() < 2 * o.hello_s {
-            return Err(src.err(
-                x.span(),
-                format!(
-                    "dead_s = {} is shorter than two hellos ({} s): raise it to at least {}",
-                    x.get_ref(),
-                    o.hello_s,
-                    2 * o.hello_s
-                ),
-            ));
-        }
-        o.dead_s = *x.get_ref();
-    }
-    o.areas = d.areas.as_ref().map_or(o.areas, |a| *a.get_ref());
-    Ok(o)
 }
 
 /// `refresh_ms`: at least [`MIN_REFRESH_MS`] (0 would mean refreshing
@@ -321,7 +290,12 @@ struct LinkState {
     subnets: Vec<(u32, u8, Range<usize>)>,
 }
 
-fn links(defs: &[Spanned<LinkDef>], nodes: &[Node], src: &Source) -> Res<Vec<Link>> {
+fn links(
+    defs: &[Spanned<LinkDef>],
+    nodes: &[Node],
+    ospf: &OspfSettings,
+    src: &Source,
+) -> Res<Vec<Link>> {
     let mut st = LinkState::default();
     let mut out = Vec::new();
     for l in defs {
@@ -359,6 +333,7 @@ fn links(defs: &[Spanned<LinkDef>], nodes: &[Node], src: &Source) -> Res<Vec<Lin
             b,
             capacity_bps,
             cost,
+            ospf: super::ospf::link_settings(d, ospf, src)?,
         });
     }
     Ok(out)

@@ -136,11 +136,14 @@ pub fn longest_gap_ms(packets: &[u64], bin: Duration) -> f64 {
     best as f64 * bin.as_secs_f64() * 1e3
 }
 
-/// The run ended before the reserved flow was back (its last bin empty)
-/// or before the share after the repair could be measured: its outage and
-/// share are cut short by the end of the traffic, not measured.
-pub fn censored(packets: &[u64], share: Option<f64>) -> bool {
-    share.is_none() || packets.last().is_none_or(|&p| p == 0)
+/// The run ended before its outage or share could be measured: no packet
+/// of the reserved flow reached the receiver in any bin after `after` (the
+/// bin of the repair, or of the fault when there was none), or the repair
+/// came too late to measure the share after it (`share_cut`). An empty last
+/// bin alone is not: the flow may have come back and then missed only the
+/// final bin.
+pub fn censored(packets: &[u64], after: usize, share_cut: bool) -> bool {
+    share_cut || !packets.iter().skip(after + 1).any(|&p| p > 0)
 }
 
 /// Received wire rate over bins `[from, to)` against `offered` bit/s, in
@@ -310,12 +313,18 @@ mod tests {
 
     #[test]
     fn a_run_is_censored_when_it_ends_before_the_flow_is_back_or_the_share_is_measured() {
-        assert!(!censored(&[3, 0, 0, 4, 5], Some(99.0)));
-        // Still in the outage at the end of the traffic.
-        assert!(censored(&[3, 4, 0, 0], Some(99.0)));
+        // Back after the repair (bin 2), then the final bin empty (partial,
+        // or the last packets still on their way): measured, not censored.
+        assert!(!censored(&[3, 0, 0, 4, 5, 0], 2, false));
+        assert!(!censored(&[3, 0, 0, 4, 5, 0, 0, 0], 2, false));
+        // Never back after the repair: still in the outage when the
+        // traffic stopped.
+        assert!(censored(&[3, 4, 0, 0, 0], 1, false));
+        // Packets before the repair's bin do not count as back.
+        assert!(censored(&[3, 4, 5, 0], 2, false));
         // Repaired too late to measure the share after it.
-        assert!(censored(&[3, 0, 4], None));
-        assert!(censored(&[], Some(1.0)));
+        assert!(censored(&[3, 0, 4], 1, true));
+        assert!(censored(&[], 0, false));
     }
 
     #[test]
