@@ -92,7 +92,7 @@ pub struct NodeCore {
     replay: ReplayCache,
     /// The object the current datagram's verdict accepted: (session,
     /// START_TIME, valid until, now), recorded once GIST delivers it.
-    to_record: Option<(Sid, Option<u64>, Option<u64>, u64)>,
+    to_record: Option<(Sid, Option<crate::wire::auth::Timestamp>, Option<u64>, u64)>,
     /// Backends chosen per request, for this node's tunnel ends.
     backends: HashMap<Sid, Backend>,
     /// API requests waiting on the NSLP: request id -> (token, session).

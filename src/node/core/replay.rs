@@ -11,7 +11,17 @@
 //! retransmission or refresh, left to the NSLP's RSN rules (RFC 5974
 //! §5.2.2: an older RSN is refused, an equal one is a refresh). A newer
 //! object for a session that lapsed here (the initiator still refreshing
-//! after our soft state expired) is a fresh request and re-creates it.
+//! after our soft state expired, or after a tear that came from a branch
+//! the path left) is a fresh request and re-creates it.
+//!
+//! "Newer" compares the whole START_TIME, the fraction of a second
+//! included (RFC 5981's START_TIME is a 64-bit NTP timestamp): the initiator signs every
+//! RESERVE anew, so one signed in the same second as the tear the
+//! responder accepted is still newer than it (issue 15: with whole
+//! seconds, the refresh after a reroute's tear was refused as a replay and
+//! the link lost). A replay carries its original bytes, so it is never
+//! newer. The `nsis-ka` profile carries whole seconds only: there, a
+//! request signed in the same second as an accepted tear is refused.
 //!
 //! Memory is one entry per session whose objects are still valid; entries
 //! go when their objects expire. When the cache holds `cap` unexpired
@@ -20,6 +30,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::proto::gist::machine::Sid;
+use crate::wire::auth::Timestamp;
+
+/// START_TIME of an object without one.
+const EPOCH: Timestamp = Timestamp {
+    unix_secs: 0,
+    frac: 0,
+};
 
 /// The cache's answer for one verified object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +53,8 @@ pub enum Check {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Newest START_TIME accepted (Unix seconds; 0 without one).
-    newest_start: u64,
+    /// Newest START_TIME accepted (the epoch without one).
+    newest_start: Timestamp,
     /// Unix seconds until which an accepted object of the session verifies.
     until: u64,
 }
@@ -76,9 +93,9 @@ impl ReplayCache {
     /// Checks an object of session `sid`, verified at `now` (Unix
     /// seconds), with its START_TIME; `live`: this node holds state for
     /// `sid`. Nothing is recorded: see [`Self::record`].
-    pub fn check(&mut self, sid: Sid, start: Option<u64>, live: bool, now: u64) -> Check {
+    pub fn check(&mut self, sid: Sid, start: Option<Timestamp>, live: bool, now: u64) -> Check {
         self.expire(now);
-        let start = start.unwrap_or(0);
+        let start = start.unwrap_or(EPOCH);
         match self.entries.get(&sid) {
             Some(_) if live => Check::SameSession,
             Some(e) if start > e.newest_start => Check::Fresh,
@@ -90,11 +107,17 @@ impl ReplayCache {
 
     /// Records an accepted object once it was delivered (a PDU GIST drops,
     /// e.g. Data ahead of its Confirm, was not used and may come again).
-    pub fn record(&mut self, sid: Sid, start: Option<u64>, valid_until: Option<u64>, now: u64) {
-        let start = start.unwrap_or(0);
+    pub fn record(
+        &mut self,
+        sid: Sid,
+        start: Option<Timestamp>,
+        valid_until: Option<u64>,
+        now: u64,
+    ) {
+        let start = start.unwrap_or(EPOCH);
         let until = valid_until.unwrap_or(now.saturating_add(self.untimed_ttl));
         let e = self.entries.entry(sid).or_insert(Entry {
-            newest_start: 0,
+            newest_start: EPOCH,
             until: 0,
         });
         let old_until = e.until;
@@ -135,11 +158,36 @@ mod tests {
         live: bool,
         now: u64,
     ) -> Check {
+        let start = start.map(|s| at(s, 0));
         let r = c.check(sid, start, live, now);
         if matches!(r, Check::Fresh | Check::SameSession) {
             c.record(sid, start, until, now);
         }
         r
+    }
+
+    fn at(unix_secs: u64, frac: u32) -> Timestamp {
+        Timestamp { unix_secs, frac }
+    }
+
+    /// Issue 15: a reroute's tear of the old branch reached the responder
+    /// and ended the session there; the initiator's next RESERVE, signed
+    /// anew in the same second, is newer and re-creates it. The tear's and
+    /// the RESERVE's own bytes, replayed, are not newer.
+    #[test]
+    fn an_object_signed_later_within_the_same_second_is_fresh_after_a_tear() {
+        let mut c = ReplayCache::new(8, 600);
+        let (tear, next) = (at(100, 1 << 30), at(100, 3 << 30));
+        assert_eq!(c.check(S, Some(at(100, 0)), false, 100), Check::Fresh);
+        c.record(S, Some(at(100, 0)), Some(730), 100);
+        // The tear, accepted while the session was live.
+        assert_eq!(c.check(S, Some(tear), true, 100), Check::SameSession);
+        c.record(S, Some(tear), Some(730), 100);
+        // The session is over here: the next RESERVE is newer.
+        assert_eq!(c.check(S, Some(next), false, 100), Check::Fresh);
+        // Captured objects from before are still replays.
+        assert_eq!(c.check(S, Some(tear), false, 100), Check::Replay);
+        assert_eq!(c.check(S, Some(at(100, 0)), false, 101), Check::Replay);
     }
 
     #[test]
@@ -173,8 +221,8 @@ mod tests {
     #[test]
     fn an_object_checked_but_not_delivered_is_not_remembered() {
         let mut c = ReplayCache::new(8, 600);
-        assert_eq!(c.check(S, Some(100), false, 100), Check::Fresh);
-        assert_eq!(c.check(S, Some(100), false, 100), Check::Fresh);
+        assert_eq!(c.check(S, Some(at(100, 0)), false, 100), Check::Fresh);
+        assert_eq!(c.check(S, Some(at(100, 0)), false, 100), Check::Fresh);
         assert!(c.is_empty());
     }
 

@@ -102,8 +102,10 @@ pub struct Verified {
     pub key_id: u32,
     /// The verified object's MAC: what a replay cache remembers it by.
     pub mac: Vec<u8>,
-    /// Its START_TIME (Unix seconds), if it has one.
-    pub start: Option<u64>,
+    /// Its START_TIME, if it has one, with the fraction of a second the
+    /// `rfc` profile carries (NTP format): two signings in one second are
+    /// still ordered, which the replay cache relies on.
+    pub start: Option<Timestamp>,
     /// Unix seconds after which the object is refused as expired (its
     /// END_TIME, or START_TIME + window, plus the skew); `None` when it
     /// carries no time at all.
@@ -442,7 +444,8 @@ pub fn verify_framed(
                 });
             }
         }
-        let start = a.start.as_ref().map(|r| ts(r).unix_secs);
+        let start_time = a.start.as_ref().map(ts);
+        let start = start_time.map(|t| t.unix_secs);
         let window = policy.max_window.as_secs();
         if let (Some(st), Some(r)) = (start, &a.end) {
             let w = ts(r).unix_secs.saturating_sub(st);
@@ -475,7 +478,7 @@ pub fn verify_framed(
             entity,
             key_id,
             mac: mac.to_vec(),
-            start,
+            start: start_time,
             valid_until: end.map(|e| e.saturating_add(skew)),
         });
     }

@@ -127,12 +127,32 @@ fn signs_and_verifies_in_both_profiles() {
                 entity: "vnp1@example.net".into(),
                 key_id: 1,
                 mac: p[p.len() - mac_len..].to_vec(),
-                start: Some(NOW.unix_secs),
+                start: Some(NOW),
                 // END_TIME (now + 600 s) plus the 30 s skew.
                 valid_until: Some(NOW.unix_secs + 630),
             }
         );
         assert!(p.len() > 250, "about the paper's RESERVE size: {}", p.len());
+    }
+}
+
+/// The replay cache orders one session's objects by START_TIME; two
+/// signings within one second differ only in the fraction the `rfc`
+/// profile carries (NSIS-ka's Unix seconds have none).
+#[test]
+fn a_verified_start_time_keeps_its_fraction_of_a_second() {
+    let t = Timestamp {
+        frac: 0x8000_0001,
+        ..NOW
+    };
+    for (profile, transform, frac) in [
+        (Profile::Rfc, Transform::HmacSha256_128, 0x8000_0001),
+        (Profile::NsisKa, Transform::HmacSha1_96, 0),
+    ] {
+        let mut p = reserve_pdu(profile, &[(1, transform)], t);
+        sign_pdu(&mut p, profile, &ring()).unwrap();
+        let v = verify_pdu(&p, profile, &ring(), NOW, &VerifyPolicy::default()).unwrap();
+        assert_eq!(v.start, Some(Timestamp { frac, ..NOW }), "{profile}");
     }
 }
 
