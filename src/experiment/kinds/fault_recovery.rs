@@ -340,6 +340,38 @@ impl Watched {
     }
 }
 
+/// Why a run is not measured when the reservation's classes, followed from
+/// the initiator, do not reach the responder: the node whose class points
+/// off the way and the classes left elsewhere. Not a state of the testbed
+/// to wait out: each class must sit on the link its RESERVE left by.
+fn off_path(hops: &BTreeSet<Hop>, path: &[String], qnr: &str) -> String {
+    let stray: Vec<String> = hops
+        .iter()
+        .filter(|h| !path.contains(&h.node))
+        .map(Hop::to_string)
+        .collect();
+    let at = match path {
+        [.., node, to] => hops.iter().find(|h| h.node == *node).map(|h| {
+            format!(
+                "{node}'s class is on {} (towards {to}, which holds none)",
+                h.dev
+            )
+        }),
+        _ => None,
+    }
+    .unwrap_or_else(|| format!("{} holds no class", path[0]));
+    let elsewhere = if stray.is_empty() {
+        String::new()
+    } else {
+        format!(", while {} lie on another way", stray.join(" "))
+    };
+    format!(
+        "the reservation's classes {} lead {} rather than to {qnr}: {at}{elsewhere}. A class not on the link its RESERVE left by is a defect of vlsp (issue 15), not a state to wait out: please report it with this message and the nodes' logs",
+        hops_text(hops),
+        path.join("-"),
+    )
+}
+
 fn ms(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64() * 1e3)
 }
@@ -368,12 +400,7 @@ fn one_run(
     let old = classes(&topo, &ends.ifaces)?;
     let old_path = path_of(&topo, &ends.qni, &old)?;
     if old_path.last() != Some(&ends.qnr) {
-        bail!(
-            "the reservation's classes {} lead {} rather than to {}",
-            hops_text(&old),
-            old_path.join("-"),
-            ends.qnr
-        );
+        bail!("{}", off_path(&old, &old_path, &ends.qnr));
     }
     let faults = schedule(e, &old_path)?;
     let mut after = FaultState::default();
@@ -603,4 +630,36 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>, what: &str) -> Result<T> {
     h.join()
         .map_err(|_| anyhow!("{what} thread panicked"))?
         .with_context(|| what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(node: &str, dev: &str) -> Hop {
+        Hop {
+            node: node.into(),
+            dev: dev.into(),
+        }
+    }
+
+    #[test]
+    fn a_class_off_the_path_names_the_node_the_interfaces_and_asks_for_a_report() {
+        // The run that stopped at static run 9: r0's class towards r5, the
+        // rest of the path's classes on r1 and r2.
+        let hops: BTreeSet<Hop> = [hop("r0", "eth1"), hop("r1", "eth1"), hop("r2", "eth1")]
+            .into_iter()
+            .collect();
+        let path = ["r0".to_string(), "r5".to_string()];
+        let m = off_path(&hops, &path, "r3");
+        assert!(
+            m.contains("r0's class is on eth1 (towards r5, which holds none)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("while r1:eth1 r2:eth1 lie on another way"),
+            "{m}"
+        );
+        assert!(m.contains("defect") && m.contains("report"), "{m}");
+    }
 }

@@ -207,10 +207,16 @@ impl NodeCore {
         if self.is_looped_query(&msg) {
             return;
         }
+        // A handshake answered (a first Query, or a re-query by the same
+        // peer): where that peer lies is where the reservation belongs.
+        let answered = matches!(msg, gm::Msg::Response { .. }).then(|| msg.sid());
         self.ma.inbound(now, via, &msg, &stack);
         self.gist.handle(now, inc.src, local, msg);
         // The verdict goes with what this datagram delivered.
         self.pump(now, verdict);
+        if let Some(sid) = answered {
+            self.next_peer_answered(now, sid);
+        }
     }
 
     /// Early verification (paper §IV-B): a Data PDU whose flow ends (or,
@@ -503,7 +509,11 @@ impl NodeCore {
                 let ctx = RecvContext {
                     auth: verdict,
                     is_destination,
-                    egress_link: self.egress_link(flow.dst),
+                    // Where GIST's next peer lies, once there is one: the
+                    // RESERVE leaves that way, whatever the routes said.
+                    egress_link: self
+                        .next_peer_link(&sid)
+                        .or_else(|| self.egress_link(flow.dst)),
                     reverse_link: self.egress_link(flow.src),
                     local: self.cfg.local_addr_for(peer),
                     peer,

@@ -786,6 +786,13 @@ impl Gist {
         s.dedup();
         s.len()
     }
+
+    /// The peer our last handshake for `sid` towards `dir` found (its NLI
+    /// address), while we hold that state.
+    pub fn next_peer(&self, sid: &Sid, dir: Direction) -> Option<Ipv4Addr> {
+        let n = self.q.get(&(*sid, dir))?;
+        n.known_peer().map(|p| p.addr)
+    }
 }
 
 #[cfg(test)]

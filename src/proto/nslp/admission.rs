@@ -28,6 +28,14 @@ pub(super) enum Parked {
     },
     /// A re-reservation after a path change, before its RESERVE goes out.
     Repair,
+    /// A reservation moving onto the link its next peer lies on (issue
+    /// 15), with the RESPONSE that waits for it, if any. `local`: this
+    /// node's address on that link (the INFO_SPEC's ESI if it is refused).
+    Move {
+        from: String,
+        answer: Option<Box<(NslpMessage, AuthVerdict)>>,
+        local: Ipv4Addr,
+    },
     /// Nothing parked: the RESERVE went on, the session holds its RESPONSE
     /// until the class is in place. `local`: this node's address towards
     /// the upstream peer (the INFO_SPEC's ESI if the kernel refuses).
@@ -53,9 +61,9 @@ pub(super) struct Forward {
 /// An admission whose class is being installed.
 #[derive(Debug, Clone)]
 pub(super) struct Installing {
-    link: String,
-    previous: Option<Reservation>,
-    then: Parked,
+    pub link: String,
+    pub previous: Option<Reservation>,
+    pub then: Parked,
 }
 
 impl Nslp {
@@ -137,7 +145,7 @@ impl Nslp {
         if self
             .installing
             .get(sid)
-            .is_some_and(|i| matches!(i.then, Parked::Running { .. }))
+            .is_some_and(|i| matches!(i.then, Parked::Running { .. } | Parked::Move { .. }))
         {
             // Its outcome no longer matters to the ledger.
             self.installing.remove(sid);
@@ -216,6 +224,9 @@ impl Nslp {
                 ..
             } => self.reverse_admitted(now, forward, sid, flow, rate),
             Parked::Repair => self.repair_admitted(now, sid),
+            Parked::Move { from, answer, .. } => {
+                self.move_done(now, sid, &from, answer.map(|a| *a))
+            }
             Parked::Running { .. } => {}
         }
     }
@@ -259,6 +270,9 @@ impl Nslp {
                 message: format!("{}: reverse reservation: {e}", self.cfg.node),
             }),
             Parked::Repair => self.repair_failed(now, sid, &e.to_string()),
+            Parked::Move { answer, local, .. } => {
+                self.move_refused(now, sid, answer.map(|a| *a), local, &e)
+            }
             Parked::Running { .. } => {}
         }
     }

@@ -37,6 +37,7 @@ use crate::wire::vlsp::VlspObject;
 
 mod admission;
 mod contract;
+mod egress;
 mod qne;
 mod qni;
 mod qnr;
@@ -50,6 +51,7 @@ mod tests;
 
 use admission::{Installing, Parked};
 pub use contract::{ErrorReason, EventKind, RefusalReason};
+pub use egress::NextHop;
 mod timers;
 
 /// The packets of `flow` a reservation covers: with a VLSP object, only the
@@ -329,6 +331,10 @@ struct Session {
     /// QNI: since when refreshes are answered "no route" (a transient
     /// failure); the link is kept until the lifetime has passed.
     no_route_since: Option<Instant>,
+    /// QNI, QNE: where GIST last found the next peer (issue 15: the
+    /// reservation belongs on that link, whatever the routes said when it
+    /// was admitted).
+    next_hop: Option<egress::NextHop>,
 }
 
 /// The initiator's tunnel end (issue 17: made while the RESERVE travels;
@@ -378,6 +384,9 @@ pub struct Stats {
     pub refused: std::collections::BTreeMap<RefusalReason, u64>,
     pub expired: u64,
     pub links_lost: u64,
+    /// Reservations moved onto the link their next peer lies on (issue 15).
+    #[serde(default)]
+    pub egress_moved: u64,
 }
 
 /// The per-node QoS NSLP machine.

@@ -124,6 +124,7 @@ impl Nslp {
             held: None,
             end: EndState::None,
             no_route_since: None,
+            next_hop: None,
         });
         if let Some(r) = rate {
             s.rate_bps = r;

@@ -109,6 +109,7 @@ impl Nslp {
                 held: None,
                 end: EndState::None,
                 no_route_since: None,
+                next_hop: None,
             },
         );
         self.send(sid, i.flow, Direction::Downstream, i.msg, i.authenticate);
@@ -215,7 +216,25 @@ impl Nslp {
             s.held = Some((msg, auth.clone()));
             return;
         }
+        // Issue 15: a success for this node's own request, while the
+        // reservation sits on another link than the peer that answered,
+        // goes on once the reservation has moved there.
+        let ours = ok
+            && match s.role {
+                Role::Qni => s.outstanding.as_ref().is_some_and(|o| Some(o.rii) == rii),
+                Role::Qne => rii.is_some_and(|r| s.forwarded_riis.contains(&r)),
+                Role::Qnr => false,
+            };
         let mut msg = msg;
+        if ours && self.misplaced(&sid) {
+            match self.follow_next_peer(now, sid, Some((msg, auth.clone()))) {
+                Some((m, _)) => msg = m,
+                None => return,
+            }
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         let mut ok = ok;
         match s.role {
             Role::Qne => {

@@ -144,6 +144,7 @@ impl Nslp {
             held: None,
             end: EndState::None,
             no_route_since: None,
+            next_hop: None,
         }
     }
 

@@ -63,6 +63,8 @@ impl Nslp {
         let rii = self.next_rii();
         let s = self.sessions.get_mut(&sid).expect("checked");
         s.downstream = Some(new_peer);
+        // Where the new peer lies is told by its handshake, after this.
+        s.next_hop = None;
         s.repair = Some(Repair {
             old_peer: old,
             rii,

@@ -48,6 +48,11 @@ struct Net {
     reserves: Vec<(usize, usize, bool)>,
     /// Links that lose everything sent over them (either way).
     cut: Vec<(usize, usize)>,
+    /// A node's copy of the routes that lags the kernel's: (node, the
+    /// neighbour it names), used where the NSLP is told an egress link.
+    stale: HashMap<usize, usize>,
+    /// API replies: (node, success, the node's class link at that time).
+    replies: Vec<(usize, bool, Option<String>)>,
 }
 
 impl Net {
@@ -86,7 +91,24 @@ impl Net {
             vlink_down: vec![],
             reserves: vec![],
             cut: vec![],
+            stale: HashMap::new(),
+            replies: vec![],
         }
+    }
+
+    /// The egress link node `i`'s copy of the routes names.
+    fn egress(&self, i: usize) -> Option<String> {
+        self.stale.get(&i).copied().or(self.next[i]).map(link)
+    }
+
+    /// GIST's handshake of `i` was answered by `j` (the core tells the
+    /// NSLP where that peer lies).
+    fn answered(&mut self, i: usize, j: usize) {
+        let hop = NextHop {
+            link: link(j),
+            local: addr(i),
+        };
+        self.n[i].next_peer_on(self.now, SID, hop);
     }
 
     fn last(&self) -> usize {
@@ -108,7 +130,7 @@ impl Net {
             flow: self.flow(),
             vlsp: vlsp(),
             rate_bps: Rate::from_bps(10 * MBIT),
-            egress_link: link(self.next[0].unwrap()),
+            egress_link: self.egress(0).unwrap(),
             authenticate: true,
             qspec: crate::wire::qspec::Qspec::bandwidth_request(
                 10.0 * MBIT as f32 / 8.0,
@@ -127,6 +149,7 @@ impl Net {
         self.peer_of[i] = Some(to);
         self.up[to] = Some(i);
         self.n[i].path_changed(self.now, SID, addr(old), addr(to), Some(link(to)));
+        self.answered(i, to);
         self.run();
     }
 
@@ -150,7 +173,7 @@ impl Net {
                 AuthVerdict::NotChecked
             },
             is_destination,
-            egress_link: self.next[to].map(link),
+            egress_link: self.egress(to),
             reverse_link: None,
             local: addr(to),
             peer: addr(from),
@@ -184,6 +207,7 @@ impl Net {
                             // Handshake: j's responder state names i.
                             self.peer_of[i] = Some(j);
                             self.up[j] = Some(i);
+                            self.answered(i, j);
                         }
                         j
                     }
@@ -211,7 +235,11 @@ impl Net {
             Action::RemoveClass { .. } => {
                 self.class.remove(&i);
             }
-            Action::Reply { .. } | Action::Forget { .. } | Action::Point { .. } => {}
+            Action::Reply { result, .. } => {
+                let class = self.class.get(&i).cloned();
+                self.replies.push((i, result.is_ok(), class));
+            }
+            Action::Forget { .. } | Action::Point { .. } => {}
         }
     }
 
@@ -529,4 +557,142 @@ fn a_peer_lost_at_the_initiator_while_routes_converge_is_retried_within_the_life
         net.events
     );
     assert!(net.vlink_down.contains(&0));
+}
+
+// Issue 15: a node admitted on its copy of the routes, which lagged the
+// kernel's; the RESERVE left towards another peer.
+
+impl Net {
+    fn all_clean(&self) {
+        for i in 0..self.n.len() {
+            assert_eq!(self.n[i].sessions().count(), 0, "n{i} holds a session");
+            assert!(self.n[i].ledger().is_empty(), "n{i} holds a reservation");
+        }
+        assert!(self.classes().is_empty(), "{:?}", self.classes());
+    }
+
+    fn tears(&self) -> usize {
+        self.reserves.iter().filter(|(.., tear)| *tear).count()
+    }
+}
+
+#[test]
+fn a_setup_admitted_on_a_lagging_route_ends_on_the_link_its_reserve_left_by() {
+    // 0's routes still say 0 -> 2; the kernel sent the Query to 1.
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.stale.insert(0, 2);
+    net.setup();
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    assert_eq!(net.n[0].ledger().used(&link(2)), 0, "the old link is freed");
+    assert_eq!(net.n[0].ledger().used(&link(1)), 10 * MBIT);
+    assert_eq!(net.n[0].stats().egress_moved, 1);
+    // The link came up once the class was on the right link; the peer
+    // is the same: no path change, no tear.
+    assert_eq!(net.replies, [(0, true, Some(link(1)))]);
+    assert!(net.events.is_empty(), "{:?}", net.events);
+    assert_eq!(net.tears(), 0);
+    // Refreshes change nothing more.
+    net.tick(31);
+    net.tick(31);
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    assert_eq!(net.n[0].stats().egress_moved, 1);
+    assert!(net.events.is_empty(), "{:?}", net.events);
+}
+
+#[test]
+fn a_qne_admitted_on_a_lagging_route_moves_before_it_forwards_the_response() {
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.stale.insert(1, 2);
+    net.setup();
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    assert_eq!(net.n[1].ledger().used(&link(2)), 0);
+    assert_eq!(net.n[1].stats().egress_moved, 1);
+    assert_eq!(net.replies, [(0, true, Some(link(1)))]);
+    assert_eq!(net.tears(), 0);
+    // Its copy of the routes still lags at the next refresh, which it
+    // admits there again: the refresh's answer moves it back.
+    net.tick(31);
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    assert!(net.events.is_empty(), "{:?}", net.events);
+}
+
+#[test]
+fn an_established_reservation_follows_its_peer_onto_another_link_without_a_tear() {
+    // A re-query (after a route change) answered by the same peer, now
+    // on 0's link "to2": no path change, the reservation moves at once.
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.setup();
+    let sent = net.reserves.len();
+    net.answered(0, 2);
+    net.run();
+    assert_eq!(net.classes(), classes(&[(0, 2), (1, 3)]));
+    assert_eq!(net.n[0].ledger().used(&link(1)), 0);
+    assert_eq!(net.n[0].stats().egress_moved, 1);
+    assert!(net.events.is_empty(), "{:?}", net.events);
+    assert_eq!(
+        net.reserves.len(),
+        sent,
+        "nothing sent: the peer is the same"
+    );
+    // The same answer again changes nothing.
+    net.answered(0, 2);
+    net.run();
+    assert_eq!(net.n[0].stats().egress_moved, 1);
+}
+
+#[test]
+fn a_move_the_peers_link_cannot_hold_refuses_the_setup_and_frees_everything() {
+    let mut net = Net::new(4, &[0, 1, 3], Some((0, 1, MBIT)));
+    net.stale.insert(0, 2);
+    net.setup();
+    assert_eq!(net.replies, [(0, false, None)]);
+    assert_eq!(net.n[0].stats().egress_moved, 0);
+    net.all_clean();
+}
+
+#[test]
+fn a_move_a_qne_cannot_make_turns_the_response_into_a_reservation_failure() {
+    let mut net = Net::new(4, &[0, 1, 3], Some((1, 3, MBIT)));
+    net.stale.insert(1, 2);
+    net.setup();
+    assert_eq!(net.replies.len(), 1);
+    assert!(!net.replies[0].1, "{:?}", net.replies);
+    for i in 0..3 {
+        assert_eq!(net.n[i].sessions().count(), 0, "n{i} holds a session");
+        assert!(net.n[i].ledger().is_empty(), "n{i} holds a reservation");
+    }
+    // As for a kernel refusal at a QNE: the responder, which said yes,
+    // lets its state expire.
+    for _ in 0..4 {
+        net.tick(31);
+    }
+    net.all_clean();
+}
+
+#[test]
+fn a_move_an_established_reservation_cannot_make_is_repair_failed() {
+    let mut net = Net::new(4, &[0, 1, 3], Some((0, 2, MBIT)));
+    net.setup();
+    net.answered(0, 2);
+    net.run();
+    let k = net.kinds(0);
+    assert!(k.contains(&EventKind::RepairFailed), "{k:?}");
+    assert!(k.contains(&EventKind::LinkLost), "{k:?}");
+    assert!(net.vlink_down.contains(&0) && net.vlink_down.contains(&3));
+    net.all_clean();
+}
+
+#[test]
+fn a_qne_whose_move_fails_on_an_established_reservation_tears_on_and_notifies() {
+    let mut net = Net::new(5, &[0, 1, 2, 4], Some((1, 3, MBIT)));
+    net.setup();
+    net.answered(1, 3);
+    net.run();
+    assert!(net.kinds(1).contains(&EventKind::RepairFailed));
+    assert!(
+        net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    net.all_clean();
 }
