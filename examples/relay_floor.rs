@@ -1,0 +1,378 @@
+//! The kernel + scheduler floor of one signaling reaction on this machine
+//! (issue 17): N namespaces in a chain joined by veths, one UDP socket in
+//! each, a datagram relayed hop by hop to the far end and back with nothing
+//! else done per hop (receive, stamp, send). Two ways of serving the
+//! sockets, the two ways a node runtime can run:
+//! - `threads`: one thread per namespace, blocking `recv` → `send_to`
+//!   (a thread per node: every hop is a wake-up and a thread switch);
+//! - `epoll`: one thread serves all sockets through one `mio` poll (the
+//!   `VLSP_NODES_PER_THREAD` analogue: no wake-up between hops).
+//!
+//! Per hop it reports, as median / p90 over all hops of all rounds:
+//! - `reaction`: the previous node's `recv` returned → this node's `recv`
+//!   returned (what one signaling reaction costs at least; the paper's
+//!   exchange puts four on every hop of setup [A]'s path);
+//! - `send→recv`: the previous node's `sendmsg` entered → this `recv`
+//!   returned (the kernel's delivery plus the wake-up);
+//! - `rtt/hops`: a round's round trip over its 2(N−1) hops.
+//!
+//! Root. `cargo run --release --example relay_floor -- [N ...]` (default
+//! `4 50`); `ROUNDS=R` rounds per chain (default: about 20 000 hops'
+//! worth), after 20 rounds of warm-up (ARP, caches). Namespaces are named
+//! `rf<pid>-<i>` and removed at the end, also on failure.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::{Arc, Barrier};
+
+use anyhow::{Context, Result, bail};
+use nix::time::{ClockId, clock_gettime};
+use vlsp::kernel::{links, netns};
+
+const PORT: u16 = 7099;
+const WARMUP: u32 = 20;
+const DOWN: u8 = 1;
+const UP: u8 = 2;
+const STOP: u8 = 3;
+/// direction, round, previous `recv` returned, previous `sendmsg` entered.
+const LEN: usize = 1 + 4 + 8 + 8;
+
+fn now_ns() -> u64 {
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Link `i` joins node `i` (`.1`, its `dn` veth) and node `i+1` (`.2`, its
+/// `up` veth).
+fn link_addr(i: usize, side: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200 + (i / 256) as u8, (i % 256) as u8, side)
+}
+
+fn down_of(i: usize) -> SocketAddr {
+    SocketAddrV4::new(link_addr(i, 2), PORT).into()
+}
+
+fn up_of(i: usize) -> SocketAddr {
+    SocketAddrV4::new(link_addr(i - 1, 1), PORT).into()
+}
+
+#[derive(Clone, Copy)]
+struct Msg {
+    dir: u8,
+    round: u32,
+    recv_prev: u64,
+    send_prev: u64,
+}
+
+impl Msg {
+    fn encode(&self) -> [u8; LEN] {
+        let mut b = [0u8; LEN];
+        b[0] = self.dir;
+        b[1..5].copy_from_slice(&self.round.to_be_bytes());
+        b[5..13].copy_from_slice(&self.recv_prev.to_be_bytes());
+        b[13..21].copy_from_slice(&self.send_prev.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == LEN).then(|| Self {
+            dir: b[0],
+            round: u32::from_be_bytes(b[1..5].try_into().unwrap()),
+            recv_prev: u64::from_be_bytes(b[5..13].try_into().unwrap()),
+            send_prev: u64::from_be_bytes(b[13..21].try_into().unwrap()),
+        })
+    }
+}
+
+/// What node `i` of `n` does with a datagram that arrived: where it goes
+/// next (`None`: it ends here).
+fn next_hop(i: usize, n: usize, m: &mut Msg) -> Option<SocketAddr> {
+    match m.dir {
+        DOWN if i + 1 == n => {
+            m.dir = UP;
+            Some(up_of(i))
+        }
+        DOWN | STOP if i + 1 < n => Some(down_of(i)),
+        UP if i > 0 => Some(up_of(i)),
+        _ => None,
+    }
+}
+
+/// One hop's sample: (reaction, send→recv), in ns.
+type Sample = (u64, u64);
+
+/// Per-node measurements: samples of hops that ended at the node, and on
+/// node 0 the rounds' round trips.
+#[derive(Default)]
+struct Stats {
+    hops: Vec<Sample>,
+    rtts: Vec<u64>,
+}
+
+/// The namespaces of one chain, removed on drop.
+struct Chain {
+    names: Vec<String>,
+    files: Vec<File>,
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        self.files.clear();
+        for e in netns::netns_del_many(&self.names, netns::workers()) {
+            eprintln!("relay_floor: cannot remove namespace {e}");
+        }
+    }
+}
+
+fn build(n: usize) -> Result<Chain> {
+    if !(2..=2000).contains(&n) {
+        bail!("chain length {n}: give 2..2000 namespaces");
+    }
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("rf{}-{i}", std::process::id()))
+        .collect();
+    netns::netns_add_many(&names, netns::workers())?;
+    let mut chain = Chain {
+        names,
+        files: vec![],
+    };
+    for name in &chain.names {
+        let p = netns::ns_path(name);
+        chain
+            .files
+            .push(File::open(&p).with_context(|| format!("open {}", p.display()))?);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (conn, root, _) = rtnetlink::new_connection().context("netlink socket")?;
+        tokio::spawn(conn);
+        let f = &chain.files;
+        for i in 0..n - 1 {
+            links::veth_between(&root, &f[i], "dn", &f[i + 1], "up").await?;
+        }
+        for (i, ns) in f.iter().enumerate() {
+            let h = netns::handle_in(ns)?;
+            let node = &chain.names[i];
+            if i + 1 < n {
+                links::add_address(&h, node, "dn", link_addr(i, 1), 24).await?;
+            }
+            if i > 0 {
+                links::set_up(&h, "up").await?;
+                links::add_address(&h, node, "up", link_addr(i - 1, 2), 24).await?;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(chain)
+}
+
+fn bind_in(ns: &File) -> Result<UdpSocket> {
+    netns::with_netns(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)))?
+        .context("bind the relay's UDP socket")
+}
+
+/// Handles a datagram at node `i`: records the hop, sends it on. Returns
+/// whether the node saw a round end (node 0) or a stop.
+fn relay(
+    i: usize,
+    n: usize,
+    sock: &UdpSocket,
+    buf: &[u8],
+    got: u64,
+    st: &mut Stats,
+) -> Result<Option<Msg>> {
+    let Some(mut m) = Msg::decode(buf) else {
+        bail!("node {i}: a datagram of {} bytes, not ours", buf.len());
+    };
+    if m.dir != STOP && m.round >= WARMUP {
+        st.hops.push((got - m.recv_prev, got - m.send_prev));
+    }
+    let dest = next_hop(i, n, &mut m);
+    if let Some(d) = dest {
+        m.recv_prev = got;
+        m.send_prev = now_ns();
+        sock.send_to(&m.encode(), d)?;
+    }
+    Ok((dest.is_none() || m.dir == STOP).then_some(m))
+}
+
+/// Starts round `round` (or the stop) from node 0.
+fn originate(sock: &UdpSocket, dir: u8, round: u32) -> Result<u64> {
+    let t = now_ns();
+    let m = Msg {
+        dir,
+        round,
+        recv_prev: t,
+        send_prev: t,
+    };
+    sock.send_to(&m.encode(), down_of(0))?;
+    Ok(t)
+}
+
+fn run_threads(chain: &Chain, rounds: u32) -> Result<Stats> {
+    let n = chain.files.len();
+    let socks: Vec<UdpSocket> = chain.files.iter().map(bind_in).collect::<Result<_>>()?;
+    let ready = Arc::new(Barrier::new(n));
+    let mut out = Stats::default();
+    std::thread::scope(|sc| -> Result<()> {
+        let hs: Vec<_> = socks
+            .iter()
+            .enumerate()
+            .map(|(i, sock)| {
+                let ready = ready.clone();
+                sc.spawn(move || -> Result<Stats> {
+                    let mut st = Stats::default();
+                    let mut buf = [0u8; 64];
+                    ready.wait();
+                    if i == 0 {
+                        for r in 0..WARMUP + rounds {
+                            let t0 = originate(sock, DOWN, r)?;
+                            let len = sock.recv(&mut buf)?;
+                            let got = now_ns();
+                            relay(0, n, sock, &buf[..len], got, &mut st)?;
+                            if r >= WARMUP {
+                                st.rtts.push(got - t0);
+                            }
+                        }
+                        originate(sock, STOP, 0)?;
+                        return Ok(st);
+                    }
+                    loop {
+                        let len = sock.recv(&mut buf)?;
+                        let got = now_ns();
+                        if let Some(m) = relay(i, n, sock, &buf[..len], got, &mut st)?
+                            && m.dir == STOP
+                        {
+                            return Ok(st);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            let st = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("a relay panicked"))??;
+            out.hops.extend(st.hops);
+            out.rtts.extend(st.rtts);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
+    use mio::{Events, Interest, Poll, Token};
+    let n = chain.files.len();
+    let socks: Vec<UdpSocket> = chain.files.iter().map(bind_in).collect::<Result<_>>()?;
+    let mut poll = Poll::new()?;
+    let mut msocks = Vec::with_capacity(n);
+    for (i, s) in socks.into_iter().enumerate() {
+        s.set_nonblocking(true)?;
+        let mut m = mio::net::UdpSocket::from_std(s);
+        poll.registry()
+            .register(&mut m, Token(i), Interest::READABLE)?;
+        msocks.push(m);
+    }
+    let mut st = Stats::default();
+    let mut events = Events::with_capacity(n);
+    let mut buf = [0u8; 64];
+    let mut round = 0u32;
+    let mut t0 = originate_mio(&msocks[0], DOWN, round)?;
+    loop {
+        poll.poll(&mut events, None)?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            loop {
+                let len = match msocks[i].recv(&mut buf) {
+                    Ok(len) => len,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                };
+                let got = now_ns();
+                let Some(mut m) = Msg::decode(&buf[..len]) else {
+                    bail!("node {i}: a datagram of {len} bytes, not ours");
+                };
+                if m.round >= WARMUP {
+                    st.hops.push((got - m.recv_prev, got - m.send_prev));
+                }
+                if let Some(d) = next_hop(i, n, &mut m) {
+                    m.recv_prev = got;
+                    m.send_prev = now_ns();
+                    msocks[i].send_to(&m.encode(), d)?;
+                    continue;
+                }
+                // Back at node 0: the round is over.
+                if round >= WARMUP {
+                    st.rtts.push(got - t0);
+                }
+                round += 1;
+                if round == WARMUP + rounds {
+                    return Ok(st);
+                }
+                t0 = originate_mio(&msocks[0], DOWN, round)?;
+            }
+        }
+    }
+}
+
+fn originate_mio(sock: &mio::net::UdpSocket, dir: u8, round: u32) -> Result<u64> {
+    let t = now_ns();
+    let m = Msg {
+        dir,
+        round,
+        recv_prev: t,
+        send_prev: t,
+    };
+    sock.send_to(&m.encode(), down_of(0))?;
+    Ok(t)
+}
+
+fn pct(v: &mut [u64], p: f64) -> f64 {
+    v.sort_unstable();
+    let k = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[k] as f64 / 1000.0
+}
+
+fn report(n: usize, mode: &str, st: Stats) {
+    let mut react: Vec<u64> = st.hops.iter().map(|h| h.0).collect();
+    let mut wire: Vec<u64> = st.hops.iter().map(|h| h.1).collect();
+    let hops = 2 * (n as u64 - 1);
+    let mut per: Vec<u64> = st.rtts.iter().map(|r| r / hops).collect();
+    println!(
+        "N={n:<4} {mode:<7} hops={:<6} reaction µs median {:6.1} p90 {:6.1} | send→recv {:6.1} / {:6.1} | rtt/hops {:6.1} / {:6.1}",
+        react.len(),
+        pct(&mut react, 0.5),
+        pct(&mut react, 0.9),
+        pct(&mut wire, 0.5),
+        pct(&mut wire, 0.9),
+        pct(&mut per, 0.5),
+        pct(&mut per, 0.9),
+    );
+}
+
+fn main() -> Result<()> {
+    netns::require_root()?;
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("chain length {a:?}: give a number"))
+        })
+        .collect::<Result<_>>()?;
+    let sizes = if sizes.is_empty() { vec![4, 50] } else { sizes };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average: {}", load.trim());
+    for n in sizes {
+        let rounds = match std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()) {
+            Some(r) => r,
+            None => (20_000 / (2 * (n as u32 - 1).max(1))).max(50),
+        };
+        let chain = build(n)?;
+        report(n, "threads", run_threads(&chain, rounds)?);
+        report(n, "epoll", run_epoll(&chain, rounds)?);
+    }
+    Ok(())
+}
