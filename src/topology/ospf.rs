@@ -629,9 +629,11 @@ mod tests {
 
     /// bird itself reads `node`'s configuration (when bird is installed).
     fn bird_parses(t: &Topology, node: &str, tag: &str) {
-        let Ok(bird) = crate::kernel::bird::require_bird() else {
+        // Debian's bird2 (no kernel-layer lookup from this layer).
+        let bird = Path::new("/usr/sbin/bird");
+        if !bird.is_file() {
             return;
-        };
+        }
         let dir = std::env::temp_dir().join(format!("vlsp-conf-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("bird.conf");
