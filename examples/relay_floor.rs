@@ -169,8 +169,13 @@ fn build(n: usize) -> Result<Chain> {
 }
 
 fn bind_in(ns: &File) -> Result<UdpSocket> {
-    netns::with_netns(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)))?
-        .context("bind the relay's UDP socket")
+    let s = netns::with_netns(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)))?
+        .context("bind the relay's UDP socket")?;
+    // A lost datagram or a failed relay must end the run (and remove the
+    // namespaces), not block every other thread for ever.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .context("set the relay socket's read timeout")?;
+    Ok(s)
 }
 
 /// Handles a datagram at node `i`: records the hop, sends it on. Returns
@@ -229,7 +234,9 @@ fn run_threads(chain: &Chain, rounds: u32) -> Result<Stats> {
                     if i == 0 {
                         for r in 0..WARMUP + rounds {
                             let t0 = originate(sock, DOWN, r)?;
-                            let len = sock.recv(&mut buf)?;
+                            let len = sock.recv(&mut buf).with_context(|| {
+                                format!("node 0: no datagram back within 5 s in round {r}")
+                            })?;
                             let got = now_ns();
                             relay(0, n, sock, &buf[..len], got, &mut st)?;
                             if r >= WARMUP {
@@ -240,7 +247,9 @@ fn run_threads(chain: &Chain, rounds: u32) -> Result<Stats> {
                         return Ok(st);
                     }
                     loop {
-                        let len = sock.recv(&mut buf)?;
+                        let len = sock
+                            .recv(&mut buf)
+                            .with_context(|| format!("node {i}: no datagram for 5 s"))?;
                         let got = now_ns();
                         if let Some(m) = relay(i, n, sock, &buf[..len], got, &mut st)?
                             && m.dir == STOP
@@ -282,7 +291,10 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
     let mut round = 0u32;
     let mut t0 = originate_mio(&msocks[0], DOWN, round)?;
     loop {
-        poll.poll(&mut events, None)?;
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
+        if events.is_empty() {
+            bail!("one thread: no datagram for 5 s in round {round}");
+        }
         for ev in events.iter() {
             let i = ev.token().0;
             loop {
@@ -367,6 +379,7 @@ fn main() -> Result<()> {
     println!("load average: {}", load.trim());
     for n in sizes {
         let rounds = match std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()) {
+            Some(0) => bail!("ROUNDS=0: at least one round is needed"),
             Some(r) => r,
             None => (20_000 / (2 * (n as u32 - 1).max(1))).max(50),
         };

@@ -562,9 +562,10 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     // signed in the same second, was not newer by whole seconds (fixed:
     // the replay cache orders START_TIMEs with their fraction).
     std::thread::sleep(Duration::from_secs(4));
+    let held = up.settles_on(&VIA_R1, Duration::from_secs(8));
     seen.extend(ev.try_iter().map(|(_, e)| e));
     assert!(
-        up.settles_on(&VIA_R1, Duration::from_secs(8)),
+        held,
         "link lost after the repair back onto r1's side: {seen:?}\n{}",
         counters(&up)
     );
@@ -599,9 +600,10 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     up.healthy("r1");
     assert_eq!(via(&name, "r0", "10.255.0.4"), "10.6.0.2");
     std::thread::sleep(Duration::from_secs(4));
+    let held = up.settles_on(&VIA_R1, Duration::from_secs(8));
     seen.extend(ev.try_iter().map(|(_, e)| e));
     assert!(
-        up.settles_on(&VIA_R1, Duration::from_secs(8)),
+        held,
         "link lost after node-start r1: {seen:?}\n{}",
         counters(&up)
     );
@@ -645,8 +647,8 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     // Settled: one class per hop of r1's side and none elsewhere, and the
     // link carries frames.
     std::thread::sleep(Duration::from_secs(4));
-    seen.extend(ev.try_iter().map(|(_, e)| e));
     let held = up.settles_on(&VIA_R1, Duration::from_secs(10));
+    seen.extend(ev.try_iter().map(|(_, e)| e));
     let total: usize = up.reserved().iter().map(|r| r.1).sum();
     assert!(
         held && total == 3,
@@ -658,7 +660,8 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     eprintln!("after the flaps: frames {f:?}");
     assert!(
         f < Duration::MAX,
-        "classes held after the flaps but no frames: {}\n{}",
+        "classes held after the flaps but no frames (the case seen at stop 14 whose cause is \
+         still unknown: please report this output): {}\n{}",
         vlink_state(&name),
         counters(&up)
     );

@@ -298,8 +298,9 @@ impl AllNamespaces {
             if n == 0 {
                 continue;
             }
-            // Everything queued, without blocking.
-            loop {
+            // What is queued, without blocking; at most a batch, so that
+            // under a flood of announcements the settle timers still fire.
+            for _ in 0..256 {
                 match recv_with_control(fd, &mut data, &mut control) {
                     Ok((len, clen)) => {
                         let Some(id) = cmsg_nsid(&control[..clen]) else {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use actix::Addr;
@@ -20,9 +21,24 @@ use crate::kernel::routes::{AllNamespaces, Heard, RouteTable};
 struct Shared {
     monitor: AllNamespaces,
     nodes: Mutex<HashMap<i32, Weak<Notify>>>,
+    /// Cleared when the monitor's socket failed: its nodes stop waiting
+    /// for it, and nodes started later watch their own namespaces.
+    alive: AtomicBool,
 }
 
 impl Shared {
+    fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// The monitor stopped: every node is woken to notice.
+    fn stopped(&self) {
+        self.alive.store(false, Ordering::Release);
+        for n in self.lock().values().filter_map(Weak::upgrade) {
+            n.notify_one();
+        }
+    }
+
     fn wanted(&self, id: i32) -> bool {
         self.lock().get(&id).is_some_and(|w| w.strong_count() > 0)
     }
@@ -73,6 +89,7 @@ fn shared() -> Result<Arc<Shared>, String> {
                         Ok(m) => Arc::new(Shared {
                             monitor: m,
                             nodes: Mutex::default(),
+                            alive: AtomicBool::new(true),
                         }),
                         Err(e) => {
                             let _ = tx.send(Err(e));
@@ -84,9 +101,11 @@ fn shared() -> Result<Arc<Shared>, String> {
                         .monitor
                         .listen(ROUTE_SETTLE, |id| s.wanted(id), |h| s.heard(h));
                     tracing::warn!(
-                        "the route monitor of all namespaces stopped: {e}; route changes are \
-                         noticed only by GIST's periodic re-queries"
+                        "the route monitor of all namespaces stopped: {e}; its nodes notice route \
+                         changes only by GIST's periodic re-queries, nodes started later watch \
+                         their own namespaces"
                     );
+                    s.stopped();
                 })
                 .map_err(|e| format!("cannot start the route monitor's thread: {e}"));
             spawned.and_then(|_| {
@@ -98,8 +117,11 @@ fn shared() -> Result<Arc<Shared>, String> {
 }
 
 /// Registers the node of namespace `netns` with the process's monitor.
-fn register(netns: &Path) -> Result<Arc<Notify>, String> {
+fn register(netns: &Path) -> Result<(Arc<Notify>, Arc<Shared>), String> {
     let shared = shared()?;
+    if !shared.alive() {
+        return Err("the process's route monitor has stopped".into());
+    }
     let name = netns.display().to_string();
     let home = std::fs::metadata("/proc/self/ns/net").map_err(|e| e.to_string())?;
     let f = std::fs::File::open(netns).map_err(|e| format!("cannot open {name}: {e}"))?;
@@ -116,7 +138,7 @@ fn register(netns: &Path) -> Result<Arc<Notify>, String> {
         .map_err(|e| e.to_string())?;
     let n = Arc::new(Notify::new());
     shared.lock().insert(id, Arc::downgrade(&n));
-    Ok(n)
+    Ok((n, shared))
 }
 
 /// The node's route monitor, run on its thread: sends [`RoutesChanged`] to
@@ -132,18 +154,22 @@ pub(super) async fn monitor(netns: PathBuf, node: String, to: Addr<NodeActor>) {
         true
     };
     let r = match register(&netns) {
-        Ok(nudge) => match rtnetlink::new_connection() {
+        Ok((nudge, shared)) => match rtnetlink::new_connection() {
             Ok((conn, handle, _)) => {
                 tokio::task::spawn_local(conn);
                 let nudged = async || {
                     nudge.notified().await;
-                    true
+                    shared.alive()
                 };
+                // Ends when the node does, or when the shared monitor died
+                // (a thread serving several nodes may be in another node's
+                // namespace by then, so no watch of its own is opened here;
+                // nodes started later watch their own namespaces).
                 crate::kernel::routes::follow(handle, nudged, changed).await
             }
             Err(e) => Err(e),
         },
-        Err(why) => {
+        Err(why) if shared().is_err() => {
             FALLBACK_LOGGED.call_once(|| {
                 tracing::warn!(
                     %node,
@@ -151,6 +177,15 @@ pub(super) async fn monitor(netns: PathBuf, node: String, to: Addr<NodeActor>) {
                      its own namespace"
                 );
             });
+            crate::kernel::routes::watch(ROUTE_SETTLE, changed).await
+        }
+        Err(why) => {
+            tracing::info!(
+                %node,
+                netns = %netns.display(),
+                "this node watches its own namespace instead of the process's shared route \
+                 monitor: {why}"
+            );
             crate::kernel::routes::watch(ROUTE_SETTLE, changed).await
         }
     };

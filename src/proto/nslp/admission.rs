@@ -105,38 +105,65 @@ impl Nslp {
                     if let Some(s) = self.sessions.get_mut(&sid) {
                         s.class = ClassState::Installing;
                     }
-                    self.installing.insert(
+                    self.park_install(
                         sid,
                         Installing {
                             link: link.to_string(),
                             previous,
                             then: Parked::Running { local },
                         },
-                    );
-                    self.actions.push_back(Action::InstallClass {
-                        sid,
-                        link: link.to_string(),
                         rate,
                         classifier,
-                    });
+                    );
                     return;
                 }
-                self.installing.insert(
+                self.park_install(
                     sid,
                     Installing {
                         link: link.to_string(),
                         previous,
                         then,
                     },
-                );
-                self.actions.push_back(Action::InstallClass {
-                    sid,
-                    link: link.to_string(),
                     rate,
                     classifier,
-                });
+                );
             }
         }
+    }
+
+    /// Asks the kernel for `i`'s class and parks `i` until it answers. An
+    /// install still running for the session is superseded: its answer
+    /// will be ignored ([`Self::class_done`]), an undo goes back to what
+    /// was there before it, and a RESPONSE a move held waits for this
+    /// install where one is held (else the next refresh answers it).
+    pub(super) fn park_install(
+        &mut self,
+        sid: Sid,
+        mut i: Installing,
+        rate: Rate,
+        classifier: Classifier,
+    ) {
+        if let Some(old) = self.installing.remove(&sid) {
+            i.previous = old.previous;
+            if let Parked::Move {
+                answer: Some(a), ..
+            } = old.then
+                && matches!(i.then, Parked::Running { .. })
+                && let Some(s) = self.sessions.get_mut(&sid)
+                && s.held.is_none()
+            {
+                s.held = Some(*a);
+            }
+        }
+        *self.in_flight.entry(sid).or_insert(0) += 1;
+        let link = i.link.clone();
+        self.installing.insert(sid, i);
+        self.actions.push_back(Action::InstallClass {
+            sid,
+            link,
+            rate,
+            classifier,
+        });
     }
 
     /// Frees `sid`'s reservation and has its class removed (after an
@@ -158,6 +185,14 @@ impl Nslp {
     /// The class requested by [`Action::InstallClass`] is installed (or the
     /// kernel refused it with `err`, leaving nothing of it behind).
     pub fn class_done(&mut self, now: Instant, sid: Sid, err: Option<String>) {
+        if let Some(n) = self.in_flight.get_mut(&sid) {
+            *n -= 1;
+            if *n > 0 {
+                // A later install of this session was asked for: it decides.
+                return;
+            }
+            self.in_flight.remove(&sid);
+        }
         let i = match self.installing.remove(&sid) {
             Some(i) if !matches!(i.then, Parked::Running { .. }) => i,
             running => return self.class_settled(now, sid, running, err),

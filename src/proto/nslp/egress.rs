@@ -93,7 +93,7 @@ impl Nslp {
                     to = %hop.link,
                     "reservation moves onto the link its next GIST peer lies on (admitted on a route that was not the kernel's)"
                 );
-                self.installing.insert(
+                self.park_install(
                     sid,
                     Installing {
                         link: hop.link.clone(),
@@ -104,13 +104,9 @@ impl Nslp {
                             local: hop.local,
                         },
                     },
-                );
-                self.actions.push_back(Action::InstallClass {
-                    sid,
-                    link: hop.link,
                     rate,
-                    classifier: c,
-                });
+                    c,
+                );
             }
         }
         None

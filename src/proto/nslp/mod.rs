@@ -399,6 +399,11 @@ pub struct Nslp {
     rng_state: u64,
     /// Admissions whose class the kernel is installing.
     installing: HashMap<Sid, Installing>,
+    /// Class installs asked for and not yet answered, per session: the
+    /// glue answers them in order, and only the last one's outcome counts
+    /// (an admission that supersedes one still installing, e.g. a path
+    /// change during a move, must not be settled by the earlier answer).
+    in_flight: HashMap<Sid, u32>,
     /// The last RSN this node sent downstream for sessions it dropped
     /// (newest last, bounded): a session set up here again continues after
     /// it, so a next hop that still holds the old state (its tear was lost)
@@ -416,6 +421,7 @@ impl Nslp {
             stats: Stats::default(),
             rng_state: seed | 1,
             installing: HashMap::new(),
+            in_flight: HashMap::new(),
             dropped_rsn: VecDeque::new(),
         }
     }

@@ -331,7 +331,13 @@ impl Nslp {
                 let Some(vlsp) = s.vlsp.clone() else {
                     // The reverse half of a bidirectional link (no VLSP).
                     let forward = s.bound;
-                    match (s.phase, ok) {
+                    // A class our kernel refused (e.g. a failed move onto
+                    // the next peer's link) is a refusal here too.
+                    let class_failed = match &s.class {
+                        ClassState::Failed(why, _) => Some(why.clone()),
+                        _ => None,
+                    };
+                    match (s.phase, ok && class_failed.is_none()) {
                         (Phase::Pending | Phase::Connecting | Phase::Up, true) => {
                             s.phase = Phase::Up;
                             s.refresh_at = Some(now + self.cfg.refresh);
@@ -341,8 +347,12 @@ impl Nslp {
                             self.actions.push_back(Action::Forget { sid });
                         }
                         (_, false) => {
-                            let why = info
-                                .map(|i| format!("{} refused by {}", i.describe(), i.origin()))
+                            let why = class_failed
+                                .or_else(|| {
+                                    info.map(|i| {
+                                        format!("{} refused by {}", i.describe(), i.origin())
+                                    })
+                                })
                                 .unwrap_or_default();
                             self.drop_session(sid);
                             self.actions.push_back(Action::Forget { sid });
