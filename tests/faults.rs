@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{
     Down, RING, leftovers, ns_output, ping, require_root, ring_reserved, subscribe,
-    unique_topology, wait_for,
+    unique_topology, via, wait_for,
 };
 use vlsp::kernel::substrate::{self, ns_name};
 use vlsp::testbed::{Options, Testbed, routing};
@@ -31,16 +31,6 @@ fn link_down(l: &str) -> Fault {
 
 fn link_up(l: &str) -> Fault {
     Fault::LinkUp { link: l.into() }
-}
-
-/// The gateway `node` uses towards `dst` (`ip route get`).
-fn via(topo: &str, node: &str, dst: &str) -> String {
-    let out = ns_output(&ns_name(topo, node), &format!("ip -4 route get {dst}"));
-    out.split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .unwrap_or("none")
-        .to_string()
 }
 
 fn oper(topo: &str, node: &str, ifname: &str) -> String {

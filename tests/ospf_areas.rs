@@ -8,24 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Down, leftovers, ns_output, ping, require_root, unique_topology};
+use common::{Down, leftovers, ping, require_root, unique_topology, via};
 use vlsp::kernel::bird;
-use vlsp::kernel::substrate::ns_name;
 use vlsp::testbed::{Options, Testbed, routing};
 use vlsp::topology::faults::Fault;
 
 /// r4's router address (west), as r1 (east) reaches it.
 const R4: &str = "10.255.1.5";
-
-/// The gateway `node` uses towards `dst` (`ip route get`).
-fn via(topo: &str, node: &str, dst: &str) -> String {
-    let out = ns_output(&ns_name(topo, node), &format!("ip -4 route get {dst}"));
-    out.split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .unwrap_or("none")
-        .to_string()
-}
 
 /// Waits until `node` routes `dst` via `gw` (OSPF's summaries between
 /// areas settle after the adjacencies).

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Down, leftovers, ns_output, require_root, unique_topology_with};
+use common::{Down, leftovers, require_root, unique_topology_with, via};
 use vlsp::kernel::bird;
 use vlsp::kernel::substrate::ns_name;
 use vlsp::testbed::{Options, Testbed, routing};
@@ -19,16 +19,6 @@ const R2: &str = "10.255.0.3";
 const VIA_R1: &str = "10.6.0.2";
 const VIA_R5: &str = "10.6.5.1";
 const DEAD_S: u64 = 20;
-
-/// The gateway `node` uses towards `dst` (`ip route get`).
-fn via(topo: &str, node: &str, dst: &str) -> String {
-    let out = ns_output(&ns_name(topo, node), &format!("ip -4 route get {dst}"));
-    out.split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .unwrap_or("none")
-        .to_string()
-}
 
 #[test]
 fn bfd_drops_a_silent_neighbour_long_before_the_dead_interval() {

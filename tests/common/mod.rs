@@ -129,6 +129,20 @@ pub fn ns_output(ns: &str, cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The gateway router `node` of testbed `topo` uses towards `dst` (`ip
+/// route get`), or "none".
+pub fn via(topo: &str, node: &str, dst: &str) -> String {
+    let out = ns_output(
+        &vlsp::kernel::substrate::ns_name(topo, node),
+        &format!("ip -4 route get {dst}"),
+    );
+    out.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .unwrap_or("none")
+        .to_string()
+}
+
 /// Reservation classes (HTB classes other than the capacity and
 /// best-effort ones) and u32 filters on every interface of `node`.
 pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
