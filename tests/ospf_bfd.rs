@@ -34,7 +34,7 @@ fn bfd_drops_a_silent_neighbour_long_before_the_dead_interval() {
             ),
         )
     });
-    assert!(t.ospf.bfd && t.ospf.dead_s == 10);
+    assert!(t.ospf.bfd && t.ospf.dead_s == DEAD_S as u32);
     let name = t.name.clone();
     let _g = Down(name.clone());
     let tb = Testbed::up(t, &Options::default()).unwrap();
