@@ -18,8 +18,11 @@ use super::*;
 /// A re-reservation along a new path, until its RESPONSE.
 #[derive(Debug, Clone)]
 pub(super) struct Repair {
-    /// The next peer before the path changed (the old branch's first node).
-    old_peer: Ipv4Addr,
+    /// The first nodes of the branches the path left during this repair,
+    /// oldest first; never the current next peer (a path that flips back
+    /// onto a branch makes it current again, and tearing it would end the
+    /// reservation at the responder).
+    old_peers: Vec<Ipv4Addr>,
     /// RII of the repairing RESERVE; its RESPONSE ends here.
     rii: u32,
     since: Instant,
@@ -58,15 +61,25 @@ impl Nslp {
             return;
         }
         let (flow, vlsp, rate) = (s.flow, s.vlsp.clone(), s.rate_bps);
-        // A second change during a repair: the old branch stays the first.
-        let old = s.repair.as_ref().map_or(old_peer, |r| r.old_peer);
+        // A second change during a repair adds the branch it leaves (which
+        // the repairing RESERVE may have reached) and takes back the one it
+        // returns to.
+        let mut old_peers = s
+            .repair
+            .as_ref()
+            .map(|r| r.old_peers.clone())
+            .unwrap_or_default();
+        if !old_peers.contains(&old_peer) {
+            old_peers.push(old_peer);
+        }
+        old_peers.retain(|p| *p != new_peer);
         let rii = self.next_rii();
         let s = self.sessions.get_mut(&sid).expect("checked");
         s.downstream = Some(new_peer);
         // Where the new peer lies is told by its handshake, after this.
         s.next_hop = None;
         s.repair = Some(Repair {
-            old_peer: old,
+            old_peers,
             rii,
             since: now,
         });
@@ -156,13 +169,17 @@ impl Nslp {
         }
         let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
         let ms = now.saturating_duration_since(rep.since).as_secs_f64() * 1e3;
-        self.tear_old_branch(sid, rep.old_peer);
+        self.tear_old_branches(sid, &rep.old_peers);
+        let torn = match rep.old_peers.as_slice() {
+            [] => "the path came back to its old branch, nothing torn".to_string(),
+            peers => format!("old branch via {} torn", join(peers)),
+        };
         self.actions.push_back(Action::Event {
             vlink_id,
             kind: EventKind::Repaired,
             message: format!(
-                "{}: reservation re-established along the new path {ms:.1} ms after the path change; old branch via {} torn",
-                self.cfg.node, rep.old_peer
+                "{}: reservation re-established along the new path {ms:.1} ms after the path change; {torn}",
+                self.cfg.node
             ),
         });
     }
@@ -181,7 +198,7 @@ impl Nslp {
         let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
         // The responder still counts the old branch as its path: this tear
         // reaches it and removes its end too.
-        self.tear_old_branch(sid, rep.old_peer);
+        self.tear_old_branches(sid, &rep.old_peers);
         self.actions.push_back(Action::Event {
             vlink_id,
             kind: EventKind::RepairFailed,
@@ -204,19 +221,29 @@ impl Nslp {
     /// A TEAR without RII to the first node of the branch the path left
     /// (signed by a QNI that signs; a QNE cannot sign as the QNI). Sent
     /// where the old peer is still reachable; else the branch expires.
-    fn tear_old_branch(&mut self, sid: Sid, peer: Ipv4Addr) {
+    fn tear_old_branches(&mut self, sid: Sid, peers: &[Ipv4Addr]) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
         let authenticate = s.role == Role::Qni && s.authenticate;
-        let msg = NslpMessage::tear(s.rsn_out, self.cfg.epoch, None);
-        self.actions.push_back(Action::SendTo {
-            sid,
-            flow: s.flow,
-            dir: Direction::Downstream,
-            peer,
-            msg,
-            authenticate,
-        });
+        for &peer in peers {
+            let msg = NslpMessage::tear(s.rsn_out, self.cfg.epoch, None);
+            self.actions.push_back(Action::SendTo {
+                sid,
+                flow: s.flow,
+                dir: Direction::Downstream,
+                peer,
+                msg,
+                authenticate,
+            });
+        }
     }
+}
+
+fn join(peers: &[Ipv4Addr]) -> String {
+    peers
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" and ")
 }

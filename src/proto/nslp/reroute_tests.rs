@@ -696,3 +696,78 @@ fn a_qne_whose_move_fails_on_an_established_reservation_tears_on_and_notifies() 
     );
     net.all_clean();
 }
+
+#[test]
+fn a_path_that_flips_back_before_the_repair_answers_tears_nothing_it_stands_on() {
+    // 0 -> 1 -> 3; 0's route flips to 2 and back to 1 before anything of
+    // the first repair went out (a link flapping faster than a handshake).
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.next[2] = Some(3);
+    net.setup();
+    for (old, new) in [(1, 2), (2, 1)] {
+        net.next[0] = Some(new);
+        net.peer_of[0] = Some(new);
+        net.up[new] = Some(0);
+        net.n[0].path_changed(net.now, SID, addr(old), addr(new), Some(link(new)));
+        net.answered(0, new);
+    }
+    net.run();
+    assert_eq!(
+        net.kinds(0),
+        [
+            EventKind::PathChanged,
+            EventKind::PathChanged,
+            EventKind::Repaired
+        ],
+        "{:?}",
+        net.events
+    );
+    // No tear went to 1, the branch the reservation stands on again.
+    assert!(!net.reserves.contains(&(1, 0, true)), "{:?}", net.reserves);
+    assert!(
+        net.vlink_down.is_empty(),
+        "the responder kept its tunnel end"
+    );
+    let (_, role, phase, ..) = net.n[3].sessions().next().expect("responder keeps it");
+    assert_eq!((role, phase), (Role::Qnr, Phase::Up));
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    net.tick(31);
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+}
+
+#[test]
+fn a_path_that_flips_back_during_a_repair_tears_the_branch_it_left_and_keeps_its_own() {
+    // 0 -> 1 -> 3; 0 moves to 2, whose RESERVE is lost before the
+    // responder, then 0's route flips back to 1.
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.next[2] = Some(3);
+    net.setup();
+    net.cut.push((2, 3));
+    net.reroute(0, 2);
+    assert_eq!(net.n[2].sessions().count(), 1, "the repair reached 2");
+    net.cut.clear();
+    net.reroute(0, 1);
+    assert_eq!(
+        net.kinds(0).last(),
+        Some(&EventKind::Repaired),
+        "{:?}",
+        net.events
+    );
+    // The half-built branch via 2 is torn; the one via 1 is untouched.
+    assert!(net.reserves.contains(&(2, 0, true)), "{:?}", net.reserves);
+    assert!(!net.reserves.contains(&(1, 0, true)), "{:?}", net.reserves);
+    assert_eq!(net.n[2].sessions().count(), 0);
+    assert!(net.n[2].ledger().is_empty());
+    assert!(net.vlink_down.is_empty());
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    net.tick(31);
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+}
