@@ -16,6 +16,10 @@ pub enum RefusalReason {
     NoQspec,
     UnknownRii,
     UnsupportedMessage,
+    /// A RESERVE (a tear included) for a session this node initiated,
+    /// come back from a downstream node whose route leads back here (a
+    /// loop while routes converge): dropped, the session stays.
+    Looped,
     /// A tunnel end could not be set up.
     Vlink,
     /// The VNI of a requested link is already used by another link here.

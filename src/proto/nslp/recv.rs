@@ -93,6 +93,14 @@ impl Nslp {
         ctx: RecvContext,
     ) {
         self.stats.reserves_received += 1;
+        // Our own session, sent back to us: the sender's route leads back
+        // through the initiator (OSPF converging after a fault). A tear of
+        // the branch the path left would otherwise end the reservation
+        // here and, forwarded, at the responder.
+        if self.sessions.get(&sid).is_some_and(|s| s.role == Role::Qni) {
+            self.refuse(RefusalReason::Looped);
+            return;
+        }
         let rii = msg.rii();
         let Some((rsn, epoch)) = msg.rsn() else {
             self.refuse(RefusalReason::Malformed);

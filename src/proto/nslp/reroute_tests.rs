@@ -771,3 +771,31 @@ fn a_path_that_flips_back_during_a_repair_tears_the_branch_it_left_and_keeps_its
         net.events
     );
 }
+
+#[test]
+fn a_tear_that_loops_back_to_the_initiator_ends_nothing() {
+    // 0 -> 1 -> 3; the link 1-3 fails: 0 moves to 2, and 1's own route to
+    // 3 now leads back through 0 (a ring while OSPF converges). 1 forwards
+    // the old branch's tear along its route, to 0.
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.next[2] = Some(3);
+    net.setup();
+    net.cut.push((1, 3));
+    net.next[1] = Some(0);
+    net.reroute(0, 2);
+    assert!(net.reserves.contains(&(0, 1, true)), "{:?}", net.reserves);
+    assert_eq!(net.n[1].sessions().count(), 0, "old branch torn");
+    let (_, role, phase, ..) = net.n[0].sessions().next().expect("the initiator keeps it");
+    assert_eq!((role, phase), (Role::Qni, Phase::Up));
+    assert!(net.vlink_down.is_empty(), "{:?}", net.vlink_down);
+    assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
+    for _ in 0..3 {
+        net.tick(31);
+    }
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
+}
