@@ -270,7 +270,7 @@ fn cut_path_without_a_new_route_is_link_lost_within_seconds() {
 
 /// Issue 15: repair RESERVEs must not drown in a best-effort flood, so
 /// every shaped substrate interface has a signaling class (SIGNALING_CLASS) and its
-/// u32 filters (GIST UDP 270, C-mode TCP) right after `up`.
+/// u32 filters (GIST UDP 270, C-mode TCP, OSPF, BFD) right after `up`.
 #[tokio::test(flavor = "current_thread")]
 async fn every_shaped_link_has_a_signaling_class_and_filters() {
     if !require_root("every_shaped_link_has_a_signaling_class_and_filters") {
@@ -298,7 +298,7 @@ async fn every_shaped_link_has_a_signaling_class_and_filters() {
             .lines()
             .filter(|l| l.contains(&format!("flowid {SIGNALING_CLASS}")))
             .count();
-        assert_eq!(n, 4, "signaling filters on tb2:{dev}: {filters}");
+        assert_eq!(n, 6, "signaling filters on tb2:{dev}: {filters}");
         // No reservation yet: the link's own classes and filters only.
     }
     assert_eq!(reservations(&t.name, "tb2"), (0, 0));

@@ -6,14 +6,18 @@
 //! 1:      root htb, unclassified packets go to 1:ffff
 //! └ 1:1   the link's capacity (rate = ceil = capacity)
 //!   ├ 1:ffff   best effort: rate capacity/100, may borrow up to capacity
-//!   ├ 1:fffe   signaling (GIST UDP 270, C-mode TCP): a small guaranteed
-//!   │          rate, first to borrow (prio 0, best effort prio 1)
+//!   ├ 1:fffe   signaling and routing control (GIST UDP 270, C-mode TCP,
+//!   │          OSPF, BFD): a small guaranteed rate, first to borrow (prio
+//!   │          0, best effort prio 1)
 //!   └ 1:N      one reservation: rate = ceil = its TMOD-1 rate
 //! ```
 //!
 //! Signaling has its own class so a best-effort flood on a shaped link
 //! cannot drown the RESERVEs that repair a reservation (signaling marked
-//! and prioritised, as RFC 5971/5974 deployments would).
+//! and prioritised, as RFC 5971/5974 deployments would). Routing control
+//! shares it (network control, as DiffServ's CS6 is kept from best effort):
+//! OSPF hellos lost in a flood for a dead interval end the adjacency, and
+//! with it the routes the repaired reservation stands on.
 //!
 //! No crate builds HTB classes, so the messages are built here from
 //! `netlink-packet-route` types with the HTB option structs encoded by hand
@@ -276,7 +280,8 @@ pub fn u32_keys(c: &Classifier) -> Vec<TcU32Key> {
 
 /// The u32 keys of each signaling filter: GIST over UDP to port 270 (a
 /// plain IPv4 header, and one with the Router Alert option a Q-mode Query
-/// carries, IHL 6), and C-mode TCP from or to the MA port.
+/// carries, IHL 6), C-mode TCP from or to the MA port, OSPF (IP protocol
+/// 89) and BFD control (UDP 3784, RFC 5881).
 pub fn signaling_keys() -> Vec<Vec<TcU32Key>> {
     let key = |off: i32, val: u32, mask: u32| {
         let mut k = TcU32Key::default();
@@ -294,8 +299,15 @@ pub fn signaling_keys() -> Vec<Vec<TcU32Key>> {
         vec![ihl(6), proto(17), key(24, gist, 0x0000_ffff)],
         vec![ihl(5), proto(6), key(20, ma, 0x0000_ffff)],
         vec![ihl(5), proto(6), key(20, ma << 16, 0xffff_0000)],
+        vec![proto(OSPF_PROTOCOL)],
+        vec![ihl(5), proto(17), key(20, BFD_PORT, 0x0000_ffff)],
     ]
 }
+
+/// OSPF's IP protocol number (RFC 2328).
+const OSPF_PROTOCOL: u32 = 89;
+/// BFD control packets' UDP destination port (single hop, RFC 5881).
+const BFD_PORT: u32 = 3784;
 
 /// A u32 filter at priority `minor` sending `c`'s packets to class `1:minor`.
 pub fn filter(ifindex: u32, minor: u16, c: &Classifier) -> RouteNetlinkMessage {
@@ -888,7 +900,7 @@ mod tests {
     }
 
     #[test]
-    fn signaling_filters_match_gist_and_c_mode() {
+    fn signaling_filters_match_gist_c_mode_ospf_and_bfd() {
         let k: Vec<Vec<(i32, u32, u32)>> = signaling_keys()
             .iter()
             .map(|f| f.iter().map(|k| (k.off, k.val, k.mask)).collect())
@@ -918,6 +930,14 @@ mod tests {
                     (0, 0x0500_0000, 0x0f00_0000),
                     (8, 0x0006_0000, 0x00ff_0000),
                     (20, 30_000 << 16, 0xffff_0000)
+                ],
+                // OSPF (protocol 89), any header length
+                vec![(8, 0x0059_0000, 0x00ff_0000)],
+                // BFD control: IHL 5, UDP, destination port 3784
+                vec![
+                    (0, 0x0500_0000, 0x0f00_0000),
+                    (8, 0x0011_0000, 0x00ff_0000),
+                    (20, 3784, 0x0000_ffff)
                 ],
             ]
         );
