@@ -10,6 +10,7 @@ mod points;
 mod reconfig;
 mod replay;
 mod reroute;
+mod trace;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -196,6 +197,7 @@ impl NodeCore {
                 return;
             }
         };
+        trace::gist_in(&self.cfg.name, inc.src, &msg);
         if let Some(k) = gist_point(&msg, false) {
             self.rec.mark_at(inc.at_ns, msg.sid(), k);
         }
@@ -518,6 +520,7 @@ impl NodeCore {
                     local: self.cfg.local_addr_for(peer),
                     peer,
                 };
+                trace::nslp_in(&self.cfg.name, peer, &sid, dir, &msg);
                 self.nslp.recv(now, sid, flow, dir, msg, ctx);
             }
             gm::Event::PeerLost { sid, .. } => self.nslp.peer_lost(now, sid),
@@ -543,6 +546,7 @@ impl NodeCore {
             Via::Ma(_) => Framing::Tcp,
         };
         let sid = t.msg.sid();
+        trace::gist_out(&self.cfg.name, t.dst, t.qmode, &t.msg);
         let point = gist_point(&t.msg, true).map(|k| (sid, k));
         let mut bytes = crate::proto::gist::codec::encode_framed(&t.msg, &o.stack, framing)
             .expect("machine messages carry at most 16 380 bytes of NSLP-Data");
