@@ -368,9 +368,10 @@ impl Gist {
         let node = match self.q.remove(&key) {
             Some(mut node) => {
                 node.last_used = now;
-                if let Some(peer) = node.usable_peer(now) {
+                if let Some(addr) = node.usable_peer(now).map(|p| p.addr) {
                     let ttl = self.cfg.ip_ttl;
-                    self.push_data(peer.addr, ttl, sid, flow, dir, local, nslp_data, sign);
+                    node.keep_sent(&nslp_data, sign, now, now + self.cfg.t1);
+                    self.push_data(addr, ttl, sid, flow, dir, local, nslp_data, sign);
                     self.q.insert(key, node);
                     return;
                 }
@@ -1285,14 +1286,60 @@ mod tests {
                 .any(|e| matches!(e, Event::RoutingStateLost { .. })),
             "the NSLP is not told of a loss it need not act on"
         );
-        // Later, a genuine "No Routing State" is the old loss, not a resend.
+    }
+
+    /// Issue 15: B ended the session and forgot it (a tear it forwarded),
+    /// while A's state towards B is fresh; A's next Data draws "No Routing
+    /// State". It is sent again after a new handshake, not lost until the
+    /// NSLP's retry seconds later (a node-stop repair took 2 s).
+    #[test]
+    fn data_refused_by_a_peer_that_forgot_us_is_sent_again_after_a_new_handshake() {
+        let mut p = Pair::new();
+        p.send_from_a(b"RESERVE");
+        while p.b.poll_event().is_some() {}
         p.now += Duration::from_secs(1);
         p.b.forget(&SID);
         p.log.clear();
         p.send_from_a(b"REFRESH");
-        assert_eq!(p.log, ["Data", "NoRoutingState"]);
+        assert_eq!(
+            p.log,
+            [
+                "Data",
+                "NoRoutingState",
+                "Query",
+                "Response",
+                "Confirm",
+                "Data"
+            ]
+        );
+        assert!(matches!(
+            p.b.poll_event(),
+            Some(Event::Received { nslp_data, .. }) if nslp_data == b"REFRESH"
+        ));
         assert_eq!(p.a.counters().resent_behind_confirm, 1);
-        assert_eq!(p.a.session_count(), 0);
+        assert_eq!(p.a.session_count(), 1);
+        // Data older than T1 are not sent again: the NSLP's retry owns it.
+        p.now += Duration::from_secs(1);
+        p.b.forget(&SID);
+        p.log.clear();
+        p.send_from_a(b"LATER");
+        while p.b.poll_event().is_some() {}
+        p.now += Duration::from_secs(1);
+        p.log.clear();
+        p.b.forget(&SID);
+        let before = p.a.counters().resent_behind_confirm;
+        p.send_from_a(b"REFRESH2");
+        assert_eq!(
+            p.a.counters().resent_behind_confirm,
+            before + 1,
+            "only REFRESH2"
+        );
+        let got: Vec<_> = std::iter::from_fn(|| p.b.poll_event()).collect();
+        assert!(
+            !got.iter()
+                .any(|e| matches!(e, Event::Received { nslp_data, .. } if nslp_data == b"LATER")),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   datagrams may swap on the way, e.g. when the sender moves between CPUs)
 //!   answers "No Routing State"; they are then sent again after a new
 //!   handshake instead of waiting for the NSLP's retry (seconds).
+//! - **To a peer that forgot us**: Data sent on established state are kept
+//!   for one T1 too. A peer that ended the session forgets its responder
+//!   state, while our querier state may be fresh (made to forward that
+//!   session's tear); its "No Routing State" sends them again likewise.
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -30,14 +34,31 @@ pub(super) struct HeldData {
     sign: bool,
 }
 
-/// The data sent right behind a Confirm, kept for one T1.
+/// The data sent right behind a Confirm, or on established state, kept
+/// for one T1 (at most [`MAX_KEPT`] of them).
 #[derive(Debug, Default)]
 pub(super) struct BehindConfirm {
     data: Vec<(Vec<u8>, bool)>,
     until: Option<Instant>,
 }
 
+/// Data kept per peer for a resend: a burst within one T1 is rare.
+const MAX_KEPT: usize = 8;
+
 impl QNode {
+    /// Keeps Data sent on established state until `until`, with what was
+    /// sent within the window before.
+    pub(super) fn keep_sent(&mut self, data: &[u8], sign: bool, now: Instant, until: Instant) {
+        let b = &mut self.behind_confirm;
+        if b.until.is_none_or(|t| now >= t) {
+            b.data.clear();
+        }
+        if b.data.len() < MAX_KEPT {
+            b.data.push((data.to_vec(), sign));
+        }
+        b.until = Some(until);
+    }
+
     /// Keeps what leaves behind the Confirm until `until`.
     pub(super) fn keep_behind_confirm(&mut self, data: Vec<(Vec<u8>, bool)>, until: Instant) {
         self.behind_confirm = BehindConfirm {
