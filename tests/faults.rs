@@ -568,7 +568,12 @@ fn cli_faults_move_the_reservation_and_the_virtual_link_keeps_carrying() {
     let out = up.fault(&["node-stop", "r1"]);
     assert!(out.contains("routers stopped [r1]"), "{out}");
     let probe = up.probe_frames(Duration::from_secs(5));
+    let before = seen.len();
     let (tr, _) = wait_for(&ev, EventKind::Repaired, Duration::from_secs(5), &mut seen);
+    eprintln!(
+        "node-stop r1: events before the repair {:?}",
+        &seen[before..]
+    );
     let frames = probe.join().unwrap();
     assert!(frames < Duration::MAX, "no frames after node-stop r1");
     eprintln!(

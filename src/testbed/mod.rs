@@ -257,11 +257,19 @@ impl Testbed {
     /// Applies fault `f`: the kernel side (see [`faults::apply`]), and for
     /// a router stopped or started, its NSIS node halted or started anew
     /// (with no state: a rebooted router). Returns the faults now in force.
+    ///
+    /// A started router's node starts before its links come up and the
+    /// routes lead through it: a neighbour's GIST re-queries at once, and a
+    /// node still starting (slower under load) left them unanswered until
+    /// the neighbour gave its peer up and lost the link.
     pub fn fault(
         &mut self,
         f: &crate::topology::faults::Fault,
     ) -> Result<crate::topology::faults::FaultState> {
         use crate::topology::faults::Fault;
+        if let Fault::NodeStart { node } = f {
+            self.start_stopped_node(node)?;
+        }
         let state = faults::apply(&self.topo, &self.run, f)?;
         match f {
             Fault::NodeStop { node } => {
@@ -276,21 +284,24 @@ impl Testbed {
                     self.stop_grouped(node)?;
                 }
             }
-            Fault::NodeStart { node } => {
-                let runs = self.topo.node(node).is_some_and(|n| n.runs_vlsp());
-                let running = self.nodes.iter().any(|n| n.name == *node)
-                    || self.procs.iter().any(|n| n.name == *node)
-                    || (self.groups.iter().any(|g| g.hosts(node))
-                        && std::os::unix::net::UnixStream::connect(self.run.api_socket(node))
-                            .is_ok());
-                if runs && !running {
-                    let opts = self.opts.clone();
-                    self.start_node(node, &opts)?;
-                }
-            }
-            Fault::LinkDown { .. } | Fault::LinkUp { .. } => {}
+            Fault::NodeStart { .. } | Fault::LinkDown { .. } | Fault::LinkUp { .. } => {}
         }
         Ok(state)
+    }
+
+    /// Starts `node`'s NSIS node if its router runs one and it is not
+    /// running.
+    fn start_stopped_node(&mut self, node: &str) -> Result<()> {
+        let runs = self.topo.node(node).is_some_and(|n| n.runs_vlsp());
+        let running = self.nodes.iter().any(|n| n.name == *node)
+            || self.procs.iter().any(|n| n.name == *node)
+            || (self.groups.iter().any(|g| g.hosts(node))
+                && std::os::unix::net::UnixStream::connect(self.run.api_socket(node)).is_ok());
+        if runs && !running {
+            let opts = self.opts.clone();
+            self.start_node(node, &opts)?;
+        }
+        Ok(())
     }
 
     /// A client of `node`'s API socket.

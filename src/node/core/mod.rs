@@ -523,7 +523,10 @@ impl NodeCore {
                 trace::nslp_in(&self.cfg.name, peer, &sid, dir, &msg);
                 self.nslp.recv(now, sid, flow, dir, msg, ctx);
             }
-            gm::Event::PeerLost { sid, .. } => self.nslp.peer_lost(now, sid),
+            gm::Event::PeerLost { sid, flow, .. } => {
+                let has_route = self.egress_link(flow.dst).is_some();
+                self.nslp.peer_lost(now, sid, has_route)
+            }
             gm::Event::RoutingStateLost { .. } => {}
             gm::Event::PathChanged {
                 sid,

@@ -485,7 +485,7 @@ impl Nslp {
                     kind: EventKind::Notify,
                     message: text.clone(),
                 });
-                if truncated && up && !self.hope_for_a_route(now, sid) {
+                if truncated && up && !self.hope_for_a_route(now, sid, false) {
                     self.link_lost(now, sid, &format!("the path is cut downstream ({text})"));
                 }
             }
@@ -528,12 +528,14 @@ impl Nslp {
     }
 
     /// A path found cut (a "path truncated" NOTIFY, or no GIST peer
-    /// here) while routes may still converge: the link is kept and the
-    /// next refresh tries again (a route change here re-reserves at once),
-    /// until the lifetime since the path was first found broken has
-    /// passed. Returns whether the link is kept.
-    pub(super) fn hope_for_a_route(&mut self, now: Instant, sid: Sid) -> bool {
-        if !self.cfg.routing_converges {
+    /// here) while routes may still converge, or no GIST peer answering
+    /// along a route this node has (`has_route`: a router on it may be
+    /// starting): the link is kept and the next refresh tries again (a
+    /// route change here re-reserves at once), until the lifetime since
+    /// the path was first found broken has passed. Returns whether the
+    /// link is kept.
+    pub(super) fn hope_for_a_route(&mut self, now: Instant, sid: Sid, has_route: bool) -> bool {
+        if !self.cfg.routing_converges && !has_route {
             return false;
         }
         let lifetime = self.cfg.lifetime;

@@ -258,20 +258,28 @@ impl Nslp {
         }
     }
 
-    /// GIST found no next peer for the session (handshake timed out).
-    pub fn peer_lost(&mut self, now: Instant, sid: Sid) {
+    /// GIST found no next peer for the session (handshake timed out);
+    /// `has_route`: this node still has a route towards the flow's
+    /// destination (issue 15: a neighbour's re-query reached a router
+    /// whose node was still starting, and the link was lost at once).
+    pub fn peer_lost(&mut self, now: Instant, sid: Sid, has_route: bool) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
         };
         let (flow, role) = (s.flow, s.role);
         let vlink_id = s.vlsp.as_ref().map(|v| v.vlink_id);
         match role {
-            Role::Qni if self.hope_for_a_route(now, sid) => {
+            Role::Qni if self.hope_for_a_route(now, sid, has_route) => {
+                let why = if has_route {
+                    "along this node's route"
+                } else {
+                    "while routes converge"
+                };
                 self.actions.push_back(Action::Event {
                     vlink_id,
                     kind: EventKind::Notify,
                     message: format!(
-                        "{}: no GIST peer answered towards {} while routes converge: reservation kept, retrying at the next refresh",
+                        "{}: no GIST peer answered towards {} {why}: reservation kept, retrying at the next refresh",
                         self.cfg.node, flow.dst
                     ),
                 });

@@ -350,7 +350,7 @@ fn cut_path_without_alternative_reaches_the_initiator_as_link_lost() {
     let mut net = Net::new(4, &[0, 1, 2, 3], None);
     net.setup();
     // 1's probe found no peer towards 3 (GIST's PeerLost).
-    net.n[1].peer_lost(net.now, SID);
+    net.n[1].peer_lost(net.now, SID, false);
     net.run();
     let k = net.kinds(0);
     assert!(k.contains(&EventKind::LinkLost), "{k:?}");
@@ -496,7 +496,7 @@ fn path_truncated_while_routes_converge_keeps_the_link_until_the_initiator_rerou
     let mut net = Net::new(5, &[0, 1, 2, 4], None).converging();
     net.next[3] = Some(4);
     net.setup();
-    net.n[1].peer_lost(net.now, SID);
+    net.n[1].peer_lost(net.now, SID, false);
     net.run();
     assert_eq!(net.kinds(0), [EventKind::Notify], "{:?}", net.events);
     assert!(net.vlink_down.is_empty(), "the link is kept");
@@ -526,7 +526,7 @@ fn path_truncated_while_routes_converge_recovers_at_a_refresh_without_a_route_ch
     let mut net = Net::new(5, &[0, 1, 2, 4], None).converging();
     net.next[3] = Some(4);
     net.setup();
-    net.n[1].peer_lost(net.now, SID);
+    net.n[1].peer_lost(net.now, SID, false);
     net.run();
     net.next[1] = Some(3);
     net.tick(31);
@@ -543,7 +543,7 @@ fn path_truncated_while_routes_converge_recovers_at_a_refresh_without_a_route_ch
 fn a_peer_lost_at_the_initiator_while_routes_converge_is_retried_within_the_lifetime() {
     let mut net = Net::new(4, &[0, 1, 3], None).converging();
     net.setup();
-    net.n[0].peer_lost(net.now, SID);
+    net.n[0].peer_lost(net.now, SID, false);
     net.run();
     assert_eq!(net.kinds(0), [EventKind::Notify]);
     // The path stays cut: lost once the lifetime has passed.
@@ -798,4 +798,32 @@ fn a_tear_that_loops_back_to_the_initiator_ends_nothing() {
         net.events
     );
     assert_eq!(net.classes(), classes(&[(0, 2), (2, 3)]));
+}
+
+#[test]
+fn with_static_routes_a_silent_peer_along_a_route_keeps_the_link_and_no_route_loses_it() {
+    // A router that just started may not answer the re-query its
+    // neighbour sends at once; the route to it exists.
+    let mut net = Net::new(4, &[0, 1, 3], None);
+    net.setup();
+    net.n[0].peer_lost(net.now, SID, true);
+    net.run();
+    assert_eq!(net.kinds(0), [EventKind::Notify]);
+    // The next refresh is answered: the link stays.
+    net.tick(31);
+    assert!(
+        !net.kinds(0).contains(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
+    assert_eq!(net.classes(), classes(&[(0, 1), (1, 3)]));
+    // Without a route the loss is at once, as before.
+    net.n[0].peer_lost(net.now, SID, false);
+    net.run();
+    assert_eq!(
+        net.kinds(0).last(),
+        Some(&EventKind::LinkLost),
+        "{:?}",
+        net.events
+    );
 }
