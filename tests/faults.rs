@@ -741,6 +741,12 @@ fn cli_ospf_link_down_moves_the_reservation_and_kill_9_leaves_nothing() {
     let ev = subscribe(up.client("r0"));
     setup(&up);
     up.frames_cross(Duration::from_secs(3));
+    // bird originates a router's LSA at most once per MinLSInterval (5 s,
+    // RFC 2328): a fault within 5 s of the adjacencies coming up has its
+    // LSA postponed, OSPF then took 4.7 s to move r0's route, longer than
+    // the reservation's lifetime at R = 1 s (r1 answering "no route" all
+    // along), and the link was lost. Wait it out, as fault-recovery does.
+    std::thread::sleep(Duration::from_secs(5));
     // OSPF picks either way round (equal costs): fail a link on the way
     // the reservation took.
     let (cut, after) = if up.reserved()[1].1 == 1 {
@@ -766,28 +772,24 @@ fn cli_ospf_link_down_moves_the_reservation_and_kill_9_leaves_nothing() {
     // truncated": transient under OSPF, the link is kept until r0's routes
     // move it.
     let frames = probe.join().unwrap();
-    if e.kind == EventKind::Repaired {
-        eprintln!(
-            "ospf link-down {cut}: repaired {:?} after asking, frames {frames:?} after the fault applied",
-            tr - t0
-        );
-        assert!(frames < Duration::MAX, "no frames after the ospf repair");
-        // The new side holds over refreshes.
-        std::thread::sleep(Duration::from_secs(4));
-        assert!(
-            up.settles_on(&after, Duration::from_secs(8)),
-            "ospf: link lost after the repair; events {seen:?}"
-        );
-        up.wait_reserved(&after, Duration::from_secs(1));
-    } else {
-        // KNOWN DEFECT (open, issue 15, stop 16): in 2 of the last 3 runs
-        // (one on the quiet machine) r0 got "No route (transient)" from r1
-        // until the link's lifetime ran out and `link_lost` came instead of
-        // `repaired`: the same loss as 9 of 100 OSPF fault-recovery runs.
-        // Printed, not asserted, until its cause is found; the cleanup
-        // below is still asserted.
-        eprintln!("KNOWN DEFECT: ospf: {}; before: {seen:?}", e.message);
-    }
+    assert_eq!(
+        e.kind,
+        EventKind::Repaired,
+        "ospf: {}; before: {seen:?}",
+        e.message
+    );
+    eprintln!(
+        "ospf link-down {cut}: repaired {:?} after asking, frames {frames:?} after the fault applied",
+        tr - t0
+    );
+    assert!(frames < Duration::MAX, "no frames after the ospf repair");
+    // The new side holds over refreshes.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        up.settles_on(&after, Duration::from_secs(8)),
+        "ospf: link lost after the repair; events {seen:?}"
+    );
+    up.wait_reserved(&after, Duration::from_secs(1));
     assert_eq!(birds_of(&name).len(), 6);
     // The daemon dies without cleanup; `vlsp down` still removes it all.
     up.child.kill().unwrap();
