@@ -299,6 +299,8 @@ pub fn signaling_keys() -> Vec<Vec<TcU32Key>> {
         vec![ihl(6), proto(17), key(24, gist, 0x0000_ffff)],
         vec![ihl(5), proto(6), key(20, ma, 0x0000_ffff)],
         vec![ihl(5), proto(6), key(20, ma << 16, 0xffff_0000)],
+        // Any host's protocol-89 packets ride here too: the class is small
+        // and only borrows, so a flood of them takes no reservation's rate.
         vec![proto(OSPF_PROTOCOL)],
         vec![ihl(5), proto(17), key(20, BFD_PORT, 0x0000_ffff)],
     ]

@@ -267,10 +267,22 @@ impl Testbed {
         f: &crate::topology::faults::Fault,
     ) -> Result<crate::topology::faults::FaultState> {
         use crate::topology::faults::Fault;
-        if let Fault::NodeStart { node } = f {
-            self.start_stopped_node(node)?;
-        }
-        let state = faults::apply(&self.topo, &self.run, f)?;
+        let started = match f {
+            Fault::NodeStart { node } => self.start_stopped_node(node)?,
+            _ => false,
+        };
+        let state = match faults::apply(&self.topo, &self.run, f) {
+            Ok(s) => s,
+            Err(e) => {
+                // The router stays stopped: so does the node just started.
+                if let (true, Fault::NodeStart { node }) = (started, f)
+                    && let Some(i) = self.nodes.iter().position(|n| n.name == *node)
+                {
+                    self.nodes.remove(i).stop();
+                }
+                return Err(e);
+            }
+        };
         match f {
             Fault::NodeStop { node } => {
                 if let Some(i) = self.nodes.iter().position(|n| n.name == *node) {
@@ -290,8 +302,8 @@ impl Testbed {
     }
 
     /// Starts `node`'s NSIS node if its router runs one and it is not
-    /// running.
-    fn start_stopped_node(&mut self, node: &str) -> Result<()> {
+    /// running; returns whether it started one.
+    fn start_stopped_node(&mut self, node: &str) -> Result<bool> {
         let runs = self.topo.node(node).is_some_and(|n| n.runs_vlsp());
         let running = self.nodes.iter().any(|n| n.name == *node)
             || self.procs.iter().any(|n| n.name == *node)
@@ -300,8 +312,9 @@ impl Testbed {
         if runs && !running {
             let opts = self.opts.clone();
             self.start_node(node, &opts)?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// A client of `node`'s API socket.

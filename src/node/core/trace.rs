@@ -47,7 +47,7 @@ pub(super) fn nslp_in(
     node: &str,
     peer: Ipv4Addr,
     sid: &[u8; 16],
-    dir: impl std::fmt::Debug,
+    dir: gm::Direction,
     m: &NslpMessage,
 ) {
     tracing::debug!(

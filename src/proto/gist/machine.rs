@@ -828,6 +828,9 @@ mod tests {
         drop_from_a: usize,
         /// Deliver what A sends at one instant in reverse order.
         reverse: bool,
+        /// B forgets the session before each Data from A: it answers every
+        /// one with "No Routing State".
+        hostile: bool,
         log: Vec<&'static str>,
     }
 
@@ -862,6 +865,7 @@ mod tests {
                 now: Instant::now(),
                 drop_from_a: 0,
                 reverse: false,
+                hostile: false,
                 log: vec![],
             }
         }
@@ -880,6 +884,9 @@ mod tests {
                         continue;
                     }
                     self.log.push(kind(&t.msg));
+                    if self.hostile && matches!(t.msg, Msg::Data { .. }) {
+                        self.b.forget(&SID);
+                    }
                     self.b.handle(self.now, SocketAddrV4::new(A, 270), B, t.msg);
                 }
                 while let Some(t) = self.b.poll_transmit() {
@@ -1340,6 +1347,45 @@ mod tests {
                 .any(|e| matches!(e, Event::Received { nslp_data, .. } if nslp_data == b"LATER")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn a_peer_that_answers_every_data_with_no_routing_state_gets_one_resend() {
+        let mut p = Pair::new();
+        p.hostile = true;
+        p.send_from_a(b"RESERVE");
+        assert_eq!(
+            p.log,
+            [
+                "Query",
+                "Response",
+                "Confirm",
+                "Data",
+                "NoRoutingState",
+                "Query",
+                "Response",
+                "Confirm",
+                "Data",
+                "NoRoutingState",
+            ],
+            "one resend, then A gives its state up"
+        );
+        assert_eq!(p.a.counters().resent_behind_confirm, 1);
+        assert_eq!(p.a.session_count(), 0);
+        // Sent on established state: again one resend at most.
+        p.hostile = false;
+        p.send_from_a(b"AGAIN");
+        p.hostile = true;
+        p.log.clear();
+        p.now += Duration::from_secs(1);
+        p.send_from_a(b"MORE");
+        assert_eq!(
+            p.log.iter().filter(|k| **k == "NoRoutingState").count(),
+            2,
+            "{:?}",
+            p.log
+        );
+        assert_eq!(p.a.counters().resent_behind_confirm, 2);
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl Nslp {
         // the branch the path left would otherwise end the reservation
         // here and, forwarded, at the responder.
         if self.sessions.get(&sid).is_some_and(|s| s.role == Role::Qni) {
+            tracing::debug!(node = %self.cfg.node, peer = %ctx.peer, tear = msg.flags.tear, "RESERVE for a session this node initiated came back: dropped");
             self.refuse(RefusalReason::Looped);
             return;
         }
@@ -284,6 +285,11 @@ impl Nslp {
                     ),
                 });
             }
+            Role::Qni if has_route => self.link_lost(
+                now,
+                sid,
+                "no GIST peer answered towards the destination along this node's route within the reservation's lifetime",
+            ),
             Role::Qni => self.link_lost(now, sid, "no GIST peer answered towards the destination"),
             Role::Qne => {
                 // Tell the initiator its path is truncated (INFO_SPEC

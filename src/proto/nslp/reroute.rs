@@ -172,7 +172,8 @@ impl Nslp {
         self.tear_old_branches(sid, &rep.old_peers);
         let torn = match rep.old_peers.as_slice() {
             [] => "the path came back to its old branch, nothing torn".to_string(),
-            peers => format!("old branch via {} torn", join(peers)),
+            [peer] => format!("old branch via {peer} torn"),
+            peers => format!("old branches via {} torn", join(peers)),
         };
         self.actions.push_back(Action::Event {
             vlink_id,

@@ -35,11 +35,16 @@ pub(super) struct HeldData {
 }
 
 /// The data sent right behind a Confirm, or on established state, kept
-/// for one T1 (at most [`MAX_KEPT`] of them).
+/// for one T1 from the first of them (the newest [`MAX_KEPT`]).
 #[derive(Debug, Default)]
 pub(super) struct BehindConfirm {
     data: Vec<(Vec<u8>, bool)>,
     until: Option<Instant>,
+    /// These data were sent again once already: a peer that answers "No
+    /// Routing State" to them again (a hostile one, or one that cannot
+    /// keep state) loses them, and the querier's state, instead of
+    /// drawing handshakes without end.
+    resent: bool,
 }
 
 /// Data kept per peer for a resend: a burst within one T1 is rare.
@@ -51,19 +56,26 @@ impl QNode {
     pub(super) fn keep_sent(&mut self, data: &[u8], sign: bool, now: Instant, until: Instant) {
         let b = &mut self.behind_confirm;
         if b.until.is_none_or(|t| now >= t) {
-            b.data.clear();
+            // A new window: new data have their own resend.
+            *b = BehindConfirm {
+                until: Some(until),
+                ..BehindConfirm::default()
+            };
         }
-        if b.data.len() < MAX_KEPT {
-            b.data.push((data.to_vec(), sign));
+        if b.data.len() == MAX_KEPT {
+            b.data.remove(0);
         }
-        b.until = Some(until);
+        b.data.push((data.to_vec(), sign));
     }
 
-    /// Keeps what leaves behind the Confirm until `until`.
+    /// Keeps what leaves behind the Confirm until `until` (still marked
+    /// as resent when it is the resend).
     pub(super) fn keep_behind_confirm(&mut self, data: Vec<(Vec<u8>, bool)>, until: Instant) {
+        let resent = self.behind_confirm.resent;
         self.behind_confirm = BehindConfirm {
             data,
             until: Some(until),
+            resent,
         };
     }
 }
@@ -149,6 +161,7 @@ impl Gist {
                 *s == sid
                     && from(n)
                     && !n.behind_confirm.data.is_empty()
+                    && !n.behind_confirm.resent
                     && n.behind_confirm.until.is_some_and(|t| now < t)
             })
             .map(|(k, _)| *k)
@@ -159,6 +172,7 @@ impl Gist {
             node.state = QState::Waiting(Querying::new(now, self.cfg.t1, cookie.clone()));
             node.queue.extend(node.behind_confirm.data.drain(..));
             node.behind_confirm.until = None;
+            node.behind_confirm.resent = true;
             let flow = node.flow;
             self.counters.resent_behind_confirm += 1;
             self.push_query(flow, key.1, sid, local, cookie);
