@@ -15,6 +15,7 @@ async fn paper_4node_up_ping_down() {
     }
     let t = unique_topology("paper-4node.toml", "s");
     let _guard = Down(t.name.clone());
+    let host_v6 = std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6");
     let timings = substrate::up(&t).await.unwrap();
     eprintln!("up {}:\n{timings}", t.name);
     // Every router and virtual node has its namespace.
@@ -49,6 +50,12 @@ async fn paper_4node_up_ping_down() {
         );
         assert_eq!(v6.trim(), "1", "{node}: {v6}");
     }
+    // Switched off through a proc instance of the namespace's own, never
+    // in the namespace `up` was called from.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6").ok(),
+        host_v6.ok()
+    );
     // VM1 reaches its host's bridge side: it is attached.
     let st = substrate::status();
     assert!(
