@@ -243,7 +243,7 @@ impl Nslp {
         }
         s.class = failed.unwrap_or(ClassState::Ready);
         if let Some((msg, auth)) = s.held.take() {
-            self.on_response(now, sid, msg, &auth);
+            self.answer_response(now, sid, msg, &auth);
         }
     }
 

@@ -25,9 +25,7 @@ pub struct NextHop {
     pub local: Ipv4Addr,
 }
 
-fn hex(sid: &Sid) -> String {
-    sid.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::model::hex;
 
 impl Nslp {
     /// GIST's handshake for `sid` was answered by a peer on `hop.link`:
@@ -132,7 +130,7 @@ impl Nslp {
             );
         }
         if let Some((msg, auth)) = answer {
-            self.on_response(now, sid, msg, &auth);
+            self.answer_response(now, sid, msg, &auth);
         }
     }
 
@@ -155,7 +153,7 @@ impl Nslp {
             && let Some((msg, auth)) = answer
         {
             s.class = ClassState::Failed(format!("{node}: {e}"), local);
-            self.on_response(now, sid, msg, &auth);
+            self.answer_response(now, sid, msg, &auth);
             return;
         }
         let (role, flow) = (s.role, s.flow);

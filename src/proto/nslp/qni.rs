@@ -183,6 +183,19 @@ impl Nslp {
         auth: &AuthVerdict,
     ) {
         self.stats.responses_received += 1;
+        self.answer_response(now, sid, msg, auth);
+    }
+
+    /// [`Self::on_response`] without the count: also for a RESPONSE this
+    /// node held (behind its class, or until its reservation moved) and
+    /// takes up again, which was counted when it arrived.
+    pub(super) fn answer_response(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        msg: NslpMessage,
+        auth: &AuthVerdict,
+    ) {
         let Some(s) = self.sessions.get_mut(&sid) else {
             // A RESPONSE for a session we no longer hold (e.g. to a tear
             // forwarded earlier): pass it on if we are not the initiator.

@@ -342,6 +342,8 @@ fn reserve_goes_on_before_the_class_and_the_response_waits_for_it() {
         [(0, 1, Ok(LinkUp { up: true, .. }))]
     ));
     assert_eq!(c.vlinks, [(0, true), (3, true)]);
+    // The RESPONSE taken up again was counted once, when it arrived.
+    assert_eq!(c.n[0].stats().responses_received, 1);
 }
 
 #[test]
