@@ -9,3 +9,13 @@ pub mod ports;
 pub mod spanned;
 pub mod tunnel;
 pub mod units;
+
+/// Lower-case hex of bytes (session ids in log lines and the API).
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(2 * b.len()), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}

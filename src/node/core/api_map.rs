@@ -5,10 +5,7 @@ use crate::model::units::Rate;
 use crate::node::api::{self, LinkState};
 use crate::proto::gist::machine::Sid;
 
-/// Lower-case hex of a session id.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use crate::model::hex;
 
 impl NodeCore {
     /// The link `vlink_id` of session `sid`, just set up.

@@ -2,7 +2,6 @@
 //! (`VLSP_LOG=vlsp::node::core::trace=debug`): enough to follow a session
 //! hop by hop when a repair is slow or a link is lost, without a capture.
 
-use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::proto::gist::machine as gm;
@@ -19,10 +18,7 @@ fn gist_kind(msg: &gm::Msg) -> &'static str {
 }
 
 fn sid_short(sid: &[u8; 16]) -> String {
-    sid[..4].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::model::hex(&sid[..4])
 }
 
 /// A GIST PDU leaving the node.
