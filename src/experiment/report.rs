@@ -499,6 +499,8 @@ fn fig12(dir: &Path, rows: &[Row]) -> Result<()> {
 fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<String> {
     let mut measured = vec![];
     let mut predicted = vec![];
+    // (routers, setup [A] in µs) of every run.
+    let mut runs = vec![];
     let mut md = "## Setup over chains of routers, against the paper's formula\n\n\
         d_setup = 2·t_s + Σ_{i<h}(g_i + q_i + r_i) + q_h + r_h, with t_s = mean of [C] and [H], \
         g_i = [D], q_i = [E]−[D], r_i = [F] measured on each forwarding node (the initiator's \
@@ -519,10 +521,42 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
         md += &format!("| {n} | {a:.3} | {:.3} | {:.3} |\n", p.formula, p.setup_b);
         measured.push((n as f64, a));
         predicted.push((n as f64, p.formula));
+        runs.extend(p.setup_a.iter().map(|ms| (n as f64, ms * 1000.0)));
     }
+    md += &slopes(&runs, &predicted);
     fig_chain_sweep(dir, measured, predicted)?;
     md += "\n![chain sweep](fig_chain_sweep.png)\n";
     Ok(md)
+}
+
+/// The cost of one more router: least-squares lines through every run's
+/// [A] (all lengths, and up to 200 routers, where the sweep is still
+/// straight) and through the formula's predictions.
+fn slopes(runs: &[(f64, f64)], predicted: &[(f64, f64)]) -> String {
+    let line = |what: &str, pts: &[(f64, f64)]| match crate::experiment::stats::slope(pts) {
+        Some((b, w)) => format!(
+            "| {what} | {} | {b:.1} | [{:.1}, {:.1}] |\n",
+            pts.len(),
+            b - w,
+            b + w
+        ),
+        None => format!("| {what} | {} | – | – |\n", pts.len()),
+    };
+    let upto = |n: f64| {
+        runs.iter()
+            .copied()
+            .filter(|p| p.0 <= n)
+            .collect::<Vec<_>>()
+    };
+    let formula: Vec<(f64, f64)> = predicted.iter().map(|&(n, ms)| (n, ms * 1000.0)).collect();
+    let mut md = "\n### Per router: the slope of setup [A]\n\n\
+        Least-squares lines, µs per router, with the 95 % confidence interval of the slope.\n\n\
+        | line through | points | µs per router | 95 % CI |\n|---|---|---|---|\n"
+        .to_string();
+    md += &line("every run's [A]", runs);
+    md += &line("every run's [A], chains up to 200 routers", &upto(200.0));
+    md += &line("the formula's prediction per length", &formula);
+    md
 }
 
 /// Setup over chain length: measured means and the formula's predictions.

@@ -53,6 +53,28 @@ pub fn t95(df: usize) -> f64 {
         + (3.0 * z.powi(7) + 19.0 * z.powi(5) + 17.0 * z.powi(3) - 15.0 * z) / (384.0 * d.powi(3))
 }
 
+/// A least-squares line through `(x, y)` points: its slope and the
+/// half-width of the slope's 95 % confidence interval (Student's t with
+/// n − 2 degrees of freedom). `None` with fewer than three points or a
+/// single x.
+pub fn slope(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len();
+    if n < 3 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n as f64;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n as f64;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let b = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    let a = my - b * mx;
+    let rss: f64 = points.iter().map(|p| (p.1 - a - b * p.0).powi(2)).sum();
+    let se = (rss / (n - 2) as f64 / sxx).sqrt();
+    Some((b, t95(n - 2) * se))
+}
+
 impl Summary {
     /// Summarises `samples` (kept in any order; NaNs are not allowed).
     pub fn from_samples(metric: &str, unit: &str, samples: &[f64], paper: Option<f64>) -> Self {
@@ -185,6 +207,21 @@ pub fn read_csv(path: &Path) -> Result<Vec<Summary>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn slope_of_a_line_with_noise_and_its_interval() {
+        // y = 2 + 3x exactly: slope 3, no width.
+        let exact: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 2.0 + 3.0 * x as f64)).collect();
+        let (b, w) = slope(&exact).unwrap();
+        assert!((b - 3.0).abs() < 1e-12 && w.abs() < 1e-9, "{b} {w}");
+        // Residuals +1, -1, -1, +1 around y = x: slope 1, se = sqrt(4 / 2 / 5).
+        let p = [(0.0, 1.0), (1.0, 0.0), (2.0, 1.0), (3.0, 4.0)];
+        let (b, w) = slope(&p).unwrap();
+        assert!((b - 1.0).abs() < 1e-12, "{b}");
+        assert!((w - 4.303 * (0.4f64).sqrt()).abs() < 1e-9, "{w}");
+        assert_eq!(slope(&p[..2]), None);
+        assert_eq!(slope(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
+    }
     use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
