@@ -518,12 +518,18 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
             estimate,
         ));
         let a = mean(&p.setup_a);
-        md += &format!("| {n} | {a:.3} | {:.3} | {:.3} |\n", p.formula, p.setup_b);
+        let formula = if p.formula.is_finite() {
+            format!("{:.3}", p.formula)
+        } else {
+            "–".to_string()
+        };
+        md += &format!("| {n} | {a:.3} | {formula} | {:.3} |\n", p.setup_b);
         measured.push((n as f64, a));
         predicted.push((n as f64, p.formula));
         runs.extend(p.setup_a.iter().map(|ms| (n as f64, ms * 1000.0)));
     }
     md += &slopes(&runs, &predicted);
+    predicted.retain(|p| p.1.is_finite());
     fig_chain_sweep(dir, measured, predicted)?;
     md += "\n![chain sweep](fig_chain_sweep.png)\n";
     Ok(md)
@@ -548,7 +554,13 @@ fn slopes(runs: &[(f64, f64)], predicted: &[(f64, f64)]) -> String {
             .filter(|p| p.0 <= n)
             .collect::<Vec<_>>()
     };
-    let formula: Vec<(f64, f64)> = predicted.iter().map(|&(n, ms)| (n, ms * 1000.0)).collect();
+    // The formula needs the handshake period [D], which a Query carrying
+    // the RESERVE (VLSP_GIST_DATA_IN_QUERY) does not have: no line then.
+    let formula: Vec<(f64, f64)> = predicted
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|&(n, ms)| (n, ms * 1000.0))
+        .collect();
     let mut md = "\n### Per router: the slope of setup [A]\n\n\
         Least-squares lines, µs per router, with the 95 % confidence interval of the slope.\n\n\
         | line through | points | µs per router | 95 % CI |\n|---|---|---|---|\n"
