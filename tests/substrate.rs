@@ -15,7 +15,10 @@ async fn paper_4node_up_ping_down() {
     }
     let t = unique_topology("paper-4node.toml", "s");
     let _guard = Down(t.name.clone());
-    let host_v6 = std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6");
+    let host_v6 = |which: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{which}/disable_ipv6")).ok()
+    };
+    let host_before = (host_v6("all"), host_v6("default"));
     let timings = substrate::up(&t).await.unwrap();
     eprintln!("up {}:\n{timings}", t.name);
     // Every router and virtual node has its namespace.
@@ -53,8 +56,9 @@ async fn paper_4node_up_ping_down() {
     // Switched off through a proc instance of the namespace's own, never
     // in the namespace `up` was called from.
     assert_eq!(
-        std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6").ok(),
-        host_v6.ok()
+        (host_v6("all"), host_v6("default")),
+        host_before,
+        "switching IPv6 off in the testbed's namespaces changed the host's own"
     );
     // VM1 reaches its host's bridge side: it is attached.
     let st = substrate::status();

@@ -554,8 +554,9 @@ fn slopes(runs: &[(f64, f64)], predicted: &[(f64, f64)]) -> String {
             .filter(|p| p.0 <= n)
             .collect::<Vec<_>>()
     };
-    // The formula needs the handshake period [D], which a Query carrying
-    // the RESERVE (VLSP_GIST_DATA_IN_QUERY) does not have: no line then.
+    // The formula needs [E] and [G] (q_h + r_h = [G] − [C]), which a run
+    // with the RESERVE in the Query (VLSP_GIST_DATA_IN_QUERY) does not
+    // record: no line then.
     let formula: Vec<(f64, f64)> = predicted
         .iter()
         .filter(|p| p.1.is_finite())
@@ -612,6 +613,33 @@ mod tests {
     use crate::experiment::rows::tests::sample_rows;
     use crate::experiment::rows::write_runs;
     use crate::experiment::scratch::Scratch;
+
+    #[test]
+    fn chain_sweep_slopes_name_what_they_fit_and_leave_a_missing_formula_out() {
+        // 20 µs per router plus noise; a formula that is NaN everywhere (data
+        // in the Query: no [E] or [G]) gives no line, not "NaN".
+        let runs: Vec<(f64, f64)> = [2.0, 10.0, 50.0, 100.0, 200.0, 500.0]
+            .iter()
+            .flat_map(|&n| [(n, 1000.0 + 20.0 * n - 5.0), (n, 1000.0 + 20.0 * n + 5.0)])
+            .collect();
+        let nan = [(2.0, f64::NAN), (10.0, f64::NAN), (50.0, f64::NAN)];
+        let md = slopes(&runs, &nan);
+        assert!(md.contains("| every run's [A] | 12 | 20.0 |"), "{md}");
+        assert!(
+            md.contains("| every run's [A], chains up to 200 routers | 10 | 20.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| the formula's prediction per length | 0 | – | – |"),
+            "{md}"
+        );
+        assert!(!md.contains("NaN"), "{md}");
+        // ms in, µs per router out.
+        let formula = [(2.0, 1.04), (10.0, 1.2), (50.0, 2.0)];
+        assert!(
+            slopes(&runs, &formula).contains("| the formula's prediction per length | 3 | 20.0 |")
+        );
+    }
 
     fn meta(kind: Kind) -> Meta {
         Meta {

@@ -208,20 +208,6 @@ pub fn read_csv(path: &Path) -> Result<Vec<Summary>> {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn slope_of_a_line_with_noise_and_its_interval() {
-        // y = 2 + 3x exactly: slope 3, no width.
-        let exact: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 2.0 + 3.0 * x as f64)).collect();
-        let (b, w) = slope(&exact).unwrap();
-        assert!((b - 3.0).abs() < 1e-12 && w.abs() < 1e-9, "{b} {w}");
-        // Residuals +1, -1, -1, +1 around y = x: slope 1, se = sqrt(4 / 2 / 5).
-        let p = [(0.0, 1.0), (1.0, 0.0), (2.0, 1.0), (3.0, 4.0)];
-        let (b, w) = slope(&p).unwrap();
-        assert!((b - 1.0).abs() < 1e-12, "{b}");
-        assert!((w - 4.303 * (0.4f64).sqrt()).abs() < 1e-9, "{w}");
-        assert_eq!(slope(&p[..2]), None);
-        assert_eq!(slope(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
-    }
     use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -276,5 +262,20 @@ mod tests {
         assert_eq!(back[1].paper, None);
         assert!(close(back[0].mean, 0.6, 1e-4));
         assert!(close(back[0].paper.unwrap(), 28.672, 1e-9));
+    }
+
+    #[test]
+    fn slope_of_a_line_with_noise_and_its_interval() {
+        // y = 2 + 3x exactly: slope 3, no width.
+        let exact: Vec<(f64, f64)> = (0..5).map(|x| (x as f64, 2.0 + 3.0 * x as f64)).collect();
+        let (b, w) = slope(&exact).unwrap();
+        assert!((b - 3.0).abs() < 1e-12 && w.abs() < 1e-9, "{b} {w}");
+        // Residuals +1, -1, -1, +1 around y = x: slope 1, se = sqrt(4 / 2 / 5).
+        let p = [(0.0, 1.0), (1.0, 0.0), (2.0, 1.0), (3.0, 4.0)];
+        let (b, w) = slope(&p).unwrap();
+        assert!((b - 1.0).abs() < 1e-12, "{b}");
+        assert!((w - 4.303 * (0.4f64).sqrt()).abs() < 1e-9, "{w}");
+        assert_eq!(slope(&p[..2]), None);
+        assert_eq!(slope(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Shared plain types that every layer may use: rates, well-known ports,
-//! tunnel kinds, run paths and in-memory measurement points. Depends on
-//! nothing else in the crate.
+//! tunnel kinds, run paths, in-memory measurement points and the hex of
+//! session ids. Depends on nothing else in the crate.
 
 pub mod cidr;
 pub mod measure;
