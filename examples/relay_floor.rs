@@ -203,8 +203,13 @@ fn relay(
     Ok((dest.is_none() || m.dir == STOP).then_some(m))
 }
 
-/// Starts round `round` (or the stop) from node 0.
-fn originate(sock: &UdpSocket, dir: u8, round: u32) -> Result<u64> {
+/// Starts round `round` (or the stop) from node 0, through `send_to`
+/// (of a blocking or a `mio` socket).
+fn originate(
+    send_to: impl FnOnce(&[u8], SocketAddr) -> std::io::Result<usize>,
+    dir: u8,
+    round: u32,
+) -> Result<u64> {
     let t = now_ns();
     let m = Msg {
         dir,
@@ -212,7 +217,7 @@ fn originate(sock: &UdpSocket, dir: u8, round: u32) -> Result<u64> {
         recv_prev: t,
         send_prev: t,
     };
-    sock.send_to(&m.encode(), down_of(0))?;
+    send_to(&m.encode(), down_of(0))?;
     Ok(t)
 }
 
@@ -233,7 +238,7 @@ fn run_threads(chain: &Chain, rounds: u32) -> Result<Stats> {
                     ready.wait();
                     if i == 0 {
                         for r in 0..WARMUP + rounds {
-                            let t0 = originate(sock, DOWN, r)?;
+                            let t0 = originate(|b, a| sock.send_to(b, a), DOWN, r)?;
                             let len = sock.recv(&mut buf).with_context(|| {
                                 format!("node 0: no datagram back within 5 s in round {r}")
                             })?;
@@ -243,7 +248,7 @@ fn run_threads(chain: &Chain, rounds: u32) -> Result<Stats> {
                                 st.rtts.push(got - t0);
                             }
                         }
-                        originate(sock, STOP, 0)?;
+                        originate(|b, a| sock.send_to(b, a), STOP, 0)?;
                         return Ok(st);
                     }
                     loop {
@@ -289,7 +294,7 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
     let mut events = Events::with_capacity(n);
     let mut buf = [0u8; 64];
     let mut round = 0u32;
-    let mut t0 = originate_mio(&msocks[0], DOWN, round)?;
+    let mut t0 = originate(|b, a| msocks[0].send_to(b, a), DOWN, round)?;
     loop {
         poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
         if events.is_empty() {
@@ -324,22 +329,10 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
                 if round == WARMUP + rounds {
                     return Ok(st);
                 }
-                t0 = originate_mio(&msocks[0], DOWN, round)?;
+                t0 = originate(|b, a| msocks[0].send_to(b, a), DOWN, round)?;
             }
         }
     }
-}
-
-fn originate_mio(sock: &mio::net::UdpSocket, dir: u8, round: u32) -> Result<u64> {
-    let t = now_ns();
-    let m = Msg {
-        dir,
-        round,
-        recv_prev: t,
-        send_prev: t,
-    };
-    sock.send_to(&m.encode(), down_of(0))?;
-    Ok(t)
 }
 
 fn pct(v: &mut [u64], p: f64) -> f64 {

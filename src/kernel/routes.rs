@@ -133,24 +133,21 @@ pub async fn watch(
     // routes it configured, and a chain of N routers has N routes in each
     // of N namespaces (10 000 routers: 10^8 routes read and kept for
     // nothing). The first table goes to `changed`, which compares.
-    let mut last: Option<RouteTable> = None;
-    while let Some((m, _)) = messages.next().await {
-        if !relevant(&m.payload) {
-            continue;
+    let burst = async || {
+        loop {
+            match messages.next().await {
+                None => return false,
+                Some((m, _)) if relevant(&m.payload) => break,
+                Some(_) => {}
+            }
         }
         // Let the rest of a burst (a link going down removes many routes)
         // arrive, then read the state once.
         tokio::time::sleep(settle).await;
         while let Some(Some(_)) = messages.next().now_or_never() {}
-        let now = read(&handle).await.map_err(std::io::Error::other)?;
-        if last.as_ref() != Some(&now) {
-            last = Some(now.clone());
-            if !changed(now) {
-                break;
-            }
-        }
-    }
-    Ok(())
+        true
+    };
+    follow(handle, burst, &mut changed).await
 }
 
 // ------------------------------------------------ one monitor, all namespaces
