@@ -249,6 +249,25 @@ impl Net {
         v
     }
 
+    /// The initiator's last event is a repair.
+    fn assert_last_repaired(&self) {
+        assert_eq!(
+            self.kinds(0).last(),
+            Some(&EventKind::Repaired),
+            "{:?}",
+            self.events
+        );
+    }
+
+    /// Role and phase of the one session node `i` holds.
+    fn role_phase(&self, i: usize) -> (Role, Phase) {
+        let (_, role, phase, ..) = self.n[i]
+            .sessions()
+            .next()
+            .unwrap_or_else(|| panic!("node {i} holds no session"));
+        (role, phase)
+    }
+
     fn kinds(&self, i: usize) -> Vec<EventKind> {
         self.events
             .iter()
@@ -284,8 +303,7 @@ fn qni_moves_the_reservation_to_the_new_path_and_tears_the_old_branch() {
     // longer its upstream peer: ignored, the link stays up.
     assert!(net.reserves.contains(&(3, 1, true)));
     assert!(net.vlink_down.is_empty(), "no tunnel end removed");
-    let (_, role, phase, ..) = net.n[3].sessions().next().expect("responder keeps it");
-    assert_eq!((role, phase), (Role::Qnr, Phase::Up));
+    assert_eq!(net.role_phase(3), (Role::Qnr, Phase::Up));
     assert!(net.events.iter().all(|(i, _)| *i == 0), "{:?}", net.events);
     // Refreshes go the new way and are answered.
     net.now += Duration::from_secs(31);
@@ -393,8 +411,7 @@ fn transient_no_route_at_a_qne_keeps_the_link_and_a_later_refresh_succeeds() {
     );
     assert!(net.vlink_down.is_empty());
     assert_eq!(net.classes(), before);
-    let (_, role, phase, ..) = net.n[4].sessions().next().expect("responder keeps it");
-    assert_eq!((role, phase), (Role::Qnr, Phase::Up));
+    assert_eq!(net.role_phase(4), (Role::Qnr, Phase::Up));
 }
 
 #[test]
@@ -461,12 +478,7 @@ fn repair_back_onto_a_hop_that_still_holds_the_old_branch_keeps_refreshing() {
     // the session up anew, and its RESERVEs must not look older to 2.
     net.cut.clear();
     net.reroute(0, 1);
-    assert_eq!(
-        net.kinds(0).last(),
-        Some(&EventKind::Repaired),
-        "{:?}",
-        net.events
-    );
+    net.assert_last_repaired();
     for _ in 0..5 {
         net.tick(31);
     }
