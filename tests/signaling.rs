@@ -350,3 +350,35 @@ fn a_node_flooded_with_junk_still_sets_up_links() {
     }
     tb.down().unwrap();
 }
+
+/// A link set up right after the teardown of another between the same
+/// virtual nodes carries frames at once: the old tunnel end, disabled but
+/// deleted only after `DELETE_DELAY`, must not keep the MAC addresses its
+/// bridge port learned (they sent VM1's frames to the disabled port).
+#[test]
+fn a_link_right_after_a_teardown_carries_frames() {
+    if !require_root("a_link_right_after_a_teardown") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "rt");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let vm2 = Ipv4Addr::new(10, 10, 0, 2);
+    let mut c = tb.client("tb1").unwrap();
+    for i in 0..3 {
+        let Reply::LinkUp { vlink } = c.call(&setup_req(1_000_000, true)).unwrap() else {
+            panic!("link {i} refused")
+        };
+        vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("link {i}: no frames cross it: {e:#}"));
+        let r = c
+            .call(&Request::Teardown {
+                vlink_id: vlink.vlink_id,
+            })
+            .unwrap();
+        assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    }
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}

@@ -14,7 +14,30 @@ use crate::model::ports::VXLAN_PORT;
 use crate::model::tunnel::TunnelKind;
 
 const IFLA_PROTINFO: u16 = 12;
+const NLA_F_NESTED: u16 = 0x8000;
+const IFLA_BRPORT_STATE: u16 = 1;
+const IFLA_BRPORT_FLUSH: u16 = 24;
 const BR_STATE_DISABLED: u8 = 0;
+
+/// IFLA_PROTINFO, nested (`bridge link set dev X state 0` plus a flush of
+/// the port's forwarding entries): IFLA_BRPORT_STATE, a u8 padded to 4,
+/// then IFLA_BRPORT_FLUSH, a flag. A disabled port keeps the MAC addresses
+/// it learned, so a new link between the same virtual nodes would send
+/// their frames to the old, disabled port until the reaper deletes it.
+const DISABLE_AND_FLUSH: [u8; 12] = [
+    5,
+    0,
+    IFLA_BRPORT_STATE as u8,
+    0,
+    BR_STATE_DISABLED,
+    0,
+    0,
+    0, // state
+    4,
+    0,
+    IFLA_BRPORT_FLUSH as u8,
+    0, // flush
+];
 
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -162,15 +185,15 @@ impl TunnelOps for NetlinkTunnels {
                 ifname: name.clone(),
                 node: end.node(),
             })?;
-        // What `bridge link set dev X state 0` sends: RTM_SETLINK for
-        // AF_BRIDGE with IFLA_PROTINFO holding the state byte. (The
-        // IFLA_INFO_SLAVE_DATA route is silently ignored by 6.18.)
+        // RTM_SETLINK for AF_BRIDGE with the port's attributes nested in
+        // IFLA_PROTINFO. (The IFLA_INFO_SLAVE_DATA route is silently
+        // ignored by 6.18.)
         let mut msg = LinkMessage::default();
         msg.header.interface_family = AddressFamily::Bridge;
         msg.header.index = idx;
         msg.attributes.push(LinkAttribute::Other(DefaultNla::new(
-            IFLA_PROTINFO,
-            vec![BR_STATE_DISABLED],
+            IFLA_PROTINFO | NLA_F_NESTED,
+            DISABLE_AND_FLUSH.to_vec(),
         )));
         self.handle
             .link()
