@@ -73,10 +73,12 @@ pub fn derive(
         RunKind::Teardown => (K::VlinkDownStart, K::VlinkDownDone),
     };
     // [B] starts with the first signaling message: the GIST Query on setup
-    // (a new session), the tearing RESERVE on teardown (routing state exists).
+    // (a new session), the tearing RESERVE on teardown (routing state
+    // exists), and on setup the RESERVE when there was no Query (a flow's
+    // known peer reused, `VLSP_GIST_REUSE_PEERS`).
     let b_start = match kind {
-        RunKind::Setup => K::GistQuerySent,
-        RunKind::Teardown => K::ReserveSent,
+        RunKind::Setup if points_of(points, qni, sid, K::GistQuerySent) => K::GistQuerySent,
+        RunKind::Setup | RunKind::Teardown => K::ReserveSent,
     };
     RunPeriods {
         a_ns: period(
@@ -108,6 +110,12 @@ pub fn derive(
             })
             .collect(),
     }
+}
+
+fn points_of(points: &[Point], node: &str, sid: &[u8; 16], kind: K) -> bool {
+    points
+        .iter()
+        .any(|p| p.kind == kind && &p.sid == sid && &*p.node == node)
 }
 
 #[cfg(test)]
@@ -183,6 +191,31 @@ mod tests {
         // The paper's check: [A] = [B] + [H] + overhead, [B] contains [C].
         assert!(r.a_ns.unwrap() >= r.b_ns.unwrap() + r.h_ns.unwrap());
         assert!(r.b_ns.unwrap() > r.c_ns.unwrap());
+    }
+
+    /// A later session on a flow's known peer (`VLSP_GIST_REUSE_PEERS`):
+    /// no Query, so [B] starts with the RESERVE and no hop has a [D].
+    #[test]
+    fn setup_without_a_query_starts_b_at_the_reserve() {
+        let pts = vec![
+            p("tb1", 20, K::ReserveSent),
+            p("tb2", 22, K::ReserveReceived),
+            p("tb2", 25, K::ReserveSent),
+            p("tb2", 40, K::ResponseReceived),
+            p("tb2", 41, K::ResponseSent),
+            p("tb1", 43, K::ResponseReceived),
+        ];
+        let r = derive(
+            &pts,
+            &[3; 16],
+            RunKind::Setup,
+            "tb1",
+            "tb3",
+            &["tb2".into()],
+        );
+        assert_eq!(r.b_ns, Some(23));
+        assert_eq!(r.d_qni_ns, None);
+        assert_eq!((r.hops[0].d_ns, r.hops[0].e_ns), (None, Some(3)));
     }
 
     #[test]

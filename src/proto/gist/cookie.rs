@@ -201,6 +201,14 @@ pub struct Counters {
     /// for): each one is an NSLP message lost.
     #[serde(default)]
     pub no_routing_state_sent: u64,
+    /// Sessions whose first Data went straight to the flow's known peer
+    /// (`reuse_peers`), without a handshake.
+    #[serde(default)]
+    pub sessions_on_known_peer: u64,
+    /// Sessions whose routing state a confirmed peer's Data installed
+    /// (`reuse_peers`), without a handshake.
+    #[serde(default)]
+    pub sessions_adopted: u64,
 }
 
 #[cfg(test)]

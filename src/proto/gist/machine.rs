@@ -43,6 +43,7 @@ use crate::wire::profile::Profile;
 mod config;
 mod early_data;
 mod reroute;
+mod reuse;
 
 pub use config::Config;
 use early_data::{BehindConfirm, HeldData};
@@ -269,6 +270,8 @@ pub struct Gist {
     /// and the Query's direction), with what our NSLP sends back towards
     /// the querier meanwhile: sent once the Confirm installs the state.
     held: HashMap<(Sid, Direction), Vec<HeldData>>,
+    /// Peers of finished handshakes by flow (`reuse_peers`).
+    known: reuse::KnownPeers,
 }
 
 impl Gist {
@@ -282,6 +285,7 @@ impl Gist {
             events: VecDeque::new(),
             counters: Counters::default(),
             held: HashMap::new(),
+            known: reuse::KnownPeers::default(),
         }
     }
 
@@ -365,6 +369,14 @@ impl Gist {
             return;
         }
         let key = (sid, dir);
+        // A new session of a flow whose peer is known (`reuse_peers`).
+        let nslp_data = match self.q.contains_key(&key) {
+            true => nslp_data,
+            false => match self.send_on_known_peer(now, sid, flow, dir, local, nslp_data, sign) {
+                Some(d) => d,
+                None => return,
+            },
+        };
         let node = match self.q.remove(&key) {
             Some(mut node) => {
                 node.last_used = now;
@@ -531,13 +543,15 @@ impl Gist {
                 }
                 let validity = Duration::from_millis(nli.rs_validity_ms as u64);
                 let peer = nli.clone();
+                // Refresh before the peer's state can expire (it counts
+                // from the Confirm, which leaves after this instant); no
+                // sooner than T1, so a tiny validity cannot spin.
+                let refresh_at = now + validity.mul_f32(0.75).max(self.cfg.t1);
+                let expires = now + validity;
                 node.state = QState::Established {
                     peer: peer.clone(),
-                    // Refresh before the peer's state can expire (it counts
-                    // from the Confirm, which leaves after this instant);
-                    // no sooner than T1, so a tiny validity cannot spin.
-                    refresh_at: now + validity.mul_f32(0.75).max(self.cfg.t1),
-                    expires: now + validity,
+                    refresh_at,
+                    expires,
                 };
                 node.in_query = None;
                 node.last_peer = Some(peer.clone());
@@ -549,6 +563,7 @@ impl Gist {
                     rs_validity_ms: self.cfg.rs_validity.as_millis() as u32,
                     addr: local,
                 };
+                self.learn_queried_peer(now, flow, dir, &peer, refresh_at, expires);
                 let dst = SocketAddrV4::new(peer.addr, crate::model::ports::GIST_PORT);
                 self.out.push_back(Transmit {
                     dst,
@@ -607,6 +622,7 @@ impl Gist {
                     }
                 }
                 let peer = nli.addr;
+                self.learn_confirmed_peer(now, flow, dir, &nli);
                 self.install_responder(now, sid, dir, nli);
                 self.release_held(sid, dir, peer);
             }
@@ -624,7 +640,9 @@ impl Gist {
                         .get(&(sid, opposite(dir)))
                         .and_then(|n| n.last_peer.as_ref())
                         .is_some_and(is);
-                if !from_known_peer {
+                let taken = from_known_peer
+                    || self.adopt_from_known_peer(now, sid, flow, dir, *src.ip(), nli.as_ref());
+                if !taken {
                     self.counters.no_routing_state_sent += 1;
                     let me = self.nli(local);
                     self.out.push_back(Transmit {
@@ -650,6 +668,7 @@ impl Gist {
                 });
             }
             Msg::NoRoutingState { sid, .. } => {
+                self.known.forget_peer(now, *src.ip(), now + self.cfg.t2);
                 self.resend_behind_confirm(now, sid, *src.ip(), local);
                 // A peer we send Data to lost its state (e.g. it restarted):
                 // forget ours so the next send re-runs the handshake. Matched

@@ -41,6 +41,13 @@ pub struct Config {
     /// handles it one round trip earlier; the responder holds what its NSLP
     /// sends back upstream until the Confirm has installed its state.
     pub data_in_query: bool,
+    /// Optional, off by default (RFC 5971 keeps routing state per session):
+    /// a later session of a flow whose handshake finished within the peer's
+    /// routing-state validity sends its first Data straight to that peer,
+    /// and a responder takes such Data from the peer it confirmed for the
+    /// flow (`reuse`). Both ends must have it on; a peer without it answers
+    /// "No Routing State" and the handshake runs as usual.
+    pub reuse_peers: bool,
 }
 
 impl Default for Config {
@@ -57,6 +64,7 @@ impl Default for Config {
             idle: Duration::from_secs(90),
             probe: Duration::from_millis(1500),
             data_in_query: false,
+            reuse_peers: false,
         }
     }
 }

@@ -1,0 +1,417 @@
+//! Optional, off by default (`reuse_peers`, `VLSP_GIST_REUSE_PEERS=1`;
+//! issue 17): routing state reused by later sessions of the same flow.
+//!
+//! RFC 5971 keeps routing state per session, so every session's first
+//! message waits for a Query/Response/Confirm round on every hop. A path-
+//! coupled flow's next GIST hop depends on the flow, not on the session:
+//! once a handshake for a flow has finished, a querier may send a later
+//! session's first Data straight to that peer in D-mode (with its NLI), and
+//! the responder, which confirmed that querier for the flow, takes it and
+//! installs routing state for the new session as if it had been confirmed.
+//!
+//! What bounds it:
+//! - an entry lives as long as the routing state of the handshake that made
+//!   it (the peer's RS-Validity-Time for the querier, ours for the
+//!   responder, counted from the Response resp. the Confirm), and only a
+//!   real handshake makes or renews one;
+//! - route changes drop every entry (the next hop may differ), and a
+//!   peer's "No Routing State" drops its entries and keeps it out for T2
+//!   (then the kept Data go again after a handshake, as for a peer that
+//!   forgot us; a peer without the option costs one round trip, once);
+//! - a responder takes such Data only from the address and peer identity it
+//!   confirmed for that flow and direction. What this gives up is the
+//!   Responder-Cookie's proof that a new session's querier receives at its
+//!   address: a sender that spoofs a confirmed peer can make routing state
+//!   (never reservations: the NSLP checks every RESERVE's HMAC).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::{Direction, Flow, Gist, Nli, QNode, QState, Sid};
+use crate::proto::gist::machine::early_data::BehindConfirm;
+
+/// Entries past this count make the next insertion drop the expired ones.
+const PRUNE_AT: usize = 4096;
+
+#[derive(Debug, Clone)]
+struct Known {
+    peer: Nli,
+    refresh_at: Instant,
+    expires: Instant,
+}
+
+/// Peers of finished handshakes, by flow and the direction we send in
+/// (querier) or the direction the peer's messages travel (responder).
+#[derive(Debug, Default)]
+pub(super) struct KnownPeers {
+    downstream_of: HashMap<(Flow, Direction), Known>,
+    confirmed: HashMap<(Flow, Direction), Known>,
+    /// Peers that answered "No Routing State", not reused until then: a
+    /// peer without the option (NSIS-ka) would refuse every new session.
+    refused: HashMap<Ipv4Addr, Instant>,
+}
+
+fn insert(
+    map: &mut HashMap<(Flow, Direction), Known>,
+    now: Instant,
+    key: (Flow, Direction),
+    k: Known,
+) {
+    if map.len() >= PRUNE_AT {
+        map.retain(|_, v| v.expires > now);
+    }
+    map.insert(key, k);
+}
+
+impl KnownPeers {
+    /// Forgets every peer (the routes changed).
+    pub(super) fn clear(&mut self) {
+        self.downstream_of.clear();
+        self.confirmed.clear();
+    }
+
+    /// Forgets a peer that answered "No Routing State", and does not reuse
+    /// it before `until`.
+    pub(super) fn forget_peer(&mut self, now: Instant, addr: Ipv4Addr, until: Instant) {
+        self.downstream_of.retain(|_, k| k.peer.addr != addr);
+        self.confirmed.retain(|_, k| k.peer.addr != addr);
+        if self.refused.len() >= PRUNE_AT {
+            self.refused.retain(|_, t| *t > now);
+        }
+        self.refused.insert(addr, until);
+    }
+}
+
+impl Gist {
+    /// Our handshake for `flow` towards `dir` finished with `peer`.
+    pub(super) fn learn_queried_peer(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        dir: Direction,
+        peer: &Nli,
+        refresh_at: Instant,
+        expires: Instant,
+    ) {
+        let refused = self.known.refused.get(&peer.addr).is_some_and(|t| now < *t);
+        if self.cfg.reuse_peers && !refused {
+            let k = Known {
+                peer: peer.clone(),
+                refresh_at,
+                expires,
+            };
+            insert(&mut self.known.downstream_of, now, (flow, dir), k);
+        }
+    }
+
+    /// A Confirm from `peer` for `flow`, its messages travelling `dir`,
+    /// installed our routing state.
+    pub(super) fn learn_confirmed_peer(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        dir: Direction,
+        peer: &Nli,
+    ) {
+        if self.cfg.reuse_peers {
+            let expires = now + self.cfg.rs_validity;
+            let k = Known {
+                peer: peer.clone(),
+                refresh_at: expires,
+                expires,
+            };
+            insert(&mut self.known.confirmed, now, (flow, dir), k);
+        }
+    }
+
+    /// A new session's first data for `flow` towards `dir`: established
+    /// querier state on the flow's known peer, with the data sent to it, or
+    /// the data back when no peer is known.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_on_known_peer(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        local: Ipv4Addr,
+        nslp_data: Vec<u8>,
+        sign: bool,
+    ) -> Option<Vec<u8>> {
+        let known = self
+            .known
+            .downstream_of
+            .get(&(flow, dir))
+            .filter(|k| self.cfg.reuse_peers && now < k.refresh_at && now < k.expires);
+        let Some(k) = known.cloned() else {
+            return Some(nslp_data);
+        };
+        let mut node = QNode {
+            flow,
+            dir,
+            state: QState::Established {
+                peer: k.peer.clone(),
+                refresh_at: k.refresh_at,
+                expires: k.expires,
+            },
+            queue: Default::default(),
+            last_used: now,
+            in_query: None,
+            behind_confirm: BehindConfirm::default(),
+            last_peer: Some(k.peer.clone()),
+        };
+        // Kept for one T1: a peer that lost its entry answers "No Routing
+        // State", and the data go again after a handshake.
+        node.keep_sent(&nslp_data, sign, now, now + self.cfg.t1);
+        self.counters.sessions_on_known_peer += 1;
+        let ttl = self.cfg.ip_ttl;
+        self.push_data(k.peer.addr, ttl, sid, flow, dir, local, nslp_data, sign);
+        self.q.insert((sid, dir), node);
+        None
+    }
+
+    /// Data of a session we hold no state for, from `src`: taken (and the
+    /// session's routing state installed) when `src` with `nli` is the peer
+    /// we confirmed for this flow and direction.
+    pub(super) fn adopt_from_known_peer(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        flow: Flow,
+        dir: Direction,
+        src: Ipv4Addr,
+        nli: Option<&Nli>,
+    ) -> bool {
+        if !self.cfg.reuse_peers {
+            return false;
+        }
+        let Some(k) = self.known.confirmed.get(&(flow, dir)) else {
+            return false;
+        };
+        // The NLI is required: it names the peer identity we confirmed.
+        let Some(nli) = nli.filter(|n| **n == k.peer && src == k.peer.addr) else {
+            return false;
+        };
+        if now >= k.expires {
+            return false;
+        }
+        let nli = nli.clone();
+        self.install_responder(now, sid, dir, nli);
+        self.counters.sessions_adopted += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+    use std::time::Duration;
+
+    use super::super::{Config, Event, Msg, Transmit};
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 2);
+    const C: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 3);
+    const FLOW: Flow = Flow {
+        src: Ipv4Addr::new(172, 1, 2, 1),
+        dst: Ipv4Addr::new(172, 3, 4, 4),
+        protocol: 17,
+    };
+    const DOWN: Direction = Direction::Downstream;
+
+    fn node(id: u8, reuse: bool) -> Gist {
+        Gist::new(Config {
+            peer_id: [id; 16],
+            secret: [id; 32],
+            reuse_peers: reuse,
+            ..Config::default()
+        })
+    }
+
+    fn kind(m: &Msg) -> &'static str {
+        match m {
+            Msg::Query { .. } => "Query",
+            Msg::Response { .. } => "Response",
+            Msg::Confirm { .. } => "Confirm",
+            Msg::Data { .. } => "Data",
+            Msg::NoRoutingState { .. } => "NoRoutingState",
+        }
+    }
+
+    /// A (at `A`) sends `data` on session `sid`; everything runs between A
+    /// and B until both are quiet. Returns the messages in the order sent.
+    fn session(a: &mut Gist, b: &mut Gist, now: Instant, sid: Sid) -> Vec<&'static str> {
+        a.send(now, sid, FLOW, DOWN, A, b"RESERVE".to_vec(), true);
+        let mut log = vec![];
+        loop {
+            let from_a: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+            let from_b: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+            if from_a.is_empty() && from_b.is_empty() {
+                return log;
+            }
+            for t in from_a {
+                log.push(kind(&t.msg));
+                b.handle(now, SocketAddrV4::new(A, 270), B, t.msg);
+            }
+            for t in from_b {
+                log.push(kind(&t.msg));
+                a.handle(now, SocketAddrV4::new(B, 270), A, t.msg);
+            }
+        }
+    }
+
+    fn delivered(b: &mut Gist) -> Vec<Sid> {
+        std::iter::from_fn(|| b.poll_event())
+            .filter_map(|e| match e {
+                Event::Received { sid, .. } => Some(sid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The second session of a flow sends its RESERVE at once as D-mode
+    /// Data; the responder takes it and can answer upstream on it.
+    #[test]
+    fn a_later_session_of_the_flow_skips_the_handshake() {
+        let (mut a, mut b) = (node(1, true), node(2, true));
+        let now = Instant::now();
+        let log = session(&mut a, &mut b, now, [1; 16]);
+        assert_eq!(log, ["Query", "Response", "Confirm", "Data"]);
+        assert_eq!(delivered(&mut b), [[1; 16]]);
+
+        let later = now + Duration::from_secs(1);
+        let log = session(&mut a, &mut b, later, [2; 16]);
+        assert_eq!(log, ["Data"], "no handshake for the second session");
+        assert_eq!(delivered(&mut b), [[2; 16]]);
+        assert_eq!(a.counters().sessions_on_known_peer, 1);
+        assert_eq!(b.counters().sessions_adopted, 1);
+        // B has routing state for the new session: its answer goes upstream.
+        b.send(
+            later,
+            [2; 16],
+            FLOW,
+            Direction::Upstream,
+            B,
+            b"RESPONSE".to_vec(),
+            true,
+        );
+        let t = b.poll_transmit().expect("the RESPONSE is sent");
+        assert!(matches!(t.msg, Msg::Data { .. }));
+        assert_eq!(*t.dst.ip(), A);
+    }
+
+    /// Off (the default, and the paper's NSIS-ka): every session has its
+    /// own handshake, and Data for an unknown session draws "No Routing
+    /// State" even from a confirmed peer.
+    #[test]
+    fn off_by_default_every_session_has_its_handshake() {
+        let (mut a, mut b) = (node(1, false), node(2, false));
+        let now = Instant::now();
+        session(&mut a, &mut b, now, [1; 16]);
+        let log = session(&mut a, &mut b, now, [2; 16]);
+        assert_eq!(log, ["Query", "Response", "Confirm", "Data"]);
+
+        // A with reuse towards B without it: B refuses, A handshakes and
+        // sends the data again.
+        let (mut a, mut b) = (node(1, true), node(2, false));
+        session(&mut a, &mut b, now, [1; 16]);
+        delivered(&mut b);
+        let log = session(&mut a, &mut b, now, [2; 16]);
+        assert_eq!(
+            log,
+            [
+                "Data",
+                "NoRoutingState",
+                "Query",
+                "Response",
+                "Confirm",
+                "Data"
+            ]
+        );
+        assert_eq!(
+            delivered(&mut b),
+            [[2; 16]],
+            "delivered once, after the handshake"
+        );
+        // A keeps B out for T2: the third session handshakes at once (B
+        // would refuse it again).
+        let log = session(&mut a, &mut b, now, [3; 16]);
+        assert_eq!(log, ["Query", "Response", "Confirm", "Data"]);
+    }
+
+    /// Hostile: Data for a new session from another address, or from the
+    /// confirmed address with another peer identity or without an NLI, or
+    /// after the confirmed state's validity, installs nothing.
+    #[test]
+    fn only_the_confirmed_peer_is_taken_and_only_while_its_state_lasts() {
+        let (mut a, mut b) = (node(1, true), node(2, true));
+        let now = Instant::now();
+        session(&mut a, &mut b, now, [1; 16]);
+        delivered(&mut b);
+        let a_nli = Nli {
+            peer_id: [1; 16],
+            ip_ttl: 64,
+            rs_validity_ms: 30_000,
+            addr: A,
+        };
+        let forged = |src: Ipv4Addr, nli: Option<Nli>, sid: u8| {
+            (
+                SocketAddrV4::new(src, 270),
+                Msg::Data {
+                    flow: FLOW,
+                    dir: DOWN,
+                    sid: [sid; 16],
+                    nli,
+                    nslp_data: b"RESERVE".to_vec(),
+                },
+            )
+        };
+        let other_id = Nli {
+            peer_id: [7; 16],
+            ..a_nli.clone()
+        };
+        let from_c = Nli {
+            addr: C,
+            ..a_nli.clone()
+        };
+        let late = now + Duration::from_secs(31);
+        for (at, (src, msg)) in [
+            (now, forged(C, Some(from_c), 3)),
+            (now, forged(A, Some(other_id), 4)),
+            (now, forged(A, None, 5)),
+            (late, forged(A, Some(a_nli.clone()), 6)),
+        ] {
+            b.handle(at, src, B, msg);
+            let t = b.poll_transmit().expect("an answer");
+            assert!(matches!(t.msg, Msg::NoRoutingState { .. }), "refused");
+        }
+        assert!(delivered(&mut b).is_empty(), "nothing delivered");
+        assert_eq!(b.counters().sessions_adopted, 0);
+        assert_eq!(b.session_count(), 1, "only the confirmed session");
+        // The genuine peer within the validity is taken.
+        let (src, msg) = forged(A, Some(a_nli), 7);
+        b.handle(now, src, B, msg);
+        assert_eq!(delivered(&mut b), [[7; 16]]);
+    }
+
+    /// After a route change the next hop may differ: a new session
+    /// handshakes again, and so does one after the peer's validity.
+    #[test]
+    fn route_changes_and_expiry_bring_the_handshake_back() {
+        let (mut a, mut b) = (node(1, true), node(2, true));
+        let now = Instant::now();
+        session(&mut a, &mut b, now, [1; 16]);
+        a.routes_changed(now, |_| A);
+        // Session 1's re-query is lost here (it would renew the peer).
+        while a.poll_transmit().is_some() {}
+        let log = session(&mut a, &mut b, now, [2; 16]);
+        assert_eq!(log, ["Query", "Response", "Confirm", "Data"]);
+        // Past 0.75 of the peer's validity (when its own state would be
+        // refreshed): handshake.
+        let later = now + Duration::from_secs(23);
+        let log = session(&mut a, &mut b, later, [3; 16]);
+        assert_eq!(log, ["Query", "Response", "Confirm", "Data"]);
+    }
+}
