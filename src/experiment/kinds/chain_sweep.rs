@@ -49,12 +49,14 @@ pub fn predict(rows: &[Row], variant: &str) -> ChainPoint {
     let mut hop_sum = 0.0;
     let mut hops = 0;
     if let Some(r) = rows.iter().find(|r| r.variant == variant) {
+        // By [E], not [D]: a session on a flow's known peer
+        // (`VLSP_GIST_REUSE_PEERS`) has no handshake, g_i = 0.
         for k in r
             .values
             .keys()
-            .filter(|k| k.starts_with("setup_D_") && *k != "setup_D_qni")
+            .filter(|k| k.starts_with("setup_E_") && *k != "setup_E_qni")
         {
-            let node = &k["setup_D_".len()..];
+            let node = &k["setup_E_".len()..];
             let e = mean(&get(&format!("setup_E_{node}")));
             let f = mean(&get(&format!("setup_F_{node}")));
             hop_sum += e + f; // [E] includes [D]: g + q = e
@@ -106,5 +108,15 @@ mod tests {
         assert!((p.formula - want).abs() < 1e-12, "{}", p.formula);
         assert_eq!(p.setup_a, [9.0, 9.0]);
         assert_eq!(p.setup_b, 5.0);
+        // Sessions on known peers (`VLSP_GIST_REUSE_PEERS`) have no [D]:
+        // the hops still count, with g_i = 0 inside [E].
+        let no_d: Vec<Row> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.values.retain(|k, _| !k.starts_with("setup_D_"));
+                r
+            })
+            .collect();
+        assert!((predict(&no_d, "chain=4").formula - want).abs() < 1e-12);
     }
 }
