@@ -60,6 +60,32 @@ async fn paper_4node_up_ping_down() {
         host_before,
         "switching IPv6 off in the testbed's namespaces changed the host's own"
     );
+    // The routers hosting virtual nodes keep the VXLAN socket open with a
+    // device that carries nothing (VNI 0, no remote, in no bridge), and
+    // their bridges do no multicast snooping (both: cheaper tunnel ends).
+    for node in ["tb1", "tb4"] {
+        let ns = substrate::ns_name(&t.name, node);
+        let keeper = ns_output(&ns, "ip -d link show vxkeep");
+        assert!(
+            keeper.contains("state UNKNOWN") || keeper.contains(",UP"),
+            "{node}: {keeper}"
+        );
+        assert!(
+            keeper.contains("vxlan id 0 ") && keeper.contains("dstport 4789"),
+            "{keeper}"
+        );
+        assert!(
+            !keeper.contains("master") && !keeper.contains("remote"),
+            "{keeper}"
+        );
+        let br = ns_output(&ns, "ip -d link show type bridge");
+        assert!(br.contains("mcast_snooping 0"), "{node}: {br}");
+    }
+    let tb2 = ns_output(
+        &substrate::ns_name(&t.name, "tb2"),
+        "ip link show type vxlan",
+    );
+    assert!(tb2.trim().is_empty(), "tb2 hosts no virtual node: {tb2}");
     // VM1 reaches its host's bridge side: it is attached.
     let st = substrate::status();
     assert!(

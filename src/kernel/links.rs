@@ -14,9 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_core::DefaultNla;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
-use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
-};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::kernel::netns::with_netns;
 use crate::topology::{Route, Topology, Vnode};
@@ -316,7 +314,7 @@ pub fn shape_links(topo: &Topology, node: &str, ns: &File) -> Result<()> {
 pub async fn bridge_vnode(h: &Handle, v: &Vnode) -> Result<()> {
     for i in &v.interfaces {
         h.link()
-            .add(LinkBridge::new(&i.bridge).up().build())
+            .add(crate::kernel::tunnel::vlink_bridge(&i.bridge))
             .execute()
             .await
             .with_context(|| format!("bridge {} on {}", i.bridge, v.host))?;
@@ -331,6 +329,10 @@ pub async fn bridge_vnode(h: &Handle, v: &Vnode) -> Result<()> {
             .await
             .with_context(|| format!("attach {} to {} on {}", i.host_ifname, i.bridge, v.host))?;
     }
+    // Tunnel ends will be made here: keep the VXLAN socket open.
+    crate::kernel::tunnel::keep_vxlan_socket(h)
+        .await
+        .with_context(|| format!("VXLAN socket keeper on {}", v.host))?;
     Ok(())
 }
 

@@ -32,7 +32,10 @@ mod netlink;
 mod script;
 
 pub use fake::{FakeTunnels, TunnelCall, TunnelOp};
-pub use netlink::{DOOMED_GROUP, NetlinkTunnels, delete_by_name, delete_many, ensure_bridge};
+pub use netlink::{
+    DOOMED_GROUP, NetlinkTunnels, SOCKET_KEEPER, delete_by_name, delete_many, ensure_bridge,
+    keep_vxlan_socket, vlink_bridge,
+};
 pub use script::{DOWN_SCRIPT, ScriptTunnels, UP_SCRIPT};
 
 use rtnetlink::Handle;

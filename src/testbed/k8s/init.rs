@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rtnetlink::{LinkBridge, LinkUnspec};
+use rtnetlink::LinkUnspec;
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::tc::QosError;
@@ -124,7 +124,7 @@ impl InitPlan {
                 .is_err()
             {
                 h.link()
-                    .add(LinkBridge::new(&b.bridge).up().build())
+                    .add(crate::kernel::tunnel::vlink_bridge(&b.bridge))
                     .execute()
                     .await
                     .with_context(|| format!("pod {pod}: bridge {}", b.bridge))?;
@@ -136,6 +136,12 @@ impl InitPlan {
                 .execute()
                 .await
                 .with_context(|| format!("pod {pod}: {} into bridge {}", b.port, b.bridge))?;
+        }
+        if !self.bridge.is_empty() {
+            // Tunnel ends will be made in this pod: keep the VXLAN socket open.
+            crate::kernel::tunnel::keep_vxlan_socket(&h)
+                .await
+                .with_context(|| format!("pod {pod}: VXLAN socket keeper"))?;
         }
         for r in &self.route {
             let i = crate::kernel::links::link_index(&h, &r.ifname).await?;
