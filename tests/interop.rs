@@ -198,9 +198,7 @@ impl Drop for Peer {
 
 fn vxlan_devices(topo: &str, node: &str) -> usize {
     let ns = vlsp::kernel::substrate::ns_name(topo, node);
-    ns_output(&ns, "ip -br link show type vxlan")
-        .lines()
-        .count()
+    tunnel_ends_in(&ns).len()
 }
 
 /// Polls `cond` for up to `within` (kernel work after a reply is not

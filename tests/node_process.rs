@@ -49,11 +49,8 @@ fn wait_exit(name: &str, c: &mut Child, within: Duration) -> std::process::ExitS
     }
 }
 
-fn vxlans(topo: &str, node: &str) -> String {
-    ns_output(
-        &substrate::ns_name(topo, node),
-        "ip -o link show type vxlan",
-    )
+fn vxlans(topo: &str, node: &str) -> Vec<String> {
+    tunnel_ends_in(&substrate::ns_name(topo, node))
 }
 
 fn log_of(dir: &Path, n: &str) -> String {

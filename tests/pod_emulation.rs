@@ -342,7 +342,7 @@ fn rendered_pods_wired_as_meshnet_would_carry_a_signed_link_and_notice_a_killed_
     .output()
     .unwrap();
     assert!(ping.status.success(), "VM1 -> VM2 {vm2}: {ping:?}");
-    let vxlans = |cl: &Cluster, pod: &str| ns_output(&cl.ns(pod), "ip -o link show type vxlan");
+    let vxlans = |cl: &Cluster, pod: &str| tunnel_ends_in(&cl.ns(pod));
     assert!(!vxlans(&cl, "tb4").is_empty());
     let reply = c
         .call(&Request::Teardown {

@@ -19,10 +19,7 @@ const CLIENTS: usize = 64;
 /// Tunnel devices (VXLAN, named `vl<vni>`) in `node`'s namespace.
 fn tunnel_ends(topo: &str, node: &str) -> usize {
     let ns = vlsp::kernel::substrate::ns_name(topo, node);
-    ns_output(&ns, "ip -o link show type vxlan")
-        .lines()
-        .filter(|l| l.contains(": vl"))
-        .count()
+    tunnel_ends_in(&ns).len()
 }
 
 fn link_count(tb: &Testbed, node: &str) -> usize {

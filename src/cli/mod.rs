@@ -51,11 +51,20 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The optional modes (`--help` of `up`, `run`, `node`).
+const MODES_HELP: &str = "Optional modes, off by default (the paper's behaviour): set them in the \
+environment of `vlsp up`, `run` or `node`; a run records them in meta.json and summary.md.
+  VLSP_NODES_PER_THREAD=N    N nodes share one thread (D-mode nodes; not with `fault node-stop`)
+  VLSP_GIST_DATA_IN_QUERY=1  a session's first RESERVE rides in its GIST Query
+  VLSP_GIST_REUSE_PEERS=1    a later session of a flow sends its RESERVE straight to the peer of
+                             the flow's last handshake, without one (both ends need it)";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Bring a topology up: namespaces, links, routes, and an NSIS node per
     /// router. Stays in the foreground and removes everything on Ctrl-C or
     /// SIGTERM, unless --detach. Refused if the topology is already up.
+    #[command(after_long_help = MODES_HELP)]
     Up(updown::UpArgs),
     /// Remove a topology (also after a crash, and without its file).
     Down(updown::DownArgs),
@@ -74,6 +83,7 @@ enum Cmd {
     /// Run one router's NSIS node as its own process, in the namespace it
     /// is started in (a host, a pod, `ip netns exec`). SIGTERM tears its
     /// links down first.
+    #[command(after_long_help = MODES_HELP)]
     Node(node::NodeArgs),
     /// Host many routers' NSIS nodes in one process, each in its namespace
     /// with its own API socket (`vlsp up` starts these for big topologies).
@@ -94,6 +104,7 @@ enum Cmd {
     Bench(bench::BenchCmd),
     /// Run an experiment file: bring its topology up, run, tear down, and
     /// write runs.csv, summary.csv, summary.md, meta.json and the figures.
+    #[command(after_long_help = MODES_HELP)]
     Run(experiment::RunArgs),
     /// Regenerate summaries and figures of a results folder from its CSV
     /// (no root needed, nothing is run).

@@ -52,6 +52,13 @@ fn header_md(meta: &Meta, sums: &mut Vec<Summary>) -> String {
             .map(|f| format!(" **Stopped early: {f}**"))
             .unwrap_or_default()
     );
+    if !meta.env.is_empty() {
+        let on: Vec<String> = meta.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+        md += &format!(
+            "Optional modes set for this run (not the paper's defaults): {}.\n\n",
+            on.join(", ")
+        );
+    }
     if let Some(a) = &meta.qemu_accel {
         md += &format!(
             "Virtual nodes are QEMU guests, accelerator: {a}. Boot to readiness (QEMU start → marker on the serial console):"
@@ -665,6 +672,17 @@ mod tests {
             shape_eagerly_up_to: Some(1000),
             env: vec![],
         }
+    }
+
+    /// A run with an optional mode says so at the top of its summary.
+    #[test]
+    fn summary_names_the_optional_modes_of_the_run() {
+        let mut m = meta(Kind::SetupTeardown);
+        assert!(!header_md(&m, &mut vec![]).contains("Optional modes"));
+        m.env = vec![("VLSP_GIST_REUSE_PEERS".into(), "1".into())];
+        let md = header_md(&m, &mut vec![]);
+        assert!(md.contains("Optional modes set for this run"), "{md}");
+        assert!(md.contains("`VLSP_GIST_REUSE_PEERS=1`"), "{md}");
     }
 
     /// `report` draws the same figures from the same CSV, byte for byte.

@@ -484,6 +484,10 @@ mod tests {
                 if i == 10 {
                     bail!("item {i} failed")
                 }
+                // Items that take time, as namespaces do: without it the
+                // other threads could run through all 1000 while the one
+                // that took item 10 waits for a core (seen on 2 cores).
+                std::thread::sleep(std::time::Duration::from_micros(50));
                 Ok(())
             },
             drop,

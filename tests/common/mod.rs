@@ -228,3 +228,14 @@ pub fn ping(topo: &str, a: &str, b: &str, dst: std::net::Ipv4Addr) {
     }
     panic!("{a} -> {b} ({dst}): {:#}", last.unwrap());
 }
+
+/// The tunnel ends (VXLAN devices named `vl<vni>`) in namespace `ns`, not
+/// the device that keeps the VXLAN socket open (`vxkeep`).
+pub fn tunnel_ends_in(ns: &str) -> Vec<String> {
+    ns_output(ns, "ip -o link show type vxlan")
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .filter(|n| vlsp::kernel::tunnel::TunnelEnd::is_end_name(n))
+        .collect()
+}
