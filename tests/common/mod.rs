@@ -239,3 +239,9 @@ pub fn tunnel_ends_in(ns: &str) -> Vec<String> {
         .filter(|n| vlsp::kernel::tunnel::TunnelEnd::is_end_name(n))
         .collect()
 }
+
+/// Tears link `vlink_id` down through `c` and asserts it went down.
+pub fn teardown_ok(c: &mut Client, vlink_id: u64) {
+    let r = c.call(&Request::Teardown { vlink_id }).unwrap();
+    assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+}

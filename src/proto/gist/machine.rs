@@ -853,7 +853,8 @@ mod tests {
         log: Vec<&'static str>,
     }
 
-    fn kind(m: &Msg) -> &'static str {
+    /// The message's name, for the exchanges tests assert.
+    pub(super) fn kind(m: &Msg) -> &'static str {
         match m {
             Msg::Query { .. } => "Query",
             Msg::Response { .. } => "Response",

@@ -208,6 +208,7 @@ mod tests {
     use std::net::SocketAddrV4;
     use std::time::Duration;
 
+    use super::super::tests::kind;
     use super::super::{Config, Event, Msg, Transmit};
     use super::*;
 
@@ -228,16 +229,6 @@ mod tests {
             reuse_peers: reuse,
             ..Config::default()
         })
-    }
-
-    fn kind(m: &Msg) -> &'static str {
-        match m {
-            Msg::Query { .. } => "Query",
-            Msg::Response { .. } => "Response",
-            Msg::Confirm { .. } => "Confirm",
-            Msg::Data { .. } => "Data",
-            Msg::NoRoutingState { .. } => "NoRoutingState",
-        }
     }
 
     /// A (at `A`) sends `data` on session `sid`; everything runs between A
