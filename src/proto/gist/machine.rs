@@ -44,9 +44,11 @@ mod config;
 mod early_data;
 mod reroute;
 mod reuse;
+mod state;
 
 pub use config::Config;
 use early_data::{BehindConfirm, HeldData};
+use state::{QNode, QState, Querying, RNode};
 
 /// The GIST messages this machine exchanges, without wire detail. In every
 /// variant `dir` is the direction the message itself travels (the MRI's D
@@ -161,97 +163,6 @@ pub enum Event {
         old_peer: Ipv4Addr,
         new_peer: Ipv4Addr,
     },
-}
-
-/// A Query out and its retransmission schedule.
-#[derive(Debug)]
-struct Querying {
-    cookie: Vec<u8>,
-    next_retx: Instant,
-    interval: Duration,
-    elapsed: Duration,
-    /// Give up when the back-off would overrun this (T2, or the probe time).
-    limit: Duration,
-}
-
-impl Querying {
-    fn new(now: Instant, t1: Duration, cookie: Vec<u8>) -> Self {
-        Self {
-            cookie,
-            next_retx: now + t1,
-            interval: t1,
-            elapsed: Duration::ZERO,
-            limit: Duration::MAX,
-        }
-    }
-}
-
-#[derive(Debug)]
-enum QState {
-    /// Query sent, no usable peer: data wait in the queue.
-    Waiting(Querying),
-    /// Handshake done: data go in D-mode to `peer` until `expires` (when
-    /// the peer's copy of the state may be gone); refreshed at `refresh_at`.
-    Established {
-        peer: Nli,
-        refresh_at: Instant,
-        expires: Instant,
-    },
-    /// A refresh Query is out; data still go to `peer` until `expires`.
-    Refreshing {
-        peer: Nli,
-        expires: Instant,
-        query: Querying,
-    },
-}
-
-#[derive(Debug)]
-struct QNode {
-    flow: Flow,
-    dir: Direction,
-    state: QState,
-    queue: VecDeque<(Vec<u8>, bool)>,
-    /// When the NSLP last sent on this state (for the idle lapse).
-    last_used: Instant,
-    /// What the first Query carried (`data_in_query`), repeated in its
-    /// retransmissions.
-    in_query: Option<(Vec<u8>, bool)>,
-    /// The data sent right behind the Confirm (see `early_data`).
-    behind_confirm: BehindConfirm,
-    /// Our last handshake's peer, also while a new one runs: its answers to
-    /// earlier data are taken, not refused with "No Routing State".
-    last_peer: Option<Nli>,
-}
-
-impl QNode {
-    /// The peer data may go to now.
-    fn usable_peer(&self, now: Instant) -> Option<&Nli> {
-        match &self.state {
-            QState::Established { peer, expires, .. }
-            | QState::Refreshing { peer, expires, .. }
-                if now < *expires =>
-            {
-                Some(peer)
-            }
-            _ => None,
-        }
-    }
-
-    /// The peer that answered our last handshake, while its state lasts or not.
-    fn known_peer(&self) -> Option<&Nli> {
-        match &self.state {
-            QState::Established { peer, .. } | QState::Refreshing { peer, .. } => Some(peer),
-            QState::Waiting(_) => None,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct RNode {
-    peer: Nli,
-    expires: Instant,
-    /// The peer before a reroute's new one, until its state expires.
-    old: Option<(Nli, Instant)>,
 }
 
 /// The per-node GIST state machine.
