@@ -47,7 +47,7 @@ mod reuse;
 mod state;
 
 pub use config::Config;
-use early_data::{BehindConfirm, HeldData};
+use early_data::HeldData;
 use state::{QNode, QState, Querying, RNode};
 
 /// The GIST messages this machine exchanges, without wire detail. In every
@@ -316,16 +316,8 @@ impl Gist {
             None => {
                 let cookie = self.cookies.next_query_cookie();
                 self.push_query(flow, dir, sid, local, cookie.clone());
-                let mut node = QNode {
-                    flow,
-                    dir,
-                    state: QState::Waiting(Querying::new(now, self.cfg.t1, cookie)),
-                    queue: VecDeque::new(),
-                    last_used: now,
-                    in_query: None,
-                    behind_confirm: BehindConfirm::default(),
-                    last_peer: None,
-                };
+                let state = QState::Waiting(Querying::new(now, self.cfg.t1, cookie));
+                let mut node = QNode::new(flow, dir, state, now);
                 if self.cfg.data_in_query {
                     self.attach_to_query(&nslp_data, sign);
                     node.in_query = Some((nslp_data, sign));
@@ -579,7 +571,7 @@ impl Gist {
                 });
             }
             Msg::NoRoutingState { sid, .. } => {
-                self.known.forget_peer(now, *src.ip(), now + self.cfg.t2);
+                self.refused_known_peer(now, sid, *src.ip());
                 self.resend_behind_confirm(now, sid, *src.ip(), local);
                 // A peer we send Data to lost its state (e.g. it restarted):
                 // forget ours so the next send re-runs the handshake. Matched

@@ -56,8 +56,9 @@ impl Gist {
     /// destination (for the Query's NLI).
     pub fn routes_changed(&mut self, now: Instant, local_for: impl Fn(Ipv4Addr) -> Ipv4Addr) {
         self.cookies.rotate_to(now);
-        // The next hop of any flow may differ now (`reuse_peers`).
-        self.known.clear();
+        // The next hop of any flow may differ now (`reuse_peers`); who
+        // queries us does not depend on our routes.
+        self.known.forget_next_hops();
         let keys: Vec<_> = self.q.keys().copied().collect();
         for key in keys {
             let Some(mut node) = self.q.remove(&key) else {

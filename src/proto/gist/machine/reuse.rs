@@ -11,28 +11,36 @@
 //!
 //! What bounds it:
 //! - an entry lives as long as the routing state of the handshake that made
-//!   it (the peer's RS-Validity-Time for the querier, ours for the
-//!   responder, counted from the Response resp. the Confirm), and only a
-//!   real handshake makes or renews one;
-//! - route changes drop every entry (the next hop may differ), and a
-//!   peer's "No Routing State" drops its entries and keeps it out for T2
-//!   (then the kept Data go again after a handshake, as for a peer that
-//!   forgot us; a peer without the option costs one round trip, once);
-//! - a responder takes such Data only from the address and peer identity it
-//!   confirmed for that flow and direction. What this gives up is the
-//!   Responder-Cookie's proof that a new session's querier receives at its
-//!   address: a sender that spoofs a confirmed peer can make routing state
-//!   (never reservations: the NSLP checks every RESERVE's HMAC).
+//!   it (until its refresh is due at the querier; our RS-Validity-Time from
+//!   the Confirm at the responder), and only a real handshake makes or
+//!   renews one; each map holds at most [`CAP`] entries;
+//! - a route change drops every flow's next peer (it may differ now);
+//! - a peer that answers data sent on a known peer with "No Routing State"
+//!   is dropped and kept out for T2, and the data go again after a
+//!   handshake: a peer without the option costs one round trip per T2. A
+//!   "No Routing State" that answers nothing of the kind changes nothing
+//!   here (with the option off, nothing at all);
+//! - a responder takes such Data only for a session it holds no state for,
+//!   from the address and peer identity it confirmed for that flow and
+//!   direction. What this gives up is the Responder-Cookie's proof that a
+//!   new session's querier receives at its address: a sender that spoofs a
+//!   confirmed peer can make routing state for new sessions (never
+//!   reservations: the NSLP checks every RESERVE's HMAC).
+//!
+//! D-mode only (`node::config` leaves it off for C-mode): Data over a
+//! messaging association carry no NLI to match the confirmed peer by.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Direction, Flow, Gist, Nli, QNode, QState, Sid};
-use crate::proto::gist::machine::early_data::BehindConfirm;
 
-/// Entries past this count make the next insertion drop the expired ones.
-const PRUNE_AT: usize = 4096;
+/// At most this many entries per map: past it, expired entries are dropped
+/// (at most once per [`PRUNE_EVERY`]) and a full map learns nothing new.
+const CAP: usize = 4096;
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct Known {
@@ -47,39 +55,40 @@ struct Known {
 pub(super) struct KnownPeers {
     downstream_of: HashMap<(Flow, Direction), Known>,
     confirmed: HashMap<(Flow, Direction), Known>,
-    /// Peers that answered "No Routing State", not reused until then: a
-    /// peer without the option (NSIS-ka) would refuse every new session.
+    /// Peers that answered data sent on a known peer with "No Routing
+    /// State", not reused until then: a peer without the option would
+    /// refuse every new session.
     refused: HashMap<Ipv4Addr, Instant>,
+    pruned: Option<Instant>,
 }
 
-fn insert(
-    map: &mut HashMap<(Flow, Direction), Known>,
+/// Inserts unless `map` is full of live entries (expired ones are dropped
+/// first, at most once per [`PRUNE_EVERY`], by the caller's `pruned`).
+fn insert<K: Eq + Hash, V>(
+    map: &mut HashMap<K, V>,
+    pruned: &mut Option<Instant>,
     now: Instant,
-    key: (Flow, Direction),
-    k: Known,
+    live: impl Fn(&V) -> bool,
+    key: K,
+    value: V,
 ) {
-    if map.len() >= PRUNE_AT {
-        map.retain(|_, v| v.expires > now);
+    if map.len() >= CAP && !map.contains_key(&key) {
+        if pruned.is_some_and(|t| now.saturating_duration_since(t) < PRUNE_EVERY) {
+            return;
+        }
+        *pruned = Some(now);
+        map.retain(|_, v| live(v));
+        if map.len() >= CAP {
+            return;
+        }
     }
-    map.insert(key, k);
+    map.insert(key, value);
 }
 
 impl KnownPeers {
-    /// Forgets every peer (the routes changed).
-    pub(super) fn clear(&mut self) {
+    /// Forgets every flow's next peer (the routes changed).
+    pub(super) fn forget_next_hops(&mut self) {
         self.downstream_of.clear();
-        self.confirmed.clear();
-    }
-
-    /// Forgets a peer that answered "No Routing State", and does not reuse
-    /// it before `until`.
-    pub(super) fn forget_peer(&mut self, now: Instant, addr: Ipv4Addr, until: Instant) {
-        self.downstream_of.retain(|_, k| k.peer.addr != addr);
-        self.confirmed.retain(|_, k| k.peer.addr != addr);
-        if self.refused.len() >= PRUNE_AT {
-            self.refused.retain(|_, t| *t > now);
-        }
-        self.refused.insert(addr, until);
     }
 }
 
@@ -101,7 +110,16 @@ impl Gist {
                 refresh_at,
                 expires,
             };
-            insert(&mut self.known.downstream_of, now, (flow, dir), k);
+            let m = &mut self.known;
+            let live = |k: &Known| k.expires > now;
+            insert(
+                &mut m.downstream_of,
+                &mut m.pruned,
+                now,
+                live,
+                (flow, dir),
+                k,
+            );
         }
     }
 
@@ -121,8 +139,25 @@ impl Gist {
                 refresh_at: expires,
                 expires,
             };
-            insert(&mut self.known.confirmed, now, (flow, dir), k);
+            let m = &mut self.known;
+            let live = |k: &Known| k.expires > now;
+            insert(&mut m.confirmed, &mut m.pruned, now, live, (flow, dir), k);
         }
+    }
+
+    /// "No Routing State" from `src` for `sid`: when it answers data we
+    /// sent on a known peer, that peer is forgotten and kept out for T2.
+    pub(super) fn refused_known_peer(&mut self, now: Instant, sid: Sid, src: Ipv4Addr) {
+        let ours = self.q.iter().any(|((s, _), n)| {
+            *s == sid && n.on_known_peer && n.known_peer().is_some_and(|p| p.addr == src)
+        });
+        if !self.cfg.reuse_peers || !ours {
+            return;
+        }
+        let m = &mut self.known;
+        m.downstream_of.retain(|_, k| k.peer.addr != src);
+        let until = now + self.cfg.t2;
+        insert(&mut m.refused, &mut m.pruned, now, |t| *t > now, src, until);
     }
 
     /// A new session's first data for `flow` towards `dir`: established
@@ -144,36 +179,34 @@ impl Gist {
             .downstream_of
             .get(&(flow, dir))
             .filter(|k| self.cfg.reuse_peers && now < k.refresh_at && now < k.expires);
-        let Some(k) = known.cloned() else {
+        let Some(peer) = known.map(|k| k.peer.clone()) else {
             return Some(nslp_data);
         };
-        let mut node = QNode {
-            flow,
-            dir,
-            state: QState::Established {
-                peer: k.peer.clone(),
-                refresh_at: k.refresh_at,
-                expires: k.expires,
-            },
-            queue: Default::default(),
-            last_used: now,
-            in_query: None,
-            behind_confirm: BehindConfirm::default(),
-            last_peer: Some(k.peer.clone()),
+        // The session's own timers, from now: the peer installs its state
+        // for it when the data arrive, valid for the time its NLI announced.
+        let validity = Duration::from_millis(peer.rs_validity_ms as u64);
+        let state = QState::Established {
+            peer: peer.clone(),
+            refresh_at: now + validity.mul_f32(0.75).max(self.cfg.t1),
+            expires: now + validity,
         };
+        let mut node = QNode::new(flow, dir, state, now);
+        node.last_peer = Some(peer.clone());
+        node.on_known_peer = true;
         // Kept for one T1: a peer that lost its entry answers "No Routing
         // State", and the data go again after a handshake.
         node.keep_sent(&nslp_data, sign, now, now + self.cfg.t1);
         self.counters.sessions_on_known_peer += 1;
         let ttl = self.cfg.ip_ttl;
-        self.push_data(k.peer.addr, ttl, sid, flow, dir, local, nslp_data, sign);
+        self.push_data(peer.addr, ttl, sid, flow, dir, local, nslp_data, sign);
         self.q.insert((sid, dir), node);
         None
     }
 
     /// Data of a session we hold no state for, from `src`: taken (and the
     /// session's routing state installed) when `src` with `nli` is the peer
-    /// we confirmed for this flow and direction.
+    /// we confirmed for this flow and direction. A session with state of
+    /// ours (another peer's) is never taken over this way.
     pub(super) fn adopt_from_known_peer(
         &mut self,
         now: Instant,
@@ -183,7 +216,9 @@ impl Gist {
         src: Ipv4Addr,
         nli: Option<&Nli>,
     ) -> bool {
-        if !self.cfg.reuse_peers {
+        let has_state =
+            self.r.contains_key(&(sid, dir)) || self.q.contains_key(&(sid, super::opposite(dir)));
+        if !self.cfg.reuse_peers || has_state {
             return false;
         }
         let Some(k) = self.known.confirmed.get(&(flow, dir)) else {
@@ -385,6 +420,96 @@ mod tests {
         let (src, msg) = forged(A, Some(a_nli), 7);
         b.handle(now, src, B, msg);
         assert_eq!(delivered(&mut b), [[7; 16]]);
+    }
+
+    /// Hostile: a "No Routing State" that answers no data sent on a known
+    /// peer (spoofed, or with the option off) records nothing; Data for a
+    /// session that has state with another peer is not taken over.
+    #[test]
+    fn stray_refusals_record_nothing_and_sessions_are_not_taken_over() {
+        for reuse in [false, true] {
+            let mut a = node(1, reuse);
+            let now = Instant::now();
+            for i in 0..100u8 {
+                let nrs = Msg::NoRoutingState {
+                    flow: FLOW,
+                    dir: DOWN,
+                    sid: [i; 16],
+                    nli: Nli {
+                        peer_id: [i; 16],
+                        ip_ttl: 64,
+                        rs_validity_ms: 30_000,
+                        addr: Ipv4Addr::new(10, 0, 0, i),
+                    },
+                };
+                a.handle(
+                    now,
+                    SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i), 270),
+                    A,
+                    nrs,
+                );
+            }
+            assert!(a.known.refused.is_empty(), "reuse {reuse}");
+        }
+        // B holds session 1 with A; C (confirmed for the flow by session 2)
+        // sends Data for session 1: refused, session 1 stays A's.
+        let (mut a, mut b, mut c) = (node(1, true), node(2, true), node(3, true));
+        let now = Instant::now();
+        session(&mut a, &mut b, now, [1; 16]);
+        c.send(now, [2; 16], FLOW, DOWN, C, b"RESERVE".to_vec(), true);
+        let q = c.poll_transmit().unwrap().msg;
+        b.handle(now, SocketAddrV4::new(C, 270), B, q);
+        let r = b.poll_transmit().unwrap().msg;
+        c.handle(now, SocketAddrV4::new(B, 270), C, r);
+        let conf = c.poll_transmit().unwrap().msg;
+        b.handle(now, SocketAddrV4::new(C, 270), B, conf);
+        delivered(&mut b);
+        while b.poll_transmit().is_some() {}
+        let c_nli = Nli {
+            peer_id: [3; 16],
+            ip_ttl: 64,
+            rs_validity_ms: 30_000,
+            addr: C,
+        };
+        let data = Msg::Data {
+            flow: FLOW,
+            dir: DOWN,
+            sid: [1; 16],
+            nli: Some(c_nli),
+            nslp_data: b"RESERVE".to_vec(),
+        };
+        b.handle(now, SocketAddrV4::new(C, 270), B, data);
+        assert!(delivered(&mut b).is_empty());
+        assert_eq!(b.counters().sessions_adopted, 0);
+        assert_eq!(b.r[&([1; 16], DOWN)].peer.addr, A, "still A's");
+    }
+
+    /// Each map holds at most CAP live entries; expired ones make room.
+    #[test]
+    fn maps_are_bounded() {
+        let now = Instant::now();
+        let (mut m, mut pruned) = (HashMap::new(), None);
+        for i in 0..(CAP as u32 + 100) {
+            insert(
+                &mut m,
+                &mut pruned,
+                now,
+                |t: &Instant| *t > now,
+                i,
+                now + Duration::from_secs(1),
+            );
+        }
+        assert_eq!(m.len(), CAP);
+        let later = now + Duration::from_secs(2);
+        insert(
+            &mut m,
+            &mut pruned,
+            later,
+            |t: &Instant| *t > later,
+            0xffff_ffff,
+            later + Duration::from_secs(1),
+        );
+        assert_eq!(m.len(), 1, "the expired ones went");
     }
 
     /// After a route change the next hop may differ: a new session

@@ -65,9 +65,26 @@ pub(super) struct QNode {
     /// Our last handshake's peer, also while a new one runs: its answers to
     /// earlier data are taken, not refused with "No Routing State".
     pub(super) last_peer: Option<Nli>,
+    /// Made on a flow's known peer, without a handshake (`reuse_peers`).
+    pub(super) on_known_peer: bool,
 }
 
 impl QNode {
+    /// A session's querier state, with nothing queued or sent yet.
+    pub(super) fn new(flow: Flow, dir: Direction, state: QState, now: Instant) -> Self {
+        Self {
+            flow,
+            dir,
+            state,
+            queue: VecDeque::new(),
+            last_used: now,
+            in_query: None,
+            behind_confirm: BehindConfirm::default(),
+            last_peer: None,
+            on_known_peer: false,
+        }
+    }
+
     /// The peer data may go to now.
     pub(super) fn usable_peer(&self, now: Instant) -> Option<&Nli> {
         match &self.state {
