@@ -95,7 +95,10 @@ fn is_plumbing(l: &LinkMessage) -> bool {
     l.header.interface_family == AddressFamily::Bridge
         || l.attributes.iter().any(|a| match a {
             LinkAttribute::Controller(_) => true,
-            LinkAttribute::IfName(n) => crate::kernel::tunnel::TunnelEnd::is_end_name(n),
+            LinkAttribute::IfName(n) => {
+                crate::kernel::tunnel::TunnelEnd::is_end_name(n)
+                    || n == crate::kernel::tunnel::SOCKET_KEEPER
+            }
             LinkAttribute::LinkInfo(i) => i
                 .iter()
                 .any(|x| matches!(x, LinkInfo::Kind(InfoKind::Bridge))),

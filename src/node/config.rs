@@ -428,8 +428,11 @@ impl NodeConfig {
             idle: self.lifetime,
             // Optional mode (issue 17), off unless VLSP_GIST_DATA_IN_QUERY=1.
             data_in_query: std::env::var("VLSP_GIST_DATA_IN_QUERY").is_ok_and(|v| v == "1"),
-            // Optional mode (issue 17), off unless VLSP_GIST_REUSE_PEERS=1.
-            reuse_peers: std::env::var("VLSP_GIST_REUSE_PEERS").is_ok_and(|v| v == "1"),
+            // Optional mode (issue 17), off unless VLSP_GIST_REUSE_PEERS=1;
+            // D-mode only: Data over a messaging association carry no NLI,
+            // which a responder needs to know the peer it confirmed.
+            reuse_peers: std::env::var("VLSP_GIST_REUSE_PEERS").is_ok_and(|v| v == "1")
+                && !self.cmode,
             ..gm::Config::for_profile(self.profile)
         }
     }

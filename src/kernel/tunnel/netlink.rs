@@ -293,13 +293,15 @@ pub async fn delete_many(handle: &Handle, ifnames: &[String]) -> Result<(), Vlin
 pub const SOCKET_KEEPER: &str = "vxkeep";
 
 /// Creates [`SOCKET_KEEPER`] in the namespace of `handle`, unless there.
+/// Callers warn and go on when it fails: it only makes tunnel ends cheaper
+/// (a kernel without VXLAN still carries gretap or geneve links).
 pub async fn keep_vxlan_socket(handle: &Handle) -> Result<(), VlinkError> {
     if let Ok(Some(_)) = link_index(handle, SOCKET_KEEPER).await {
         return Ok(());
     }
     let msg = LinkVxlan::new(SOCKET_KEEPER, 0)
         .port(VXLAN_PORT)
-        .learning(true)
+        .learning(false)
         .up()
         .build();
     match handle.link().add(msg).execute().await {

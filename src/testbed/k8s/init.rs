@@ -139,9 +139,12 @@ impl InitPlan {
         }
         if !self.bridge.is_empty() {
             // Tunnel ends will be made in this pod: keep the VXLAN socket open.
-            crate::kernel::tunnel::keep_vxlan_socket(&h)
-                .await
-                .with_context(|| format!("pod {pod}: VXLAN socket keeper"))?;
+            if let Err(e) = crate::kernel::tunnel::keep_vxlan_socket(&h).await {
+                tracing::warn!(
+                    "pod {pod}: no VXLAN socket keeper ({e}): VXLAN tunnel ends pay for opening \
+                     the socket"
+                );
+            }
         }
         for r in &self.route {
             let i = crate::kernel::links::link_index(&h, &r.ifname).await?;
