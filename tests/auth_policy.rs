@@ -11,20 +11,13 @@ use std::time::Duration;
 use vlsp::kernel::capture::{Capture, Frame};
 use vlsp::model::measure::Recorder;
 use vlsp::model::ports::GIST_PORT;
-use vlsp::node::api::{Reply, Request, Stats};
+use vlsp::node::api::{Reply, Request};
 use vlsp::node::{NodeConfig, spawn_node};
 use vlsp::proto::nslp::{ErrorReason, RefusalReason};
 use vlsp::testbed::{Options, Testbed};
 
 const TB4: Ipv4Addr = Ipv4Addr::new(172, 3, 4, 4);
 const TB3: Ipv4Addr = Ipv4Addr::new(172, 3, 4, 3);
-
-fn stats(tb: &Testbed, node: &str) -> Stats {
-    match tb.client(node).unwrap().call(&Request::Stats).unwrap() {
-        Reply::Stats { stats } => stats,
-        r => panic!("{r:?}"),
-    }
-}
 
 fn links(tb: &Testbed, node: &str) -> usize {
     match tb.client(node).unwrap().call(&Request::List).unwrap() {
@@ -91,7 +84,7 @@ fn forged_response_brings_nothing_up_at_the_initiator() {
         tunnel_devs(&name, "tb1")
     );
     assert_eq!(reservations(&name, "tb1"), (0, 0), "no class at tb1");
-    let s = stats(&tb, "tb1");
+    let s = node_stats(&tb, "tb1");
     assert!(
         s.refused_early
             .get(&RefusalReason::AuthBadSignature)
@@ -173,7 +166,7 @@ fn replayed_setup_installs_nothing() {
         "{:?}",
         tunnel_devs(&name, "tb4")
     );
-    let s = stats(&tb, "tb4");
+    let s = node_stats(&tb, "tb4");
     eprintln!(
         "tb4 after replaying {} datagrams: {:?}",
         replay.len(),
@@ -276,7 +269,7 @@ fn unsigned_tear_only_under_the_policy_and_from_the_same_peer() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(links(&tb, "tb4"), 1, "refused by default: the link stays");
-    let s = stats(&tb, "tb4");
+    let s = node_stats(&tb, "tb4");
     assert!(
         s.nslp.refused.get(&RefusalReason::AuthUnsigned).copied() >= Some(1),
         "{s:?}"

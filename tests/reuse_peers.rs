@@ -12,23 +12,11 @@ use std::time::Duration;
 use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 
-fn stats(tb: &Testbed, node: &str) -> vlsp::node::api::Stats {
-    match tb.client(node).unwrap().call(&Request::Stats).unwrap() {
-        Reply::Stats { stats } => stats,
-        r => panic!("{r:?}"),
-    }
-}
-
 fn setup(tb: &Testbed, auth: bool) -> Reply {
-    let req = Request::Setup {
-        from: "VM1".into(),
-        to: "VM2".into(),
-        rate_bps: vlsp::model::units::Rate::from_bps(1_000_000),
-        bidirectional: false,
-        backend: None,
-        authenticate: auth,
-        tunnel: None,
-    };
+    let mut req = setup_request("VM1", "VM2", 1_000_000);
+    if let Request::Setup { authenticate, .. } = &mut req {
+        *authenticate = auth;
+    }
     tb.client("tb1").unwrap().call(&req).unwrap()
 }
 
@@ -57,13 +45,17 @@ fn later_links_reuse_the_peers_and_still_carry_frames() {
     // (tb1, tb2, tb3 as queriers; tb2, tb3, tb4 as responders).
     for n in ["tb1", "tb2", "tb3"] {
         assert_eq!(
-            stats(&tb, n).gist.sessions_on_known_peer,
+            node_stats(&tb, n).gist.sessions_on_known_peer,
             2,
             "{n} as querier"
         );
     }
     for n in ["tb2", "tb3", "tb4"] {
-        assert_eq!(stats(&tb, n).gist.sessions_adopted, 2, "{n} as responder");
+        assert_eq!(
+            node_stats(&tb, n).gist.sessions_adopted,
+            2,
+            "{n} as responder"
+        );
     }
     // Reused routing state skips GIST's cookie exchange, not the NSLP's
     // authorization: an unsigned request on it is still refused at tb2.
@@ -73,7 +65,7 @@ fn later_links_reuse_the_peers_and_still_carry_frames() {
         }
         r => panic!("{r:?}"),
     }
-    assert_eq!(stats(&tb, "tb1").gist.sessions_on_known_peer, 3);
+    assert_eq!(node_stats(&tb, "tb1").gist.sessions_on_known_peer, 3);
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
 }

@@ -26,13 +26,6 @@ fn links(tb: &Testbed, node: &str) -> usize {
     }
 }
 
-fn stats(tb: &Testbed, node: &str) -> vlsp::node::api::Stats {
-    match tb.client(node).unwrap().call(&Request::Stats).unwrap() {
-        Reply::Stats { stats } => stats,
-        r => panic!("{r:?}"),
-    }
-}
-
 /// Reads one reply line from a raw connection.
 fn reply_line(r: &mut BufReader<UnixStream>) -> Reply {
     let mut l = String::new();
@@ -122,7 +115,7 @@ fn a_setup_whose_client_has_gone_leaves_no_link() {
     // Each setup was either never carried out or torn down again.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let st = stats(&tb, "tb1");
+        let st = node_stats(&tb, "tb1");
         let quiet = links(&tb, "tb1") == 0 && links(&tb, "tb4") == 0;
         if st.api_abandoned == 3 && quiet {
             break;
@@ -275,7 +268,7 @@ fn a_peer_flooding_gist_lookalikes_does_not_starve_another_peer() {
         (flood.join().unwrap(), (r, took))
     });
     let (r, took) = setup;
-    let st = stats(&tb, "tb4");
+    let st = node_stats(&tb, "tb4");
     eprintln!(
         "flood of {sent} GIST-looking datagrams at tb4: setup in {:.0} ms; tb4 junk {}, shed {}, malformed {}",
         took.as_secs_f64() * 1e3,

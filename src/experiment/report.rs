@@ -37,6 +37,19 @@ pub fn report(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The optional modes a run's `VLSP_*` variables switched on (others, e.g.
+/// a log level, and values that leave a mode off are not modes).
+fn modes_on(env: &[(String, String)]) -> Vec<String> {
+    env.iter()
+        .filter(|(k, v)| match k.as_str() {
+            "VLSP_NODES_PER_THREAD" => v.trim().parse::<usize>().is_ok_and(|n| n > 1),
+            "VLSP_GIST_DATA_IN_QUERY" | "VLSP_GIST_REUSE_PEERS" => v == "1",
+            _ => false,
+        })
+        .map(|(k, v)| format!("`{k}={v}`"))
+        .collect()
+}
+
 /// Title, what ran where, and the QEMU guests' boot times (also summaries).
 fn header_md(meta: &Meta, sums: &mut Vec<Summary>) -> String {
     let mut md = format!("# {}\n\n{}\n\n", meta.experiment, meta.description);
@@ -52,8 +65,8 @@ fn header_md(meta: &Meta, sums: &mut Vec<Summary>) -> String {
             .map(|f| format!(" **Stopped early: {f}**"))
             .unwrap_or_default()
     );
-    if !meta.env.is_empty() {
-        let on: Vec<String> = meta.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+    let on = modes_on(&meta.env);
+    if !on.is_empty() {
         md += &format!(
             "Optional modes set for this run (not the paper's defaults): {}.\n\n",
             on.join(", ")
@@ -679,10 +692,13 @@ mod tests {
     fn summary_names_the_optional_modes_of_the_run() {
         let mut m = meta(Kind::SetupTeardown);
         assert!(!header_md(&m, &mut vec![]).contains("Optional modes"));
-        m.env = vec![("VLSP_GIST_REUSE_PEERS".into(), "1".into())];
+        m.env = vec![("VLSP_LOG".into(), "debug".into())];
+        m.env.push(("VLSP_NODES_PER_THREAD".into(), "1".into()));
+        assert!(!header_md(&m, &mut vec![]).contains("Optional modes"));
+        m.env.push(("VLSP_GIST_REUSE_PEERS".into(), "1".into()));
         let md = header_md(&m, &mut vec![]);
         assert!(md.contains("Optional modes set for this run"), "{md}");
-        assert!(md.contains("`VLSP_GIST_REUSE_PEERS=1`"), "{md}");
+        assert!(md.contains("`VLSP_GIST_REUSE_PEERS=1`."), "{md}");
     }
 
     /// `report` draws the same figures from the same CSV, byte for byte.

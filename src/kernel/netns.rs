@@ -474,20 +474,27 @@ mod tests {
         let mut all: Vec<usize> = states.into_iter().flatten().collect();
         all.sort_unstable();
         assert_eq!(all, items);
-        let seen = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let seen = AtomicUsize::new(0);
+        let errored = AtomicBool::new(false);
         let e = par_each(
             &items,
             3,
             || Ok(()),
             |(), &i| {
-                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                seen.fetch_add(1, Ordering::Relaxed);
                 if i == 10 {
+                    errored.store(true, Ordering::SeqCst);
                     bail!("item {i} failed")
                 }
-                // Items that take time, as namespaces do: without it the
-                // other threads could run through all 1000 while the one
-                // that took item 10 waits for a core (seen on 2 cores).
-                std::thread::sleep(std::time::Duration::from_micros(50));
+                // Items after the failing one wait for it and then take a
+                // millisecond, as namespaces take time: without that the
+                // other threads ran through all 1000 while the one that took
+                // item 10 waited for a core (seen on 2 cores).
+                while i > 10 && !errored.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
                 Ok(())
             },
             drop,

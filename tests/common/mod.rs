@@ -245,3 +245,11 @@ pub fn teardown_ok(c: &mut Client, vlink_id: u64) {
     let r = c.call(&Request::Teardown { vlink_id }).unwrap();
     assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
 }
+
+/// `node`'s counters (`vlsp link stats`).
+pub fn node_stats(tb: &vlsp::testbed::Testbed, node: &str) -> vlsp::node::api::Stats {
+    match tb.client(node).unwrap().call(&Request::Stats).unwrap() {
+        Reply::Stats { stats } => stats,
+        r => panic!("{r:?}"),
+    }
+}
