@@ -18,8 +18,12 @@
 //!
 //! Root. `cargo run --release --example relay_floor -- [N ...]` (default
 //! `4 50`); `ROUNDS=R` rounds per chain (default: about 20 000 hops'
-//! worth), after 20 rounds of warm-up (ARP, caches). Namespaces are named
-//! `rf<pid>-<i>` and removed at the end, also on failure.
+//! worth), after 20 rounds of warm-up (ARP, caches). `QOS=1` gives each
+//! namespace the kernel set-up of a node's: an HTB root with its default
+//! class on each veth (what `vlsp up` shapes a link with) and the Router
+//! Alert raw socket with its filter, so the floor includes what every
+//! signaling datagram pays for QoS enforcement and interception. Namespaces
+//! are named `rf<pid>-<i>` and removed at the end, also on failure.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -113,7 +117,12 @@ struct Stats {
 struct Chain {
     names: Vec<String>,
     files: Vec<File>,
+    /// `QOS=1`: each namespace's Router Alert socket, open for the run.
+    _router_alert: Vec<std::os::fd::OwnedFd>,
 }
+
+/// Capacity each veth is shaped to with `QOS=1` (far above the relay's).
+const SHAPE_BPS: u64 = 1_000_000_000;
 
 impl Drop for Chain {
     fn drop(&mut self) {
@@ -135,6 +144,7 @@ fn build(n: usize) -> Result<Chain> {
     let mut chain = Chain {
         names,
         files: vec![],
+        _router_alert: vec![],
     };
     for name in &chain.names {
         let p = netns::ns_path(name);
@@ -165,6 +175,21 @@ fn build(n: usize) -> Result<Chain> {
         }
         anyhow::Ok(())
     })?;
+    if std::env::var("QOS").is_ok_and(|v| v == "1") {
+        for (i, ns) in chain.files.iter().enumerate() {
+            let ra = netns::with_netns(ns, || -> Result<_> {
+                let mut tc = vlsp::kernel::tc::Tc::open()?;
+                for ifname in ["dn", "up"] {
+                    let here = (ifname == "dn" && i + 1 < n) || (ifname == "up" && i > 0);
+                    if here {
+                        tc.shape(ifname, SHAPE_BPS)?;
+                    }
+                }
+                Ok(vlsp::kernel::sockets::router_alert_socket()?)
+            })??;
+            chain._router_alert.push(ra);
+        }
+    }
     Ok(chain)
 }
 
@@ -370,6 +395,9 @@ fn main() -> Result<()> {
     let sizes = if sizes.is_empty() { vec![4, 50] } else { sizes };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average: {}", load.trim());
+    if std::env::var("QOS").is_ok_and(|v| v == "1") {
+        println!("QOS=1: HTB root on each veth, a Router Alert socket in each namespace");
+    }
     for n in sizes {
         let rounds = match std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()) {
             Some(0) => bail!("ROUNDS=0: at least one round is needed"),

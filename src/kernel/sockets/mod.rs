@@ -198,6 +198,19 @@ fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     sa
 }
 
+/// The raw UDP socket that intercepts Router Alert datagrams passing
+/// through the calling thread's namespace, filtered as the node's is (also
+/// for `examples/relay_floor`'s floor with the node's kernel set-up).
+pub fn router_alert_socket() -> io::Result<OwnedFd> {
+    let ra = new_socket(SockType::Raw, SockProtocol::Udp, "raw UDP socket")?;
+    // Filter before IP_ROUTER_ALERT, so that almost nothing unfiltered is
+    // queued: without it every UDP datagram to this host is read twice.
+    attach_filter(ra.as_raw_fd(), &ROUTER_ALERT_FILTER)?;
+    enlarge_rcvbuf(&ra, "raw UDP socket");
+    set_router_alert(ra.as_raw_fd())?;
+    Ok(ra)
+}
+
 impl GistSockets {
     /// Opens the sockets in the calling thread's namespace. `local` are the
     /// node's substrate addresses: intercepted datagrams addressed to one of
@@ -216,12 +229,7 @@ impl GistSockets {
                 format!("bind UDP port {GIST_PORT}: {e}"),
             )
         })?;
-        let ra = new_socket(SockType::Raw, SockProtocol::Udp, "raw UDP socket")?;
-        // Filter before IP_ROUTER_ALERT, so that almost nothing unfiltered
-        // is queued: without it every UDP datagram to this host is read twice.
-        attach_filter(ra.as_raw_fd(), &ROUTER_ALERT_FILTER)?;
-        enlarge_rcvbuf(&ra, "raw UDP socket");
-        set_router_alert(ra.as_raw_fd())?;
+        let ra = router_alert_socket()?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
         Ok(Self {
             udp: register(udp)?,
