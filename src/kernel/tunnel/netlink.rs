@@ -292,13 +292,11 @@ pub async fn delete_many(handle: &Handle, ifnames: &[String]) -> Result<(), Vlin
 /// share it (~0.1 ms to bring one up). The name is not a tunnel end's.
 pub const SOCKET_KEEPER: &str = "vxkeep";
 
-/// Creates [`SOCKET_KEEPER`] in the namespace of `handle`, unless there.
+/// Creates [`SOCKET_KEEPER`] in the namespace of `handle` (one already
+/// there, e.g. from another virtual node of the host, is left as it is).
 /// Callers warn and go on when it fails: it only makes tunnel ends cheaper
 /// (a kernel without VXLAN still carries gretap or geneve links).
 pub async fn keep_vxlan_socket(handle: &Handle) -> Result<(), VlinkError> {
-    if let Ok(Some(_)) = link_index(handle, SOCKET_KEEPER).await {
-        return Ok(());
-    }
     let msg = LinkVxlan::new(SOCKET_KEEPER, 0)
         .port(VXLAN_PORT)
         .learning(false)

@@ -280,15 +280,13 @@ impl Gist {
             return;
         }
         let key = (sid, dir);
-        // A new session of a flow whose peer is known (`reuse_peers`).
-        let nslp_data = match self.q.contains_key(&key) {
-            true => nslp_data,
-            false => match self.send_on_known_peer(now, sid, flow, dir, local, nslp_data, sign) {
-                Some(d) => d,
-                None => return,
-            },
-        };
-        let node = match self.q.remove(&key) {
+        // A new session of a flow whose peer is known (`reuse_peers`) starts
+        // established on that peer.
+        let node = self
+            .q
+            .remove(&key)
+            .or_else(|| self.node_on_known_peer(now, flow, dir));
+        let node = match node {
             Some(mut node) => {
                 node.last_used = now;
                 if let Some(addr) = node.usable_peer(now).map(|p| p.addr) {
@@ -723,9 +721,9 @@ mod tests {
     use super::*;
     use crate::proto::gist::profile::{NSISKA_IP_TTL, NSISKA_REPLY_TTL};
 
-    const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
-    const B: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 2);
-    const FLOW: Flow = Flow {
+    pub(super) const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
+    pub(super) const B: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 2);
+    pub(super) const FLOW: Flow = Flow {
         src: Ipv4Addr::new(172, 1, 2, 1),
         dst: Ipv4Addr::new(172, 3, 4, 4),
         protocol: 17,

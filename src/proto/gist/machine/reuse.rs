@@ -148,10 +148,12 @@ impl Gist {
     /// "No Routing State" from `src` for `sid`: when it answers data we
     /// sent on a known peer, that peer is forgotten and kept out for T2.
     pub(super) fn refused_known_peer(&mut self, now: Instant, sid: Sid, src: Ipv4Addr) {
-        let ours = self.q.iter().any(|((s, _), n)| {
-            *s == sid && n.on_known_peer && n.known_peer().is_some_and(|p| p.addr == src)
-        });
-        if !self.cfg.reuse_peers || !ours {
+        let ours = |d: Direction| {
+            self.q
+                .get(&(sid, d))
+                .is_some_and(|n| n.on_known_peer && n.known_peer().is_some_and(|p| p.addr == src))
+        };
+        if !self.cfg.reuse_peers || !(ours(Direction::Downstream) || ours(Direction::Upstream)) {
             return;
         }
         let m = &mut self.known;
@@ -160,28 +162,21 @@ impl Gist {
         insert(&mut m.refused, &mut m.pruned, now, |t| *t > now, src, until);
     }
 
-    /// A new session's first data for `flow` towards `dir`: established
-    /// querier state on the flow's known peer, with the data sent to it, or
-    /// the data back when no peer is known.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn send_on_known_peer(
+    /// A new session's querier state for `flow` towards `dir`, established
+    /// on the flow's known peer, if there is one: the caller sends on it as
+    /// on any established state (and keeps the data for one T1, so a peer
+    /// that lost its entry draws a handshake and a resend).
+    pub(super) fn node_on_known_peer(
         &mut self,
         now: Instant,
-        sid: Sid,
         flow: Flow,
         dir: Direction,
-        local: Ipv4Addr,
-        nslp_data: Vec<u8>,
-        sign: bool,
-    ) -> Option<Vec<u8>> {
-        let known = self
-            .known
-            .downstream_of
-            .get(&(flow, dir))
-            .filter(|k| self.cfg.reuse_peers && now < k.refresh_at && now < k.expires);
-        let Some(peer) = known.map(|k| k.peer.clone()) else {
-            return Some(nslp_data);
-        };
+    ) -> Option<QNode> {
+        let k = self.known.downstream_of.get(&(flow, dir))?;
+        if !self.cfg.reuse_peers || now >= k.refresh_at || now >= k.expires {
+            return None;
+        }
+        let peer = k.peer.clone();
         // The session's own timers, from now: the peer installs its state
         // for it when the data arrive, valid for the time its NLI announced.
         let validity = Duration::from_millis(peer.rs_validity_ms as u64);
@@ -191,16 +186,10 @@ impl Gist {
             expires: now + validity,
         };
         let mut node = QNode::new(flow, dir, state, now);
-        node.last_peer = Some(peer.clone());
+        node.last_peer = Some(peer);
         node.on_known_peer = true;
-        // Kept for one T1: a peer that lost its entry answers "No Routing
-        // State", and the data go again after a handshake.
-        node.keep_sent(&nslp_data, sign, now, now + self.cfg.t1);
         self.counters.sessions_on_known_peer += 1;
-        let ttl = self.cfg.ip_ttl;
-        self.push_data(peer.addr, ttl, sid, flow, dir, local, nslp_data, sign);
-        self.q.insert((sid, dir), node);
-        None
+        Some(node)
     }
 
     /// Data of a session we hold no state for, from `src`: taken (and the
@@ -243,18 +232,11 @@ mod tests {
     use std::net::SocketAddrV4;
     use std::time::Duration;
 
-    use super::super::tests::kind;
+    use super::super::tests::{A, B, FLOW, kind};
     use super::super::{Config, Event, Msg, Transmit};
     use super::*;
 
-    const A: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 1);
-    const B: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 2);
     const C: Ipv4Addr = Ipv4Addr::new(172, 1, 2, 3);
-    const FLOW: Flow = Flow {
-        src: Ipv4Addr::new(172, 1, 2, 1),
-        dst: Ipv4Addr::new(172, 3, 4, 4),
-        protocol: 17,
-    };
     const DOWN: Direction = Direction::Downstream;
 
     fn node(id: u8, reuse: bool) -> Gist {
