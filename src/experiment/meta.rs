@@ -73,7 +73,7 @@ pub struct Meta {
 /// Whether the nodes of this process run GIST's data-in-Query mode (read
 /// as `crate::node::config` reads it).
 fn gist_data_in_query() -> bool {
-    std::env::var("VLSP_GIST_DATA_IN_QUERY").is_ok_and(|v| v == "1")
+    crate::node::config::mode_on(crate::node::config::GIST_DATA_IN_QUERY_ENV)
 }
 
 fn one() -> usize {

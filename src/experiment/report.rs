@@ -40,10 +40,11 @@ pub fn report(dir: &Path) -> Result<()> {
 /// The optional modes a run's `VLSP_*` variables switched on (others, e.g.
 /// a log level, and values that leave a mode off are not modes).
 fn modes_on(env: &[(String, String)]) -> Vec<String> {
+    use crate::node::config::{GIST_DATA_IN_QUERY_ENV, GIST_REUSE_PEERS_ENV};
     env.iter()
         .filter(|(k, v)| match k.as_str() {
-            "VLSP_NODES_PER_THREAD" => v.trim().parse::<usize>().is_ok_and(|n| n > 1),
-            "VLSP_GIST_DATA_IN_QUERY" | "VLSP_GIST_REUSE_PEERS" => v == "1",
+            crate::node::NODES_PER_THREAD_ENV => v.trim().parse::<usize>().is_ok_and(|n| n > 1),
+            GIST_DATA_IN_QUERY_ENV | GIST_REUSE_PEERS_ENV => v == "1",
             _ => false,
         })
         .map(|(k, v)| format!("`{k}={v}`"))

@@ -159,6 +159,18 @@ pub fn allocate_vlink_id(vnis_in_use: &[u32], mut draw: impl FnMut() -> u64) -> 
     }
 }
 
+/// Optional mode (issue 17): the first RESERVE of a session rides in its
+/// GIST Query when this variable is `1`.
+pub const GIST_DATA_IN_QUERY_ENV: &str = "VLSP_GIST_DATA_IN_QUERY";
+/// Optional mode (issue 17): later sessions of a flow reuse its GIST peer
+/// when this variable is `1`.
+pub const GIST_REUSE_PEERS_ENV: &str = "VLSP_GIST_REUSE_PEERS";
+
+/// Whether the environment switches optional mode `var` on (`1`).
+pub fn mode_on(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
 /// The resolved configuration of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -427,12 +439,11 @@ impl NodeConfig {
             // refreshed over it.
             idle: self.lifetime,
             // Optional mode (issue 17), off unless VLSP_GIST_DATA_IN_QUERY=1.
-            data_in_query: std::env::var("VLSP_GIST_DATA_IN_QUERY").is_ok_and(|v| v == "1"),
+            data_in_query: mode_on(GIST_DATA_IN_QUERY_ENV),
             // Optional mode (issue 17), off unless VLSP_GIST_REUSE_PEERS=1;
             // D-mode only: Data over a messaging association carry no NLI,
             // which a responder needs to know the peer it confirmed.
-            reuse_peers: std::env::var("VLSP_GIST_REUSE_PEERS").is_ok_and(|v| v == "1")
-                && !self.cmode,
+            reuse_peers: mode_on(GIST_REUSE_PEERS_ENV) && !self.cmode,
             ..gm::Config::for_profile(self.profile)
         }
     }

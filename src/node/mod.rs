@@ -9,4 +9,4 @@ pub mod nodefile;
 pub mod runtime;
 
 pub use config::NodeConfig;
-pub use runtime::{NodeHandle, StartingNode, spawn_node, start_node};
+pub use runtime::{NODES_PER_THREAD_ENV, NodeHandle, StartingNode, spawn_node, start_node};

@@ -28,6 +28,7 @@ mod tcp;
 mod thread;
 mod vlink;
 
+pub use group::ENV as NODES_PER_THREAD_ENV;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 pub use vlink::DELETE_DELAY;
 
