@@ -57,7 +57,9 @@ environment of `vlsp up`, `run` or `node`; a run records them in meta.json and s
   VLSP_NODES_PER_THREAD=N    N nodes share one thread (D-mode nodes; not with `fault node-stop`)
   VLSP_GIST_DATA_IN_QUERY=1  a session's first RESERVE rides in its GIST Query
   VLSP_GIST_REUSE_PEERS=1    a later session of a flow sends its RESERVE straight to the peer of
-                             the flow's last handshake, without one (both ends need it)";
+                             the flow's last handshake, without one (both ends need it)
+  VLSP_KERNEL_CPUS=LIST      tunnel ends, reservation classes and deletions run on these CPUs
+                             (e.g. 1, or 2-3), the nodes' signaling on the others (same messages)";
 
 #[derive(Subcommand)]
 enum Cmd {

@@ -44,6 +44,7 @@ fn modes_on(env: &[(String, String)]) -> Vec<String> {
     env.iter()
         .filter(|(k, v)| match k.as_str() {
             crate::node::NODES_PER_THREAD_ENV => v.trim().parse::<usize>().is_ok_and(|n| n > 1),
+            crate::node::KERNEL_CPUS_ENV => !v.trim().is_empty(),
             GIST_DATA_IN_QUERY_ENV | GIST_REUSE_PEERS_ENV => v == "1",
             _ => false,
         })
@@ -700,6 +701,9 @@ mod tests {
         let md = header_md(&m, &mut vec![]);
         assert!(md.contains("Optional modes set for this run"), "{md}");
         assert!(md.contains("`VLSP_GIST_REUSE_PEERS=1`."), "{md}");
+        m.env.push(("VLSP_KERNEL_CPUS".into(), "1".into()));
+        let md = header_md(&m, &mut vec![]);
+        assert!(md.contains("`VLSP_KERNEL_CPUS=1`."), "{md}");
     }
 
     /// `report` draws the same figures from the same CSV, byte for byte.

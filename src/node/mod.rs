@@ -9,4 +9,6 @@ pub mod nodefile;
 pub mod runtime;
 
 pub use config::NodeConfig;
-pub use runtime::{NODES_PER_THREAD_ENV, NodeHandle, StartingNode, spawn_node, start_node};
+pub use runtime::{
+    KERNEL_CPUS_ENV, NODES_PER_THREAD_ENV, NodeHandle, StartingNode, spawn_node, start_node,
+};

@@ -23,12 +23,14 @@
 mod api_server;
 mod group;
 pub mod intake;
+mod placement;
 mod routes;
 mod tcp;
 mod thread;
 mod vlink;
 
 pub use group::ENV as NODES_PER_THREAD_ENV;
+pub use placement::ENV as KERNEL_CPUS_ENV;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 pub use vlink::DELETE_DELAY;
 

@@ -77,6 +77,7 @@ pub struct StartingNode {
 /// with `VLSP_NODES_PER_THREAD=N` (N > 1) the node joins a thread that
 /// serves up to N nodes (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
+    super::placement::placement().map_err(|e| anyhow::anyhow!("node {}: {e}", cfg.name))?;
     if let Some(n) = super::group::nodes_per_thread()? {
         super::group::refuse_cmode(n, &cfg.name, cfg.cmode)?;
         let (name, api_socket, ready_rx, thread) =
@@ -89,6 +90,7 @@ pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode
     let thread = std::thread::Builder::new()
         .name(format!("node-{name}"))
         .spawn(move || {
+            super::placement::pin_current(super::placement::Role::Signaling, &cfg.name);
             if let Err(e) = crate::kernel::substrate::enter(&cfg.netns) {
                 let _ = ready_tx.send(Err(format!(
                     "node {}: cannot enter namespace {}: {e}",

@@ -93,6 +93,8 @@ fn start_worker(st: VlinkStart) -> Result<Worker, String> {
     let thread = std::thread::Builder::new()
         .name(format!("vlink-{node_name}"))
         .spawn(move || {
+            // Its reaper thread, started from here, inherits the mask.
+            super::placement::pin_current(super::placement::Role::Kernel, &node_name);
             if let Err(e) = crate::kernel::substrate::enter(&netns) {
                 tracing::warn!(node = %node_name, "kernel thread: cannot enter namespace {}: {e}", netns.display());
                 return;

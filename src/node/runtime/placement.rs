@@ -1,0 +1,209 @@
+//! Which CPUs the node runtime's threads run on (`VLSP_KERNEL_CPUS`, off by
+//! default; issue 17). A hop's reservation class and a tunnel end are made
+//! on a kernel thread beside the signaling; on a 2-core VM the scheduler
+//! often woke that thread onto the CPU of the nodes' signaling thread, and
+//! the chain waited behind it. With the kernel work kept on the CPUs named
+//! here and the signaling on the others, neither waits for the other. A
+//! runtime setting: the messages on the wire are the same.
+
+use anyhow::anyhow;
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
+
+/// The environment variable naming the kernel work's CPUs.
+pub const ENV: &str = "VLSP_KERNEL_CPUS";
+
+/// The CPUs of each kind of thread (both non-empty, disjoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Tunnel ends, reservation classes, deferred deletions, route monitor.
+    pub kernel: Vec<usize>,
+    /// The nodes' threads: every CPU the process may use but the above.
+    pub signaling: Vec<usize>,
+}
+
+/// What a thread does, so where it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Signaling,
+    Kernel,
+}
+
+/// The placement `VLSP_KERNEL_CPUS` asks for, checked against the CPUs this
+/// process may run on; `None` when unset. A value that cannot be honoured
+/// is refused, so a run never measures another placement than asked for.
+pub fn placement() -> anyhow::Result<Option<Placement>> {
+    let v = std::env::var(ENV).ok();
+    if v.as_deref().is_none_or(|v| v.trim().is_empty()) {
+        return Ok(None);
+    }
+    // The process's mask (its main thread's), not a pinned caller's.
+    let mask = sched_getaffinity(nix::unistd::getpid())
+        .map_err(|e| anyhow!("{ENV}: cannot read the CPUs this process may run on: {e}"))?;
+    let allowed: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| mask.is_set(c).unwrap_or(false))
+        .collect();
+    parse(v.as_deref(), &allowed).map_err(|e| anyhow!(e))
+}
+
+fn parse(v: Option<&str>, allowed: &[usize]) -> Result<Option<Placement>, String> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let mut kernel = vec![];
+    for item in v.split(',').map(str::trim) {
+        let bad = || {
+            format!("{ENV}={v:?}: {item:?} is not a CPU number or range (write e.g. 1, 1,3 or 2-3)")
+        };
+        let (lo, hi) = match item.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let c: usize = item.parse().map_err(|_| bad())?;
+                (c, c)
+            }
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        for c in lo..=hi {
+            if !allowed.contains(&c) {
+                return Err(format!(
+                    "{ENV}={v:?}: CPU {c} is not one this process may run on (it may use {}); \
+                     name CPUs among those",
+                    list(allowed)
+                ));
+            }
+            kernel.push(c);
+        }
+    }
+    kernel.sort_unstable();
+    kernel.dedup();
+    let signaling: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| !kernel.contains(c))
+        .collect();
+    if signaling.is_empty() {
+        return Err(format!(
+            "{ENV}={v:?} leaves no CPU for the nodes' signaling (this process may use {}); \
+             name fewer CPUs, or unset it",
+            list(allowed)
+        ));
+    }
+    Ok(Some(Placement { kernel, signaling }))
+}
+
+/// `0-1,3` style, as `/proc/*/status` writes CPU lists.
+pub fn list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = vec![];
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// [`pin`] with the environment's placement, for a thread started by the
+/// runtime: a bad value was already refused when its node started.
+pub fn pin_current(role: Role, thread: &str) {
+    pin(placement().ok().flatten().as_ref(), role, thread);
+}
+
+/// Keeps the calling thread (and the threads it starts later, which inherit
+/// its mask) on `role`'s CPUs. A failure only warns: the thread then runs
+/// where the scheduler puts it.
+pub fn pin(p: Option<&Placement>, role: Role, thread: &str) {
+    let Some(p) = p else { return };
+    let cpus = match role {
+        Role::Signaling => &p.signaling,
+        Role::Kernel => &p.kernel,
+    };
+    let mut set = CpuSet::new();
+    for &c in cpus {
+        if let Err(e) = set.set(c) {
+            tracing::warn!("thread {thread}: CPU {c} ({ENV}): {e}");
+        }
+    }
+    if let Err(e) = sched_setaffinity(Pid::from_raw(0), &set) {
+        tracing::warn!(
+            "thread {thread}: cannot keep it on CPUs {} ({ENV}): {e}",
+            list(cpus)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(v: &str, allowed: &[usize]) -> Placement {
+        parse(Some(v), allowed).unwrap().unwrap()
+    }
+
+    #[test]
+    fn kernel_cpus_and_the_rest_for_signaling() {
+        assert_eq!(
+            ok("1", &[0, 1]),
+            Placement {
+                kernel: vec![1],
+                signaling: vec![0]
+            }
+        );
+        let p = ok(" 2-3, 1 ,3", &[0, 1, 2, 3, 5]);
+        assert_eq!(p.kernel, vec![1, 2, 3]);
+        assert_eq!(p.signaling, vec![0, 5]);
+        assert_eq!(parse(None, &[0, 1]), Ok(None));
+        assert_eq!(parse(Some("  "), &[0, 1]), Ok(None));
+    }
+
+    #[test]
+    fn values_that_cannot_be_honoured_are_refused_by_name() {
+        for (v, want) in [
+            ("x", "\"x\" is not a CPU number or range"),
+            ("1;2", "is not a CPU number"),
+            ("-1", "is not a CPU number"),
+            ("3-1", "\"3-1\" is not a CPU number"),
+            ("1,", "\"\" is not a CPU number"),
+            (
+                "4",
+                "CPU 4 is not one this process may run on (it may use 0-1)",
+            ),
+            (
+                "0-1",
+                "leaves no CPU for the nodes' signaling (this process may use 0-1)",
+            ),
+            ("99999999999999999999", "is not a CPU number"),
+        ] {
+            let e = parse(Some(v), &[0, 1]).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{ENV}=")) && e.contains(want),
+                "{v}: {e}"
+            );
+        }
+        // One CPU: nothing can be split off.
+        assert!(
+            parse(Some("0"), &[0])
+                .unwrap_err()
+                .contains("leaves no CPU")
+        );
+    }
+
+    #[test]
+    fn cpu_lists_read_like_proc() {
+        assert_eq!(list(&[0, 1, 2, 4, 6, 7]), "0-2,4,6-7");
+        assert_eq!(list(&[3]), "3");
+        assert_eq!(list(&[]), "");
+    }
+}

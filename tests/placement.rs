@@ -1,0 +1,139 @@
+//! Root integration test of `VLSP_KERNEL_CPUS`: the nodes' threads run on
+//! the CPUs it leaves, the kernel threads (tunnel ends, reservation classes,
+//! deferred deletions, the route monitor) on the CPUs it names, and a link
+//! still carries frames; a value that cannot be honoured stops the bring-up
+//! with the variable named. Its own test binary: the variables are read by
+//! this process's nodes only.
+
+mod common;
+
+use common::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use vlsp::node::api::Reply;
+use vlsp::testbed::{Options, Testbed};
+
+/// `/proc` CPU list ("0-1,3") as numbers.
+fn cpus(list: &str) -> Vec<usize> {
+    let mut out = vec![];
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => out.push(part.parse().unwrap()),
+        }
+    }
+    out
+}
+
+fn allowed(status: &str) -> Vec<usize> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in status");
+    cpus(line)
+}
+
+/// Every thread of this process: (name, CPUs it may run on).
+fn threads() -> Vec<(String, Vec<usize>)> {
+    let mut out = vec![];
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(t.path().join("comm")),
+            std::fs::read_to_string(t.path().join("status")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        out.push((comm.trim().to_string(), allowed(&status)));
+    }
+    out
+}
+
+#[test]
+fn kernel_work_and_signaling_run_on_their_own_cpus() {
+    if !require_root("kernel_work_and_signaling_run_on_their_own_cpus") {
+        return;
+    }
+    let all = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let everything = all
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // SAFETY (both set_var): set while no node of this process runs.
+    unsafe {
+        std::env::set_var(vlsp::node::NODES_PER_THREAD_ENV, "8");
+        std::env::set_var(vlsp::node::KERNEL_CPUS_ENV, &everything);
+    }
+    // Naming every CPU leaves none for the signaling: refused, named, and
+    // nothing stays behind.
+    let t = unique_topology("paper-4node.toml", "kc");
+    let name = t.name.clone();
+    let _first = Down(name.clone());
+    let e = match Testbed::up(t, &Options::default()) {
+        Ok(_) => panic!("{}={everything} was accepted", vlsp::node::KERNEL_CPUS_ENV),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("VLSP_KERNEL_CPUS") && e.contains("leaves no CPU for the nodes' signaling"),
+        "{e}"
+    );
+    assert!(leftovers(&name).is_empty(), "{:?}", leftovers(&name));
+    assert!(
+        all.len() >= 2,
+        "this test needs 2 CPUs to split them (the process may use {all:?})"
+    );
+
+    let kernel = *all.last().unwrap();
+    let signaling: Vec<usize> = all.iter().copied().filter(|&c| c != kernel).collect();
+    unsafe { std::env::set_var(vlsp::node::KERNEL_CPUS_ENV, kernel.to_string()) };
+    let t = unique_topology("paper-4node.toml", "kc");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let Reply::LinkUp { vlink } = tb
+        .client("tb1")
+        .unwrap()
+        .call(&setup_request("VM1", "VM2", 1_000_000))
+        .unwrap()
+    else {
+        panic!("setup refused")
+    };
+    let vm2 = Ipv4Addr::new(10, 10, 0, 2);
+    vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("no frames cross the link: {e:#}"));
+    teardown_ok(&mut tb.client("tb1").unwrap(), vlink.vlink_id);
+    // The reapers start with the first deferred deletion (20 ms on).
+    let reaper = || threads().iter().any(|(n, _)| n == "reap-tb1");
+    for _ in 0..100 {
+        if reaper() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let ts = threads();
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, on) in &ts {
+        let want = if n.starts_with("nodes-") {
+            &signaling
+        } else if n.starts_with("vlink-") || n.starts_with("reap-") || n == "route-monitor" {
+            &vec![kernel]
+        } else {
+            continue;
+        };
+        assert_eq!(on, want, "thread {n}");
+        seen.insert(n.split('-').next().unwrap().to_string());
+    }
+    for kind in ["nodes", "vlink", "reap", "route"] {
+        assert!(seen.contains(kind), "no {kind}-* thread among {ts:?}");
+    }
+    // Every router installed a class on its kernel thread.
+    for r in ["tb1", "tb2", "tb3", "tb4"] {
+        assert!(
+            ts.iter().any(|(n, _)| *n == format!("vlink-{r}")),
+            "vlink-{r} among {ts:?}"
+        );
+    }
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}
