@@ -156,6 +156,10 @@ async fn links_shaped_on_demand_get_their_htb_at_the_first_reservation() {
         substrate::Shaping::OnDemand
     );
     assert_eq!(substrate::Shaping::for_size(300), substrate::Shaping::Eager);
+    assert_eq!(
+        substrate::Shaping::for_size(301),
+        substrate::Shaping::OnDemand
+    );
     let t = chain_topology("d", 3);
     let _guard = Down(t.name.clone());
     substrate::up_shaped(&t, substrate::Shaping::OnDemand)

@@ -196,7 +196,7 @@ mod tests {
         let m = Meta::new(&e, vec![]);
         let v: serde_json::Value = serde_json::to_value(&m).unwrap();
         assert_eq!(v["gist_data_in_query"], gist_data_in_query());
-        assert_eq!(v["shape_eagerly_up_to"], 1000);
+        assert_eq!(v["shape_eagerly_up_to"], 300);
         let mut old = v.as_object().unwrap().clone();
         old.remove("gist_data_in_query");
         old.remove("shape_eagerly_up_to");
