@@ -78,14 +78,25 @@ fn kernel_work_and_signaling_run_on_their_own_cpus() {
         "{e}"
     );
     assert!(leftovers(&name).is_empty(), "{:?}", leftovers(&name));
-    assert!(
-        all.len() >= 2,
-        "this test needs 2 CPUs to split them (the process may use {all:?})"
-    );
-
+    if all.len() < 2 {
+        let why = format!("this test needs 2 CPUs to split them (the process may use {all:?})");
+        assert!(std::env::var("CI").is_err(), "{why}");
+        eprintln!("skipping the split: {why}");
+        return;
+    }
     let kernel = *all.last().unwrap();
     let signaling: Vec<usize> = all.iter().copied().filter(|&c| c != kernel).collect();
     unsafe { std::env::set_var(vlsp::node::KERNEL_CPUS_ENV, kernel.to_string()) };
+    // The four routers on one thread, then a thread each.
+    one_link_and_check_the_threads("nodes-", kernel, &signaling);
+    unsafe { std::env::remove_var(vlsp::node::NODES_PER_THREAD_ENV) };
+    one_link_and_check_the_threads("node-", kernel, &signaling);
+}
+
+/// Brings paper-4node up, sets a link up (frames cross it) and down, and
+/// checks every runtime thread's CPUs: node threads (named `node_prefix…`)
+/// on `signaling`, kernel threads on `kernel`.
+fn one_link_and_check_the_threads(node_prefix: &str, kernel: usize, signaling: &[usize]) {
     let t = unique_topology("paper-4node.toml", "kc");
     let name = t.name.clone();
     let _guard = Down(name.clone());
@@ -102,7 +113,7 @@ fn kernel_work_and_signaling_run_on_their_own_cpus() {
     vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("no frames cross the link: {e:#}"));
     teardown_ok(&mut tb.client("tb1").unwrap(), vlink.vlink_id);
-    // The reapers start with the first deferred deletion (20 ms on).
+    // A reaper thread starts when its node queues its first deletion.
     let reaper = || threads().iter().any(|(n, _)| n == "reap-tb1");
     for _ in 0..100 {
         if reaper() {
@@ -114,17 +125,18 @@ fn kernel_work_and_signaling_run_on_their_own_cpus() {
     let ts = threads();
     let mut seen = std::collections::BTreeSet::new();
     for (n, on) in &ts {
-        let want = if n.starts_with("nodes-") {
-            &signaling
+        let want = if n.starts_with(node_prefix) {
+            signaling.to_vec()
         } else if n.starts_with("vlink-") || n.starts_with("reap-") || n == "route-monitor" {
-            &vec![kernel]
+            vec![kernel]
         } else {
             continue;
         };
-        assert_eq!(on, want, "thread {n}");
+        assert_eq!(on, &want, "thread {n}");
         seen.insert(n.split('-').next().unwrap().to_string());
     }
-    for kind in ["nodes", "vlink", "reap", "route"] {
+    let node_kind = node_prefix.trim_end_matches('-');
+    for kind in [node_kind, "vlink", "reap", "route"] {
         assert!(seen.contains(kind), "no {kind}-* thread among {ts:?}");
     }
     // Every router installed a class on its kernel thread.

@@ -95,9 +95,9 @@ pub enum Shaping {
 /// class binds a block too, after the same search: at 1000 routers shaped
 /// up front (8000 blocks) a class took ~100 µs on the node's kernel thread,
 /// more than a hop's signaling (~60 µs), so along a long chain the classes
-/// fell behind the RESERVE and its RESPONSE waited for them (setup [A]
-/// 122-134 ms across 1000 routers; 72-78 ms shaped on demand, classes
-/// 31-43 µs).
+/// fell behind the RESERVE and its RESPONSE waited for them (every node on
+/// one thread, the kernel work on CPU 1: setup [A] 122-134 ms across 1000
+/// routers; 72-78 ms shaped on demand, classes 31-43 µs).
 pub const SHAPE_EAGERLY_UP_TO: usize = 300;
 
 impl Shaping {

@@ -129,11 +129,10 @@ pub fn close_open() {
 
 fn spawn_thread(first: &str, per_thread: usize, start_actors: StartActors) -> anyhow::Result<Open> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-    let thread_name = format!("nodes-{first}");
     let thread = std::thread::Builder::new()
-        .name(thread_name.clone())
+        .name(format!("nodes-{first}"))
         .spawn(move || {
-            super::placement::pin_current(super::placement::Role::Signaling, &thread_name);
+            super::placement::pin_current(super::placement::Role::Signaling);
             let sys = actix::System::new();
             sys.block_on(async move {
                 while let Some(Job { cfg, rec, ready }) = rx.recv().await {

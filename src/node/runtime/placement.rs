@@ -6,6 +6,8 @@
 //! here and the signaling on the others, neither waits for the other. A
 //! runtime setting: the messages on the wire are the same.
 
+use std::sync::OnceLock;
+
 use anyhow::anyhow;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
@@ -16,7 +18,8 @@ pub const ENV: &str = "VLSP_KERNEL_CPUS";
 /// The CPUs of each kind of thread (both non-empty, disjoint).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    /// Tunnel ends, reservation classes, deferred deletions, route monitor.
+    /// Tunnel ends, reservation classes, deferred deletions, and the shared
+    /// route listener (a node re-reads its route table on its own thread).
     pub kernel: Vec<usize>,
     /// The nodes' threads: every CPU the process may use but the above.
     pub signaling: Vec<usize>,
@@ -29,10 +32,25 @@ pub enum Role {
     Kernel,
 }
 
+/// The placement a node start of this process accepted first: the threads
+/// started later (a node's kernel thread starts at its first kernel work)
+/// pin to what was checked, not to a variable read again.
+static CHECKED: OnceLock<Option<Placement>> = OnceLock::new();
+
 /// The placement `VLSP_KERNEL_CPUS` asks for, checked against the CPUs this
-/// process may run on; `None` when unset. A value that cannot be honoured
-/// is refused, so a run never measures another placement than asked for.
+/// process may run on; `None` when unset. Read once per process, at the
+/// first node start that accepts it. A value that cannot be honoured is
+/// refused (and not kept), so a run never measures another placement than
+/// asked for.
 pub fn placement() -> anyhow::Result<Option<Placement>> {
+    if let Some(p) = CHECKED.get() {
+        return Ok(p.clone());
+    }
+    let p = from_env()?;
+    Ok(CHECKED.get_or_init(|| p).clone())
+}
+
+fn from_env() -> anyhow::Result<Option<Placement>> {
     let v = std::env::var(ENV).ok();
     if v.as_deref().is_none_or(|v| v.trim().is_empty()) {
         return Ok(None);
@@ -115,16 +133,29 @@ pub fn list(cpus: &[usize]) -> String {
     out.join(",")
 }
 
-/// [`pin`] with the environment's placement, for a thread started by the
-/// runtime: a bad value was already refused when its node started.
-pub fn pin_current(role: Role, thread: &str) {
-    pin(placement().ok().flatten().as_ref(), role, thread);
+/// [`pin`] with the process's placement, for a thread started by the
+/// runtime (its node's start checked the placement already).
+pub fn pin_current(role: Role) {
+    match placement() {
+        Ok(p) => pin(p.as_ref(), role),
+        Err(e) => tracing::warn!(
+            "thread {}: {e:#}; it runs where the scheduler puts it",
+            this_thread()
+        ),
+    }
+}
+
+fn this_thread() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string()
 }
 
 /// Keeps the calling thread (and the threads it starts later, which inherit
 /// its mask) on `role`'s CPUs. A failure only warns: the thread then runs
 /// where the scheduler puts it.
-pub fn pin(p: Option<&Placement>, role: Role, thread: &str) {
+pub fn pin(p: Option<&Placement>, role: Role) {
     let Some(p) = p else { return };
     let cpus = match role {
         Role::Signaling => &p.signaling,
@@ -133,12 +164,13 @@ pub fn pin(p: Option<&Placement>, role: Role, thread: &str) {
     let mut set = CpuSet::new();
     for &c in cpus {
         if let Err(e) = set.set(c) {
-            tracing::warn!("thread {thread}: CPU {c} ({ENV}): {e}");
+            tracing::warn!("thread {}: CPU {c} ({ENV}): {e}", this_thread());
         }
     }
     if let Err(e) = sched_setaffinity(Pid::from_raw(0), &set) {
         tracing::warn!(
-            "thread {thread}: cannot keep it on CPUs {} ({ENV}): {e}",
+            "thread {}: cannot keep it on CPUs {} ({ENV}): {e}",
+            this_thread(),
             list(cpus)
         );
     }

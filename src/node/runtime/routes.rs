@@ -82,7 +82,7 @@ fn shared() -> Result<Arc<Shared>, String> {
             let spawned = std::thread::Builder::new()
                 .name("route-monitor".into())
                 .spawn(move || {
-                    super::placement::pin_current(super::placement::Role::Kernel, "route-monitor");
+                    super::placement::pin_current(super::placement::Role::Kernel);
                     let opened = crate::kernel::substrate::enter(Path::new("/proc/self/ns/net"))
                         .map_err(|e| format!("{e:#}"))
                         .and_then(|()| AllNamespaces::open().map_err(|e| e.to_string()));

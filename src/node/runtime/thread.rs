@@ -90,7 +90,7 @@ pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode
     let thread = std::thread::Builder::new()
         .name(format!("node-{name}"))
         .spawn(move || {
-            super::placement::pin_current(super::placement::Role::Signaling, &cfg.name);
+            super::placement::pin_current(super::placement::Role::Signaling);
             if let Err(e) = crate::kernel::substrate::enter(&cfg.netns) {
                 let _ = ready_tx.send(Err(format!(
                     "node {}: cannot enter namespace {}: {e}",

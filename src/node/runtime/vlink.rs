@@ -94,7 +94,7 @@ fn start_worker(st: VlinkStart) -> Result<Worker, String> {
         .name(format!("vlink-{node_name}"))
         .spawn(move || {
             // Its reaper thread, started from here, inherits the mask.
-            super::placement::pin_current(super::placement::Role::Kernel, &node_name);
+            super::placement::pin_current(super::placement::Role::Kernel);
             if let Err(e) = crate::kernel::substrate::enter(&netns) {
                 tracing::warn!(node = %node_name, "kernel thread: cannot enter namespace {}: {e}", netns.display());
                 return;
