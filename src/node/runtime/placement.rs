@@ -2,9 +2,10 @@
 //! default; issue 17). A hop's reservation class and a tunnel end are made
 //! on a kernel thread beside the signaling; on a 2-core VM the scheduler
 //! often woke that thread onto the CPU of the nodes' signaling thread, and
-//! the chain waited behind it. With the kernel work kept on the CPUs named
-//! here and the signaling on the others, neither waits for the other. A
-//! runtime setting: the messages on the wire are the same.
+//! the chain waited behind it. Here the kernel work keeps to the CPUs named
+//! and the signaling to the others; interleaved runs did not show a gain
+//! beyond the noise (README, *Scale*), so it stays an explicit, recorded
+//! placement. A runtime setting: the messages on the wire are the same.
 
 use std::sync::OnceLock;
 
@@ -115,7 +116,7 @@ fn parse(v: Option<&str>, allowed: &[usize]) -> Result<Option<Placement>, String
 }
 
 /// `0-1,3` style, as `/proc/*/status` writes CPU lists.
-pub fn list(cpus: &[usize]) -> String {
+fn list(cpus: &[usize]) -> String {
     let mut out: Vec<String> = vec![];
     let mut i = 0;
     while i < cpus.len() {
@@ -155,7 +156,7 @@ fn this_thread() -> String {
 /// Keeps the calling thread (and the threads it starts later, which inherit
 /// its mask) on `role`'s CPUs. A failure only warns: the thread then runs
 /// where the scheduler puts it.
-pub fn pin(p: Option<&Placement>, role: Role) {
+fn pin(p: Option<&Placement>, role: Role) {
     let Some(p) = p else { return };
     let cpus = match role {
         Role::Signaling => &p.signaling,
