@@ -99,6 +99,14 @@ fn a_stopped_router_forwards_nothing_and_runs_no_node() {
         "its NSIS node halted"
     );
     let ns = ns_name(&name, "r1");
+    // It stopped alone (by default the six nodes share one thread): its
+    // GIST, MA and API sockets are closed, its neighbours still answer.
+    assert_eq!(ns_output(&ns, "ss -Hanu; ss -Hltn"), "", "r1's sockets");
+    assert!(tb.client("r1").is_err(), "r1's API socket still answers");
+    for other in ["r0", "r2"] {
+        let r = tb.client(other).unwrap().call(&Request::Health).unwrap();
+        assert!(matches!(r, Reply::Health { .. }), "{other}: {r:?}");
+    }
     // Forwarding is per interface (`vlsp up` never sets `ip_forward`).
     let fwd = "cat /proc/sys/net/ipv4/conf/eth0/forwarding /proc/sys/net/ipv4/conf/eth1/forwarding";
     assert_eq!(
@@ -127,6 +135,9 @@ fn a_stopped_router_forwards_nothing_and_runs_no_node() {
         "its node runs again"
     );
     tb.client("r1").unwrap();
+    // Its sockets are open again in its namespace (GIST UDP and RAO, MA).
+    assert_ne!(ns_output(&ns, "ss -Hanu"), "", "r1's GIST sockets");
+    assert_ne!(ns_output(&ns, "ss -Hltn"), "", "r1's MA listener");
     assert_eq!(
         ns_output(&ns, fwd).split_whitespace().collect::<Vec<_>>(),
         ["1", "1"]

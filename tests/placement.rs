@@ -89,7 +89,7 @@ fn kernel_work_and_signaling_run_on_their_own_cpus() {
     unsafe { std::env::set_var(vlsp::node::KERNEL_CPUS_ENV, kernel.to_string()) };
     // The four routers on one thread, then a thread each.
     one_link_and_check_the_threads("nodes-", kernel, &signaling);
-    unsafe { std::env::remove_var(vlsp::node::NODES_PER_THREAD_ENV) };
+    unsafe { std::env::set_var(vlsp::node::NODES_PER_THREAD_ENV, "1") };
     one_link_and_check_the_threads("node-", kernel, &signaling);
 }
 

@@ -43,7 +43,12 @@ fn modes_on(env: &[(String, String)]) -> Vec<String> {
     use crate::node::config::{GIST_DATA_IN_QUERY_ENV, GIST_REUSE_PEERS_ENV};
     env.iter()
         .filter(|(k, v)| match k.as_str() {
-            crate::node::NODES_PER_THREAD_ENV => v.trim().parse::<usize>().is_ok_and(|n| n > 1),
+            // Grouping is the default: a thread per node, or another
+            // group size, is the setting to name.
+            crate::node::NODES_PER_THREAD_ENV => {
+                !v.trim().is_empty()
+                    && v.trim() != crate::node::NODES_PER_THREAD_DEFAULT.to_string()
+            }
             crate::node::KERNEL_CPUS_ENV => !v.trim().is_empty(),
             GIST_DATA_IN_QUERY_ENV | GIST_REUSE_PEERS_ENV => v == "1",
             _ => false,
@@ -695,8 +700,12 @@ mod tests {
         let mut m = meta(Kind::SetupTeardown);
         assert!(!header_md(&m, &mut vec![]).contains("Optional modes"));
         m.env = vec![("VLSP_LOG".into(), "debug".into())];
-        m.env.push(("VLSP_NODES_PER_THREAD".into(), "1".into()));
+        m.env.push(("VLSP_NODES_PER_THREAD".into(), "64".into()));
         assert!(!header_md(&m, &mut vec![]).contains("Optional modes"));
+        m.env[1].1 = "1".into();
+        let md = header_md(&m, &mut vec![]);
+        assert!(md.contains("`VLSP_NODES_PER_THREAD=1`."), "{md}");
+        m.env.pop();
         m.env.push(("VLSP_GIST_REUSE_PEERS".into(), "1".into()));
         let md = header_md(&m, &mut vec![]);
         assert!(md.contains("Optional modes set for this run"), "{md}");

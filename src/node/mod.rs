@@ -10,5 +10,6 @@ pub mod runtime;
 
 pub use config::NodeConfig;
 pub use runtime::{
-    KERNEL_CPUS_ENV, NODES_PER_THREAD_ENV, NodeHandle, StartingNode, spawn_node, start_node,
+    KERNEL_CPUS_ENV, NODES_PER_THREAD_DEFAULT, NODES_PER_THREAD_ENV, NodeHandle, StartingNode,
+    spawn_node, start_node,
 };

@@ -286,7 +286,6 @@ impl Testbed {
         match f {
             Fault::NodeStop { node } => {
                 if let Some(i) = self.nodes.iter().position(|n| n.name == *node) {
-                    refuse_shared_stop(&self.nodes[i])?;
                     self.nodes.remove(i).stop();
                 }
                 if let Some(i) = self.procs.iter().position(|n| n.name == *node) {
@@ -381,7 +380,6 @@ impl Testbed {
             .iter()
             .position(|n| n.name == name)
             .ok_or_else(|| anyhow!("no running node {name}"))?;
-        refuse_shared_stop(&self.nodes[i])?;
         self.nodes.remove(i).stop();
         Ok(())
     }
@@ -528,20 +526,6 @@ pub fn link_setup(
         Reply::Error { reason, message } => bail!("setup refused ({reason}): {message}"),
         other => bail!("unexpected reply {other:?}"),
     }
-}
-
-/// A node sharing its thread (`VLSP_NODES_PER_THREAD`) cannot stop alone:
-/// its thread's other nodes would stop with it.
-fn refuse_shared_stop(h: &NodeHandle) -> Result<()> {
-    if h.shares_thread() {
-        bail!(
-            "node {}: shares its thread with other nodes (VLSP_NODES_PER_THREAD is set), so \
-             it cannot be stopped alone; unset VLSP_NODES_PER_THREAD for runs that stop single \
-             nodes (faults, failure tests)",
-            h.name
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -116,13 +116,18 @@ async fn write_json<T: serde::Serialize>(w: &mut OwnedWriteHalf, v: &T) -> std::
     w.write_all(&s).await
 }
 
-pub(super) fn serve_api(listener: UnixListener, node: Addr<NodeActor>, api: Addr<ApiActor>) {
-    actix::spawn(async move {
+pub(super) fn serve_api(
+    listener: UnixListener,
+    node: Addr<NodeActor>,
+    api: Addr<ApiActor>,
+    tasks: super::tasks::NodeTasks,
+) {
+    tasks.clone().spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 break;
             };
-            actix::spawn(serve_client(stream, node.clone(), api.clone()));
+            tasks.spawn(serve_client(stream, node.clone(), api.clone()));
         }
     });
 }

@@ -4,11 +4,12 @@
 //! the actors only move datagrams, API lines and kernel results between
 //! them, and run the core's actions.
 //!
-//! One OS thread per node enters the node's network namespace first and then
-//! runs an actix `System` (a current-thread runtime), so every socket, netlink
-//! handle and child process the actors create belongs to that namespace.
-//! Optionally (`VLSP_NODES_PER_THREAD`, [`group`]) one thread serves several
-//! nodes, each node's sockets opened inside its own namespace.
+//! A node thread runs an actix `System` (a current-thread runtime). By
+//! default ([`group`]) one thread serves up to 64 nodes, entering each
+//! node's network namespace before opening that node's sockets, so every
+//! socket and netlink handle a node has belongs to its namespace; with
+//! `VLSP_NODES_PER_THREAD=1` (and for C-mode nodes) each node has a thread
+//! that enters its namespace first. A node stops alone ([`tasks`]).
 //!
 //! Actors, one job each:
 //! - [`NodeActor`]: the sockets, the core and its timer;
@@ -25,11 +26,12 @@ mod group;
 pub mod intake;
 mod placement;
 mod routes;
+mod tasks;
 mod tcp;
 mod thread;
 mod vlink;
 
-pub use group::ENV as NODES_PER_THREAD_ENV;
+pub use group::{DEFAULT as NODES_PER_THREAD_DEFAULT, ENV as NODES_PER_THREAD_ENV};
 pub use placement::ENV as KERNEL_CPUS_ENV;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 pub use vlink::DELETE_DELAY;
@@ -123,6 +125,12 @@ struct ClassResult {
 #[rtype(result = "()")]
 struct SetApi(Addr<ApiActor>);
 
+/// Stops this node alone: its tasks end and its actors stop (the thread
+/// may serve other nodes; see `tasks`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopNode;
+
 /// The namespace's routes or link states changed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -162,6 +170,11 @@ pub struct NodeActor {
     started: Instant,
     /// Where the messaging-association listener is bound.
     ma_listener: Option<std::net::SocketAddr>,
+    /// The node's tasks, ended when it stops alone.
+    tasks: tasks::NodeTasks,
+    /// Whether the node has its thread to itself (an API `shutdown` then
+    /// stops the thread).
+    alone: bool,
 }
 
 /// How many received datagrams may wait for the node: a burst beyond it is
@@ -311,8 +324,9 @@ impl Actor for NodeActor {
         // Route and link changes in the namespace (rtnetlink), so GIST
         // re-queries at once instead of at its next refresh.
         let netns = self.core.config().netns.clone();
-        actix::spawn(routes::monitor(netns, node.clone(), ctx.address()));
-        actix::spawn(async move {
+        self.tasks
+            .spawn(routes::monitor(netns, node.clone(), ctx.address()));
+        self.tasks.spawn(async move {
             let mut burst = 0;
             let mut last_err: Option<Instant> = None;
             loop {
@@ -424,8 +438,12 @@ impl Handler<ApiCall> for NodeActor {
         self.run(ctx);
         if shutdown {
             // `vlsp apply` stops this node: after its reply has gone out.
-            ctx.run_later(std::time::Duration::from_millis(200), |_, _| {
-                actix::System::current().stop()
+            ctx.run_later(std::time::Duration::from_millis(200), |act, ctx| {
+                if act.alone {
+                    actix::System::current().stop()
+                } else {
+                    act.stop_alone(ctx)
+                }
             });
         }
     }
@@ -474,6 +492,22 @@ impl Handler<RoutesChanged> for NodeActor {
     fn handle(&mut self, RoutesChanged(t): RoutesChanged, ctx: &mut Context<Self>) {
         self.core.routes_changed(t, Instant::now());
         self.run(ctx);
+    }
+}
+
+impl NodeActor {
+    /// Ends the node's tasks (its sockets close as they drop) and stops its
+    /// actors; its kernel thread removes its classes as the actors drop.
+    fn stop_alone(&mut self, ctx: &mut Context<Self>) {
+        self.tasks.abort_all();
+        ctx.stop();
+    }
+}
+
+impl Handler<StopNode> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, _: StopNode, ctx: &mut Context<Self>) {
+        self.stop_alone(ctx);
     }
 }
 

@@ -162,8 +162,8 @@ async fn run(
 }
 
 /// Accepts MAs for the node until its system stops.
-pub(super) fn serve(listener: TcpListener, me: Addr<NodeActor>) {
-    actix::spawn(async move {
+pub(super) fn serve(listener: TcpListener, me: Addr<NodeActor>, tasks: &super::tasks::NodeTasks) {
+    tasks.spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, addr)) => match v4(Ok(addr)) {

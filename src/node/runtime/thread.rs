@@ -2,16 +2,16 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix::prelude::*;
 use tokio::net::UnixListener;
 
 use super::api_server::{ApiActor, serve_api};
-use super::group::SharedThread;
+use super::tasks::{Gone, NodeTasks};
 use super::vlink::{Reaper, VlinkActor, VlinkStart};
-use super::{NodeActor, SetApi};
+use super::{NodeActor, SetApi, StopNode};
 use crate::kernel::sockets::GistSockets;
 use crate::model::measure::Recorder;
 use crate::node::config::NodeConfig;
@@ -19,39 +19,104 @@ use crate::node::core::NodeCore;
 
 // ------------------------------------------------------------------ thread
 
+/// A node thread, shared by the handles of the nodes it serves (one, or
+/// several: `group`). The last node to stop stops its system and joins it.
+pub(super) struct Shared {
+    join: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Nodes handed to the thread and not stopped yet.
+    live: AtomicUsize,
+    /// The thread's actix system, once it runs.
+    pub(super) system: OnceLock<actix::System>,
+}
+
+pub(super) type SharedThread = Arc<Shared>;
+
+impl Shared {
+    pub(super) fn new(join: std::thread::JoinHandle<()>) -> SharedThread {
+        Arc::new(Self {
+            join: Mutex::new(Some(join)),
+            live: AtomicUsize::new(0),
+            system: OnceLock::new(),
+        })
+    }
+
+    /// One more node is handed to the thread.
+    pub(super) fn hand(&self) {
+        self.live.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A node of the thread stopped (or failed to start): the last one
+    /// stops the thread's system and waits for the thread.
+    fn release(&self) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(s) = self.system.get() {
+                s.stop();
+            }
+            let t = self.join.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(t) = t {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// What a node's thread hands back once the node's API socket listens.
+pub(super) struct Running {
+    pub(super) system: actix::System,
+    pub(super) node: Addr<NodeActor>,
+    pub(super) gone: Gone,
+}
+
+/// How long a node sharing its thread may take to stop (its kernel thread
+/// finishing queued work and removing its classes included).
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running node: its thread and a way to stop it.
 pub struct NodeHandle {
     pub name: String,
     pub api_socket: PathBuf,
-    system: actix::System,
+    run: Running,
     thread: SharedThread,
     grouped: bool,
 }
 
 impl NodeHandle {
-    /// Asks the node's actors to stop without waiting (many nodes' stops
-    /// then overlap; [`NodeHandle::stop`] waits). A node sharing its
-    /// thread stops with the others of that thread.
+    /// Asks the node to stop without waiting (many nodes' stops then
+    /// overlap; [`NodeHandle::stop`] waits). A node sharing its thread
+    /// stops alone: its tasks end and its actors stop, the others go on.
     pub fn ask_stop(&self) {
         if self.grouped {
+            // The thread takes no more nodes: it ends with its last one.
             super::group::close_open();
+            self.run.node.do_send(StopNode);
+        } else {
+            self.run.system.stop();
         }
-        self.system.stop();
     }
 
-    /// Whether other nodes share this node's thread (`VLSP_NODES_PER_THREAD`):
-    /// stopping it alone is then impossible, so a caller stopping single
-    /// nodes (faults, failure tests) refuses first.
-    pub fn shares_thread(&self) -> bool {
-        self.grouped
-    }
-
-    /// Stops the node's actors and waits for its thread.
+    /// Stops the node and waits until its sockets are closed and its
+    /// classes removed (and its thread has ended, when it was the last of it).
     pub fn stop(self) {
         self.ask_stop();
-        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
+        if self.grouped {
+            if !self.run.gone.wait(STOP_LIMIT) {
+                tracing::warn!(
+                    node = %self.name,
+                    "still not stopped after {STOP_LIMIT:?}: some of its sockets may stay open \
+                     until the process ends"
+                );
+            }
+            self.thread.release();
+        } else {
+            let t = self
+                .thread
+                .join
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(t) = t {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -68,23 +133,24 @@ pub fn spawn_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<NodeHandle> 
 pub struct StartingNode {
     name: String,
     api_socket: PathBuf,
-    ready_rx: std::sync::mpsc::Receiver<Result<actix::System, String>>,
+    ready_rx: std::sync::mpsc::Receiver<Result<Running, String>>,
     thread: SharedThread,
     grouped: bool,
 }
 
-/// Spawns the node's thread (see [`spawn_node`]) without waiting for it;
-/// with `VLSP_NODES_PER_THREAD=N` (N > 1) the node joins a thread that
-/// serves up to N nodes (see `group`).
+/// Spawns the node's thread (see [`spawn_node`]) without waiting for it. By
+/// default the node joins a thread serving up to
+/// [`group::DEFAULT`](super::group::DEFAULT) nodes; with
+/// `VLSP_NODES_PER_THREAD=1`, and for a C-mode node, it gets a thread of
+/// its own (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
     super::placement::placement().map_err(|e| anyhow::anyhow!("node {}: {e}", cfg.name))?;
-    if let Some(n) = super::group::nodes_per_thread()? {
-        super::group::refuse_cmode(n, &cfg.name, cfg.cmode)?;
+    if let Some(n) = super::group::per_thread(&cfg.name, cfg.cmode)? {
         let (name, api_socket, ready_rx, thread) =
-            super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r)))?;
+            super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r, false)))?;
         return Ok(StartingNode::grouped(name, api_socket, ready_rx, thread));
     }
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<actix::System, String>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Running, String>>();
     let name = cfg.name.clone();
     let api_socket = cfg.api_socket.clone();
     let thread = std::thread::Builder::new()
@@ -101,9 +167,10 @@ pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode
             }
             let sys = actix::System::new();
             sys.block_on(async move {
-                match start_actors(cfg, rec).await {
-                    Ok(()) => {
-                        let _ = ready_tx.send(Ok(actix::System::current()));
+                match start_actors(cfg, rec, true).await {
+                    Ok((node, gone)) => {
+                        let system = actix::System::current();
+                        let _ = ready_tx.send(Ok(Running { system, node, gone }));
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -114,11 +181,13 @@ pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode
             let _ = sys.run();
         })
         .map_err(|e| anyhow::anyhow!("node {name}: cannot start its thread: {e}"))?;
+    let thread = Shared::new(thread);
+    thread.hand();
     Ok(StartingNode {
         name,
         api_socket,
         ready_rx,
-        thread: Arc::new(Mutex::new(Some(thread))),
+        thread,
         grouped: false,
     })
 }
@@ -128,7 +197,7 @@ impl StartingNode {
     fn grouped(
         name: String,
         api_socket: PathBuf,
-        ready_rx: std::sync::mpsc::Receiver<Result<actix::System, String>>,
+        ready_rx: std::sync::mpsc::Receiver<Result<Running, String>>,
         thread: SharedThread,
     ) -> Self {
         Self {
@@ -147,22 +216,40 @@ impl StartingNode {
     /// Waits until the node's API socket listens (or its start failed).
     pub fn ready(self) -> anyhow::Result<NodeHandle> {
         let name = self.name;
-        let system = self
+        let started = self
             .ready_rx
             .recv()
-            .map_err(|_| anyhow::anyhow!("node {name}: thread ended during start-up"))?
-            .map_err(|e| anyhow::anyhow!(e))?;
+            .map_err(|_| format!("node {name}: thread ended during start-up"))
+            .and_then(|r| r);
+        let run = match started {
+            Ok(run) => run,
+            Err(e) => {
+                if self.grouped {
+                    // No node joins a thread after one of its starts failed.
+                    super::group::close_open();
+                }
+                self.thread.release();
+                anyhow::bail!(e)
+            }
+        };
         Ok(NodeHandle {
             name,
             api_socket: self.api_socket,
-            system,
+            run,
             thread: self.thread,
             grouped: self.grouped,
         })
     }
 }
 
-async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
+/// Opens the node's sockets in the thread's current namespace and starts
+/// its actors; `alone`: the node has its thread to itself, so an API
+/// `shutdown` may stop the thread.
+pub(super) async fn start_actors(
+    cfg: NodeConfig,
+    rec: Recorder,
+    alone: bool,
+) -> Result<(Addr<NodeActor>, Gone), String> {
     let sockets = GistSockets::open(cfg.addrs.clone())
         .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
@@ -194,10 +281,12 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
         Box::new(crate::proto::rmf::NoEnforcer)
     };
     let busy = Arc::new(AtomicUsize::new(0));
+    let (tasks, gone) = NodeTasks::new();
     let reaper = Reaper::new(&cfg.name, rec.clone(), busy.clone());
     let sockets = Rc::new(sockets);
     let ma_addr = ma_listener.local_addr().ok();
     let rec2 = rec.clone();
+    let node_tasks = tasks.clone();
     let node = NodeActor::create(move |ctx| {
         let me = ctx.address();
         let vlink = VlinkActor::new(VlinkStart {
@@ -210,6 +299,7 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             pending: busy.clone(),
             reaper,
             enforcer,
+            keep: node_tasks.keep(),
         })
         .start();
         NodeActor {
@@ -231,14 +321,16 @@ async fn start_actors(cfg: NodeConfig, rec: Recorder) -> Result<(), String> {
             api_abandoned: 0,
             started: std::time::Instant::now(),
             ma_listener: ma_addr,
+            tasks: node_tasks,
+            alone,
         }
     });
-    super::tcp::serve(ma_listener, node.clone());
+    super::tcp::serve(ma_listener, node.clone(), &tasks);
     let api = ApiActor {
         subscribers: vec![],
     }
     .start();
     node.do_send(SetApi(api.clone()));
-    serve_api(listener, node, api);
-    Ok(())
+    serve_api(listener, node.clone(), api, tasks);
+    Ok((node, gone))
 }

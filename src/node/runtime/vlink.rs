@@ -33,6 +33,8 @@ pub(super) struct VlinkStart {
     pub reaper: Reaper,
     /// The reservation classes (its netlink socket is in the namespace).
     pub enforcer: Box<dyn crate::proto::rmf::Enforcer>,
+    /// Held until the kernel thread has ended (see `tasks::Gone`).
+    pub keep: std::sync::mpsc::Sender<()>,
 }
 
 /// One piece of kernel work, in arrival order.
@@ -54,6 +56,9 @@ pub struct VlinkActor {
     start: Option<VlinkStart>,
     /// Operations queued or running (deferred deletions included).
     busy: Arc<AtomicUsize>,
+    /// Dropped after [`Drop::drop`] has joined the kernel thread, which
+    /// removed the node's classes: a node's stop waits for it.
+    _keep: std::sync::mpsc::Sender<()>,
 }
 
 impl Actor for VlinkActor {
@@ -67,6 +72,7 @@ impl VlinkActor {
             tx: None,
             thread: None,
             busy: start.pending.clone(),
+            _keep: start.keep.clone(),
             start: Some(start),
         }
     }
@@ -88,6 +94,7 @@ fn start_worker(st: VlinkStart) -> Result<Worker, String> {
         pending,
         mut reaper,
         mut enforcer,
+        keep: _,
     } = st;
     let name = node_name.clone();
     let thread = std::thread::Builder::new()
