@@ -81,6 +81,11 @@ fn classes_follow_the_reservation_on_every_hop() {
         (0, 0),
         "a stopped node removes its classes"
     );
+    // Its neighbours share its thread and kernel thread (the default):
+    // theirs stay until the refresh timeout.
+    for n in ["tb2", "tb3"] {
+        assert_eq!(reservations(&name, n), (1, 1), "{n} after tb1 stopped");
+    }
     std::thread::sleep(refresh * 5);
     for n in ["tb2", "tb3"] {
         assert_eq!(

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::thread::{Running, Shared, SharedThread};
+use super::running::{Running, Shared, SharedThread};
 use crate::model::measure::Recorder;
 use crate::node::config::NodeConfig;
 

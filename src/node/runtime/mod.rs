@@ -24,8 +24,11 @@
 mod api_server;
 mod group;
 pub mod intake;
+mod kernel_thread;
 mod placement;
+mod reaper;
 mod routes;
+mod running;
 mod tasks;
 mod tcp;
 mod thread;
@@ -33,8 +36,8 @@ mod vlink;
 
 pub use group::{DEFAULT as NODES_PER_THREAD_DEFAULT, ENV as NODES_PER_THREAD_ENV};
 pub use placement::ENV as KERNEL_CPUS_ENV;
+pub use reaper::DELETE_DELAY;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
-pub use vlink::DELETE_DELAY;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

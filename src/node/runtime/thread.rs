@@ -2,15 +2,18 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use actix::prelude::*;
 use tokio::net::UnixListener;
 
 use super::api_server::{ApiActor, serve_api};
+use super::kernel_thread::VlinkStart;
+use super::reaper::Reaper;
+use super::running::{Running, Shared, SharedThread};
 use super::tasks::{Gone, NodeTasks};
-use super::vlink::{Reaper, VlinkActor, VlinkStart};
+use super::vlink::VlinkActor;
 use super::{NodeActor, SetApi, StopNode};
 use crate::kernel::sockets::GistSockets;
 use crate::model::measure::Recorder;
@@ -18,54 +21,6 @@ use crate::node::config::NodeConfig;
 use crate::node::core::NodeCore;
 
 // ------------------------------------------------------------------ thread
-
-/// A node thread, shared by the handles of the nodes it serves (one, or
-/// several: `group`). The last node to stop stops its system and joins it.
-pub(super) struct Shared {
-    join: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Nodes handed to the thread and not stopped yet.
-    live: AtomicUsize,
-    /// The thread's actix system, once it runs.
-    pub(super) system: OnceLock<actix::System>,
-}
-
-pub(super) type SharedThread = Arc<Shared>;
-
-impl Shared {
-    pub(super) fn new(join: std::thread::JoinHandle<()>) -> SharedThread {
-        Arc::new(Self {
-            join: Mutex::new(Some(join)),
-            live: AtomicUsize::new(0),
-            system: OnceLock::new(),
-        })
-    }
-
-    /// One more node is handed to the thread.
-    pub(super) fn hand(&self) {
-        self.live.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// A node of the thread stopped (or failed to start): the last one
-    /// stops the thread's system and waits for the thread.
-    fn release(&self) {
-        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(s) = self.system.get() {
-                s.stop();
-            }
-            let t = self.join.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(t) = t {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
-/// What a node's thread hands back once the node's API socket listens.
-pub(super) struct Running {
-    pub(super) system: actix::System,
-    pub(super) node: Addr<NodeActor>,
-    pub(super) gone: Gone,
-}
 
 /// How long a node sharing its thread may take to stop (its kernel thread
 /// finishing queued work and removing its classes included).
@@ -98,25 +53,17 @@ impl NodeHandle {
     /// classes removed (and its thread has ended, when it was the last of it).
     pub fn stop(self) {
         self.ask_stop();
+        if !self.run.gone.wait(STOP_LIMIT) {
+            tracing::warn!(
+                node = %self.name,
+                "still not stopped after {STOP_LIMIT:?}: some of its sockets or classes may stay \
+                 until the process ends"
+            );
+        }
         if self.grouped {
-            if !self.run.gone.wait(STOP_LIMIT) {
-                tracing::warn!(
-                    node = %self.name,
-                    "still not stopped after {STOP_LIMIT:?}: some of its sockets may stay open \
-                     until the process ends"
-                );
-            }
             self.thread.release();
         } else {
-            let t = self
-                .thread
-                .join
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(t) = t {
-                let _ = t.join();
-            }
+            self.thread.join();
         }
     }
 }

@@ -1,0 +1,296 @@
+//! The kernel thread of a node thread: the tunnel ends and reservation
+//! classes of every node that thread serves, one operation at a time in
+//! arrival order, with a netlink socket per node opened in its namespace.
+//!
+//! One per node thread, not one per node: on a chain the hops' classes
+//! follow each other every ~80 µs, so a kernel thread that looks for more
+//! work for a while before it sleeps takes the next hop's class without
+//! being woken, and the node thread's hand-over costs a queue push instead
+//! of a wake-up of a sleeping thread on the other CPU (an IPI: ~8 % of the
+//! nodes' thread on a chain of 200). Looking is only worth it when the
+//! thread serves several nodes; a thread with one node sleeps at once.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+
+use super::reaper::Reaper;
+use super::{ClassResult, ClassWork, NodeActor, VlinkResult, VlinkWork};
+use crate::kernel::tunnel::Tunnels;
+use crate::model::measure::{PointKind, Recorder};
+use crate::model::tunnel::Backend;
+
+/// What the kernel thread needs, kept until the node's first kernel work:
+/// most nodes of a large topology (the routers) never create a tunnel end.
+pub(super) struct VlinkStart {
+    pub node_name: String,
+    /// The node's namespace, entered by the kernel thread itself: the
+    /// thread that starts it may serve several nodes (`group`).
+    pub netns: PathBuf,
+    pub backend: Backend,
+    pub script_dir: PathBuf,
+    pub node: Addr<NodeActor>,
+    pub rec: Recorder,
+    pub pending: Arc<AtomicUsize>,
+    pub reaper: Reaper,
+    /// The reservation classes (its netlink socket is in the namespace).
+    pub enforcer: Box<dyn crate::proto::rmf::Enforcer>,
+    /// Dropped with the node's state on the kernel thread, after its
+    /// classes are removed (see `tasks::Gone`).
+    #[expect(dead_code, reason = "held for its drop, never read")]
+    pub keep: std::sync::mpsc::Sender<()>,
+}
+
+/// One piece of kernel work, in arrival order.
+pub(super) enum Work {
+    Tunnel(VlinkWork),
+    Class(ClassWork),
+}
+
+/// How long the kernel thread of several nodes looks for more work after
+/// each operation before it sleeps.
+pub(super) const LOOK: Duration = Duration::from_micros(200);
+
+/// What a node's `VlinkActor` sends.
+pub(super) enum Job {
+    /// The node's first kernel work follows: what it needs.
+    Register(NodeKey, Box<VlinkStart>),
+    Work(NodeKey, Work),
+    /// The node stopped: its enforcer is dropped (its classes removed).
+    Close(NodeKey),
+}
+
+/// A node, among those of one kernel thread.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) struct NodeKey(u64);
+
+impl NodeKey {
+    pub(super) fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A handle on the kernel thread of the calling node thread.
+#[derive(Clone)]
+pub(super) struct KernelThread(Sender<Job>);
+
+thread_local! {
+    /// This node thread's kernel thread, once one of its nodes had work.
+    static MINE: RefCell<Option<KernelThread>> = const { RefCell::new(None) };
+}
+
+impl KernelThread {
+    /// The kernel thread of the calling node thread, started at the first
+    /// call (`first` names it); it ends once every handle is dropped.
+    pub(super) fn of_this_thread(first: &str) -> Result<Self, String> {
+        MINE.with(|m| {
+            if let Some(k) = m.borrow().as_ref() {
+                return Ok(k.clone());
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("vlink-{first}"))
+                .spawn(move || run(rx))
+                .map_err(|e| format!("node {first}: kernel thread: {e}"))?;
+            let k = Self(tx);
+            *m.borrow_mut() = Some(k.clone());
+            Ok(k)
+        })
+    }
+
+    /// Queues `job`; gives it back when the kernel thread has ended.
+    pub(super) fn send(&self, job: Job) -> Result<(), Job> {
+        self.0.send(job).map_err(|e| e.0)
+    }
+}
+
+/// The next job; after a job, with several nodes, looks for one for
+/// [`LOOK`] before sleeping. `None` once every sender is gone.
+fn next(rx: &Receiver<Job>, look: bool) -> Option<Job> {
+    if look {
+        let until = Instant::now() + LOOK;
+        loop {
+            match rx.try_recv() {
+                Ok(j) => return Some(j),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if Instant::now() >= until => break,
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+    }
+    rx.recv().ok()
+}
+
+fn run(rx: Receiver<Job>) {
+    // Reaper threads, started from here, inherit the mask.
+    super::placement::pin_current(super::placement::Role::Kernel);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Every job's sender sees the channel closed and refuses.
+            tracing::warn!("kernel thread: runtime: {e}");
+            return;
+        }
+    };
+    let mut nodes: HashMap<NodeKey, NodeKernel> = HashMap::new();
+    // Whose namespace the thread is in.
+    let mut here: Option<NodeKey> = None;
+    while let Some(job) = next(&rx, nodes.len() > 1) {
+        match job {
+            Job::Register(k, st) => {
+                nodes.insert(k, NodeKernel::new(*st));
+            }
+            Job::Close(k) => {
+                nodes.remove(&k);
+            }
+            Job::Work(k, w) => {
+                if let Some(n) = nodes.get_mut(&k) {
+                    n.run(&rt, w, k, &mut here);
+                }
+            }
+        }
+    }
+}
+
+/// One node's kernel state on the kernel thread.
+struct NodeKernel {
+    st: VlinkStart,
+    /// The node's namespace, opened at its first work.
+    ns: Option<std::fs::File>,
+    /// Opened at the node's first tunnel end: most nodes of a large
+    /// topology (the routers) only ever install classes.
+    tunnels: Option<Tunnels>,
+}
+
+impl NodeKernel {
+    fn new(st: VlinkStart) -> Self {
+        Self {
+            st,
+            ns: None,
+            tunnels: None,
+        }
+    }
+
+    /// Enters the node's namespace unless the thread is there already:
+    /// every piece of its work runs there (a netlink socket opened, a
+    /// script run, a reaper thread started, an interface looked up by name).
+    fn enter(&mut self, k: NodeKey, here: &mut Option<NodeKey>) -> Result<(), String> {
+        if *here == Some(k) {
+            return Ok(());
+        }
+        let failed = |e: &dyn std::fmt::Display| {
+            format!(
+                "node {}: kernel thread: cannot enter namespace {}: {e}",
+                self.st.node_name,
+                self.st.netns.display()
+            )
+        };
+        if self.ns.is_none() {
+            self.ns = Some(std::fs::File::open(&self.st.netns).map_err(|e| failed(&e))?);
+        }
+        let ns = self.ns.as_ref().expect("opened above");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| failed(&e))?;
+        *here = Some(k);
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        w: Work,
+        k: NodeKey,
+        here: &mut Option<NodeKey>,
+    ) {
+        if let Err(e) = self.enter(k, here) {
+            tracing::warn!("{e}");
+            match w {
+                Work::Tunnel(w) => {
+                    self.st.node.do_send(VlinkResult {
+                        sid: w.sid,
+                        err: Some(e),
+                    });
+                    self.st.pending.fetch_sub(1, Ordering::SeqCst);
+                }
+                Work::Class(ClassWork::Install { sid, .. }) => {
+                    self.st.node.do_send(ClassResult { sid, err: Some(e) });
+                }
+                Work::Class(_) => {}
+            }
+            return;
+        }
+        let st = &mut self.st;
+        let w = match w {
+            Work::Tunnel(w) => w,
+            Work::Class(ClassWork::Install {
+                sid,
+                link,
+                rate,
+                classifier,
+            }) => {
+                let r = st.enforcer.install(&sid, &link, rate, &classifier);
+                st.node.do_send(ClassResult { sid, err: r.err() });
+                return;
+            }
+            Work::Class(ClassWork::Remove { sid }) => {
+                st.enforcer.remove(&sid);
+                return;
+            }
+            Work::Class(ClassWork::ForgetInterfaces) => {
+                st.enforcer.forget_interfaces();
+                return;
+            }
+        };
+        let (start, done) = if w.up {
+            (PointKind::VlinkUpStart, PointKind::VlinkUpDone)
+        } else {
+            (PointKind::VlinkDownStart, PointKind::VlinkDownDone)
+        };
+        let tunnels = self.tunnels.get_or_insert_with(|| {
+            // The socket registers with the runtime's reactor.
+            let _in_rt = rt.enter();
+            let handle = match rtnetlink::new_connection() {
+                Ok((conn, handle, _)) => {
+                    rt.spawn(conn);
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(node = %st.node_name, "kernel thread: netlink: {e}");
+                    None
+                }
+            };
+            Tunnels::new(st.backend, handle, &st.script_dir)
+        });
+        st.rec.mark(w.sid, start);
+        let r = rt.block_on(async {
+            if w.up {
+                tunnels.up(&w.end).await
+            } else {
+                tunnels.out_of_service(&w.end).await
+            }
+        });
+        st.rec.mark(w.sid, done);
+        st.node.do_send(VlinkResult {
+            sid: w.sid,
+            err: r.err().map(|e| e.to_string()),
+        });
+        if !w.up && tunnels.backend_for(&w.end) == Backend::Netlink {
+            // The device's deletion holds the kernel's RTNL lock (one for
+            // all namespaces) for an RCU grace period: the node's reaper
+            // thread does it, after the signaling. It starts in the node's
+            // namespace (entered above).
+            st.pending.fetch_add(1, Ordering::SeqCst);
+            st.reaper.delete(w.sid, w.end.ifname());
+        }
+        st.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
