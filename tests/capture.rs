@@ -116,3 +116,44 @@ fn capture_shows_the_papers_sequence() {
     std::fs::remove_dir_all(&dir).unwrap();
     tb.down().unwrap();
 }
+
+/// Frames that passed the interface before `stop` are in the capture, even
+/// when `stop` comes right after them (the capture thread may not have read
+/// them yet): a burst of datagrams tb1 sends tb2, then at once the stop.
+#[test]
+fn frames_queued_before_the_stop_are_kept() {
+    if !require_root("capture_queued_before_stop") {
+        return;
+    }
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    let t = unique_topology("paper-4node.toml", "q");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
+        &name, "tb2",
+    )))
+    .unwrap();
+    let sock = vlsp::kernel::netns::with_netns(&ns, || {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap()
+    })
+    .unwrap();
+    for round in 0..20 {
+        let cap = Capture::start(&name, &["tb2".to_string()]).unwrap();
+        for i in 0..50u16 {
+            // tb2 → tb1 over their link (the port is closed: the frame
+            // still passes tb2's interface).
+            let mut p = b"queued-before-stop".to_vec();
+            p.extend_from_slice(&i.to_be_bytes());
+            sock.send_to(&p, SocketAddrV4::new(Ipv4Addr::new(172, 1, 2, 1), 9))
+                .unwrap();
+        }
+        let (frames, _) = cap.stop().unwrap();
+        let ours = frames
+            .iter()
+            .filter(|f| f.outgoing && f.bytes.windows(18).any(|w| w == b"queued-before-stop"))
+            .count();
+        assert_eq!(ours, 50, "round {round}: {ours} of 50 frames captured");
+    }
+    tb.down().unwrap();
+}

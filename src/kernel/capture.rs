@@ -130,15 +130,31 @@ fn capture_loop(
     // CLOCK_REALTIME → CLOCK_MONOTONIC, to compare with measurement points.
     let offset = realtime_minus_monotonic();
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-    while !stop.load(Ordering::Relaxed) {
+    // Once stopped, what passed the interface before is still read
+    // (without waiting, for at most DRAIN under a flood), then the loop
+    // ends: a frame queued just before the stop is not lost.
+    const DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
+    let mut stopped_at: Option<std::time::Instant> = None;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping {
+            let t = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            if t.elapsed() > DRAIN {
+                break;
+            }
+        }
+        let flags = if stopping {
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT
+        } else {
+            nix::sys::socket::MsgFlags::empty()
+        };
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let Ok(r) = nix::sys::socket::recvmsg::<LinkAddr>(
-            fd.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            nix::sys::socket::MsgFlags::empty(),
-        ) else {
-            continue;
+        let r =
+            nix::sys::socket::recvmsg::<LinkAddr>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags);
+        let r = match r {
+            Ok(r) => r,
+            Err(_) if stopping => break,
+            Err(_) => continue,
         };
         let Some(addr) = r.address else {
             continue;
