@@ -127,7 +127,11 @@ fn one_link_and_check_the_threads(node_prefix: &str, kernel: usize, signaling: &
     for (n, on) in &ts {
         let want = if n.starts_with(node_prefix) {
             signaling.to_vec()
-        } else if n.starts_with("vlink-") || n.starts_with("reap-") || n == "route-monitor" {
+        } else if n.starts_with("vlink-")
+            || n.starts_with("classes-")
+            || n.starts_with("reap-")
+            || n == "route-monitor"
+        {
             vec![kernel]
         } else {
             continue;
@@ -136,23 +140,31 @@ fn one_link_and_check_the_threads(node_prefix: &str, kernel: usize, signaling: &
         seen.insert(n.split('-').next().unwrap().to_string());
     }
     let node_kind = node_prefix.trim_end_matches('-');
-    for kind in [node_kind, "vlink", "reap", "route"] {
+    for kind in [node_kind, "vlink", "classes", "reap", "route"] {
         assert!(seen.contains(kind), "no {kind}-* thread among {ts:?}");
     }
-    // Every router installed a class on the kernel thread of its node
-    // thread: one shared by the four when grouped, else one each.
-    let kernel_threads: Vec<&str> = ts
-        .iter()
-        .filter_map(|(n, _)| n.strip_prefix("vlink-"))
-        .collect();
+    // tb1..tb3 installed a class (tb4, the responder, has no egress hop) on
+    // the class thread of their node thread: one shared when grouped, else
+    // one each; the two ends made their tunnel ends on threads of their own.
+    let named = |prefix: &str| -> Vec<&str> {
+        let mut v: Vec<&str> = ts
+            .iter()
+            .filter_map(|(n, _)| n.strip_prefix(prefix))
+            .collect();
+        v.sort();
+        v
+    };
     let want: &[&str] = if node_kind == "nodes" {
         &["tb1"]
     } else {
-        &["tb1", "tb2", "tb3", "tb4"]
+        &["tb1", "tb2", "tb3"]
     };
-    let mut got = kernel_threads.clone();
-    got.sort();
-    assert_eq!(got, want, "kernel threads among {ts:?}");
+    assert_eq!(named("classes-"), want, "class threads among {ts:?}");
+    assert_eq!(
+        named("vlink-"),
+        ["tb1", "tb4"],
+        "tunnel threads among {ts:?}"
+    );
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
 }

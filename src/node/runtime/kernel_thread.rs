@@ -1,14 +1,18 @@
-//! The kernel thread of a node thread: the tunnel ends and reservation
-//! classes of every node that thread serves, one operation at a time in
-//! arrival order, with a netlink socket per node opened in its namespace.
+//! The kernel threads of a node: its reservation classes on the class
+//! thread of its node thread (shared by the nodes that thread serves), its
+//! tunnel ends on a thread of its own; each runs one operation at a time
+//! in arrival order, entering the node's namespace first.
 //!
-//! One per node thread, not one per node: on a chain the hops' classes
-//! follow each other every ~80 µs, so a kernel thread that looks for more
-//! work for a while before it sleeps takes the next hop's class without
-//! being woken, and the node thread's hand-over costs a queue push instead
-//! of a wake-up of a sleeping thread on the other CPU (an IPI: ~8 % of the
-//! nodes' thread on a chain of 200). Looking is only worth it when the
-//! thread serves several nodes; a thread with one node sleeps at once.
+//! One class thread per node thread, not one per node: on a chain the hops'
+//! classes follow each other every ~80 µs, so a class thread that looks for
+//! more work for a while before it sleeps takes the next hop's class
+//! without being woken, and the node thread's hand-over costs a queue push
+//! instead of a wake-up of a sleeping thread on the other CPU (an IPI: ~8 %
+//! of the nodes' thread on a chain of 200). Looking is only worth it when
+//! the thread serves several nodes; a thread with one node sleeps at once.
+//! Tunnel ends (two per link, ~0.3-0.5 ms each) keep a thread per node:
+//! queued behind each other on one thread, the link's two ends doubled the
+//! responder's [G] on paper-4node.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,25 +30,38 @@ use crate::kernel::tunnel::Tunnels;
 use crate::model::measure::{PointKind, Recorder};
 use crate::model::tunnel::Backend;
 
-/// What the kernel thread needs, kept until the node's first kernel work:
-/// most nodes of a large topology (the routers) never create a tunnel end.
+/// What a kernel thread needs of a node, handed over with the node's first
+/// work of that kind: most nodes of a large topology (the routers) never
+/// create a tunnel end.
 pub(super) struct VlinkStart {
     pub node_name: String,
-    /// The node's namespace, entered by the kernel thread itself: the
-    /// thread that starts it may serve several nodes (`group`).
+    /// The node's namespace, entered by the kernel thread itself: it may
+    /// serve several nodes.
     pub netns: PathBuf,
-    pub backend: Backend,
-    pub script_dir: PathBuf,
     pub node: Addr<NodeActor>,
-    pub rec: Recorder,
-    pub pending: Arc<AtomicUsize>,
-    pub reaper: Reaper,
-    /// The reservation classes (its netlink socket is in the namespace).
-    pub enforcer: Box<dyn crate::proto::rmf::Enforcer>,
     /// Dropped with the node's state on the kernel thread, after its
     /// classes are removed (see `tasks::Gone`).
     #[expect(dead_code, reason = "held for its drop, never read")]
     pub keep: std::sync::mpsc::Sender<()>,
+    pub lane: Lane,
+}
+
+/// The kind of work a kernel thread does for a node.
+pub(super) enum Lane {
+    /// Reservation classes, on the kernel thread of the node's thread
+    /// (shared by its nodes): the enforcer's netlink socket was opened in
+    /// the node's namespace.
+    Classes(Box<dyn crate::proto::rmf::Enforcer>),
+    /// Tunnel ends, on a kernel thread of the node's own: a device's
+    /// creation holds its thread ~0.3-0.5 ms, which would hold up the
+    /// other nodes' classes (and the tunnel end at the link's other end).
+    Tunnels {
+        backend: Backend,
+        script_dir: PathBuf,
+        rec: Recorder,
+        pending: Arc<AtomicUsize>,
+        reaper: Reaper,
+    },
 }
 
 /// One piece of kernel work, in arrival order.
@@ -87,7 +104,7 @@ thread_local! {
 }
 
 impl KernelThread {
-    /// The kernel thread of the calling node thread, started at the first
+    /// The class thread of the calling node thread, started at the first
     /// call (`first` names it); it ends once every handle is dropped.
     pub(super) fn of_this_thread(first: &str) -> Result<Self, String> {
         MINE.with(|m| {
@@ -96,13 +113,24 @@ impl KernelThread {
             }
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::Builder::new()
-                .name(format!("vlink-{first}"))
+                .name(format!("classes-{first}"))
                 .spawn(move || run(rx))
-                .map_err(|e| format!("node {first}: kernel thread: {e}"))?;
+                .map_err(|e| format!("node {first}: class thread: {e}"))?;
             let k = Self(tx);
             *m.borrow_mut() = Some(k.clone());
             Ok(k)
         })
+    }
+
+    /// A kernel thread of the calling node's own (`name`), for its tunnel
+    /// ends; it ends once the handle is dropped.
+    pub(super) fn own(name: &str) -> Result<Self, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("vlink-{name}"))
+            .spawn(move || run(rx))
+            .map_err(|e| format!("node {name}: tunnel thread: {e}"))?;
+        Ok(Self(tx))
     }
 
     /// Queues `job`; gives it back when the kernel thread has ended.
@@ -121,7 +149,9 @@ fn next(rx: &Receiver<Job>, look: bool) -> Option<Job> {
                 Ok(j) => return Some(j),
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) if Instant::now() >= until => break,
-                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                // Yielding, not spinning: a thread that wants this CPU
+                // (a tunnel end being made, the nodes' thread) runs first.
+                Err(TryRecvError::Empty) => std::thread::yield_now(),
             }
         }
     }
@@ -219,7 +249,9 @@ impl NodeKernel {
                         sid: w.sid,
                         err: Some(e),
                     });
-                    self.st.pending.fetch_sub(1, Ordering::SeqCst);
+                    if let Lane::Tunnels { pending, .. } = &self.st.lane {
+                        pending.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
                 Work::Class(ClassWork::Install { sid, .. }) => {
                     self.st.node.do_send(ClassResult { sid, err: Some(e) });
@@ -229,31 +261,53 @@ impl NodeKernel {
             return;
         }
         let st = &mut self.st;
-        let w = match w {
-            Work::Tunnel(w) => w,
-            Work::Class(ClassWork::Install {
-                sid,
-                link,
-                rate,
-                classifier,
-            }) => {
-                let r = st.enforcer.install(&sid, &link, rate, &classifier);
+        let w = match (w, &mut st.lane) {
+            (Work::Tunnel(w), Lane::Tunnels { .. }) => w,
+            (
+                Work::Class(ClassWork::Install {
+                    sid,
+                    link,
+                    rate,
+                    classifier,
+                }),
+                Lane::Classes(enforcer),
+            ) => {
+                let r = enforcer.install(&sid, &link, rate, &classifier);
                 st.node.do_send(ClassResult { sid, err: r.err() });
                 return;
             }
-            Work::Class(ClassWork::Remove { sid }) => {
-                st.enforcer.remove(&sid);
+            (Work::Class(ClassWork::Remove { sid }), Lane::Classes(enforcer)) => {
+                enforcer.remove(&sid);
                 return;
             }
-            Work::Class(ClassWork::ForgetInterfaces) => {
-                st.enforcer.forget_interfaces();
+            (Work::Class(ClassWork::ForgetInterfaces), Lane::Classes(enforcer)) => {
+                enforcer.forget_interfaces();
                 return;
             }
+            (w, _) => unreachable!(
+                "node {}: {} work on the other lane's kernel thread",
+                st.node_name,
+                if matches!(w, Work::Tunnel(_)) {
+                    "tunnel"
+                } else {
+                    "class"
+                }
+            ),
         };
         let (start, done) = if w.up {
             (PointKind::VlinkUpStart, PointKind::VlinkUpDone)
         } else {
             (PointKind::VlinkDownStart, PointKind::VlinkDownDone)
+        };
+        let Lane::Tunnels {
+            backend,
+            script_dir,
+            rec,
+            pending,
+            reaper,
+        } = &mut st.lane
+        else {
+            unreachable!("matched above")
         };
         let tunnels = self.tunnels.get_or_insert_with(|| {
             // The socket registers with the runtime's reactor.
@@ -268,9 +322,9 @@ impl NodeKernel {
                     None
                 }
             };
-            Tunnels::new(st.backend, handle, &st.script_dir)
+            Tunnels::new(*backend, handle, script_dir)
         });
-        st.rec.mark(w.sid, start);
+        rec.mark(w.sid, start);
         let r = rt.block_on(async {
             if w.up {
                 tunnels.up(&w.end).await
@@ -278,7 +332,7 @@ impl NodeKernel {
                 tunnels.out_of_service(&w.end).await
             }
         });
-        st.rec.mark(w.sid, done);
+        rec.mark(w.sid, done);
         st.node.do_send(VlinkResult {
             sid: w.sid,
             err: r.err().map(|e| e.to_string()),
@@ -288,9 +342,9 @@ impl NodeKernel {
             // all namespaces) for an RCU grace period: the node's reaper
             // thread does it, after the signaling. It starts in the node's
             // namespace (entered above).
-            st.pending.fetch_add(1, Ordering::SeqCst);
-            st.reaper.delete(w.sid, w.end.ifname());
+            pending.fetch_add(1, Ordering::SeqCst);
+            reaper.delete(w.sid, w.end.ifname());
         }
-        st.pending.fetch_sub(1, Ordering::SeqCst);
+        pending.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -9,11 +9,10 @@ use actix::prelude::*;
 use tokio::net::UnixListener;
 
 use super::api_server::{ApiActor, serve_api};
-use super::kernel_thread::VlinkStart;
 use super::reaper::Reaper;
 use super::running::{Running, Shared, SharedThread};
 use super::tasks::{Gone, NodeTasks};
-use super::vlink::VlinkActor;
+use super::vlink::{VlinkActor, VlinkParts};
 use super::{NodeActor, SetApi, StopNode};
 use crate::kernel::sockets::GistSockets;
 use crate::model::measure::Recorder;
@@ -236,7 +235,7 @@ pub(super) async fn start_actors(
     let node_tasks = tasks.clone();
     let node = NodeActor::create(move |ctx| {
         let me = ctx.address();
-        let vlink = VlinkActor::new(VlinkStart {
+        let vlink = VlinkActor::new(VlinkParts {
             node_name: cfg.name.clone(),
             netns: cfg.netns.clone(),
             backend,

@@ -6,28 +6,49 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 
-use super::kernel_thread::{Job, KernelThread, NodeKey, VlinkStart, Work};
+use super::kernel_thread::{Job, KernelThread, Lane, NodeKey, VlinkStart, Work};
 use super::{ClassResult, ClassWork, NodeActor, VlinkResult, VlinkWork};
 
 // ------------------------------------------------------------------- vlink
 
-/// The node's kernel work, tunnel ends and reservation classes, handed in
-/// arrival order to the kernel thread of the node's thread
-/// ([`kernel_thread`](super::kernel_thread), shared by the nodes of that
-/// thread, each with its own netlink socket): a device's creation holds
-/// that thread for the kernel's time (~0.5 ms) and a class install may wait
-/// for the RTNL lock, while the node's thread goes on signaling (issue 17:
-/// the initiator's end and every hop's class are made while the RESERVE
-/// travels).
+/// What the node's kernel work needs, split by [`VlinkActor::new`] into
+/// its two lanes.
+pub(super) struct VlinkParts {
+    pub node_name: String,
+    pub netns: std::path::PathBuf,
+    pub backend: crate::model::tunnel::Backend,
+    pub script_dir: std::path::PathBuf,
+    pub node: Addr<NodeActor>,
+    pub rec: crate::model::measure::Recorder,
+    pub pending: Arc<AtomicUsize>,
+    pub reaper: super::reaper::Reaper,
+    pub enforcer: Box<dyn crate::proto::rmf::Enforcer>,
+    /// The node's `gone` sender (see `tasks`), one clone per lane.
+    pub keep: std::sync::mpsc::Sender<()>,
+}
+
+/// The node's kernel work, handed in arrival order to its kernel threads
+/// ([`kernel_thread`](super::kernel_thread)): reservation classes to the
+/// class thread of the node's thread, tunnel ends to a thread of the
+/// node's own. A device's creation holds its thread for the kernel's time
+/// (~0.5 ms) and a class install may wait for the RTNL lock, while the
+/// node's thread goes on signaling (issue 17: the initiator's end and every
+/// hop's class are made while the RESERVE travels).
 pub struct VlinkActor {
     node: Addr<NodeActor>,
     key: NodeKey,
-    kernel: Option<KernelThread>,
-    /// What the kernel thread needs of the node, handed over with its first
-    /// work (it holds the node's `gone` sender: see `tasks`).
-    start: Option<VlinkStart>,
+    classes: Queue,
+    tunnels: Queue,
     /// Operations queued or running (deferred deletions included).
     busy: Arc<AtomicUsize>,
+}
+
+/// One lane of the node's kernel work.
+struct Queue {
+    kernel: Option<KernelThread>,
+    /// Handed over with the lane's first work (it holds a clone of the
+    /// node's `gone` sender: see `tasks`).
+    start: Option<VlinkStart>,
 }
 
 impl Actor for VlinkActor {
@@ -35,31 +56,64 @@ impl Actor for VlinkActor {
 }
 
 impl VlinkActor {
-    pub(super) fn new(start: VlinkStart) -> Self {
+    pub(super) fn new(p: VlinkParts) -> Self {
+        let start = |lane| {
+            Some(VlinkStart {
+                node_name: p.node_name.clone(),
+                netns: p.netns.clone(),
+                node: p.node.clone(),
+                keep: p.keep.clone(),
+                lane,
+            })
+        };
+        let tunnels = start(Lane::Tunnels {
+            backend: p.backend,
+            script_dir: p.script_dir.clone(),
+            rec: p.rec.clone(),
+            pending: p.pending.clone(),
+            reaper: p.reaper,
+        });
+        let classes = start(Lane::Classes(p.enforcer));
         Self {
-            node: start.node.clone(),
+            node: p.node,
             key: NodeKey::new(),
-            kernel: None,
-            busy: start.pending.clone(),
-            start: Some(start),
+            classes: Queue {
+                kernel: None,
+                start: classes,
+            },
+            tunnels: Queue {
+                kernel: None,
+                start: tunnels,
+            },
+            busy: p.pending,
         }
     }
 
-    /// Queues `w` on the kernel thread, registering the node there first.
+    /// Queues `w` on its lane's kernel thread, registering the node there
+    /// first.
     fn queue(&mut self, w: Work) -> Result<(), (Work, String)> {
-        if self.kernel.is_none()
-            && let Some(st) = self.start.take()
+        let (q, shared) = match &w {
+            Work::Class(_) => (&mut self.classes, true),
+            Work::Tunnel(_) => (&mut self.tunnels, false),
+        };
+        if q.kernel.is_none()
+            && let Some(st) = q.start.take()
         {
-            let k = match KernelThread::of_this_thread(&st.node_name) {
+            let k = if shared {
+                KernelThread::of_this_thread(&st.node_name)
+            } else {
+                KernelThread::own(&st.node_name)
+            };
+            let k = match k {
                 Ok(k) => k,
                 Err(e) => return Err((w, e)),
             };
             if k.send(Job::Register(self.key, Box::new(st))).is_err() {
                 return Err((w, ENDED.into()));
             }
-            self.kernel = Some(k);
+            q.kernel = Some(k);
         }
-        match &self.kernel {
+        match &q.kernel {
             Some(k) => k.send(Job::Work(self.key, w)).map_err(|j| match j {
                 Job::Work(_, w) => (w, ENDED.into()),
                 _ => unreachable!("send gives back the job it was given"),
@@ -92,8 +146,10 @@ impl Drop for VlinkActor {
     /// drops its enforcer, which removes its classes, and then its `gone`
     /// sender (a node's stop waits for that: see `tasks`).
     fn drop(&mut self) {
-        if let Some(k) = &self.kernel {
-            let _ = k.send(Job::Close(self.key));
+        for q in [&self.classes, &self.tunnels] {
+            if let Some(k) = &q.kernel {
+                let _ = k.send(Job::Close(self.key));
+            }
         }
     }
 }
