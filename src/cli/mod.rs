@@ -52,10 +52,10 @@ struct Cli {
 }
 
 /// The optional modes (`--help` of `up`, `run`, `node`).
-const MODES_HELP: &str = "Optional modes, off by default (the paper's behaviour): set them in the \
+const MODES_HELP: &str = "Optional modes and runtime settings (the defaults are the paper's behaviour): set them in the \
 environment of `vlsp up`, `run` or `node`; a run records them in meta.json and summary.md.
-  VLSP_NODES_PER_THREAD=N    N nodes share a thread (default 64; 1: a thread per node, as before
-                             stop 21; C-mode nodes always get their own; same messages)
+  VLSP_NODES_PER_THREAD=N    N nodes share a thread (default 64; 1: a thread per node; C-mode
+                             nodes always get their own; same messages)
   VLSP_GIST_DATA_IN_QUERY=1  a session's first RESERVE rides in its GIST Query
   VLSP_GIST_REUSE_PEERS=1    a later session of a flow sends its RESERVE straight to the peer of
                              the flow's last handshake, without one (both ends need it)

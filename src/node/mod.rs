@@ -1,6 +1,6 @@
 //! A substrate node running NSIS: its resolved configuration and the actors
-//! (one thread per node, inside the node's namespace) that run the
-//! signaling on real sockets.
+//! (on threads shared by up to 64 nodes, each node's sockets opened inside
+//! its namespace) that run the signaling on real sockets.
 
 pub mod api;
 pub mod config;

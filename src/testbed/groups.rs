@@ -1,6 +1,7 @@
 //! Node groups: `vlsp node-group` child processes, each hosting many
-//! routers' NSIS nodes (a thread per node, each in its own namespace, with
-//! its own API socket at the usual path). A process may hold only 20 000
+//! routers' NSIS nodes (threads shared by up to 64 nodes, each node's
+//! sockets in its own namespace, each with its own API socket at the usual
+//! path). A process may hold only 20 000
 //! open files here and cannot raise that, so one process runs at most about
 //! 1800 nodes; a process per node costs 10 MiB each. Groups of about a
 //! thousand nodes sit in between: 10 000 routers are 8-10 processes.
