@@ -99,9 +99,23 @@ fn a_stopped_router_forwards_nothing_and_runs_no_node() {
         "its NSIS node halted"
     );
     let ns = ns_name(&name, "r1");
-    // It stopped alone (by default the six nodes share one thread): its
-    // GIST, MA and API sockets are closed, its neighbours still answer.
-    assert_eq!(ns_output(&ns, "ss -Hanu; ss -Hltn"), "", "r1's sockets");
+    // It stopped alone (by default the six nodes share one thread, named
+    // after the first): its GIST (UDP and Router Alert), MA and API sockets
+    // are closed, its neighbours still answer.
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "nodes-r0"),
+        "the ring's nodes do not share a thread: {threads:?}"
+    );
+    assert_eq!(
+        ns_output(&ns, "ss -Hanu; ss -Hanw; ss -Hltn"),
+        "",
+        "r1's sockets"
+    );
     assert!(tb.client("r1").is_err(), "r1's API socket still answers");
     for other in ["r0", "r2"] {
         let r = tb.client(other).unwrap().call(&Request::Health).unwrap();
@@ -136,7 +150,8 @@ fn a_stopped_router_forwards_nothing_and_runs_no_node() {
     );
     tb.client("r1").unwrap();
     // Its sockets are open again in its namespace (GIST UDP and RAO, MA).
-    assert_ne!(ns_output(&ns, "ss -Hanu"), "", "r1's GIST sockets");
+    assert_ne!(ns_output(&ns, "ss -Hanu"), "", "r1's GIST UDP socket");
+    assert_ne!(ns_output(&ns, "ss -Hanw"), "", "r1's Router Alert socket");
     assert_ne!(ns_output(&ns, "ss -Hltn"), "", "r1's MA listener");
     assert_eq!(
         ns_output(&ns, fwd).split_whitespace().collect::<Vec<_>>(),

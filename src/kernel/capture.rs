@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow};
@@ -38,7 +38,8 @@ pub struct Frame {
 
 /// A running capture on some nodes.
 pub struct Capture {
-    stop: Arc<AtomicBool>,
+    /// When `stop` was called (monotonic ns), 0 while capturing.
+    stop: Arc<AtomicU64>,
     threads: Vec<JoinHandle<Result<Vec<Frame>>>>,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start, for pcap timestamps.
     wall_offset_ns: i128,
@@ -47,7 +48,7 @@ pub struct Capture {
 impl Capture {
     /// Starts capturing in the namespaces of `nodes` of topology `topo`.
     pub fn start(topo: &str, nodes: &[String]) -> Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicU64::new(0));
         let mut threads = vec![];
         let mut ready = vec![];
         for n in nodes {
@@ -76,7 +77,7 @@ impl Capture {
 
     /// Stops and returns every frame, in time order.
     pub fn stop(self) -> Result<(Vec<Frame>, i128)> {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.store(now_ns().max(1), Ordering::SeqCst);
         let mut all = vec![];
         for t in self.threads {
             all.extend(t.join().map_err(|_| anyhow!("capture thread panicked"))??);
@@ -89,7 +90,7 @@ impl Capture {
 fn capture_loop(
     ns: &Path,
     node: &str,
-    stop: &AtomicBool,
+    stop: &AtomicU64,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> Result<Vec<Frame>> {
     let open = || -> Result<_> {
@@ -130,13 +131,15 @@ fn capture_loop(
     // CLOCK_REALTIME → CLOCK_MONOTONIC, to compare with measurement points.
     let offset = realtime_minus_monotonic();
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-    // Once stopped, what passed the interface before is still read
-    // (without waiting, for at most DRAIN under a flood), then the loop
-    // ends: a frame queued just before the stop is not lost.
+    // Once stopped, what passed the interface before the stop is still read
+    // (without waiting, for at most DRAIN under a flood) and kept, then the
+    // loop ends: a frame queued just before the stop is not lost, and one
+    // stamped after it is not kept.
     const DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
     let mut stopped_at: Option<std::time::Instant> = None;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stop_ns = stop.load(Ordering::Relaxed);
+        let stopping = stop_ns != 0;
         if stopping {
             let t = *stopped_at.get_or_insert_with(std::time::Instant::now);
             if t.elapsed() > DRAIN {
@@ -166,6 +169,10 @@ fn capture_loop(
         {
             let real = ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128;
             at = (real - offset).max(0) as u64;
+        }
+        // (1 ms of slack for the kernel stamp's conversion to monotonic.)
+        if stopping && at > stop_ns + 1_000_000 {
+            continue;
         }
         let idx = addr.ifindex();
         let ifname = names

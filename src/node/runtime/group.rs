@@ -11,7 +11,7 @@
 //! the node's actors start (their route monitor opens its netlink socket at
 //! its first poll) before it enters the next one. What a node opens later
 //! must not depend on the thread's namespace: the kernel thread enters the
-//! node's namespace itself (`vlink`). Not for C-mode (a messaging
+//! node's namespace itself (`kernel_thread`). Not for C-mode (a messaging
 //! association's TCP socket is opened when needed, in whatever namespace
 //! the thread is in last): a C-mode node gets a thread of its own. A node
 //! stops alone (`tasks`); the thread ends with its last node.
@@ -127,8 +127,11 @@ pub(super) fn start(
     let name = cfg.name.clone();
     let api_socket = cfg.api_socket.clone();
     let thread = o.thread.clone();
-    o.tx.send(Job { cfg, rec, ready })
-        .map_err(|_| anyhow::anyhow!("node {name}: its shared node thread has ended"))?;
+    if o.tx.send(Job { cfg, rec, ready }).is_err() {
+        // The next node gets a new thread.
+        *open = None;
+        anyhow::bail!("node {name}: its shared node thread has ended");
+    }
     thread.hand();
     o.left -= 1;
     if o.left == 0 {
@@ -183,9 +186,10 @@ fn spawn_thread(first: &str, per_thread: usize, start_actors: StartActors) -> an
         })
         .map_err(|e| anyhow::anyhow!("node {first}: cannot start a shared node thread: {e}"))?;
     let shared = Shared::new(thread);
-    if let Ok(sys) = sys_rx.recv() {
-        let _ = shared.system.set(sys);
-    }
+    let sys = sys_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("node {first}: its shared node thread ended at its start"))?;
+    let _ = shared.system.set(sys);
     Ok(Open {
         tx,
         left: per_thread,

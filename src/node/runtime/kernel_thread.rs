@@ -105,7 +105,8 @@ thread_local! {
 
 impl KernelThread {
     /// The class thread of the calling node thread, started at the first
-    /// call (`first` names it); it ends once every handle is dropped.
+    /// call (`first` names it); it ends once the node thread has ended and
+    /// every node's handle is dropped.
     pub(super) fn of_this_thread(first: &str) -> Result<Self, String> {
         MINE.with(|m| {
             if let Some(k) = m.borrow().as_ref() {
@@ -181,7 +182,13 @@ fn run(rx: Receiver<Job>) {
                 nodes.insert(k, NodeKernel::new(*st));
             }
             Job::Close(k) => {
-                nodes.remove(&k);
+                // Its enforcer removes its classes as it drops, looking
+                // interfaces up by name: in its namespace.
+                if let Some(mut n) = nodes.remove(&k)
+                    && let Err(e) = n.enter(k, &mut here)
+                {
+                    tracing::warn!("{e}: its classes may stay");
+                }
             }
             Job::Work(k, w) => {
                 if let Some(n) = nodes.get_mut(&k) {

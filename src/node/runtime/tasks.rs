@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 
 /// A node's spawned tasks (receive loop, route monitor, API and MA
 /// listeners, API clients). Each holds a clone of the node's `gone` sender:
-/// [`Gone::wait`] returns once every task, the node's actors and its
-/// kernel thread are dropped, so its sockets are closed and its classes
-/// removed.
+/// [`Gone::wait`] returns once every task, the node's actors and its state
+/// on its kernel threads are dropped: its GIST, API and MA listener sockets
+/// are closed and its classes removed. (What those tasks started closes a
+/// turn later: an MA connection, the route monitor's netlink connection.)
 #[derive(Clone)]
 pub(super) struct NodeTasks {
     inner: Rc<RefCell<Option<Vec<JoinHandle<()>>>>>,

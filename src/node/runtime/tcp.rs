@@ -161,7 +161,7 @@ async fn run(
     }
 }
 
-/// Accepts MAs for the node until its system stops.
+/// Accepts MAs for the node until it stops.
 pub(super) fn serve(listener: TcpListener, me: Addr<NodeActor>, tasks: &super::tasks::NodeTasks) {
     tasks.spawn(async move {
         loop {

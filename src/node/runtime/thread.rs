@@ -21,8 +21,8 @@ use crate::node::core::NodeCore;
 
 // ------------------------------------------------------------------ thread
 
-/// How long a node sharing its thread may take to stop (its kernel thread
-/// finishing queued work and removing its classes included).
+/// How long a node may take to stop (its kernel threads finishing its
+/// queued work and removing its classes included).
 const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running node: its thread and a way to stop it.

@@ -35,6 +35,7 @@ pub(super) struct VlinkParts {
 /// node's thread goes on signaling (issue 17: the initiator's end and every
 /// hop's class are made while the RESERVE travels).
 pub struct VlinkActor {
+    name: String,
     node: Addr<NodeActor>,
     key: NodeKey,
     classes: Queue,
@@ -75,6 +76,7 @@ impl VlinkActor {
         });
         let classes = start(Lane::Classes(p.enforcer));
         Self {
+            name: p.node_name,
             node: p.node,
             key: NodeKey::new(),
             classes: Queue {
@@ -92,6 +94,7 @@ impl VlinkActor {
     /// Queues `w` on its lane's kernel thread, registering the node there
     /// first.
     fn queue(&mut self, w: Work) -> Result<(), (Work, String)> {
+        let ended = self.ended();
         let (q, shared) = match &w {
             Work::Class(_) => (&mut self.classes, true),
             Work::Tunnel(_) => (&mut self.tunnels, false),
@@ -109,16 +112,19 @@ impl VlinkActor {
                 Err(e) => return Err((w, e)),
             };
             if k.send(Job::Register(self.key, Box::new(st))).is_err() {
-                return Err((w, ENDED.into()));
+                return Err((w, ended));
             }
             q.kernel = Some(k);
         }
         match &q.kernel {
             Some(k) => k.send(Job::Work(self.key, w)).map_err(|j| match j {
-                Job::Work(_, w) => (w, ENDED.into()),
+                Job::Work(_, w) => (w, ended),
                 _ => unreachable!("send gives back the job it was given"),
             }),
-            None => Err((w, "the node's kernel thread could not be started".into())),
+            None => Err((
+                w,
+                format!("node {}: its kernel thread could not be started", self.name),
+            )),
         }
     }
 
@@ -139,7 +145,11 @@ impl VlinkActor {
     }
 }
 
-const ENDED: &str = "the node's kernel thread has ended";
+impl VlinkActor {
+    fn ended(&self) -> String {
+        format!("node {}: its kernel thread has ended", self.name)
+    }
+}
 
 impl Drop for VlinkActor {
     /// The node stops: the kernel thread finishes what is queued of it and
