@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use vlsp::kernel::capture::{Capture, Frame};
 use vlsp::model::measure::Recorder;
@@ -144,14 +144,7 @@ fn replayed_setup_installs_nothing() {
     assert!(replay.len() >= 4, "captured {} datagrams", replay.len());
 
     // From tb3's address on the tb3-tb4 link, inside tb3's namespace.
-    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
-        &name, "tb3",
-    )))
-    .unwrap();
-    let sock = vlsp::kernel::netns::with_netns(&ns, || {
-        UdpSocket::bind(SocketAddrV4::new(TB3, 0)).unwrap()
-    })
-    .unwrap();
+    let sock = udp_socket_in(&name, "tb3", TB3);
     for p in &replay {
         sock.send_to(p, SocketAddrV4::new(TB4, GIST_PORT)).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -216,16 +209,6 @@ fn unsigned_tear(reserve: &[u8], nli_addr: Ipv4Addr) -> Vec<u8> {
     })
 }
 
-/// A UDP socket in `node`'s namespace, bound to `addr`.
-fn socket_in(topo: &str, node: &str, addr: Ipv4Addr) -> UdpSocket {
-    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
-        topo, node,
-    )))
-    .unwrap();
-    vlsp::kernel::netns::with_netns(&ns, || UdpSocket::bind(SocketAddrV4::new(addr, 0)).unwrap())
-        .unwrap()
-}
-
 /// Sets up a signed link VM1 -> VM2 with tb4 captured; returns the RESERVE
 /// Data PDU tb3 sent tb4.
 fn signed_setup_captured(tb: &Testbed, name: &str) -> Vec<u8> {
@@ -261,7 +244,7 @@ fn unsigned_tear_only_under_the_policy_and_from_the_same_peer() {
     let guard = Down(name.clone());
     let tb = Testbed::up(t, &Options::default()).unwrap();
     let reserve = signed_setup_captured(&tb, &name);
-    let sock = socket_in(&name, "tb3", TB3);
+    let sock = udp_socket_in(&name, "tb3", TB3);
     sock.send_to(
         &unsigned_tear(&reserve, TB3),
         SocketAddrV4::new(TB4, GIST_PORT),
@@ -290,7 +273,7 @@ fn unsigned_tear_only_under_the_policy_and_from_the_same_peer() {
     let tb = Testbed::up(t, &Options::default()).unwrap();
     let reserve = signed_setup_captured(&tb, &name);
     // From tb2, naming itself: not the peer of the signed setup.
-    let other = socket_in(&name, "tb2", tb2);
+    let other = udp_socket_in(&name, "tb2", tb2);
     other
         .send_to(
             &unsigned_tear(&reserve, tb2),
@@ -301,7 +284,7 @@ fn unsigned_tear_only_under_the_policy_and_from_the_same_peer() {
     assert_eq!(links(&tb, "tb4"), 1, "refused from another peer");
     assert_eq!(tunnel_devs(&name, "tb4").len(), 1);
     // From tb3: accepted, tb4 removes its end.
-    let sock = socket_in(&name, "tb3", TB3);
+    let sock = udp_socket_in(&name, "tb3", TB3);
     sock.send_to(
         &unsigned_tear(&reserve, TB3),
         SocketAddrV4::new(TB4, GIST_PORT),

@@ -125,19 +125,12 @@ fn frames_queued_before_the_stop_are_kept() {
     if !require_root("capture_queued_before_stop") {
         return;
     }
-    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    use std::net::{Ipv4Addr, SocketAddrV4};
     let t = unique_topology("paper-4node.toml", "q");
     let name = t.name.clone();
     let _guard = Down(name.clone());
     let tb = Testbed::up(t, &Options::default()).unwrap();
-    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
-        &name, "tb2",
-    )))
-    .unwrap();
-    let sock = vlsp::kernel::netns::with_netns(&ns, || {
-        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap()
-    })
-    .unwrap();
+    let sock = udp_socket_in(&name, "tb2", Ipv4Addr::UNSPECIFIED);
     let ours = |frames: &[vlsp::kernel::capture::Frame], node: &str, outgoing: bool| {
         frames
             .iter()

@@ -253,3 +253,16 @@ pub fn node_stats(tb: &vlsp::testbed::Testbed, node: &str) -> vlsp::node::api::S
         r => panic!("{r:?}"),
     }
 }
+
+/// A UDP socket in `node`'s namespace of testbed `topo`, bound to `addr`
+/// (a socket keeps the namespace it was created in).
+pub fn udp_socket_in(topo: &str, node: &str, addr: std::net::Ipv4Addr) -> std::net::UdpSocket {
+    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
+        topo, node,
+    )))
+    .unwrap();
+    vlsp::kernel::netns::with_netns(&ns, || {
+        std::net::UdpSocket::bind(std::net::SocketAddrV4::new(addr, 0)).unwrap()
+    })
+    .unwrap()
+}

@@ -199,6 +199,23 @@ fn run(rx: Receiver<Job>) {
     }
 }
 
+/// Answers work that cannot run (its result carries `why`), so nothing
+/// waits for it forever.
+pub(super) fn refuse(node: &Addr<NodeActor>, w: Work, why: String) {
+    tracing::warn!("{why}");
+    match w {
+        Work::Tunnel(w) => node.do_send(VlinkResult {
+            sid: w.sid,
+            err: Some(why),
+        }),
+        Work::Class(ClassWork::Install { sid, .. }) => node.do_send(ClassResult {
+            sid,
+            err: Some(why),
+        }),
+        Work::Class(_) => {}
+    }
+}
+
 /// One node's kernel state on the kernel thread.
 struct NodeKernel {
     st: VlinkStart,
@@ -249,22 +266,10 @@ impl NodeKernel {
         here: &mut Option<NodeKey>,
     ) {
         if let Err(e) = self.enter(k, here) {
-            tracing::warn!("{e}");
-            match w {
-                Work::Tunnel(w) => {
-                    self.st.node.do_send(VlinkResult {
-                        sid: w.sid,
-                        err: Some(e),
-                    });
-                    if let Lane::Tunnels { pending, .. } = &self.st.lane {
-                        pending.fetch_sub(1, Ordering::SeqCst);
-                    }
-                }
-                Work::Class(ClassWork::Install { sid, .. }) => {
-                    self.st.node.do_send(ClassResult { sid, err: Some(e) });
-                }
-                Work::Class(_) => {}
+            if let (Work::Tunnel(_), Lane::Tunnels { pending, .. }) = (&w, &self.st.lane) {
+                pending.fetch_sub(1, Ordering::SeqCst);
             }
+            refuse(&self.st.node, w, e);
             return;
         }
         let st = &mut self.st;

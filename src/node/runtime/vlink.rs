@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 
-use super::kernel_thread::{Job, KernelThread, Lane, NodeKey, VlinkStart, Work};
-use super::{ClassResult, ClassWork, NodeActor, VlinkResult, VlinkWork};
+use super::kernel_thread::{Job, KernelThread, Lane, NodeKey, VlinkStart, Work, refuse};
+use super::{ClassWork, NodeActor, VlinkWork};
 
 // ------------------------------------------------------------------- vlink
 
@@ -128,24 +128,6 @@ impl VlinkActor {
         }
     }
 
-    /// Answers work that cannot run, so nothing waits for it forever.
-    fn refuse(&self, w: Work, why: String) {
-        tracing::warn!("{why}");
-        match w {
-            Work::Tunnel(w) => self.node.do_send(VlinkResult {
-                sid: w.sid,
-                err: Some(why),
-            }),
-            Work::Class(ClassWork::Install { sid, .. }) => self.node.do_send(ClassResult {
-                sid,
-                err: Some(why),
-            }),
-            Work::Class(_) => {}
-        }
-    }
-}
-
-impl VlinkActor {
     fn ended(&self) -> String {
         format!("node {}: its kernel thread has ended", self.name)
     }
@@ -168,7 +150,7 @@ impl Handler<ClassWork> for VlinkActor {
     type Result = ();
     fn handle(&mut self, w: ClassWork, _: &mut Context<Self>) {
         if let Err((w, why)) = self.queue(Work::Class(w)) {
-            self.refuse(w, why);
+            refuse(&self.node, w, why);
         }
     }
 }
@@ -179,7 +161,7 @@ impl Handler<VlinkWork> for VlinkActor {
         self.busy.fetch_add(1, Ordering::SeqCst);
         if let Err((w, why)) = self.queue(Work::Tunnel(w)) {
             self.busy.fetch_sub(1, Ordering::SeqCst);
-            self.refuse(w, why);
+            refuse(&self.node, w, why);
         }
     }
 }
