@@ -3,7 +3,9 @@
 //! capture and the traffic generator. Everything here talks to the kernel;
 //! nothing here knows the signaling protocols' state.
 
+pub mod announce_filter;
 pub mod bird;
+pub mod bpf;
 pub mod capture;
 pub mod journal;
 pub mod links;

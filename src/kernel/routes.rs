@@ -131,6 +131,9 @@ pub async fn watch(
     conn.socket_mut()
         .socket_mut()
         .bind(&rtnetlink::sys::SocketAddr::new(0, groups))?;
+    filter_plumbing(std::os::fd::AsRawFd::as_raw_fd(
+        conn.socket_mut().socket_mut(),
+    ));
     tokio::task::spawn_local(conn);
     // Not read before the first change: at start the caller knows the
     // routes it configured, and a chain of N routers has N routes in each
@@ -216,6 +219,7 @@ impl AllNamespaces {
         listener
             .bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE))
             .map_err(MonitorError::Socket)?;
+        filter_plumbing(std::os::fd::AsRawFd::as_raw_fd(&listener));
         force_rcvbuf(&listener, MONITOR_RCVBUF);
         let mut requests = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Socket)?;
         requests.bind_auto().map_err(MonitorError::Socket)?;
@@ -320,6 +324,16 @@ impl AllNamespaces {
                 }
             }
         }
+    }
+}
+
+/// Keeps the plumbing's link announcements out of a monitor's socket
+/// ([`super::announce_filter`]). Without the filter every announcement
+/// still reaches [`announces_change`], which tells the same apart: slower,
+/// not wrong, so a refusal is logged and the monitor goes on.
+fn filter_plumbing(fd: std::os::fd::RawFd) {
+    if let Err(e) = super::announce_filter::attach(fd) {
+        tracing::warn!("{e}: every tunnel end's announcements wake the route monitor");
     }
 }
 

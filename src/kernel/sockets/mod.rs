@@ -36,6 +36,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// GIST's well-known port (RFC 5971 §9; NSIS-ka uses it for Q-mode and D-mode).
+use crate::kernel::bpf::{attach, ins};
 use crate::model::ports::GIST_PORT;
 /// IPv4 Router Alert option, value 0 (RFC 2113): type 0x94, length 4.
 pub const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];
@@ -209,7 +210,7 @@ pub fn router_alert_socket() -> io::Result<OwnedFd> {
     let ra = new_socket(SockType::Raw, SockProtocol::Udp, "raw UDP socket")?;
     // Filter before IP_ROUTER_ALERT, so that almost nothing unfiltered is
     // queued: without it every UDP datagram to this host is read twice.
-    attach_filter(ra.as_raw_fd(), &ROUTER_ALERT_FILTER)?;
+    attach(ra.as_raw_fd(), &ROUTER_ALERT_FILTER, "the raw UDP socket")?;
     enlarge_rcvbuf(&ra, "raw UDP socket");
     set_router_alert(ra.as_raw_fd())?;
     Ok(ra)
@@ -536,52 +537,17 @@ fn enlarge_rcvbuf(fd: &OwnedFd, what: &str) {
 /// intercepted packets, since the kernel no longer forwards them. A
 /// packet's offset 0 is its IP header on a raw socket.
 const ROUTER_ALERT_FILTER: [libc::sock_filter; 10] = [
-    bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 0), // A = version/IHL byte
-    bpf(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 0, 0, 0x0f), // A = IHL
-    bpf(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, 0, 6, 5), // no options: drop
-    bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 20), // A = first option type
-    bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 4, 0, 0), // end of options: drop
-    bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 2, 0x94), // another option: accept
-    bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 21), // A = its length
-    bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, 4), // Router Alert: accept
-    bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),         // accept whole packet
-    bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),                // drop
+    ins(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 0), // A = version/IHL byte
+    ins(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 0, 0, 0x0f), // A = IHL
+    ins(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, 0, 6, 5), // no options: drop
+    ins(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 20), // A = first option type
+    ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 4, 0, 0), // end of options: drop
+    ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 2, 0x94), // another option: accept
+    ins(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 21), // A = its length
+    ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, 4), // Router Alert: accept
+    ins(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),         // accept whole packet
+    ins(libc::BPF_RET | libc::BPF_K, 0, 0, 0),                // drop
 ];
-
-const fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
-
-/// Hand-written: nix has no SO_ATTACH_FILTER.
-fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: `fprog` and the program it points to outlive the call (the
-    // kernel copies the program); the length matches the struct.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &fprog as *const _ as *const libc::c_void,
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-    .map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("SO_ATTACH_FILTER on the raw UDP socket: {e}"),
-        )
-    })
-}
 
 /// The fields of an IPv4/UDP packet that interception needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
