@@ -1,11 +1,16 @@
-//! Which CPUs the node runtime's threads run on (`VLSP_KERNEL_CPUS`, off by
-//! default; issue 17). A hop's reservation class and a tunnel end are made
-//! on a kernel thread beside the signaling; on a 2-core VM the scheduler
-//! often woke that thread onto the CPU of the nodes' signaling thread, and
-//! the chain waited behind it. Here the kernel work keeps to the CPUs named
-//! and the signaling to the others; interleaved runs did not show a gain
-//! beyond the noise (README, *Scale*), so it stays an explicit, recorded
-//! placement. A runtime setting: the messages on the wire are the same.
+//! Which CPUs the node runtime's threads run on (`VLSP_KERNEL_CPUS`;
+//! issue 17). A hop's reservation class and a tunnel end are made on a
+//! kernel thread beside the signaling. This kernel does not preempt a
+//! thread inside a system call, and making a tunnel end is ~0.3 ms in one:
+//! when the scheduler woke the kernel thread onto the CPU of the nodes'
+//! signaling thread (it often did, with the other CPU idle), the signaling
+//! waited for the whole tunnel end. So by default, with two CPUs or more,
+//! the kernel work keeps to the last CPU and the signaling to the others;
+//! the kernel serialises that work on its RTNL lock anyway. Interleaved
+//! runs (README, *Scale*): chain of 200 -15 %, throughput up, paper-4node
+//! setup unchanged and teardown -14 %. `VLSP_KERNEL_CPUS=none` leaves every
+//! thread where the scheduler puts it; a list names the kernel CPUs. A
+//! runtime setting: the messages on the wire are the same.
 
 use std::sync::OnceLock;
 
@@ -38,8 +43,9 @@ pub enum Role {
 /// pin to what was checked, not to a variable read again.
 static CHECKED: OnceLock<Option<Placement>> = OnceLock::new();
 
-/// The placement `VLSP_KERNEL_CPUS` asks for, checked against the CPUs this
-/// process may run on; `None` when unset. Read once per process, at the
+/// The placement `VLSP_KERNEL_CPUS` asks for (unset: the default above),
+/// checked against the CPUs this process may run on; `None` for no
+/// placement (`none`, or a single CPU). Read once per process, at the
 /// first node start that accepts it. A value that cannot be honoured is
 /// refused (and not kept), so a run never measures another placement than
 /// asked for.
@@ -53,9 +59,6 @@ pub fn placement() -> anyhow::Result<Option<Placement>> {
 
 fn from_env() -> anyhow::Result<Option<Placement>> {
     let v = std::env::var(ENV).ok();
-    if v.as_deref().is_none_or(|v| v.trim().is_empty()) {
-        return Ok(None);
-    }
     // The process's mask (its main thread's), not a pinned caller's.
     let mask = sched_getaffinity(nix::unistd::getpid())
         .map_err(|e| anyhow!("{ENV}: cannot read the CPUs this process may run on: {e}"))?;
@@ -65,14 +68,30 @@ fn from_env() -> anyhow::Result<Option<Placement>> {
     parse(v.as_deref(), &allowed).map_err(|e| anyhow!(e))
 }
 
+/// The value that leaves every thread where the scheduler puts it.
+pub const NONE: &str = "none";
+
 fn parse(v: Option<&str>, allowed: &[usize]) -> Result<Option<Placement>, String> {
     let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(None);
+        // The default: the last CPU for the kernel work, when one is left.
+        return Ok(match allowed.split_last() {
+            Some((&last, rest)) if !rest.is_empty() => Some(Placement {
+                kernel: vec![last],
+                signaling: rest.to_vec(),
+            }),
+            _ => None,
+        });
     };
+    if v.eq_ignore_ascii_case(NONE) {
+        return Ok(None);
+    }
     let mut kernel = vec![];
     for item in v.split(',').map(str::trim) {
         let bad = || {
-            format!("{ENV}={v:?}: {item:?} is not a CPU number or range (write e.g. 1, 1,3 or 2-3)")
+            format!(
+                "{ENV}={v:?}: {item:?} is not a CPU number or range (write e.g. 1, 1,3 or 2-3, \
+                 or {NONE})"
+            )
         };
         let (lo, hi) = match item.split_once('-') {
             Some((a, b)) => (
@@ -108,7 +127,7 @@ fn parse(v: Option<&str>, allowed: &[usize]) -> Result<Option<Placement>, String
     if signaling.is_empty() {
         return Err(format!(
             "{ENV}={v:?} leaves no CPU for the nodes' signaling (this process may use {}); \
-             name fewer CPUs, or unset it",
+             name fewer CPUs, or set it to {NONE}",
             list(allowed)
         ));
     }
@@ -197,8 +216,21 @@ mod tests {
         let p = ok(" 2-3, 1 ,3", &[0, 1, 2, 3, 5]);
         assert_eq!(p.kernel, vec![1, 2, 3]);
         assert_eq!(p.signaling, vec![0, 5]);
-        assert_eq!(parse(None, &[0, 1]), Ok(None));
-        assert_eq!(parse(Some("  "), &[0, 1]), Ok(None));
+    }
+
+    #[test]
+    fn by_default_the_last_cpu_does_the_kernel_work_unless_none_is_asked() {
+        let last = Placement {
+            kernel: vec![3],
+            signaling: vec![0, 2],
+        };
+        assert_eq!(parse(None, &[0, 2, 3]), Ok(Some(last.clone())));
+        assert_eq!(parse(Some("  "), &[0, 2, 3]), Ok(Some(last)));
+        // One CPU: nothing to split.
+        assert_eq!(parse(None, &[5]), Ok(None));
+        assert_eq!(parse(None, &[]), Ok(None));
+        assert_eq!(parse(Some("none"), &[0, 1]), Ok(None));
+        assert_eq!(parse(Some(" None "), &[0, 1]), Ok(None));
     }
 
     #[test]
