@@ -60,9 +60,9 @@ environment of `vlsp up`, `run` or `node`; a run records them in meta.json and s
   VLSP_GIST_REUSE_PEERS=1    a later session of a flow sends its RESERVE straight to the peer of
                              the flow's last handshake, without one (both ends need it)
   VLSP_KERNEL_CPUS=LIST      tunnel ends, reservation classes and deletions run on these CPUs
-                             (e.g. 1, or 2-3), the nodes' signaling on the others (default: the
-                             last CPU, given two or more; none: where the scheduler puts them;
-                             same messages)";
+                             (e.g. 1, or 2-3), the nodes' signaling on the others (default, when
+                             nodes share threads: the last CPU, given two or more; none: where
+                             the scheduler puts them; same messages)";
 
 #[derive(Subcommand)]
 enum Cmd {

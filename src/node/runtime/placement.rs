@@ -4,11 +4,16 @@
 //! thread inside a system call, and making a tunnel end is ~0.3 ms in one:
 //! when the scheduler woke the kernel thread onto the CPU of the nodes'
 //! signaling thread (it often did, with the other CPU idle), the signaling
-//! waited for the whole tunnel end. So by default, with two CPUs or more,
+//! waited for the whole tunnel end. So by default, with two CPUs or more
+//! and the nodes sharing threads (`VLSP_NODES_PER_THREAD`, default 64),
 //! the kernel work keeps to the last CPU and the signaling to the others;
 //! the kernel serialises that work on its RTNL lock anyway. Interleaved
 //! runs (README, *Scale*): chain of 200 -15 %, throughput up, paper-4node
-//! setup unchanged and teardown -14 %. `VLSP_KERNEL_CPUS=none` leaves every
+//! setup unchanged and teardown -14 %. With a thread per node there is no
+//! default: the first setup across a chain of 500 then stalls for seconds
+//! (the machine idle meanwhile, until a retransmission; not understood) in
+//! 5 of 5 tries with 500 node threads on one CPU, and in 2 of 4 without
+//! (0.15 s otherwise). `VLSP_KERNEL_CPUS=none` leaves every
 //! thread where the scheduler puts it; a list names the kernel CPUs. A
 //! runtime setting: the messages on the wire are the same.
 
@@ -65,17 +70,18 @@ fn from_env() -> anyhow::Result<Option<Placement>> {
     let allowed: Vec<usize> = (0..CpuSet::count())
         .filter(|&c| mask.is_set(c).unwrap_or(false))
         .collect();
-    parse(v.as_deref(), &allowed).map_err(|e| anyhow!(e))
+    parse(v.as_deref(), &allowed, super::group::shares_threads()).map_err(|e| anyhow!(e))
 }
 
 /// The value that leaves every thread where the scheduler puts it.
 pub const NONE: &str = "none";
 
-fn parse(v: Option<&str>, allowed: &[usize]) -> Result<Option<Placement>, String> {
+/// `grouped`: whether nodes share threads, which the default needs.
+fn parse(v: Option<&str>, allowed: &[usize], grouped: bool) -> Result<Option<Placement>, String> {
     let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
         // The default: the last CPU for the kernel work, when one is left.
         return Ok(match allowed.split_last() {
-            Some((&last, rest)) if !rest.is_empty() => Some(Placement {
+            Some((&last, rest)) if grouped && !rest.is_empty() => Some(Placement {
                 kernel: vec![last],
                 signaling: rest.to_vec(),
             }),
@@ -201,7 +207,7 @@ mod tests {
     use super::*;
 
     fn ok(v: &str, allowed: &[usize]) -> Placement {
-        parse(Some(v), allowed).unwrap().unwrap()
+        parse(Some(v), allowed, true).unwrap().unwrap()
     }
 
     #[test]
@@ -219,18 +225,27 @@ mod tests {
     }
 
     #[test]
-    fn by_default_the_last_cpu_does_the_kernel_work_unless_none_is_asked() {
+    fn by_default_grouped_nodes_leave_the_last_cpu_to_the_kernel_work() {
         let last = Placement {
             kernel: vec![3],
             signaling: vec![0, 2],
         };
-        assert_eq!(parse(None, &[0, 2, 3]), Ok(Some(last.clone())));
-        assert_eq!(parse(Some("  "), &[0, 2, 3]), Ok(Some(last)));
+        assert_eq!(parse(None, &[0, 2, 3], true), Ok(Some(last.clone())));
+        assert_eq!(parse(Some("  "), &[0, 2, 3], true), Ok(Some(last)));
+        // A thread per node: no default; asked for, it is honoured.
+        assert_eq!(parse(None, &[0, 1], false), Ok(None));
+        assert_eq!(
+            parse(Some("1"), &[0, 1], false),
+            Ok(Some(Placement {
+                kernel: vec![1],
+                signaling: vec![0]
+            }))
+        );
         // One CPU: nothing to split.
-        assert_eq!(parse(None, &[5]), Ok(None));
-        assert_eq!(parse(None, &[]), Ok(None));
-        assert_eq!(parse(Some("none"), &[0, 1]), Ok(None));
-        assert_eq!(parse(Some(" None "), &[0, 1]), Ok(None));
+        assert_eq!(parse(None, &[5], true), Ok(None));
+        assert_eq!(parse(None, &[], true), Ok(None));
+        assert_eq!(parse(Some("none"), &[0, 1], true), Ok(None));
+        assert_eq!(parse(Some(" None "), &[0, 1], true), Ok(None));
     }
 
     #[test]
@@ -251,7 +266,7 @@ mod tests {
             ),
             ("99999999999999999999", "is not a CPU number"),
         ] {
-            let e = parse(Some(v), &[0, 1]).unwrap_err();
+            let e = parse(Some(v), &[0, 1], true).unwrap_err();
             assert!(
                 e.starts_with(&format!("{ENV}=")) && e.contains(want),
                 "{v}: {e}"
@@ -259,7 +274,7 @@ mod tests {
         }
         // One CPU: nothing can be split off.
         assert!(
-            parse(Some("0"), &[0])
+            parse(Some("0"), &[0], true)
                 .unwrap_err()
                 .contains("leaves no CPU")
         );
