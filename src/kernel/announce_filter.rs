@@ -15,21 +15,20 @@ use std::os::fd::RawFd;
 
 use super::bpf::{Line, Line::*, To, assemble};
 
+// Loads at a fixed offset, and of constants.
 const LDB: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
 const LDH: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_ABS;
-const LDB_X: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_IND;
-const LDH_X: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_IND;
-const LDW_X: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_IND;
-const LD_LEN: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_LEN;
 const LD_IMM: u32 = libc::BPF_LD | libc::BPF_IMM;
 const LDX_IMM: u32 = libc::BPF_LDX | libc::BPF_IMM;
 /// `A` = the kernel's answer to an ancillary query (`SKF_AD_*`).
 const LD_ANC: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+// Loads at `X` + offset.
+const LDB_X: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_IND;
+const LDH_X: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_IND;
+const LDW_X: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_IND;
+// Moves, jumps, returns.
 const TAX: u32 = libc::BPF_MISC | libc::BPF_TAX;
-const LSH: u32 = libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K;
-const OR_X: u32 = libc::BPF_ALU | libc::BPF_OR | libc::BPF_X;
 const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
-const JEQ_X: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_X;
 const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
 const JGT: u32 = libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K;
 const RET: u32 = libc::BPF_RET | libc::BPF_K;
@@ -73,7 +72,7 @@ fn program() -> Vec<libc::sock_filter> {
     let mut p: Vec<Line> = vec![
         // A link announcement; anything else passes (a load past the end
         // would drop the datagram, hence the length first).
-        Ins(LD_LEN, 0),
+        Ins(libc::BPF_LD | libc::BPF_W | libc::BPF_LEN, 0),
         Jump(JGE, 16, To::Next, accept),
         Ins(LDH, 4),
         Jump(JEQ, le16(libc::RTM_NEWLINK), To::Label("link"), To::Next),
@@ -86,13 +85,18 @@ fn program() -> Vec<libc::sock_filter> {
         Ins(LDB, 2),
         Jump(JEQ, 0, To::Next, accept),
         Ins(LDB, 1),
-        Ins(LSH, 8),
+        Ins(libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K, 8),
         Ins(TAX, 0),
         Ins(LDB, 0),
-        Ins(OR_X, 0),
+        Ins(libc::BPF_ALU | libc::BPF_OR | libc::BPF_X, 0),
         Ins(TAX, 0),
-        Ins(LD_LEN, 0),
-        Jump(JEQ_X, 0, To::Next, accept),
+        Ins(libc::BPF_LD | libc::BPF_W | libc::BPF_LEN, 0),
+        Jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_X,
+            0,
+            To::Next,
+            accept,
+        ),
         Jump(JGE, ATTRS + 4, To::Next, accept),
         // A bridge-port notification.
         Ins(LDB, 16),

@@ -53,16 +53,17 @@ static CHECKED: OnceLock<Option<Placement>> = OnceLock::new();
 /// placement (`none`, or a single CPU). Read once per process, at the
 /// first node start that accepts it. A value that cannot be honoured is
 /// refused (and not kept), so a run never measures another placement than
-/// asked for.
-pub fn placement() -> anyhow::Result<Option<Placement>> {
+/// asked for. `grouped`: whether this process's nodes share threads (the
+/// default needs it).
+pub fn placement(grouped: bool) -> anyhow::Result<Option<Placement>> {
     if let Some(p) = CHECKED.get() {
         return Ok(p.clone());
     }
-    let p = from_env()?;
+    let p = from_env(grouped)?;
     Ok(CHECKED.get_or_init(|| p).clone())
 }
 
-fn from_env() -> anyhow::Result<Option<Placement>> {
+fn from_env(grouped: bool) -> anyhow::Result<Option<Placement>> {
     let v = std::env::var(ENV).ok();
     // The process's mask (its main thread's), not a pinned caller's.
     let mask = sched_getaffinity(nix::unistd::getpid())
@@ -70,7 +71,7 @@ fn from_env() -> anyhow::Result<Option<Placement>> {
     let allowed: Vec<usize> = (0..CpuSet::count())
         .filter(|&c| mask.is_set(c).unwrap_or(false))
         .collect();
-    parse(v.as_deref(), &allowed, super::group::shares_threads()).map_err(|e| anyhow!(e))
+    parse(v.as_deref(), &allowed, grouped).map_err(|e| anyhow!(e))
 }
 
 /// The value that leaves every thread where the scheduler puts it.
@@ -162,10 +163,11 @@ fn list(cpus: &[usize]) -> String {
 /// [`pin`] with the process's placement, for a thread started by the
 /// runtime (its node's start checked the placement already).
 pub fn pin_current(role: Role) {
-    match placement() {
-        Ok(p) => pin(p.as_ref(), role),
-        Err(e) => tracing::warn!(
-            "thread {}: {e:#}; it runs where the scheduler puts it",
+    match CHECKED.get() {
+        Some(p) => pin(p.as_ref(), role),
+        None => tracing::warn!(
+            "thread {}: started before any node's start checked {ENV}; it runs where the \
+             scheduler puts it",
             this_thread()
         ),
     }

@@ -90,7 +90,8 @@ pub struct StartingNode {
 /// `VLSP_NODES_PER_THREAD=1`, and for a C-mode node, it gets a thread of
 /// its own (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
-    super::placement::placement().map_err(|e| anyhow::anyhow!("node {}: {e}", cfg.name))?;
+    super::placement::placement(super::group::shares_threads())
+        .map_err(|e| anyhow::anyhow!("node {}: {e}", cfg.name))?;
     if let Some(n) = super::group::per_thread(&cfg.name, cfg.cmode)? {
         let (name, api_socket, ready_rx, thread) =
             super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r, false)))?;
