@@ -1,9 +1,11 @@
-//! Root integration test of `VLSP_KERNEL_CPUS`: the nodes' threads run on
-//! the CPUs it leaves, the kernel threads (tunnel ends, reservation classes,
-//! deferred deletions, the route monitor) on the CPUs it names, and a link
-//! still carries frames; a value that cannot be honoured stops the bring-up
-//! with the variable named. Its own test binary: the variables are read by
-//! this process's nodes only.
+//! Root integration test of `VLSP_KERNEL_CPUS`: unset, with the nodes
+//! sharing threads, the kernel threads (tunnel ends, reservation classes,
+//! deferred deletions, the route monitor) run on the last CPU and the
+//! nodes' threads on the others, and a link still carries frames; a value
+//! that cannot be honoured stops the bring-up with the variable named. Its
+//! own test binary: the variables are read by this process's nodes only,
+//! and the first bring-up that succeeds decides the placement for the
+//! process.
 
 mod common;
 
@@ -86,10 +88,15 @@ fn kernel_work_and_signaling_run_on_their_own_cpus() {
     }
     let kernel = *all.last().unwrap();
     let signaling: Vec<usize> = all.iter().copied().filter(|&c| c != kernel).collect();
-    unsafe { std::env::set_var(vlsp::node::KERNEL_CPUS_ENV, kernel.to_string()) };
-    // The four routers on one thread, then a thread each.
+    // Unset: the default, the last CPU for the kernel work (the four
+    // routers on one thread).
+    unsafe { std::env::remove_var(vlsp::node::KERNEL_CPUS_ENV) };
     one_link_and_check_the_threads("nodes-", kernel, &signaling);
-    unsafe { std::env::set_var(vlsp::node::NODES_PER_THREAD_ENV, "1") };
+    // Then a thread each, the CPU named (the process keeps its placement).
+    unsafe {
+        std::env::set_var(vlsp::node::KERNEL_CPUS_ENV, kernel.to_string());
+        std::env::set_var(vlsp::node::NODES_PER_THREAD_ENV, "1");
+    }
     one_link_and_check_the_threads("node-", kernel, &signaling);
 }
 

@@ -59,10 +59,10 @@ environment of `vlsp up`, `run` or `node`; a run records them in meta.json and s
   VLSP_GIST_DATA_IN_QUERY=1  a session's first RESERVE rides in its GIST Query
   VLSP_GIST_REUSE_PEERS=1    a later session of a flow sends its RESERVE straight to the peer of
                              the flow's last handshake, without one (both ends need it)
-  VLSP_KERNEL_CPUS=LIST      tunnel ends, reservation classes and deletions run on these CPUs
-                             (e.g. 1, or 2-3), the nodes' signaling on the others (default, when
-                             nodes share threads: the last CPU, given two or more; none: where
-                             the scheduler puts them; same messages)";
+  VLSP_KERNEL_CPUS=LIST      tunnel ends, reservation classes, deletions and the route monitor
+                             run on these CPUs (e.g. 1, or 2-3), the nodes' signaling on the
+                             others (default, when nodes share threads: the last CPU, given two
+                             or more; none: where the scheduler puts them; same messages)";
 
 #[derive(Subcommand)]
 enum Cmd {

@@ -65,7 +65,14 @@ pub fn assemble(lines: &[Line]) -> Vec<libc::sock_filter> {
         match l {
             Line::Label(_) => {}
             Line::Ins(code, k) => out.push(ins(*code, 0, 0, *k)),
-            Line::Jump(code, k, t, f) => out.push(ins(*code, off(t), off(f), *k)),
+            Line::Jump(code, k, t, f) => {
+                // An unconditional jump's offset is `k`, which this does not set.
+                assert!(
+                    code & 0x07 == libc::BPF_JMP && code & 0xf0 != libc::BPF_JA,
+                    "not a conditional jump: {code:#x}"
+                );
+                out.push(ins(*code, off(t), off(f), *k))
+            }
         }
     }
     out
@@ -127,6 +134,31 @@ mod tests {
                 (RET as u16, 0, 0, u32::MAX),
             ]
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "no label nowhere")]
+    fn a_missing_label_is_refused() {
+        assemble(&[Jump(JEQ, 0, To::Label("nowhere"), To::Next), Ins(RET, 0)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "jump to far too far")]
+    fn a_jump_beyond_255_is_refused() {
+        let mut p = vec![Jump(JEQ, 0, To::Label("far"), To::Next)];
+        p.extend(std::iter::repeat_n(Ins(RET, 0), 256));
+        p.extend([Label("far"), Ins(RET, 0)]);
+        assemble(&p);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a conditional jump")]
+    fn an_unconditional_jump_is_refused() {
+        assemble(&[
+            Jump(libc::BPF_JMP | libc::BPF_JA, 0, To::Label("x"), To::Next),
+            Label("x"),
+            Ins(RET, 0),
+        ]);
     }
 
     #[test]

@@ -131,9 +131,8 @@ pub async fn watch(
     conn.socket_mut()
         .socket_mut()
         .bind(&rtnetlink::sys::SocketAddr::new(0, groups))?;
-    filter_plumbing(std::os::fd::AsRawFd::as_raw_fd(
-        conn.socket_mut().socket_mut(),
-    ));
+    // No filter here: this socket also carries `read`'s dump replies, and
+    // a dump's last link, alone in its datagram, could be dropped.
     tokio::task::spawn_local(conn);
     // Not read before the first change: at start the caller knows the
     // routes it configured, and a chain of N routers has N routes in each

@@ -35,8 +35,8 @@ use thiserror::Error;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// GIST's well-known port (RFC 5971 §9; NSIS-ka uses it for Q-mode and D-mode).
 use crate::kernel::bpf::{attach, ins};
+/// GIST's well-known port (RFC 5971 §9; NSIS-ka uses it for Q-mode and D-mode).
 use crate::model::ports::GIST_PORT;
 /// IPv4 Router Alert option, value 0 (RFC 2113): type 0x94, length 4.
 pub const ROUTER_ALERT: [u8; 4] = [0x94, 0x04, 0x00, 0x00];

@@ -66,13 +66,6 @@ fn parse(v: Option<&str>) -> Result<(Option<usize>, bool), String> {
     }
 }
 
-/// Whether nodes share threads in this process (the default, or
-/// `VLSP_NODES_PER_THREAD` of 2 or more); a value that does not parse is
-/// refused at the node's start, not here.
-pub(super) fn shares_threads() -> bool {
-    matches!(parse(std::env::var(ENV).ok().as_deref()), Ok((Some(_), _)))
-}
-
 /// How many nodes share `node`'s thread, `None` for a thread of its own.
 /// A C-mode node cannot share one (a messaging association's TCP socket is
 /// opened when needed, in whatever namespace the thread is in): by default

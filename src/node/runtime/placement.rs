@@ -53,8 +53,9 @@ static CHECKED: OnceLock<Option<Placement>> = OnceLock::new();
 /// placement (`none`, or a single CPU). Read once per process, at the
 /// first node start that accepts it. A value that cannot be honoured is
 /// refused (and not kept), so a run never measures another placement than
-/// asked for. `grouped`: whether this process's nodes share threads (the
-/// default needs it).
+/// asked for. `grouped`: whether the node starting shares a thread (the
+/// default needs it; a C-mode node or `VLSP_NODES_PER_THREAD=1` does not).
+/// The first node start that succeeds decides for the whole process.
 pub fn placement(grouped: bool) -> anyhow::Result<Option<Placement>> {
     if let Some(p) = CHECKED.get() {
         return Ok(p.clone());

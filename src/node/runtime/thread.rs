@@ -90,9 +90,11 @@ pub struct StartingNode {
 /// `VLSP_NODES_PER_THREAD=1`, and for a C-mode node, it gets a thread of
 /// its own (see `group`).
 pub fn start_node(cfg: NodeConfig, rec: Recorder) -> anyhow::Result<StartingNode> {
-    super::placement::placement(super::group::shares_threads())
+    // Grouping first: a value it refuses must not decide the placement.
+    let per_thread = super::group::per_thread(&cfg.name, cfg.cmode)?;
+    super::placement::placement(per_thread.is_some())
         .map_err(|e| anyhow::anyhow!("node {}: {e}", cfg.name))?;
-    if let Some(n) = super::group::per_thread(&cfg.name, cfg.cmode)? {
+    if let Some(n) = per_thread {
         let (name, api_socket, ready_rx, thread) =
             super::group::start(cfg, rec, n, |c, r| Box::pin(start_actors(c, r, false)))?;
         return Ok(StartingNode::grouped(name, api_socket, ready_rx, thread));
