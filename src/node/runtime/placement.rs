@@ -10,12 +10,15 @@
 //! the kernel serialises that work on its RTNL lock anyway. Interleaved
 //! runs (README, *Scale*): chain of 200 -15 %, throughput up, paper-4node
 //! setup unchanged and teardown -14 %. With a thread per node there is no
-//! default: the first setup across a chain of 500 then stalls for seconds
-//! (the machine idle meanwhile, until a retransmission; not understood) in
-//! 5 of 5 tries with 500 node threads on one CPU, and in 2 of 4 without
-//! (0.15 s otherwise). `VLSP_KERNEL_CPUS=none` leaves every
-//! thread where the scheduler puts it; a list names the kernel CPUs. A
-//! runtime setting: the messages on the wire are the same.
+//! default: each node's class thread then shapes its egress link on
+//! demand (topologies of over 300 routers) while the next hop's handshake
+//! crosses that link, and the kernel drops what is sent during the root
+//! qdisc's swap (~2-3 ms); the first setup across 301 routers waited for a
+//! retransmission (6 s) or timed out in 3 of 3 tries with the node threads
+//! on one CPU, never across 300 (shaped up front; README, *What changed at
+//! stop 22*). `VLSP_KERNEL_CPUS=none` leaves every thread where the
+//! scheduler puts it; a list names the kernel CPUs. A runtime setting: the
+//! messages on the wire are the same.
 
 use std::sync::OnceLock;
 
