@@ -6,31 +6,13 @@
 
 mod common;
 
-use common::require_root;
+use common::{Netns, ip_in as ip, require_root};
 use rtnetlink::constants::RTMGRP_LINK;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::os::fd::AsRawFd;
-use std::process::Command;
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(ns: &str, args: &str) {
-    let st = Command::new("ip")
-        .args(["-n", ns])
-        .args(args.split_whitespace())
-        .status()
-        .unwrap();
-    assert!(st.success(), "ip -n {ns} {args}");
-}
 
 /// A link-announcement socket opened inside `ns`, with the filter or not.
 fn listener(ns: &str, filtered: bool) -> Socket {
@@ -90,12 +72,7 @@ fn the_plumbing_of_a_virtual_link_never_reaches_a_filtered_monitor() {
     if !require_root("the_plumbing_of_a_virtual_link_never_reaches_a_filtered_monitor") {
         return;
     }
-    let ns = Ns(format!("vlsp-annf-{}", std::process::id()));
-    let st = Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let ns = Netns::add(format!("vlsp-annf-{}", std::process::id()));
     let n = ns.0.as_str();
     ip(n, "link add sub0 type veth peer name sub1");
     ip(n, "addr add 10.77.0.1/24 dev sub0");

@@ -32,11 +32,7 @@ fn vector(scenario: &str, index: &str) -> (Vec<u8>, bool) {
         })
         .unwrap_or_else(|| panic!("vector {scenario} #{index}"));
     let c: Vec<&str> = l.split('\t').collect();
-    let h = c[8];
-    let bytes = (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-        .collect();
+    let bytes = vlsp::model::unhex(c[8]).expect("hex");
     (bytes, c[2] == "tcp")
 }
 

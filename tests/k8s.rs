@@ -175,15 +175,6 @@ fn a_topology_that_cannot_run_in_pods_is_refused_naming_the_node() {
     assert!(!dir.0.exists(), "nothing is written for a refused topology");
 }
 
-/// A namespace removed when dropped (also when the test fails).
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 fn ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().unwrap();
     assert!(st.success(), "ip {}", args.join(" "));
@@ -194,8 +185,7 @@ fn init_waits_for_the_pods_interfaces_then_routes_shapes_and_bridges() {
     if !common::require_root("k8s init") {
         return;
     }
-    let ns = Netns(format!("vlsp-k8sinit-{}", std::process::id()));
-    ip(&["netns", "add", &ns.0]);
+    let ns = common::Netns::add(format!("vlsp-k8sinit-{}", std::process::id()));
     // What meshnet would have made: eth1 with its address, and the
     // virtual node's link end vn0 (its peer here stands in for the VM pod).
     ip(&[

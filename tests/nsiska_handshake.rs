@@ -29,10 +29,7 @@ const FLOW: Flow = Flow {
 };
 
 fn hex(h: &str) -> Vec<u8> {
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
-        .collect()
+    vlsp::model::unhex(h).expect("hex")
 }
 
 /// (scenario, index, transport, GIST type, payload) of every vector.

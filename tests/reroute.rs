@@ -17,19 +17,6 @@ use vlsp::topology::Topology;
 
 const VM2: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 60, 0, 2);
 
-fn ip(ns: &str, args: &str) {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns])
-        .args(args.split_whitespace())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ip -n {ns} {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Takes the link between `a` and `b` down at both ends; with `reroute`,
 /// replaces every router's routes by those of the topology without it.
 fn fail_link(topo: &Topology, a: &str, b: &str, reroute: bool) {
@@ -40,7 +27,7 @@ fn fail_link(topo: &Topology, a: &str, b: &str, reroute: bool) {
         .expect("the link exists");
     for e in [&l.a, &l.b] {
         let ns = vlsp::kernel::substrate::ns_name(&topo.name, &e.node);
-        ip(&ns, &format!("link set {} down", e.ifname));
+        ip_in(&ns, &format!("link set {} down", e.ifname));
     }
     if !reroute {
         return;
@@ -57,11 +44,11 @@ fn fail_link(topo: &Topology, a: &str, b: &str, reroute: bool) {
         for line in String::from_utf8_lossy(&old.stdout).lines() {
             if line.contains(" via ") {
                 let prefix = line.split_whitespace().next().unwrap();
-                ip(&ns, &format!("route del {prefix}"));
+                ip_in(&ns, &format!("route del {prefix}"));
             }
         }
         for route in cut.routes(r) {
-            ip(
+            ip_in(
                 &ns,
                 &format!(
                     "route replace {}/{} via {} dev {}",

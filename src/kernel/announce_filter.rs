@@ -292,11 +292,7 @@ mod tests {
             .filter(|l| !l.starts_with('#'))
             .map(|l| {
                 let hex = l.split_whitespace().nth(3).expect("datagram");
-                let b: Vec<u8> = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                    .collect();
-                passes(&b)
+                passes(&crate::model::unhex(hex).expect("hex"))
             })
             .collect();
         assert_eq!(verdicts, vec![true, false, false]);

@@ -201,10 +201,9 @@ pub fn decode_key(text: &str) -> Result<Vec<u8>, String> {
         return Err("the key is empty".into());
     }
     match t.strip_prefix("hex:") {
-        Some(h) if h.len() % 2 == 0 && h.is_ascii() => (0..h.len() / 2)
-            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| "\"hex:...\" holds a non-hex digit".into()),
+        Some(h) if h.len() % 2 == 0 && h.is_ascii() => {
+            crate::model::unhex(h).ok_or_else(|| "\"hex:...\" holds a non-hex digit".into())
+        }
         Some(_) => Err("\"hex:...\" needs an even number of hex digits".into()),
         None => Ok(t.as_bytes().to_vec()),
     }

@@ -219,10 +219,7 @@ fn auth_policy(d: &ProviderDef, profile: Profile, src: &Source) -> Res<AuthPolic
 /// bytes.
 fn provider_key(key: &str) -> Option<Vec<u8>> {
     match key.strip_prefix("hex:") {
-        Some(h) if h.len() % 2 == 0 && h.is_ascii() => (0..h.len() / 2)
-            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok())
-            .collect(),
-        Some(_) => None,
+        Some(h) => crate::model::unhex(h),
         None => Some(key.as_bytes().to_vec()),
     }
 }

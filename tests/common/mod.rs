@@ -266,3 +266,41 @@ pub fn udp_socket_in(topo: &str, node: &str, addr: std::net::Ipv4Addr) -> std::n
     })
     .unwrap()
 }
+
+/// A namespace of the test's own, removed when dropped (also when the test
+/// fails).
+pub struct Netns(pub String);
+
+impl Netns {
+    /// Adds namespace `name`.
+    pub fn add(name: String) -> Self {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        Self(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// `ip -n NS ARGS` (split at whitespace); fails the test with ip's error.
+pub fn ip_in(ns: &str, args: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns])
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip -n {ns} {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -273,10 +273,7 @@ mod tests {
             if c[2] != "udp" {
                 continue;
             }
-            let pdu: Vec<u8> = (0..c[8].len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&c[8][i..i + 2], 16).unwrap())
-                .collect();
+            let pdu = crate::model::unhex(c[8]).expect("hex");
             assert_eq!(precheck(&pdu), Ok(()), "{} #{}", c[0], c[1]);
             n += 1;
         }
