@@ -20,6 +20,10 @@ pub struct LinkConf {
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
     pub capacity_bps: u64,
+    /// Given its root qdisc before the node started (`vlsp up` up to 300
+    /// routers); otherwise the node's kernel work adds it at the link's
+    /// first reservation ([`nm::Config::unshaped`]).
+    pub shaped: bool,
 }
 
 /// A static route (from the topology's shortest paths).
@@ -467,7 +471,13 @@ impl NodeConfig {
             unsigned_tear_same_peer: self.unsigned_tear_same_peer,
             epoch: rand::random(),
             routing_converges: self.routing_converges,
+            unshaped: self.unshaped_links().map(|l| l.ifname.clone()).collect(),
         }
+    }
+
+    /// The links the node's kernel work shapes at their first reservation.
+    pub fn unshaped_links(&self) -> impl Iterator<Item = &LinkConf> {
+        self.links.iter().filter(|l| !l.shaped)
     }
 
     pub fn ledger(&self) -> crate::proto::rmf::Ledger {
@@ -572,6 +582,8 @@ impl NodeConfig {
             }
             signers.insert(addr, on_path.into_iter().map(signer).collect());
         }
+        let shaped = crate::kernel::substrate::Shaping::for_size(topo.nodes.len())
+            == crate::kernel::substrate::Shaping::Eager;
         let links: Vec<LinkConf> = topo
             .links_of(name)
             .map(|(me, _, cap)| LinkConf {
@@ -579,6 +591,7 @@ impl NodeConfig {
                 addr: me.addr,
                 prefix_len: me.prefix_len,
                 capacity_bps: cap,
+                shaped,
             })
             .collect();
         let refresh = Duration::from_millis(topo.refresh_ms.max(100));
@@ -681,6 +694,26 @@ mod tests {
         assert_eq!(c.replay_cache, 7);
         assert!(c.nslp_config().unsigned_tear_same_peer);
         assert_eq!(c.own_signer.window.as_secs(), 60);
+    }
+
+    /// `vlsp up` shapes every link up front up to 300 routers; beyond, the
+    /// node's first RESERVE over a link waits for its root qdisc.
+    #[test]
+    fn links_of_a_large_topology_are_shaped_at_their_first_reservation() {
+        let config = |routers: usize| {
+            let text = crate::topology::chain("c", routers, 1).unwrap();
+            let topo =
+                crate::topology::Topology::parse(&text, std::path::Path::new("c.toml")).unwrap();
+            super::NodeConfig::from_topology(&topo, "r1").unwrap()
+        };
+        let small = config(300);
+        assert!(small.links.iter().all(|l| l.shaped));
+        assert!(small.nslp_config().unshaped.is_empty());
+        let large = config(301);
+        assert!(large.links.iter().all(|l| !l.shaped));
+        let mut unshaped = large.nslp_config().unshaped;
+        unshaped.sort();
+        assert_eq!(unshaped, ["eth0", "eth1"]);
     }
 
     #[test]

@@ -10,15 +10,11 @@
 //! the kernel serialises that work on its RTNL lock anyway. Interleaved
 //! runs (README, *Scale*): chain of 200 -15 %, throughput up, paper-4node
 //! setup unchanged and teardown -14 %. With a thread per node there is no
-//! default: each node's class thread then shapes its egress link on
-//! demand (topologies of over 300 routers) while the next hop's handshake
-//! crosses that link, and the kernel drops what is sent during the root
-//! qdisc's swap (~2-3 ms); the first setup across 301 routers waited for a
-//! retransmission (6 s) or timed out in 3 of 3 tries with the node threads
-//! on one CPU, never across 300 (shaped up front; README, *What changed at
-//! stop 22*). `VLSP_KERNEL_CPUS=none` leaves every thread where the
-//! scheduler puts it; a list names the kernel CPUs. A runtime setting: the
-//! messages on the wire are the same.
+//! default (it was not measured with one; at stop 22 the first setup
+//! across 301 routers then lost messages on links shaped on demand, since
+//! fixed: `nslp::Config::unshaped`). `VLSP_KERNEL_CPUS=none` leaves every
+//! thread where the scheduler puts it; a list names the kernel CPUs. A
+//! runtime setting: the messages on the wire are the same.
 
 use std::sync::OnceLock;
 

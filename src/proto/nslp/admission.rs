@@ -3,9 +3,10 @@
 //! QNE's RESERVE goes on at once while the class is installed (issue 17:
 //! the install is off the critical path); the session's RESPONSE waits for
 //! it, and a kernel refusal turns that RESPONSE into a reservation failure.
-//! The other admissions (reverse reservation, repair) park until the class
-//! is in place; a kernel refusal takes the admission back and refuses like
-//! a full link.
+//! The other admissions (reverse reservation, repair), and the first over a
+//! link the kernel shapes at that moment ([`Config::unshaped`]), park until
+//! the class is in place; a kernel refusal takes the admission back and
+//! refuses like a full link.
 
 use std::time::Instant;
 
@@ -94,6 +95,7 @@ impl Nslp {
             Ok(Admission::Unchanged) => self.resume(now, sid, then),
             Ok(Admission::Changed { previous }) => {
                 let local = match &then {
+                    _ if self.unshaped.contains(link) => None,
                     Parked::Setup(req) => Some(req.flow.src),
                     Parked::Forward(f) => Some(f.local),
                     _ => None,
@@ -192,6 +194,11 @@ impl Nslp {
                 return;
             }
             self.in_flight.remove(&sid);
+        }
+        if err.is_none()
+            && let Some(i) = self.installing.get(&sid)
+        {
+            self.unshaped.remove(&i.link);
         }
         let i = match self.installing.remove(&sid) {
             Some(i) if !matches!(i.then, Parked::Running { .. }) => i,

@@ -22,7 +22,7 @@
 //! Soft state: QNE and QNR state expires after `lifetime` without a refresh
 //! (the virtual link is removed and an event raised).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,12 @@ pub struct Config {
     /// kept and retried within the lifetime). With static routes (an
     /// instant oracle) a truncated path has no other way: lost at once.
     pub routing_converges: bool,
+    /// Links whose root qdisc the kernel adds at their first reservation
+    /// (`vlsp up` shapes up front only up to 300 routers). Adding it swaps
+    /// the link's queue, and the kernel drops what is sent on the link
+    /// meanwhile, so the first RESERVE over such a link waits for its class
+    /// instead of going on at once.
+    pub unshaped: Vec<String>,
 }
 
 impl Default for Config {
@@ -241,6 +247,7 @@ impl Default for Config {
             unsigned_tear_same_peer: false,
             epoch: 1,
             routing_converges: false,
+            unshaped: Vec::new(),
         }
     }
 }
@@ -409,10 +416,13 @@ pub struct Nslp {
     /// it, so a next hop that still holds the old state (its tear was lost)
     /// takes the new RESERVEs as updates, not as out of order.
     dropped_rsn: VecDeque<(Sid, u32)>,
+    /// Links of [`Config::unshaped`] with no class installed yet.
+    unshaped: HashSet<String>,
 }
 
 impl Nslp {
     pub fn new(cfg: Config, ledger: Ledger, seed: u64) -> Self {
+        let unshaped = cfg.unshaped.iter().cloned().collect();
         Self {
             cfg,
             sessions: HashMap::new(),
@@ -423,6 +433,7 @@ impl Nslp {
             installing: HashMap::new(),
             in_flight: HashMap::new(),
             dropped_rsn: VecDeque::new(),
+            unshaped,
         }
     }
 

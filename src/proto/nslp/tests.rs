@@ -346,6 +346,97 @@ fn reserve_goes_on_before_the_class_and_the_response_waits_for_it() {
     assert_eq!(c.n[0].stats().responses_received, 1);
 }
 
+/// tb2's downstream link gets its root qdisc at its first reservation
+/// (`vlsp up` beyond 300 routers).
+fn tb2_shapes_on_demand(c: &mut Chain) {
+    let mut l = Ledger::new();
+    l.add_link("down", 100 * MBIT);
+    l.add_link("up", 100 * MBIT);
+    let cfg = Config {
+        node: "tb2".into(),
+        refresh: Duration::from_secs(1),
+        lifetime: Duration::from_secs(3),
+        unshaped: vec!["down".into()],
+        ..Config::default()
+    };
+    c.n[1] = Nslp::new(cfg, l, 8);
+}
+
+/// Delivers tb1's work (its RESERVE reaches tb2) and returns tb2's.
+fn tb2_actions_on_the_reserve(c: &mut Chain) -> Vec<Action> {
+    while let Some(a) = c.n[0].poll_action() {
+        c.act(0, a);
+    }
+    std::iter::from_fn(|| c.n[1].poll_action()).collect()
+}
+
+fn is_send(a: &Action) -> bool {
+    matches!(a, Action::Send { .. } | Action::SendTo { .. })
+}
+
+#[test]
+fn first_reserve_over_a_link_shaped_on_demand_waits_for_its_class() {
+    let mut c = Chain::new(100 * MBIT);
+    tb2_shapes_on_demand(&mut c);
+    c.setup(1, SID, 42, 10 * MBIT);
+    let a = tb2_actions_on_the_reserve(&mut c);
+    // The kernel drops what crosses a link while its root qdisc is added:
+    // nothing goes on until the class (and with it the qdisc) is in place.
+    assert!(
+        a.iter().any(|a| matches!(a, Action::InstallClass { .. })),
+        "{a:?}"
+    );
+    assert!(!a.iter().any(is_send), "{a:?}");
+    c.n[1].class_done(c.now, SID, None);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[1].poll_action()).collect();
+    assert!(a.iter().any(is_send), "the RESERVE goes on: {a:?}");
+    for x in a {
+        c.act(1, x);
+    }
+    c.run();
+    assert!(
+        matches!(&c.replies[..], [(0, 1, Ok(LinkUp { up: true, .. }))]),
+        "{:?}",
+        c.replies
+    );
+    // Shaped now: the next RESERVE over it goes on before its class.
+    c.setup(2, [2; 16], 43, 10 * MBIT);
+    let a = tb2_actions_on_the_reserve(&mut c);
+    let send = a.iter().position(is_send);
+    let install = a
+        .iter()
+        .position(|a| matches!(a, Action::InstallClass { .. }));
+    assert!(send.unwrap() < install.unwrap(), "{a:?}");
+}
+
+#[test]
+fn a_link_whose_shaping_failed_still_holds_the_next_reserve() {
+    let mut c = Chain::new(100 * MBIT);
+    tb2_shapes_on_demand(&mut c);
+    c.kernel_refuses = Some(1);
+    c.setup(1, SID, 42, 10 * MBIT);
+    c.run();
+    match &c.replies[..] {
+        [(0, 1, Err(e))] => assert!(e.message.contains("tb2"), "{}", e.message),
+        r => panic!("{r:?}"),
+    }
+    assert!(
+        !c.sent
+            .contains(&(1, MsgType::Reserve, Direction::Downstream)),
+        "tb2 forwarded nothing: {:?}",
+        c.sent
+    );
+    // The link is still to be shaped: the next RESERVE waits again.
+    c.kernel_refuses = None;
+    c.setup(2, [2; 16], 43, 10 * MBIT);
+    let a = tb2_actions_on_the_reserve(&mut c);
+    assert!(
+        a.iter().any(|a| matches!(a, Action::InstallClass { .. })),
+        "{a:?}"
+    );
+    assert!(!a.iter().any(is_send), "{a:?}");
+}
+
 #[test]
 fn kernel_refusal_at_tb1_after_the_response_tears_the_link_down() {
     let mut c = Chain::new(100 * MBIT);
