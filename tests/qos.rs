@@ -275,3 +275,54 @@ fn bidirectional_link_reserves_both_directions_on_every_hop() {
     }
     tb.down().unwrap();
 }
+
+/// A node's own GIST datagrams name the signaling class themselves
+/// (`SO_PRIORITY` 1:fffe): with the signaling filters of tb2's link to tb3
+/// deleted, the RESERVE's handshake still lands in the signaling class, not
+/// in best effort, and the setup still completes.
+#[test]
+fn own_signaling_reaches_its_class_without_the_filters() {
+    use vlsp::kernel::tc::{SIG_PRIO, SIGNALING_CLASS};
+    if !require_root("own_signaling_reaches_its_class_without_the_filters") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "sp");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let ns = vlsp::kernel::substrate::ns_name(&name, "tb2");
+    let sent = || {
+        let s = ns_output(
+            &ns,
+            &format!("tc -s class show dev eth1 classid {SIGNALING_CLASS}"),
+        );
+        let pkt = s
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[1] == "pkt")
+            .map(|w| w[0].parse::<u64>().unwrap());
+        pkt.unwrap_or_else(|| panic!("no packet count for {SIGNALING_CLASS}: {s}"))
+    };
+    ns_output(
+        &ns,
+        &format!("tc filter del dev eth1 parent 1: prio {SIG_PRIO}"),
+    );
+    let left = ns_output(&ns, "tc filter show dev eth1");
+    assert!(
+        !left.contains(&format!("flowid {SIGNALING_CLASS}")),
+        "signaling filters left: {left}"
+    );
+    let before = sent();
+    let mut c = tb.client("tb1").unwrap();
+    let r = c.call(&setup_request("VM1", "VM2", 5_000_000)).unwrap();
+    assert!(matches!(r, Reply::LinkUp { .. }), "{r:?}");
+    // tb2's Query and Confirm (with the RESERVE) towards tb3.
+    let after = sent();
+    assert!(
+        after >= before + 2,
+        "signaling class sent {before} -> {after}"
+    );
+    tb.down().unwrap();
+    assert!(leftovers(&name).is_empty());
+}

@@ -36,6 +36,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::kernel::bpf::{attach, ins};
+use crate::kernel::tc::SIGNALING_PRIORITY;
 /// GIST's well-known port (RFC 5971 §9; NSIS-ka uses it for Q-mode and D-mode).
 use crate::model::ports::GIST_PORT;
 /// IPv4 Router Alert option, value 0 (RFC 2113): type 0x94, length 4.
@@ -227,6 +228,10 @@ impl GistSockets {
         setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
         setsockopt(&udp, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
         setsockopt(&udp, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
+        // Without CAP_NET_ADMIN the filters still classify it.
+        if let Err(e) = setsockopt(&udp, sockopt::Priority, &SIGNALING_PRIORITY) {
+            tracing::debug!("GIST UDP socket: SO_PRIORITY {SIGNALING_PRIORITY:#x}: {e}");
+        }
         let port = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
         bind(udp.as_raw_fd(), &port).map_err(|e| {
             io::Error::new(
