@@ -212,6 +212,15 @@ pub fn router_alert_socket() -> io::Result<OwnedFd> {
     // Filter before IP_ROUTER_ALERT, so that almost nothing unfiltered is
     // queued: without it every UDP datagram to this host is read twice.
     attach(ra.as_raw_fd(), &ROUTER_ALERT_FILTER, "the raw UDP socket")?;
+    // Bound to the loopback address, it no longer gets a copy of every UDP
+    // datagram delivered here (each was cloned and filtered only to be
+    // dropped), while the kernel still hands it the Router Alert datagrams
+    // it forwards (`ip_call_ra_chain` looks at the protocol and device,
+    // not the address). Without a loopback address it stays unbound.
+    let lo = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    if let Err(e) = bind(ra.as_raw_fd(), &lo) {
+        tracing::debug!("raw UDP socket: bind 127.0.0.1: {e}");
+    }
     enlarge_rcvbuf(&ra, "raw UDP socket");
     set_router_alert(ra.as_raw_fd())?;
     Ok(ra)
