@@ -50,11 +50,8 @@ pub const TOP_MINOR: u16 = 1;
 pub const BE_MINOR: u16 = 0xffff;
 /// The signaling class: GIST and QoS NSLP messages.
 pub const SIG_MINOR: u16 = 0xfffe;
-/// The signaling class as a socket's `SO_PRIORITY`: HTB puts a packet whose
-/// priority names one of its leaf classes there without running its filters
-/// (`htb_classify`), so a node's own GIST datagrams skip the u32 lookup; the
-/// filters stay for other senders (routing daemons, another NSIS
-/// implementation).
+/// The signaling class as a socket's `SO_PRIORITY`: HTB takes such a packet
+/// there without its filters (`htb_classify`); they stay for other senders.
 pub const SIGNALING_PRIORITY: i32 = (MAJOR as i32) << 16 | SIG_MINOR as i32;
 /// Filter priority of the signaling filters: before every reservation's
 /// (those use their minor, 2 and up), as a Query's flow addresses may
