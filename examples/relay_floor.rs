@@ -165,6 +165,8 @@ fn build(n: usize) -> Result<Chain> {
         for (i, ns) in f.iter().enumerate() {
             let h = netns::handle_in(ns)?;
             let node = &chain.names[i];
+            // The Router Alert socket binds to 127.0.0.1, as in a router.
+            links::set_up(&h, "lo").await?;
             if i + 1 < n {
                 links::add_address(&h, node, "dn", link_addr(i, 1), 24).await?;
             }

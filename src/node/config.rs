@@ -21,8 +21,9 @@ pub struct LinkConf {
     pub prefix_len: u8,
     pub capacity_bps: u64,
     /// Given its root qdisc before the node started (`vlsp up` up to 300
-    /// routers); otherwise the node's kernel work adds it at the link's
-    /// first reservation ([`nm::Config::unshaped`]).
+    /// routers, or a node file's `shaped = true`); otherwise the node's
+    /// kernel work adds it at the link's first reservation
+    /// ([`nm::Config::unshaped`]).
     pub shaped: bool,
 }
 

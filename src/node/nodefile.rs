@@ -122,6 +122,11 @@ pub struct LinkEntry {
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
     pub capacity_bps: u64,
+    /// The link has its root HTB qdisc before the node starts (`vlsp up`
+    /// shapes every link up to 300 routers). Unset, the node's first
+    /// RESERVE over it waits until its class, and the qdisc, are in place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shaped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,6 +367,7 @@ impl NodeFile {
                     addr: l.addr,
                     prefix_len: l.prefix_len,
                     capacity_bps: l.capacity_bps,
+                    shaped: l.shaped,
                 })
                 .collect(),
             route: c
@@ -513,8 +519,7 @@ impl NodeFile {
                 addr: l.addr,
                 prefix_len: l.prefix_len,
                 capacity_bps: l.capacity_bps,
-                // Nobody here says the link is shaped: a class finds out.
-                shaped: false,
+                shaped: l.shaped,
             });
         }
         let routes = self
@@ -649,13 +654,7 @@ mod tests {
                 "/s".into(),
             )
             .unwrap();
-        // A node file does not say whether the links are shaped: the
-        // node's first RESERVE over each waits for its class.
-        let shaped_unknown = want.links.iter().map(|l| LinkConf {
-            shaped: false,
-            ..l.clone()
-        });
-        assert_eq!(c.links, shaped_unknown.collect::<Vec<_>>());
+        assert_eq!(c.links, want.links);
         assert_eq!(c.routes, want.routes);
         assert_eq!(c.vnodes, want.vnodes);
         assert_eq!(c.signers, want.signers);

@@ -219,7 +219,10 @@ pub fn router_alert_socket() -> io::Result<OwnedFd> {
     // not the address). Without a loopback address it stays unbound.
     let lo = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
     if let Err(e) = bind(ra.as_raw_fd(), &lo) {
-        tracing::debug!("raw UDP socket: bind 127.0.0.1: {e}");
+        tracing::warn!(
+            "raw UDP socket: bind 127.0.0.1: {e} (is lo up?); unbound, it also gets a copy \
+             of every UDP datagram delivered here"
+        );
     }
     enlarge_rcvbuf(&ra, "raw UDP socket");
     set_router_alert(ra.as_raw_fd())?;
@@ -237,7 +240,7 @@ impl GistSockets {
         setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
         setsockopt(&udp, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
         setsockopt(&udp, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
-        // Without CAP_NET_ADMIN the filters still classify it.
+        // Refused without CAP_NET_ADMIN or CAP_NET_RAW: the filters classify it.
         if let Err(e) = setsockopt(&udp, sockopt::Priority, &SIGNALING_PRIORITY) {
             tracing::debug!("GIST UDP socket: SO_PRIORITY {SIGNALING_PRIORITY:#x}: {e}");
         }

@@ -7,11 +7,18 @@ use super::*;
 impl Nslp {
     /// Starts a virtual link setup as QNI.
     pub fn setup(&mut self, now: Instant, req: SetupRequest) {
-        if self.sessions.values().any(|s| {
-            s.vlsp
-                .as_ref()
-                .is_some_and(|v| v.vlink_id == req.vlsp.vlink_id)
-        }) {
+        let id = req.vlsp.vlink_id;
+        // A setup parked until its class is in place has no session yet.
+        let parked = self
+            .installing
+            .values()
+            .any(|i| matches!(&i.then, Parked::Setup(r) if r.vlsp.vlink_id == id));
+        if parked
+            || self
+                .sessions
+                .values()
+                .any(|s| s.vlsp.as_ref().is_some_and(|v| v.vlink_id == id))
+        {
             self.refuse(RefusalReason::DuplicateLink);
             self.actions.push_back(Action::Reply {
                 req_id: req.req_id,

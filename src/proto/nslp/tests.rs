@@ -410,6 +410,31 @@ fn first_reserve_over_a_link_shaped_on_demand_waits_for_its_class() {
 }
 
 #[test]
+fn a_setup_parked_for_its_link_shaping_refuses_a_duplicate() {
+    let mut c = Chain::new(100 * MBIT);
+    let mut l = Ledger::new();
+    l.add_link("down", 100 * MBIT);
+    let cfg = Config {
+        node: "tb1".into(),
+        unshaped: vec!["down".into()],
+        ..Config::default()
+    };
+    c.n[0] = Nslp::new(cfg, l, 7);
+    c.setup(1, SID, 42, 10 * MBIT);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[0].poll_action()).collect();
+    assert!(!a.iter().any(is_send), "parked: {a:?}");
+    c.setup(2, [2; 16], 42, 10 * MBIT);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[0].poll_action()).collect();
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::Reply { req_id: 2, result: Err(e) } if e.reason == ErrorReason::Exists
+        )),
+        "{a:?}"
+    );
+}
+
+#[test]
 fn a_link_whose_shaping_failed_still_holds_the_next_reserve() {
     let mut c = Chain::new(100 * MBIT);
     tb2_shapes_on_demand(&mut c);
