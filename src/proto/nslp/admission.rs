@@ -92,6 +92,14 @@ impl Nslp {
         });
         match r {
             Err(e) => self.admission_refused(now, sid, then, e),
+            // The same RESERVE again while its first copy waits for the
+            // link's shaping: that one goes on once the class is in place.
+            Ok(Admission::Unchanged)
+                if matches!(then, Parked::Forward(_))
+                    && self
+                        .installing
+                        .get(&sid)
+                        .is_some_and(|i| matches!(i.then, Parked::Forward(_))) => {}
             Ok(Admission::Unchanged) => self.resume(now, sid, then),
             Ok(Admission::Changed { previous }) => {
                 let local = match &then {

@@ -202,6 +202,16 @@ impl Nslp {
         ctx: RecvContext,
     ) {
         let Some(s) = self.sessions.get_mut(&sid) else {
+            if self
+                .installing
+                .get(&sid)
+                .is_some_and(|i| matches!(i.then, Parked::Forward(_)))
+            {
+                // Its first RESERVE waits for its link's shaping: it never
+                // goes on, and its class goes once installed.
+                self.installing.remove(&sid);
+                self.release(&sid);
+            }
             // Nothing here; still confirm a tear that asks for it, so the
             // initiator is not left waiting.
             if ctx.is_destination && rii.is_some() {

@@ -435,6 +435,58 @@ fn a_setup_parked_for_its_link_shaping_refuses_a_duplicate() {
 }
 
 #[test]
+fn a_tear_drops_a_reserve_parked_for_its_links_shaping() {
+    let mut c = Chain::new(100 * MBIT);
+    tb2_shapes_on_demand(&mut c);
+    c.setup(1, SID, 42, 10 * MBIT);
+    let a = tb2_actions_on_the_reserve(&mut c);
+    assert!(!a.iter().any(is_send), "parked: {a:?}");
+    // A TEAR from upstream before tb2's class is in place (our QNI waits
+    // for the RESPONSE first; another implementation need not).
+    let ctx = RecvContext {
+        auth: AuthVerdict::NotChecked,
+        is_destination: false,
+        egress_link: Some("down".into()),
+        reverse_link: Some("up".into()),
+        local: ADDR[1],
+        peer: ADDR[0],
+    };
+    let tear = NslpMessage::tear(1, 1, None);
+    c.n[1].recv(c.now, SID, FLOW, Direction::Downstream, tear, ctx);
+    c.n[1].class_done(c.now, SID, None);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[1].poll_action()).collect();
+    assert!(
+        !a.iter().any(is_send),
+        "the parked RESERVE stays here: {a:?}"
+    );
+    assert!(
+        a.iter().any(|a| matches!(a, Action::RemoveClass { .. })),
+        "its class goes: {a:?}"
+    );
+    assert!(c.n[1].ledger().is_empty());
+    assert_eq!(c.sessions(1), 0);
+}
+
+#[test]
+fn a_reserve_repeated_while_parked_goes_on_once() {
+    let mut c = Chain::new(100 * MBIT);
+    tb2_shapes_on_demand(&mut c);
+    c.setup(1, SID, 42, 10 * MBIT);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[0].poll_action()).collect();
+    let reserve = a.iter().find(|a| is_send(a)).cloned().unwrap();
+    for x in a {
+        c.act(0, x);
+    }
+    // The same datagram again (a duplicate on the wire) while tb2 waits.
+    c.act(0, reserve);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[1].poll_action()).collect();
+    assert!(!a.iter().any(is_send), "{a:?}");
+    c.n[1].class_done(c.now, SID, None);
+    let a: Vec<Action> = std::iter::from_fn(|| c.n[1].poll_action()).collect();
+    assert_eq!(a.iter().filter(|a| is_send(a)).count(), 1, "{a:?}");
+}
+
+#[test]
 fn a_link_whose_shaping_failed_still_holds_the_next_reserve() {
     let mut c = Chain::new(100 * MBIT);
     tb2_shapes_on_demand(&mut c);
