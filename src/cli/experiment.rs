@@ -28,8 +28,9 @@ pub(super) struct RunArgs {
     /// (as `process_per_node = true` in the file).
     #[arg(long)]
     process_per_node: bool,
-    /// Override `sessions` (setup-teardown): split the runs over this many
-    /// freshly brought-up topologies, the replicates `vlsp compare` tests.
+    /// Override `sessions`: setup-teardown splits the runs over this many
+    /// freshly brought-up topologies, the replicates `vlsp compare` tests;
+    /// chain-sweep runs every length once per session, in rounds.
     #[arg(long)]
     sessions: Option<usize>,
     /// Override the tunnel backend (netlink, or script: shell scripts
@@ -69,8 +70,11 @@ pub(super) fn run(a: RunArgs) -> Result<()> {
     override_runs(&mut e, a.runs);
     if let Some(s) = a.sessions {
         anyhow::ensure!(
-            s >= 1 && s <= e.runs && (s == 1 || e.kind == Kind::SetupTeardown),
-            "--sessions {s}: give 1 to --runs ({}), and more than 1 only for kind setup-teardown",
+            s >= 1
+                && s <= e.runs
+                && (s == 1 || matches!(e.kind, Kind::SetupTeardown | Kind::ChainSweep)),
+            "--sessions {s}: give 1 to --runs ({}), and more than 1 only for kinds \
+             setup-teardown and chain-sweep",
             e.runs
         );
         e.sessions = s;

@@ -103,7 +103,9 @@ struct Def {
     /// freshly brought-up topology (new node threads, sockets, kernel
     /// state). Runs of one session share its state, so only sessions are
     /// independent replicates: `vlsp compare` tests session medians when
-    /// both folders have 3 or more.
+    /// both folders have 3 or more. `chain-sweep`: run every length once
+    /// per session, in rounds, so that a change of the machine's speed
+    /// falls on short and long chains alike.
     #[serde(default = "one")]
     #[schemars(range(min = 1), example = &5)]
     sessions: usize,
@@ -338,10 +340,11 @@ impl Source<'_> {
                 "sessions must be 1 to `runs` (the runs are split over them)",
             ));
         }
-        if d.sessions > 1 && d.kind != Kind::SetupTeardown {
+        if d.sessions > 1 && !matches!(d.kind, Kind::SetupTeardown | Kind::ChainSweep) {
             return Err(self.at(
                 span,
-                "sessions > 1 is only for kind setup-teardown so far; remove `sessions`",
+                "sessions > 1 is only for kinds setup-teardown and chain-sweep so far; remove \
+                 `sessions`",
             ));
         }
         if !faults.is_empty() && d.kind != Kind::FaultRecovery {
@@ -472,12 +475,14 @@ mod tests {
             ),
             (
                 "kind = \"hmac\"\nsessions = 5\n",
-                "only for kind setup-teardown",
+                "only for kinds setup-teardown and chain-sweep",
             ),
         ] {
             let m = load(body).unwrap_err();
             assert!(m.contains("e.toml:") && m.contains(want), "{body}: {m}");
         }
+        let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nruns = 9\nsessions = 3\n").unwrap();
+        assert_eq!(e.sessions, 3, "a sweep runs its lengths in rounds");
         let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nrate = \"5mbit\"\n").unwrap();
         assert_eq!(
             (e.rate_bps, e.runs, e.warmup, e.sessions),

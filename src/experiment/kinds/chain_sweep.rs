@@ -4,24 +4,62 @@
 use anyhow::Result;
 
 use crate::experiment::file::Experiment;
-use crate::experiment::kinds::setup_teardown::{Plan, measure};
-use crate::experiment::rows::{Row, col_ms};
+use crate::experiment::kinds::setup_teardown::{Plan, measure, session_runs};
+use crate::experiment::rows::{Row, SESSION_KEY, col_ms};
 use crate::experiment::stats::{diff, mean};
 use crate::testbed::Options;
 use crate::topology::Topology;
 
 /// Generates a chain of each length (saved beside the results), and runs
-/// it as variant `chain=<n>`.
+/// it as variant `chain=<n>`: with `sessions` > 1, every length once per
+/// session, in rounds, on a fresh chain each time; rows are tagged with
+/// their session and numbered on per length.
 pub fn run(e: &Experiment, base: &Options, rows: &mut Vec<Row>) -> Result<()> {
+    let mut chains = Vec::new();
     for &n in &e.chain {
         let name = format!("sweep{n}");
         let src = crate::topology::chain(&name, n, 1)?;
         let file = e.output.join(format!("chain-{n}.toml"));
         std::fs::write(&file, &src)?;
-        let t = Topology::parse(&src, &file)?;
-        measure(t, base, Plan::of(e), true, &format!("chain={n}"), rows)?;
+        chains.push((n, Topology::parse(&src, &file)?));
+    }
+    let plan = Plan::of(e);
+    for (s, n, runs) in rounds(&e.chain, plan.runs, e.sessions) {
+        if e.sessions > 1 {
+            eprintln!(
+                "session {}/{}: {runs} runs across {n} routers",
+                s + 1,
+                e.sessions
+            );
+        }
+        let t = chains.iter().find(|(m, _)| *m == n).map(|(_, t)| t.clone());
+        let variant = format!("chain={n}");
+        let done = rows.iter().filter(|r| r.variant == variant).count();
+        let first = rows.len();
+        measure(
+            t.expect("generated above"),
+            base,
+            Plan { runs, ..plan },
+            true,
+            &variant,
+            rows,
+        )?;
+        for (i, r) in rows[first..].iter_mut().enumerate() {
+            r.run = done + i + 1;
+            r.values.insert(SESSION_KEY.into(), (s + 1) as f64);
+        }
     }
     Ok(())
+}
+
+/// (session, chain length, runs) in the order they run: the lengths in
+/// turn within each session.
+fn rounds(lengths: &[usize], runs: usize, sessions: usize) -> Vec<(usize, usize, usize)> {
+    session_runs(runs, sessions)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(s, r)| lengths.iter().map(move |&n| (s, n, r)))
+        .collect()
 }
 
 /// One chain length: what was measured and what the formula predicts from
@@ -79,6 +117,25 @@ mod tests {
     use std::collections::BTreeMap;
 
     /// Two forwarding nodes in a chain of four: 2·t_s + 3·(e+f) + q_h + r_h.
+    #[test]
+    fn sessions_run_every_length_in_rounds() {
+        assert_eq!(
+            rounds(&[2, 10, 1000], 10, 3),
+            [
+                (0, 2, 4),
+                (0, 10, 4),
+                (0, 1000, 4),
+                (1, 2, 3),
+                (1, 10, 3),
+                (1, 1000, 3),
+                (2, 2, 3),
+                (2, 10, 3),
+                (2, 1000, 3),
+            ]
+        );
+        assert_eq!(rounds(&[2, 50], 10, 1), [(0, 2, 10), (0, 50, 10)]);
+    }
+
     #[test]
     fn formula_from_per_hop_means() {
         let rows: Vec<Row> = (1..=2)
