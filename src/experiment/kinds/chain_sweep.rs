@@ -49,7 +49,19 @@ pub fn run(e: &Experiment, base: &Options, rows: &mut Vec<Row>) -> Result<()> {
             r.values.insert(SESSION_KEY.into(), (s + 1) as f64);
         }
     }
+    group(rows, &e.chain);
     Ok(())
+}
+
+/// Each length's rows together, in the file's order, as the report and
+/// runs.csv expect them (the session column tells the rounds apart).
+fn group(rows: &mut [Row], lengths: &[usize]) {
+    let at = |r: &Row| {
+        lengths
+            .iter()
+            .position(|n| r.variant == format!("chain={n}"))
+    };
+    rows.sort_by_key(at);
 }
 
 /// (session, chain length, runs) in the order they run: the lengths in
@@ -134,6 +146,24 @@ mod tests {
             ]
         );
         assert_eq!(rounds(&[2, 50], 10, 1), [(0, 2, 10), (0, 50, 10)]);
+        // Rows come back grouped by length, each length's in run order.
+        let row = |n: usize, run| Row {
+            variant: format!("chain={n}"),
+            run,
+            values: Default::default(),
+        };
+        let mut rows = vec![row(2, 1), row(1000, 1), row(2, 2), row(1000, 2)];
+        group(&mut rows, &[2, 1000]);
+        let got: Vec<_> = rows.iter().map(|r| (r.variant.as_str(), r.run)).collect();
+        assert_eq!(
+            got,
+            [
+                ("chain=2", 1),
+                ("chain=2", 2),
+                ("chain=1000", 1),
+                ("chain=1000", 2)
+            ]
+        );
     }
 
     #[test]
