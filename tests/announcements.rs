@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Netns, ip_in as ip, require_root};
+use common::{Netns, in_netns, ip_in as ip, require_root};
 use rtnetlink::constants::RTMGRP_LINK;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
@@ -16,10 +16,7 @@ use std::os::fd::AsRawFd;
 
 /// A link-announcement socket opened inside `ns`, with the filter or not.
 fn listener(ns: &str, filtered: bool) -> Socket {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    in_netns(ns, || {
         let mut s = Socket::new(NETLINK_ROUTE).unwrap();
         s.bind(&SocketAddr::new(0, RTMGRP_LINK)).unwrap();
         s.set_non_blocking(true).unwrap();
@@ -28,8 +25,6 @@ fn listener(ns: &str, filtered: bool) -> Socket {
         }
         s
     })
-    .join()
-    .unwrap()
 }
 
 /// (family is AF_BRIDGE, interface name) of every link announcement queued.

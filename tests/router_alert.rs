@@ -7,22 +7,10 @@
 
 mod common;
 
-use common::{Netns, ip_in as ip, require_root};
+use common::{Netns, in_netns, ip_in as ip, require_root};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
-
-/// Runs `f` on a thread inside namespace `ns` (its sockets stay there).
-fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 /// The payloads of the UDP datagrams queued on raw socket `fd`.
 fn payloads(fd: &OwnedFd) -> Vec<Vec<u8>> {
@@ -76,7 +64,7 @@ fn the_router_alert_socket_takes_forwarded_alerts_but_no_local_copies() {
 
     // On the router: the node's socket, and an unbound raw UDP socket (what
     // the node's was) as the premise.
-    let (alert, plain) = inside(r, || {
+    let (alert, plain) = in_netns(r, || {
         use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
         let alert = vlsp::kernel::sockets::router_alert_socket().unwrap();
         let plain = socket(
@@ -88,9 +76,9 @@ fn the_router_alert_socket_takes_forwarded_alerts_but_no_local_copies() {
         .unwrap();
         (alert, plain)
     });
-    let receiver = inside(b, || UdpSocket::bind("0.0.0.0:4444").unwrap());
+    let receiver = in_netns(b, || UdpSocket::bind("0.0.0.0:4444").unwrap());
     receiver.set_nonblocking(true).unwrap();
-    inside(a, || {
+    in_netns(a, || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         let ra = vlsp::kernel::sockets::ROUTER_ALERT;
         // SAFETY: `ra` outlives the call and the length is its own.

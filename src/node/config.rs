@@ -472,13 +472,13 @@ impl NodeConfig {
             unsigned_tear_same_peer: self.unsigned_tear_same_peer,
             epoch: rand::random(),
             routing_converges: self.routing_converges,
-            unshaped: self.unshaped_links().map(|l| l.ifname.clone()).collect(),
+            unshaped: self
+                .links
+                .iter()
+                .filter(|l| !l.shaped)
+                .map(|l| l.ifname.clone())
+                .collect(),
         }
-    }
-
-    /// The links the node's kernel work shapes at their first reservation.
-    pub fn unshaped_links(&self) -> impl Iterator<Item = &LinkConf> {
-        self.links.iter().filter(|l| !l.shaped)
     }
 
     pub fn ledger(&self) -> crate::proto::rmf::Ledger {

@@ -257,14 +257,15 @@ pub fn node_stats(tb: &vlsp::testbed::Testbed, node: &str) -> vlsp::node::api::S
 /// A UDP socket in `node`'s namespace of testbed `topo`, bound to `addr`
 /// (a socket keeps the namespace it was created in).
 pub fn udp_socket_in(topo: &str, node: &str, addr: std::net::Ipv4Addr) -> std::net::UdpSocket {
-    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&vlsp::kernel::netns::ns_name(
-        topo, node,
-    )))
-    .unwrap();
-    vlsp::kernel::netns::with_netns(&ns, || {
+    in_netns(&vlsp::kernel::netns::ns_name(topo, node), || {
         std::net::UdpSocket::bind(std::net::SocketAddrV4::new(addr, 0)).unwrap()
     })
-    .unwrap()
+}
+
+/// Runs `f` inside namespace `ns` (what it opens stays there).
+pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
+    let file = std::fs::File::open(vlsp::kernel::netns::ns_path(ns)).unwrap();
+    vlsp::kernel::netns::with_netns(&file, f).unwrap()
 }
 
 /// A namespace of the test's own, removed when dropped (also when the test
