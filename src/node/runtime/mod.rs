@@ -22,6 +22,7 @@
 //!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
+mod bursts;
 mod group;
 pub mod intake;
 mod kernel_thread;
@@ -39,7 +40,6 @@ pub use placement::ENV as KERNEL_CPUS_ENV;
 pub use reaper::DELETE_DELAY;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ use api_server::{ApiActor, Publish};
 pub use crate::node::core::hex;
 
 /// Datagrams wait in the node's [`intake::Intake`]; this asks the actor to
-/// take some (at most one is in the mailbox at a time).
+/// take more of a backlog (at most one is in the mailbox at a time).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Drain;
@@ -157,14 +157,12 @@ pub struct NodeActor {
     /// GIST messaging associations (C-mode).
     mas: tcp::MaPool,
     /// Received datagrams waiting for the core, and the drop counters.
-    intake: Rc<RefCell<intake::Intake>>,
-    /// Whether a [`Drain`] is in the mailbox or being handled.
-    draining: Rc<Cell<bool>>,
-    /// Signalled when the intake is empty again: the receive loop waits
-    /// for it after a datagram that found the node idle, so the node
-    /// answers before the loop's next read (which usually finds nothing:
-    /// a syscall off the critical path of the handshake).
-    drained: Rc<tokio::sync::Notify>,
+    intake: intake::Intake,
+    /// Whether a [`Drain`] is in the mailbox: a backlog is being worked
+    /// off, so a new burst only joins the queue.
+    draining: bool,
+    /// When a failed read was last logged.
+    last_recv_err: Option<Instant>,
     /// The deadline the timer is armed for.
     armed: Option<Instant>,
     /// API requests whose client had gone: not carried out, or undone.
@@ -188,7 +186,8 @@ const MAILBOX: usize = 1024;
 /// Datagrams handled per [`Drain`], so API calls and kernel results
 /// interleave with a backlog.
 const BATCH: usize = 32;
-/// Datagrams read per turn of the receive loop before it lets the node run.
+/// Datagrams read in one burst, before the node handles any and before it
+/// gives the thread to its other nodes (see `bursts`).
 const READ_BURST: usize = 64;
 
 impl NodeActor {
@@ -262,7 +261,7 @@ impl NodeActor {
             CoreAction::Reply { token, mut reply } => {
                 if let Reply::Stats { stats } = &mut reply {
                     stats.vlink_pending = self.vlink_busy.load(Ordering::SeqCst);
-                    let q = self.intake.borrow();
+                    let q = &self.intake;
                     stats.shed_overload = q.shed;
                     stats.junk = q.junk;
                     stats.api_abandoned = self.api_abandoned;
@@ -317,72 +316,79 @@ impl Actor for NodeActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        let sockets = self.sockets.clone();
-        let intake = self.intake.clone();
-        let draining = self.draining.clone();
-        let drained = self.drained.clone();
         let node = self.core.config().name.clone();
-        let me = ctx.address();
-        let nslpid = crate::wire::gist::NSLPID_QOS;
         // Route and link changes in the namespace (rtnetlink), so GIST
         // re-queries at once instead of at its next refresh.
         let netns = self.core.config().netns.clone();
         self.tasks
-            .spawn(routes::monitor(netns, node.clone(), ctx.address()));
-        self.tasks.spawn(async move {
-            let mut burst = 0;
-            let mut last_err: Option<Instant> = None;
-            loop {
-                match sockets
+            .spawn(routes::monitor(netns, node, ctx.address()));
+        let nslpid = crate::wire::gist::NSLPID_QOS;
+        // A failed read is reported, then the next waits a little: a socket
+        // that keeps failing does not spin the thread.
+        let datagrams = futures_util::stream::unfold(
+            (self.sockets.clone(), false),
+            move |(sockets, failed)| async move {
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let r = sockets
                     .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
-                    .await
-                {
-                    Ok(_) if !me.connected() => break,
-                    Ok(inc) => {
-                        // Overload is shed here, datagram by datagram; the
-                        // loop keeps reading, so the node never goes deaf.
-                        let woke = {
-                            let mut q = intake.borrow_mut();
-                            if let Some((why, Some(n))) = q.push(inc, Instant::now()) {
-                                tracing::warn!(%node, "{}", q.log_line(why, n));
-                            }
-                            let woke = !q.is_empty() && !draining.replace(true);
-                            if woke {
-                                me.do_send(Drain);
-                            }
-                            woke
-                        };
-                        // An idle node handles this datagram before the
-                        // next read; under a backlog the loop reads on.
-                        if woke {
-                            drained.notified().await;
-                        }
-                    }
-                    Err(e) => {
-                        // At most one line a second, like the drops.
-                        let now = Instant::now();
-                        if last_err.is_none_or(|t| now - t >= intake::LogLimit::PERIOD) {
-                            last_err = Some(now);
-                            tracing::warn!(%node, "GIST socket receive failed: {e}");
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                burst += 1;
-                if burst == READ_BURST {
-                    burst = 0;
-                    tokio::task::yield_now().await;
-                }
-            }
-        });
+                    .await;
+                let failed = r.is_err();
+                Some((r, (sockets, failed)))
+            },
+        );
+        ctx.add_stream(bursts::Bursts::new(datagrams, READ_BURST));
     }
 }
 
-impl Handler<Drain> for NodeActor {
-    type Result = ();
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+impl StreamHandler<Vec<std::io::Result<crate::kernel::sockets::Incoming>>> for NodeActor {
+    /// Queues a burst of datagrams (overload is shed here, datagram by
+    /// datagram; reading goes on, so the node never goes deaf), then, if
+    /// no backlog is being worked off, handles a batch at once.
+    fn handle(
+        &mut self,
+        burst: Vec<std::io::Result<crate::kernel::sockets::Incoming>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let node = &self.core.config().name;
+        for r in burst {
+            match r {
+                Ok(inc) => {
+                    let q = &mut self.intake;
+                    if let Some((why, Some(n))) = q.push(inc, Instant::now()) {
+                        tracing::warn!(%node, "{}", q.log_line(why, n));
+                    }
+                }
+                Err(e) => {
+                    // At most one line a second, like the drops.
+                    let now = Instant::now();
+                    if self
+                        .last_recv_err
+                        .is_none_or(|t| now - t >= intake::LogLimit::PERIOD)
+                    {
+                        self.last_recv_err = Some(now);
+                        tracing::warn!(%node, "GIST socket receive failed: {e}");
+                    }
+                }
+            }
+        }
+        if !self.draining {
+            self.drain(ctx);
+        }
+    }
+
+    /// The datagram stream never ends; the actor stops for other reasons.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl NodeActor {
+    /// Handles up to a batch of queued datagrams; what is left waits behind
+    /// the mailbox (a [`Drain`] message), so API calls and kernel results
+    /// interleave with a backlog.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
         for _ in 0..BATCH {
-            let Some(inc) = self.intake.borrow_mut().pop() else {
+            let Some(inc) = self.intake.pop() else {
                 break;
             };
             self.core.handle_datagram(inc, Instant::now());
@@ -391,13 +397,17 @@ impl Handler<Drain> for NodeActor {
         // Once per batch, after its datagrams went out: arming a timer can
         // cost a syscall (see `schedule`).
         self.schedule(ctx);
-        if self.intake.borrow().is_empty() {
-            self.draining.set(false);
-            self.drained.notify_one();
-        } else {
-            // Behind whatever else waits in the mailbox.
+        self.draining = !self.intake.is_empty();
+        if self.draining {
             ctx.address().do_send(Drain);
         }
+    }
+}
+
+impl Handler<Drain> for NodeActor {
+    type Result = ();
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain(ctx);
     }
 }
 
