@@ -276,14 +276,16 @@ fn bidirectional_link_reserves_both_directions_on_every_hop() {
     tb.down().unwrap();
 }
 
-/// A node's own GIST datagrams name the signaling class themselves
-/// (`SO_PRIORITY` 1:fffe): with the signaling filters of tb2's link to tb3
-/// deleted, the RESERVE's handshake still lands in the signaling class, not
-/// in best effort, and the setup still completes.
+/// A node's own GIST datagrams take the root HTB's direct queue
+/// (`SO_PRIORITY` 1:0, served before every class, no filter run): with
+/// the signaling filters of tb2's link to tb3 deleted, the RESERVE's
+/// handshake is counted in the qdisc's `direct_packets_stat`, never in a
+/// class (the signaling class gets nothing without its filters), and the
+/// setup completes.
 #[test]
-fn own_signaling_reaches_its_class_without_the_filters() {
+fn own_signaling_takes_the_direct_queue_without_the_filters() {
     use vlsp::kernel::tc::{SIG_PRIO, SIGNALING_CLASS};
-    if !require_root("own_signaling_reaches_its_class_without_the_filters") {
+    if !require_root("own_signaling_takes_the_direct_queue_without_the_filters") {
         return;
     }
     let t = unique_topology("paper-4node.toml", "sp");
@@ -291,18 +293,19 @@ fn own_signaling_reaches_its_class_without_the_filters() {
     let _guard = Down(name.clone());
     let tb = Testbed::up(t, &Options::default()).unwrap();
     let ns = vlsp::kernel::substrate::ns_name(&name, "tb2");
-    let sent = || {
-        let s = ns_output(
-            &ns,
-            &format!("tc -s class show dev eth1 classid {SIGNALING_CLASS}"),
-        );
-        let pkt = s
-            .split_whitespace()
+    // The number after `key` in `cmd`'s output.
+    let count = |cmd: &str, key: &str| {
+        let s = ns_output(&ns, cmd);
+        s.split_whitespace()
             .collect::<Vec<_>>()
             .windows(2)
-            .find(|w| w[1] == "pkt")
-            .map(|w| w[0].parse::<u64>().unwrap());
-        pkt.unwrap_or_else(|| panic!("no packet count for {SIGNALING_CLASS}: {s}"))
+            .find_map(|w| (w[0] == key).then(|| w[1].parse::<u64>().unwrap()))
+            .unwrap_or_else(|| panic!("no {key} in `{cmd}`: {s}"))
+    };
+    let direct = || count("tc -s qdisc show dev eth1", "direct_packets_stat");
+    let class = || {
+        let cmd = format!("tc -s class show dev eth1 classid {SIGNALING_CLASS}");
+        count(&cmd, "Sent")
     };
     ns_output(
         &ns,
@@ -313,16 +316,17 @@ fn own_signaling_reaches_its_class_without_the_filters() {
         !left.contains(&format!("flowid {SIGNALING_CLASS}")),
         "signaling filters left: {left}"
     );
-    let before = sent();
+    let (direct0, class0) = (direct(), class());
     let mut c = tb.client("tb1").unwrap();
     let r = c.call(&setup_request("VM1", "VM2", 5_000_000)).unwrap();
     assert!(matches!(r, Reply::LinkUp { .. }), "{r:?}");
-    // tb2's Query and Confirm (with the RESERVE) towards tb3.
-    let after = sent();
+    // tb2's Query, Confirm and Data (the RESERVE) towards tb3.
+    let direct1 = direct();
     assert!(
-        after >= before + 2,
-        "signaling class sent {before} -> {after}"
+        direct1 >= direct0 + 3,
+        "direct queue sent {direct0} -> {direct1}"
     );
+    assert_eq!(class(), class0, "bytes reached {SIGNALING_CLASS}");
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
 }
