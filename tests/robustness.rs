@@ -1,7 +1,8 @@
 //! Root tests of the input paths under misuse (issue 12): the API socket
 //! with over-long, non-UTF-8 and nonsensical lines, clients that leave
 //! before their reply, 64 clients at once; a node flooded with GIST-looking
-//! datagrams by one peer still serves another.
+//! datagrams by one peer still serves another, and works off a backlog
+//! beyond one batch with nothing more arriving.
 
 mod common;
 
@@ -215,18 +216,11 @@ fn sixty_four_api_clients_at_once_set_up_and_tear_down_links() {
     tb.down().unwrap();
 }
 
-#[test]
-fn a_peer_flooding_gist_lookalikes_does_not_starve_another_peer() {
-    if !require_root("fair_shedding") {
-        return;
-    }
-    let t = unique_topology("paper-4node.toml", "f");
-    let name = t.name.clone();
-    let _guard = Down(name.clone());
-    let tb = Testbed::up(t, &Options::default()).unwrap();
-    // The flood comes from a second address on tb3's side of the tb3-tb4
-    // link, so the signaling from tb3 (172.3.4.3) is another peer.
-    let ns_name = vlsp::kernel::netns::ns_name(&name, "tb3");
+/// A UDP socket on a second address of tb3's side of the tb3-tb4 link, so
+/// that what it sends to tb4 comes from another peer than tb3's signaling
+/// (172.3.4.3).
+fn second_peer(name: &str) -> std::net::UdpSocket {
+    let ns_name = vlsp::kernel::netns::ns_name(name, "tb3");
     let dev = ns_output(&ns_name, "ip -o -4 addr show")
         .lines()
         .find(|l| l.contains("172.3.4.3/"))
@@ -237,14 +231,72 @@ fn a_peer_flooding_gist_lookalikes_does_not_starve_another_peer() {
         .status()
         .unwrap();
     assert!(out.success());
-    let ns = std::fs::File::open(vlsp::kernel::netns::ns_path(&ns_name)).unwrap();
-    let sock =
-        vlsp::kernel::netns::with_netns(&ns, || std::net::UdpSocket::bind("172.3.4.99:0").unwrap())
-            .unwrap();
-    // GIST-looking: magic, version 1, right length, type Data; the objects
-    // are garbage, so each costs the node a decode.
+    udp_socket_in(name, "tb3", Ipv4Addr::new(172, 3, 4, 99))
+}
+
+/// A GIST-looking datagram (magic, version 1, right length, type Data)
+/// whose objects are garbage: each costs the node a decode.
+fn gist_lookalike() -> Vec<u8> {
     let mut pdu = vec![0x4e, 0x04, 0xbd, 0xa5, 1, 1, 0, 64, 0, 1, 3, 0x80];
     pdu.extend((0..256).map(|i| i as u8));
+    pdu
+}
+
+/// A burst sent faster than tb4 handles it leaves a backlog in its intake
+/// beyond one batch; the node works all of it off with nothing more
+/// arriving (no datagram, API call or timer to wake it): every datagram
+/// is accounted for as malformed, none left waiting.
+#[test]
+fn a_backlog_is_worked_off_with_nothing_more_arriving() {
+    if !require_root("backlog") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "bl");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let sock = second_peer(&name);
+    let pdu = gist_lookalike();
+    let tb4 = SocketAddrV4::new(Ipv4Addr::new(172, 3, 4, 4), 270);
+    let before = node_stats(&tb, "tb4");
+    // 1500 of 268 bytes fit tb4's 4 MiB receive buffer: the kernel drops
+    // none, so all of them reach the node.
+    const SENT: u64 = 1500;
+    for _ in 0..SENT {
+        sock.send_to(&pdu, tb4).unwrap();
+    }
+    let accounted = |st: &vlsp::node::api::Stats| {
+        (st.malformed + st.junk + st.shed_overload)
+            - (before.malformed + before.junk + before.shed_overload)
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut st = node_stats(&tb, "tb4");
+    while accounted(&st) < SENT && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+        st = node_stats(&tb, "tb4");
+    }
+    assert_eq!(
+        accounted(&st),
+        SENT,
+        "tb4 left datagrams waiting: malformed {}, junk {}, shed {}",
+        st.malformed - before.malformed,
+        st.junk - before.junk,
+        st.shed_overload - before.shed_overload
+    );
+    tb.down().unwrap();
+}
+
+#[test]
+fn a_peer_flooding_gist_lookalikes_does_not_starve_another_peer() {
+    if !require_root("fair_shedding") {
+        return;
+    }
+    let t = unique_topology("paper-4node.toml", "f");
+    let name = t.name.clone();
+    let _guard = Down(name.clone());
+    let tb = Testbed::up(t, &Options::default()).unwrap();
+    let sock = second_peer(&name);
+    let pdu = gist_lookalike();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let tb4 = SocketAddrV4::new(Ipv4Addr::new(172, 3, 4, 4), 270);
     let (sent, setup) = std::thread::scope(|s| {

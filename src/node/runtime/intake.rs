@@ -4,8 +4,8 @@
 //! cannot starve the others), and log lines at most once a second per
 //! reason (so a flood does not become a flood of log lines).
 //!
-//! Pure: the receive loop pushes, the node actor pops; tests drive it with
-//! datagrams and a clock.
+//! Pure: the node actor pushes each burst it reads and pops what it
+//! handles; tests drive it with datagrams and a clock.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;

@@ -22,7 +22,6 @@
 //!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
-mod bursts;
 mod group;
 pub mod intake;
 mod kernel_thread;
@@ -186,8 +185,8 @@ const MAILBOX: usize = 1024;
 /// Datagrams handled per [`Drain`], so API calls and kernel results
 /// interleave with a backlog.
 const BATCH: usize = 32;
-/// Datagrams read in one burst, before the node handles any and before it
-/// gives the thread to its other nodes (see `bursts`).
+/// Datagrams read in one burst before the node handles any, and read
+/// before the node gives the thread to its other nodes.
 const READ_BURST: usize = 64;
 
 impl NodeActor {
@@ -323,22 +322,33 @@ impl Actor for NodeActor {
         self.tasks
             .spawn(routes::monitor(netns, node, ctx.address()));
         let nslpid = crate::wire::gist::NSLPID_QOS;
-        // A failed read is reported, then the next waits a little: a socket
-        // that keeps failing does not spin the thread.
+        // The actor polls its sockets itself (issue 17): a datagram that
+        // finds the node idle is handled in the turn that read it, with no
+        // receive task, mailbox message or wake-up in between. Each item is
+        // a burst, what the sockets hold at once (up to READ_BURST), queued
+        // in the intake before any of it is handled. Every READ_BURST reads
+        // the stream yields the thread (after tokio's driver has run), so
+        // the other nodes of the thread run between the bursts of a flooded
+        // one. A failed read is reported, then the next waits a little: a
+        // socket that keeps failing does not spin the thread.
         let datagrams = futures_util::stream::unfold(
-            (self.sockets.clone(), false),
-            move |(sockets, failed)| async move {
+            (self.sockets.clone(), false, 0),
+            move |(sockets, failed, mut read)| async move {
                 if failed {
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if read == READ_BURST {
+                    read = 0;
+                    tokio::task::yield_now().await;
                 }
                 let r = sockets
                     .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
                     .await;
                 let failed = r.is_err();
-                Some((r, (sockets, failed)))
+                Some((r, (sockets, failed, read + 1)))
             },
         );
-        ctx.add_stream(bursts::Bursts::new(datagrams, READ_BURST));
+        ctx.add_stream(futures_util::StreamExt::ready_chunks(datagrams, READ_BURST));
     }
 }
 
@@ -378,8 +388,12 @@ impl StreamHandler<Vec<std::io::Result<crate::kernel::sockets::Incoming>>> for N
         }
     }
 
-    /// The datagram stream never ends; the actor stops for other reasons.
-    fn finished(&mut self, _: &mut Context<Self>) {}
+    /// The datagram stream never ends (the actor stops for other reasons,
+    /// and the stream with it); if it did, the node would be deaf.
+    fn finished(&mut self, _: &mut Context<Self>) {
+        let node = &self.core.config().name;
+        tracing::error!(%node, "the GIST sockets' stream ended: the node receives nothing more");
+    }
 }
 
 impl NodeActor {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-/// A node's spawned tasks (receive loop, route monitor, API and MA
-/// listeners, API clients). Each holds a clone of the node's `gone` sender:
+/// A node's spawned tasks (route monitor, API and MA listeners, API
+/// clients). Each holds a clone of the node's `gone` sender:
 /// [`Gone::wait`] returns once every task, the node's actors and its state
 /// on its kernel threads are dropped: its GIST, API and MA listener sockets
 /// are closed and its classes removed. (What those tasks started closes a
