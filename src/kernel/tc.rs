@@ -56,12 +56,15 @@ pub const SIG_MINOR: u16 = 0xfffe;
 /// served before every class and without running a filter (issue 17: the
 /// class path was ~1 µs of each one-way leg on a chain of 200). Strict
 /// priority protects the node's signaling from a flood at least as well as
-/// [`SIGNALING_CLASS`]'s guaranteed rate; it is not counted against the
-/// link's capacity, which a few hundred small datagrams a second do not
-/// disturb. Only a socket with CAP_NET_ADMIN can set it; forwarded packets
-/// take their priority from the TOS (0..15), so no other sender reaches
-/// the direct queue. The filters still put other implementations' and
-/// routing daemons' signaling into [`SIGNALING_CLASS`].
+/// [`SIGNALING_CLASS`]'s guaranteed rate. It is not counted against the
+/// link's shaped capacity: a few hundred small datagrams a second do not
+/// disturb it, but the node's answers to a flood of Queries ride on top of
+/// the capacity too (reservations keep their own rates). Only a socket
+/// with CAP_NET_ADMIN or CAP_NET_RAW can set it; forwarded packets take
+/// their priority from the TOS (0..15), so no other sender reaches the
+/// direct queue (of the device's txqueuelen). The filters still put other
+/// implementations' and routing daemons' signaling into
+/// [`SIGNALING_CLASS`].
 pub const SIGNALING_PRIORITY: i32 = (MAJOR as i32) << 16;
 /// Filter priority of the signaling filters: before every reservation's
 /// (those use their minor, 2 and up), as a Query's flow addresses may
