@@ -6,8 +6,9 @@
 //! (receive returned → the answer handed to the kernel: intake, decode,
 //! the state machines, encode):
 //!
-//! Query i→i+1, Response i+1→i, Confirm+RESERVE i→i+1, then on the way
-//! back the RESPONSE i+1→i; processing of each by its receiver.
+//! Query i→i+1, Response i+1→i, Confirm and then Data (the RESERVE)
+//! i→i+1, timed to the Data's arrival, then on the way back the RESPONSE
+//! i+1→i; processing of each by its receiver.
 //!
 //! Root. `cargo run --release --example hop_anatomy -- [N] [R]`
 //! (default 200 routers, 20 setups after 3 warm-up ones).
@@ -16,12 +17,38 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use vlsp::model::measure::{Point, PointKind as K};
-use vlsp::model::units::Rate;
-use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 use vlsp::topology::{Topology, chain};
 
+mod common;
+
 const WARMUP: usize = 3;
+
+/// Which end of hop i → i+1 a point is taken at.
+#[derive(Clone, Copy)]
+enum End {
+    /// Router i, upstream.
+    Up,
+    /// Router i+1, downstream.
+    Down,
+}
+
+/// Where a point is taken: the end of the hop and the point's kind.
+type At = (End, K);
+
+/// The legs of a hop in the order they happen: name, where, and the
+/// points that start and end it.
+#[rustfmt::skip]
+const LEGS: [(&str, &str, At, At); 8] = [
+    ("Query transit", "i→i+1", (End::Up, K::GistQuerySent), (End::Down, K::GistQueryReceived)),
+    ("Query processing", "at i+1", (End::Down, K::GistQueryReceived), (End::Down, K::GistResponseSent)),
+    ("Response transit", "i+1→i", (End::Down, K::GistResponseSent), (End::Up, K::GistResponseReceived)),
+    ("Response processing", "at i", (End::Up, K::GistResponseReceived), (End::Up, K::GistConfirmSent)),
+    ("Confirm+Data transit", "i→i+1", (End::Up, K::GistConfirmSent), (End::Down, K::ReserveReceived)),
+    ("RESERVE processing", "at i+1", (End::Down, K::ReserveReceived), (End::Down, K::GistQuerySent)),
+    ("RESPONSE transit", "i+1→i", (End::Down, K::ResponseSent), (End::Up, K::ResponseReceived)),
+    ("RESPONSE processing", "at i", (End::Up, K::ResponseReceived), (End::Up, K::ResponseSent)),
+];
 
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -36,6 +63,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(Ok(200), |a| a.parse())?;
     let runs: usize = args.next().map_or(Ok(20), |a| a.parse())?;
+    anyhow::ensure!(
+        n >= 4 && runs > 0,
+        "a chain of {n} has no interior hop: give at least 4 routers and 1 setup"
+    );
     let name = format!("ha{n}");
     let text = chain(&name, n, 3)?;
     let t = Topology::parse(&text, Path::new(&format!("{name}.toml")))?;
@@ -50,25 +81,7 @@ fn main() -> anyhow::Result<()> {
     let mut legs: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut setups = vec![];
     for run in 0..WARMUP + runs {
-        tb.drain_points()?;
-        let s = std::time::Instant::now();
-        let r = c.call(&Request::Setup {
-            from: vm1.name.clone(),
-            to: vm2.name.clone(),
-            rate_bps: Rate::from_bps(1_000_000),
-            bidirectional: false,
-            backend: None,
-            authenticate: true,
-            tunnel: None,
-        })?;
-        let took = s.elapsed();
-        let Reply::LinkUp { vlink } = r else {
-            anyhow::bail!("setup failed: {r:?}");
-        };
-        let pts = tb.drain_points()?;
-        c.call(&Request::Teardown {
-            vlink_id: vlink.vlink_id,
-        })?;
+        let (took, pts) = common::setup_points(&tb, &mut c, &vm1.name, &vm2.name)?;
         if run < WARMUP {
             continue;
         }
@@ -77,23 +90,13 @@ fn main() -> anyhow::Result<()> {
     }
     drop(c);
     tb.down()?;
-    let order = [
-        ("Query transit", "i→i+1"),
-        ("Query processing", "at i+1"),
-        ("Response transit", "i+1→i"),
-        ("Response processing", "at i"),
-        ("Confirm transit", "i→i+1"),
-        ("RESERVE processing", "at i+1"),
-        ("RESPONSE transit", "i+1→i"),
-        ("RESPONSE processing", "at i"),
-    ];
     println!(
         "chain of {n}: {runs} setups, median {:.0} µs ({:.1} µs per router)",
         median(setups.clone()),
         median(setups) / n as f64
     );
     let mut sum = 0.0;
-    for (leg, at) in order {
+    for (leg, at, ..) in LEGS {
         let m = median(legs.remove(leg).unwrap_or_default());
         sum += m;
         println!("  {leg:<22} {at:<7} {m:>7.2} µs");
@@ -108,51 +111,19 @@ fn collect(pts: &[Point], n: usize, legs: &mut HashMap<&'static str, Vec<f64>>) 
     for p in pts {
         at.entry((p.node.to_string(), p.kind)).or_insert(p.at_ns);
     }
-    let names: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
-    let us = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if b >= a => Some((b - a) as f64 / 1e3),
-        _ => None,
-    };
     for i in 1..n.saturating_sub(2) {
-        let (a, b) = (names[i].as_str(), names[i + 1].as_str());
-        let get = |node: &str, k: K| at.get(&(node.to_string(), k)).copied();
-        let pairs: [(&'static str, Option<f64>); 8] = [
-            (
-                "Query transit",
-                us(get(a, K::GistQuerySent), get(b, K::GistQueryReceived)),
-            ),
-            (
-                "Query processing",
-                us(get(b, K::GistQueryReceived), get(b, K::GistResponseSent)),
-            ),
-            (
-                "Response transit",
-                us(get(b, K::GistResponseSent), get(a, K::GistResponseReceived)),
-            ),
-            (
-                "Response processing",
-                us(get(a, K::GistResponseReceived), get(a, K::GistConfirmSent)),
-            ),
-            (
-                "Confirm transit",
-                us(get(a, K::GistConfirmSent), get(b, K::ReserveReceived)),
-            ),
-            (
-                "RESERVE processing",
-                us(get(b, K::ReserveReceived), get(b, K::GistQuerySent)),
-            ),
-            (
-                "RESPONSE transit",
-                us(get(b, K::ResponseSent), get(a, K::ResponseReceived)),
-            ),
-            (
-                "RESPONSE processing",
-                us(get(a, K::ResponseReceived), get(a, K::ResponseSent)),
-            ),
-        ];
-        for (leg, v) in pairs {
-            if let Some(v) = v {
-                legs.entry(leg).or_default().push(v);
+        let node = |end| match end {
+            End::Up => format!("r{i}"),
+            End::Down => format!("r{}", i + 1),
+        };
+        for (leg, _, (from_end, from), (to_end, to)) in LEGS {
+            let (Some(&a), Some(&b)) =
+                (at.get(&(node(from_end), from)), at.get(&(node(to_end), to)))
+            else {
+                continue;
+            };
+            if b >= a {
+                legs.entry(leg).or_default().push((b - a) as f64 / 1e3);
             }
         }
     }

@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use vlsp::model::measure::PointKind as K;
-use vlsp::model::units::Rate;
-use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 use vlsp::topology::Topology;
+
+mod common;
 
 const WARMUP: usize = 5;
 
@@ -48,23 +48,7 @@ fn main() -> anyhow::Result<()> {
     let pause =
         std::time::Duration::from_millis(std::env::var("PAUSE_MS").map_or(Ok(0), |v| v.parse())?);
     for run in 0..WARMUP + runs {
-        tb.drain_points()?;
-        let r = c.call(&Request::Setup {
-            from: vm1.name.clone(),
-            to: vm2.name.clone(),
-            rate_bps: Rate::from_bps(1_000_000),
-            bidirectional: false,
-            backend: None,
-            authenticate: true,
-            tunnel: None,
-        })?;
-        let Reply::LinkUp { vlink } = r else {
-            anyhow::bail!("setup failed: {r:?}");
-        };
-        let pts = tb.drain_points()?;
-        c.call(&Request::Teardown {
-            vlink_id: vlink.vlink_id,
-        })?;
+        let (_, pts) = common::setup_points(&tb, &mut c, &vm1.name, &vm2.name)?;
         std::thread::sleep(pause);
         if run < WARMUP {
             continue;

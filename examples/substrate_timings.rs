@@ -132,15 +132,11 @@ fn main() -> anyhow::Result<()> {
         let (vm1, vm2) = (&tb.topo.vnodes[0], &tb.topo.vnodes[1]);
         let mut c = tb.client(&vm1.host)?;
         let s = Instant::now();
-        let r = c.call(&Request::Setup {
-            from: vm1.name.clone(),
-            to: vm2.name.clone(),
-            rate_bps: Rate::from_bps(1_000_000),
-            bidirectional: false,
-            backend: None,
-            authenticate: true,
-            tunnel: None,
-        })?;
+        let r = c.call(&Request::signed_setup(
+            &vm1.name,
+            &vm2.name,
+            Rate::from_bps(1_000_000),
+        ))?;
         let setup = s.elapsed();
         let hops = tb.topo.path(&vm1.host, &vm2.host).map_or(0, |p| p.len());
         match r {

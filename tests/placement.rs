@@ -174,4 +174,17 @@ fn one_link_and_check_the_threads(node_prefix: &str, kernel: usize, signaling: &
     );
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
+    // Every thread of the testbed ends with it (and the next call counts
+    // threads by name: one still ending was counted twice there).
+    let ours = |n: &str| {
+        ["nodes-", "node-", "vlink-", "classes-", "reap-"]
+            .iter()
+            .any(|p| n.starts_with(p))
+    };
+    let left = || -> Vec<_> { threads().into_iter().filter(|(n, _)| ours(n)).collect() };
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !left().is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(left().is_empty(), "threads left after down: {:?}", left());
 }

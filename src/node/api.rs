@@ -71,6 +71,21 @@ fn yes() -> bool {
 }
 
 impl Request {
+    /// A signed setup of a one-way virtual link from `from` to `to`
+    /// reserving `rate`, with the topology's tunnel backend: what the
+    /// paper's external program asks for.
+    pub fn signed_setup(from: &str, to: &str, rate: crate::model::units::Rate) -> Self {
+        Request::Setup {
+            from: from.into(),
+            to: to.into(),
+            rate_bps: rate,
+            bidirectional: false,
+            backend: None,
+            authenticate: true,
+            tunnel: None,
+        }
+    }
+
     /// Refuses what no node could carry out, naming the field: checked by
     /// the API before the request reaches the node.
     pub fn check(&self) -> Result<(), String> {

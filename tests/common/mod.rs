@@ -14,7 +14,7 @@ use vlsp::topology::Topology;
 /// A signed setup request from `from` to `to` (one direction, the
 /// topology's backend).
 pub fn setup_request(from: &str, to: &str, rate_bps: u64) -> Request {
-    setup_request_with(from, to, rate_bps, false, None)
+    Request::signed_setup(from, to, vlsp::model::units::Rate::from_bps(rate_bps))
 }
 
 /// A signed setup request with the direction and backend chosen.
