@@ -3,22 +3,18 @@
 //! the virtual link's tunnel packets into it.
 //!
 //! ```text
-//! 1:      root htb, unclassified packets go to 1:ffff; the node's own
-//!         GIST datagrams to its direct queue (see [`SIGNALING_PRIORITY`])
+//! 1:      root htb: unclassified to 1:ffff, the node's own GIST direct
 //! └ 1:1   the link's capacity (rate = ceil = capacity)
 //!   ├ 1:ffff   best effort: rate capacity/100, may borrow up to capacity
-//!   ├ 1:fffe   signaling and routing control (GIST UDP 270, C-mode TCP,
-//!   │          OSPF, BFD): a small guaranteed rate, first to borrow (prio
-//!   │          0, best effort prio 1)
+//!   ├ 1:fffe   other signaling, routing control (GIST UDP 270, C-mode
+//!   │          TCP, OSPF, BFD): small guaranteed rate, borrows first
 //!   └ 1:N      one reservation: rate = ceil = its TMOD-1 rate
 //! ```
 //!
 //! Signaling has its own class so a best-effort flood on a shaped link
-//! cannot drown the RESERVEs that repair a reservation (signaling marked
-//! and prioritised, as RFC 5971/5974 deployments would). Routing control
-//! shares it (network control, as DiffServ's CS6 is kept from best effort):
-//! OSPF hellos lost in a flood for a dead interval end the adjacency, and
-//! with it the routes the repaired reservation stands on.
+//! cannot drown the RESERVEs that repair a reservation. Routing control
+//! shares it (as DiffServ's CS6 is kept from best effort): OSPF hellos lost
+//! in a flood end the adjacency and the routes a repair stands on.
 //!
 //! No crate builds HTB classes, so the messages are built here from
 //! `netlink-packet-route` types with the HTB option structs encoded by hand
@@ -52,19 +48,11 @@ pub const BE_MINOR: u16 = 0xffff;
 /// The signaling class: GIST and QoS NSLP messages.
 pub const SIG_MINOR: u16 = 0xfffe;
 /// The node's own signaling as its socket's `SO_PRIORITY`: the root HTB's
-/// own handle (1:0), which `htb_classify` takes for its direct queue,
-/// served before every class and without running a filter (issue 17: the
-/// class path was ~1 µs of each one-way leg on a chain of 200). Strict
-/// priority protects the node's signaling from a flood at least as well as
-/// [`SIGNALING_CLASS`]'s guaranteed rate. It is not counted against the
-/// link's shaped capacity: a few hundred small datagrams a second do not
-/// disturb it, but the node's answers to a flood of Queries ride on top of
-/// the capacity too (reservations keep their own rates). Only a socket
-/// with CAP_NET_ADMIN or CAP_NET_RAW can set it; forwarded packets take
-/// their priority from the TOS (0..15), so no other sender reaches the
-/// direct queue (of the device's txqueuelen). The filters still put other
-/// implementations' and routing daemons' signaling into
-/// [`SIGNALING_CLASS`].
+/// handle (1:0), which `htb_classify` sends to the direct queue, served
+/// before every class with no filter run (issue 17; README, stop 24). Not
+/// counted against the shaped capacity. Only CAP_NET_ADMIN or CAP_NET_RAW
+/// can set it (forwarded packets get 0..15 from the TOS); the filters put
+/// other senders' signaling into [`SIGNALING_CLASS`].
 pub const SIGNALING_PRIORITY: i32 = (MAJOR as i32) << 16;
 /// Filter priority of the signaling filters: before every reservation's
 /// (those use their minor, 2 and up), as a Query's flow addresses may
