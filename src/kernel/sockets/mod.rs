@@ -828,6 +828,46 @@ mod tests {
         });
     }
 
+    /// Root: an intercepted packet that cannot be forwarded on (here nft
+    /// refuses the forwarded copy: TTL 63) is dropped alone; the GIST
+    /// Query read with it in the same read is still handed out, and `recv`
+    /// reports no failure of the socket.
+    #[test]
+    fn a_packet_that_cannot_be_forwarded_costs_only_itself() {
+        in_fresh_netns(|rt| {
+            let nft = std::process::Command::new("nft")
+                .arg("add table ip t; add chain ip t o { type filter hook output priority 0; }; add rule ip t o ip ttl 63 drop")
+                .status()
+                .expect("nft (Debian package nftables)");
+            assert!(nft.success(), "nft rule");
+            rt.block_on(async {
+                // No local address: alerts to 127.0.0.1 count as intercepted.
+                let socks = GistSockets::open(vec![]).unwrap();
+                let lo = Ipv4Addr::LOCALHOST;
+                socks
+                    .send_qmode(SocketAddrV4::new(lo, GIST_PORT + 1), b"not ours", 64)
+                    .unwrap();
+                socks
+                    .send_qmode(SocketAddrV4::new(lo, GIST_PORT), b"query", 64)
+                    .unwrap();
+                let wait = std::time::Duration::from_secs(2);
+                // The UDP socket also gets the Query (it is addressed to
+                // port 270 here): whichever is read first, no read fails
+                // and the intercepted copy comes out.
+                let mut intercepted = false;
+                for _ in 0..2 {
+                    let inc = tokio::time::timeout(wait, socks.recv(|_| true))
+                        .await
+                        .expect("the Query was not handed out")
+                        .expect("a packet that could not be forwarded failed the read");
+                    assert_eq!(inc.payload, b"query");
+                    intercepted |= inc.intercepted;
+                }
+                assert!(intercepted, "the intercepted Query was lost");
+            });
+        });
+    }
+
     /// Root: `recv` hands out queued datagrams in order, [`SLOTS`] per
     /// read, and a datagram sent after the queue ran dry (readiness cleared
     /// without an EAGAIN read) still wakes it.
