@@ -201,21 +201,6 @@ fn vxlan_devices(topo: &str, node: &str) -> usize {
     tunnel_ends_in(&ns).len()
 }
 
-/// Polls `cond` for up to `within` (kernel work after a reply is not
-/// instantaneous); the last value.
-fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
-    let end = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Without the network: the peer's encoder rebuilds NSIS-ka's 2-node
 /// D-mode capture byte for byte, and its HMAC check takes NSIS-ka's
 /// signatures and refuses the RFC-style one.

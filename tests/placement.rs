@@ -182,9 +182,6 @@ fn one_link_and_check_the_threads(node_prefix: &str, kernel: usize, signaling: &
             .any(|p| n.starts_with(p))
     };
     let left = || -> Vec<_> { threads().into_iter().filter(|(n, _)| ours(n)).collect() };
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while !left().is_empty() && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(Duration::from_secs(5), || left().is_empty());
     assert!(left().is_empty(), "threads left after down: {:?}", left());
 }

@@ -226,11 +226,7 @@ fn second_peer(name: &str) -> std::net::UdpSocket {
         .find(|l| l.contains("172.3.4.3/"))
         .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         .expect("tb3's interface towards tb4");
-    let out = std::process::Command::new("ip")
-        .args(["-n", &ns_name, "addr", "add", "172.3.4.99/24", "dev", &dev])
-        .status()
-        .unwrap();
-    assert!(out.success());
+    ip_in(&ns_name, &format!("addr add 172.3.4.99/24 dev {dev}"));
     udp_socket_in(name, "tb3", Ipv4Addr::new(172, 3, 4, 99))
 }
 
@@ -269,12 +265,10 @@ fn a_backlog_is_worked_off_with_nothing_more_arriving() {
         (st.malformed + st.junk + st.shed_overload)
             - (before.malformed + before.junk + before.shed_overload)
     };
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut st = node_stats(&tb, "tb4");
-    while accounted(&st) < SENT && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-        st = node_stats(&tb, "tb4");
-    }
+    eventually(Duration::from_secs(5), || {
+        accounted(&node_stats(&tb, "tb4")) >= SENT
+    });
+    let st = node_stats(&tb, "tb4");
     assert_eq!(
         accounted(&st),
         SENT,

@@ -292,6 +292,21 @@ impl Drop for Netns {
     }
 }
 
+/// Polls `cond` for up to `within` (kernel work after a reply is not
+/// instantaneous); the last value.
+pub fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `ip -n NS ARGS` (split at whitespace); fails the test with ip's error.
 pub fn ip_in(ns: &str, args: &str) {
     let out = std::process::Command::new("ip")

@@ -278,15 +278,15 @@ impl GistSockets {
             tokio::select! {
                 r = self.udp.readable() => {
                     let mut g = r?;
-                    match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf())) {
-                        Ok(Ok((mut got, full))) => {
+                    let mut queued = self.queued();
+                    match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf(), &mut queued)) {
+                        Ok(Ok(full)) => {
                             if !full {
                                 // The queue was empty after it: no read that
                                 // would only say EAGAIN before the next wake-up.
                                 g.clear_ready();
                             }
-                            let first = got.pop_front().expect("recv_udp returns one at least");
-                            *self.queued() = got;
+                            let first = queued.pop_front().expect("recv_udp queues one at least");
                             return Ok(first);
                         }
                         Ok(Err(e)) => return Err(e),
@@ -308,19 +308,14 @@ impl GistSockets {
                     // A packet that cannot be forwarded on is the kernel's
                     // usual loss, not a failure of this socket: the other
                     // packet of the read still counts.
-                    let first = self.classify(&buf[..n1], &keep);
-                    let second = n2
-                        .map(|n| self.classify(&buf[MAX_DATAGRAM..MAX_DATAGRAM + n], &keep))
-                        .unwrap_or(Ok(None));
-                    let first = first.unwrap_or_else(not_forwarded);
-                    let second = second.unwrap_or_else(not_forwarded);
-                    match (first, second) {
-                        (Some(a), b) => {
-                            self.queued().extend(b);
-                            return Ok(a);
-                        }
-                        (None, Some(b)) => return Ok(b),
-                        (None, None) => {}
+                    let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
+                    let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
+                        self.classify(&buf[at..at + n], &keep)
+                            .unwrap_or_else(not_forwarded)
+                    });
+                    if let Some(first) = ours.next() {
+                        self.queued().extend(ours);
+                        return Ok(first);
                     }
                 }
             }
@@ -493,8 +488,13 @@ fn not_forwarded(e: io::Error) -> Option<Incoming> {
     None
 }
 
+/// What a read tells of one datagram besides its bytes: length, source,
+/// destination, TTL.
+type Header = (usize, SocketAddrV4, Ipv4Addr, Option<u8>);
+
 /// Up to [`SLOTS`] datagrams in one `recvmmsg`, one per `MAX_DATAGRAM`
-/// slot of `buf`, and whether every slot was filled. Fewer means the queue
+/// slot of `buf`, appended to `out` (no allocation of its own but the
+/// payloads'); whether every slot was filled. Fewer means the queue
 /// was empty after them (or that an error follows, which the next read
 /// reports), so the caller clears the socket's readiness instead of reading
 /// again for an EAGAIN: one system call a burst instead of two (a call
@@ -502,20 +502,21 @@ fn not_forwarded(e: io::Error) -> Option<Incoming> {
 /// querier's Confirm and the Data behind it in one read that also tells
 /// the queue is empty. A datagram that cannot be read is dropped, not the
 /// others with it; the read fails only when none could be read.
-fn recv_udp(fd: RawFd, buf: &mut [u8]) -> io::Result<(VecDeque<Incoming>, bool)> {
+fn recv_udp(fd: RawFd, buf: &mut [u8], out: &mut VecDeque<Incoming>) -> io::Result<bool> {
     // Each slot holds the largest datagram: none is cut short.
-    debug_assert!(buf.len() >= SLOTS * MAX_DATAGRAM);
-    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = buf
-        .chunks_mut(MAX_DATAGRAM)
-        .take(SLOTS)
-        .map(|c| [IoSliceMut::new(c)])
-        .collect();
+    assert!(
+        buf.len() >= SLOTS * MAX_DATAGRAM,
+        "receive buffer too small"
+    );
+    let mut slots = buf.chunks_mut(MAX_DATAGRAM);
+    let mut iovs: [[IoSliceMut<'_>; 1]; SLOTS] =
+        std::array::from_fn(|_| [IoSliceMut::new(slots.next().expect("checked above"))]);
     let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(
         SLOTS,
         Some(nix::cmsg_space!(libc::c_int, libc::in_pktinfo)),
     );
-    // (slot, bytes, source, destination, TTL) of each, read before the buffers.
-    let mut got = Vec::with_capacity(SLOTS);
+    // Per slot, read before the buffers.
+    let mut got: [Option<Header>; SLOTS] = [None; SLOTS];
     let mut read = 0;
     // A datagram that cannot be read is dropped, not the others with it.
     let mut failed = None;
@@ -539,35 +540,36 @@ fn recv_udp(fd: RawFd, buf: &mut [u8]) -> io::Result<(VecDeque<Incoming>, bool)>
                 .address
                 .map(|a| SocketAddrV4::new(a.ip(), a.port()))
                 .ok_or_else(|| io::Error::other("datagram without a source address"))?;
-            Ok::<_, io::Error>((slot, msg.bytes, src, dst, ttl))
+            Ok::<_, io::Error>((msg.bytes, src, dst, ttl))
         })();
         match one {
-            Ok(m) => got.push(m),
+            Ok(m) => got[slot] = Some(m),
             Err(e) => failed = Some(e),
         }
     }
-    if got.is_empty() {
+    if got.iter().all(Option::is_none) {
         return Err(failed.unwrap_or_else(|| io::Error::from(io::ErrorKind::WouldBlock)));
     }
     if let Some(e) = failed {
         tracing::warn!("GIST socket: a datagram of a read dropped: {e}");
     }
     let at_ns = crate::model::measure::now_ns();
-    let out = got
+    for (slot, (n, src, dst, ttl)) in got
         .into_iter()
-        .map(|(slot, n, src, dst, ttl)| {
-            let at = slot * MAX_DATAGRAM;
-            Incoming {
-                src,
-                dst,
-                ttl,
-                intercepted: false,
-                payload: buf[at..at + n].to_vec(),
-                at_ns,
-            }
-        })
-        .collect();
-    Ok((out, read == SLOTS))
+        .enumerate()
+        .filter_map(|(slot, m)| Some((slot, m?)))
+    {
+        let at = slot * MAX_DATAGRAM;
+        out.push_back(Incoming {
+            src,
+            dst,
+            ttl,
+            intercepted: false,
+            payload: buf[at..at + n].to_vec(),
+            at_ns,
+        });
+    }
+    Ok(read == SLOTS)
 }
 
 /// Up to two packets of the Router Alert socket in one `recvmmsg`, into
@@ -819,11 +821,12 @@ mod tests {
             // The UDP socket still gets all three, in one read, in order; the
             // next read finds the queue empty.
             let udp = socks.udp.get_ref().as_raw_fd();
-            let (got, full) = recv_udp(udp, &mut buf).unwrap();
-            let got: Vec<_> = got.iter().map(|i| &i.payload[..]).collect();
-            assert_eq!(got, [&b"plain"[..], &b"alert"[..], &b"again"[..]]);
+            let mut got = VecDeque::new();
+            let full = recv_udp(udp, &mut buf, &mut got).unwrap();
+            let payloads: Vec<_> = got.iter().map(|i| &i.payload[..]).collect();
+            assert_eq!(payloads, [&b"plain"[..], &b"alert"[..], &b"again"[..]]);
             assert!(!full, "three datagrams filled {SLOTS} slots");
-            let e = recv_udp(udp, &mut buf).unwrap_err();
+            let e = recv_udp(udp, &mut buf, &mut got).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         });
     }

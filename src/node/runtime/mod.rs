@@ -156,10 +156,10 @@ pub struct NodeActor {
     /// GIST messaging associations (C-mode).
     mas: tcp::MaPool,
     /// Received datagrams waiting for the core, and the drop counters.
+    /// Between messages it is empty unless a [`Drain`] is in the mailbox
+    /// (`drain` sends one for what it leaves), so a burst that finds it
+    /// non-empty only joins the queue.
     intake: intake::Intake,
-    /// Whether a [`Drain`] is in the mailbox: a backlog is being worked
-    /// off, so a new burst only joins the queue.
-    draining: bool,
     /// When a failed read was last logged.
     last_recv_err: Option<Instant>,
     /// The deadline the timer is armed for.
@@ -362,6 +362,7 @@ impl StreamHandler<Vec<std::io::Result<crate::kernel::sockets::Incoming>>> for N
         ctx: &mut Context<Self>,
     ) {
         let node = &self.core.config().name;
+        let backlog = !self.intake.is_empty();
         for r in burst {
             match r {
                 Ok(inc) => {
@@ -383,7 +384,7 @@ impl StreamHandler<Vec<std::io::Result<crate::kernel::sockets::Incoming>>> for N
                 }
             }
         }
-        if !self.draining {
+        if !backlog && !self.intake.is_empty() {
             self.drain(ctx);
         }
     }
@@ -411,8 +412,7 @@ impl NodeActor {
         // Once per batch, after its datagrams went out: arming a timer can
         // cost a syscall (see `schedule`).
         self.schedule(ctx);
-        self.draining = !self.intake.is_empty();
-        if self.draining {
+        if !self.intake.is_empty() {
             ctx.address().do_send(Drain);
         }
     }

@@ -262,7 +262,6 @@ pub(super) async fn start_actors(
             vlink_busy: busy,
             mas: Default::default(),
             intake: super::intake::Intake::new(super::QUEUE),
-            draining: false,
             last_recv_err: None,
             armed: None,
             api_abandoned: 0,
