@@ -6,7 +6,10 @@
 //! - `threads`: one thread per namespace, blocking `recv` → `send_to`
 //!   (a thread per node: every hop is a wake-up and a thread switch);
 //! - `epoll`: one thread serves all sockets through one `mio` poll (the
-//!   `VLSP_NODES_PER_THREAD` analogue: no wake-up between hops).
+//!   `VLSP_NODES_PER_THREAD` analogue: no wake-up between hops);
+//! - `connected`: as `epoll`, with a socket connected to each neighbour
+//!   beside the unconnected one, as a node has (`sockets::neighbour`): no
+//!   route lookup on either side of a hop.
 //!
 //! Per hop it reports, as median / p90 over all hops of all rounds:
 //! - `reaction`: the previous node's `recv` returned → this node's `recv`
@@ -22,8 +25,11 @@
 //! namespace the kernel set-up of a node's: an HTB root with its default
 //! class on each veth (what `vlsp up` shapes a link with) and the Router
 //! Alert raw socket with its filter, so the floor includes what every
-//! signaling datagram pays for QoS enforcement and interception. Namespaces
-//! are named `rf<pid>-<i>` and removed at the end, also on failure.
+//! signaling datagram pays for QoS enforcement and interception; the
+//! relay's datagrams then take the HTB direct queue, as a node's do.
+//! `QOS=htb` or `QOS=ra` sets up one of the two, to tell their costs
+//! apart. Namespaces are named `rf<pid>-<i>` and removed at the end, also
+//! on failure.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -117,11 +123,12 @@ struct Stats {
 struct Chain {
     names: Vec<String>,
     files: Vec<File>,
-    /// `QOS=1`: each namespace's Router Alert socket, open for the run.
+    /// `QOS=1` or `ra`: each namespace's Router Alert socket, open for the run.
     _router_alert: Vec<std::os::fd::OwnedFd>,
 }
 
-/// Capacity each veth is shaped to with `QOS=1` (far above the relay's).
+/// Capacity each veth is shaped to with `QOS=1` or `htb` (far above the
+/// relay's).
 const SHAPE_BPS: u64 = 1_000_000_000;
 
 impl Drop for Chain {
@@ -177,22 +184,38 @@ fn build(n: usize) -> Result<Chain> {
         }
         anyhow::Ok(())
     })?;
-    if std::env::var("QOS").is_ok_and(|v| v == "1") {
+    let (htb, ra) = qos();
+    if htb || ra {
         for (i, ns) in chain.files.iter().enumerate() {
-            let ra = netns::with_netns(ns, || -> Result<_> {
+            let sock = netns::with_netns(ns, || -> Result<_> {
                 let mut tc = vlsp::kernel::tc::Tc::open()?;
                 for ifname in ["dn", "up"] {
                     let here = (ifname == "dn" && i + 1 < n) || (ifname == "up" && i > 0);
-                    if here {
+                    if here && htb {
                         tc.shape(ifname, SHAPE_BPS)?;
                     }
                 }
-                Ok(vlsp::kernel::sockets::router_alert_socket()?)
+                Ok(if ra {
+                    Some(vlsp::kernel::sockets::router_alert_socket()?)
+                } else {
+                    None
+                })
             })??;
-            chain._router_alert.push(ra);
+            chain._router_alert.extend(sock);
         }
     }
     Ok(chain)
+}
+
+/// `QOS`: (an HTB root on each veth, a Router Alert socket in each
+/// namespace). `1` gives both; `htb` or `ra` one, to tell their costs apart.
+fn qos() -> (bool, bool) {
+    match std::env::var("QOS").as_deref() {
+        Ok("1") => (true, true),
+        Ok("htb") => (true, false),
+        Ok("ra") => (false, true),
+        _ => (false, false),
+    }
 }
 
 fn bind_in(ns: &File) -> Result<UdpSocket> {
@@ -202,6 +225,7 @@ fn bind_in(ns: &File) -> Result<UdpSocket> {
     // namespaces), not block every other thread for ever.
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .context("set the relay socket's read timeout")?;
+    direct_queue(&s)?;
     Ok(s)
 }
 
@@ -362,6 +386,130 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
     }
 }
 
+/// With an HTB root (`QOS=1` or `htb`), the relay's datagrams take its
+/// direct queue, as a node's own signaling does (`tc::SIGNALING_PRIORITY`).
+fn direct_queue(s: &UdpSocket) -> Result<()> {
+    if qos().0 {
+        nix::sys::socket::setsockopt(
+            s,
+            nix::sys::socket::sockopt::Priority,
+            &vlsp::kernel::tc::SIGNALING_PRIORITY,
+        )
+        .context("set the relay socket's priority")?;
+    }
+    Ok(())
+}
+
+/// A socket of namespace `ns` on the relay's port (shared with the
+/// namespace's other sockets), connected to `peer` when given.
+fn shared_port_in(ns: &File, peer: Option<SocketAddr>) -> Result<UdpSocket> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket,
+        sockopt::ReuseAddr,
+    };
+    let fd = netns::with_netns(ns, || -> nix::Result<_> {
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        setsockopt(&fd, ReuseAddr, &true)?;
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)),
+        )?;
+        if let Some(SocketAddr::V4(p)) = peer {
+            connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(p))?;
+        }
+        Ok(fd)
+    })?
+    .context("open a connected relay socket")?;
+    let s = UdpSocket::from(fd);
+    direct_queue(&s)?;
+    Ok(s)
+}
+
+/// As [`run_epoll`], but each namespace also has a socket connected to
+/// each neighbour, and a relay sends on the one towards the next hop: the
+/// kernel keeps the route on a connected socket, and finds it for a
+/// datagram from that neighbour before any route lookup (early demux).
+fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
+    use mio::{Events, Interest, Poll, Token};
+    let n = chain.files.len();
+    let mut poll = Poll::new()?;
+    // Per node: [towards up, towards down, unconnected]; a token is 3i + k.
+    let mut socks: Vec<[Option<mio::net::UdpSocket>; 3]> = Vec::with_capacity(n);
+    for (i, ns) in chain.files.iter().enumerate() {
+        let peers = [(i > 0).then(|| up_of(i)), (i + 1 < n).then(|| down_of(i))];
+        let mut row: [Option<mio::net::UdpSocket>; 3] = [None, None, None];
+        for (k, slot) in row.iter_mut().enumerate() {
+            let peer = match k {
+                2 => None,
+                k => match peers[k] {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
+            };
+            let mut m = mio::net::UdpSocket::from_std(shared_port_in(ns, peer)?);
+            poll.registry()
+                .register(&mut m, Token(3 * i + k), Interest::READABLE)?;
+            *slot = Some(m);
+        }
+        socks.push(row);
+    }
+    let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
+    let mut st = Stats::default();
+    let mut events = Events::with_capacity(3 * n);
+    let mut buf = [0u8; 64];
+    let mut round = 0u32;
+    let send = |socks: &[[Option<mio::net::UdpSocket>; 3]], i: usize, b: &[u8], d: SocketAddr| {
+        socks[i][towards(i, d)]
+            .as_ref()
+            .expect("a neighbour towards the next hop")
+            .send(b)
+    };
+    let mut t0 = originate(|b, a| send(&socks, 0, b, a), DOWN, round)?;
+    loop {
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
+        if events.is_empty() {
+            bail!("connected: no datagram for 5 s in round {round}");
+        }
+        for ev in events.iter() {
+            let (i, k) = (ev.token().0 / 3, ev.token().0 % 3);
+            loop {
+                let sock = socks[i][k].as_ref().expect("a registered socket");
+                let len = match sock.recv(&mut buf) {
+                    Ok(len) => len,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                };
+                let got = now_ns();
+                let Some(mut m) = Msg::decode(&buf[..len]) else {
+                    bail!("node {i}: a datagram of {len} bytes, not ours");
+                };
+                if m.round >= WARMUP {
+                    st.hops.push((got - m.recv_prev, got - m.send_prev));
+                }
+                if let Some(d) = next_hop(i, n, &mut m) {
+                    m.recv_prev = got;
+                    m.send_prev = now_ns();
+                    send(&socks, i, &m.encode(), d)?;
+                    continue;
+                }
+                if round >= WARMUP {
+                    st.rtts.push(got - t0);
+                }
+                round += 1;
+                if round == WARMUP + rounds {
+                    return Ok(st);
+                }
+                t0 = originate(|b, a| send(&socks, 0, b, a), DOWN, round)?;
+            }
+        }
+    }
+}
+
 fn pct(v: &mut [u64], p: f64) -> f64 {
     v.sort_unstable();
     let k = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -397,8 +545,13 @@ fn main() -> Result<()> {
     let sizes = if sizes.is_empty() { vec![4, 50] } else { sizes };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average: {}", load.trim());
-    if std::env::var("QOS").is_ok_and(|v| v == "1") {
-        println!("QOS=1: HTB root on each veth, a Router Alert socket in each namespace");
+    match qos() {
+        (true, true) => {
+            println!("QOS=1: HTB root on each veth, a Router Alert socket in each namespace")
+        }
+        (true, false) => println!("QOS=htb: HTB root on each veth"),
+        (false, true) => println!("QOS=ra: a Router Alert socket in each namespace"),
+        (false, false) => {}
     }
     for n in sizes {
         let rounds = match std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()) {
@@ -409,6 +562,7 @@ fn main() -> Result<()> {
         let chain = build(n)?;
         report(n, "threads", run_threads(&chain, rounds)?);
         report(n, "epoll", run_epoll(&chain, rounds)?);
+        report(n, "connected", run_connected(&chain, rounds)?);
     }
     Ok(())
 }
