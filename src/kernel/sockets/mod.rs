@@ -137,16 +137,55 @@ impl Datagram<'_> {
     }
 }
 
+thread_local! {
+    /// The receive buffer of the nodes a thread serves, of [`SLOTS`] slots
+    /// that one read fills at once ([`recv_udp`]). Reused for every read: a
+    /// fresh zeroed 64 KiB per datagram cost more than the read itself
+    /// under a flood. One per thread, not per node: a node's reads never
+    /// overlap another's on its thread, and on a long chain a buffer per
+    /// node was a cold page and cold lines at every read (issue 17).
+    static RX: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The thread's receive buffer, lent for one read and given back on drop.
+struct RxBuf(Vec<u8>);
+
+impl RxBuf {
+    fn take() -> Self {
+        let b = RX.try_with(|c| c.take()).unwrap_or_default();
+        if b.len() < SLOTS * MAX_DATAGRAM {
+            return Self(vec![0u8; SLOTS * MAX_DATAGRAM]);
+        }
+        Self(b)
+    }
+}
+
+impl Drop for RxBuf {
+    fn drop(&mut self) {
+        let b = std::mem::take(&mut self.0);
+        let _ = RX.try_with(|c| c.set(b));
+    }
+}
+
+impl std::ops::Deref for RxBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RxBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
 /// The sockets of one node.
 pub struct GistSockets {
     udp: AsyncFd<OwnedFd>,
     ra: AsyncFd<OwnedFd>,
     raw_out: OwnedFd,
     local: Vec<Ipv4Addr>,
-    /// One receive buffer reused for every datagram (a fresh zeroed 64 KiB
-    /// per datagram cost more than the read itself under a flood), of
-    /// [`SLOTS`] slots that one read fills at once ([`recv_udp`]).
-    rx: Mutex<Vec<u8>>,
     /// The other datagrams of the last read, handed out first.
     next: Mutex<VecDeque<Incoming>>,
 }
@@ -261,7 +300,6 @@ impl GistSockets {
             ra: register(ra)?,
             raw_out,
             local,
-            rx: Mutex::new(vec![0u8; SLOTS * MAX_DATAGRAM]),
             next: Mutex::new(VecDeque::new()),
         })
     }
@@ -330,10 +368,9 @@ impl GistSockets {
         (udp, name(self.ra.get_ref().as_raw_fd()).is_some())
     }
 
-    /// The reusable receive buffer; a panic while it was held left nothing
-    /// in it worth refusing.
-    fn rx_buf(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner())
+    /// The thread's receive buffer ([`RX`]).
+    fn rx_buf(&self) -> RxBuf {
+        RxBuf::take()
     }
 
     /// Datagrams read and not handed out yet.
