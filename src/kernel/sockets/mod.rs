@@ -26,6 +26,8 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 
 use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag,
@@ -188,6 +190,9 @@ pub struct GistSockets {
     local: Vec<Ipv4Addr>,
     /// The other datagrams of the last read, handed out first.
     next: Mutex<VecDeque<Incoming>>,
+    /// The socket a read looks at first, the next one at each read: a
+    /// flooded socket does not keep the others unread.
+    turn: AtomicUsize,
 }
 
 /// Errno to io::Error, naming what failed.
@@ -295,67 +300,102 @@ impl GistSockets {
         })?;
         let ra = router_alert_socket()?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
+        let udp = register(udp)?;
         Ok(Self {
-            udp: register(udp)?,
+            udp,
             ra: register(ra)?,
             raw_out,
             local,
             next: Mutex::new(VecDeque::new()),
+            turn: AtomicUsize::new(0),
         })
     }
 
-    /// Waits for the next GIST datagram, from either socket. Intercepted
+    /// Waits for the next GIST datagram, from any socket. Intercepted
     /// datagrams that are not GIST (or not for this node to handle) are
     /// forwarded on unchanged by `keep`'s refusal: pass a predicate that says
     /// whether the node handles a payload (e.g. magic number and NSLPID match).
     pub async fn recv(&self, keep: impl Fn(&[u8]) -> bool) -> io::Result<Incoming> {
+        std::future::poll_fn(|cx| self.poll_recv(cx, &keep)).await
+    }
+
+    /// [`Self::recv`] as a poll: the node's actor polls its sockets itself,
+    /// with no future made per datagram.
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        keep: &impl Fn(&[u8]) -> bool,
+    ) -> Poll<io::Result<Incoming>> {
         if let Some(inc) = self.queued().pop_front() {
-            return Ok(inc);
+            return Poll::Ready(Ok(inc));
         }
+        // The UDP socket, the Router Alert socket.
+        let n = 2;
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        for k in (0..n).map(|i| (first + i) % n) {
+            let polled = match k {
+                0 => self.poll_udp(cx, &self.udp),
+                _ => self.poll_ra(cx, keep),
+            };
+            if let Poll::Ready(r) = polled {
+                return Poll::Ready(r);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// The next datagram of one UDP socket, `Pending` once it has none
+    /// (its readiness then wakes the caller).
+    fn poll_udp(&self, cx: &mut Context<'_>, fd: &AsyncFd<OwnedFd>) -> Poll<io::Result<Incoming>> {
         loop {
-            tokio::select! {
-                r = self.udp.readable() => {
-                    let mut g = r?;
-                    let mut queued = self.queued();
-                    match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf(), &mut queued)) {
-                        Ok(Ok(full)) => {
-                            if !full {
-                                // The queue was empty after it: no read that
-                                // would only say EAGAIN before the next wake-up.
-                                g.clear_ready();
-                            }
-                            let first = queued.pop_front().expect("recv_udp queues one at least");
-                            return Ok(first);
-                        }
-                        Ok(Err(e)) => return Err(e),
-                        Err(_would_block) => continue,
-                    }
-                }
-                r = self.ra.readable() => {
-                    let mut g = r?;
-                    let mut buf = self.rx_buf();
-                    let (n1, n2) = match g.try_io(|fd| recv_raw(fd.as_raw_fd(), &mut buf)) {
-                        Ok(Ok(n)) => n,
-                        Ok(Err(e)) => return Err(e),
-                        Err(_would_block) => continue,
-                    };
-                    if n2.is_none() {
-                        // As for UDP: the queue was empty after it.
+            let mut g = ready!(fd.poll_read_ready(cx))?;
+            let mut queued = self.queued();
+            match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf(), &mut queued)) {
+                Ok(Ok(full)) => {
+                    if !full {
+                        // The queue was empty after it: no read that
+                        // would only say EAGAIN before the next wake-up.
                         g.clear_ready();
                     }
-                    // A packet that cannot be forwarded on is the kernel's
-                    // usual loss, not a failure of this socket: the other
-                    // packet of the read still counts.
-                    let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
-                    let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
-                        self.classify(&buf[at..at + n], &keep)
-                            .unwrap_or_else(not_forwarded)
-                    });
-                    if let Some(first) = ours.next() {
-                        self.queued().extend(ours);
-                        return Ok(first);
-                    }
+                    let first = queued.pop_front().expect("recv_udp queues one at least");
+                    return Poll::Ready(Ok(first));
                 }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// The next intercepted GIST datagram of the Router Alert socket;
+    /// what `keep` refuses is forwarded on.
+    fn poll_ra(
+        &self,
+        cx: &mut Context<'_>,
+        keep: &impl Fn(&[u8]) -> bool,
+    ) -> Poll<io::Result<Incoming>> {
+        loop {
+            let mut g = ready!(self.ra.poll_read_ready(cx))?;
+            let mut buf = self.rx_buf();
+            let (n1, n2) = match g.try_io(|fd| recv_raw(fd.as_raw_fd(), &mut buf)) {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            };
+            if n2.is_none() {
+                // As for UDP: the queue was empty after it.
+                g.clear_ready();
+            }
+            // A packet that cannot be forwarded on is the kernel's
+            // usual loss, not a failure of this socket: the other
+            // packet of the read still counts.
+            let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
+            let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
+                self.classify(&buf[at..at + n], keep)
+                    .unwrap_or_else(not_forwarded)
+            });
+            if let Some(first) = ours.next() {
+                self.queued().extend(ours);
+                return Poll::Ready(Ok(first));
             }
         }
     }
@@ -790,7 +830,7 @@ mod tests {
     /// Runs `test` on a thread of its own in a fresh network namespace with
     /// `lo` up, with a current-thread runtime. Not root: skipped, but a
     /// failure under CI.
-    fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
+    pub(super) fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 let why = format!("cannot unshare a network namespace ({e}); run as root");

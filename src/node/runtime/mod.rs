@@ -22,6 +22,7 @@
 //!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
+mod datagrams;
 mod group;
 pub mod intake;
 mod kernel_thread;
@@ -55,6 +56,7 @@ use crate::node::core::{CoreAction, NodeCore};
 use crate::proto::gist::ma::{MaAction, Via};
 use crate::proto::gist::machine::Sid;
 use api_server::{ApiActor, Publish};
+use datagrams::READ_BURST;
 
 /// Lower-case hex of a session id.
 pub use crate::node::core::hex;
@@ -185,9 +187,6 @@ const MAILBOX: usize = 1024;
 /// Datagrams handled per [`Drain`], so API calls and kernel results
 /// interleave with a backlog.
 const BATCH: usize = 32;
-/// Datagrams read in one burst before the node handles any, and read
-/// before the node gives the thread to its other nodes.
-const READ_BURST: usize = 64;
 
 impl NodeActor {
     /// Sends what the core has to send and runs its actions, until it is
@@ -330,24 +329,8 @@ impl Actor for NodeActor {
         // the stream yields the thread (after tokio's driver has run), so
         // the other nodes of the thread run between the bursts of a flooded
         // one. A failed read is reported, then the next waits a little: a
-        // socket that keeps failing does not spin the thread.
-        let datagrams = futures_util::stream::unfold(
-            (self.sockets.clone(), false, 0),
-            move |(sockets, failed, mut read)| async move {
-                if failed {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                if read == READ_BURST {
-                    read = 0;
-                    tokio::task::yield_now().await;
-                }
-                let r = sockets
-                    .recv(|p| crate::proto::gist::codec::is_gist_for(p, nslpid))
-                    .await;
-                let failed = r.is_err();
-                Some((r, (sockets, failed, read + 1)))
-            },
-        );
+        // socket that keeps failing does not spin the thread (`datagrams`).
+        let datagrams = datagrams::Datagrams::new(self.sockets.clone(), nslpid);
         ctx.add_stream(futures_util::StreamExt::ready_chunks(datagrams, READ_BURST));
     }
 }

@@ -1,0 +1,72 @@
+//! A node's datagrams as the stream its actor polls (issue 17): each poll
+//! reads the node's sockets directly, with no future made per datagram
+//! (a `select!` of two readiness futures per datagram cost a waiter list
+//! insertion and removal on each socket, cold on a long chain).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use futures_util::Stream;
+
+use crate::kernel::sockets::{GistSockets, Incoming};
+
+/// Datagrams read in one burst before the node handles any, and read
+/// before the node gives the thread to its other nodes.
+pub(super) const READ_BURST: usize = 64;
+
+/// How long the stream waits after a failed read: a socket that keeps
+/// failing does not spin the thread.
+const AFTER_FAILURE: Duration = Duration::from_millis(10);
+
+/// The GIST datagrams of one node for the NSLP it serves; never ends.
+pub(super) struct Datagrams {
+    sockets: Rc<GistSockets>,
+    nslpid: u16,
+    /// Reads since the stream last yielded the thread.
+    read: usize,
+    /// A yield after [`READ_BURST`] reads (after tokio's driver has run,
+    /// so the thread's other nodes run between the bursts of a flooded
+    /// one), or the pause after a failed read.
+    wait: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+impl Datagrams {
+    pub fn new(sockets: Rc<GistSockets>, nslpid: u16) -> Self {
+        Self {
+            sockets,
+            nslpid,
+            read: 0,
+            wait: None,
+        }
+    }
+}
+
+impl Stream for Datagrams {
+    type Item = std::io::Result<Incoming>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(w) = this.wait.as_mut() {
+                ready!(w.as_mut().poll(cx));
+                this.wait = None;
+            }
+            if this.read < READ_BURST {
+                break;
+            }
+            this.read = 0;
+            this.wait = Some(Box::pin(tokio::task::yield_now()));
+        }
+        let nslpid = this.nslpid;
+        let keep = |p: &[u8]| crate::proto::gist::codec::is_gist_for(p, nslpid);
+        let r = ready!(this.sockets.poll_recv(cx, &keep));
+        this.read += 1;
+        if r.is_err() {
+            this.wait = Some(Box::pin(tokio::time::sleep(AFTER_FAILURE)));
+        }
+        Poll::Ready(Some(r))
+    }
+}
