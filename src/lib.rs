@@ -16,13 +16,6 @@
 //! | `experiment` | experiment files, runs, statistics, reports, figures |
 //! | `cli` | the `vlsp` command line |
 
-/// mimalloc instead of glibc's malloc (issue 17): on a chain of 1000
-/// routers, glibc's malloc and free were ~7 % of the node threads' time
-/// (`_int_free`, `malloc_consolidate` on chunks gone cold), where
-/// mimalloc keeps per-thread pages and frees to them without consolidation.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod cli;
 pub mod experiment;
 pub mod kernel;
