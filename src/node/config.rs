@@ -245,15 +245,17 @@ pub struct Signer {
 pub const SIGNED_WINDOW: Duration = Duration::from_secs(600);
 
 impl NodeConfig {
-    /// The routers at the other ends of the node's links (from the links,
-    /// else the routes' next hops), in the order first named: the GIST
-    /// peers of a path-coupled session are among them.
-    pub fn neighbours(&self) -> Vec<Ipv4Addr> {
-        let mut out: Vec<Ipv4Addr> = vec![];
+    /// (our address on the link, the router at its other end) for each of
+    /// the node's links (the other ends the links name, else the routes'
+    /// next hops), in the order first named: where a path-coupled
+    /// session's next GIST peer can be. A neighbour that runs no NSIS gets
+    /// a socket that is never used.
+    pub fn neighbours(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let mut out: Vec<(Ipv4Addr, Ipv4Addr)> = vec![];
         let named = self.links.iter().filter_map(|l| l.peer);
         for a in named.chain(self.routes.iter().map(|r| r.via)) {
-            if !a.is_unspecified() && !self.addrs.contains(&a) && !out.contains(&a) {
-                out.push(a);
+            if !a.is_unspecified() && !self.addrs.contains(&a) && !out.iter().any(|n| n.1 == a) {
+                out.push((self.local_addr_for(a), a));
             }
         }
         out
@@ -725,14 +727,20 @@ mod tests {
             crate::topology::Topology::parse(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
         let mut c = super::NodeConfig::from_topology(&topo, "tb2").unwrap();
         let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
-        assert_eq!(c.neighbours(), [a("172.1.2.1"), a("172.2.3.3")]);
+        assert_eq!(
+            c.neighbours(),
+            [
+                (a("172.1.2.2"), a("172.1.2.1")),
+                (a("172.2.3.2"), a("172.2.3.3"))
+            ]
+        );
         for l in &mut c.links {
             l.peer = None;
         }
         // tb2's routes: to tb3-tb4's subnet via tb3, and none via tb1.
-        assert_eq!(c.neighbours(), [a("172.2.3.3")]);
+        assert_eq!(c.neighbours(), [(a("172.2.3.2"), a("172.2.3.3"))]);
         c.links[0].peer = Some(c.addrs[0]);
-        assert_eq!(c.neighbours(), [a("172.2.3.3")]);
+        assert_eq!(c.neighbours(), [(a("172.2.3.2"), a("172.2.3.3"))]);
     }
 
     /// `vlsp up` shapes every link up front up to 300 routers; beyond, the

@@ -18,12 +18,14 @@
 
 mod fake;
 mod neighbour;
+mod rx;
 pub mod tcp;
 
 pub use fake::{FakeSockets, Sent};
+use rx::{RxBuf, recv_raw, recv_udp};
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -32,9 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockFlag,
-    SockProtocol, SockType, SockaddrIn, bind, recvmmsg, sendmsg, sendto, setsockopt, socket,
-    sockopt,
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, bind,
+    sendmsg, sendto, setsockopt, socket, sockopt,
 };
 use thiserror::Error;
 use tokio::io::Interest;
@@ -141,49 +142,6 @@ impl Datagram<'_> {
     }
 }
 
-thread_local! {
-    /// The receive buffer of the nodes a thread serves, of [`SLOTS`] slots
-    /// that one read fills at once ([`recv_udp`]). Reused for every read: a
-    /// fresh zeroed 64 KiB per datagram cost more than the read itself
-    /// under a flood. One per thread, not per node: a node's reads never
-    /// overlap another's on its thread, and on a long chain a buffer per
-    /// node was a cold page and cold lines at every read (issue 17).
-    static RX: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// The thread's receive buffer, lent for one read and given back on drop.
-struct RxBuf(Vec<u8>);
-
-impl RxBuf {
-    fn take() -> Self {
-        let b = RX.try_with(|c| c.take()).unwrap_or_default();
-        if b.len() < SLOTS * MAX_DATAGRAM {
-            return Self(vec![0u8; SLOTS * MAX_DATAGRAM]);
-        }
-        Self(b)
-    }
-}
-
-impl Drop for RxBuf {
-    fn drop(&mut self) {
-        let b = std::mem::take(&mut self.0);
-        let _ = RX.try_with(|c| c.set(b));
-    }
-}
-
-impl std::ops::Deref for RxBuf {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for RxBuf {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.0
-    }
-}
-
 /// The sockets of one node.
 pub struct GistSockets {
     udp: AsyncFd<OwnedFd>,
@@ -284,12 +242,12 @@ impl GistSockets {
     /// Opens the sockets in the calling thread's namespace. `local` are the
     /// node's substrate addresses: intercepted datagrams addressed to one of
     /// them are left to the UDP socket, which receives them anyway.
-    /// `neighbours`: the addresses of the routers at the other ends of the
-    /// node's links, each given a socket connected to it (`neighbour`; one
-    /// that cannot be opened is left out, and its messages take the
-    /// unconnected socket). Needs a tokio runtime (the sockets are
-    /// registered with its reactor).
-    pub fn open(local: Vec<Ipv4Addr>, neighbours: &[Ipv4Addr]) -> io::Result<Self> {
+    /// `neighbours`: (the node's address on the link, the router's at its
+    /// other end) for each of the node's links, each given a socket
+    /// connected to it (`neighbour`; one that cannot be opened is left out,
+    /// and its messages take the unconnected socket). Needs a tokio runtime
+    /// (the sockets are registered with its reactor).
+    pub fn open(local: Vec<Ipv4Addr>, neighbours: &[(Ipv4Addr, Ipv4Addr)]) -> io::Result<Self> {
         let udp = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
         enlarge_rcvbuf(&udp, "UDP socket");
         setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
@@ -310,14 +268,27 @@ impl GistSockets {
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
         let udp = register(udp)?;
         let mut connected: Vec<neighbour::Neighbour> = vec![];
-        for &addr in neighbours {
+        for &(here, addr) in neighbours {
             if local.contains(&addr) || connected.iter().any(|n| n.addr == addr) {
                 continue;
             }
-            match neighbour::Neighbour::open(addr) {
+            match neighbour::Neighbour::open(here, addr) {
                 Ok(n) => connected.push(n),
-                Err(e) => tracing::debug!(
-                    "GIST UDP socket to neighbour {addr}: {e}; its messages take the \
+                // The link's address or route is not there (yet): only
+                // the shortcut is lost.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH)
+                    ) =>
+                {
+                    tracing::debug!(
+                        "GIST UDP socket {here} to neighbour {addr}: {e}; its messages take the \
+                     unconnected socket"
+                    )
+                }
+                Err(e) => tracing::warn!(
+                    "GIST UDP socket {here} to neighbour {addr}: {e}; its messages take the \
                      unconnected socket"
                 ),
             }
@@ -351,9 +322,10 @@ impl GistSockets {
         if let Some(inc) = self.queued().pop_front() {
             return Poll::Ready(Ok(inc));
         }
-        // The unconnected socket, the neighbours', the Router Alert socket.
+        // The unconnected socket, the neighbours', the Router Alert socket,
+        // in turn: the next read starts after the socket this one served.
         let n = self.neighbours.len() + 2;
-        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        let first = self.turn.load(Ordering::Relaxed);
         for k in (0..n).map(|i| (first + i) % n) {
             let polled = match k {
                 0 => self.poll_udp(cx, &self.udp, false),
@@ -361,6 +333,7 @@ impl GistSockets {
                 k => self.poll_udp(cx, &self.neighbours[k - 1].sock, true),
             };
             if let Poll::Ready(r) = polled {
+                self.turn.store(k + 1, Ordering::Relaxed);
                 return Poll::Ready(r);
             }
         }
@@ -369,14 +342,15 @@ impl GistSockets {
 
     /// The next datagram of one UDP socket, `Pending` once it has none
     /// (its readiness then wakes the caller). `connected`: a neighbour's
-    /// socket, whose reported ICMP errors are dropped.
+    /// socket, whose reported ICMP errors are dropped, [`PASSES`] at most
+    /// per poll.
     fn poll_udp(
         &self,
         cx: &mut Context<'_>,
         fd: &AsyncFd<OwnedFd>,
         connected: bool,
     ) -> Poll<io::Result<Incoming>> {
-        loop {
+        for _ in 0..PASSES {
             let mut g = ready!(fd.poll_read_ready(cx))?;
             let mut queued = self.queued();
             match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf(), &mut queued)) {
@@ -396,16 +370,19 @@ impl GistSockets {
                 Err(_would_block) => {}
             }
         }
+        again(cx)
     }
 
     /// The next intercepted GIST datagram of the Router Alert socket;
-    /// what `keep` refuses is forwarded on.
+    /// what `keep` refuses is forwarded on, [`PASSES`] reads at most per
+    /// poll: a flood of alerts for others does not keep the node's other
+    /// sockets unread.
     fn poll_ra(
         &self,
         cx: &mut Context<'_>,
         keep: &impl Fn(&[u8]) -> bool,
     ) -> Poll<io::Result<Incoming>> {
-        loop {
+        for _ in 0..PASSES {
             let mut g = ready!(self.ra.poll_read_ready(cx))?;
             let mut buf = self.rx_buf();
             let (n1, n2) = match g.try_io(|fd| recv_raw(fd.as_raw_fd(), &mut buf)) {
@@ -430,6 +407,7 @@ impl GistSockets {
                 return Poll::Ready(Ok(first));
             }
         }
+        again(cx)
     }
 
     /// The UDP socket's local address and whether the Router Alert socket
@@ -595,115 +573,24 @@ impl GistTransport for GistSockets {
     }
 }
 
+/// Reads of one socket in one poll that give the node nothing (alerts it
+/// forwards, reported ICMP errors) before the poll moves on.
+const PASSES: usize = 64;
+
+/// A socket still ready after [`PASSES`] reads that gave nothing: the
+/// caller polls again (after the thread's other tasks), having looked at
+/// the node's other sockets first.
+fn again<T>(cx: &mut Context<'_>) -> Poll<T> {
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
 /// An intercepted packet that was not ours and could not be sent on: as
 /// the kernel would, dropped (at debug level: a sender can cause it at
 /// will).
 fn not_forwarded(e: io::Error) -> Option<Incoming> {
     tracing::debug!("Router Alert packet not forwarded: {e}");
     None
-}
-
-/// What a read tells of one datagram besides its bytes: length, source,
-/// destination, TTL.
-type Header = (usize, SocketAddrV4, Ipv4Addr, Option<u8>);
-
-/// Up to [`SLOTS`] datagrams in one `recvmmsg`, one per `MAX_DATAGRAM`
-/// slot of `buf`, appended to `out` (no allocation of its own but the
-/// payloads'); whether every slot was filled. Fewer means the queue
-/// was empty after them (or that an error follows, which the next read
-/// reports), so the caller clears the socket's readiness instead of reading
-/// again for an EAGAIN: one system call a burst instead of two (a call
-/// costs 1.4-2.2 µs in this nested VM; issue 17). Four slots take a
-/// querier's Confirm and the Data behind it in one read that also tells
-/// the queue is empty. A datagram that cannot be read is dropped, not the
-/// others with it; the read fails only when none could be read.
-fn recv_udp(fd: RawFd, buf: &mut [u8], out: &mut VecDeque<Incoming>) -> io::Result<bool> {
-    // Each slot holds the largest datagram: none is cut short.
-    assert!(
-        buf.len() >= SLOTS * MAX_DATAGRAM,
-        "receive buffer too small"
-    );
-    let mut slots = buf.chunks_mut(MAX_DATAGRAM);
-    let mut iovs: [[IoSliceMut<'_>; 1]; SLOTS] =
-        std::array::from_fn(|_| [IoSliceMut::new(slots.next().expect("checked above"))]);
-    let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(
-        SLOTS,
-        Some(nix::cmsg_space!(libc::c_int, libc::in_pktinfo)),
-    );
-    // Per slot, read before the buffers.
-    let mut got: [Option<Header>; SLOTS] = [None; SLOTS];
-    let mut read = 0;
-    // A datagram that cannot be read is dropped, not the others with it.
-    let mut failed = None;
-    for (slot, msg) in
-        recvmmsg(fd, &mut hdrs, iovs.iter_mut(), MsgFlags::empty(), None)?.enumerate()
-    {
-        read += 1;
-        let one = (|| {
-            let mut ttl = None;
-            let mut dst = Ipv4Addr::UNSPECIFIED;
-            for c in msg.cmsgs()? {
-                match c {
-                    ControlMessageOwned::Ipv4Ttl(t) => ttl = Some(t as u8),
-                    ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                        dst = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))
-                    }
-                    _ => {}
-                }
-            }
-            let src = msg
-                .address
-                .map(|a| SocketAddrV4::new(a.ip(), a.port()))
-                .ok_or_else(|| io::Error::other("datagram without a source address"))?;
-            Ok::<_, io::Error>((msg.bytes, src, dst, ttl))
-        })();
-        match one {
-            Ok(m) => got[slot] = Some(m),
-            Err(e) => failed = Some(e),
-        }
-    }
-    if got.iter().all(Option::is_none) {
-        return Err(failed.unwrap_or_else(|| io::Error::from(io::ErrorKind::WouldBlock)));
-    }
-    if let Some(e) = failed {
-        tracing::warn!("GIST socket: a datagram of a read dropped: {e}");
-    }
-    let at_ns = crate::model::measure::now_ns();
-    for (slot, (n, src, dst, ttl)) in got
-        .into_iter()
-        .enumerate()
-        .filter_map(|(slot, m)| Some((slot, m?)))
-    {
-        let at = slot * MAX_DATAGRAM;
-        out.push_back(Incoming {
-            src,
-            dst,
-            ttl,
-            intercepted: false,
-            payload: buf[at..at + n].to_vec(),
-            at_ns,
-        });
-    }
-    Ok(read == SLOTS)
-}
-
-/// Up to two packets of the Router Alert socket in one `recvmmsg`, into
-/// the first two slots of `buf`: their lengths. One back means the queue
-/// was empty after it (see [`recv_udp`]).
-fn recv_raw(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
-    debug_assert!(buf.len() >= 2 * MAX_DATAGRAM);
-    let (a, b) = buf.split_at_mut(MAX_DATAGRAM);
-    let mut iovs = [
-        [IoSliceMut::new(a)],
-        [IoSliceMut::new(&mut b[..MAX_DATAGRAM])],
-    ];
-    let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(2, None);
-    let mut lens =
-        recvmmsg(fd, &mut hdrs, iovs.iter_mut(), MsgFlags::empty(), None)?.map(|m| m.bytes);
-    let first = lens
-        .next()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
-    Ok((first, lens.next()))
 }
 
 /// Raises a socket's receive buffer to [`RCVBUF_BYTES`]: SO_RCVBUFFORCE

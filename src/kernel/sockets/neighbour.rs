@@ -5,13 +5,19 @@
 //! the neighbour's port 270 is matched to the socket before any route
 //! lookup (UDP early demux). Route lookups were a tenth of the node
 //! threads' time on a chain of 1000 routers, most of them on tables gone
-//! cold. The bytes on the wire are the same but for the IP ID (a counter
-//! per socket instead of the kernel's hashed one).
+//! cold. The bytes on the wire are the same (source port 270, the node's
+//! address on the link, the TTL asked for) but for the IP ID, which a
+//! connected socket counts per socket.
 //!
-//! The socket shares port 270 with the node's unconnected socket
-//! (`SO_REUSEADDR` on both): the kernel hands a datagram to the socket
-//! that matches it best, so the neighbour's port-270 datagrams come here
-//! and everything else goes to the unconnected socket, as before.
+//! The socket is bound to the node's address on the link, port 270, beside
+//! the node's unconnected socket on every address (`SO_REUSEADDR` on
+//! both): the kernel hands a datagram to the socket that matches it best,
+//! so the neighbour's port-270 datagrams to that address come here and
+//! everything else goes to the unconnected socket, as before. Bound to the
+//! link's address, the socket cannot pick another source address (one the
+//! routes gave at start, before the link had its own); a missing address
+//! fails the socket, and the node's messages to that neighbour take the
+//! unconnected one.
 //!
 //! A connected socket also hears the ICMP errors its datagrams cause (a
 //! neighbour whose node is down answers "port unreachable"); they come
@@ -19,10 +25,10 @@
 //! dropped ([`is_icmp_report`]), and a send that fails is sent again
 //! through the unconnected socket, which reports only its own errors.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::sys::socket::{
     MsgFlags, SockProtocol, SockType, SockaddrIn, bind, connect, send, setsockopt, sockopt,
@@ -40,14 +46,17 @@ pub(super) struct Neighbour {
     /// The IP TTL set on the socket, `0` until its first send. A message
     /// with another TTL goes through the unconnected socket, which sets it
     /// per datagram (an IP-level control message makes the kernel look the
-    /// route up again, so it is not sent here).
-    ttl: AtomicU8,
+    /// route up again, so it is not sent here). The first message decides:
+    /// in practice a neighbour gets one TTL (NSIS-ka's profile sends 103
+    /// downstream and 64 upstream, so one per direction).
+    ttl: Cell<u8>,
 }
 
 impl Neighbour {
-    /// Opens the socket in the calling thread's namespace: bound to port
-    /// 270 beside the node's unconnected socket, connected to `addr`'s.
-    pub fn open(addr: Ipv4Addr) -> io::Result<Self> {
+    /// Opens the socket in the calling thread's namespace: bound to
+    /// `local`:270 beside the node's unconnected socket, connected to
+    /// `addr`:270.
+    pub fn open(local: Ipv4Addr, addr: Ipv4Addr) -> io::Result<Self> {
         let fd = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
         enlarge_rcvbuf(&fd, "UDP socket of a neighbour");
         setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
@@ -56,14 +65,14 @@ impl Neighbour {
         if let Err(e) = setsockopt(&fd, sockopt::Priority, &SIGNALING_PRIORITY) {
             tracing::debug!("GIST UDP socket to {addr}: SO_PRIORITY {SIGNALING_PRIORITY:#x}: {e}");
         }
-        let port = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
-        bind(fd.as_raw_fd(), &port).map_err(os("bind UDP port 270 beside the node's socket"))?;
+        let here = SockaddrIn::from(SocketAddrV4::new(local, GIST_PORT));
+        bind(fd.as_raw_fd(), &here).map_err(os("bind"))?;
         let to = SockaddrIn::from(SocketAddrV4::new(addr, GIST_PORT));
         connect(fd.as_raw_fd(), &to).map_err(os("connect"))?;
         Ok(Self {
             addr,
             sock: register(fd)?,
-            ttl: AtomicU8::new(0),
+            ttl: Cell::new(0),
         })
     }
 
@@ -72,13 +81,13 @@ impl Neighbour {
     /// level), so that the caller sends it through the unconnected socket.
     pub fn try_send(&self, payload: &[u8], ttl: u8) -> Option<()> {
         let fd = self.sock.get_ref();
-        match self.ttl.load(Ordering::Relaxed) {
+        match self.ttl.get() {
             0 => {
                 if let Err(e) = setsockopt(fd, sockopt::Ipv4Ttl, &libc::c_int::from(ttl)) {
                     tracing::debug!("GIST UDP socket to {}: IP_TTL {ttl}: {e}", self.addr);
                     return None;
                 }
-                self.ttl.store(ttl, Ordering::Relaxed);
+                self.ttl.set(ttl);
             }
             t if t != ttl => return None,
             _ => {}
@@ -107,7 +116,7 @@ pub(super) fn is_icmp_report(e: &io::Error) -> bool {
                 | libc::EHOSTUNREACH
                 | libc::ENETUNREACH
                 | libc::EHOSTDOWN
-                | libc::ENETDOWN
+                | libc::ENONET
                 | libc::ENOPROTOOPT
                 | libc::EMSGSIZE
                 | libc::EPROTO
@@ -209,7 +218,8 @@ mod tests {
     fn the_neighbours_datagrams_take_its_socket_and_the_rest_the_other() {
         in_fresh_netns(|rt| {
             let _in_rt = rt.enter();
-            let socks = GistSockets::open(vec![ME], &[NEIGHBOUR, ME, NEIGHBOUR]).unwrap();
+            let socks =
+                GistSockets::open(vec![ME], &[(ME, NEIGHBOUR), (ME, ME), (ME, NEIGHBOUR)]).unwrap();
             assert_eq!(
                 socks.neighbours.len(),
                 1,
@@ -255,11 +265,49 @@ mod tests {
             );
             let to = SocketAddrV4::new(NEIGHBOUR, GIST_PORT);
             socks.send_dmode(to, b"first", 64).unwrap();
-            assert_eq!(nb.ttl.load(Ordering::Relaxed), 64, "not sent connected");
+            assert_eq!(nb.ttl.get(), 64, "not sent connected");
             socks.send_dmode(to, b"other ttl", 103).unwrap();
             let me = SocketAddrV4::new(ME, GIST_PORT);
             assert_eq!(read(&peer), (b"first".to_vec(), me, 64));
             assert_eq!(read(&peer), (b"other ttl".to_vec(), me, 103));
+        });
+    }
+
+    /// Root: a flood of Router Alert packets the node only forwards (here
+    /// to a port other than 270, each forwarded copy read again until its
+    /// TTL runs out) does not keep a neighbour's datagram waiting: a read
+    /// that starts at the Router Alert socket moves on after a bounded
+    /// number of packets, and the neighbour's datagram comes out while the
+    /// flood is still queued.
+    #[test]
+    fn a_router_alert_flood_does_not_hold_up_a_neighbours_datagram() {
+        in_fresh_netns(|rt| {
+            let _in_rt = rt.enter();
+            // No local address: alerts to 127.0.0.1 count as passing through.
+            let socks = GistSockets::open(vec![], &[(ME, NEIGHBOUR)]).unwrap();
+            let peer = port_270_at(NEIGHBOUR);
+            let wait = Duration::from_secs(2);
+            rt.block_on(async {
+                // Served from the neighbour's socket, the next read starts
+                // at the Router Alert socket.
+                send_from(&peer, b"first", ME);
+                let inc = tokio::time::timeout(wait, socks.recv(|_| true)).await;
+                assert_eq!(inc.unwrap().unwrap().payload, b"first");
+                let other_port = SocketAddrV4::new(ME, GIST_PORT + 1);
+                for _ in 0..2000 {
+                    socks.send_qmode(other_port, b"not ours", 64).unwrap();
+                }
+                send_from(&peer, b"hello", ME);
+                let inc = tokio::time::timeout(wait, socks.recv(|_| true))
+                    .await
+                    .expect("the neighbour's datagram waited behind the flood")
+                    .unwrap();
+                assert_eq!(inc.payload, b"hello");
+            });
+            assert!(
+                readable(socks.ra.get_ref()),
+                "the flood was worked off before the neighbour's datagram"
+            );
         });
     }
 
@@ -284,7 +332,7 @@ mod tests {
                 "add table ip t; add chain ip t i { type filter hook input priority 0; }; \
                  add rule ip t i ip daddr 127.0.0.2 udp dport 270 reject",
             );
-            let socks = GistSockets::open(vec![ME], &[NEIGHBOUR]).unwrap();
+            let socks = GistSockets::open(vec![ME], &[(ME, NEIGHBOUR)]).unwrap();
             let to = SocketAddrV4::new(NEIGHBOUR, GIST_PORT);
             socks.send_dmode(to, b"lost", 64).unwrap();
             let nb = socks.neighbours[0].sock.get_ref();
