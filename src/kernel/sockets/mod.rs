@@ -1,8 +1,7 @@
 //! GIST's datagram transport on a substrate node (RFC 5971 §5.3 and §5.4):
 //! one UDP socket on port 270 for D-mode messages and for sending Q-mode
-//! Queries, one more on port 270 connected to each link neighbour for the
-//! D-mode messages to and from it (`neighbour`), and one raw socket that
-//! intercepts Q-mode Queries passing through this node.
+//! Queries, and one raw socket that intercepts Q-mode Queries passing
+//! through this node.
 //!
 //! Path-coupled discovery works the way the RFC intends: a Query is sent to
 //! the *flow's* destination address with the IP Router Alert option; the
@@ -17,7 +16,6 @@
 //! a socket keeps the namespace it was created in.
 
 mod fake;
-mod neighbour;
 mod rx;
 pub mod tcp;
 
@@ -145,8 +143,6 @@ impl Datagram<'_> {
 /// The sockets of one node.
 pub struct GistSockets {
     udp: AsyncFd<OwnedFd>,
-    /// A socket connected to each link neighbour (`neighbour`).
-    neighbours: Vec<neighbour::Neighbour>,
     ra: AsyncFd<OwnedFd>,
     raw_out: OwnedFd,
     local: Vec<Ipv4Addr>,
@@ -242,12 +238,8 @@ impl GistSockets {
     /// Opens the sockets in the calling thread's namespace. `local` are the
     /// node's substrate addresses: intercepted datagrams addressed to one of
     /// them are left to the UDP socket, which receives them anyway.
-    /// `neighbours`: (the node's address on the link, the router's at its
-    /// other end) for each of the node's links, each given a socket
-    /// connected to it (`neighbour`; one that cannot be opened is left out,
-    /// and its messages take the unconnected socket). Needs a tokio runtime
-    /// (the sockets are registered with its reactor).
-    pub fn open(local: Vec<Ipv4Addr>, neighbours: &[(Ipv4Addr, Ipv4Addr)]) -> io::Result<Self> {
+    /// Needs a tokio runtime (the sockets are registered with its reactor).
+    pub fn open(local: Vec<Ipv4Addr>) -> io::Result<Self> {
         let udp = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
         enlarge_rcvbuf(&udp, "UDP socket");
         setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
@@ -267,35 +259,8 @@ impl GistSockets {
         let ra = router_alert_socket()?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
         let udp = register(udp)?;
-        let mut connected: Vec<neighbour::Neighbour> = vec![];
-        for &(here, addr) in neighbours {
-            if local.contains(&addr) || connected.iter().any(|n| n.addr == addr) {
-                continue;
-            }
-            match neighbour::Neighbour::open(here, addr) {
-                Ok(n) => connected.push(n),
-                // The link's address or route is not there (yet): only
-                // the shortcut is lost.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH)
-                    ) =>
-                {
-                    tracing::debug!(
-                        "GIST UDP socket {here} to neighbour {addr}: {e}; its messages take the \
-                     unconnected socket"
-                    )
-                }
-                Err(e) => tracing::warn!(
-                    "GIST UDP socket {here} to neighbour {addr}: {e}; its messages take the \
-                     unconnected socket"
-                ),
-            }
-        }
         Ok(Self {
             udp,
-            neighbours: connected,
             ra: register(ra)?,
             raw_out,
             local,
@@ -322,15 +287,14 @@ impl GistSockets {
         if let Some(inc) = self.queued().pop_front() {
             return Poll::Ready(Ok(inc));
         }
-        // The unconnected socket, the neighbours', the Router Alert socket,
-        // in turn: the next read starts after the socket this one served.
-        let n = self.neighbours.len() + 2;
+        // The UDP socket, then the Router Alert socket, in turn: the next
+        // read starts after the socket this one served.
+        let n = 2;
         let first = self.turn.load(Ordering::Relaxed);
         for k in (0..n).map(|i| (first + i) % n) {
             let polled = match k {
-                0 => self.poll_udp(cx, &self.udp, false),
-                k if k == n - 1 => self.poll_ra(cx, keep),
-                k => self.poll_udp(cx, &self.neighbours[k - 1].sock, true),
+                0 => self.poll_udp(cx),
+                _ => self.poll_ra(cx, keep),
             };
             if let Poll::Ready(r) = polled {
                 self.turn.store(k + 1, Ordering::Relaxed);
@@ -340,18 +304,11 @@ impl GistSockets {
         Poll::Pending
     }
 
-    /// The next datagram of one UDP socket, `Pending` once it has none
-    /// (its readiness then wakes the caller). `connected`: a neighbour's
-    /// socket, whose reported ICMP errors are dropped, [`PASSES`] at most
-    /// per poll.
-    fn poll_udp(
-        &self,
-        cx: &mut Context<'_>,
-        fd: &AsyncFd<OwnedFd>,
-        connected: bool,
-    ) -> Poll<io::Result<Incoming>> {
-        for _ in 0..PASSES {
-            let mut g = ready!(fd.poll_read_ready(cx))?;
+    /// The next datagram of the UDP socket, `Pending` once it has none
+    /// (its readiness then wakes the caller).
+    fn poll_udp(&self, cx: &mut Context<'_>) -> Poll<io::Result<Incoming>> {
+        loop {
+            let mut g = ready!(self.udp.poll_read_ready(cx))?;
             let mut queued = self.queued();
             match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf(), &mut queued)) {
                 Ok(Ok(full)) => {
@@ -363,14 +320,10 @@ impl GistSockets {
                     let first = queued.pop_front().expect("recv_udp queues one at least");
                     return Poll::Ready(Ok(first));
                 }
-                Ok(Err(e)) if connected && neighbour::is_icmp_report(&e) => {
-                    tracing::debug!("GIST UDP socket of a neighbour: {e} (an ICMP error)");
-                }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => {}
             }
         }
-        again(cx)
     }
 
     /// The next intercepted GIST datagram of the Router Alert socket;
@@ -487,12 +440,6 @@ impl GistSockets {
 
     fn sendmsg(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8, rao: bool) -> io::Result<()> {
         let fd = self.udp.get_ref().as_raw_fd();
-        if !rao && dst.port() == GIST_PORT {
-            let to = self.neighbours.iter().find(|n| n.addr == *dst.ip());
-            if to.and_then(|n| n.try_send(payload, ttl)).is_some() {
-                return Ok(());
-            }
-        }
         if !rao {
             let ttl = libc::c_int::from(ttl);
             return sendmsg(
@@ -573,8 +520,8 @@ impl GistTransport for GistSockets {
     }
 }
 
-/// Reads of one socket in one poll that give the node nothing (alerts it
-/// forwards, reported ICMP errors) before the poll moves on.
+/// Reads of the Router Alert socket in one poll that give the node nothing
+/// (alerts it forwards) before the poll moves on.
 const PASSES: usize = 64;
 
 /// A socket still ready after [`PASSES`] reads that gave nothing: the
@@ -755,7 +702,7 @@ mod tests {
     /// Runs `test` on a thread of its own in a fresh network namespace with
     /// `lo` up, with a current-thread runtime. Not root: skipped, but a
     /// failure under CI.
-    pub(super) fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
+    fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 let why = format!("cannot unshare a network namespace ({e}); run as root");
@@ -786,7 +733,7 @@ mod tests {
         in_fresh_netns(|rt| {
             let _in_rt = rt.enter();
             let lo = Ipv4Addr::LOCALHOST;
-            let socks = GistSockets::open(vec![lo], &[]).unwrap();
+            let socks = GistSockets::open(vec![lo]).unwrap();
             let to = SocketAddrV4::new(lo, GIST_PORT);
             let plain = std::net::UdpSocket::bind((lo, 0)).unwrap();
             plain.send_to(b"plain", to).unwrap();
@@ -847,7 +794,7 @@ mod tests {
             assert!(nft.success(), "nft rule");
             rt.block_on(async {
                 // No local address: alerts to 127.0.0.1 count as intercepted.
-                let socks = GistSockets::open(vec![], &[]).unwrap();
+                let socks = GistSockets::open(vec![]).unwrap();
                 let lo = Ipv4Addr::LOCALHOST;
                 socks
                     .send_qmode(SocketAddrV4::new(lo, GIST_PORT + 1), b"not ours", 64)
@@ -873,6 +820,53 @@ mod tests {
         });
     }
 
+    /// Root: a flood of Router Alert packets the node only forwards (here
+    /// to a port other than 270, each forwarded copy read again until its
+    /// TTL runs out) does not keep a datagram on the UDP socket waiting: a
+    /// read that starts at the Router Alert socket moves on after
+    /// [`PASSES`] packets, and the datagram comes out while the flood is
+    /// still queued.
+    #[test]
+    fn a_router_alert_flood_does_not_hold_up_the_udp_socket() {
+        in_fresh_netns(|rt| {
+            let _in_rt = rt.enter();
+            // No local address: alerts to 127.0.0.1 count as passing through.
+            let socks = GistSockets::open(vec![]).unwrap();
+            let lo = Ipv4Addr::LOCALHOST;
+            let to = SocketAddrV4::new(lo, GIST_PORT);
+            let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
+            let wait = std::time::Duration::from_secs(2);
+            rt.block_on(async {
+                // Served from the UDP socket, the next read starts at the
+                // Router Alert socket.
+                peer.send_to(b"first", to).unwrap();
+                let inc = tokio::time::timeout(wait, socks.recv(|_| true)).await;
+                assert_eq!(inc.unwrap().unwrap().payload, b"first");
+                let other_port = SocketAddrV4::new(lo, GIST_PORT + 1);
+                for _ in 0..2000 {
+                    socks.send_qmode(other_port, b"not ours", 64).unwrap();
+                }
+                peer.send_to(b"hello", to).unwrap();
+                let inc = tokio::time::timeout(wait, socks.recv(|_| true))
+                    .await
+                    .expect("the datagram waited behind the flood")
+                    .unwrap();
+                assert_eq!(inc.payload, b"hello");
+            });
+            let mut pfd = libc::pollfd {
+                fd: socks.ra.get_ref().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, count 1.
+            assert_eq!(
+                unsafe { libc::poll(&mut pfd, 1, 0) },
+                1,
+                "the flood was worked off before the UDP socket's datagram"
+            );
+        });
+    }
+
     /// Root: `recv` hands out queued datagrams in order, [`SLOTS`] per
     /// read, and a datagram sent after the queue ran dry (readiness cleared
     /// without an EAGAIN read) still wakes it.
@@ -881,7 +875,7 @@ mod tests {
         in_fresh_netns(|rt| {
             rt.block_on(async {
                 let lo = Ipv4Addr::LOCALHOST;
-                let socks = GistSockets::open(vec![lo], &[]).unwrap();
+                let socks = GistSockets::open(vec![lo]).unwrap();
                 let to = SocketAddrV4::new(lo, GIST_PORT);
                 let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
                 let all = |_: &[u8]| true;
