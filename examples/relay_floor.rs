@@ -341,15 +341,14 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
             .register(&mut m, Token(i), Interest::READABLE)?;
         msocks.push(m);
     }
-    let mut st = Stats::default();
     let mut events = Events::with_capacity(n);
     let mut buf = [0u8; 64];
-    let mut round = 0u32;
-    let mut t0 = originate(|b, a| msocks[0].send_to(b, a), DOWN, round)?;
+    let send = |j: usize, b: &[u8], d: SocketAddr| msocks[j].send_to(b, d);
+    let mut r = Rounds::start(rounds, send)?;
     loop {
         poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
         if events.is_empty() {
-            bail!("one thread: no datagram for 5 s in round {round}");
+            bail!("one thread: no datagram for 5 s in round {}", r.round);
         }
         for ev in events.iter() {
             let i = ev.token().0;
@@ -359,30 +358,70 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.into()),
                 };
-                let got = now_ns();
-                let Some(mut m) = Msg::decode(&buf[..len]) else {
-                    bail!("node {i}: a datagram of {len} bytes, not ours");
-                };
-                if m.round >= WARMUP {
-                    st.hops.push((got - m.recv_prev, got - m.send_prev));
+                if r.handle(i, n, &buf[..len], send)? {
+                    return Ok(r.st);
                 }
-                if let Some(d) = next_hop(i, n, &mut m) {
-                    m.recv_prev = got;
-                    m.send_prev = now_ns();
-                    msocks[i].send_to(&m.encode(), d)?;
-                    continue;
-                }
-                // Back at node 0: the round is over.
-                if round >= WARMUP {
-                    st.rtts.push(got - t0);
-                }
-                round += 1;
-                if round == WARMUP + rounds {
-                    return Ok(st);
-                }
-                t0 = originate(|b, a| msocks[0].send_to(b, a), DOWN, round)?;
             }
         }
+    }
+}
+
+/// The rounds one thread relays (`epoll`, `connected`): its samples, and
+/// where it is.
+struct Rounds {
+    st: Stats,
+    round: u32,
+    rounds: u32,
+    /// When the round under way left node 0.
+    t0: u64,
+}
+
+impl Rounds {
+    /// Sends the first round from node 0 with `send` (node, bytes, to).
+    fn start(
+        rounds: u32,
+        send: impl Fn(usize, &[u8], SocketAddr) -> std::io::Result<usize>,
+    ) -> Result<Self> {
+        Ok(Self {
+            st: Stats::default(),
+            round: 0,
+            rounds,
+            t0: originate(|b, a| send(0, b, a), DOWN, 0)?,
+        })
+    }
+
+    /// Node `i` of `n` read `bytes`: records the hop and sends it on, or,
+    /// back at node 0, ends the round and starts the next. True once the
+    /// last round is over.
+    fn handle(
+        &mut self,
+        i: usize,
+        n: usize,
+        bytes: &[u8],
+        send: impl Fn(usize, &[u8], SocketAddr) -> std::io::Result<usize>,
+    ) -> Result<bool> {
+        let got = now_ns();
+        let Some(mut m) = Msg::decode(bytes) else {
+            bail!("node {i}: a datagram of {} bytes, not ours", bytes.len());
+        };
+        if m.round >= WARMUP {
+            self.st.hops.push((got - m.recv_prev, got - m.send_prev));
+        }
+        if let Some(d) = next_hop(i, n, &mut m) {
+            m.recv_prev = got;
+            m.send_prev = now_ns();
+            send(i, &m.encode(), d)?;
+            return Ok(false);
+        }
+        if self.round >= WARMUP {
+            self.st.rtts.push(got - self.t0);
+        }
+        self.round += 1;
+        if self.round == WARMUP + self.rounds {
+            return Ok(true);
+        }
+        self.t0 = originate(|b, a| send(0, b, a), DOWN, self.round)?;
+        Ok(false)
     }
 }
 
@@ -459,21 +498,19 @@ fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
         socks.push(row);
     }
     let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
-    let mut st = Stats::default();
     let mut events = Events::with_capacity(3 * n);
     let mut buf = [0u8; 64];
-    let mut round = 0u32;
-    let send = |socks: &[[Option<mio::net::UdpSocket>; 3]], i: usize, b: &[u8], d: SocketAddr| {
+    let send = |i: usize, b: &[u8], d: SocketAddr| {
         socks[i][towards(i, d)]
             .as_ref()
             .expect("a neighbour towards the next hop")
             .send(b)
     };
-    let mut t0 = originate(|b, a| send(&socks, 0, b, a), DOWN, round)?;
+    let mut r = Rounds::start(rounds, send)?;
     loop {
         poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
         if events.is_empty() {
-            bail!("connected: no datagram for 5 s in round {round}");
+            bail!("connected: no datagram for 5 s in round {}", r.round);
         }
         for ev in events.iter() {
             let (i, k) = (ev.token().0 / 3, ev.token().0 % 3);
@@ -484,27 +521,9 @@ fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.into()),
                 };
-                let got = now_ns();
-                let Some(mut m) = Msg::decode(&buf[..len]) else {
-                    bail!("node {i}: a datagram of {len} bytes, not ours");
-                };
-                if m.round >= WARMUP {
-                    st.hops.push((got - m.recv_prev, got - m.send_prev));
+                if r.handle(i, n, &buf[..len], send)? {
+                    return Ok(r.st);
                 }
-                if let Some(d) = next_hop(i, n, &mut m) {
-                    m.recv_prev = got;
-                    m.send_prev = now_ns();
-                    send(&socks, i, &m.encode(), d)?;
-                    continue;
-                }
-                if round >= WARMUP {
-                    st.rtts.push(got - t0);
-                }
-                round += 1;
-                if round == WARMUP + rounds {
-                    return Ok(st);
-                }
-                t0 = originate(|b, a| send(&socks, 0, b, a), DOWN, round)?;
             }
         }
     }

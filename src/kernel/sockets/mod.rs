@@ -148,8 +148,8 @@ pub struct GistSockets {
     local: Vec<Ipv4Addr>,
     /// The other datagrams of the last read, handed out first.
     next: Mutex<VecDeque<Incoming>>,
-    /// The socket a read looks at first, the next one at each read: a
-    /// flooded socket does not keep the others unread.
+    /// The socket a read looks at first: the one after the socket the last
+    /// read served, so a flooded socket does not keep the other unread.
     turn: AtomicUsize,
 }
 
@@ -258,9 +258,8 @@ impl GistSockets {
         })?;
         let ra = router_alert_socket()?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
-        let udp = register(udp)?;
         Ok(Self {
-            udp,
+            udp: register(udp)?,
             ra: register(ra)?,
             raw_out,
             local,
@@ -269,7 +268,7 @@ impl GistSockets {
         })
     }
 
-    /// Waits for the next GIST datagram, from any socket. Intercepted
+    /// Waits for the next GIST datagram, from either socket. Intercepted
     /// datagrams that are not GIST (or not for this node to handle) are
     /// forwarded on unchanged by `keep`'s refusal: pass a predicate that says
     /// whether the node handles a payload (e.g. magic number and NSLPID match).
@@ -371,7 +370,7 @@ impl GistSockets {
         (udp, name(self.ra.get_ref().as_raw_fd()).is_some())
     }
 
-    /// The thread's receive buffer ([`RX`]).
+    /// The thread's receive buffer (`rx::RX`).
     fn rx_buf(&self) -> RxBuf {
         RxBuf::take()
     }
@@ -524,9 +523,9 @@ impl GistTransport for GistSockets {
 /// (alerts it forwards) before the poll moves on.
 const PASSES: usize = 64;
 
-/// A socket still ready after [`PASSES`] reads that gave nothing: the
-/// caller polls again (after the thread's other tasks), having looked at
-/// the node's other sockets first.
+/// The Router Alert socket still ready after [`PASSES`] reads that gave
+/// nothing: the caller polls again (after the thread's other tasks), having
+/// looked at the UDP socket first.
 fn again<T>(cx: &mut Context<'_>) -> Poll<T> {
     cx.waker().wake_by_ref();
     Poll::Pending
