@@ -209,13 +209,15 @@ fn build(n: usize) -> Result<Chain> {
 
 /// `QOS`: (an HTB root on each veth, a Router Alert socket in each
 /// namespace). `1` gives both; `htb` or `ra` one, to tell their costs apart.
+/// Read once: every socket of every chain asks.
 fn qos() -> (bool, bool) {
-    match std::env::var("QOS").as_deref() {
+    static QOS: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+    *QOS.get_or_init(|| match std::env::var("QOS").as_deref() {
         Ok("1") => (true, true),
         Ok("htb") => (true, false),
         Ok("ra") => (false, true),
         _ => (false, false),
-    }
+    })
 }
 
 fn bind_in(ns: &File) -> Result<UdpSocket> {

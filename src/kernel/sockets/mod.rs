@@ -309,7 +309,7 @@ impl GistSockets {
         loop {
             let mut g = ready!(self.udp.poll_read_ready(cx))?;
             let mut queued = self.queued();
-            match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut self.rx_buf(), &mut queued)) {
+            match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut RxBuf::take(), &mut queued)) {
                 Ok(Ok(full)) => {
                     if !full {
                         // The queue was empty after it: no read that
@@ -336,7 +336,7 @@ impl GistSockets {
     ) -> Poll<io::Result<Incoming>> {
         for _ in 0..PASSES {
             let mut g = ready!(self.ra.poll_read_ready(cx))?;
-            let mut buf = self.rx_buf();
+            let mut buf = RxBuf::take();
             let (n1, n2) = match g.try_io(|fd| recv_raw(fd.as_raw_fd(), &mut buf)) {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
@@ -368,11 +368,6 @@ impl GistSockets {
         let name = |fd: RawFd| nix::sys::socket::getsockname::<SockaddrIn>(fd).ok();
         let udp = name(self.udp.get_ref().as_raw_fd()).map(|a| SocketAddrV4::new(a.ip(), a.port()));
         (udp, name(self.ra.get_ref().as_raw_fd()).is_some())
-    }
-
-    /// The thread's receive buffer (`rx::RX`).
-    fn rx_buf(&self) -> RxBuf {
-        RxBuf::take()
     }
 
     /// Datagrams read and not handed out yet.
