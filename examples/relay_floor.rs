@@ -209,14 +209,20 @@ fn build(n: usize) -> Result<Chain> {
 
 /// `QOS`: (an HTB root on each veth, a Router Alert socket in each
 /// namespace). `1` gives both; `htb` or `ra` one, to tell their costs apart.
-/// Read once: every socket of every chain asks.
+/// Read once: every socket of every chain asks. A value it does not know
+/// is refused at start (`main`), so a typo never measures the bare floor.
 fn qos() -> (bool, bool) {
     static QOS: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
-    *QOS.get_or_init(|| match std::env::var("QOS").as_deref() {
-        Ok("1") => (true, true),
-        Ok("htb") => (true, false),
-        Ok("ra") => (false, true),
-        _ => (false, false),
+    *QOS.get_or_init(|| parse_qos(std::env::var("QOS").ok().as_deref()).unwrap_or_default())
+}
+
+fn parse_qos(v: Option<&str>) -> Result<(bool, bool)> {
+    Ok(match v {
+        None | Some("" | "0") => (false, false),
+        Some("1") => (true, true),
+        Some("htb") => (true, false),
+        Some("ra") => (false, true),
+        Some(other) => bail!("QOS={other:?}: give 1 (HTB and Router Alert), htb, ra, or 0"),
     })
 }
 
@@ -564,6 +570,7 @@ fn main() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let sizes = if sizes.is_empty() { vec![4, 50] } else { sizes };
+    parse_qos(std::env::var("QOS").ok().as_deref())?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average: {}", load.trim());
     match qos() {
