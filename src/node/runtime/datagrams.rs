@@ -1,12 +1,16 @@
 //! A node's datagrams as the stream its actor polls (issue 17): each poll
 //! reads the node's sockets directly, with no future made per datagram
 //! (a `select!` of two readiness futures per datagram cost a waiter list
-//! insertion and removal on each socket, cold on a long chain).
+//! insertion and removal on each socket, cold on a long chain), and yields
+//! what they hold at once as one burst, in a vector sized by what was read
+//! (`ready_chunks` allocated room for a full burst, 4 KiB, for every
+//! datagram: beyond glibc's thread cache, and each such request first
+//! consolidated every small chunk freed since the last).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -21,7 +25,8 @@ pub(super) const READ_BURST: usize = 64;
 /// failing does not spin the thread.
 const AFTER_FAILURE: Duration = Duration::from_millis(10);
 
-/// The GIST datagrams of one node for the NSLP it serves; never ends.
+/// The GIST datagrams of one node for the NSLP it serves, in bursts; never
+/// ends.
 pub(super) struct Datagrams {
     sockets: Rc<GistSockets>,
     nslpid: u16,
@@ -45,28 +50,41 @@ impl Datagrams {
 }
 
 impl Stream for Datagrams {
-    type Item = std::io::Result<Incoming>;
+    type Item = Vec<std::io::Result<Incoming>>;
 
+    /// Reads until the sockets are empty, a wait begins (the yield after
+    /// [`READ_BURST`] reads, the pause after a failed read) or the burst is
+    /// full; a burst that ends on a wait is yielded before it.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            if let Some(w) = this.wait.as_mut() {
-                ready!(w.as_mut().poll(cx));
-                this.wait = None;
-            }
-            if this.read < READ_BURST {
-                break;
-            }
-            this.read = 0;
-            this.wait = Some(Box::pin(tokio::task::yield_now()));
-        }
         let nslpid = this.nslpid;
         let keep = |p: &[u8]| crate::proto::gist::codec::is_gist_for(p, nslpid);
-        let r = ready!(this.sockets.poll_recv(cx, &keep));
-        this.read += 1;
-        if r.is_err() {
-            this.wait = Some(Box::pin(tokio::time::sleep(AFTER_FAILURE)));
+        let mut burst = Vec::new();
+        while burst.len() < READ_BURST {
+            if let Some(w) = this.wait.as_mut() {
+                if w.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                this.wait = None;
+            }
+            if this.read >= READ_BURST {
+                this.read = 0;
+                this.wait = Some(Box::pin(tokio::task::yield_now()));
+                continue;
+            }
+            let Poll::Ready(r) = this.sockets.poll_recv(cx, &keep) else {
+                break;
+            };
+            this.read += 1;
+            if r.is_err() {
+                this.wait = Some(Box::pin(tokio::time::sleep(AFTER_FAILURE)));
+            }
+            burst.push(r);
         }
-        Poll::Ready(Some(r))
+        if burst.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Some(burst))
+        }
     }
 }

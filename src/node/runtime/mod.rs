@@ -56,7 +56,6 @@ use crate::node::core::{CoreAction, NodeCore};
 use crate::proto::gist::ma::{MaAction, Via};
 use crate::proto::gist::machine::Sid;
 use api_server::{ApiActor, Publish};
-use datagrams::READ_BURST;
 
 /// Lower-case hex of a session id.
 pub use crate::node::core::hex;
@@ -331,7 +330,7 @@ impl Actor for NodeActor {
         // one. A failed read is reported, then the next waits a little: a
         // socket that keeps failing does not spin the thread (`datagrams`).
         let datagrams = datagrams::Datagrams::new(self.sockets.clone(), nslpid);
-        ctx.add_stream(futures_util::StreamExt::ready_chunks(datagrams, READ_BURST));
+        ctx.add_stream(datagrams);
     }
 }
 
