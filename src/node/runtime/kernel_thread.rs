@@ -74,7 +74,7 @@ pub(super) enum Work {
 /// each operation before it sleeps.
 pub(super) const LOOK: Duration = Duration::from_micros(200);
 
-/// What a node's `VlinkActor` sends.
+/// What a node's [`KernelWork`](super::vlink::KernelWork) sends.
 pub(super) enum Job {
     /// The node's first kernel work follows: what it needs.
     Register(NodeKey, Box<VlinkStart>),

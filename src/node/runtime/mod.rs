@@ -12,11 +12,11 @@
 //! that enters its namespace first. A node stops alone ([`tasks`]).
 //!
 //! Actors, one job each:
-//! - [`NodeActor`]: the sockets, the core and its timer;
-//! - [`vlink::VlinkActor`]: the node's kernel work, tunnel ends (netlink or
-//!   script backend) and reservation classes (the enforcer), in order on a
-//!   thread of their own started at the node's first kernel work, with the
-//!   results fed back into the core;
+//! - [`NodeActor`]: the sockets, the core and its timer; it hands its
+//!   kernel work ([`vlink::KernelWork`]: tunnel ends, netlink or script
+//!   backend, and reservation classes, the enforcer) to kernel threads
+//!   started at its first such work, whose results are fed back into the
+//!   core;
 //! - [`api_server::ApiActor`]: the external program's UNIX socket;
 //! - [`tcp`]: GIST messaging associations (C-mode), tasks that feed the
 //!   [`NodeActor`] and write what its core sends on them.
@@ -83,8 +83,7 @@ struct Abandoned {
     undo: Option<u64>,
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A tunnel end to make or remove, on the node's tunnel thread.
 struct VlinkWork {
     sid: Sid,
     end: TunnelEnd,
@@ -98,10 +97,8 @@ struct VlinkResult {
     err: Option<String>,
 }
 
-/// Reservation-class work for the node's kernel thread, run in order with
-/// the tunnel work (see `vlink`).
-#[derive(Message)]
-#[rtype(result = "()")]
+/// Reservation-class work for the class thread of the node's thread (see
+/// `vlink`).
 enum ClassWork {
     Install {
         sid: Sid,
@@ -147,7 +144,7 @@ const ROUTE_SETTLE: Duration = Duration::from_millis(20);
 pub struct NodeActor {
     core: NodeCore,
     sockets: Rc<GistSockets>,
-    vlink: Addr<vlink::VlinkActor>,
+    vlink: vlink::KernelWork,
     api: Option<Addr<ApiActor>>,
     replies: HashMap<u64, oneshot::Sender<Reply>>,
     next_token: u64,
@@ -229,9 +226,9 @@ impl NodeActor {
     fn act(&mut self, a: CoreAction) {
         match a {
             CoreAction::TunnelUp { sid, end } => {
-                self.vlink.do_send(VlinkWork { sid, end, up: true });
+                self.vlink.tunnel(VlinkWork { sid, end, up: true });
             }
-            CoreAction::TunnelDown { sid, end } => self.vlink.do_send(VlinkWork {
+            CoreAction::TunnelDown { sid, end } => self.vlink.tunnel(VlinkWork {
                 sid,
                 end,
                 up: false,
@@ -247,14 +244,14 @@ impl NodeActor {
                 // for the kernel's RTNL lock (held by tunnel ends being made
                 // in any namespace); the core holds the RESPONSE until
                 // `class_done` (issue 17). In order with removals.
-                self.vlink.do_send(ClassWork::Install {
+                self.vlink.class(ClassWork::Install {
                     sid,
                     link,
                     rate,
                     classifier,
                 });
             }
-            CoreAction::RemoveClass { sid } => self.vlink.do_send(ClassWork::Remove { sid }),
+            CoreAction::RemoveClass { sid } => self.vlink.class(ClassWork::Remove { sid }),
             CoreAction::Reply { token, mut reply } => {
                 if let Reply::Stats { stats } = &mut reply {
                     stats.vlink_pending = self.vlink_busy.load(Ordering::SeqCst);
@@ -440,7 +437,7 @@ impl Handler<ApiCall> for NodeActor {
         self.replies.insert(token, call.reply);
         let shutdown = matches!(call.req, Request::Shutdown);
         if matches!(call.req, Request::Reconfigure { .. }) {
-            self.vlink.do_send(ClassWork::ForgetInterfaces);
+            self.vlink.class(ClassWork::ForgetInterfaces);
         }
         self.core
             .handle_api(token, call.req, call.received_ns, Instant::now());

@@ -12,7 +12,7 @@ use super::api_server::{ApiActor, serve_api};
 use super::reaper::Reaper;
 use super::running::{Running, Shared, SharedThread};
 use super::tasks::{Gone, NodeTasks};
-use super::vlink::{VlinkActor, VlinkParts};
+use super::vlink::{KernelWork, VlinkParts};
 use super::{NodeActor, SetApi, StopNode};
 use crate::kernel::sockets::GistSockets;
 use crate::model::measure::Recorder;
@@ -238,7 +238,7 @@ pub(super) async fn start_actors(
     let node_tasks = tasks.clone();
     let node = NodeActor::create(move |ctx| {
         let me = ctx.address();
-        let vlink = VlinkActor::new(VlinkParts {
+        let vlink = KernelWork::new(VlinkParts {
             node_name: cfg.name.clone(),
             netns: cfg.netns.clone(),
             backend,
@@ -249,8 +249,7 @@ pub(super) async fn start_actors(
             reaper,
             enforcer,
             keep: node_tasks.keep(),
-        })
-        .start();
+        });
         NodeActor {
             core: NodeCore::new(cfg, rec2, rand::random()),
             sockets,

@@ -1,17 +1,20 @@
-//! The node's kernel work (tunnel ends, reservation classes), handed to the
-//! kernel thread of its node thread (`kernel_thread`).
+//! The node's kernel work (tunnel ends, reservation classes), handed by the
+//! node actor itself to the kernel threads (`kernel_thread`): an actor of
+//! its own in between cost every class a turn of the node's thread, with
+//! its own task, mailbox and context to bring in from memory, cold on a
+//! long chain (issue 17).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use actix::prelude::*;
+use actix::Addr;
 
 use super::kernel_thread::{Job, KernelThread, Lane, NodeKey, VlinkStart, Work, refuse};
 use super::{ClassWork, NodeActor, VlinkWork};
 
 // ------------------------------------------------------------------- vlink
 
-/// What the node's kernel work needs, split by [`VlinkActor::new`] into
+/// What the node's kernel work needs, split by [`KernelWork::new`] into
 /// its two lanes.
 pub(super) struct VlinkParts {
     pub node_name: String,
@@ -34,7 +37,7 @@ pub(super) struct VlinkParts {
 /// (~0.5 ms) and a class install may wait for the RTNL lock, while the
 /// node's thread goes on signaling (issue 17: the initiator's end and every
 /// hop's class are made while the RESERVE travels).
-pub struct VlinkActor {
+pub(super) struct KernelWork {
     name: String,
     node: Addr<NodeActor>,
     key: NodeKey,
@@ -52,11 +55,7 @@ struct Queue {
     start: Option<VlinkStart>,
 }
 
-impl Actor for VlinkActor {
-    type Context = Context<Self>;
-}
-
-impl VlinkActor {
+impl KernelWork {
     pub(super) fn new(p: VlinkParts) -> Self {
         let start = |lane| {
             Some(VlinkStart {
@@ -133,7 +132,7 @@ impl VlinkActor {
     }
 }
 
-impl Drop for VlinkActor {
+impl Drop for KernelWork {
     /// The node stops: the kernel thread finishes what is queued of it and
     /// drops its enforcer, which removes its classes, and then its `gone`
     /// sender (a node's stop waits for that: see `tasks`).
@@ -146,18 +145,18 @@ impl Drop for VlinkActor {
     }
 }
 
-impl Handler<ClassWork> for VlinkActor {
-    type Result = ();
-    fn handle(&mut self, w: ClassWork, _: &mut Context<Self>) {
+impl KernelWork {
+    /// Queues a reservation class's work; refused back to the node (a
+    /// [`super::ClassResult`]) when its kernel thread is gone.
+    pub(super) fn class(&mut self, w: ClassWork) {
         if let Err((w, why)) = self.queue(Work::Class(w)) {
             refuse(&self.node, w, why);
         }
     }
-}
 
-impl Handler<VlinkWork> for VlinkActor {
-    type Result = ();
-    fn handle(&mut self, w: VlinkWork, _: &mut Context<Self>) {
+    /// Queues a tunnel end's work, counted as pending until its thread
+    /// reports it.
+    pub(super) fn tunnel(&mut self, w: VlinkWork) {
         self.busy.fetch_add(1, Ordering::SeqCst);
         if let Err((w, why)) = self.queue(Work::Tunnel(w)) {
             self.busy.fetch_sub(1, Ordering::SeqCst);
