@@ -652,7 +652,7 @@ pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An IPv4 header with the Router Alert option (IHL 6), UDP 270→270,
@@ -696,7 +696,7 @@ mod tests {
     /// Runs `test` on a thread of its own in a fresh network namespace with
     /// `lo` up, with a current-thread runtime. Not root: skipped, but a
     /// failure under CI.
-    fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
+    pub(crate) fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 let why = format!("cannot unshare a network namespace ({e}); run as root");

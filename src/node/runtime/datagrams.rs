@@ -88,3 +88,56 @@ impl Stream for Datagrams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::model::ports::GIST_PORT;
+
+    /// Root: a flood already queued comes out in order, in bursts of at
+    /// most [`READ_BURST`], with the thread given up after each full burst
+    /// (the next poll is pending, before any read); then the stream waits.
+    #[test]
+    fn a_queued_flood_comes_out_in_bursts_with_a_yield_after_each_full_one() {
+        crate::kernel::sockets::tests::in_fresh_netns(|rt| {
+            rt.block_on(async {
+                let lo = Ipv4Addr::LOCALHOST;
+                let socks = Rc::new(GistSockets::open(vec![lo]).unwrap());
+                let to = SocketAddrV4::new(lo, GIST_PORT);
+                let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
+                let n = 2 * READ_BURST + 5;
+                for i in 0..n {
+                    peer.send_to(i.to_string().as_bytes(), to).unwrap();
+                }
+                let mut s = Datagrams::new(socks, crate::wire::gist::NSLPID_QOS);
+                let wait = Duration::from_secs(2);
+                let (mut got, mut sizes) = (vec![], vec![]);
+                while got.len() < n {
+                    let burst = tokio::time::timeout(wait, s.next())
+                        .await
+                        .expect("a queued datagram was not handed out")
+                        .expect("the stream ended");
+                    sizes.push(burst.len());
+                    if burst.len() == READ_BURST {
+                        let next = std::future::poll_fn(|cx| {
+                            Poll::Ready(Pin::new(&mut s).poll_next(cx).is_pending())
+                        });
+                        assert!(next.await, "read on after a full burst, with no yield");
+                    }
+                    for r in burst {
+                        got.push(String::from_utf8(r.unwrap().payload).unwrap());
+                    }
+                }
+                assert_eq!(sizes, [READ_BURST, READ_BURST, 5]);
+                let sent: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                assert_eq!(got, sent);
+                let idle = tokio::time::timeout(Duration::from_millis(50), s.next());
+                assert!(idle.await.is_err(), "a burst out of an empty socket");
+            });
+        });
+    }
+}
