@@ -23,7 +23,7 @@ pub use fake::{FakeSockets, Sent};
 use rx::{RxBuf, recv_raw, recv_udp};
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, bind,
-    sendmsg, sendto, setsockopt, socket, sockopt,
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, bind, sendto,
+    setsockopt, socket, sockopt,
 };
 use thiserror::Error;
 use tokio::io::Interest;
@@ -434,20 +434,9 @@ impl GistSockets {
 
     fn sendmsg(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8, rao: bool) -> io::Result<()> {
         let fd = self.udp.get_ref().as_raw_fd();
-        if !rao {
-            let ttl = libc::c_int::from(ttl);
-            return sendmsg(
-                fd,
-                &[IoSlice::new(payload)],
-                &[ControlMessage::Ipv4Ttl(&ttl)],
-                MsgFlags::empty(),
-                Some(&SockaddrIn::from(dst)),
-            )
-            .map(|_| ())
-            .map_err(|e| e.into());
-        }
         // Hand-written: nix's ControlMessage has no IP_RETOPTS (the IP
-        // options of one datagram), which carries the Router Alert.
+        // options of one datagram), which carries the Router Alert, and
+        // nix's sendmsg allocates the control buffer at every send.
         let mut sa = sockaddr_in(dst);
         let mut iov = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,

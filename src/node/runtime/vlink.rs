@@ -93,7 +93,10 @@ impl KernelWork {
     /// Queues `w` on its lane's kernel thread, registering the node there
     /// first.
     fn queue(&mut self, w: Work) -> Result<(), (Work, String)> {
-        let ended = self.ended();
+        // Named only when needed: a message per work was an allocation
+        // per class on the signaling path.
+        let name = &self.name;
+        let ended = || format!("node {name}: its kernel thread has ended");
         let (q, shared) = match &w {
             Work::Class(_) => (&mut self.classes, true),
             Work::Tunnel(_) => (&mut self.tunnels, false),
@@ -111,24 +114,20 @@ impl KernelWork {
                 Err(e) => return Err((w, e)),
             };
             if k.send(Job::Register(self.key, Box::new(st))).is_err() {
-                return Err((w, ended));
+                return Err((w, ended()));
             }
             q.kernel = Some(k);
         }
         match &q.kernel {
             Some(k) => k.send(Job::Work(self.key, w)).map_err(|j| match j {
-                Job::Work(_, w) => (w, ended),
+                Job::Work(_, w) => (w, ended()),
                 _ => unreachable!("send gives back the job it was given"),
             }),
             None => Err((
                 w,
-                format!("node {}: its kernel thread could not be started", self.name),
+                format!("node {name}: its kernel thread could not be started"),
             )),
         }
-    }
-
-    fn ended(&self) -> String {
-        format!("node {}: its kernel thread has ended", self.name)
     }
 }
 
