@@ -803,6 +803,37 @@ pub(crate) mod tests {
         });
     }
 
+    /// Root: a D-mode send (the hand-written `sendmsg`, one control
+    /// message) leaves with the TTL asked for and no Router Alert: the UDP
+    /// socket reads it with that TTL, the Router Alert socket nothing.
+    #[test]
+    fn a_dmode_send_carries_its_ttl_and_no_router_alert() {
+        in_fresh_netns(|rt| {
+            rt.block_on(async {
+                let lo = Ipv4Addr::LOCALHOST;
+                let socks = GistSockets::open(vec![lo]).unwrap();
+                let to = SocketAddrV4::new(lo, GIST_PORT);
+                socks.send_dmode(to, b"dmode", 7).unwrap();
+                let wait = std::time::Duration::from_secs(2);
+                let inc = tokio::time::timeout(wait, socks.recv(|_| true))
+                    .await
+                    .expect("the D-mode datagram did not arrive")
+                    .unwrap();
+                assert_eq!(inc.payload, b"dmode");
+                assert_eq!(inc.ttl, Some(7), "TTL not as sent");
+                assert!(!inc.intercepted, "taken as a Router Alert packet");
+                let mut pfd = libc::pollfd {
+                    fd: socks.ra.get_ref().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, count 1.
+                let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+                assert_eq!(ready, 0, "the Router Alert socket got a D-mode datagram");
+            });
+        });
+    }
+
     /// Root: a flood of Router Alert packets the node only forwards (here
     /// to a port other than 270, each forwarded copy read again until its
     /// TTL runs out) does not keep a datagram on the UDP socket waiting: a
