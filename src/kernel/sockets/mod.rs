@@ -682,6 +682,17 @@ pub(crate) mod tests {
         assert!(parse_ipv4_udp(&frag).is_none());
     }
 
+    /// `poll` of one socket for input, waiting up to `ms`: 1 if it has some.
+    fn readable(fd: RawFd, ms: libc::c_int) -> libc::c_int {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        unsafe { libc::poll(&mut pfd, 1, ms) }
+    }
+
     /// Runs `test` on a thread of its own in a fresh network namespace with
     /// `lo` up, with a current-thread runtime. Not root: skipped, but a
     /// failure under CI.
@@ -723,17 +734,7 @@ pub(crate) mod tests {
             socks.send_qmode(to, b"alert", 64).unwrap();
             socks.send_qmode(to, b"again", 64).unwrap();
             let ra = socks.ra.get_ref().as_raw_fd();
-            let mut pfd = libc::pollfd {
-                fd: ra,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, count 1.
-            assert_eq!(
-                unsafe { libc::poll(&mut pfd, 1, 2000) },
-                1,
-                "nothing on the RA socket"
-            );
+            assert_eq!(readable(ra, 2000), 1, "nothing on the RA socket");
             let mut buf = vec![0u8; SLOTS * MAX_DATAGRAM];
             // Both alerts in one read, in their slots.
             let (n, more) = recv_raw(ra, &mut buf).unwrap();
@@ -822,13 +823,7 @@ pub(crate) mod tests {
                 assert_eq!(inc.payload, b"dmode");
                 assert_eq!(inc.ttl, Some(7), "TTL not as sent");
                 assert!(!inc.intercepted, "taken as a Router Alert packet");
-                let mut pfd = libc::pollfd {
-                    fd: socks.ra.get_ref().as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, count 1.
-                let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+                let ready = readable(socks.ra.get_ref().as_raw_fd(), 0);
                 assert_eq!(ready, 0, "the Router Alert socket got a D-mode datagram");
             });
         });
@@ -867,14 +862,8 @@ pub(crate) mod tests {
                     .unwrap();
                 assert_eq!(inc.payload, b"hello");
             });
-            let mut pfd = libc::pollfd {
-                fd: socks.ra.get_ref().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, count 1.
             assert_eq!(
-                unsafe { libc::poll(&mut pfd, 1, 0) },
+                readable(socks.ra.get_ref().as_raw_fd(), 0),
                 1,
                 "the flood was worked off before the UDP socket's datagram"
             );
