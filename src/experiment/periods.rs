@@ -5,6 +5,7 @@
 
 use crate::model::measure::{Point, PointKind as K, period};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Periods of one forwarding node (the paper reports them for tb3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,17 @@ pub fn derive(
     qnr: &str,
     qnes: &[String],
 ) -> RunPeriods {
+    // Grouped once by node: scanning every point for each period of each
+    // node was quadratic in the path's length, and on a chain of 1000 it
+    // took longer than the run it measured.
+    let mut by_node: HashMap<&str, Vec<Point>> = HashMap::new();
+    for p in points.iter().filter(|p| &p.sid == sid) {
+        by_node.entry(&p.node).or_default().push(p.clone());
+    }
+    let period = |node: &str, from: K, to: K| {
+        let mine = by_node.get(node).map_or(&[][..], Vec::as_slice);
+        period(mine, node, sid, from, to)
+    };
     let (vl_start, vl_done) = match kind {
         RunKind::Setup => (K::VlinkUpStart, K::VlinkUpDone),
         RunKind::Teardown => (K::VlinkDownStart, K::VlinkDownDone),
@@ -76,46 +88,37 @@ pub fn derive(
     // (a new session), the tearing RESERVE on teardown (routing state
     // exists), and on setup the RESERVE when there was no Query (a flow's
     // known peer reused, `VLSP_GIST_REUSE_PEERS`).
+    let queried = by_node
+        .get(qni)
+        .is_some_and(|ps| ps.iter().any(|p| p.kind == K::GistQuerySent));
     let b_start = match kind {
-        RunKind::Setup if points_of(points, qni, sid, K::GistQuerySent) => K::GistQuerySent,
+        RunKind::Setup if queried => K::GistQuerySent,
         RunKind::Setup | RunKind::Teardown => K::ReserveSent,
     };
     RunPeriods {
-        a_ns: period(
-            points,
-            "client",
-            sid,
-            K::ClientRequestSent,
-            K::ClientReplyReceived,
-        ),
-        a_node_ns: period(points, qni, sid, K::ApiRequestReceived, K::ApiReplySent),
-        b_ns: period(points, qni, sid, b_start, K::ResponseReceived),
-        c_ns: period(points, qnr, sid, vl_start, vl_done),
-        g_ns: period(points, qnr, sid, K::ReserveReceived, K::ResponseSent),
-        h_ns: period(points, qni, sid, vl_start, vl_done),
-        d_qni_ns: period(points, qni, sid, K::GistQuerySent, K::GistConfirmSent),
-        hmac_sign_ns: period(points, qni, sid, K::HmacSignStart, K::HmacSignDone),
-        hmac_verify_ns: period(points, qnr, sid, K::HmacVerifyStart, K::HmacVerifyDone),
-        delete_qni_ns: period(points, qni, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
-        delete_qnr_ns: period(points, qnr, sid, K::VlinkDeleteStart, K::VlinkDeleteDone),
-        qos_qni_ns: period(points, qni, sid, K::QosInstallStart, K::QosInstallDone),
+        a_ns: period("client", K::ClientRequestSent, K::ClientReplyReceived),
+        a_node_ns: period(qni, K::ApiRequestReceived, K::ApiReplySent),
+        b_ns: period(qni, b_start, K::ResponseReceived),
+        c_ns: period(qnr, vl_start, vl_done),
+        g_ns: period(qnr, K::ReserveReceived, K::ResponseSent),
+        h_ns: period(qni, vl_start, vl_done),
+        d_qni_ns: period(qni, K::GistQuerySent, K::GistConfirmSent),
+        hmac_sign_ns: period(qni, K::HmacSignStart, K::HmacSignDone),
+        hmac_verify_ns: period(qnr, K::HmacVerifyStart, K::HmacVerifyDone),
+        delete_qni_ns: period(qni, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        delete_qnr_ns: period(qnr, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        qos_qni_ns: period(qni, K::QosInstallStart, K::QosInstallDone),
         hops: qnes
             .iter()
             .map(|n| HopPeriods {
                 node: n.clone(),
-                d_ns: period(points, n, sid, K::GistQuerySent, K::GistConfirmSent),
-                e_ns: period(points, n, sid, K::ReserveReceived, K::ReserveSent),
-                f_ns: period(points, n, sid, K::ResponseReceived, K::ResponseSent),
-                qos_ns: period(points, n, sid, K::QosInstallStart, K::QosInstallDone),
+                d_ns: period(n, K::GistQuerySent, K::GistConfirmSent),
+                e_ns: period(n, K::ReserveReceived, K::ReserveSent),
+                f_ns: period(n, K::ResponseReceived, K::ResponseSent),
+                qos_ns: period(n, K::QosInstallStart, K::QosInstallDone),
             })
             .collect(),
     }
-}
-
-fn points_of(points: &[Point], node: &str, sid: &[u8; 16], kind: K) -> bool {
-    points
-        .iter()
-        .any(|p| p.kind == kind && &p.sid == sid && &*p.node == node)
 }
 
 #[cfg(test)]
