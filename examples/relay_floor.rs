@@ -8,8 +8,13 @@
 //! - `epoll`: one thread serves all sockets through one `mio` poll (the
 //!   `VLSP_NODES_PER_THREAD` analogue: no wake-up between hops);
 //! - `connected`: as `epoll`, with a socket connected to each neighbour
-//!   beside the unconnected one, as a node has (`sockets::neighbour`): no
-//!   route lookup on either side of a hop.
+//!   beside the unconnected one (as nodes had until 1c6f734): no route
+//!   lookup on either side of a hop;
+//! - `uring`: as `epoll`, through one io_uring instead of the poll: a
+//!   receive pending on every socket, a relay's send and its re-armed
+//!   receive in one `io_uring_enter` (one system call per reaction, where
+//!   `epoll` makes four); `uring-ms` keeps one multishot receive per socket
+//!   with provided buffers instead.
 //!
 //! Per hop it reports, as median / p90 over all hops of all rounds:
 //! - `reaction`: the previous node's `recv` returned → this node's `recv`
@@ -537,6 +542,157 @@ fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
     }
 }
 
+/// A send of one node in flight in the ring: the kernel reads its bytes,
+/// address and header until it completes (a round is one datagram, so a
+/// node has at most one).
+struct Outgoing {
+    bytes: [u8; LEN],
+    to: libc::sockaddr_in,
+    iov: libc::iovec,
+    hdr: libc::msghdr,
+}
+
+/// As [`run_epoll`], through one io_uring in place of the poll: a receive
+/// stays pending on every socket, and a relay's send goes to the kernel
+/// with its re-armed receive in one `io_uring_enter`, within which the
+/// veth hands the datagram to the next namespace and its pending receive
+/// completes. One system call per reaction where `epoll` makes four
+/// (`epoll_wait`, the `recv`, the `recv` that finds the socket empty,
+/// `send_to`): what the node runtime would gain from a ring (issue 17).
+fn run_uring(chain: &Chain, rounds: u32, multishot: bool) -> Result<Stats> {
+    use io_uring::{IoUring, opcode, types};
+    use std::os::fd::AsRawFd;
+    const SEND: u64 = 1 << 63;
+    const PROVIDE: u64 = 1 << 62;
+    const SLOT: usize = 64;
+    let n = chain.files.len();
+    let socks: Vec<UdpSocket> = chain.files.iter().map(bind_in).collect::<Result<_>>()?;
+    // Declared before the ring, so they are freed after it: closing the
+    // ring cancels what it still has pending on them.
+    let mut rx = vec![[0u8; 64]; n];
+    let mut pool = vec![0u8; 2 * n * SLOT];
+    // SAFETY: plain C structs and bytes; all-zero is a valid value.
+    let mut tx: Vec<Outgoing> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+    let mut ring = IoUring::new((2 * n as u32 + 8).next_power_of_two())
+        .context("io_uring_setup (is kernel.io_uring_disabled set?)")?;
+    // Multishot: one receive per socket stays armed for good, taking a
+    // buffer of group 0 (`pool`, 2n slots of SLOT bytes) per datagram; a
+    // slot goes back to the group once its datagram is copied out.
+    let recv = |i: usize, buf: &mut [u8; 64]| {
+        let fd = types::Fd(socks[i].as_raw_fd());
+        if multishot {
+            opcode::RecvMulti::new(fd, 0).build().user_data(i as u64)
+        } else {
+            opcode::Recv::new(fd, buf.as_mut_ptr(), 64)
+                .build()
+                .user_data(i as u64)
+        }
+    };
+    if multishot {
+        let e = opcode::ProvideBuffers::new(pool.as_mut_ptr(), SLOT as i32, (2 * n) as u16, 0, 0)
+            .build()
+            .user_data(PROVIDE);
+        // SAFETY: `pool` outlives the ring.
+        unsafe { ring.submission().push(&e) }
+            .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+    }
+    for (i, buf) in rx.iter_mut().enumerate() {
+        // SAFETY: `rx` outlives the ring, and a node's buffer is read only
+        // after its receive completed, before the next is armed.
+        unsafe { ring.submission().push(&recv(i, buf)) }
+            .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+    }
+    let pending = std::cell::RefCell::new(Vec::<(usize, Vec<u8>, SocketAddr)>::new());
+    let send = |i: usize, b: &[u8], d: SocketAddr| {
+        pending.borrow_mut().push((i, b.to_vec(), d));
+        Ok(b.len())
+    };
+    let mut r = Rounds::start(rounds, send)?;
+    let ts = types::Timespec::new().sec(5);
+    let mut buf = [0u8; 64];
+    loop {
+        for (i, b, d) in pending.borrow_mut().drain(..) {
+            let SocketAddr::V4(d) = d else {
+                bail!("node {i}: an IPv6 next hop")
+            };
+            let o = &mut tx[i];
+            o.bytes[..b.len()].copy_from_slice(&b);
+            o.to.sin_family = libc::AF_INET as libc::sa_family_t;
+            o.to.sin_port = d.port().to_be();
+            o.to.sin_addr.s_addr = u32::from(*d.ip()).to_be();
+            o.iov = libc::iovec {
+                iov_base: o.bytes.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            };
+            o.hdr.msg_name = (&mut o.to as *mut libc::sockaddr_in).cast();
+            o.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            o.hdr.msg_iov = &mut o.iov;
+            o.hdr.msg_iovlen = 1;
+            let e = opcode::SendMsg::new(types::Fd(socks[i].as_raw_fd()), &o.hdr)
+                .build()
+                .user_data(SEND | i as u64);
+            // SAFETY: `tx[i]` stays put and unchanged until this send
+            // completes (its node sends nothing else before).
+            unsafe { ring.submission().push(&e) }
+                .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+        }
+        match ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
+                bail!("uring: no datagram for 5 s in round {}", r.round)
+            }
+            other => other.context("io_uring_enter")?,
+        };
+        let done: Vec<(u64, i32, u32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        for (ud, res, flags) in done {
+            let i = (ud & !(SEND | PROVIDE)) as usize;
+            if res < 0 {
+                let e = std::io::Error::from_raw_os_error(-res);
+                bail!(
+                    "node {i}: {}: {e}",
+                    if ud & SEND != 0 { "send" } else { "recv" }
+                );
+            }
+            if ud & (SEND | PROVIDE) != 0 {
+                continue;
+            }
+            let len = res as usize;
+            match io_uring::cqueue::buffer_select(flags) {
+                Some(bid) => {
+                    let at = bid as usize * SLOT;
+                    buf[..len].copy_from_slice(&pool[at..at + len]);
+                    let e = opcode::ProvideBuffers::new(
+                        pool[at..].as_mut_ptr(),
+                        SLOT as i32,
+                        1,
+                        0,
+                        bid,
+                    )
+                    .build()
+                    .user_data(PROVIDE);
+                    // SAFETY: `pool` outlives the ring; the slot was copied out.
+                    unsafe { ring.submission().push(&e) }
+                        .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+                }
+                None => buf[..len].copy_from_slice(&rx[i][..len]),
+            }
+            if !multishot || !io_uring::cqueue::more(flags) {
+                // SAFETY: as for the first receives.
+                unsafe { ring.submission().push(&recv(i, &mut rx[i])) }
+                    .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+            }
+            if r.handle(i, n, &buf[..len], send)? {
+                return Ok(r.st);
+            }
+        }
+    }
+}
+
 fn pct(v: &mut [u64], p: f64) -> f64 {
     v.sort_unstable();
     let k = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -591,6 +747,8 @@ fn main() -> Result<()> {
         report(n, "threads", run_threads(&chain, rounds)?);
         report(n, "epoll", run_epoll(&chain, rounds)?);
         report(n, "connected", run_connected(&chain, rounds)?);
+        report(n, "uring", run_uring(&chain, rounds, false)?);
+        report(n, "uring-ms", run_uring(&chain, rounds, true)?);
     }
     Ok(())
 }
