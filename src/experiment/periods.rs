@@ -221,6 +221,41 @@ mod tests {
         assert_eq!((r.hops[0].d_ns, r.hops[0].e_ns), (None, Some(3)));
     }
 
+    /// Points of another session (a refresh's Query, a concurrent setup)
+    /// interleaved with this one's neither start nor end its periods.
+    #[test]
+    fn another_sessions_points_are_left_out() {
+        let other = |node: &str, at: u64, kind: K| Point {
+            sid: [9; 16],
+            ..p(node, at, kind)
+        };
+        let pts = vec![
+            other("tb1", 5, K::GistQuerySent),
+            p("tb1", 20, K::ReserveSent),
+            other("tb2", 21, K::ReserveReceived),
+            p("tb2", 22, K::ReserveReceived),
+            other("tb2", 23, K::ReserveSent),
+            p("tb2", 25, K::ReserveSent),
+            p("tb2", 40, K::ResponseReceived),
+            p("tb2", 41, K::ResponseSent),
+            other("tb1", 42, K::ResponseReceived),
+            p("tb1", 43, K::ResponseReceived),
+        ];
+        let r = derive(
+            &pts,
+            &[3; 16],
+            RunKind::Setup,
+            "tb1",
+            "tb3",
+            &["tb2".into()],
+        );
+        // The other session's Query does not make this one's [B] start
+        // at a Query, nor its RESPONSE end it.
+        assert_eq!(r.b_ns, Some(23));
+        assert_eq!(r.hops[0].e_ns, Some(3));
+        assert_eq!(r.hops[0].f_ns, Some(1));
+    }
+
     #[test]
     fn missing_points_give_none_not_garbage() {
         let r = derive(
