@@ -196,59 +196,48 @@ mod tests {
         assert!(r.b_ns.unwrap() > r.c_ns.unwrap());
     }
 
-    /// A later session on a flow's known peer (`VLSP_GIST_REUSE_PEERS`):
-    /// no Query, so [B] starts with the RESERVE and no hop has a [D].
-    #[test]
-    fn setup_without_a_query_starts_b_at_the_reserve() {
-        let pts = vec![
+    /// tb1 → tb2 → tb3 with no Query: a later session on a flow's known
+    /// peer (`VLSP_GIST_REUSE_PEERS`).
+    fn setup_without_a_query() -> Vec<Point> {
+        vec![
             p("tb1", 20, K::ReserveSent),
             p("tb2", 22, K::ReserveReceived),
             p("tb2", 25, K::ReserveSent),
             p("tb2", 40, K::ResponseReceived),
             p("tb2", 41, K::ResponseSent),
             p("tb1", 43, K::ResponseReceived),
-        ];
-        let r = derive(
-            &pts,
-            &[3; 16],
-            RunKind::Setup,
-            "tb1",
-            "tb3",
-            &["tb2".into()],
-        );
+        ]
+    }
+
+    fn derive_3(pts: &[Point]) -> RunPeriods {
+        derive(pts, &[3; 16], RunKind::Setup, "tb1", "tb3", &["tb2".into()])
+    }
+
+    /// No Query, so [B] starts with the RESERVE and no hop has a [D].
+    #[test]
+    fn setup_without_a_query_starts_b_at_the_reserve() {
+        let r = derive_3(&setup_without_a_query());
         assert_eq!(r.b_ns, Some(23));
         assert_eq!(r.d_qni_ns, None);
         assert_eq!((r.hops[0].d_ns, r.hops[0].e_ns), (None, Some(3)));
     }
 
     /// Points of another session (a refresh's Query, a concurrent setup)
-    /// interleaved with this one's neither start nor end its periods.
+    /// around this one's neither start nor end its periods.
     #[test]
     fn another_sessions_points_are_left_out() {
         let other = |node: &str, at: u64, kind: K| Point {
             sid: [9; 16],
             ..p(node, at, kind)
         };
-        let pts = vec![
+        let mut pts = setup_without_a_query();
+        pts.extend([
             other("tb1", 5, K::GistQuerySent),
-            p("tb1", 20, K::ReserveSent),
             other("tb2", 21, K::ReserveReceived),
-            p("tb2", 22, K::ReserveReceived),
             other("tb2", 23, K::ReserveSent),
-            p("tb2", 25, K::ReserveSent),
-            p("tb2", 40, K::ResponseReceived),
-            p("tb2", 41, K::ResponseSent),
             other("tb1", 42, K::ResponseReceived),
-            p("tb1", 43, K::ResponseReceived),
-        ];
-        let r = derive(
-            &pts,
-            &[3; 16],
-            RunKind::Setup,
-            "tb1",
-            "tb3",
-            &["tb2".into()],
-        );
+        ]);
+        let r = derive_3(&pts);
         // The other session's Query does not make this one's [B] start
         // at a Query, nor its RESPONSE end it.
         assert_eq!(r.b_ns, Some(23));
