@@ -1,8 +1,8 @@
 //! The kernel + scheduler floor of one signaling reaction on this machine
 //! (issue 17): N namespaces in a chain joined by veths, one UDP socket in
 //! each, a datagram relayed hop by hop to the far end and back with nothing
-//! else done per hop (receive, stamp, send). Two ways of serving the
-//! sockets, the two ways a node runtime can run:
+//! else done per hop (receive, stamp, send). Five ways of serving the
+//! sockets, the ways a node runtime could run:
 //! - `threads`: one thread per namespace, blocking `recv` → `send_to`
 //!   (a thread per node: every hop is a wake-up and a thread switch);
 //! - `epoll`: one thread serves all sockets through one `mio` poll (the
@@ -19,9 +19,11 @@
 //! Per hop it reports, as median / p90 over all hops of all rounds:
 //! - `reaction`: the previous node's `recv` returned → this node's `recv`
 //!   returned (what one signaling reaction costs at least; the paper's
-//!   exchange puts four on every hop of setup [A]'s path);
+//!   exchange puts five on every router of setup [A]'s path, README
+//!   *Scale*);
 //! - `send→recv`: the previous node's `sendmsg` entered → this `recv`
-//!   returned (the kernel's delivery plus the wake-up);
+//!   returned (the kernel's delivery plus the wake-up; in the `uring`
+//!   modes from when the send was queued, before its `io_uring_enter`);
 //! - `rtt/hops`: a round's round trip over its 2(N−1) hops.
 //!
 //! Root. `cargo run --release --example relay_floor -- [N ...]` (default
@@ -38,6 +40,7 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Barrier};
 
 use anyhow::{Context, Result, bail};
@@ -268,7 +271,7 @@ fn relay(
 }
 
 /// Starts round `round` (or the stop) from node 0, through `send_to`
-/// (of a blocking or a `mio` socket).
+/// (of a blocking or a `mio` socket, or queueing it for the ring).
 fn originate(
     send_to: impl FnOnce(&[u8], SocketAddr) -> std::io::Result<usize>,
     dir: u8,
@@ -379,7 +382,8 @@ fn run_epoll(chain: &Chain, rounds: u32) -> Result<Stats> {
     }
 }
 
-/// The rounds one thread relays (`epoll`, `connected`): its samples, and
+/// The rounds one thread relays (`epoll`, `connected`, `uring`,
+/// `uring-ms`): its samples, and
 /// where it is.
 struct Rounds {
     st: Stats,
@@ -552,6 +556,94 @@ struct Outgoing {
     hdr: libc::msghdr,
 }
 
+/// The ring with the memory its requests point into. Dropping it cancels
+/// every request still pending and waits for that before the ring and the
+/// buffers go (closing a ring only schedules the cancellation), so the
+/// kernel neither writes into freed buffers nor keeps the sockets open past
+/// the run; should the cancellation fail, the buffers are leaked instead.
+struct Ring {
+    ring: io_uring::IoUring,
+    /// Single-shot receives: one buffer per node.
+    rx: Vec<[u8; 64]>,
+    /// Multishot receives: 2n slots of [`SLOT`] bytes, buffer group 0.
+    pool: Vec<u8>,
+    tx: Vec<Outgoing>,
+}
+
+const SLOT: usize = 64;
+/// `user_data` of a send (with its node) and of a buffer handed back.
+const SEND: u64 = 1 << 63;
+const PROVIDE: u64 = 1 << 62;
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let any = io_uring::types::CancelBuilder::any();
+        match self.ring.submitter().register_sync_cancel(None, any) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                eprintln!("uring: pending requests not cancelled ({e}): their buffers are leaked");
+                std::mem::forget(std::mem::take(&mut self.rx));
+                std::mem::forget(std::mem::take(&mut self.pool));
+                std::mem::forget(std::mem::take(&mut self.tx));
+            }
+        }
+    }
+}
+
+impl Ring {
+    fn push(&mut self, e: &io_uring::squeue::Entry) -> Result<()> {
+        // SAFETY: every entry points into `self`'s buffers (or a socket of
+        // the run), which stay put until it completes or is cancelled on
+        // drop; a node's buffer is read only after its receive completed.
+        unsafe { self.ring.submission().push(e) }
+            .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))
+    }
+
+    /// A receive on node `i`'s socket: into `rx[i]`, or multishot into the
+    /// pool.
+    fn recv(&mut self, i: usize, fd: RawFd, multishot: bool) -> Result<()> {
+        use io_uring::{opcode, types};
+        let e = if multishot {
+            opcode::RecvMulti::new(types::Fd(fd), 0).build()
+        } else {
+            opcode::Recv::new(types::Fd(fd), self.rx[i].as_mut_ptr(), 64).build()
+        };
+        self.push(&e.user_data(i as u64))
+    }
+
+    /// Hands pool slot `bid` back to buffer group 0 (`n` slots from it).
+    fn provide(&mut self, bid: u16, n: u16) -> Result<()> {
+        let at = bid as usize * SLOT;
+        let slots = &mut self.pool[at..at + n as usize * SLOT];
+        let e = io_uring::opcode::ProvideBuffers::new(slots.as_mut_ptr(), SLOT as i32, n, 0, bid)
+            .build()
+            .user_data(PROVIDE);
+        self.push(&e)
+    }
+
+    /// Node `i` sends `b` to `d` (at most one send of a node in flight).
+    fn send(&mut self, i: usize, fd: RawFd, b: &[u8], d: SocketAddrV4) -> Result<()> {
+        let o = &mut self.tx[i];
+        o.bytes[..b.len()].copy_from_slice(b);
+        o.to.sin_family = libc::AF_INET as libc::sa_family_t;
+        o.to.sin_port = d.port().to_be();
+        o.to.sin_addr.s_addr = u32::from(*d.ip()).to_be();
+        o.iov = libc::iovec {
+            iov_base: o.bytes.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        };
+        o.hdr.msg_name = (&mut o.to as *mut libc::sockaddr_in).cast();
+        o.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        o.hdr.msg_iov = &mut o.iov;
+        o.hdr.msg_iovlen = 1;
+        let e = io_uring::opcode::SendMsg::new(io_uring::types::Fd(fd), &o.hdr)
+            .build()
+            .user_data(SEND | i as u64);
+        self.push(&e)
+    }
+}
+
 /// As [`run_epoll`], through one io_uring in place of the poll: a receive
 /// stays pending on every socket, and a relay's send goes to the kernel
 /// with its re-armed receive in one `io_uring_enter`, within which the
@@ -559,55 +651,37 @@ struct Outgoing {
 /// completes. One system call per reaction where `epoll` makes four
 /// (`epoll_wait`, the `recv`, the `recv` that finds the socket empty,
 /// `send_to`): what the node runtime would gain from a ring (issue 17).
+/// `multishot`: one receive per socket for the whole run, taking a pool
+/// slot per datagram, which goes back to the pool once copied out.
 fn run_uring(chain: &Chain, rounds: u32, multishot: bool) -> Result<Stats> {
-    use io_uring::{IoUring, opcode, types};
+    use io_uring::types;
     use std::os::fd::AsRawFd;
-    const SEND: u64 = 1 << 63;
-    const PROVIDE: u64 = 1 << 62;
-    const SLOT: usize = 64;
     let n = chain.files.len();
     let socks: Vec<UdpSocket> = chain.files.iter().map(bind_in).collect::<Result<_>>()?;
-    // Declared before the ring, so they are freed after it: closing the
-    // ring cancels what it still has pending on them.
-    let mut rx = vec![[0u8; 64]; n];
-    let mut pool = vec![0u8; 2 * n * SLOT];
-    // SAFETY: plain C structs and bytes; all-zero is a valid value.
-    let mut tx: Vec<Outgoing> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
-    let mut ring = IoUring::new((2 * n as u32 + 8).next_power_of_two())
+    let fds: Vec<RawFd> = socks.iter().map(|s| s.as_raw_fd()).collect();
+    let ring = io_uring::IoUring::new((2 * n as u32 + 8).next_power_of_two())
         .context("io_uring_setup (is kernel.io_uring_disabled set?)")?;
-    // Multishot: one receive per socket stays armed for good, taking a
-    // buffer of group 0 (`pool`, 2n slots of SLOT bytes) per datagram; a
-    // slot goes back to the group once its datagram is copied out.
-    let recv = |i: usize, buf: &mut [u8; 64]| {
-        let fd = types::Fd(socks[i].as_raw_fd());
-        if multishot {
-            opcode::RecvMulti::new(fd, 0).build().user_data(i as u64)
-        } else {
-            opcode::Recv::new(fd, buf.as_mut_ptr(), 64)
-                .build()
-                .user_data(i as u64)
-        }
+    // Declared after `socks`, so dropped (and its requests cancelled)
+    // before the sockets close.
+    let mut r = Ring {
+        ring,
+        rx: vec![[0u8; 64]; n],
+        pool: vec![0u8; 2 * n * SLOT],
+        // SAFETY: plain C structs and bytes; all-zero is a valid value.
+        tx: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
     };
     if multishot {
-        let e = opcode::ProvideBuffers::new(pool.as_mut_ptr(), SLOT as i32, (2 * n) as u16, 0, 0)
-            .build()
-            .user_data(PROVIDE);
-        // SAFETY: `pool` outlives the ring.
-        unsafe { ring.submission().push(&e) }
-            .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+        r.provide(0, (2 * n) as u16)?;
     }
-    for (i, buf) in rx.iter_mut().enumerate() {
-        // SAFETY: `rx` outlives the ring, and a node's buffer is read only
-        // after its receive completed, before the next is armed.
-        unsafe { ring.submission().push(&recv(i, buf)) }
-            .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+    for (i, &fd) in fds.iter().enumerate() {
+        r.recv(i, fd, multishot)?;
     }
     let pending = std::cell::RefCell::new(Vec::<(usize, Vec<u8>, SocketAddr)>::new());
     let send = |i: usize, b: &[u8], d: SocketAddr| {
         pending.borrow_mut().push((i, b.to_vec(), d));
         Ok(b.len())
     };
-    let mut r = Rounds::start(rounds, send)?;
+    let mut rounds = Rounds::start(rounds, send)?;
     let ts = types::Timespec::new().sec(5);
     let mut buf = [0u8; 64];
     loop {
@@ -615,37 +689,20 @@ fn run_uring(chain: &Chain, rounds: u32, multishot: bool) -> Result<Stats> {
             let SocketAddr::V4(d) = d else {
                 bail!("node {i}: an IPv6 next hop")
             };
-            let o = &mut tx[i];
-            o.bytes[..b.len()].copy_from_slice(&b);
-            o.to.sin_family = libc::AF_INET as libc::sa_family_t;
-            o.to.sin_port = d.port().to_be();
-            o.to.sin_addr.s_addr = u32::from(*d.ip()).to_be();
-            o.iov = libc::iovec {
-                iov_base: o.bytes.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            };
-            o.hdr.msg_name = (&mut o.to as *mut libc::sockaddr_in).cast();
-            o.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            o.hdr.msg_iov = &mut o.iov;
-            o.hdr.msg_iovlen = 1;
-            let e = opcode::SendMsg::new(types::Fd(socks[i].as_raw_fd()), &o.hdr)
-                .build()
-                .user_data(SEND | i as u64);
-            // SAFETY: `tx[i]` stays put and unchanged until this send
-            // completes (its node sends nothing else before).
-            unsafe { ring.submission().push(&e) }
-                .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+            r.send(i, fds[i], &b, d)?;
         }
-        match ring
+        match r
+            .ring
             .submitter()
             .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
         {
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
-                bail!("uring: no datagram for 5 s in round {}", r.round)
+                bail!("uring: no datagram for 5 s in round {}", rounds.round)
             }
             other => other.context("io_uring_enter")?,
         };
-        let done: Vec<(u64, i32, u32)> = ring
+        let done: Vec<(u64, i32, u32)> = r
+            .ring
             .completion()
             .map(|c| (c.user_data(), c.result(), c.flags()))
             .collect();
@@ -653,41 +710,30 @@ fn run_uring(chain: &Chain, rounds: u32, multishot: bool) -> Result<Stats> {
             let i = (ud & !(SEND | PROVIDE)) as usize;
             if res < 0 {
                 let e = std::io::Error::from_raw_os_error(-res);
-                bail!(
-                    "node {i}: {}: {e}",
-                    if ud & SEND != 0 { "send" } else { "recv" }
-                );
+                match ud {
+                    PROVIDE => bail!("uring: handing buffers back: {e}"),
+                    _ if ud & SEND != 0 => bail!("node {i}: send: {e}"),
+                    _ => bail!("node {i}: recv: {e}"),
+                }
             }
             if ud & (SEND | PROVIDE) != 0 {
                 continue;
             }
             let len = res as usize;
-            match io_uring::cqueue::buffer_select(flags) {
-                Some(bid) => {
+            match (multishot, io_uring::cqueue::buffer_select(flags)) {
+                (true, Some(bid)) => {
                     let at = bid as usize * SLOT;
-                    buf[..len].copy_from_slice(&pool[at..at + len]);
-                    let e = opcode::ProvideBuffers::new(
-                        pool[at..].as_mut_ptr(),
-                        SLOT as i32,
-                        1,
-                        0,
-                        bid,
-                    )
-                    .build()
-                    .user_data(PROVIDE);
-                    // SAFETY: `pool` outlives the ring; the slot was copied out.
-                    unsafe { ring.submission().push(&e) }
-                        .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+                    buf[..len].copy_from_slice(&r.pool[at..at + len]);
+                    r.provide(bid, 1)?;
                 }
-                None => buf[..len].copy_from_slice(&rx[i][..len]),
+                (true, None) => bail!("node {i}: a multishot receive without a buffer"),
+                (false, _) => buf[..len].copy_from_slice(&r.rx[i][..len]),
             }
             if !multishot || !io_uring::cqueue::more(flags) {
-                // SAFETY: as for the first receives.
-                unsafe { ring.submission().push(&recv(i, &mut rx[i])) }
-                    .map_err(|_| anyhow::anyhow!("io_uring submission queue full"))?;
+                r.recv(i, fds[i], multishot)?;
             }
-            if r.handle(i, n, &buf[..len], send)? {
-                return Ok(r.st);
+            if rounds.handle(i, n, &buf[..len], send)? {
+                return Ok(rounds.st);
             }
         }
     }

@@ -76,7 +76,7 @@ pub fn derive(
     for p in points.iter().filter(|p| &p.sid == sid) {
         by_node.entry(&p.node).or_default().push(p.clone());
     }
-    let period = |node: &str, from: K, to: K| {
+    let of = |node: &str, from: K, to: K| {
         let mine = by_node.get(node).map_or(&[][..], Vec::as_slice);
         period(mine, node, sid, from, to)
     };
@@ -96,26 +96,26 @@ pub fn derive(
         RunKind::Setup | RunKind::Teardown => K::ReserveSent,
     };
     RunPeriods {
-        a_ns: period("client", K::ClientRequestSent, K::ClientReplyReceived),
-        a_node_ns: period(qni, K::ApiRequestReceived, K::ApiReplySent),
-        b_ns: period(qni, b_start, K::ResponseReceived),
-        c_ns: period(qnr, vl_start, vl_done),
-        g_ns: period(qnr, K::ReserveReceived, K::ResponseSent),
-        h_ns: period(qni, vl_start, vl_done),
-        d_qni_ns: period(qni, K::GistQuerySent, K::GistConfirmSent),
-        hmac_sign_ns: period(qni, K::HmacSignStart, K::HmacSignDone),
-        hmac_verify_ns: period(qnr, K::HmacVerifyStart, K::HmacVerifyDone),
-        delete_qni_ns: period(qni, K::VlinkDeleteStart, K::VlinkDeleteDone),
-        delete_qnr_ns: period(qnr, K::VlinkDeleteStart, K::VlinkDeleteDone),
-        qos_qni_ns: period(qni, K::QosInstallStart, K::QosInstallDone),
+        a_ns: of("client", K::ClientRequestSent, K::ClientReplyReceived),
+        a_node_ns: of(qni, K::ApiRequestReceived, K::ApiReplySent),
+        b_ns: of(qni, b_start, K::ResponseReceived),
+        c_ns: of(qnr, vl_start, vl_done),
+        g_ns: of(qnr, K::ReserveReceived, K::ResponseSent),
+        h_ns: of(qni, vl_start, vl_done),
+        d_qni_ns: of(qni, K::GistQuerySent, K::GistConfirmSent),
+        hmac_sign_ns: of(qni, K::HmacSignStart, K::HmacSignDone),
+        hmac_verify_ns: of(qnr, K::HmacVerifyStart, K::HmacVerifyDone),
+        delete_qni_ns: of(qni, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        delete_qnr_ns: of(qnr, K::VlinkDeleteStart, K::VlinkDeleteDone),
+        qos_qni_ns: of(qni, K::QosInstallStart, K::QosInstallDone),
         hops: qnes
             .iter()
             .map(|n| HopPeriods {
                 node: n.clone(),
-                d_ns: period(n, K::GistQuerySent, K::GistConfirmSent),
-                e_ns: period(n, K::ReserveReceived, K::ReserveSent),
-                f_ns: period(n, K::ResponseReceived, K::ResponseSent),
-                qos_ns: period(n, K::QosInstallStart, K::QosInstallDone),
+                d_ns: of(n, K::GistQuerySent, K::GistConfirmSent),
+                e_ns: of(n, K::ReserveReceived, K::ReserveSent),
+                f_ns: of(n, K::ResponseReceived, K::ResponseSent),
+                qos_ns: of(n, K::QosInstallStart, K::QosInstallDone),
             })
             .collect(),
     }
@@ -238,8 +238,9 @@ mod tests {
             other("tb1", 42, K::ResponseReceived),
         ]);
         let r = derive_3(&pts);
-        // The other session's Query does not make this one's [B] start
-        // at a Query, nor its RESPONSE end it.
+        // The other session's Query would make this one's [B] start at a
+        // Query (the grouping's check); its other points would end or
+        // start this one's periods if `period` did not look at the session.
         assert_eq!(r.b_ns, Some(23));
         assert_eq!(r.hops[0].e_ns, Some(3));
         assert_eq!(r.hops[0].f_ns, Some(1));
