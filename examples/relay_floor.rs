@@ -563,9 +563,8 @@ struct Outgoing {
 /// the run; should the cancellation fail, the buffers are leaked instead.
 struct Ring {
     ring: io_uring::IoUring,
-    /// Single-shot receives: one buffer per node.
+    /// Single-shot receives, one buffer a node; multishot, 2n [`SLOT`]s.
     rx: Vec<[u8; 64]>,
-    /// Multishot receives: 2n slots of [`SLOT`] bytes, buffer group 0.
     pool: Vec<u8>,
     tx: Vec<Outgoing>,
 }
@@ -626,9 +625,7 @@ impl Ring {
     fn send(&mut self, i: usize, fd: RawFd, b: &[u8], d: SocketAddrV4) -> Result<()> {
         let o = &mut self.tx[i];
         o.bytes[..b.len()].copy_from_slice(b);
-        o.to.sin_family = libc::AF_INET as libc::sa_family_t;
-        o.to.sin_port = d.port().to_be();
-        o.to.sin_addr.s_addr = u32::from(*d.ip()).to_be();
+        o.to = vlsp::kernel::sockets::sockaddr_in(d);
         o.iov = libc::iovec {
             iov_base: o.bytes.as_mut_ptr().cast(),
             iov_len: b.len(),
@@ -676,9 +673,12 @@ fn run_uring(chain: &Chain, rounds: u32, multishot: bool) -> Result<Stats> {
     for (i, &fd) in fds.iter().enumerate() {
         r.recv(i, fd, multishot)?;
     }
-    let pending = std::cell::RefCell::new(Vec::<(usize, Vec<u8>, SocketAddr)>::new());
+    // Sends wait here for the ring, by value: no allocation per reaction.
+    let pending = std::cell::RefCell::new(Vec::<(usize, [u8; LEN], SocketAddr)>::new());
     let send = |i: usize, b: &[u8], d: SocketAddr| {
-        pending.borrow_mut().push((i, b.to_vec(), d));
+        let mut bytes = [0u8; LEN];
+        bytes.copy_from_slice(b);
+        pending.borrow_mut().push((i, bytes, d));
         Ok(b.len())
     };
     let mut rounds = Rounds::start(rounds, send)?;

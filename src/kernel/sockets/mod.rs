@@ -200,7 +200,9 @@ fn set_router_alert(fd: RawFd) -> io::Result<()> {
     .map_err(|e| io::Error::new(e.kind(), format!("IP_ROUTER_ALERT: {e}")))
 }
 
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+/// `a` as the kernel takes it in a `msghdr` (also for `examples/relay_floor`'s
+/// io_uring sends).
+pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
     let mut sa: libc::sockaddr_in = unsafe { zeroed() };
     sa.sin_family = libc::AF_INET as libc::sa_family_t;
