@@ -19,6 +19,12 @@ pub struct HopPeriods {
     pub f_ns: Option<u64>,
     /// Installing the reservation in the kernel (HTB class + filter).
     pub qos_ns: Option<u64>,
+    /// The class waiting for the node's kernel thread: admission done →
+    /// install started (on a long chain the kernel threads fall behind).
+    pub class_wait_ns: Option<u64>,
+    /// How long the RESPONSE waited here for the class: RESPONSE received →
+    /// class installed; 0 when the class was in place first.
+    pub held_ns: Option<u64>,
 }
 
 /// Periods of one setup or teardown run, in nanoseconds.
@@ -80,6 +86,11 @@ pub fn derive(
         let mine = by_node.get(node).map_or(&[][..], Vec::as_slice);
         period(mine, node, sid, from, to)
     };
+    let first = |node: &str, kind: K| {
+        by_node
+            .get(node)
+            .and_then(|ps| ps.iter().filter(|p| p.kind == kind).map(|p| p.at_ns).min())
+    };
     let (vl_start, vl_done) = match kind {
         RunKind::Setup => (K::VlinkUpStart, K::VlinkUpDone),
         RunKind::Teardown => (K::VlinkDownStart, K::VlinkDownDone),
@@ -116,6 +127,10 @@ pub fn derive(
                 e_ns: of(n, K::ReserveReceived, K::ReserveSent),
                 f_ns: of(n, K::ResponseReceived, K::ResponseSent),
                 qos_ns: of(n, K::QosInstallStart, K::QosInstallDone),
+                class_wait_ns: of(n, K::AdmissionDone, K::QosInstallStart),
+                held_ns: first(n, K::ResponseReceived)
+                    .zip(first(n, K::QosInstallDone))
+                    .map(|(got, done)| done.saturating_sub(got)),
             })
             .collect(),
     }
@@ -189,6 +204,8 @@ mod tests {
                 e_ns: Some(8),
                 f_ns: Some(1),
                 qos_ns: None,
+                class_wait_ns: None,
+                held_ns: None,
             }
         );
         // The paper's check: [A] = [B] + [H] + overhead, [B] contains [C].
@@ -246,6 +263,39 @@ mod tests {
         assert_eq!(r.hops[0].f_ns, Some(1));
     }
 
+    /// tb2's class is installed after the RESPONSE came back (held 25 ns),
+    /// tb3's before (held 0); tb4 forwards nothing, so it has no hop.
+    #[test]
+    fn a_response_is_held_until_the_class_of_its_router_is_in_place() {
+        let pts = vec![
+            p("tb2", 10, K::AdmissionDone),
+            p("tb3", 20, K::AdmissionDone),
+            p("tb3", 22, K::QosInstallStart),
+            p("tb3", 30, K::QosInstallDone),
+            p("tb3", 40, K::ResponseReceived),
+            p("tb2", 45, K::ResponseReceived),
+            p("tb2", 60, K::QosInstallStart),
+            p("tb2", 70, K::QosInstallDone),
+            p("tb2", 71, K::ResponseSent),
+        ];
+        let r = derive(
+            &pts,
+            &[3; 16],
+            RunKind::Setup,
+            "tb1",
+            "tb4",
+            &["tb2".into(), "tb3".into()],
+        );
+        let (tb2, tb3) = (&r.hops[0], &r.hops[1]);
+        assert_eq!((tb2.class_wait_ns, tb2.held_ns), (Some(50), Some(25)));
+        assert_eq!((tb3.class_wait_ns, tb3.held_ns), (Some(2), Some(0)));
+        let mut v = std::collections::BTreeMap::new();
+        crate::experiment::rows::put_periods(&mut v, "setup_", &r);
+        // µs: the longest wait, and the holds added up along the way back.
+        assert_eq!(v.get("setup_class_wait_max"), Some(&0.05));
+        assert_eq!(v.get("setup_response_held"), Some(&0.025));
+    }
+
     #[test]
     fn missing_points_give_none_not_garbage() {
         let r = derive(
@@ -258,5 +308,9 @@ mod tests {
         );
         assert_eq!(r.a_ns, None);
         assert_eq!(r.hops[0].d_ns, None);
+        assert_eq!((r.hops[0].class_wait_ns, r.hops[0].held_ns), (None, None));
+        let mut v = std::collections::BTreeMap::new();
+        crate::experiment::rows::put_periods(&mut v, "teardown_", &r);
+        assert!(v.is_empty(), "{v:?}");
     }
 }

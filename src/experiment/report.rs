@@ -534,9 +534,46 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
         handshake and processing stand in for its own terms), q_h + r_h = [G]−[C].\n\n\
         | routers | measured [A] avg [ms] | formula [ms] | [B] avg [ms] |\n|---|---|---|---|\n"
         .to_string();
+    // (routers, [A] less the time the RESPONSE waited for classes) of every run.
+    let mut less_held = vec![];
+    let mut holds = "\n### Reservations behind the signaling\n\n\
+        Each router's class is installed by its node thread's kernel thread while the \
+        RESERVE goes on; the RESPONSE waits at a router whose class is not in place yet. \
+        On a long chain the kernel threads, which share one CPU, fall behind. Held: the \
+        time the RESPONSE waited, summed over the routers of a run (it passes them one \
+        after the other); class wait: admission done → install started, the longest of a run.\n\n\
+        | routers | runs held | held per run, mean [ms] | longest hold [ms] | class wait, median of the runs' longest [ms] |\n\
+        |---|---|---|---|---|\n"
+        .to_string();
     for var in &variants(rows) {
         let p = predict(rows, var);
         let n = p.routers;
+        let (mut held, mut waits) = (vec![], vec![]);
+        for r in rows.iter().filter(|r| &r.variant == var) {
+            if let Some(a) = r.values.get("setup_A") {
+                let h = r.values.get("setup_response_held").copied().unwrap_or(0.0);
+                less_held.push((n as f64, a - h));
+                held.push(h / 1e3);
+            }
+            waits.extend(r.values.get("setup_class_wait_max").map(|w| w / 1e3));
+        }
+        // A chain of 2 has no router in between to hold the RESPONSE.
+        let has = rows
+            .iter()
+            .any(|r| &r.variant == var && r.values.contains_key("setup_response_held"));
+        holds += &if !has {
+            format!("| {n} | – | – | – | – |\n")
+        } else {
+            format!(
+                "| {n} | {} of {} | {:.3} | {:.3} | {} |\n",
+                held.iter().filter(|h| **h > 0.0).count(),
+                held.len(),
+                mean(&held),
+                held.iter().copied().fold(0.0, f64::max),
+                summarize("", "", &waits, None)
+                    .map_or("–".into(), |w| format!("{:.3}", w.median)),
+            )
+        };
         let estimate = (n == 10).then_some(paper::TEN_NODE_ESTIMATE);
         sums.extend(summarize(
             &format!("setup_A_chain{n}"),
@@ -551,11 +588,27 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
             "–".to_string()
         };
         md += &format!("| {n} | {a:.3} | {formula} | {:.3} |\n", p.setup_b);
+        if has {
+            sums.extend(summarize(
+                &format!("setup_response_held_chain{n}"),
+                "ms",
+                &held,
+                None,
+            ));
+        }
         measured.push((n as f64, a));
         predicted.push((n as f64, p.formula));
         runs.extend(p.setup_a.iter().map(|ms| (n as f64, ms * 1000.0)));
     }
-    md += &slopes(&runs, &predicted);
+    // Runs from before the holds were recorded (`vlsp report` of an old
+    // sweep): no line and no table rather than zeros.
+    let recorded = rows
+        .iter()
+        .any(|r| r.values.contains_key("setup_response_held"));
+    md += &slopes(&runs, recorded.then_some(&less_held[..]), &predicted);
+    if recorded {
+        md += &holds;
+    }
     predicted.retain(|p| p.1.is_finite());
     fig_chain_sweep(dir, measured, predicted)?;
     md += "\n![chain sweep](fig_chain_sweep.png)\n";
@@ -565,7 +618,11 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
 /// The cost of one more router: least-squares lines through every run's
 /// [A] (all lengths, and up to 200 routers, where the sweep is still
 /// straight) and through the formula's predictions.
-fn slopes(runs: &[(f64, f64)], predicted: &[(f64, f64)]) -> String {
+fn slopes(
+    runs: &[(f64, f64)],
+    less_held: Option<&[(f64, f64)]>,
+    predicted: &[(f64, f64)],
+) -> String {
     let line = |what: &str, pts: &[(f64, f64)]| match crate::experiment::stats::slope(pts) {
         Some((b, w)) => format!(
             "| {what} | {} | {b:.1} | [{:.1}, {:.1}] |\n",
@@ -595,6 +652,12 @@ fn slopes(runs: &[(f64, f64)], predicted: &[(f64, f64)]) -> String {
         .to_string();
     md += &line("every run's [A]", runs);
     md += &line("every run's [A], chains up to 200 routers", &upto(200.0));
+    if let Some(l) = less_held {
+        md += &line(
+            "every run's [A] less the time its RESPONSE waited for classes",
+            l,
+        );
+    }
     md += &line("the formula's prediction per length", &formula);
     md
 }
@@ -650,7 +713,7 @@ mod tests {
             .flat_map(|&n| [(n, 1000.0 + 20.0 * n - 5.0), (n, 1000.0 + 20.0 * n + 5.0)])
             .collect();
         let nan = [(2.0, f64::NAN), (10.0, f64::NAN), (50.0, f64::NAN)];
-        let md = slopes(&runs, &nan);
+        let md = slopes(&runs, None, &nan);
         assert!(md.contains("| every run's [A] | 12 | 20.0 |"), "{md}");
         assert!(
             md.contains("| every run's [A], chains up to 200 routers | 10 | 20.0 |"),
@@ -664,7 +727,77 @@ mod tests {
         // ms in, µs per router out.
         let formula = [(2.0, 1.04), (10.0, 1.2), (50.0, 2.0)];
         assert!(
-            slopes(&runs, &formula).contains("| the formula's prediction per length | 3 | 20.0 |")
+            slopes(&runs, None, &formula)
+                .contains("| the formula's prediction per length | 3 | 20.0 |")
+        );
+    }
+
+    /// The RESPONSE's holds give a line of their own and a table; a sweep
+    /// from before they were recorded (`vlsp report` of an old one) gets
+    /// neither, not zeros.
+    #[test]
+    fn chain_sweep_reports_the_holds_only_when_recorded() {
+        let row = |n: usize, run: usize, a: f64, held: Option<f64>| {
+            let mut values = std::collections::BTreeMap::new();
+            values.insert("setup_A".to_string(), a);
+            if let Some(h) = held {
+                values.insert("setup_response_held".to_string(), h);
+                values.insert("setup_class_wait_max".to_string(), 2.0 * h);
+            }
+            Row {
+                variant: format!("chain={n}"),
+                run,
+                values,
+            }
+        };
+        // 20 µs per router, and on the chain of 100 one run held 500 µs.
+        let rows = vec![
+            row(10, 1, 1200.0, Some(0.0)),
+            row(10, 2, 1200.0, Some(0.0)),
+            row(100, 1, 3000.0, Some(0.0)),
+            row(100, 2, 3500.0, Some(500.0)),
+        ];
+        let dir = Scratch::new("chain-holds");
+        let mut sums = vec![];
+        let md = chain_sweep(dir.path(), &rows, &mut sums).unwrap();
+        assert!(
+            md.contains(
+                "| every run's [A] less the time its RESPONSE waited for classes | 4 | 20.0 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 100 | 1 of 2 | 0.250 | 0.500 | 0.500 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 10 | 0 of 2 | 0.000 | 0.000 | 0.000 |"),
+            "{md}"
+        );
+        assert!(
+            sums.iter()
+                .any(|s| s.metric == "setup_response_held_chain100")
+        );
+        let old: Vec<Row> = rows
+            .iter()
+            .map(|r| Row {
+                values: r
+                    .values
+                    .iter()
+                    .filter(|(k, _)| *k == "setup_A")
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                ..r.clone()
+            })
+            .collect();
+        let mut sums = vec![];
+        let md = chain_sweep(dir.path(), &old, &mut sums).unwrap();
+        assert!(!md.contains("waited for classes"), "{md}");
+        assert!(!md.contains("Reservations behind"), "{md}");
+        assert!(
+            !sums
+                .iter()
+                .any(|s| s.metric.starts_with("setup_response_held"))
         );
     }
 

@@ -45,6 +45,18 @@ pub fn put_periods(values: &mut BTreeMap<String, f64>, prefix: &str, p: &RunPeri
         set(&format!("F_{}", h.node), h.f_ns);
         set(&format!("qos_install_{}", h.node), h.qos_ns);
     }
+    // Per run, not per node: the longest wait of a class for its kernel
+    // thread, and the time the RESPONSE spent waiting for classes on its way
+    // back (it passes the nodes one after the other: the holds add up).
+    set(
+        "class_wait_max",
+        p.hops.iter().filter_map(|h| h.class_wait_ns).max(),
+    );
+    let held: Vec<u64> = p.hops.iter().filter_map(|h| h.held_ns).collect();
+    set(
+        "response_held",
+        (!held.is_empty()).then(|| held.iter().sum()),
+    );
 }
 
 /// Values named `<RSS_KEY><node>` are a node process's resident memory in
