@@ -181,14 +181,7 @@ mod tests {
             p("tb1", 111, K::ApiReplySent),
             p("client", 115, K::ClientReplyReceived),
         ];
-        let r = derive(
-            &pts,
-            &[3; 16],
-            RunKind::Setup,
-            "tb1",
-            "tb4",
-            &["tb2".into(), "tb3".into()],
-        );
+        let r = derive_4(&pts);
         assert_eq!(r.a_ns, Some(115));
         assert_eq!(r.a_node_ns, Some(101));
         assert_eq!(r.b_ns, Some(68));
@@ -224,6 +217,12 @@ mod tests {
             p("tb2", 41, K::ResponseSent),
             p("tb1", 43, K::ResponseReceived),
         ]
+    }
+
+    /// tb1 → tb2 → tb3 → tb4, the paper's path.
+    fn derive_4(pts: &[Point]) -> RunPeriods {
+        let qnes = ["tb2".into(), "tb3".into()];
+        derive(pts, &[3; 16], RunKind::Setup, "tb1", "tb4", &qnes)
     }
 
     fn derive_3(pts: &[Point]) -> RunPeriods {
@@ -278,14 +277,7 @@ mod tests {
             p("tb2", 70, K::QosInstallDone),
             p("tb2", 71, K::ResponseSent),
         ];
-        let r = derive(
-            &pts,
-            &[3; 16],
-            RunKind::Setup,
-            "tb1",
-            "tb4",
-            &["tb2".into(), "tb3".into()],
-        );
+        let r = derive_4(&pts);
         let (tb2, tb3) = (&r.hops[0], &r.hops[1]);
         assert_eq!((tb2.class_wait_ns, tb2.held_ns), (Some(50), Some(25)));
         assert_eq!((tb3.class_wait_ns, tb3.held_ns), (Some(2), Some(0)));
