@@ -19,11 +19,14 @@ pub struct HopPeriods {
     pub f_ns: Option<u64>,
     /// Installing the reservation in the kernel (HTB class + filter).
     pub qos_ns: Option<u64>,
-    /// The class waiting for the node's kernel thread: admission done →
-    /// install started (on a long chain the kernel threads fall behind).
+    /// Admission done → class install started: the node's own sends of
+    /// that turn, then the wait in its kernel thread's queue (the kernel
+    /// threads share one CPU and can fall behind).
     pub class_wait_ns: Option<u64>,
     /// How long the RESPONSE waited here for the class: RESPONSE received →
-    /// class installed; 0 when the class was in place first.
+    /// class installed on the kernel thread (the node lets it go on a few
+    /// µs later, when it hears so); 0 when the class was in place first.
+    /// The initiator's own wait is not counted.
     pub held_ns: Option<u64>,
 }
 
@@ -281,11 +284,14 @@ mod tests {
         let (tb2, tb3) = (&r.hops[0], &r.hops[1]);
         assert_eq!((tb2.class_wait_ns, tb2.held_ns), (Some(50), Some(25)));
         assert_eq!((tb3.class_wait_ns, tb3.held_ns), (Some(2), Some(0)));
+        // tb3's RESPONSE now comes before its class is done too (held 5):
+        // per run, the longest wait and the holds added up along the way back.
+        let mut pts = pts;
+        pts[4] = p("tb3", 25, K::ResponseReceived);
         let mut v = std::collections::BTreeMap::new();
-        crate::experiment::rows::put_periods(&mut v, "setup_", &r);
-        // µs: the longest wait, and the holds added up along the way back.
+        crate::experiment::rows::put_periods(&mut v, "setup_", &derive_4(&pts));
         assert_eq!(v.get("setup_class_wait_max"), Some(&0.05));
-        assert_eq!(v.get("setup_response_held"), Some(&0.025));
+        assert_eq!(v.get("setup_response_held"), Some(&0.03));
     }
 
     #[test]

@@ -539,9 +539,12 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
     let mut holds = "\n### Reservations behind the signaling\n\n\
         Each router's class is installed by its node thread's kernel thread while the \
         RESERVE goes on; the RESPONSE waits at a router whose class is not in place yet. \
-        On a long chain the kernel threads, which share one CPU, fall behind. Held: the \
-        time the RESPONSE waited, summed over the routers of a run (it passes them one \
-        after the other); class wait: admission done → install started, the longest of a run.\n\n\
+        The kernel threads share one CPU and can fall behind. Held: the time the RESPONSE \
+        waited, summed over the forwarding routers of a run (it passes them one after the \
+        other); class wait: admission done → install started (the node's own sends of that \
+        turn, then the kernel thread's queue), the longest of a run. The slope line of [A] \
+        less the holds takes out the waits a run recorded; it does not predict [A] without \
+        them (the RESPONSE could then wait longer elsewhere).\n\n\
         | routers | runs held | held per run, mean [ms] | longest hold [ms] | class wait, median of the runs' longest [ms] |\n\
         |---|---|---|---|---|\n"
         .to_string();
@@ -752,6 +755,7 @@ mod tests {
         };
         // 20 µs per router, and on the chain of 100 one run held 500 µs.
         let rows = vec![
+            row(2, 1, 1040.0, None),
             row(10, 1, 1200.0, Some(0.0)),
             row(10, 2, 1200.0, Some(0.0)),
             row(100, 1, 3000.0, Some(0.0)),
@@ -762,7 +766,7 @@ mod tests {
         let md = chain_sweep(dir.path(), &rows, &mut sums).unwrap();
         assert!(
             md.contains(
-                "| every run's [A] less the time its RESPONSE waited for classes | 4 | 20.0 |"
+                "| every run's [A] less the time its RESPONSE waited for classes | 5 | 20.0 |"
             ),
             "{md}"
         );
@@ -773,6 +777,13 @@ mod tests {
         assert!(
             md.contains("| 10 | 0 of 2 | 0.000 | 0.000 | 0.000 |"),
             "{md}"
+        );
+        // No router between the ends of a chain of 2: nothing to hold.
+        assert!(md.contains("| 2 | – | – | – | – |"), "{md}");
+        assert!(
+            !sums
+                .iter()
+                .any(|s| s.metric == "setup_response_held_chain2")
         );
         assert!(
             sums.iter()
