@@ -548,22 +548,23 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
         | routers | runs held | held per run, mean [ms] | longest hold [ms] | class wait, median of the runs' longest [ms] |\n\
         |---|---|---|---|---|\n"
         .to_string();
+    // Whether any run recorded the holds: not those from before they were.
+    let mut recorded = false;
     for var in &variants(rows) {
         let p = predict(rows, var);
         let n = p.routers;
-        let (mut held, mut waits) = (vec![], vec![]);
+        let (mut held, mut has) = (vec![], false);
         for r in rows.iter().filter(|r| &r.variant == var) {
+            let h = r.values.get("setup_response_held").copied();
+            has |= h.is_some();
             if let Some(a) = r.values.get("setup_A") {
-                let h = r.values.get("setup_response_held").copied().unwrap_or(0.0);
-                less_held.push((n as f64, a - h));
-                held.push(h / 1e3);
+                less_held.push((n as f64, a - h.unwrap_or(0.0)));
+                held.push(h.unwrap_or(0.0) / 1e3);
             }
-            waits.extend(r.values.get("setup_class_wait_max").map(|w| w / 1e3));
         }
+        recorded |= has;
+        let waits = col_ms(rows, var, "setup_class_wait_max");
         // A chain of 2 has no router in between to hold the RESPONSE.
-        let has = rows
-            .iter()
-            .any(|r| &r.variant == var && r.values.contains_key("setup_response_held"));
         holds += &if !has {
             format!("| {n} | – | – | – | – |\n")
         } else {
@@ -605,9 +606,6 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
     }
     // Runs from before the holds were recorded (`vlsp report` of an old
     // sweep): no line and no table rather than zeros.
-    let recorded = rows
-        .iter()
-        .any(|r| r.values.contains_key("setup_response_held"));
     md += &slopes(&runs, recorded.then_some(&less_held[..]), &predicted);
     if recorded {
         md += &holds;

@@ -52,10 +52,9 @@ pub fn put_periods(values: &mut BTreeMap<String, f64>, prefix: &str, p: &RunPeri
         "class_wait_max",
         p.hops.iter().filter_map(|h| h.class_wait_ns).max(),
     );
-    let held: Vec<u64> = p.hops.iter().filter_map(|h| h.held_ns).collect();
     set(
         "response_held",
-        (!held.is_empty()).then(|| held.iter().sum()),
+        p.hops.iter().filter_map(|h| h.held_ns).reduce(|a, b| a + b),
     );
 }
 
