@@ -272,6 +272,20 @@ fn fail_if_slower_exit_codes() {
         "{text}"
     );
     assert!(text.contains("+30.6%") && text.contains("+30.9%"), "{text}");
+    // The ratio's interval says its level: the TOST's 1 − 2α, not the
+    // 95 % of the means beside it.
+    assert!(text.contains("Δ geo-mean [90% CI]"), "{text}");
+    let strict = vlsp(&[
+        "compare",
+        &data("base"),
+        &data("slower"),
+        "--alpha",
+        "0.01",
+        "-o",
+        &out.s(),
+    ]);
+    let text = String::from_utf8_lossy(&strict.stdout);
+    assert!(text.contains("Δ geo-mean [98% CI]"), "{text}");
     // A threshold that is not a percentage is refused by the parser.
     assert_eq!(run("slower", "ten").status.code(), Some(2));
 }
@@ -295,6 +309,7 @@ fn writes_markdown_json_and_the_figure() {
         md.contains("| setup_A (headline) | ms |") && md.contains("**slower**"),
         "{md}"
     );
+    assert!(md.contains("| Δ geo-mean [90% CI] |"), "{md}");
     assert_eq!(
         std::fs::read_to_string(out.0.join("compare.md"))
             .unwrap()

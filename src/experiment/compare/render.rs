@@ -51,11 +51,38 @@ const HEADER: [&str; 10] = [
     "B mean [95% CI]",
     "Δ mean",
     "Δ median",
-    "Δ geo-mean [CI]",
+    "Δ geo-mean [CI]", // its level filled in by `header`
     "p diff (Holm)",
     "p TOST (margin)",
     "verdict",
 ];
+
+/// The column heads, the ratio's interval with its level: it is the
+/// TOST's (1 − 2α, 90 % by default), not the 95 % of the means beside it,
+/// and unlabelled it was quoted as 95 % (README, stop 29).
+fn header(c: &Comparison) -> [String; 10] {
+    let mut h = HEADER.map(String::from);
+    h[6] = format!("Δ geo-mean [{}% CI]", pct_level(ci_level(c)));
+    h
+}
+
+/// The confidence level of the ratio's interval.
+fn ci_level(c: &Comparison) -> f64 {
+    c.metrics
+        .iter()
+        .find_map(|m| m.tost.map(|t| t.ci_level))
+        .unwrap_or(1.0 - 2.0 * c.alpha)
+}
+
+/// 0.9 → "90", 0.98 → "98", 0.975 → "97.5".
+fn pct_level(level: f64) -> String {
+    let p = (level * 1000.0).round() / 10.0;
+    if p.fract() == 0.0 {
+        format!("{p:.0}")
+    } else {
+        format!("{p:.1}")
+    }
+}
 
 /// Columns aligned left in the terminal table (names, verdicts).
 const LEFT: [usize; 3] = [0, 1, 9];
@@ -142,11 +169,7 @@ fn runs(c: &Comparison, a: bool) -> usize {
 }
 
 fn method_note(c: &Comparison) -> String {
-    let level = c
-        .metrics
-        .iter()
-        .find_map(|m| m.tost.map(|t| t.ci_level))
-        .unwrap_or(1.0 - 2.0 * c.alpha);
+    let level = ci_level(c);
     let unit = match c.metrics.first().map(|m| m.level) {
         Some(Level::Sessions { .. }) => {
             "Each session's median is one replicate (runs of one session share its topology instance; Kalibera & Jones 2013): the difference test is Welch's t-test on the logarithms of the session medians, Δ geo-mean the ratio of their geometric means, and the TOST is on them too."
@@ -214,7 +237,8 @@ fn tally(c: &Comparison) -> String {
 /// The terminal table.
 pub fn text(c: &Comparison) -> String {
     let rows: Vec<[String; 10]> = c.metrics.iter().map(cells).collect();
-    let mut w = HEADER.map(|h| h.chars().count());
+    let head = header(c);
+    let mut w = head.each_ref().map(|h| h.chars().count());
     for r in &rows {
         for (i, cell) in r.iter().enumerate() {
             w[i] = w[i].max(cell.chars().count());
@@ -235,7 +259,7 @@ pub fn text(c: &Comparison) -> String {
     };
     let mut out = side_line("A", &c.a, runs(c, true), c) + "\n";
     out += &(side_line("B", &c.b, runs(c, false), c) + "\n\n");
-    out += &line(&HEADER.map(String::from));
+    out += &line(&head);
     for r in &rows {
         out += &line(r);
     }
@@ -256,7 +280,7 @@ pub fn markdown(c: &Comparison) -> String {
         side_line("A", &c.a, runs(c, true), c),
         side_line("B", &c.b, runs(c, false), c)
     );
-    out += &format!("| {} |\n", HEADER.join(" | "));
+    out += &format!("| {} |\n", header(c).join(" | "));
     out += &format!("|{}\n", "---|".repeat(HEADER.len()));
     for r in c.metrics.iter().map(cells) {
         let mut r = r.to_vec();
@@ -295,5 +319,8 @@ mod tests {
         assert_eq!(short_commit(h), "0123456789ab");
         assert_eq!(short_commit(&format!("{h}-dirty")), "0123456789ab-dirty");
         assert_eq!(short_commit("unknown"), "unknown");
+        assert_eq!(pct_level(0.9), "90");
+        assert_eq!(pct_level(1.0 - 2.0 * 0.01), "98");
+        assert_eq!(pct_level(0.975), "97.5");
     }
 }
