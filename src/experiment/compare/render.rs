@@ -183,14 +183,14 @@ fn method_note(c: &Comparison) -> String {
     };
     let heads = c.metrics.iter().filter(|m| m.headline).count();
     let mut s = format!(
-        "{unit} Faster/slower: the difference test, Holm-corrected within its family (the {heads} headline metrics; the {} others), is significant at α = {} and the ratio of geometric means (Δ geo-mean) lies beyond the margin (±{}%: B/A above {} or below 1/{}). Equivalent: two one-sided t-tests on the logarithms (TOST, α = {}; the {:.0}% CI of the ratio inside the margin). Inconclusive: neither. Δ = (B − A) / A; Welch's t-test over the runs in compare.json.",
+        "{unit} Faster/slower: the difference test, Holm-corrected within its family (the {heads} headline metrics; the {} others), is significant at α = {} and the ratio of geometric means (Δ geo-mean) lies beyond the margin (±{}%: B/A above {} or below 1/{}). Equivalent: two one-sided t-tests on the logarithms (TOST, α = {}; the {}% CI of the ratio inside the margin). Inconclusive: neither. Δ = (B − A) / A; Welch's t-test over the runs in compare.json.",
         c.metrics.len() - heads,
         c.alpha,
         c.margin_pct,
         1.0 + c.margin_pct / 100.0,
         1.0 + c.margin_pct / 100.0,
         c.alpha,
-        level * 100.0
+        pct_level(level)
     );
     if c.interleaved {
         s += " A and B ran in alternating blocks (`vlsp ab`): each value tested is one block's median, so the machine's drift falls on both alike.";
