@@ -22,7 +22,8 @@
 //!   link's goodput under a best-effort flood with and without it.
 //!
 //! Files, bottom up: `paper` (the paper's numbers), `stats`, `plot`,
-//! `periods`, `file` (experiment files), `rows` (`runs.csv`), `meta`
+//! `periods`, `probe` (the machine's speed beside a run), `file`
+//! (experiment files), `rows` (`runs.csv`), `meta`
 //! (`meta.json`), `progress`, `kinds/*`, `report`, `run`; `graph` draws
 //! topologies for `vlsp graph`; `compare` tests two results folders
 //! against each other (`vlsp compare`).
@@ -35,6 +36,7 @@ pub mod meta;
 pub mod paper;
 pub mod periods;
 pub mod plot;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod rows;
