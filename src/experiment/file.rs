@@ -126,6 +126,13 @@ struct Def {
     /// Extra high-count run for `hmac`.
     #[serde(default)]
     high_count: Option<usize>,
+    /// `setup-teardown`, `chain-sweep`: after each measured run, time the
+    /// signaling code of a 20-router chain in memory (~5 ms, no kernel)
+    /// and record it as `speed_probe_us`: the machine's speed at the
+    /// time, to read the run against (a shared VM's speed moves by up to
+    /// 1.7x within a minute).
+    #[serde(default)]
+    speed_probe: bool,
     /// Install reservations in the kernel (default true); false measures
     /// admission control alone.
     #[serde(default = "yes")]
@@ -214,6 +221,8 @@ pub struct Experiment {
     pub output: PathBuf,
     pub chain: Vec<usize>,
     pub high_count: Option<usize>,
+    /// Time the machine's speed after each run (`probe`).
+    pub speed_probe: bool,
     pub qos: bool,
     pub capacity_bps: Option<u64>,
     pub flood_bps: Option<u64>,
@@ -347,6 +356,13 @@ impl Source<'_> {
                  `sessions`",
             ));
         }
+        if d.speed_probe && !matches!(d.kind, Kind::SetupTeardown | Kind::ChainSweep) {
+            return Err(self.at(
+                span,
+                "speed_probe is taken after each run of kinds setup-teardown and chain-sweep only; \
+                 remove `speed_probe`",
+            ));
+        }
         if !faults.is_empty() && d.kind != Kind::FaultRecovery {
             return Err(self.at(
                 span,
@@ -412,6 +428,7 @@ impl Experiment {
             backend: d.backend,
             chain: d.chain,
             high_count: d.high_count,
+            speed_probe: d.speed_probe,
             qos: d.qos,
             capacity_bps,
             flood_bps,
@@ -477,12 +494,19 @@ mod tests {
                 "kind = \"hmac\"\nsessions = 5\n",
                 "only for kinds setup-teardown and chain-sweep",
             ),
+            (
+                "kind = \"hmac\"\nspeed_probe = true\n",
+                "setup-teardown and chain-sweep only; remove `speed_probe`",
+            ),
         ] {
             let m = load(body).unwrap_err();
             assert!(m.contains("e.toml:") && m.contains(want), "{body}: {m}");
         }
         let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nruns = 9\nsessions = 3\n").unwrap();
         assert_eq!(e.sessions, 3, "a sweep runs its lengths in rounds");
+        assert!(!e.speed_probe, "no probe unless asked for");
+        let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nspeed_probe = true\n").unwrap();
+        assert!(e.speed_probe);
         let e = load("kind = \"chain-sweep\"\nchain = [2, 4]\nrate = \"5mbit\"\n").unwrap();
         assert_eq!(
             (e.rate_bps, e.runs, e.warmup, e.sessions),

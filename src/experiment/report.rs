@@ -11,10 +11,10 @@ use crate::experiment::file::Kind;
 use crate::experiment::kinds::chain_sweep::predict;
 use crate::experiment::kinds::{fault_recovery_plot, qos_isolation, throughput};
 use crate::experiment::meta::Meta;
-use crate::experiment::paper;
 use crate::experiment::plot::{LineChart, Reference, Series};
 use crate::experiment::rows::{RSS_KEY, Row, col, col_ms, read_runs, variants};
 use crate::experiment::stats::{self, Summary, diff, mean, sum, summarize};
+use crate::experiment::{paper, probe};
 
 /// Regenerates `summary.csv`, `summary.md` and the figures of an experiment
 /// folder from its `runs.csv` and `meta.json`. Needs no root, runs nothing.
@@ -550,6 +550,9 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
         .to_string();
     // Whether any run recorded the holds: not those from before they were.
     let mut recorded = false;
+    // (routers, [A] in µs, the speed probe after it in µs) of every run
+    // that has one.
+    let mut probed = vec![];
     for var in &variants(rows) {
         let p = predict(rows, var);
         let n = p.routers;
@@ -560,6 +563,9 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
             if let Some(a) = r.values.get("setup_A") {
                 less_held.push((n as f64, a - h.unwrap_or(0.0)));
                 held.push(h.unwrap_or(0.0) / 1e3);
+                if let Some(p) = r.values.get(probe::KEY) {
+                    probed.push((n as f64, *a, *p));
+                }
             }
         }
         recorded |= has;
@@ -607,6 +613,11 @@ fn chain_sweep(dir: &Path, rows: &[Row], sums: &mut Vec<Summary>) -> Result<Stri
     // Runs from before the holds were recorded (`vlsp report` of an old
     // sweep): no line and no table rather than zeros.
     md += &slopes(&runs, recorded.then_some(&less_held[..]), &predicted);
+    if !probed.is_empty() {
+        let probes: Vec<f64> = probed.iter().map(|p| p.2).collect();
+        sums.extend(summarize(probe::KEY, "us", &probes, None));
+        md += &at_fastest_probe(&probed);
+    }
     if recorded {
         md += &holds;
     }
@@ -663,6 +674,40 @@ fn slopes(
     md
 }
 
+/// The slope as if every run had found the machine as fast as the
+/// sweep's fastest probe: each run's [A] scaled by fastest probe / its
+/// probe (first order: the whole hop, kernel included, is taken to speed
+/// up with the signaling code).
+fn at_fastest_probe(probed: &[(f64, f64, f64)]) -> String {
+    let fastest = probed.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
+    let mut probes: Vec<f64> = probed.iter().map(|p| p.2).collect();
+    probes.sort_by(f64::total_cmp);
+    let median = probes[probes.len() / 2];
+    let slowest = probes[probes.len() - 1];
+    let scaled: Vec<(f64, f64)> = probed
+        .iter()
+        .map(|&(n, a, p)| (n, a * fastest / p))
+        .collect();
+    let line = match crate::experiment::stats::slope(&scaled) {
+        Some((b, w)) => format!(
+            "{b:.1} µs per router (95 % CI [{:.1}, {:.1}])",
+            b - w,
+            b + w
+        ),
+        None => "– (too few runs for a line)".into(),
+    };
+    format!(
+        "\n### The machine's speed beside the runs\n\n\
+         After each run the signaling code of a 20-router chain was timed in memory \
+         (`speed_probe_us` in runs.csv: µs per router and signed setup, no kernel): {fastest:.2} at the \
+         fastest, {median:.2} in the median, {slowest:.2} at the slowest, over {} runs. \
+         Every run's [A] scaled to the fastest probe (× fastest / its own) gives a line of \
+         {line}: what the sweep would read had the machine stayed at its fastest, to first \
+         order.\n",
+        probed.len()
+    )
+}
+
 /// Setup over chain length: measured means and the formula's predictions.
 fn fig_chain_sweep(
     dir: &Path,
@@ -704,6 +749,31 @@ mod tests {
     use crate::experiment::rows::tests::sample_rows;
     use crate::experiment::rows::write_runs;
     use crate::experiment::scratch::Scratch;
+
+    /// Runs on a machine whose speed halves and comes back: scaled to the
+    /// fastest probe, the line is the fast machine's, not the mix.
+    #[test]
+    fn the_slope_at_the_fastest_probe_takes_the_machines_phases_out() {
+        // 20 µs per router at probe 5 µs; the runs at probe 10 took twice
+        // as long.
+        let probed: Vec<(f64, f64, f64)> = [2.0, 10.0, 50.0, 100.0, 200.0]
+            .iter()
+            .flat_map(|&n| {
+                let a = 1000.0 + 20.0 * n;
+                [(n, a, 5.0), (n, 2.0 * a, 10.0)]
+            })
+            .collect();
+        let md = at_fastest_probe(&probed);
+        assert!(md.contains("a line of 20.0 µs per router"), "{md}");
+        assert!(
+            md.contains(
+                "5.00 at the fastest, 10.00 in the median, 10.00 at the slowest, over 10 runs"
+            ),
+            "{md}"
+        );
+        let one = at_fastest_probe(&probed[..1]);
+        assert!(one.contains("– (too few runs for a line)"), "{one}");
+    }
 
     #[test]
     fn chain_sweep_slopes_name_what_they_fit_and_leave_a_missing_formula_out() {

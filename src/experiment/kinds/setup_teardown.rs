@@ -12,8 +12,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::experiment::file::Experiment;
 use crate::experiment::meta::GuestInfo;
 use crate::experiment::periods::{RunKind, RunPeriods, derive};
-use crate::experiment::progress;
 use crate::experiment::rows::{RSS_KEY, Row, SESSION_KEY, put_periods};
+use crate::experiment::{probe, progress};
 use crate::kernel::capture;
 use crate::model::measure::{Point, PointKind, Recorder, now_ns};
 use crate::node::api::{Client, LinkInfo, Reply, Request};
@@ -26,6 +26,8 @@ pub struct Plan {
     pub runs: usize,
     pub warmup: usize,
     pub rate_bps: u64,
+    /// Time the machine's speed after each measured run.
+    pub speed_probe: bool,
 }
 
 impl Plan {
@@ -34,6 +36,7 @@ impl Plan {
             runs: e.runs,
             warmup: e.warmup,
             rate_bps: e.rate_bps,
+            speed_probe: e.speed_probe,
         }
     }
 }
@@ -268,6 +271,12 @@ pub fn measure(
         put_periods(&mut values, "teardown_", &m.teardown);
         for (node, kib) in m.rss_kib {
             values.insert(format!("{RSS_KEY}{node}"), kib as f64);
+        }
+        if plan.speed_probe {
+            // Between runs, so it delays no measurement; the next run finds
+            // the caches as the probe left them (off by default: a
+            // paper-4node setup is short enough to notice).
+            values.insert(probe::KEY.into(), probe::speed_probe_us()?);
         }
         rows.push(Row {
             variant: variant.to_string(),
