@@ -674,36 +674,36 @@ fn slopes(
     md
 }
 
-/// The slope as if every run had found the machine as fast as the
-/// sweep's fastest probe: each run's [A] scaled by fastest probe / its
-/// probe (first order: the whole hop, kernel included, is taken to speed
-/// up with the signaling code).
+/// The slope at the machine's fastest: a line through every run's [A]
+/// with the speed probe after it as a covariate (`stats::slope_at`), read
+/// at the sweep's fastest probe. Not a proportional scaling: the hop's
+/// kernel part need not slow down as much as the probed code.
 fn at_fastest_probe(probed: &[(f64, f64, f64)]) -> String {
-    let fastest = probed.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
     let mut probes: Vec<f64> = probed.iter().map(|p| p.2).collect();
     probes.sort_by(f64::total_cmp);
-    let median = probes[probes.len() / 2];
-    let slowest = probes[probes.len() - 1];
-    let scaled: Vec<(f64, f64)> = probed
-        .iter()
-        .map(|&(n, a, p)| (n, a * fastest / p))
-        .collect();
-    let line = match crate::experiment::stats::slope(&scaled) {
-        Some((b, w)) => format!(
-            "{b:.1} µs per router (95 % CI [{:.1}, {:.1}])",
+    let (fastest, median, slowest) = (
+        probes[0],
+        probes[probes.len() / 2],
+        probes[probes.len() - 1],
+    );
+    let line = match crate::experiment::stats::slope_at(probed, fastest) {
+        Some((b, w, c)) => format!(
+            "{b:.1} µs per router at the fastest probe (95 % CI [{:.1}, {:.1}]), {c:.2} µs per \
+             router more per µs of probe, so {:.1} at the median probe",
             b - w,
-            b + w
+            b + w,
+            b + c * (median - fastest)
         ),
-        None => "– (too few runs for a line)".into(),
+        None => "– (too few runs, or a probe that never moved)".into(),
     };
     format!(
         "\n### The machine's speed beside the runs\n\n\
-         After each run the signaling code of a 20-router chain was timed in memory \
-         (`speed_probe_us` in runs.csv: µs per router and signed setup, no kernel): {fastest:.2} at the \
-         fastest, {median:.2} in the median, {slowest:.2} at the slowest, over {} runs. \
-         Every run's [A] scaled to the fastest probe (× fastest / its own) gives a line of \
-         {line}: what the sweep would read had the machine stayed at its fastest, to first \
-         order.\n",
+         After each run the signaling code of a 20-router chain was timed in memory on the \
+         nodes' signaling CPUs (`speed_probe_us` in runs.csv: µs per router and signed setup, \
+         no kernel): {fastest:.2} at the fastest, {median:.2} in the median, {slowest:.2} at \
+         the slowest, over {} runs. A line through every run's [A] with its probe as a \
+         covariate ([A] = a + d·(probe − fastest) + b·routers + c·routers·(probe − \
+         fastest)) gives {line}.\n",
         probed.len()
     )
 }
@@ -750,7 +750,7 @@ mod tests {
     use crate::experiment::rows::write_runs;
     use crate::experiment::scratch::Scratch;
 
-    /// Runs on a machine whose speed halves and comes back: scaled to the
+    /// Runs on a machine whose speed halves and comes back: read at the
     /// fastest probe, the line is the fast machine's, not the mix.
     #[test]
     fn the_slope_at_the_fastest_probe_takes_the_machines_phases_out() {
@@ -764,15 +764,16 @@ mod tests {
             })
             .collect();
         let md = at_fastest_probe(&probed);
-        assert!(md.contains("a line of 20.0 µs per router"), "{md}");
-        assert!(
-            md.contains(
-                "5.00 at the fastest, 10.00 in the median, 10.00 at the slowest, over 10 runs"
-            ),
-            "{md}"
-        );
+        let want = "gives 20.0 µs per router at the fastest probe (95 % CI [20.0, 20.0]), 4.00 µs \
+                    per router more per µs of probe, so 40.0 at the median probe";
+        assert!(md.contains(want), "{md}");
+        let probes = "5.00 at the fastest, 10.00 in the median, 10.00 at the slowest, over 10 runs";
+        assert!(md.contains(probes), "{md}");
         let one = at_fastest_probe(&probed[..1]);
-        assert!(one.contains("– (too few runs for a line)"), "{one}");
+        assert!(
+            one.contains("– (too few runs, or a probe that never moved)"),
+            "{one}"
+        );
     }
 
     #[test]

@@ -75,6 +75,80 @@ pub fn slope(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((b, t95(n - 2) * se))
 }
 
+/// The slope of `y` over `x` where a covariate `z` moves it: the least
+/// squares fit of y = a + d·(z − z0) + b·x + c·x·(z − z0), as (b, the
+/// half-width of b's 95 % confidence interval, c). b is the slope at
+/// z = z0 and c how much one unit of z adds to it (a chain sweep: [A] over
+/// routers, with the machine's speed probe as z, z0 its fastest reading;
+/// both the fixed part and the per-router part may slow down with it).
+/// `None` with fewer than five points or when the terms do not vary apart.
+pub fn slope_at(points: &[(f64, f64, f64)], z0: f64) -> Option<(f64, f64, f64)> {
+    const K: usize = 4;
+    let n = points.len();
+    if n <= K {
+        return None;
+    }
+    let rows: Vec<([f64; K], f64)> = points
+        .iter()
+        .map(|&(x, y, z)| ([1.0, x, x * (z - z0), z - z0], y))
+        .collect();
+    // Normal equations X'X β = X'y, through the inverse of X'X, which also
+    // gives the coefficients' variances.
+    let mut xtx = [[0.0; K]; K];
+    let mut xty = [0.0; K];
+    for (r, y) in &rows {
+        for i in 0..K {
+            xty[i] += r[i] * y;
+            for j in 0..K {
+                xtx[i][j] += r[i] * r[j];
+            }
+        }
+    }
+    let inv = invert(xtx)?;
+    let beta: Vec<f64> = (0..K)
+        .map(|i| (0..K).map(|j| inv[i][j] * xty[j]).sum())
+        .collect();
+    let rss: f64 = rows
+        .iter()
+        .map(|(r, y)| (y - (0..K).map(|i| r[i] * beta[i]).sum::<f64>()).powi(2))
+        .sum();
+    let se = (rss / (n - K) as f64 * inv[1][1]).max(0.0).sqrt();
+    Some((beta[1], t95(n - K) * se, beta[2]))
+}
+
+/// The inverse of a small square matrix by Gauss-Jordan elimination with
+/// partial pivoting, `None` when it is (nearly) singular.
+fn invert<const K: usize>(mut m: [[f64; K]; K]) -> Option<[[f64; K]; K]> {
+    let scale = m.iter().flatten().fold(0.0_f64, |a, v| a.max(v.abs()));
+    let mut inv = [[0.0; K]; K];
+    for (i, row) in inv.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    for col in 0..K {
+        let pivot = (col..K).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        if m[pivot][col].abs() <= 1e-12 * scale {
+            return None;
+        }
+        m.swap(col, pivot);
+        inv.swap(col, pivot);
+        let p = m[col][col];
+        for j in 0..K {
+            m[col][j] /= p;
+            inv[col][j] /= p;
+        }
+        for r in 0..K {
+            if r != col {
+                let f = m[r][col];
+                for j in 0..K {
+                    m[r][j] -= f * m[col][j];
+                    inv[r][j] -= f * inv[col][j];
+                }
+            }
+        }
+    }
+    Some(inv)
+}
+
 impl Summary {
     /// Summarises `samples` (kept in any order; NaNs are not allowed).
     pub fn from_samples(metric: &str, unit: &str, samples: &[f64], paper: Option<f64>) -> Self {
@@ -225,6 +299,30 @@ mod tests {
         assert!(close(s.ci95_high, 7.6659, 1e-3), "{}", s.ci95_high);
         assert_eq!((s.min, s.median, s.max), (1.0, 5.5, 10.0));
         assert!(close(s.ratio.unwrap(), 2.0, 1e-12));
+    }
+
+    /// 20 µs per router at z = 5, 4 µs more per unit of z, and a fixed
+    /// part that grows with z too: the fit finds both slopes exactly on
+    /// exact data, and a wider interval with noise.
+    #[test]
+    fn slope_at_the_covariates_reference_value() {
+        let exact: Vec<(f64, f64, f64)> = [2.0, 10.0, 50.0, 100.0, 500.0]
+            .iter()
+            .flat_map(|&x| [5.0, 7.0, 10.0].map(|z| (x, 1000.0 + (20.0 + 4.0 * (z - 5.0)) * x, z)))
+            .collect();
+        let (b, w, c) = slope_at(&exact, 5.0).unwrap();
+        assert!((b - 20.0).abs() < 1e-9 && w < 1e-6 && (c - 4.0).abs() < 1e-9);
+        let noisy: Vec<_> = exact
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, y, z))| (x, y + if i % 2 == 0 { 30.0 } else { -30.0 }, z))
+            .collect();
+        let (b, w, _) = slope_at(&noisy, 5.0).unwrap();
+        assert!((b - 20.0).abs() < w && w > 0.0, "{b} ± {w}");
+        // z never varies: b and c cannot be told apart.
+        let flat: Vec<_> = exact.iter().map(|&(x, y, _)| (x, y, 5.0)).collect();
+        assert_eq!(slope_at(&flat, 5.0), None);
+        assert_eq!(slope_at(&exact[..4], 5.0), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ mod thread;
 mod vlink;
 
 pub use group::{DEFAULT as NODES_PER_THREAD_DEFAULT, ENV as NODES_PER_THREAD_ENV};
-pub use placement::ENV as KERNEL_CPUS_ENV;
+pub use placement::{ENV as KERNEL_CPUS_ENV, signaling_cpus};
 pub use reaper::DELETE_DELAY;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 

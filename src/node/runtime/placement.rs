@@ -160,6 +160,13 @@ fn list(cpus: &[usize]) -> String {
     out.join(",")
 }
 
+/// The CPUs the nodes' signaling threads keep to, once a node start has
+/// decided the placement (`None` before, or with no placement): where a
+/// measurement of the signaling's speed must run (`experiment::probe`).
+pub fn signaling_cpus() -> Option<Vec<usize>> {
+    CHECKED.get()?.as_ref().map(|p| p.signaling.clone())
+}
+
 /// [`pin`] with the process's placement, for a thread started by the
 /// runtime (its node's start checked the placement already).
 pub fn pin_current(role: Role) {
