@@ -27,8 +27,14 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map_or(Ok(1000), |a| a.parse())?;
-    let r: usize = args.next().map_or(Ok(30), |a| a.parse())?;
+    let num = |a: Option<String>, default: usize, what: &str| -> anyhow::Result<usize> {
+        a.map_or(Ok(default), |a| {
+            a.parse()
+                .map_err(|e| anyhow::anyhow!("{what}: {a:?} is not a count ({e})"))
+        })
+    };
+    let n = num(args.next(), 1000, "N (routers)")?;
+    let r = num(args.next(), 30, "R (setups)")?;
     anyhow::ensure!(r > 0, "R: at least one setup");
     let t = Instant::now();
     let mut c = CoreChain::new(n)?;
