@@ -139,14 +139,7 @@ impl Net {
             return;
         }
         let src = self.nodes[i].config().local_addr_for(*t.dst.ip());
-        let inc = Incoming {
-            src: SocketAddrV4::new(src, GIST_PORT),
-            dst: *t.dst.ip(),
-            ttl: Some(t.ttl),
-            intercepted,
-            payload: t.bytes,
-            at_ns: 0,
-        };
+        let inc = t.arriving(src, intercepted);
         let at = self.now + self.delay;
         if self.duplicate {
             self.flight.push_back((at, j, inc.clone()));

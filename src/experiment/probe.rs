@@ -11,13 +11,12 @@
 //! the protocol's code alone.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::kernel::sockets::Incoming;
 use crate::model::measure::Recorder;
-use crate::model::ports::GIST_PORT;
 use crate::model::units::Rate;
 use crate::node::NodeConfig;
 use crate::node::api::{Reply, Request};
@@ -106,15 +105,7 @@ impl CoreChain {
                 any = true;
                 if let Some((j, intercepted)) = self.next_hop(i, &t) {
                     let src = self.nodes[i].config().local_addr_for(*t.dst.ip());
-                    let inc = Incoming {
-                        src: SocketAddrV4::new(src, GIST_PORT),
-                        dst: *t.dst.ip(),
-                        ttl: Some(t.ttl),
-                        intercepted,
-                        payload: t.bytes,
-                        at_ns: 0,
-                    };
-                    self.queue.push_back((j, inc));
+                    self.queue.push_back((j, t.arriving(src, intercepted)));
                 }
             }
             while let Some(a) = self.nodes[i].poll_action() {
@@ -154,15 +145,8 @@ impl CoreChain {
     /// One signed setup of VM1 → VM2 and its teardown: the time each took.
     pub fn round(&mut self) -> anyhow::Result<(Duration, Duration)> {
         let t = Instant::now();
-        let vlink = match self.api(Request::Setup {
-            from: "VM1".into(),
-            to: "VM2".into(),
-            rate_bps: Rate::from_bps(10_000_000),
-            bidirectional: false,
-            backend: None,
-            authenticate: true,
-            tunnel: None,
-        })? {
+        let setup = Request::signed_setup("VM1", "VM2", Rate::from_bps(10_000_000));
+        let vlink = match self.api(setup)? {
             Reply::LinkUp { vlink } => vlink,
             r => anyhow::bail!("the in-memory setup failed: {r:?}"),
         };

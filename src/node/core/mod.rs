@@ -48,6 +48,23 @@ pub struct Transmit {
     point: Option<(Sid, PointKind)>,
 }
 
+impl Transmit {
+    /// The datagram as the receiving node reads it, sent from `src`'s GIST
+    /// port, `intercepted` when a Router Alert socket took it on the way:
+    /// for harnesses that join node cores in memory (`experiment::probe`,
+    /// `tests/node_core.rs`).
+    pub fn arriving(self, src: Ipv4Addr, intercepted: bool) -> Incoming {
+        Incoming {
+            src: SocketAddrV4::new(src, crate::model::ports::GIST_PORT),
+            dst: *self.dst.ip(),
+            ttl: Some(self.ttl),
+            intercepted,
+            payload: self.bytes,
+            at_ns: 0,
+        }
+    }
+}
+
 /// Work for the actors. Tunnel and class work is answered with
 /// [`NodeCore::tunnel_done`] and [`NodeCore::class_done`].
 #[derive(Debug, Clone, PartialEq)]
