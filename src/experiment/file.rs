@@ -129,8 +129,8 @@ struct Def {
     /// `setup-teardown`, `chain-sweep`: after each measured run, time the
     /// signaling code of a 20-router chain in memory (~5 ms, no kernel)
     /// and record it as `speed_probe_us`: the machine's speed at the
-    /// time, to read the run against (a shared VM's speed moves by up to
-    /// 1.7x within a minute).
+    /// time, to read the run against (each vCPU of this machine kind
+    /// switches between two speeds 1.6-2x apart within a second).
     #[serde(default)]
     speed_probe: bool,
     /// Install reservations in the kernel (default true); false measures
@@ -221,7 +221,8 @@ pub struct Experiment {
     pub output: PathBuf,
     pub chain: Vec<usize>,
     pub high_count: Option<usize>,
-    /// Time the machine's speed after each run (`probe`).
+    /// Time the machine's speed after each run (`probe`): the runs of a
+    /// shared VM are read against it.
     pub speed_probe: bool,
     pub qos: bool,
     pub capacity_bps: Option<u64>,

@@ -1,8 +1,9 @@
 //! How fast this machine runs the signaling code right now (issue 17).
 //!
-//! On a shared VM the same binary's setups take up to 1.7x longer from one
-//! minute to the next, in pure user-space code too, so a sweep's slope says
-//! as much about the machine's phase as about the nodes. The probe runs
+//! Each vCPU of this machine kind switches between two speeds 1.6-2x apart
+//! within a second, for pure user-space code too (the host's doing: a busy
+//! loop on the other vCPU does not cause it), so a sweep's slope says as
+//! much about the signaling vCPU's state as about the nodes. The probe runs
 //! the real node cores (codecs, HMACs, GIST and NSLP machines, measurement
 //! points) of a short chain in memory, with no kernel, runtime or sockets,
 //! and reports the median time a router takes per signed setup: a run
@@ -129,6 +130,11 @@ impl CoreChain {
 
     /// An API request to the first router, carried out to its one reply.
     fn api(&mut self, req: Request) -> anyhow::Result<Reply> {
+        let what = match &req {
+            Request::Setup { .. } => "the setup",
+            Request::Teardown { .. } => "the teardown",
+            _ => "the request",
+        };
         let now = Instant::now();
         self.nodes[0].handle_api(1, req, 0, now);
         self.flush(0, now);
@@ -138,7 +144,10 @@ impl CoreChain {
             self.flush(j, now);
         }
         let mut r = std::mem::take(&mut self.replies);
-        anyhow::ensure!(r.len() == 1, "one API reply expected: {r:?}");
+        anyhow::ensure!(
+            r.len() == 1,
+            "in-memory chain: one API reply expected to {what}, got {r:?}"
+        );
         Ok(r.remove(0))
     }
 
@@ -175,8 +184,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The probe: the median time per router of [`ROUNDS`] signed setups on a
 /// chain of [`ROUTERS`] node cores in memory, in µs, after one round that
 /// warms the caches up; on the CPUs of the nodes' signaling threads once
-/// a testbed has placed them (the two vCPUs of this machine kind run the
-/// same code up to 1.7x apart), else where the caller runs.
+/// a testbed of this process has placed them (the two vCPUs need not run
+/// at the same speed), else where the caller runs (with no placement, or
+/// with each node a process of its own).
 pub fn speed_probe_us() -> anyhow::Result<f64> {
     let Some(cpus) = crate::node::runtime::signaling_cpus() else {
         return probe_here();
@@ -185,12 +195,16 @@ pub fn speed_probe_us() -> anyhow::Result<f64> {
         .name("speed-probe".into())
         .spawn(move || {
             let mut set = nix::sched::CpuSet::new();
-            for c in cpus {
-                set.set(c)?;
+            for &c in &cpus {
+                set.set(c)
+                    .map_err(|e| anyhow::anyhow!("speed probe: CPU {c}: {e}"))?;
             }
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| {
+                anyhow::anyhow!("speed probe: cannot run on the signaling CPUs {cpus:?}: {e}")
+            })?;
             probe_here()
-        })?
+        })
+        .map_err(|e| anyhow::anyhow!("speed probe: cannot start its thread: {e}"))?
         .join()
         .map_err(|_| anyhow::anyhow!("the speed probe's thread panicked"))?
 }

@@ -679,13 +679,9 @@ fn slopes(
 /// at the sweep's fastest probe. Not a proportional scaling: the hop's
 /// kernel part need not slow down as much as the probed code.
 fn at_fastest_probe(probed: &[(f64, f64, f64)]) -> String {
-    let mut probes: Vec<f64> = probed.iter().map(|p| p.2).collect();
-    probes.sort_by(f64::total_cmp);
-    let (fastest, median, slowest) = (
-        probes[0],
-        probes[probes.len() / 2],
-        probes[probes.len() - 1],
-    );
+    let probes: Vec<f64> = probed.iter().map(|p| p.2).collect();
+    let s = Summary::from_samples(probe::KEY, "us", &probes, None);
+    let (fastest, median, slowest) = (s.min, s.median, s.max);
     let line = match crate::experiment::stats::slope_at(probed, fastest) {
         Some((b, w, c)) => format!(
             "{b:.1} µs per router at the fastest probe (95 % CI [{:.1}, {:.1}]), {c:.2} µs per \
@@ -698,9 +694,10 @@ fn at_fastest_probe(probed: &[(f64, f64, f64)]) -> String {
     };
     format!(
         "\n### The machine's speed beside the runs\n\n\
-         After each run the signaling code of a 20-router chain was timed in memory on the \
-         nodes' signaling CPUs (`speed_probe_us` in runs.csv: µs per router and signed setup, \
-         no kernel): {fastest:.2} at the fastest, {median:.2} in the median, {slowest:.2} at \
+         After each run the signaling code of a 20-router chain was timed in memory, on the \
+         nodes' signaling CPUs when the testbed pinned them (the default with two CPUs or \
+         more; else where the runner ran), as `speed_probe_us` in runs.csv (µs per router \
+         and signed setup, no kernel): {fastest:.2} at the fastest, {median:.2} in the median, {slowest:.2} at \
          the slowest, over {} runs. A line through every run's [A] with its probe as a \
          covariate ([A] = a + d·(probe − fastest) + b·routers + c·routers·(probe − \
          fastest)) gives {line}.\n",
@@ -765,9 +762,9 @@ mod tests {
             .collect();
         let md = at_fastest_probe(&probed);
         let want = "gives 20.0 µs per router at the fastest probe (95 % CI [20.0, 20.0]), 4.00 µs \
-                    per router more per µs of probe, so 40.0 at the median probe";
+                    per router more per µs of probe, so 30.0 at the median probe";
         assert!(md.contains(want), "{md}");
-        let probes = "5.00 at the fastest, 10.00 in the median, 10.00 at the slowest, over 10 runs";
+        let probes = "5.00 at the fastest, 7.50 in the median, 10.00 at the slowest, over 10 runs";
         assert!(md.contains(probes), "{md}");
         let one = at_fastest_probe(&probed[..1]);
         assert!(

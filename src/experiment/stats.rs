@@ -308,7 +308,9 @@ mod tests {
     fn slope_at_the_covariates_reference_value() {
         let exact: Vec<(f64, f64, f64)> = [2.0, 10.0, 50.0, 100.0, 500.0]
             .iter()
-            .flat_map(|&x| [5.0, 7.0, 10.0].map(|z| (x, 1000.0 + (20.0 + 4.0 * (z - 5.0)) * x, z)))
+            .flat_map(|&x| {
+                [5.0, 7.0, 10.0].map(|z| (x, 1000.0 + 50.0 * z + (20.0 + 4.0 * (z - 5.0)) * x, z))
+            })
             .collect();
         let (b, w, c) = slope_at(&exact, 5.0).unwrap();
         assert!((b - 20.0).abs() < 1e-9 && w < 1e-6 && (c - 4.0).abs() < 1e-9);

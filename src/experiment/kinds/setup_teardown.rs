@@ -26,7 +26,8 @@ pub struct Plan {
     pub runs: usize,
     pub warmup: usize,
     pub rate_bps: u64,
-    /// Time the machine's speed after each measured run.
+    /// Time the machine's speed after each measured run, to read a run
+    /// against the signaling vCPU's state (`probe`).
     pub speed_probe: bool,
 }
 
@@ -276,7 +277,9 @@ pub fn measure(
             // Between runs, so it delays no measurement; the next run finds
             // the caches as the probe left them (off by default: a
             // paper-4node setup is short enough to notice).
-            values.insert(probe::KEY.into(), probe::speed_probe_us()?);
+            let p = probe::speed_probe_us()
+                .with_context(|| format!("{variant} run {run}: the speed probe after it"))?;
+            values.insert(probe::KEY.into(), p);
         }
         rows.push(Row {
             variant: variant.to_string(),
