@@ -78,14 +78,6 @@ impl CoreChain {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// Where a datagram from node `i` goes: D-mode to the address's owner,
     /// Q-mode (Router Alert) to the neighbour on the way, which intercepts
     /// it unless it is the destination.
@@ -175,12 +167,6 @@ impl CoreChain {
     }
 }
 
-/// The median of `v` (not empty).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The probe: the median time per router of [`ROUNDS`] signed setups on a
 /// chain of [`ROUTERS`] node cores in memory, in µs, after one round that
 /// warms the caches up; on the CPUs of the nodes' signaling threads once
@@ -217,7 +203,7 @@ fn probe_here() -> anyhow::Result<f64> {
         let (up, _) = c.round()?;
         per_router.push(up.as_secs_f64() * 1e6 / ROUTERS as f64);
     }
-    Ok(median(per_router))
+    Ok(crate::experiment::stats::Summary::from_samples(KEY, "us", &per_router, None).median)
 }
 
 #[cfg(test)]
