@@ -54,6 +54,19 @@ fn setup_carries_frames_and_teardown_leaves_nothing() {
     for n in ["tb1", "tb2", "tb3", "tb4"] {
         assert_eq!(links(&tb, n), 1, "{n} holds the session");
     }
+    // tb2 has a socket connected to each neighbour's port 270, beside its
+    // unconnected one (`sockets::neighbour`); `ss -u` lists the connected.
+    let udp = ns_output(&vlsp::kernel::substrate::ns_name(&name, "tb2"), "ss -Hun");
+    for (me, peer) in [("172.1.2.2", "172.1.2.1"), ("172.2.3.2", "172.2.3.3")] {
+        let (me, peer) = (format!("{me}:270"), format!("{peer}:270"));
+        assert!(
+            udp.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.ends_with(&[me.as_str(), peer.as_str()])
+            }),
+            "tb2: no socket connected to {peer}:\n{udp}"
+        );
+    }
     // Frames from VM1 arrive in VM2 and back.
     let rtt = vlsp::kernel::substrate::udp_ping(&name, "VM1", "VM2", vm2, Duration::from_secs(3))
         .unwrap();

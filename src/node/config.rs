@@ -25,6 +25,9 @@ pub struct LinkConf {
     /// kernel work adds it at the link's first reservation
     /// ([`nm::Config::unshaped`]).
     pub shaped: bool,
+    /// The address of the link's other end, when known: the node's
+    /// messages to it take a socket connected to it (`sockets::neighbour`).
+    pub peer: Option<Ipv4Addr>,
 }
 
 /// A static route (from the topology's shortest paths).
@@ -242,6 +245,22 @@ pub struct Signer {
 pub const SIGNED_WINDOW: Duration = Duration::from_secs(600);
 
 impl NodeConfig {
+    /// (our address on the link, the router at its other end) for each of
+    /// the node's links (the other ends the links name, else the routes'
+    /// next hops), in the order first named: where a path-coupled
+    /// session's next GIST peer can be. A neighbour that runs no NSIS gets
+    /// a socket that is never used.
+    pub fn neighbours(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let mut out: Vec<(Ipv4Addr, Ipv4Addr)> = vec![];
+        let named = self.links.iter().filter_map(|l| l.peer);
+        for a in named.chain(self.routes.iter().map(|r| r.via)) {
+            if !a.is_unspecified() && !self.addrs.contains(&a) && !out.iter().any(|n| n.1 == a) {
+                out.push((self.local_addr_for(a), a));
+            }
+        }
+        out
+    }
+
     /// Our address on the interface used to reach `dst`.
     pub fn local_addr_for(&self, dst: Ipv4Addr) -> Ipv4Addr {
         if let Some(l) = self
@@ -587,12 +606,13 @@ impl NodeConfig {
             == crate::kernel::substrate::Shaping::Eager;
         let links: Vec<LinkConf> = topo
             .links_of(name)
-            .map(|(me, _, cap)| LinkConf {
+            .map(|(me, other, cap)| LinkConf {
                 ifname: me.ifname.clone(),
                 addr: me.addr,
                 prefix_len: me.prefix_len,
                 capacity_bps: cap,
                 shaped,
+                peer: Some(other.addr),
             })
             .collect();
         let refresh = Duration::from_millis(topo.refresh_ms.max(100));
@@ -695,6 +715,32 @@ mod tests {
         assert_eq!(c.replay_cache, 7);
         assert!(c.nslp_config().unsigned_tear_same_peer);
         assert_eq!(c.own_signer.window.as_secs(), 60);
+    }
+
+    /// A node's neighbours are its links' other ends; without them (a node
+    /// file that names none), its routes' next hops; never itself.
+    #[test]
+    fn the_neighbours_are_the_other_ends_of_the_links() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/paper-4node.toml");
+        let topo =
+            crate::topology::Topology::parse(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
+        let mut c = super::NodeConfig::from_topology(&topo, "tb2").unwrap();
+        let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        assert_eq!(
+            c.neighbours(),
+            [
+                (a("172.1.2.2"), a("172.1.2.1")),
+                (a("172.2.3.2"), a("172.2.3.3"))
+            ]
+        );
+        for l in &mut c.links {
+            l.peer = None;
+        }
+        // tb2's routes: to tb3-tb4's subnet via tb3, and none via tb1.
+        assert_eq!(c.neighbours(), [(a("172.2.3.2"), a("172.2.3.3"))]);
+        c.links[0].peer = Some(c.addrs[0]);
+        assert_eq!(c.neighbours(), [(a("172.2.3.2"), a("172.2.3.3"))]);
     }
 
     /// `vlsp up` shapes every link up front up to 300 routers; beyond, the

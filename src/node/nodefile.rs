@@ -127,6 +127,11 @@ pub struct LinkEntry {
     /// RESERVE over it waits until its class, and the qdisc, are in place.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shaped: bool,
+    /// The address of the link's other end: the node's signaling to it
+    /// takes a socket connected to it, which spares the kernel a route
+    /// lookup per datagram. Unset, the routes' next hops are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -368,6 +373,7 @@ impl NodeFile {
                     prefix_len: l.prefix_len,
                     capacity_bps: l.capacity_bps,
                     shaped: l.shaped,
+                    peer: l.peer,
                 })
                 .collect(),
             route: c
@@ -520,6 +526,7 @@ impl NodeFile {
                 prefix_len: l.prefix_len,
                 capacity_bps: l.capacity_bps,
                 shaped: l.shaped,
+                peer: l.peer,
             });
         }
         let routes = self

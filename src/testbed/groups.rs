@@ -407,7 +407,8 @@ pub fn serve(saved: &Path, nodes_file: &Path, ready: &Path, opts: &super::Option
     let names =
         node_list(&text, &topo).map_err(|e| anyhow::anyhow!("{}: {e}", nodes_file.display()))?;
     let limit = super::raise_fd_limit();
-    super::fd_budget(&topo.name, names.len(), limit)?;
+    let link_ends = super::link_ends(&topo, names.iter().map(|n| n.as_str()));
+    super::fd_budget(&topo.name, names.len(), link_ends, limit)?;
     let t0 = Instant::now();
     let nodes = start_threads(&topo, &run, &names, opts)?;
     std::fs::write(ready, format!("ready {}\n", nodes.len()))

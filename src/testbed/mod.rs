@@ -143,10 +143,17 @@ impl Testbed {
         ensure_not_up(&topo)?;
         let limit = raise_fd_limit();
         let vlsp_nodes = topo.nodes.iter().filter(|n| n.runs_vlsp()).count();
-        let fits = fd_budget(&topo.name, vlsp_nodes, limit).is_ok();
+        let link_ends = link_ends(
+            &topo,
+            topo.nodes
+                .iter()
+                .filter(|n| n.runs_vlsp())
+                .map(|n| n.name.as_str()),
+        );
+        let fits = fd_budget(&topo.name, vlsp_nodes, link_ends, limit).is_ok();
         let hosting = groups::choose(vlsp_nodes, opts.process_per_node, opts.groups, fits);
         if hosting == groups::Hosting::InProcess {
-            fd_budget(&topo.name, vlsp_nodes, limit)?;
+            fd_budget(&topo.name, vlsp_nodes, link_ends, limit)?;
         }
         if let Some((t2, t3)) = crate::kernel::links::make_room_for_neighbours(topo.links.len())? {
             tracing::info!(
@@ -421,17 +428,20 @@ impl Drop for Testbed {
     }
 }
 
-/// Open files one in-process node holds: three GIST sockets, the MA
+/// Open files one in-process node holds besides its neighbours' sockets
+/// (one per link end, `sockets::neighbour`): three GIST sockets, the MA
 /// listener, two netlink sockets, the API socket, its runtime's epoll and
-/// wake-up descriptors (measured: 20 000 ran out at node 1817 of a chain).
+/// wake-up descriptors (measured before the neighbours' sockets: 20 000
+/// ran out at node 1817 of a chain).
 const FDS_PER_NODE: usize = 11;
 /// Open files besides the nodes' (the substrate's, clients', logs).
 const FDS_SPARE: usize = 256;
 
-/// Refuses to run `nodes` in-process nodes of `topo` when their open files
-/// would pass `limit`: better before anything is created than at node 1817.
-fn fd_budget(topo: &str, nodes: usize, limit: u64) -> Result<()> {
-    let need = nodes * FDS_PER_NODE + FDS_SPARE;
+/// Refuses to run `nodes` in-process nodes of `topo`, with `link_ends`
+/// links among them, when their open files would pass `limit`: better
+/// before anything is created than at node 1817.
+fn fd_budget(topo: &str, nodes: usize, link_ends: usize, limit: u64) -> Result<()> {
+    let need = nodes * FDS_PER_NODE + link_ends + FDS_SPARE;
     if need as u64 > limit {
         bail!(
             "{topo} runs {nodes} NSIS nodes in this process, about {need} open files, but the limit is {limit} \
@@ -440,6 +450,11 @@ fn fd_budget(topo: &str, nodes: usize, limit: u64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Link ends of `nodes`: each has a socket connected to the other end.
+fn link_ends<'a>(topo: &Topology, nodes: impl Iterator<Item = &'a str>) -> usize {
+    nodes.map(|n| topo.links_of(n).count()).sum()
 }
 
 /// Lifts the limits on open files to the kernel's ceiling (each node's
@@ -535,12 +550,16 @@ mod tests {
 
     #[test]
     fn nodes_beyond_the_open_file_limit_are_refused_before_anything_starts() {
-        assert!(fd_budget("c", 1700, 20_000).is_ok());
-        let e = fd_budget("c5000", 5000, 20_000).unwrap_err().to_string();
+        // A chain's router has two links, so two neighbours' sockets.
+        assert!(fd_budget("c", 1500, 3000, 20_000).is_ok());
+        assert!(fd_budget("c", 1700, 3400, 20_000).is_err());
+        let e = fd_budget("c5000", 5000, 10_000, 20_000)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("5000 NSIS nodes"), "{e}");
         assert!(e.contains("limit is 20000"), "{e}");
         assert!(e.contains("--process-per-node"), "{e}");
-        assert!(fd_budget("c", 5000, 1 << 20).is_ok());
+        assert!(fd_budget("c", 5000, 10_000, 1 << 20).is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! GIST's datagram transport on a substrate node (RFC 5971 §5.3 and §5.4):
 //! one UDP socket on port 270 for D-mode messages and for sending Q-mode
-//! Queries, and one raw socket that intercepts Q-mode Queries passing
-//! through this node.
+//! Queries, one more on port 270 connected to each link neighbour for the
+//! D-mode messages to and from it (`neighbour`), and one raw socket that
+//! intercepts Q-mode Queries passing through this node.
 //!
 //! Path-coupled discovery works the way the RFC intends: a Query is sent to
 //! the *flow's* destination address with the IP Router Alert option; the
@@ -16,6 +17,7 @@
 //! a socket keeps the namespace it was created in.
 
 mod fake;
+mod neighbour;
 mod rx;
 pub mod tcp;
 
@@ -143,6 +145,8 @@ impl Datagram<'_> {
 /// The sockets of one node.
 pub struct GistSockets {
     udp: AsyncFd<OwnedFd>,
+    /// A socket connected to each link neighbour (`neighbour`).
+    neighbours: Vec<neighbour::Neighbour>,
     ra: AsyncFd<OwnedFd>,
     raw_out: OwnedFd,
     local: Vec<Ipv4Addr>,
@@ -240,8 +244,12 @@ impl GistSockets {
     /// Opens the sockets in the calling thread's namespace. `local` are the
     /// node's substrate addresses: intercepted datagrams addressed to one of
     /// them are left to the UDP socket, which receives them anyway.
-    /// Needs a tokio runtime (the sockets are registered with its reactor).
-    pub fn open(local: Vec<Ipv4Addr>) -> io::Result<Self> {
+    /// `neighbours`: (the node's address on the link, the router's at its
+    /// other end) for each of the node's links, each given a socket
+    /// connected to it (`neighbour`; one that cannot be opened is left out,
+    /// and its messages take the unconnected socket). Needs a tokio runtime
+    /// (the sockets are registered with its reactor).
+    pub fn open(local: Vec<Ipv4Addr>, neighbours: &[(Ipv4Addr, Ipv4Addr)]) -> io::Result<Self> {
         let udp = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
         enlarge_rcvbuf(&udp, "UDP socket");
         setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
@@ -260,8 +268,36 @@ impl GistSockets {
         })?;
         let ra = router_alert_socket()?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
+        let udp = register(udp)?;
+        let mut connected: Vec<neighbour::Neighbour> = vec![];
+        for &(here, addr) in neighbours {
+            if local.contains(&addr) || connected.iter().any(|n| n.addr == addr) {
+                continue;
+            }
+            match neighbour::Neighbour::open(here, addr) {
+                Ok(n) => connected.push(n),
+                // The link's address or route is not there (yet): only
+                // the shortcut is lost.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH)
+                    ) =>
+                {
+                    tracing::debug!(
+                        "GIST UDP socket {here} to neighbour {addr}: {e}; its messages take the \
+                     unconnected socket"
+                    )
+                }
+                Err(e) => tracing::warn!(
+                    "GIST UDP socket {here} to neighbour {addr}: {e}; its messages take the \
+                     unconnected socket"
+                ),
+            }
+        }
         Ok(Self {
-            udp: register(udp)?,
+            udp,
+            neighbours: connected,
             ra: register(ra)?,
             raw_out,
             local,
@@ -288,14 +324,15 @@ impl GistSockets {
         if let Some(inc) = self.queued().pop_front() {
             return Poll::Ready(Ok(inc));
         }
-        // The UDP socket, then the Router Alert socket, in turn: the next
-        // read starts after the socket this one served.
-        let n = 2;
+        // The unconnected socket, the neighbours', the Router Alert socket,
+        // in turn: the next read starts after the socket this one served.
+        let n = self.neighbours.len() + 2;
         let first = self.turn.load(Ordering::Relaxed);
         for k in (0..n).map(|i| (first + i) % n) {
             let polled = match k {
-                0 => self.poll_udp(cx),
-                _ => self.poll_ra(cx, keep),
+                0 => self.poll_udp(cx, &self.udp, false),
+                k if k == n - 1 => self.poll_ra(cx, keep),
+                k => self.poll_udp(cx, &self.neighbours[k - 1].sock, true),
             };
             if let Poll::Ready(r) = polled {
                 self.turn.store(k + 1, Ordering::Relaxed);
@@ -305,11 +342,18 @@ impl GistSockets {
         Poll::Pending
     }
 
-    /// The next datagram of the UDP socket, `Pending` once it has none
-    /// (its readiness then wakes the caller).
-    fn poll_udp(&self, cx: &mut Context<'_>) -> Poll<io::Result<Incoming>> {
-        loop {
-            let mut g = ready!(self.udp.poll_read_ready(cx))?;
+    /// The next datagram of one UDP socket, `Pending` once it has none
+    /// (its readiness then wakes the caller). `connected`: a neighbour's
+    /// socket, whose reported ICMP errors are dropped, [`PASSES`] at most
+    /// per poll.
+    fn poll_udp(
+        &self,
+        cx: &mut Context<'_>,
+        fd: &AsyncFd<OwnedFd>,
+        connected: bool,
+    ) -> Poll<io::Result<Incoming>> {
+        for _ in 0..PASSES {
+            let mut g = ready!(fd.poll_read_ready(cx))?;
             let mut queued = self.queued();
             match g.try_io(|fd| recv_udp(fd.as_raw_fd(), &mut RxBuf::take(), &mut queued)) {
                 Ok(Ok(full)) => {
@@ -321,10 +365,14 @@ impl GistSockets {
                     let first = queued.pop_front().expect("recv_udp queues one at least");
                     return Poll::Ready(Ok(first));
                 }
+                Ok(Err(e)) if connected && neighbour::is_icmp_report(&e) => {
+                    tracing::debug!("GIST UDP socket of a neighbour: {e} (an ICMP error)");
+                }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => {}
             }
         }
+        again(cx)
     }
 
     /// The next intercepted GIST datagram of the Router Alert socket;
@@ -436,6 +484,12 @@ impl GistSockets {
 
     fn sendmsg(&self, dst: SocketAddrV4, payload: &[u8], ttl: u8, rao: bool) -> io::Result<()> {
         let fd = self.udp.get_ref().as_raw_fd();
+        if !rao && dst.port() == GIST_PORT {
+            let to = self.neighbours.iter().find(|n| n.addr == *dst.ip());
+            if to.and_then(|n| n.try_send(payload, ttl)).is_some() {
+                return Ok(());
+            }
+        }
         // Hand-written: nix's ControlMessage has no IP_RETOPTS (the IP
         // options of one datagram), which carries the Router Alert, and
         // nix's sendmsg allocates the control buffer at every send.
@@ -505,8 +559,8 @@ impl GistTransport for GistSockets {
     }
 }
 
-/// Reads of the Router Alert socket in one poll that give the node nothing
-/// (alerts it forwards) before the poll moves on.
+/// Reads of one socket in one poll that give the node nothing (alerts it
+/// forwards, reported ICMP errors) before the poll moves on.
 const PASSES: usize = 64;
 
 /// The Router Alert socket still ready after [`PASSES`] reads that gave
@@ -729,7 +783,7 @@ pub(crate) mod tests {
         in_fresh_netns(|rt| {
             let _in_rt = rt.enter();
             let lo = Ipv4Addr::LOCALHOST;
-            let socks = GistSockets::open(vec![lo]).unwrap();
+            let socks = GistSockets::open(vec![lo], &[]).unwrap();
             let to = SocketAddrV4::new(lo, GIST_PORT);
             let plain = std::net::UdpSocket::bind((lo, 0)).unwrap();
             plain.send_to(b"plain", to).unwrap();
@@ -780,7 +834,7 @@ pub(crate) mod tests {
             assert!(nft.success(), "nft rule");
             rt.block_on(async {
                 // No local address: alerts to 127.0.0.1 count as intercepted.
-                let socks = GistSockets::open(vec![]).unwrap();
+                let socks = GistSockets::open(vec![], &[]).unwrap();
                 let lo = Ipv4Addr::LOCALHOST;
                 socks
                     .send_qmode(SocketAddrV4::new(lo, GIST_PORT + 1), b"not ours", 64)
@@ -814,7 +868,7 @@ pub(crate) mod tests {
         in_fresh_netns(|rt| {
             rt.block_on(async {
                 let lo = Ipv4Addr::LOCALHOST;
-                let socks = GistSockets::open(vec![lo]).unwrap();
+                let socks = GistSockets::open(vec![lo], &[]).unwrap();
                 let to = SocketAddrV4::new(lo, GIST_PORT);
                 socks.send_dmode(to, b"dmode", 7).unwrap();
                 let wait = std::time::Duration::from_secs(2);
@@ -842,7 +896,7 @@ pub(crate) mod tests {
         in_fresh_netns(|rt| {
             let _in_rt = rt.enter();
             // No local address: alerts to 127.0.0.1 count as passing through.
-            let socks = GistSockets::open(vec![]).unwrap();
+            let socks = GistSockets::open(vec![], &[]).unwrap();
             let lo = Ipv4Addr::LOCALHOST;
             let to = SocketAddrV4::new(lo, GIST_PORT);
             let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
@@ -880,7 +934,7 @@ pub(crate) mod tests {
         in_fresh_netns(|rt| {
             rt.block_on(async {
                 let lo = Ipv4Addr::LOCALHOST;
-                let socks = GistSockets::open(vec![lo]).unwrap();
+                let socks = GistSockets::open(vec![lo], &[]).unwrap();
                 let to = SocketAddrV4::new(lo, GIST_PORT);
                 let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
                 let all = |_: &[u8]| true;

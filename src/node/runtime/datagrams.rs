@@ -120,7 +120,7 @@ mod tests {
         crate::kernel::sockets::tests::in_fresh_netns(|rt| {
             rt.block_on(async {
                 let lo = Ipv4Addr::LOCALHOST;
-                let socks = Rc::new(GistSockets::open(vec![lo]).unwrap());
+                let socks = Rc::new(GistSockets::open(vec![lo], &[]).unwrap());
                 let to = SocketAddrV4::new(lo, GIST_PORT);
                 let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
                 let n = 2 * READ_BURST + 5;

@@ -199,7 +199,7 @@ pub(super) async fn start_actors(
     rec: Recorder,
     alone: bool,
 ) -> Result<(Addr<NodeActor>, Gone), String> {
-    let sockets = GistSockets::open(cfg.addrs.clone())
+    let sockets = GistSockets::open(cfg.addrs.clone(), &cfg.neighbours())
         .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
         .await
