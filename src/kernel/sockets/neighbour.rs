@@ -311,6 +311,52 @@ mod tests {
         });
     }
 
+    /// Root: a neighbour flooding its socket (2000 datagrams queued) does
+    /// not keep a datagram on the node's unconnected socket waiting: the
+    /// read after one that served the neighbour starts at the next socket,
+    /// so the stranger's datagram comes out within the first reads, while
+    /// the flood is still queued.
+    #[test]
+    fn a_neighbours_flood_does_not_hold_up_the_unconnected_socket() {
+        in_fresh_netns(|rt| {
+            let _in_rt = rt.enter();
+            let socks = GistSockets::open(vec![ME], &[(ME, NEIGHBOUR)]).unwrap();
+            let peer = port_270_at(NEIGHBOUR);
+            let stranger = port_270_at(STRANGER);
+            let wait = Duration::from_secs(2);
+            rt.block_on(async {
+                // Served from the unconnected socket, the next read starts
+                // at the neighbour's.
+                send_from(&stranger, b"first", ME);
+                let inc = tokio::time::timeout(wait, socks.recv(|_| true)).await;
+                assert_eq!(inc.unwrap().unwrap().payload, b"first");
+                for i in 0..2000u32 {
+                    send_from(&peer, &i.to_be_bytes(), ME);
+                }
+                send_from(&stranger, b"stranger", ME);
+                let mut reads = 0;
+                loop {
+                    let inc = tokio::time::timeout(wait, socks.recv(|_| true))
+                        .await
+                        .expect("nothing handed out")
+                        .unwrap();
+                    reads += 1;
+                    if inc.payload == b"stranger" {
+                        break;
+                    }
+                    assert!(
+                        reads <= 2 * super::super::SLOTS,
+                        "the stranger's datagram waited behind {reads} of the neighbour's"
+                    );
+                }
+            });
+            assert!(
+                readable(socks.neighbours[0].sock.get_ref()),
+                "the flood was worked off before the stranger's datagram"
+            );
+        });
+    }
+
     /// Root: a neighbour whose port 270 is closed answers with ICMP "port
     /// unreachable" (here nft rejects what is sent to it), which the
     /// connected socket reports at its next read (when the next datagram
