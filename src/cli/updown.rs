@@ -35,8 +35,8 @@ pub(super) struct UpArgs {
     #[arg(long)]
     process_per_node: bool,
     /// Host the NSIS nodes in N `vlsp node-group` processes [default:
-    /// threads of this process up to about 1800 nodes (the open-file
-    /// limit), else a group per 1250 nodes].
+    /// threads of this process up to about 1500 nodes of a chain (the
+    /// open-file limit), else a group per 1250 nodes].
     #[arg(
         long,
         value_name = "N",

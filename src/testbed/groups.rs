@@ -3,7 +3,8 @@
 //! sockets in its own namespace, each with its own API socket at the usual
 //! path). A process may hold only 20 000
 //! open files here and cannot raise that, so one process runs at most about
-//! 1800 nodes; a process per node costs 10 MiB each. Groups of about a
+//! 1500 nodes of a chain (13 files each: 11, and a socket per link
+//! neighbour); a process per node costs 10 MiB each. Groups of about a
 //! thousand nodes sit in between: 10 000 routers are 8-10 processes.
 //!
 //! The group processes are journaled with the node processes
@@ -22,7 +23,8 @@ use crate::node::{NodeConfig, NodeHandle, StartingNode, start_node};
 use crate::topology::{Graph, Topology};
 
 /// Nodes per group when `vlsp up` decides by size: well inside the open
-/// file limit (about 8 files a node) with room for clients and logs.
+/// file limit (about 13 files a node of a chain, 16 250 in all) with room
+/// for clients and logs.
 pub const NODES_PER_GROUP: usize = 1250;
 
 /// Nodes starting at once in one process: enough to overlap their

@@ -153,7 +153,7 @@ pub struct GistSockets {
     /// The other datagrams of the last read, handed out first.
     next: Mutex<VecDeque<Incoming>>,
     /// The socket a read looks at first: the one after the socket the last
-    /// read served, so a flooded socket does not keep the other unread.
+    /// read served, so a flooded socket does not keep the others unread.
     turn: AtomicUsize,
 }
 
@@ -185,6 +185,23 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // as the AsyncFd owns it.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// A UDP socket as GIST's port 270 needs it, unbound (the node's one on
+/// every address, and each neighbour's): a large receive buffer, port 270
+/// shared between them (`SO_REUSEADDR`), each datagram's TTL and
+/// destination address read, and signaling's priority for the filters.
+fn gist_udp_socket(what: &str) -> io::Result<OwnedFd> {
+    let fd = new_socket(SockType::Datagram, SockProtocol::Udp, what)?;
+    enlarge_rcvbuf(&fd, what);
+    setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
+    setsockopt(&fd, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
+    setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
+    // Refused without CAP_NET_ADMIN or CAP_NET_RAW: the filters classify it.
+    if let Err(e) = setsockopt(&fd, sockopt::Priority, &SIGNALING_PRIORITY) {
+        tracing::debug!("{what}: SO_PRIORITY {SIGNALING_PRIORITY:#x}: {e}");
+    }
+    Ok(fd)
 }
 
 /// Hand-written: nix has no socket option for IP_ROUTER_ALERT.
@@ -243,22 +260,14 @@ pub fn router_alert_socket() -> io::Result<OwnedFd> {
 impl GistSockets {
     /// Opens the sockets in the calling thread's namespace. `local` are the
     /// node's substrate addresses: intercepted datagrams addressed to one of
-    /// them are left to the UDP socket, which receives them anyway.
+    /// them are left to the UDP sockets, which receive them anyway.
     /// `neighbours`: (the node's address on the link, the router's at its
     /// other end) for each of the node's links, each given a socket
     /// connected to it (`neighbour`; one that cannot be opened is left out,
     /// and its messages take the unconnected socket). Needs a tokio runtime
     /// (the sockets are registered with its reactor).
     pub fn open(local: Vec<Ipv4Addr>, neighbours: &[(Ipv4Addr, Ipv4Addr)]) -> io::Result<Self> {
-        let udp = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
-        enlarge_rcvbuf(&udp, "UDP socket");
-        setsockopt(&udp, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
-        setsockopt(&udp, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
-        setsockopt(&udp, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
-        // Refused without CAP_NET_ADMIN or CAP_NET_RAW: the filters classify it.
-        if let Err(e) = setsockopt(&udp, sockopt::Priority, &SIGNALING_PRIORITY) {
-            tracing::debug!("GIST UDP socket: SO_PRIORITY {SIGNALING_PRIORITY:#x}: {e}");
-        }
+        let udp = gist_udp_socket("GIST UDP socket")?;
         let port = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
         bind(udp.as_raw_fd(), &port).map_err(|e| {
             io::Error::new(
@@ -306,7 +315,7 @@ impl GistSockets {
         })
     }
 
-    /// Waits for the next GIST datagram, from either socket. Intercepted
+    /// Waits for the next GIST datagram, from any of the node's sockets. Intercepted
     /// datagrams that are not GIST (or not for this node to handle) are
     /// forwarded on unchanged by `keep`'s refusal: pass a predicate that says
     /// whether the node handles a payload (e.g. magic number and NSLPID match).
@@ -330,9 +339,12 @@ impl GistSockets {
         let first = self.turn.load(Ordering::Relaxed);
         for k in (0..n).map(|i| (first + i) % n) {
             let polled = match k {
-                0 => self.poll_udp(cx, &self.udp, false),
+                0 => self.poll_udp(cx, &self.udp, None),
                 k if k == n - 1 => self.poll_ra(cx, keep),
-                k => self.poll_udp(cx, &self.neighbours[k - 1].sock, true),
+                k => {
+                    let nb = &self.neighbours[k - 1];
+                    self.poll_udp(cx, &nb.sock, Some(nb.addr))
+                }
             };
             if let Poll::Ready(r) = polled {
                 self.turn.store(k + 1, Ordering::Relaxed);
@@ -343,14 +355,14 @@ impl GistSockets {
     }
 
     /// The next datagram of one UDP socket, `Pending` once it has none
-    /// (its readiness then wakes the caller). `connected`: a neighbour's
-    /// socket, whose reported ICMP errors are dropped, [`PASSES`] at most
-    /// per poll.
+    /// (its readiness then wakes the caller). `peer`: the socket is the one
+    /// connected to that neighbour, whose reported ICMP errors are dropped,
+    /// [`PASSES`] at most per poll.
     fn poll_udp(
         &self,
         cx: &mut Context<'_>,
         fd: &AsyncFd<OwnedFd>,
-        connected: bool,
+        peer: Option<Ipv4Addr>,
     ) -> Poll<io::Result<Incoming>> {
         for _ in 0..PASSES {
             let mut g = ready!(fd.poll_read_ready(cx))?;
@@ -365,10 +377,12 @@ impl GistSockets {
                     let first = queued.pop_front().expect("recv_udp queues one at least");
                     return Poll::Ready(Ok(first));
                 }
-                Ok(Err(e)) if connected && neighbour::is_icmp_report(&e) => {
-                    tracing::debug!("GIST UDP socket of a neighbour: {e} (an ICMP error)");
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Ok(Err(e)) => match peer {
+                    Some(to) if neighbour::is_icmp_report(&e) => {
+                        tracing::debug!("GIST UDP socket to neighbour {to}: {e} (an ICMP error)");
+                    }
+                    _ => return Poll::Ready(Err(e)),
+                },
                 Err(_would_block) => {}
             }
         }
@@ -563,9 +577,9 @@ impl GistTransport for GistSockets {
 /// forwards, reported ICMP errors) before the poll moves on.
 const PASSES: usize = 64;
 
-/// The Router Alert socket still ready after [`PASSES`] reads that gave
-/// nothing: the caller polls again (after the thread's other tasks), having
-/// looked at the UDP socket first.
+/// A socket still ready after [`PASSES`] reads that gave nothing (alerts
+/// forwarded, ICMP errors reported): the caller polls again (after the
+/// thread's other tasks), having looked at the node's other sockets first.
 fn again<T>(cx: &mut Context<'_>) -> Poll<T> {
     cx.waker().wake_by_ref();
     Poll::Pending

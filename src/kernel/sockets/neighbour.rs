@@ -30,13 +30,10 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{
-    MsgFlags, SockProtocol, SockType, SockaddrIn, bind, connect, send, setsockopt, sockopt,
-};
+use nix::sys::socket::{MsgFlags, SockaddrIn, bind, connect, send, setsockopt, sockopt};
 use tokio::io::unix::AsyncFd;
 
-use super::{enlarge_rcvbuf, new_socket, os, register};
-use crate::kernel::tc::SIGNALING_PRIORITY;
+use super::{gist_udp_socket, os, register};
 use crate::model::ports::GIST_PORT;
 
 /// The socket connected to one neighbour's port 270.
@@ -57,14 +54,7 @@ impl Neighbour {
     /// `local`:270 beside the node's unconnected socket, connected to
     /// `addr`:270.
     pub fn open(local: Ipv4Addr, addr: Ipv4Addr) -> io::Result<Self> {
-        let fd = new_socket(SockType::Datagram, SockProtocol::Udp, "UDP socket")?;
-        enlarge_rcvbuf(&fd, "UDP socket of a neighbour");
-        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(os("SO_REUSEADDR"))?;
-        setsockopt(&fd, sockopt::Ipv4RecvTtl, &true).map_err(os("IP_RECVTTL"))?;
-        setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).map_err(os("IP_PKTINFO"))?;
-        if let Err(e) = setsockopt(&fd, sockopt::Priority, &SIGNALING_PRIORITY) {
-            tracing::debug!("GIST UDP socket to {addr}: SO_PRIORITY {SIGNALING_PRIORITY:#x}: {e}");
-        }
+        let fd = gist_udp_socket(&format!("GIST UDP socket to {addr}"))?;
         let here = SockaddrIn::from(SocketAddrV4::new(local, GIST_PORT));
         bind(fd.as_raw_fd(), &here).map_err(os("bind"))?;
         let to = SockaddrIn::from(SocketAddrV4::new(addr, GIST_PORT));
@@ -130,7 +120,7 @@ mod tests {
     use std::time::Duration;
 
     use nix::sys::socket::{
-        AddressFamily, ControlMessageOwned, SockFlag, bind, recvmsg, setsockopt, socket,
+        AddressFamily, ControlMessageOwned, SockFlag, SockType, bind, recvmsg, setsockopt, socket,
     };
 
     use super::super::tests::in_fresh_netns;
