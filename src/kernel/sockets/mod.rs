@@ -766,6 +766,27 @@ pub(crate) mod tests {
     /// Runs `test` on a thread of its own in a fresh network namespace with
     /// `lo` up, with a current-thread runtime. Not root: skipped, but a
     /// failure under CI.
+    /// The payload of the next datagram `socks` hands out, within 2 s;
+    /// `what` names the datagram when none comes.
+    pub(super) async fn next_payload(socks: &GistSockets, what: &str) -> Vec<u8> {
+        let wait = std::time::Duration::from_secs(2);
+        tokio::time::timeout(wait, socks.recv(|_| true))
+            .await
+            .unwrap_or_else(|_| panic!("{what} was not handed out"))
+            .unwrap()
+            .payload
+    }
+
+    /// Queues a flood of Router Alert packets `socks` only forwards: 2000
+    /// to 127.0.0.1's port 271, each forwarded copy read again until its
+    /// TTL runs out.
+    pub(super) fn queue_alerts_for_others(socks: &GistSockets) {
+        let other_port = SocketAddrV4::new(Ipv4Addr::LOCALHOST, GIST_PORT + 1);
+        for _ in 0..2000 {
+            socks.send_qmode(other_port, b"not ours", 64).unwrap();
+        }
+    }
+
     pub(crate) fn in_fresh_netns(test: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
@@ -914,23 +935,15 @@ pub(crate) mod tests {
             let lo = Ipv4Addr::LOCALHOST;
             let to = SocketAddrV4::new(lo, GIST_PORT);
             let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
-            let wait = std::time::Duration::from_secs(2);
             rt.block_on(async {
                 // Served from the UDP socket, the next read starts at the
                 // Router Alert socket.
                 peer.send_to(b"first", to).unwrap();
-                let inc = tokio::time::timeout(wait, socks.recv(|_| true)).await;
-                assert_eq!(inc.unwrap().unwrap().payload, b"first");
-                let other_port = SocketAddrV4::new(lo, GIST_PORT + 1);
-                for _ in 0..2000 {
-                    socks.send_qmode(other_port, b"not ours", 64).unwrap();
-                }
+                assert_eq!(next_payload(&socks, "the first datagram").await, b"first");
+                queue_alerts_for_others(&socks);
                 peer.send_to(b"hello", to).unwrap();
-                let inc = tokio::time::timeout(wait, socks.recv(|_| true))
-                    .await
-                    .expect("the datagram waited behind the flood")
-                    .unwrap();
-                assert_eq!(inc.payload, b"hello");
+                let got = next_payload(&socks, "the datagram behind the flood").await;
+                assert_eq!(got, b"hello");
             });
             assert_eq!(
                 readable(socks.ra.get_ref().as_raw_fd(), 0),

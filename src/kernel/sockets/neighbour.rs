@@ -123,7 +123,7 @@ mod tests {
         AddressFamily, ControlMessageOwned, SockFlag, SockType, bind, recvmsg, setsockopt, socket,
     };
 
-    use super::super::tests::in_fresh_netns;
+    use super::super::tests::{in_fresh_netns, next_payload, queue_alerts_for_others};
     use super::super::{GistSockets, GistTransport};
     use super::*;
 
@@ -276,23 +276,15 @@ mod tests {
             // No local address: alerts to 127.0.0.1 count as passing through.
             let socks = GistSockets::open(vec![], &[(ME, NEIGHBOUR)]).unwrap();
             let peer = port_270_at(NEIGHBOUR);
-            let wait = Duration::from_secs(2);
             rt.block_on(async {
                 // Served from the neighbour's socket, the next read starts
                 // at the Router Alert socket.
                 send_from(&peer, b"first", ME);
-                let inc = tokio::time::timeout(wait, socks.recv(|_| true)).await;
-                assert_eq!(inc.unwrap().unwrap().payload, b"first");
-                let other_port = SocketAddrV4::new(ME, GIST_PORT + 1);
-                for _ in 0..2000 {
-                    socks.send_qmode(other_port, b"not ours", 64).unwrap();
-                }
+                assert_eq!(next_payload(&socks, "the first datagram").await, b"first");
+                queue_alerts_for_others(&socks);
                 send_from(&peer, b"hello", ME);
-                let inc = tokio::time::timeout(wait, socks.recv(|_| true))
-                    .await
-                    .expect("the neighbour's datagram waited behind the flood")
-                    .unwrap();
-                assert_eq!(inc.payload, b"hello");
+                let got = next_payload(&socks, "the neighbour's datagram behind the flood").await;
+                assert_eq!(got, b"hello");
             });
             assert!(
                 readable(socks.ra.get_ref()),
@@ -313,25 +305,20 @@ mod tests {
             let socks = GistSockets::open(vec![ME], &[(ME, NEIGHBOUR)]).unwrap();
             let peer = port_270_at(NEIGHBOUR);
             let stranger = port_270_at(STRANGER);
-            let wait = Duration::from_secs(2);
             rt.block_on(async {
                 // Served from the unconnected socket, the next read starts
                 // at the neighbour's.
                 send_from(&stranger, b"first", ME);
-                let inc = tokio::time::timeout(wait, socks.recv(|_| true)).await;
-                assert_eq!(inc.unwrap().unwrap().payload, b"first");
+                assert_eq!(next_payload(&socks, "the first datagram").await, b"first");
                 for i in 0..2000u32 {
                     send_from(&peer, &i.to_be_bytes(), ME);
                 }
                 send_from(&stranger, b"stranger", ME);
                 let mut reads = 0;
                 loop {
-                    let inc = tokio::time::timeout(wait, socks.recv(|_| true))
-                        .await
-                        .expect("nothing handed out")
-                        .unwrap();
+                    let got = next_payload(&socks, "a datagram of the flood").await;
                     reads += 1;
-                    if inc.payload == b"stranger" {
+                    if got == b"stranger" {
                         break;
                     }
                     assert!(
