@@ -1,7 +1,7 @@
 //! The kernel + scheduler floor of one signaling reaction on this machine
 //! (issue 17): N namespaces in a chain joined by veths, one UDP socket in
 //! each, a datagram relayed hop by hop to the far end and back with nothing
-//! else done per hop (receive, stamp, send). Five ways of serving the
+//! else done per hop (receive, stamp, send). Six ways of serving the
 //! sockets, the ways a node runtime could run:
 //! - `threads`: one thread per namespace, blocking `recv` → `send_to`
 //!   (a thread per node: every hop is a wake-up and a thread switch);
@@ -10,6 +10,12 @@
 //! - `connected`: as `epoll`, with a socket connected to each neighbour
 //!   beside the unconnected one (as nodes had until 1c6f734): no route
 //!   lookup on either side of a hop;
+//! - `actix`: as `connected` (the same sockets), served the way a node's
+//!   are (`node::runtime`): one actix `System` on one thread, an actor per
+//!   namespace that polls its sockets as a stream (`ctx.add_stream`) and
+//!   holds an armed timer, as a node's actor does; the difference from
+//!   `connected` is what tokio's reactor and actix's context cost a
+//!   reaction (issue 17);
 //! - `uring`: as `epoll`, through one io_uring instead of the poll: a
 //!   receive pending on every socket, a relay's send and its re-armed
 //!   receive in one `io_uring_enter` (one system call per reaction, where
@@ -546,6 +552,192 @@ fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
     }
 }
 
+/// One namespace's relay in the `actix` mode: its sockets (as in
+/// `connected`: [towards up, towards down, unconnected]) polled as one
+/// stream, as a node's actor polls its own.
+struct ActixRelay {
+    i: usize,
+    n: usize,
+    socks: std::rc::Rc<Vec<[Option<ActixSocket>; 3]>>,
+    rounds: std::rc::Rc<std::cell::RefCell<Option<Rounds>>>,
+    done: std::rc::Rc<std::cell::RefCell<Option<Result<Stats>>>>,
+}
+
+impl actix::Actor for ActixRelay {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        use actix::AsyncContext;
+        ctx.add_stream(ActixRecv {
+            socks: self.socks.clone(),
+            i: self.i,
+            next: 0,
+        });
+        // A node's actor has its core's next deadline armed (GIST's
+        // refreshes): an item its context polls on every wake-up.
+        ctx.run_later(std::time::Duration::from_secs(3600), |_, _| {});
+    }
+}
+
+/// A relay socket in the `actix` mode: read through tokio's reactor,
+/// written directly (a node's `sendmsg` does not ask the reactor either;
+/// tokio's `try_send` fails until the reactor has seen the socket writable).
+struct ActixSocket {
+    rx: tokio::net::UdpSocket,
+    tx: UdpSocket,
+}
+
+/// Node `i`'s sockets as a stream of datagrams, polled round-robin (as
+/// `GistSockets::poll_recv` does).
+struct ActixRecv {
+    socks: std::rc::Rc<Vec<[Option<ActixSocket>; 3]>>,
+    i: usize,
+    next: usize,
+}
+
+impl futures_util::Stream for ActixRecv {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let mut buf = [0u8; 64];
+        for _ in 0..3 {
+            let k = self.next;
+            self.next = (k + 1) % 3;
+            let Some(sock) = self.socks[self.i][k].as_ref() else {
+                continue;
+            };
+            let mut rb = tokio::io::ReadBuf::new(&mut buf);
+            match sock.rx.poll_recv(cx, &mut rb) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Some(Ok(rb.filled().to_vec()))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl actix::StreamHandler<std::io::Result<Vec<u8>>> for ActixRelay {
+    fn handle(&mut self, item: std::io::Result<Vec<u8>>, _: &mut Self::Context) {
+        let socks = &self.socks;
+        let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
+        let send = |i: usize, b: &[u8], d: SocketAddr| {
+            socks[i][towards(i, d)]
+                .as_ref()
+                .expect("a neighbour towards the next hop")
+                .tx
+                .send(b)
+        };
+        let step = item.map_err(anyhow::Error::from).and_then(|bytes| {
+            let mut r = self.rounds.borrow_mut();
+            let r = r.as_mut().expect("the rounds started before any datagram");
+            r.handle(self.i, self.n, &bytes, send)
+        });
+        let end = match step {
+            Ok(false) => return,
+            Ok(true) => Ok(self.rounds.borrow_mut().take().expect("the rounds").st),
+            Err(e) => Err(e.context(format!("node {}", self.i))),
+        };
+        *self.done.borrow_mut() = Some(end);
+        actix::System::current().stop();
+    }
+}
+
+fn run_actix(chain: &Chain, rounds: u32) -> Result<Stats> {
+    use actix::Actor;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let n = chain.files.len();
+    let mut std_socks: Vec<[Option<UdpSocket>; 3]> = Vec::with_capacity(n);
+    for (i, ns) in chain.files.iter().enumerate() {
+        let peers = [(i > 0).then(|| up_of(i)), (i + 1 < n).then(|| down_of(i))];
+        let mut row: [Option<UdpSocket>; 3] = [None, None, None];
+        for (k, slot) in row.iter_mut().enumerate() {
+            let peer = match k {
+                2 => None,
+                k => match peers[k] {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
+            };
+            *slot = Some(shared_port_in(ns, peer)?);
+        }
+        std_socks.push(row);
+    }
+    let done: Rc<RefCell<Option<Result<Stats>>>> = Rc::new(RefCell::new(None));
+    let sys = actix::System::new();
+    let d = done.clone();
+    sys.block_on(async move {
+        let socks = std_socks
+            .into_iter()
+            .map(|row| {
+                row.map(|s| {
+                    s.map(|s| ActixSocket {
+                        tx: s.try_clone().expect("dup a relay socket"),
+                        rx: tokio::net::UdpSocket::from_std(s).expect("register a relay socket"),
+                    })
+                })
+            })
+            .collect::<Vec<_>>();
+        let socks = Rc::new(socks);
+        let r = Rc::new(RefCell::new(None));
+        for i in 0..n {
+            ActixRelay {
+                i,
+                n,
+                socks: socks.clone(),
+                rounds: r.clone(),
+                done: d.clone(),
+            }
+            .start();
+        }
+        let send = |i: usize, b: &[u8], a: SocketAddr| {
+            socks[i][if i > 0 && a == up_of(i) { 0 } else { 1 }]
+                .as_ref()
+                .expect("a neighbour towards the next hop")
+                .tx
+                .send(b)
+        };
+        match Rounds::start(rounds, send) {
+            Ok(started) => *r.borrow_mut() = Some(started),
+            Err(e) => {
+                *d.borrow_mut() = Some(Err(e));
+                actix::System::current().stop();
+                return;
+            }
+        }
+        // A lost datagram ends the run instead of hanging it.
+        let watch = r.clone();
+        let wd = d.clone();
+        actix::spawn(async move {
+            let mut seen = None;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                let now = watch.borrow().as_ref().map(|r: &Rounds| r.round);
+                if now.is_some() && now == seen {
+                    *wd.borrow_mut() = Some(Err(anyhow::anyhow!(
+                        "actix: no progress for 5 s in round {}",
+                        now.unwrap_or_default()
+                    )));
+                    actix::System::current().stop();
+                    return;
+                }
+                seen = now;
+            }
+        });
+    });
+    sys.run()?;
+    done.borrow_mut().take().unwrap_or_else(|| {
+        Err(anyhow::anyhow!(
+            "actix: the system stopped without a result"
+        ))
+    })
+}
+
 /// A send of one node in flight in the ring: the kernel reads its bytes,
 /// address and header until it completes (a round is one datagram, so a
 /// node has at most one).
@@ -797,6 +989,7 @@ fn main() -> Result<()> {
         report(n, "threads", run_threads(&chain, rounds)?);
         report(n, "epoll", run_epoll(&chain, rounds)?);
         report(n, "connected", run_connected(&chain, rounds)?);
+        report(n, "actix", run_actix(&chain, rounds)?);
         report(n, "uring", run_uring(&chain, rounds, false)?);
         report(n, "uring-ms", run_uring(&chain, rounds, true)?);
     }
