@@ -1,7 +1,7 @@
 //! The kernel + scheduler floor of one signaling reaction on this machine
 //! (issue 17): N namespaces in a chain joined by veths, one UDP socket in
 //! each, a datagram relayed hop by hop to the far end and back with nothing
-//! else done per hop (receive, stamp, send). Six ways of serving the
+//! else done per hop (receive, stamp, send). Eight ways of serving the
 //! sockets, the ways a node runtime could run:
 //! - `threads`: one thread per namespace, blocking `recv` → `send_to`
 //!   (a thread per node: every hop is a wake-up and a thread switch);
@@ -15,7 +15,10 @@
 //!   namespace that polls its sockets as a stream (`ctx.add_stream`) and
 //!   holds an armed timer, as a node's actor does; the difference from
 //!   `connected` is what tokio's reactor and actix's context cost a
-//!   reaction (issue 17);
+//!   reaction (issue 17); `tokio` serves them with a plain task per
+//!   namespace instead of an actor, to tell the two apart; `nested`
+//!   registers one epoll holding all the sockets with tokio's reactor and
+//!   reads it from one task (a runtime without a waker per socket);
 //! - `uring`: as `epoll`, through one io_uring instead of the poll: a
 //!   receive pending on every socket, a relay's send and its re-armed
 //!   receive in one `io_uring_enter` (one system call per reaction, where
@@ -623,31 +626,48 @@ impl futures_util::Stream for ActixRecv {
 
 impl actix::StreamHandler<std::io::Result<Vec<u8>>> for ActixRelay {
     fn handle(&mut self, item: std::io::Result<Vec<u8>>, _: &mut Self::Context) {
-        let socks = &self.socks;
-        let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
-        let send = |i: usize, b: &[u8], d: SocketAddr| {
-            socks[i][towards(i, d)]
-                .as_ref()
-                .expect("a neighbour towards the next hop")
-                .tx
-                .send(b)
-        };
-        let step = item.map_err(anyhow::Error::from).and_then(|bytes| {
-            let mut r = self.rounds.borrow_mut();
-            let r = r.as_mut().expect("the rounds started before any datagram");
-            r.handle(self.i, self.n, &bytes, send)
-        });
-        let end = match step {
-            Ok(false) => return,
-            Ok(true) => Ok(self.rounds.borrow_mut().take().expect("the rounds").st),
-            Err(e) => Err(e.context(format!("node {}", self.i))),
-        };
-        *self.done.borrow_mut() = Some(end);
-        actix::System::current().stop();
+        relay_item(self.i, self.n, &self.socks, &self.rounds, &self.done, item);
     }
 }
 
-fn run_actix(chain: &Chain, rounds: u32) -> Result<Stats> {
+/// Node `i` relays what its sockets gave it (`actix` and `tokio` modes);
+/// at the end of the run, or on a failure, it leaves the result in `done`
+/// and stops the system. Whether it did.
+fn relay_item(
+    i: usize,
+    n: usize,
+    socks: &[[Option<ActixSocket>; 3]],
+    rounds: &std::cell::RefCell<Option<Rounds>>,
+    done: &std::cell::RefCell<Option<Result<Stats>>>,
+    item: std::io::Result<Vec<u8>>,
+) -> bool {
+    let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
+    let send = |i: usize, b: &[u8], d: SocketAddr| {
+        socks[i][towards(i, d)]
+            .as_ref()
+            .expect("a neighbour towards the next hop")
+            .tx
+            .send(b)
+    };
+    let step = item.map_err(anyhow::Error::from).and_then(|bytes| {
+        let mut r = rounds.borrow_mut();
+        let r = r.as_mut().expect("the rounds started before any datagram");
+        r.handle(i, n, &bytes, send)
+    });
+    let end = match step {
+        Ok(false) => return false,
+        Ok(true) => Ok(rounds.borrow_mut().take().expect("the rounds").st),
+        Err(e) => Err(e.context(format!("node {i}"))),
+    };
+    *done.borrow_mut() = Some(end);
+    actix::System::current().stop();
+    true
+}
+
+/// The `actix` mode (`actors`), or the `tokio` mode: the same sockets and
+/// runtime, a plain task per namespace awaiting its sockets instead of an
+/// actor (what actix's context adds beside tokio's reactor and tasks).
+fn run_runtime(chain: &Chain, rounds: u32, actors: bool) -> Result<Stats> {
     use actix::Actor;
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -686,14 +706,30 @@ fn run_actix(chain: &Chain, rounds: u32) -> Result<Stats> {
         let socks = Rc::new(socks);
         let r = Rc::new(RefCell::new(None));
         for i in 0..n {
-            ActixRelay {
-                i,
-                n,
-                socks: socks.clone(),
-                rounds: r.clone(),
-                done: d.clone(),
+            if actors {
+                ActixRelay {
+                    i,
+                    n,
+                    socks: socks.clone(),
+                    rounds: r.clone(),
+                    done: d.clone(),
+                }
+                .start();
+                continue;
             }
-            .start();
+            let (socks, r, d) = (socks.clone(), r.clone(), d.clone());
+            actix::spawn(async move {
+                let mut recv = ActixRecv {
+                    socks: socks.clone(),
+                    i,
+                    next: 0,
+                };
+                while let Some(item) = futures_util::StreamExt::next(&mut recv).await {
+                    if relay_item(i, n, &socks, &r, &d, item) {
+                        return;
+                    }
+                }
+            });
         }
         let send = |i: usize, b: &[u8], a: SocketAddr| {
             socks[i][if i > 0 && a == up_of(i) { 0 } else { 1 }]
@@ -720,7 +756,8 @@ fn run_actix(chain: &Chain, rounds: u32) -> Result<Stats> {
                 let now = watch.borrow().as_ref().map(|r: &Rounds| r.round);
                 if now.is_some() && now == seen {
                     *wd.borrow_mut() = Some(Err(anyhow::anyhow!(
-                        "actix: no progress for 5 s in round {}",
+                        "{}: no progress for 5 s in round {}",
+                        if actors { "actix" } else { "tokio" },
                         now.unwrap_or_default()
                     )));
                     actix::System::current().stop();
@@ -735,6 +772,85 @@ fn run_actix(chain: &Chain, rounds: u32) -> Result<Stats> {
         Err(anyhow::anyhow!(
             "actix: the system stopped without a result"
         ))
+    })
+}
+
+/// The `nested` mode: the sockets of `connected` in one `mio` poll (an
+/// epoll of their own, edge-triggered), whose descriptor alone is
+/// registered with tokio's reactor (in the runtime `actix` and `tokio`
+/// use): one task reads the inner poll when tokio says it is readable, so
+/// a reaction pays an extra `epoll_wait` but no readiness, waker or task
+/// per socket or node.
+fn run_nested(chain: &Chain, rounds: u32) -> Result<Stats> {
+    use mio::{Events, Interest, Poll, Token};
+    let n = chain.files.len();
+    let mut poll = Poll::new()?;
+    let mut socks: Vec<[Option<mio::net::UdpSocket>; 3]> = Vec::with_capacity(n);
+    for (i, ns) in chain.files.iter().enumerate() {
+        let peers = [(i > 0).then(|| up_of(i)), (i + 1 < n).then(|| down_of(i))];
+        let mut row: [Option<mio::net::UdpSocket>; 3] = [None, None, None];
+        for (k, slot) in row.iter_mut().enumerate() {
+            let peer = match k {
+                2 => None,
+                k => match peers[k] {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
+            };
+            let mut m = mio::net::UdpSocket::from_std(shared_port_in(ns, peer)?);
+            poll.registry()
+                .register(&mut m, Token(3 * i + k), Interest::READABLE)?;
+            *slot = Some(m);
+        }
+        socks.push(row);
+    }
+    let sys = actix::System::new();
+    sys.block_on(async move {
+        let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
+        let send = |i: usize, b: &[u8], d: SocketAddr| {
+            socks[i][towards(i, d)]
+                .as_ref()
+                .expect("a neighbour towards the next hop")
+                .send(b)
+        };
+        // SAFETY: `poll` owns the descriptor and outlives `inner`
+        // (declared after it in this block, so dropped first).
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                std::os::fd::AsRawFd::as_raw_fd(&poll),
+                tokio::io::Interest::READABLE,
+            )
+        }?;
+        let mut events = Events::with_capacity(3 * n);
+        let mut buf = [0u8; 64];
+        let mut r = Rounds::start(rounds, send)?;
+        loop {
+            let mut guard =
+                tokio::time::timeout(std::time::Duration::from_secs(5), inner.readable())
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("nested: no datagram for 5 s in round {}", r.round)
+                    })??;
+            poll.poll(&mut events, Some(std::time::Duration::ZERO))?;
+            if events.is_empty() {
+                guard.clear_ready();
+                continue;
+            }
+            for ev in events.iter() {
+                let (i, k) = (ev.token().0 / 3, ev.token().0 % 3);
+                loop {
+                    let sock = socks[i][k].as_ref().expect("a registered socket");
+                    let len = match sock.recv(&mut buf) {
+                        Ok(len) => len,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    };
+                    if r.handle(i, n, &buf[..len], send)? {
+                        return Ok(r.st);
+                    }
+                }
+            }
+        }
     })
 }
 
@@ -989,7 +1105,9 @@ fn main() -> Result<()> {
         report(n, "threads", run_threads(&chain, rounds)?);
         report(n, "epoll", run_epoll(&chain, rounds)?);
         report(n, "connected", run_connected(&chain, rounds)?);
-        report(n, "actix", run_actix(&chain, rounds)?);
+        report(n, "nested", run_nested(&chain, rounds)?);
+        report(n, "tokio", run_runtime(&chain, rounds, false)?);
+        report(n, "actix", run_runtime(&chain, rounds, true)?);
         report(n, "uring", run_uring(&chain, rounds, false)?);
         report(n, "uring-ms", run_uring(&chain, rounds, true)?);
     }
