@@ -144,10 +144,10 @@ impl Datagram<'_> {
 
 /// The sockets of one node.
 pub struct GistSockets {
-    udp: AsyncFd<OwnedFd>,
+    udp: RxFd,
     /// A socket connected to each link neighbour (`neighbour`).
     neighbours: Vec<neighbour::Neighbour>,
-    ra: AsyncFd<OwnedFd>,
+    ra: RxFd,
     raw_out: OwnedFd,
     local: Vec<Ipv4Addr>,
     /// The other datagrams of the last read, handed out first.
@@ -185,6 +185,32 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // as the AsyncFd owns it.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Who learns that a receiving socket is readable: tokio's reactor (a
+/// waker per socket), or a poll of the caller's ([`GistSockets::open_pumped`]:
+/// the node thread's pump keeps one epoll for all its nodes' sockets, and
+/// says which is ready).
+pub(super) enum RxFd {
+    Tokio(AsyncFd<OwnedFd>),
+    Pumped(OwnedFd),
+}
+
+impl RxFd {
+    fn new(fd: OwnedFd, pumped: bool) -> io::Result<Self> {
+        Ok(if pumped {
+            Self::Pumped(fd)
+        } else {
+            Self::Tokio(register(fd)?)
+        })
+    }
+
+    pub(super) fn get_ref(&self) -> &OwnedFd {
+        match self {
+            Self::Tokio(a) => a.get_ref(),
+            Self::Pumped(f) => f,
+        }
+    }
 }
 
 /// A UDP socket as GIST's port 270 needs it, unbound (the node's one on
@@ -267,6 +293,24 @@ impl GistSockets {
     /// and its messages take the unconnected socket). Needs a tokio runtime
     /// (the sockets are registered with its reactor).
     pub fn open(local: Vec<Ipv4Addr>, neighbours: &[(Ipv4Addr, Ipv4Addr)]) -> io::Result<Self> {
+        Self::open_with(local, neighbours, false)
+    }
+
+    /// [`Self::open`], with the receiving sockets left out of tokio's
+    /// reactor: their owner polls [`Self::rx_fds`] itself and reads the
+    /// ready ones with [`Self::poll_recv_from`] (the node threads' pump).
+    pub fn open_pumped(
+        local: Vec<Ipv4Addr>,
+        neighbours: &[(Ipv4Addr, Ipv4Addr)],
+    ) -> io::Result<Self> {
+        Self::open_with(local, neighbours, true)
+    }
+
+    fn open_with(
+        local: Vec<Ipv4Addr>,
+        neighbours: &[(Ipv4Addr, Ipv4Addr)],
+        pumped: bool,
+    ) -> io::Result<Self> {
         let udp = gist_udp_socket("GIST UDP socket")?;
         let port = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GIST_PORT));
         bind(udp.as_raw_fd(), &port).map_err(|e| {
@@ -277,13 +321,13 @@ impl GistSockets {
         })?;
         let ra = router_alert_socket()?;
         let raw_out = new_socket(SockType::Raw, SockProtocol::Raw, "raw IP socket")?;
-        let udp = register(udp)?;
+        let udp = RxFd::new(udp, pumped)?;
         let mut connected: Vec<neighbour::Neighbour> = vec![];
         for &(here, addr) in neighbours {
             if local.contains(&addr) || connected.iter().any(|n| n.addr == addr) {
                 continue;
             }
-            match neighbour::Neighbour::open(here, addr) {
+            match neighbour::Neighbour::open(here, addr, pumped) {
                 Ok(n) => connected.push(n),
                 // The link's address or route is not there (yet): only
                 // the shortcut is lost.
@@ -307,7 +351,7 @@ impl GistSockets {
         Ok(Self {
             udp,
             neighbours: connected,
-            ra: register(ra)?,
+            ra: RxFd::new(ra, pumped)?,
             raw_out,
             local,
             next: Mutex::new(VecDeque::new()),
@@ -361,9 +405,13 @@ impl GistSockets {
     fn poll_udp(
         &self,
         cx: &mut Context<'_>,
-        fd: &AsyncFd<OwnedFd>,
+        fd: &RxFd,
         peer: Option<Ipv4Addr>,
     ) -> Poll<io::Result<Incoming>> {
+        let fd = match fd {
+            RxFd::Tokio(fd) => fd,
+            RxFd::Pumped(fd) => return self.read_udp(fd.as_raw_fd(), peer),
+        };
         for _ in 0..PASSES {
             let mut g = ready!(fd.poll_read_ready(cx))?;
             let mut queued = self.queued();
@@ -398,8 +446,12 @@ impl GistSockets {
         cx: &mut Context<'_>,
         keep: &impl Fn(&[u8]) -> bool,
     ) -> Poll<io::Result<Incoming>> {
+        let ra = match &self.ra {
+            RxFd::Tokio(fd) => fd,
+            RxFd::Pumped(fd) => return self.read_ra(fd.as_raw_fd(), keep),
+        };
         for _ in 0..PASSES {
-            let mut g = ready!(self.ra.poll_read_ready(cx))?;
+            let mut g = ready!(ra.poll_read_ready(cx))?;
             let mut buf = RxBuf::take();
             let (n1, n2) = match g.try_io(|fd| recv_raw(fd.as_raw_fd(), &mut buf)) {
                 Ok(Ok(n)) => n,
@@ -424,6 +476,92 @@ impl GistSockets {
             }
         }
         again(cx)
+    }
+
+    /// [`Self::poll_udp`] on a socket of [`Self::open_pumped`]: reads
+    /// until a datagram, `Pending` when the socket has none (its owner's
+    /// poll says when it has).
+    fn read_udp(&self, fd: RawFd, peer: Option<Ipv4Addr>) -> Poll<io::Result<Incoming>> {
+        for _ in 0..PASSES {
+            let mut queued = self.queued();
+            match recv_udp(fd, &mut RxBuf::take(), &mut queued) {
+                Ok(_) => {
+                    let first = queued.pop_front().expect("recv_udp queues one at least");
+                    return Poll::Ready(Ok(first));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => match peer {
+                    Some(to) if neighbour::is_icmp_report(&e) => {
+                        tracing::debug!("GIST UDP socket to neighbour {to}: {e} (an ICMP error)");
+                    }
+                    _ => return Poll::Ready(Err(e)),
+                },
+            }
+        }
+        // Still readable: the owner's poll reports it again.
+        Poll::Pending
+    }
+
+    /// [`Self::poll_ra`] on the socket of [`Self::open_pumped`].
+    fn read_ra(&self, fd: RawFd, keep: &impl Fn(&[u8]) -> bool) -> Poll<io::Result<Incoming>> {
+        for _ in 0..PASSES {
+            let mut buf = RxBuf::take();
+            let (n1, n2) = match recv_raw(fd, &mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
+            let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
+                self.classify(&buf[at..at + n], keep)
+                    .unwrap_or_else(not_forwarded)
+            });
+            if let Some(first) = ours.next() {
+                self.queued().extend(ours);
+                return Poll::Ready(Ok(first));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Whether a read left datagrams queued that no readiness will report.
+    pub fn has_queued(&self) -> bool {
+        !self.queued().is_empty()
+    }
+
+    /// The receiving sockets in the order [`Self::poll_recv_from`] numbers
+    /// them: the unconnected one, the neighbours', the Router Alert one.
+    pub fn rx_fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.udp.get_ref().as_raw_fd())
+            .chain(self.neighbours.iter().map(|n| n.sock.get_ref().as_raw_fd()))
+            .chain(std::iter::once(self.ra.get_ref().as_raw_fd()))
+            .collect()
+    }
+
+    /// The next datagram of receiving socket `k` ([`Self::rx_fds`]), after
+    /// those an earlier read left queued; `Pending` once it has none. For
+    /// the sockets of [`Self::open_pumped`], whose owner knows which is
+    /// readable (on a socket tokio's reactor serves it would register no
+    /// waker).
+    pub fn poll_recv_from(
+        &self,
+        k: usize,
+        keep: &impl Fn(&[u8]) -> bool,
+    ) -> Poll<io::Result<Incoming>> {
+        if let Some(inc) = self.queued().pop_front() {
+            return Poll::Ready(Ok(inc));
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let n = self.neighbours.len() + 2;
+        match k {
+            0 => self.poll_udp(&mut cx, &self.udp, None),
+            k if k == n - 1 => self.poll_ra(&mut cx, keep),
+            k if k < n => {
+                let nb = &self.neighbours[k - 1];
+                self.poll_udp(&mut cx, &nb.sock, Some(nb.addr))
+            }
+            _ => Poll::Pending,
+        }
     }
 
     /// The UDP socket's local address and whether the Router Alert socket
@@ -986,7 +1124,10 @@ pub(crate) mod tests {
                 assert_eq!(got, sent);
                 // "five" came alone: readiness is cleared, with no read left
                 // that would only say EAGAIN.
-                let ready = tokio::time::timeout(std::time::Duration::ZERO, socks.udp.readable());
+                let RxFd::Tokio(udp) = &socks.udp else {
+                    panic!("GistSockets::open serves its sockets with tokio's reactor")
+                };
+                let ready = tokio::time::timeout(std::time::Duration::ZERO, udp.readable());
                 assert!(ready.await.is_err(), "readiness not cleared");
                 // "five" came alone, so readiness was cleared: a new one must
                 // still be seen, and its source and destination read.

@@ -28,18 +28,17 @@
 use std::cell::Cell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{MsgFlags, SockaddrIn, bind, connect, send, setsockopt, sockopt};
-use tokio::io::unix::AsyncFd;
 
-use super::{gist_udp_socket, os, register};
+use super::{RxFd, gist_udp_socket, os};
 use crate::model::ports::GIST_PORT;
 
 /// The socket connected to one neighbour's port 270.
 pub(super) struct Neighbour {
     pub addr: Ipv4Addr,
-    pub sock: AsyncFd<OwnedFd>,
+    pub sock: RxFd,
     /// The IP TTL set on the socket, `0` until its first send. A message
     /// with another TTL goes through the unconnected socket, which sets it
     /// per datagram (an IP-level control message makes the kernel look the
@@ -52,8 +51,8 @@ pub(super) struct Neighbour {
 impl Neighbour {
     /// Opens the socket in the calling thread's namespace: bound to
     /// `local`:270 beside the node's unconnected socket, connected to
-    /// `addr`:270.
-    pub fn open(local: Ipv4Addr, addr: Ipv4Addr) -> io::Result<Self> {
+    /// `addr`:270 (`pumped`: see [`RxFd`]).
+    pub fn open(local: Ipv4Addr, addr: Ipv4Addr, pumped: bool) -> io::Result<Self> {
         let fd = gist_udp_socket(&format!("GIST UDP socket to {addr}"))?;
         let here = SockaddrIn::from(SocketAddrV4::new(local, GIST_PORT));
         bind(fd.as_raw_fd(), &here).map_err(os("bind"))?;
@@ -61,7 +60,7 @@ impl Neighbour {
         connect(fd.as_raw_fd(), &to).map_err(os("connect"))?;
         Ok(Self {
             addr,
-            sock: register(fd)?,
+            sock: RxFd::new(fd, pumped)?,
             ttl: Cell::new(0),
         })
     }
@@ -116,7 +115,7 @@ pub(super) fn is_icmp_report(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
     use std::time::Duration;
 
     use nix::sys::socket::{
@@ -390,6 +389,84 @@ mod tests {
             let (payload, src, _) = read(&peer);
             assert_eq!(payload, b"after the error");
             assert_eq!(src, SocketAddrV4::new(ME, GIST_PORT));
+        });
+    }
+
+    /// Root: the sockets of `open_pumped` (the node threads' pump polls
+    /// them): each socket's datagrams come out by its number, `Pending`
+    /// says it is empty; a flood of Router Alert datagrams for others
+    /// gives nothing and is not read past one poll's bound (the pump's
+    /// epoll reports the rest); an ICMP error on the neighbour's socket
+    /// fails no read.
+    #[test]
+    fn pumped_sockets_are_read_by_number() {
+        use std::task::Poll;
+        in_fresh_netns(|_rt| {
+            let nft = |cmd: &str| {
+                let ok = std::process::Command::new("nft")
+                    .arg(cmd)
+                    .status()
+                    .expect("nft (Debian package nftables)");
+                assert!(ok.success(), "nft {cmd}");
+            };
+            let socks = GistSockets::open_pumped(vec![ME], &[(ME, NEIGHBOUR)]).unwrap();
+            let fds = socks.rx_fds();
+            assert_eq!(fds.len(), 3, "unconnected, the neighbour's, Router Alert");
+            let all = |_: &[u8]| true;
+            let payload = |p: Poll<std::io::Result<super::super::Incoming>>| match p {
+                Poll::Ready(Ok(inc)) => Some(inc.payload),
+                Poll::Ready(Err(e)) => panic!("the read failed: {e}"),
+                Poll::Pending => None,
+            };
+            let peer = port_270_at(NEIGHBOUR);
+            let stranger = port_270_at(STRANGER);
+            for k in 0..3 {
+                assert_eq!(payload(socks.poll_recv_from(k, &all)), None, "socket {k}");
+            }
+            send_from(&stranger, b"stranger", ME);
+            send_from(&peer, b"neighbour", ME);
+            assert_eq!(
+                payload(socks.poll_recv_from(1, &all)).as_deref(),
+                Some(&b"neighbour"[..])
+            );
+            assert_eq!(payload(socks.poll_recv_from(1, &all)), None);
+            assert_eq!(
+                payload(socks.poll_recv_from(0, &all)).as_deref(),
+                Some(&b"stranger"[..])
+            );
+            assert_eq!(payload(socks.poll_recv_from(0, &all)), None);
+            queue_alerts_for_others(&socks);
+            assert_eq!(
+                payload(socks.poll_recv_from(2, &all)),
+                None,
+                "an alert for another"
+            );
+            assert!(
+                readable(socks.ra.get_ref()),
+                "a flood of alerts was read past one poll's bound"
+            );
+            // The neighbour's port 270 rejects: an ICMP error on its socket.
+            nft(
+                "add table ip t; add chain ip t i { type filter hook input priority 0; }; \
+                 add rule ip t i ip daddr 127.0.0.2 udp dport 270 reject",
+            );
+            let to = SocketAddrV4::new(NEIGHBOUR, GIST_PORT);
+            socks.send_dmode(to, b"lost", 64).unwrap();
+            assert!(
+                readable(socks.neighbours[0].sock.get_ref()),
+                "no ICMP error reported on the connected socket"
+            );
+            assert_eq!(
+                payload(socks.poll_recv_from(1, &all)),
+                None,
+                "the ICMP report"
+            );
+            send_from(&peer, b"later", ME);
+            assert_eq!(
+                payload(socks.poll_recv_from(1, &all)).as_deref(),
+                Some(&b"later"[..])
+            );
+            nft("flush ruleset");
         });
     }
 }

@@ -4,7 +4,7 @@
 //! cannot starve the others), and log lines at most once a second per
 //! reason (so a flood does not become a flood of log lines).
 //!
-//! Pure: the node actor pushes each burst it reads and pops what it
+//! Pure: a node's turn (`pump`) pushes each burst it reads and pops what it
 //! handles; tests drive it with datagrams and a clock.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

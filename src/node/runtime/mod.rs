@@ -11,22 +11,26 @@
 //! `VLSP_NODES_PER_THREAD=1` (and for C-mode nodes) each node has a thread
 //! that enters its namespace first. A node stops alone ([`tasks`]).
 //!
-//! Actors, one job each:
-//! - [`NodeActor`]: the sockets, the core and its timer; it hands its
+//! Actors, one job each, and the thread's pump:
+//! - [`NodeActor`]: the node's mailbox (API calls, kernel results, route
+//!   changes) over its [`NodeState`] (the sockets, the core); it hands its
 //!   kernel work ([`vlink::KernelWork`]: tunnel ends, netlink or script
 //!   backend, and reservation classes, the enforcer) to kernel threads
 //!   started at its first such work, whose results are fed back into the
 //!   core;
+//! - [`pump`]: one task per thread that reads the GIST sockets of all its
+//!   nodes through one epoll and fires their cores' deadlines, calling
+//!   into each node's state (issue 17);
 //! - [`api_server::ApiActor`]: the external program's UNIX socket;
 //! - [`tcp`]: GIST messaging associations (C-mode), tasks that feed the
 //!   [`NodeActor`] and write what its core sends on them.
 
 mod api_server;
-mod datagrams;
 mod group;
 pub mod intake;
 mod kernel_thread;
 mod placement;
+mod pump;
 mod reaper;
 mod routes;
 mod running;
@@ -40,6 +44,7 @@ pub use placement::{ENV as KERNEL_CPUS_ENV, signaling_cpus};
 pub use reaper::DELETE_DELAY;
 pub use thread::{NodeHandle, StartingNode, spawn_node, start_node};
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -59,12 +64,6 @@ use api_server::{ApiActor, Publish};
 
 /// Lower-case hex of a session id.
 pub use crate::node::core::hex;
-
-/// Datagrams wait in the node's [`intake::Intake`]; this asks the actor to
-/// take more of a backlog (at most one is in the mailbox at a time).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Drain;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -140,34 +139,11 @@ struct RoutesChanged(crate::kernel::routes::RouteTable);
 /// the table is read once.
 const ROUTE_SETTLE: Duration = Duration::from_millis(20);
 
-/// The node core, its sockets and its reservation classes.
+/// A node's actor: its mailbox (API calls, kernel results, route changes,
+/// messaging associations). Its state is shared with the thread's
+/// [`pump`], which serves its datagrams and deadlines.
 pub struct NodeActor {
-    core: NodeCore,
-    sockets: Rc<GistSockets>,
-    vlink: vlink::KernelWork,
-    api: Option<Addr<ApiActor>>,
-    replies: HashMap<u64, oneshot::Sender<Reply>>,
-    next_token: u64,
-    timer: Option<SpawnHandle>,
-    /// Tunnel-end operations not finished yet (incl. deferred deletions).
-    vlink_busy: Arc<AtomicUsize>,
-    /// GIST messaging associations (C-mode).
-    mas: tcp::MaPool,
-    /// Received datagrams waiting for the core, and the drop counters.
-    /// Between messages it is empty unless a [`Drain`] is in the mailbox
-    /// (`drain` sends one for what it leaves), so a burst that finds it
-    /// non-empty only joins the queue.
-    intake: intake::Intake,
-    /// When a failed read was last logged.
-    last_recv_err: Option<Instant>,
-    /// The deadline the timer is armed for.
-    armed: Option<Instant>,
-    /// API requests whose client had gone: not carried out, or undone.
-    api_abandoned: u64,
-    /// When the sockets were opened (`health`'s uptime).
-    started: Instant,
-    /// Where the messaging-association listener is bound.
-    ma_listener: Option<std::net::SocketAddr>,
+    st: Rc<RefCell<NodeState>>,
     /// The node's tasks, ended when it stops alone.
     tasks: tasks::NodeTasks,
     /// Whether the node has its thread to itself (an API `shutdown` then
@@ -175,31 +151,71 @@ pub struct NodeActor {
     alone: bool,
 }
 
+/// The node core, its sockets and its reservation classes.
+pub struct NodeState {
+    core: NodeCore,
+    sockets: Rc<GistSockets>,
+    vlink: vlink::KernelWork,
+    api: Option<Addr<ApiActor>>,
+    replies: HashMap<u64, oneshot::Sender<Reply>>,
+    next_token: u64,
+    /// Tunnel-end operations not finished yet (incl. deferred deletions).
+    vlink_busy: Arc<AtomicUsize>,
+    /// GIST messaging associations (C-mode).
+    mas: tcp::MaPool,
+    /// The node's actor (messaging associations report to it).
+    me: Addr<NodeActor>,
+    /// Received datagrams waiting for the core, and the drop counters.
+    /// Between turns it is empty unless the node is on the pump's ready
+    /// list (a turn that leaves some says so), so a burst that finds it
+    /// non-empty only joins the queue.
+    intake: intake::Intake,
+    /// When a failed read was last logged.
+    last_recv_err: Option<Instant>,
+    /// After a failed read: no read before then (a socket that keeps
+    /// failing does not spin the thread).
+    read_paused_until: Option<Instant>,
+    /// API requests whose client had gone: not carried out, or undone.
+    api_abandoned: u64,
+    /// When the sockets were opened (`health`'s uptime).
+    started: Instant,
+    /// Where the messaging-association listener is bound.
+    ma_listener: Option<std::net::SocketAddr>,
+    /// The node's place in its thread's pump (set once registered).
+    pump: Option<pump::PumpHandle>,
+}
+
 /// How many received datagrams may wait for the node: a burst beyond it is
 /// shed (dropped and counted), never answered by closing the socket.
 pub const QUEUE: usize = 4096;
-/// The node's mailbox (API calls, kernel results, [`Drain`]).
+/// The node's mailbox (API calls, kernel results, route changes).
 const MAILBOX: usize = 1024;
-/// Datagrams handled per [`Drain`], so API calls and kernel results
-/// interleave with a backlog.
+/// Datagrams handled per turn, so API calls, kernel results and the
+/// thread's other nodes interleave with a backlog.
 const BATCH: usize = 32;
+/// Datagrams read in one turn before the node handles any, and read
+/// before the node gives the thread to its other nodes.
+const READ_BURST: usize = 64;
+/// How long a node waits after a failed read: a socket that keeps failing
+/// does not spin the thread.
+const AFTER_FAILURE: Duration = Duration::from_millis(10);
 
-impl NodeActor {
+impl NodeState {
     /// Sends what the core has to send and runs its actions, until it is
-    /// idle; then sets the timer for its next deadline.
-    fn run(&mut self, ctx: &mut Context<Self>) {
-        self.flush(ctx);
-        self.schedule(ctx);
+    /// idle; then arms the pump for its next deadline.
+    fn run(&mut self) {
+        self.flush();
+        self.schedule();
     }
 
     /// Sends what the core has to send and runs its actions, until it is
-    /// idle (the timer is the caller's: see [`Self::schedule`]).
-    fn flush(&mut self, ctx: &mut Context<Self>) {
+    /// idle (the deadline is the caller's: see [`Self::schedule`]).
+    fn flush(&mut self) {
         loop {
             // MAs first: the messages that follow may use them.
             while let Some(a) = self.core.poll_ma_action() {
                 match a {
-                    MaAction::Open(remote) => self.mas.open(remote, ctx.address()),
+                    MaAction::Open(remote) => self.mas.open(remote, self.me.clone()),
                     MaAction::Close(remote) => self.mas.close(remote),
                 }
             }
@@ -279,29 +295,95 @@ impl NodeActor {
         }
     }
 
-    /// Arms the timer for the core's next deadline, only when that is
-    /// earlier than the armed one (or none is armed): a timer that fires
-    /// early finds nothing due and re-arms. Re-arming after every message
-    /// cost tokio a wake-up of its own thread (an eventfd write and an
-    /// extra epoll_wait) each time the new deadline preceded its park's.
-    fn schedule(&mut self, ctx: &mut Context<Self>) {
-        let Some(at) = self.core.poll_timeout() else {
-            return;
-        };
-        if self.timer.is_some() && self.armed.is_some_and(|a| a <= at) {
-            return;
+    /// Arms the pump for the core's next deadline (it keeps the earliest
+    /// armed: one that comes early finds nothing due and the next is
+    /// armed then).
+    fn schedule(&mut self) {
+        if let (Some(at), Some(pump)) = (self.core.poll_timeout(), &self.pump) {
+            pump.arm(at);
         }
-        if let Some(h) = self.timer.take() {
-            ctx.cancel_future(h);
+    }
+
+    /// Queues one read's result: overload is shed here, datagram by
+    /// datagram (reading goes on, so the node never goes deaf). False for
+    /// a failed read.
+    fn take(&mut self, r: std::io::Result<crate::kernel::sockets::Incoming>, now: Instant) -> bool {
+        let node = &self.core.config().name;
+        match r {
+            Ok(inc) => {
+                let q = &mut self.intake;
+                if let Some((why, Some(n))) = q.push(inc, now) {
+                    tracing::warn!(%node, "{}", q.log_line(why, n));
+                }
+                true
+            }
+            Err(e) => {
+                // At most one line a second, like the drops.
+                if self
+                    .last_recv_err
+                    .is_none_or(|t| now - t >= intake::LogLimit::PERIOD)
+                {
+                    self.last_recv_err = Some(now);
+                    tracing::warn!(%node, "GIST socket receive failed: {e}");
+                }
+                false
+            }
         }
-        self.armed = Some(at);
-        let d = at.saturating_duration_since(Instant::now());
-        self.timer = Some(ctx.run_later(d, |act, ctx| {
-            act.timer = None;
-            act.armed = None;
-            act.core.handle_timeout(Instant::now());
-            act.run(ctx);
-        }));
+    }
+
+    /// Handles up to a batch of queued datagrams; what is left waits for
+    /// the node's next turn, so API calls, kernel results and the thread's
+    /// other nodes interleave with a backlog.
+    fn drain(&mut self) {
+        for _ in 0..BATCH {
+            let Some(inc) = self.intake.pop() else {
+                break;
+            };
+            self.core.handle_datagram(inc, Instant::now());
+            self.flush();
+        }
+        // Once per batch, after its datagrams went out.
+        self.schedule();
+    }
+}
+
+impl pump::Served for NodeState {
+    /// Reads a burst (what the ready sockets hold, up to [`READ_BURST`])
+    /// into the intake before any of it is handled, then handles a batch.
+    fn serve(&mut self, ready: &[usize], now: Instant) -> pump::Turn {
+        let mut turn = pump::Turn::default();
+        if self.read_paused_until.is_none_or(|t| now >= t) {
+            self.read_paused_until = None;
+            let nslpid = crate::wire::gist::NSLPID_QOS;
+            let keep = |p: &[u8]| crate::proto::gist::codec::is_gist_for(p, nslpid);
+            let sockets = self.sockets.clone();
+            let mut read = 0;
+            'sockets: for &k in ready {
+                while read < READ_BURST {
+                    let std::task::Poll::Ready(r) = sockets.poll_recv_from(k, &keep) else {
+                        break;
+                    };
+                    read += 1;
+                    if !self.take(r, now) {
+                        let at = now + AFTER_FAILURE;
+                        self.read_paused_until = Some(at);
+                        turn.resume_at = Some(at);
+                        break 'sockets;
+                    }
+                }
+            }
+            // A full burst (a flood), or what a read queued beyond it (no
+            // readiness reports that).
+            turn.more = read == READ_BURST || sockets.has_queued();
+        }
+        self.drain();
+        turn.more |= !self.intake.is_empty();
+        turn
+    }
+
+    fn fire(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+        self.run();
     }
 }
 
@@ -310,121 +392,42 @@ impl Actor for NodeActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        let node = self.core.config().name.clone();
+        let st = self.st.borrow();
+        let node = st.core.config().name.clone();
         // Route and link changes in the namespace (rtnetlink), so GIST
         // re-queries at once instead of at its next refresh.
-        let netns = self.core.config().netns.clone();
+        let netns = st.core.config().netns.clone();
         self.tasks
             .spawn(routes::monitor(netns, node, ctx.address()));
-        let nslpid = crate::wire::gist::NSLPID_QOS;
-        // The actor polls its sockets itself (issue 17): a datagram that
-        // finds the node idle is handled in the turn that read it, with no
-        // receive task, mailbox message or wake-up in between. Each item is
-        // a burst, what the sockets hold at once (up to READ_BURST), queued
-        // in the intake before any of it is handled. Every READ_BURST reads
-        // the stream yields the thread (after tokio's driver has run), so
-        // the other nodes of the thread run between the bursts of a flooded
-        // one. A failed read is reported, then the next waits a little: a
-        // socket that keeps failing does not spin the thread (`datagrams`).
-        let datagrams = datagrams::Datagrams::new(self.sockets.clone(), nslpid);
-        ctx.add_stream(datagrams);
-    }
-}
-
-impl StreamHandler<Vec<std::io::Result<crate::kernel::sockets::Incoming>>> for NodeActor {
-    /// Queues a burst of datagrams (overload is shed here, datagram by
-    /// datagram; reading goes on, so the node never goes deaf), then, if
-    /// no backlog is being worked off, handles a batch at once.
-    fn handle(
-        &mut self,
-        burst: Vec<std::io::Result<crate::kernel::sockets::Incoming>>,
-        ctx: &mut Context<Self>,
-    ) {
-        let node = &self.core.config().name;
-        let backlog = !self.intake.is_empty();
-        for r in burst {
-            match r {
-                Ok(inc) => {
-                    let q = &mut self.intake;
-                    if let Some((why, Some(n))) = q.push(inc, Instant::now()) {
-                        tracing::warn!(%node, "{}", q.log_line(why, n));
-                    }
-                }
-                Err(e) => {
-                    // At most one line a second, like the drops.
-                    let now = Instant::now();
-                    if self
-                        .last_recv_err
-                        .is_none_or(|t| now - t >= intake::LogLimit::PERIOD)
-                    {
-                        self.last_recv_err = Some(now);
-                        tracing::warn!(%node, "GIST socket receive failed: {e}");
-                    }
-                }
-            }
-        }
-        if !backlog && !self.intake.is_empty() {
-            self.drain(ctx);
-        }
-    }
-
-    /// The datagram stream never ends (the actor stops for other reasons,
-    /// and the stream with it); if it did, the node would be deaf.
-    fn finished(&mut self, _: &mut Context<Self>) {
-        let node = &self.core.config().name;
-        tracing::error!(%node, "the GIST sockets' stream ended: the node receives nothing more");
-    }
-}
-
-impl NodeActor {
-    /// Handles up to a batch of queued datagrams; what is left waits behind
-    /// the mailbox (a [`Drain`] message), so API calls and kernel results
-    /// interleave with a backlog.
-    fn drain(&mut self, ctx: &mut Context<Self>) {
-        for _ in 0..BATCH {
-            let Some(inc) = self.intake.pop() else {
-                break;
-            };
-            self.core.handle_datagram(inc, Instant::now());
-            self.flush(ctx);
-        }
-        // Once per batch, after its datagrams went out: arming a timer can
-        // cost a syscall (see `schedule`).
-        self.schedule(ctx);
-        if !self.intake.is_empty() {
-            ctx.address().do_send(Drain);
-        }
-    }
-}
-
-impl Handler<Drain> for NodeActor {
-    type Result = ();
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
-        self.drain(ctx);
     }
 }
 
 impl Handler<tcp::MaMessage> for NodeActor {
     type Result = ();
-    fn handle(&mut self, tcp::MaMessage(inc): tcp::MaMessage, ctx: &mut Context<Self>) {
-        self.core.handle_ma_message(inc, Instant::now());
-        self.run(ctx);
+    fn handle(&mut self, tcp::MaMessage(inc): tcp::MaMessage, _: &mut Context<Self>) {
+        let mut st = self.st.borrow_mut();
+        st.core.handle_ma_message(inc, Instant::now());
+        st.run();
     }
 }
 
 impl Handler<tcp::MaAccepted> for NodeActor {
     type Result = ();
     fn handle(&mut self, m: tcp::MaAccepted, ctx: &mut Context<Self>) {
-        self.mas.accepted(m.stream, m.remote, ctx.address());
+        self.st
+            .borrow_mut()
+            .mas
+            .accepted(m.stream, m.remote, ctx.address());
     }
 }
 
 impl Handler<tcp::MaClosed> for NodeActor {
     type Result = ();
-    fn handle(&mut self, m: tcp::MaClosed, ctx: &mut Context<Self>) {
-        if self.mas.ended(&m) {
-            self.core.ma_closed(m.remote);
-            self.run(ctx);
+    fn handle(&mut self, m: tcp::MaClosed, _: &mut Context<Self>) {
+        let mut st = self.st.borrow_mut();
+        if st.mas.ended(&m) {
+            st.core.ma_closed(m.remote);
+            st.run();
         }
     }
 }
@@ -432,16 +435,19 @@ impl Handler<tcp::MaClosed> for NodeActor {
 impl Handler<ApiCall> for NodeActor {
     type Result = ();
     fn handle(&mut self, call: ApiCall, ctx: &mut Context<Self>) {
-        self.next_token += 1;
-        let token = self.next_token;
-        self.replies.insert(token, call.reply);
         let shutdown = matches!(call.req, Request::Shutdown);
-        if matches!(call.req, Request::Reconfigure { .. }) {
-            self.vlink.class(ClassWork::ForgetInterfaces);
+        {
+            let mut st = self.st.borrow_mut();
+            st.next_token += 1;
+            let token = st.next_token;
+            st.replies.insert(token, call.reply);
+            if matches!(call.req, Request::Reconfigure { .. }) {
+                st.vlink.class(ClassWork::ForgetInterfaces);
+            }
+            st.core
+                .handle_api(token, call.req, call.received_ns, Instant::now());
+            st.run();
         }
-        self.core
-            .handle_api(token, call.req, call.received_ns, Instant::now());
-        self.run(ctx);
         if shutdown {
             // `vlsp apply` stops this node: after its reply has gone out.
             ctx.run_later(std::time::Duration::from_millis(200), |act, ctx| {
@@ -457,53 +463,69 @@ impl Handler<ApiCall> for NodeActor {
 
 impl Handler<Abandoned> for NodeActor {
     type Result = ();
-    fn handle(&mut self, a: Abandoned, ctx: &mut Context<Self>) {
-        self.api_abandoned += 1;
+    fn handle(&mut self, a: Abandoned, _: &mut Context<Self>) {
+        let mut st = self.st.borrow_mut();
+        st.api_abandoned += 1;
         let Some(vlink_id) = a.undo else {
             return;
         };
-        let node = &self.core.config().name;
+        let node = &st.core.config().name;
         tracing::warn!(
             %node,
             "the API client of virtual link {vlink_id} left before its reply: tearing the link down"
         );
         // No reply channel is registered for this token: the reply is dropped.
-        self.next_token += 1;
+        st.next_token += 1;
+        let token = st.next_token;
         let req = Request::Teardown { vlink_id };
         let now_ns = crate::model::measure::now_ns();
-        self.core
-            .handle_api(self.next_token, req, now_ns, Instant::now());
-        self.run(ctx);
+        st.core.handle_api(token, req, now_ns, Instant::now());
+        st.run();
     }
 }
 
 impl Handler<VlinkResult> for NodeActor {
     type Result = ();
-    fn handle(&mut self, r: VlinkResult, ctx: &mut Context<Self>) {
-        self.core.tunnel_done(r.sid, r.err, Instant::now());
-        self.run(ctx);
+    fn handle(&mut self, r: VlinkResult, _: &mut Context<Self>) {
+        let mut st = self.st.borrow_mut();
+        st.core.tunnel_done(r.sid, r.err, Instant::now());
+        st.run();
     }
 }
 
 impl Handler<ClassResult> for NodeActor {
     type Result = ();
-    fn handle(&mut self, r: ClassResult, ctx: &mut Context<Self>) {
-        self.core.class_done(r.sid, r.err, Instant::now());
-        self.run(ctx);
+    fn handle(&mut self, r: ClassResult, _: &mut Context<Self>) {
+        let mut st = self.st.borrow_mut();
+        st.core.class_done(r.sid, r.err, Instant::now());
+        st.run();
     }
 }
 
 impl Handler<RoutesChanged> for NodeActor {
     type Result = ();
-    fn handle(&mut self, RoutesChanged(t): RoutesChanged, ctx: &mut Context<Self>) {
-        self.core.routes_changed(t, Instant::now());
-        self.run(ctx);
+    fn handle(&mut self, RoutesChanged(t): RoutesChanged, _: &mut Context<Self>) {
+        let mut st = self.st.borrow_mut();
+        st.core.routes_changed(t, Instant::now());
+        st.run();
     }
 }
 
 impl NodeActor {
-    /// Ends the node's tasks (its sockets close as they drop) and stops its
-    /// actors; its kernel thread removes its classes as the actors drop.
+    /// The actor over `st`, whose sockets it registers with the thread's
+    /// pump (so its datagrams and deadlines are served from then on).
+    fn new(st: NodeState, tasks: tasks::NodeTasks, alone: bool) -> std::io::Result<Self> {
+        let fds = st.sockets.rx_fds();
+        let st = Rc::new(RefCell::new(st));
+        let served: Rc<RefCell<dyn pump::Served>> = st.clone();
+        let handle = pump::Pump::current()?.register(Rc::downgrade(&served), fds)?;
+        st.borrow_mut().pump = Some(handle);
+        Ok(Self { st, tasks, alone })
+    }
+
+    /// Ends the node's tasks and stops its actors; its state (sockets and
+    /// all) goes with the actor, and with it its place in the pump; its
+    /// kernel thread removes its classes as the state drops.
     fn stop_alone(&mut self, ctx: &mut Context<Self>) {
         self.tasks.abort_all();
         ctx.stop();
@@ -520,6 +542,6 @@ impl Handler<StopNode> for NodeActor {
 impl Handler<SetApi> for NodeActor {
     type Result = ();
     fn handle(&mut self, SetApi(a): SetApi, _: &mut Context<Self>) {
-        self.api = Some(a);
+        self.st.borrow_mut().api = Some(a);
     }
 }

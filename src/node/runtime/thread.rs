@@ -13,7 +13,7 @@ use super::reaper::Reaper;
 use super::running::{Running, Shared, SharedThread};
 use super::tasks::{Gone, NodeTasks};
 use super::vlink::{KernelWork, VlinkParts};
-use super::{NodeActor, SetApi, StopNode};
+use super::{NodeActor, NodeState, SetApi, StopNode};
 use crate::kernel::sockets::GistSockets;
 use crate::model::measure::Recorder;
 use crate::node::config::NodeConfig;
@@ -199,7 +199,8 @@ pub(super) async fn start_actors(
     rec: Recorder,
     alone: bool,
 ) -> Result<(Addr<NodeActor>, Gone), String> {
-    let sockets = GistSockets::open(cfg.addrs.clone(), &cfg.neighbours())
+    // Out of tokio's reactor: the thread's pump polls them (`pump`).
+    let sockets = GistSockets::open_pumped(cfg.addrs.clone(), &cfg.neighbours())
         .map_err(|e| format!("node {}: GIST sockets: {e}", cfg.name))?;
     let ma_listener = crate::kernel::sockets::tcp::listen(cfg.ma_config().port)
         .await
@@ -236,40 +237,44 @@ pub(super) async fn start_actors(
     let ma_addr = ma_listener.local_addr().ok();
     let rec2 = rec.clone();
     let node_tasks = tasks.clone();
-    let node = NodeActor::create(move |ctx| {
-        let me = ctx.address();
+    let name = cfg.name.clone();
+    let ctx = Context::<NodeActor>::new();
+    let me = ctx.address();
+    let node = {
         let vlink = KernelWork::new(VlinkParts {
             node_name: cfg.name.clone(),
             netns: cfg.netns.clone(),
             backend,
             script_dir,
-            node: me,
+            node: me.clone(),
             rec: rec2.clone(),
             pending: busy.clone(),
             reaper,
             enforcer,
             keep: node_tasks.keep(),
         });
-        NodeActor {
+        let st = NodeState {
             core: NodeCore::new(cfg, rec2, rand::random()),
             sockets,
             vlink,
             api: None,
             replies: std::collections::HashMap::new(),
             next_token: 0,
-            timer: None,
             vlink_busy: busy,
             mas: Default::default(),
+            me,
             intake: super::intake::Intake::new(super::QUEUE),
             last_recv_err: None,
-            armed: None,
+            read_paused_until: None,
             api_abandoned: 0,
             started: std::time::Instant::now(),
             ma_listener: ma_addr,
-            tasks: node_tasks,
-            alone,
-        }
-    });
+            pump: None,
+        };
+        let actor = NodeActor::new(st, node_tasks, alone)
+            .map_err(|e| format!("node {name}: the node thread's GIST socket poll: {e}"))?;
+        ctx.run(actor)
+    };
     super::tcp::serve(ma_listener, node.clone(), &tasks);
     let api = ApiActor {
         subscribers: vec![],
