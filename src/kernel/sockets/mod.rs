@@ -155,6 +155,8 @@ pub struct GistSockets {
     /// The socket a read looks at first: the one after the socket the last
     /// read served, so a flooded socket does not keep the others unread.
     turn: AtomicUsize,
+    /// The last read of a socket of `open_pumped` left it empty ([`Self::drained`]).
+    drained: std::sync::atomic::AtomicBool,
 }
 
 /// Errno to io::Error, naming what failed.
@@ -356,6 +358,7 @@ impl GistSockets {
             local,
             next: Mutex::new(VecDeque::new()),
             turn: AtomicUsize::new(0),
+            drained: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -485,7 +488,8 @@ impl GistSockets {
         for _ in 0..PASSES {
             let mut queued = self.queued();
             match recv_udp(fd, &mut RxBuf::take(), &mut queued) {
-                Ok(_) => {
+                Ok(full) => {
+                    self.drained.store(!full, Ordering::Relaxed);
                     let first = queued.pop_front().expect("recv_udp queues one at least");
                     return Poll::Ready(Ok(first));
                 }
@@ -511,6 +515,7 @@ impl GistSockets {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
                 Err(e) => return Poll::Ready(Err(e)),
             };
+            self.drained.store(n2.is_none(), Ordering::Relaxed);
             let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
             let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
                 self.classify(&buf[at..at + n], keep)
@@ -527,6 +532,14 @@ impl GistSockets {
     /// Whether a read left datagrams queued that no readiness will report.
     pub fn has_queued(&self) -> bool {
         !self.queued().is_empty()
+    }
+
+    /// Whether the socket [`Self::poll_recv_from`] last read from had
+    /// nothing more after that read (fewer datagrams came back than asked
+    /// for): once what it queued is handed out, another read would only
+    /// say EAGAIN.
+    pub fn drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
     }
 
     /// The receiving sockets in the order [`Self::poll_recv_from`] numbers

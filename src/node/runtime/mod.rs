@@ -370,6 +370,11 @@ impl pump::Served for NodeState {
                         turn.resume_at = Some(at);
                         break 'sockets;
                     }
+                    // Empty after that read: no read that would only say
+                    // EAGAIN (the epoll reports what comes next).
+                    if sockets.drained() && !sockets.has_queued() {
+                        break;
+                    }
                 }
             }
             // A full burst (a flood), or what a read queued beyond it (no
