@@ -495,19 +495,14 @@ fn shared_port_in(ns: &File, peer: Option<SocketAddr>) -> Result<UdpSocket> {
     Ok(s)
 }
 
-/// As [`run_epoll`], but each namespace also has a socket connected to
-/// each neighbour, and a relay sends on the one towards the next hop: the
-/// kernel keeps the route on a connected socket, and finds it for a
-/// datagram from that neighbour before any route lookup (early demux).
-fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
-    use mio::{Events, Interest, Poll, Token};
+/// Per namespace `i`: [towards up, towards down, unconnected], the
+/// `connected` layout (the runtimes' modes serve the same sockets).
+fn connected_sockets(chain: &Chain) -> Result<Vec<[Option<UdpSocket>; 3]>> {
     let n = chain.files.len();
-    let mut poll = Poll::new()?;
-    // Per node: [towards up, towards down, unconnected]; a token is 3i + k.
-    let mut socks: Vec<[Option<mio::net::UdpSocket>; 3]> = Vec::with_capacity(n);
+    let mut socks = Vec::with_capacity(n);
     for (i, ns) in chain.files.iter().enumerate() {
         let peers = [(i > 0).then(|| up_of(i)), (i + 1 < n).then(|| down_of(i))];
-        let mut row: [Option<mio::net::UdpSocket>; 3] = [None, None, None];
+        let mut row: [Option<UdpSocket>; 3] = [None, None, None];
         for (k, slot) in row.iter_mut().enumerate() {
             let peer = match k {
                 2 => None,
@@ -516,16 +511,46 @@ fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
                     None => continue,
                 },
             };
-            let mut m = mio::net::UdpSocket::from_std(shared_port_in(ns, peer)?);
-            poll.registry()
-                .register(&mut m, Token(3 * i + k), Interest::READABLE)?;
-            *slot = Some(m);
+            *slot = Some(shared_port_in(ns, peer)?);
         }
         socks.push(row);
     }
+    Ok(socks)
+}
+
+/// `socks` registered with `poll`, socket `k` of namespace `i` as token
+/// 3i + k.
+fn registered(
+    poll: &mio::Poll,
+    socks: Vec<[Option<UdpSocket>; 3]>,
+) -> Result<Vec<[Option<mio::net::UdpSocket>; 3]>> {
+    let mut out = Vec::with_capacity(socks.len());
+    for (i, row) in socks.into_iter().enumerate() {
+        let mut mrow: [Option<mio::net::UdpSocket>; 3] = [None, None, None];
+        for (k, s) in row.into_iter().enumerate() {
+            if let Some(s) = s {
+                let mut m = mio::net::UdpSocket::from_std(s);
+                poll.registry()
+                    .register(&mut m, mio::Token(3 * i + k), mio::Interest::READABLE)?;
+                mrow[k] = Some(m);
+            }
+        }
+        out.push(mrow);
+    }
+    Ok(out)
+}
+
+/// As [`run_epoll`], but each namespace also has a socket connected to
+/// each neighbour, and a relay sends on the one towards the next hop: the
+/// kernel keeps the route on a connected socket, and finds it for a
+/// datagram from that neighbour before any route lookup (early demux).
+fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
+    use mio::{Events, Poll};
+    let n = chain.files.len();
+    let mut poll = Poll::new()?;
+    let socks = registered(&poll, connected_sockets(chain)?)?;
     let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
     let mut events = Events::with_capacity(3 * n);
-    let mut buf = [0u8; 64];
     let send = |i: usize, b: &[u8], d: SocketAddr| {
         socks[i][towards(i, d)]
             .as_ref()
@@ -538,21 +563,36 @@ fn run_connected(chain: &Chain, rounds: u32) -> Result<Stats> {
         if events.is_empty() {
             bail!("connected: no datagram for 5 s in round {}", r.round);
         }
-        for ev in events.iter() {
-            let (i, k) = (ev.token().0 / 3, ev.token().0 % 3);
-            loop {
-                let sock = socks[i][k].as_ref().expect("a registered socket");
-                let len = match sock.recv(&mut buf) {
-                    Ok(len) => len,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.into()),
-                };
-                if r.handle(i, n, &buf[..len], send)? {
-                    return Ok(r.st);
-                }
+        if relay_events(&events, &socks, &mut r, send)? {
+            return Ok(r.st);
+        }
+    }
+}
+
+/// Reads each socket `events` reports empty, relaying what it holds
+/// (`connected` and `nested`); true once the last round is over.
+fn relay_events(
+    events: &mio::Events,
+    socks: &[[Option<mio::net::UdpSocket>; 3]],
+    r: &mut Rounds,
+    send: impl Fn(usize, &[u8], SocketAddr) -> std::io::Result<usize> + Copy,
+) -> Result<bool> {
+    let mut buf = [0u8; 64];
+    for ev in events.iter() {
+        let (i, k) = (ev.token().0 / 3, ev.token().0 % 3);
+        loop {
+            let sock = socks[i][k].as_ref().expect("a registered socket");
+            let len = match sock.recv(&mut buf) {
+                Ok(len) => len,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            };
+            if r.handle(i, socks.len(), &buf[..len], send)? {
+                return Ok(true);
             }
         }
     }
+    Ok(false)
 }
 
 /// One namespace's relay in the `actix` mode: its sockets (as in
@@ -672,22 +712,7 @@ fn run_runtime(chain: &Chain, rounds: u32, actors: bool) -> Result<Stats> {
     use std::cell::RefCell;
     use std::rc::Rc;
     let n = chain.files.len();
-    let mut std_socks: Vec<[Option<UdpSocket>; 3]> = Vec::with_capacity(n);
-    for (i, ns) in chain.files.iter().enumerate() {
-        let peers = [(i > 0).then(|| up_of(i)), (i + 1 < n).then(|| down_of(i))];
-        let mut row: [Option<UdpSocket>; 3] = [None, None, None];
-        for (k, slot) in row.iter_mut().enumerate() {
-            let peer = match k {
-                2 => None,
-                k => match peers[k] {
-                    Some(p) => Some(p),
-                    None => continue,
-                },
-            };
-            *slot = Some(shared_port_in(ns, peer)?);
-        }
-        std_socks.push(row);
-    }
+    let std_socks = connected_sockets(chain)?;
     let done: Rc<RefCell<Option<Result<Stats>>>> = Rc::new(RefCell::new(None));
     let sys = actix::System::new();
     let d = done.clone();
@@ -782,28 +807,10 @@ fn run_runtime(chain: &Chain, rounds: u32, actors: bool) -> Result<Stats> {
 /// a reaction pays an extra `epoll_wait` but no readiness, waker or task
 /// per socket or node.
 fn run_nested(chain: &Chain, rounds: u32) -> Result<Stats> {
-    use mio::{Events, Interest, Poll, Token};
+    use mio::{Events, Poll};
     let n = chain.files.len();
     let mut poll = Poll::new()?;
-    let mut socks: Vec<[Option<mio::net::UdpSocket>; 3]> = Vec::with_capacity(n);
-    for (i, ns) in chain.files.iter().enumerate() {
-        let peers = [(i > 0).then(|| up_of(i)), (i + 1 < n).then(|| down_of(i))];
-        let mut row: [Option<mio::net::UdpSocket>; 3] = [None, None, None];
-        for (k, slot) in row.iter_mut().enumerate() {
-            let peer = match k {
-                2 => None,
-                k => match peers[k] {
-                    Some(p) => Some(p),
-                    None => continue,
-                },
-            };
-            let mut m = mio::net::UdpSocket::from_std(shared_port_in(ns, peer)?);
-            poll.registry()
-                .register(&mut m, Token(3 * i + k), Interest::READABLE)?;
-            *slot = Some(m);
-        }
-        socks.push(row);
-    }
+    let socks = registered(&poll, connected_sockets(chain)?)?;
     let sys = actix::System::new();
     sys.block_on(async move {
         let towards = |i: usize, d: SocketAddr| if i > 0 && d == up_of(i) { 0 } else { 1 };
@@ -822,7 +829,6 @@ fn run_nested(chain: &Chain, rounds: u32) -> Result<Stats> {
             )
         }?;
         let mut events = Events::with_capacity(3 * n);
-        let mut buf = [0u8; 64];
         let mut r = Rounds::start(rounds, send)?;
         loop {
             let mut guard =
@@ -836,19 +842,8 @@ fn run_nested(chain: &Chain, rounds: u32) -> Result<Stats> {
                 guard.clear_ready();
                 continue;
             }
-            for ev in events.iter() {
-                let (i, k) = (ev.token().0 / 3, ev.token().0 % 3);
-                loop {
-                    let sock = socks[i][k].as_ref().expect("a registered socket");
-                    let len = match sock.recv(&mut buf) {
-                        Ok(len) => len,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e.into()),
-                    };
-                    if r.handle(i, n, &buf[..len], send)? {
-                        return Ok(r.st);
-                    }
-                }
+            if relay_events(&events, &socks, &mut r, send)? {
+                return Ok(r.st);
             }
         }
     })

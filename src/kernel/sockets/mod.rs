@@ -465,20 +465,33 @@ impl GistSockets {
                 // As for UDP: the queue was empty after it.
                 g.clear_ready();
             }
-            // A packet that cannot be forwarded on is the kernel's
-            // usual loss, not a failure of this socket: the other
-            // packet of the read still counts.
-            let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
-            let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
-                self.classify(&buf[at..at + n], keep)
-                    .unwrap_or_else(not_forwarded)
-            });
-            if let Some(first) = ours.next() {
-                self.queued().extend(ours);
+            if let Some(first) = self.ours(&buf, n1, n2, keep) {
                 return Poll::Ready(Ok(first));
             }
         }
         again(cx)
+    }
+
+    /// Of the (one or two) packets a Router Alert read put in `buf`, the
+    /// first this node handles; the other is queued, what it does not
+    /// handle forwarded on. A packet that cannot be forwarded on is the
+    /// kernel's usual loss, not a failure of this socket: the other
+    /// packet of the read still counts.
+    fn ours(
+        &self,
+        buf: &[u8],
+        n1: usize,
+        n2: Option<usize>,
+        keep: &impl Fn(&[u8]) -> bool,
+    ) -> Option<Incoming> {
+        let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
+        let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
+            self.classify(&buf[at..at + n], keep)
+                .unwrap_or_else(not_forwarded)
+        });
+        let first = ours.next()?;
+        self.queued().extend(ours);
+        Some(first)
     }
 
     /// [`Self::poll_udp`] on a socket of [`Self::open_pumped`]: reads
@@ -516,13 +529,7 @@ impl GistSockets {
                 Err(e) => return Poll::Ready(Err(e)),
             };
             self.drained.store(n2.is_none(), Ordering::Relaxed);
-            let slots = [Some((0, n1)), n2.map(|n| (MAX_DATAGRAM, n))];
-            let mut ours = slots.into_iter().flatten().filter_map(|(at, n)| {
-                self.classify(&buf[at..at + n], keep)
-                    .unwrap_or_else(not_forwarded)
-            });
-            if let Some(first) = ours.next() {
-                self.queued().extend(ours);
+            if let Some(first) = self.ours(&buf, n1, n2, keep) {
                 return Poll::Ready(Ok(first));
             }
         }

@@ -130,6 +130,15 @@ mod tests {
     const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
     const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
+    /// Runs `nft CMD` in the calling thread's namespace.
+    fn nft(cmd: &str) {
+        let ok = std::process::Command::new("nft")
+            .arg(cmd)
+            .status()
+            .expect("nft (Debian package nftables)");
+        assert!(ok.success(), "nft {cmd}");
+    }
+
     /// A socket on `addr`'s port 270 (beside the node's), reading TTLs.
     fn port_270_at(addr: Ipv4Addr) -> OwnedFd {
         let fd = socket(
@@ -343,13 +352,6 @@ mod tests {
     fn icmp_errors_of_a_neighbour_fail_neither_reads_nor_sends() {
         in_fresh_netns(|rt| {
             let _in_rt = rt.enter();
-            let nft = |cmd: &str| {
-                let ok = std::process::Command::new("nft")
-                    .arg(cmd)
-                    .status()
-                    .expect("nft (Debian package nftables)");
-                assert!(ok.success(), "nft {cmd}");
-            };
             nft(
                 "add table ip t; add chain ip t i { type filter hook input priority 0; }; \
                  add rule ip t i ip daddr 127.0.0.2 udp dport 270 reject",
@@ -402,13 +404,6 @@ mod tests {
     fn pumped_sockets_are_read_by_number() {
         use std::task::Poll;
         in_fresh_netns(|_rt| {
-            let nft = |cmd: &str| {
-                let ok = std::process::Command::new("nft")
-                    .arg(cmd)
-                    .status()
-                    .expect("nft (Debian package nftables)");
-                assert!(ok.success(), "nft {cmd}");
-            };
             let socks = GistSockets::open_pumped(vec![ME], &[(ME, NEIGHBOUR)]).unwrap();
             let fds = socks.rx_fds();
             assert_eq!(fds.len(), 3, "unconnected, the neighbour's, Router Alert");
