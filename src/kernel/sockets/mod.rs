@@ -152,11 +152,16 @@ pub struct GistSockets {
     local: Vec<Ipv4Addr>,
     /// The other datagrams of the last read, handed out first.
     next: Mutex<VecDeque<Incoming>>,
-    /// The socket a read looks at first: the one after the socket the last
-    /// read served, so a flooded socket does not keep the others unread.
+    /// The socket [`Self::poll_recv`] looks at first: the one after the
+    /// socket the last read served, so a flooded socket does not keep the
+    /// others unread (a node's turn rotates the same way, `runtime`).
     turn: AtomicUsize,
     /// The last read of a socket of `open_pumped` left it empty ([`Self::drained`]).
     drained: std::sync::atomic::AtomicBool,
+    /// The last read of a socket of `open_pumped` gave up after [`PASSES`]
+    /// reads of nothing for this node, the socket still readable
+    /// ([`Self::unfinished`]).
+    unfinished: std::sync::atomic::AtomicBool,
 }
 
 /// Errno to io::Error, naming what failed.
@@ -359,6 +364,7 @@ impl GistSockets {
             next: Mutex::new(VecDeque::new()),
             turn: AtomicUsize::new(0),
             drained: std::sync::atomic::AtomicBool::new(false),
+            unfinished: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -370,8 +376,9 @@ impl GistSockets {
         std::future::poll_fn(|cx| self.poll_recv(cx, &keep)).await
     }
 
-    /// [`Self::recv`] as a poll: the node's actor polls its sockets itself,
-    /// with no future made per datagram.
+    /// [`Self::recv`] as a poll, on sockets of [`Self::open`] (tokio's
+    /// reactor wakes the caller); the nodes read theirs with
+    /// [`Self::poll_recv_from`].
     pub fn poll_recv(
         &self,
         cx: &mut Context<'_>,
@@ -498,6 +505,7 @@ impl GistSockets {
     /// until a datagram, `Pending` when the socket has none (its owner's
     /// poll says when it has).
     fn read_udp(&self, fd: RawFd, peer: Option<Ipv4Addr>) -> Poll<io::Result<Incoming>> {
+        self.unfinished.store(false, Ordering::Relaxed);
         for _ in 0..PASSES {
             let mut queued = self.queued();
             match recv_udp(fd, &mut RxBuf::take(), &mut queued) {
@@ -516,11 +524,13 @@ impl GistSockets {
             }
         }
         // Still readable: the owner's poll reports it again.
+        self.unfinished.store(true, Ordering::Relaxed);
         Poll::Pending
     }
 
     /// [`Self::poll_ra`] on the socket of [`Self::open_pumped`].
     fn read_ra(&self, fd: RawFd, keep: &impl Fn(&[u8]) -> bool) -> Poll<io::Result<Incoming>> {
+        self.unfinished.store(false, Ordering::Relaxed);
         for _ in 0..PASSES {
             let mut buf = RxBuf::take();
             let (n1, n2) = match recv_raw(fd, &mut buf) {
@@ -533,12 +543,21 @@ impl GistSockets {
                 return Poll::Ready(Ok(first));
             }
         }
+        self.unfinished.store(true, Ordering::Relaxed);
         Poll::Pending
     }
 
     /// Whether a read left datagrams queued that no readiness will report.
     pub fn has_queued(&self) -> bool {
         !self.queued().is_empty()
+    }
+
+    /// Whether the socket [`Self::poll_recv_from`] last read from was left
+    /// readable after a poll's bound of reads that gave this node nothing
+    /// (alerts for others forwarded on, ICMP reports): its owner should come
+    /// back after the thread's other work, as after a full burst.
+    pub fn unfinished(&self) -> bool {
+        self.unfinished.load(Ordering::Relaxed)
     }
 
     /// Whether the socket [`Self::poll_recv_from`] last read from had

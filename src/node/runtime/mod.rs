@@ -175,6 +175,9 @@ pub struct NodeState {
     /// After a failed read: no read before then (a socket that keeps
     /// failing does not spin the thread).
     read_paused_until: Option<Instant>,
+    /// The socket a turn reads first: the one after the socket the last
+    /// turn read from.
+    next_socket: usize,
     /// API requests whose client had gone: not carried out, or undone.
     api_abandoned: u64,
     /// When the sockets were opened (`health`'s uptime).
@@ -358,12 +361,22 @@ impl pump::Served for NodeState {
             let keep = |p: &[u8]| crate::proto::gist::codec::is_gist_for(p, nslpid);
             let sockets = self.sockets.clone();
             let mut read = 0;
-            'sockets: for &k in ready {
+            // What an earlier read queued first (no readiness reports it),
+            // then the ready sockets from the one after the socket the last
+            // turn read (a flooded socket does not keep the others unread).
+            let start = ready.partition_point(|&k| k < self.next_socket);
+            let order = std::iter::once(usize::MAX)
+                .chain(ready[start..].iter().copied())
+                .chain(ready[..start].iter().copied());
+            'sockets: for k in order {
                 while read < READ_BURST {
                     let std::task::Poll::Ready(r) = sockets.poll_recv_from(k, &keep) else {
                         break;
                     };
                     read += 1;
+                    if k != usize::MAX {
+                        self.next_socket = k + 1;
+                    }
                     if !self.take(r, now) {
                         let at = now + AFTER_FAILURE;
                         self.read_paused_until = Some(at);
@@ -376,10 +389,12 @@ impl pump::Served for NodeState {
                         break;
                     }
                 }
+                // Left readable after reads that gave this node nothing.
+                turn.more |= k != usize::MAX && sockets.unfinished();
             }
             // A full burst (a flood), or what a read queued beyond it (no
             // readiness reports that).
-            turn.more = read == READ_BURST || sockets.has_queued();
+            turn.more |= read == READ_BURST || sockets.has_queued();
         }
         self.drain();
         turn.more |= !self.intake.is_empty();
@@ -389,6 +404,10 @@ impl pump::Served for NodeState {
     fn fire(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.run();
+    }
+
+    fn name(&self) -> String {
+        self.core.config().name.clone()
     }
 }
 

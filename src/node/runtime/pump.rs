@@ -10,10 +10,10 @@
 //! wake-up of its own, and one node's answer to another node of the
 //! thread is read in the same turn of the pump. `examples/relay_floor`
 //! measured the difference on a chain of 1000 namespaces
-//! (`results/scale/relay-floor-stop32.txt`): 3.7–3.8 µs a reaction with a
+//! (`results/scale/relay-floor-stop32.txt`): 3.9–4.2 µs a reaction with a
 //! tokio task per namespace and its sockets registered with the reactor,
-//! 3.8–4.0 with an actor each, 3.0 with one epoll read from one task, 2.8
-//! for a bare epoll loop.
+//! 4.1–4.4 with an actor each, 3.1–3.4 with one epoll read from one task,
+//! 2.9–3.1 for a bare epoll loop.
 //!
 //! A pass reads the epoll once (without waiting) and serves each node it
 //! reports, or that has a backlog, once: a burst read, a batch handled
@@ -23,8 +23,9 @@
 //! run between them.
 //!
 //! The pump holds its nodes weakly: a node that stops (its actor dropped)
-//! drops its state, sockets and all (closing a socket takes it out of the
-//! epoll), and leaves the pump at once.
+//! drops its state, sockets and all, and leaves the pump at once. A node
+//! whose turn panics is taken out of the pump (logged), so the thread's
+//! other nodes go on.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -47,6 +48,8 @@ pub(super) trait Served {
     fn serve(&mut self, ready: &[usize], now: Instant) -> Turn;
     /// A deadline the node armed ([`PumpHandle::arm`]) has come.
     fn fire(&mut self, now: Instant);
+    /// The node's name (for the log).
+    fn name(&self) -> String;
 }
 
 /// What a node's turn left.
@@ -55,7 +58,7 @@ pub(super) struct Turn {
     /// More is waiting (a backlog, or a burst read full): serve it again
     /// in the next pass, after the thread's other tasks have run.
     pub more: bool,
-    /// A read failed: its sockets are left out of the epoll until then.
+    /// A read failed: its sockets leave the epoll until then.
     pub resume_at: Option<Instant>,
 }
 
@@ -90,23 +93,31 @@ impl Epoll {
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Adds `fd` (or, `modify`, sets its interest again): readable, or
-    /// nothing at all (`on` false: left out while its node pauses).
-    fn ctl(&self, fd: RawFd, token: u64, on: bool, modify: bool) -> io::Result<()> {
+    /// Adds `fd`, readable, reported as `token`.
+    fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
-            events: if on { libc::EPOLLIN as u32 } else { 0 },
+            events: libc::EPOLLIN as u32,
             u64: token,
         };
-        let op = if modify {
-            libc::EPOLL_CTL_MOD
-        } else {
-            libc::EPOLL_CTL_ADD
-        };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } < 0 {
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Takes `fd` out (no report at all, errors included, until it is
+    /// added again); an fd already closed has left on its own.
+    fn del(&self, fd: RawFd) {
+        // SAFETY: plain system call; the event argument may be null for DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
     }
 
     /// What is ready now (no wait), into `buf`.
@@ -143,6 +154,9 @@ struct Slot {
     /// The core deadline armed for the node (an earlier one replaces it;
     /// an entry of the heap that is not this one is stale).
     armed: Option<Instant>,
+    /// Its sockets are out of the epoll until then (a failed read); a
+    /// resume entry of the heap that is not this one is stale.
+    paused: Option<Instant>,
 }
 
 struct State {
@@ -230,12 +244,18 @@ impl Pump {
         let mut st = self.state.borrow_mut();
         let id = st.slots.len();
         for (k, &fd) in fds.iter().enumerate() {
-            st.epoll.ctl(fd, token(id, k), true, false)?;
+            if let Err(e) = st.epoll.add(fd, token(id, k)) {
+                for &added in &fds[..k] {
+                    st.epoll.del(added);
+                }
+                return Err(e);
+            }
         }
         st.slots.push(Some(Slot {
             node,
             fds,
             armed: None,
+            paused: None,
         }));
         Ok(PumpHandle {
             pump: self.clone(),
@@ -285,10 +305,8 @@ impl PumpHandle {
 
 impl Drop for PumpHandle {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.pump.state.try_borrow_mut()
-            && let Some(slot) = st.slots.get_mut(self.id)
-        {
-            *slot = None;
+        if let Ok(mut st) = self.pump.state.try_borrow_mut() {
+            st.remove(self.id);
         }
         // Borrowed (the node dropped inside the pump's own pass): its weak
         // reference no longer upgrades, and the pump skips it; its sockets
@@ -341,6 +359,7 @@ impl Task {
             return (false, false);
         }
         self.serving.sort_unstable();
+        let mut served = false;
         let mut i = 0;
         while i < self.serving.len() {
             let id = self.serving[i].0;
@@ -362,7 +381,17 @@ impl Task {
             let Some(node) = node else {
                 continue;
             };
-            let turn = node.borrow_mut().serve(&self.ks, now);
+            served = true;
+            let ks = &self.ks;
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                node.borrow_mut().serve(ks, now)
+            }));
+            let Ok(turn) = turn else {
+                let name = node.try_borrow().map(|n| n.name()).unwrap_or_default();
+                drop(node);
+                self.pump.state.borrow_mut().panicked(id, &name);
+                continue;
+            };
             drop(node);
             let mut st = self.pump.state.borrow_mut();
             if turn.more {
@@ -370,16 +399,16 @@ impl Task {
             }
             if let Some(at) = turn.resume_at {
                 st.timers.push(Reverse((at, id, Due::Resume)));
-                st.set_interest(id, false);
+                st.pause(id, at);
             }
         }
-        (true, !self.pump.state.borrow().again.is_empty())
+        (served, !self.pump.state.borrow().again.is_empty())
     }
 
     /// Fires the deadlines that have come.
     fn deadlines(&mut self, now: Instant) {
         loop {
-            let (due, node) = {
+            let (id, node) = {
                 let mut st = self.pump.state.borrow_mut();
                 match st.timers.peek() {
                     Some(Reverse((at, ..))) if *at <= now => {}
@@ -395,30 +424,76 @@ impl Task {
                     Due::Core if slot.armed != Some(at) => continue,
                     Due::Core => slot.armed = None,
                     Due::Resume => {
-                        st.set_interest(id, true);
+                        if slot.paused == Some(at) {
+                            st.resume(id);
+                        }
                         continue;
                     }
                 }
-                (due, slot.node.upgrade())
+                (id, slot.node.upgrade())
             };
-            if let (Due::Core, Some(node)) = (due, node) {
-                node.borrow_mut().fire(now);
+            if let Some(node) = node {
+                let fired = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    node.borrow_mut().fire(now)
+                }));
+                if fired.is_err() {
+                    let name = node.try_borrow().map(|n| n.name()).unwrap_or_default();
+                    drop(node);
+                    self.pump.state.borrow_mut().panicked(id, &name);
+                }
             }
         }
     }
 }
 
 impl State {
-    /// Puts node `id`'s sockets back in the epoll, or leaves them out.
-    fn set_interest(&self, id: usize, on: bool) {
-        let Some(slot) = self.slots.get(id).and_then(Option::as_ref) else {
+    /// Leaves node `id`'s sockets out of the epoll until `at`.
+    fn pause(&mut self, id: usize, at: Instant) {
+        let Some(slot) = self.slots.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        for (k, &fd) in slot.fds.iter().enumerate() {
-            if let Err(e) = self.epoll.ctl(fd, token(id, k), on, true) {
-                tracing::warn!("node thread: epoll interest of a GIST socket: {e}");
+        if slot.paused.is_none() {
+            for &fd in &slot.fds {
+                self.epoll.del(fd);
             }
         }
+        slot.paused = Some(at);
+    }
+
+    /// Puts node `id`'s sockets back in the epoll.
+    fn resume(&mut self, id: usize) {
+        let Some(slot) = self.slots.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        slot.paused = None;
+        for (k, &fd) in slot.fds.iter().enumerate() {
+            if let Err(e) = self.epoll.add(fd, token(id, k)) {
+                tracing::warn!("node thread: a GIST socket back into its poll: {e}");
+            }
+        }
+    }
+
+    /// Takes node `id` out of the pump.
+    fn remove(&mut self, id: usize) {
+        if let Some(slot) = self.slots.get_mut(id).and_then(Option::take)
+            && slot.paused.is_none()
+        {
+            for &fd in &slot.fds {
+                self.epoll.del(fd);
+            }
+        }
+    }
+
+    /// Node `id`'s turn panicked: its state may be half-changed, so it is
+    /// served no more; the thread's other nodes go on.
+    fn panicked(&mut self, id: usize, node: &str) {
+        tracing::error!(
+            %node,
+            "the node's turn panicked: it is taken out of its thread's GIST socket poll and \
+             receives nothing more (restart it: `vlsp fault --topology T node-stop {node}`, then \
+             `node-start {node}`)"
+        );
+        self.remove(id);
     }
 }
 
@@ -505,10 +580,13 @@ mod tests {
         fired: Rc<RefCell<Vec<Instant>>>,
         /// Pause reading until then, once.
         fail_once: Option<Duration>,
+        /// Panic in the next turn.
+        panic: bool,
     }
 
     impl Served for Fake {
         fn serve(&mut self, ready: &[usize], now: Instant) -> Turn {
+            assert!(!self.panic, "a turn that panics");
             if let Some(d) = self.fail_once.take() {
                 return Turn {
                     more: false,
@@ -532,6 +610,10 @@ mod tests {
         fn fire(&mut self, now: Instant) {
             self.fired.borrow_mut().push(now);
         }
+
+        fn name(&self) -> String {
+            self.name.to_string()
+        }
     }
 
     fn socket() -> UdpSocket {
@@ -552,6 +634,7 @@ mod tests {
             log: log.clone(),
             fired: Rc::default(),
             fail_once: None,
+            panic: false,
         }));
         let fd = fake.borrow().sock.as_raw_fd();
         let served: Rc<RefCell<dyn Served>> = fake.clone();
@@ -682,6 +765,31 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(60)).await;
             assert_eq!(*log.borrow(), vec![("a", 1)]);
             assert!(t0.elapsed() >= Duration::from_millis(40));
+        });
+    }
+
+    /// A node whose turn panics is taken out of the pump; the thread's
+    /// other nodes are still served (the panic does not end the pump).
+    #[test]
+    fn a_node_whose_turn_panics_is_left_out_and_the_others_go_on() {
+        actix::System::new().block_on(async {
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let a = node("a", &log);
+            let b = node("b", &log);
+            a.fake.borrow_mut().panic = true;
+            let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            tx.send_to(b"boom", addr(&a)).unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            a.fake.borrow_mut().panic = false;
+            tx.send_to(b"again", addr(&a)).unwrap();
+            tx.send_to(b"x", addr(&b)).unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let log = log.borrow();
+            assert!(log.iter().any(|(n, k)| *n == "b" && *k == 1), "{log:?}");
+            assert!(
+                log.iter().all(|(n, _)| *n != "a"),
+                "a served after its panic: {log:?}"
+            );
         });
     }
 }

@@ -266,6 +266,7 @@ pub(super) async fn start_actors(
             intake: super::intake::Intake::new(super::QUEUE),
             last_recv_err: None,
             read_paused_until: None,
+            next_socket: 0,
             api_abandoned: 0,
             started: std::time::Instant::now(),
             ma_listener: ma_addr,

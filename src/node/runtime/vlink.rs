@@ -1,5 +1,6 @@
 //! The node's kernel work (tunnel ends, reservation classes), handed by the
-//! node actor itself to the kernel threads (`kernel_thread`): an actor of
+//! node itself (its state, from its actor or its thread's pump) to the
+//! kernel threads (`kernel_thread`): an actor of
 //! its own in between cost every class a turn of the node's thread, with
 //! its own task, mailbox and context to bring in from memory, cold on a
 //! long chain (issue 17).
