@@ -30,14 +30,7 @@ pub struct LinkConf {
     pub peer: Option<Ipv4Addr>,
 }
 
-/// A static route (from the topology's shortest paths).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteConf {
-    pub dest: Ipv4Addr,
-    pub prefix_len: u8,
-    pub via: Ipv4Addr,
-    pub ifname: String,
-}
+pub use super::routes::{RouteConf, Routes};
 
 /// A virtual node of the topology (hosted here or elsewhere).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,12 +140,8 @@ impl VnodeConf {
 }
 
 fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len as u32)
-    };
-    u32::from(a) & mask == u32::from(net) & mask
+    let m = super::routes::mask(len);
+    u32::from(a) & m == u32::from(net) & m
 }
 
 /// A fresh VLink ID whose VNI (the 24-bit fold the tunnel ends agree on) no
@@ -191,7 +180,7 @@ pub struct NodeConfig {
     pub backend: Backend,
     pub tunnel: TunnelKind,
     pub links: Vec<LinkConf>,
-    pub routes: Vec<RouteConf>,
+    pub routes: Routes,
     /// All substrate addresses of the node.
     pub addrs: Vec<Ipv4Addr>,
     /// The address tunnel ends and signaling flows of this node use.
@@ -270,11 +259,7 @@ impl NodeConfig {
         {
             return l.addr;
         }
-        if let Some(r) = self
-            .routes
-            .iter()
-            .filter(|r| in_subnet(dst, r.dest, r.prefix_len))
-            .max_by_key(|r| r.prefix_len)
+        if let Some(r) = self.routes.lookup(dst)
             && let Some(l) = self.links.iter().find(|l| l.ifname == r.ifname)
         {
             return l.addr;
@@ -294,11 +279,7 @@ impl NodeConfig {
         {
             return Some(l.ifname.clone());
         }
-        self.routes
-            .iter()
-            .filter(|r| in_subnet(dst, r.dest, r.prefix_len))
-            .max_by_key(|r| r.prefix_len)
-            .map(|r| r.ifname.clone())
+        self.routes.lookup(dst).map(|r| r.ifname.clone())
     }
 
     pub fn vnode(&self, name: &str) -> Option<&VnodeConf> {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod nodefile;
+pub mod routes;
 pub mod runtime;
 
 pub use config::NodeConfig;

@@ -36,7 +36,7 @@ impl NodeCore {
             .filter(|d| self.cfg.links.iter().any(|l| &l.ifname == d))
             .collect();
         down.sort();
-        let mut old = self.cfg.routes.clone();
+        let mut old = self.cfg.routes.to_vec();
         old.sort_by_key(|r| (r.dest, r.prefix_len));
         let mut new = routes.clone();
         new.sort_by_key(|r| (r.dest, r.prefix_len));
@@ -44,7 +44,7 @@ impl NodeCore {
             return;
         }
         tracing::info!(node = %self.cfg.name, ?down, "routes changed: re-querying the sessions' next peers");
-        self.cfg.routes = routes;
+        self.cfg.routes = routes.into();
         self.links_down = down;
         let cfg = &self.cfg;
         self.gist.routes_changed(now, |dst| cfg.local_addr_for(dst));
@@ -61,15 +61,7 @@ impl NodeCore {
         match attached {
             Some(l) if self.links_down.contains(&l.ifname) => {
                 // The attached subnet is cut: whatever route the kernel has.
-                self.cfg
-                    .routes
-                    .iter()
-                    .filter(|r| {
-                        let mask = u32::MAX.checked_shl(32 - r.prefix_len as u32).unwrap_or(0);
-                        u32::from(dst) & mask == u32::from(r.dest) & mask
-                    })
-                    .max_by_key(|r| r.prefix_len)
-                    .map(|r| r.ifname.clone())
+                self.cfg.routes.lookup(dst).map(|r| r.ifname.clone())
             }
             _ => self.cfg.egress_link(dst),
         }
@@ -265,7 +257,7 @@ mod egress_race {
                     NodeCore::new(cfg.clone(), Recorder::new(&cfg.name, 0), 7 + i as u64)
                 })
                 .collect();
-            let kernel = cores.iter().map(|c| c.cfg.routes.clone()).collect();
+            let kernel = cores.iter().map(|c| c.cfg.routes.to_vec()).collect();
             Self {
                 cores,
                 kernel,
