@@ -72,6 +72,11 @@ impl Dropped {
     }
 }
 
+/// Emptied per-peer queues an intake keeps for reuse, and the largest
+/// (in places) it keeps: a flood's long queue is given back.
+const SPARE_QUEUES: usize = 4;
+const SPARE_CAPACITY: usize = 16;
+
 /// The node's receive queue: at most `capacity` datagrams, served round
 /// robin by source address; when full, the peer with the longest queue
 /// loses its oldest datagram.
@@ -79,6 +84,10 @@ impl Dropped {
 pub struct Intake {
     capacity: usize,
     queues: HashMap<Ipv4Addr, VecDeque<Incoming>>,
+    /// Emptied queues kept for the next peers (at most [`SPARE_QUEUES`]):
+    /// most datagrams find the intake empty and leave it empty again, and a
+    /// fresh queue was an allocation and a free per datagram (issue 17).
+    spare: Vec<VecDeque<Incoming>>,
     /// Peers with queued datagrams, in service order.
     order: VecDeque<Ipv4Addr>,
     /// (queue length, peer) of every non-empty queue: the longest is last.
@@ -94,6 +103,7 @@ impl Intake {
         Self {
             capacity: capacity.max(1),
             queues: HashMap::new(),
+            spare: Vec::new(),
             order: VecDeque::new(),
             by_len: BTreeSet::new(),
             len: 0,
@@ -123,7 +133,11 @@ impl Intake {
         // one keeps only its bytes.
         inc.payload.shrink_to_fit();
         let peer = *inc.src.ip();
-        let q = self.queues.entry(peer).or_default();
+        let spare = &mut self.spare;
+        let q = self
+            .queues
+            .entry(peer)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
         let before = q.len();
         q.push_back(inc);
         self.len += 1;
@@ -164,7 +178,12 @@ impl Intake {
         if before > 1 {
             self.by_len.insert((before - 1, peer));
         } else {
-            self.queues.remove(&peer);
+            if let Some(q) = self.queues.remove(&peer)
+                && self.spare.len() < SPARE_QUEUES
+                && q.capacity() <= SPARE_CAPACITY
+            {
+                self.spare.push(q);
+            }
             // Shedding may empty a peer that is still in the service order.
             if let Some(i) = self.order.iter().position(|p| *p == peer) {
                 self.order.remove(i);
@@ -241,6 +260,31 @@ mod tests {
             payload,
             at_ns: peer as u64,
         }
+    }
+
+    /// The common case reuses one queue, and a flood's long queue is not
+    /// kept once it drains (a spare holds at most a few small queues).
+    #[test]
+    fn emptied_queues_are_reused_and_a_floods_queue_is_given_back() {
+        let now = Instant::now();
+        let mut q = Intake::new(1000);
+        for peer in 1..=3 {
+            assert!(q.push(from(peer, valid()), now).is_none());
+            assert_eq!(q.pop().map(|i| i.at_ns), Some(peer as u64));
+        }
+        assert_eq!(q.spare.len(), 1, "one queue serves peer after peer");
+        for _ in 0..200 {
+            q.push(from(9, valid()), now);
+        }
+        assert!(q.spare.is_empty());
+        while q.pop().is_some() {}
+        assert!(q.spare.is_empty(), "the flood's queue is freed");
+        for peer in 1..=10 {
+            q.push(from(peer, valid()), now);
+        }
+        while q.pop().is_some() {}
+        assert_eq!(q.spare.len(), SPARE_QUEUES);
+        assert!(q.is_empty() && q.queues.is_empty() && q.by_len.is_empty());
     }
 
     #[test]
