@@ -63,23 +63,41 @@ fn classes_follow_the_reservation_on_every_hop() {
         })
         .unwrap();
     assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
+    // Each hop's class is parked, not deleted: no filter, HTB's least rate.
     for n in ["tb1", "tb2", "tb3"] {
-        assert_eq!(reservations(&name, n), (0, 0), "{n} after teardown");
+        assert_eq!(classes(&name, n), (0, 1, 0), "{n} after teardown");
     }
+    let tb2_eth1 = || {
+        ns_output(
+            &vlsp::kernel::substrate::ns_name(&name, "tb2"),
+            "tc class show dev eth1",
+        )
+    };
+    let parked = tb2_eth1();
+    assert!(
+        parked.contains("class htb 1:2 parent 1:1 prio 0 rate 8bit ceil 8bit"),
+        "parked at 8 bit/s: {parked}"
+    );
 
     // Refresh timeout: the QNI stops (its own classes go with it), the
     // QNEs hear no more refreshes and drop theirs after the lifetime.
     let Reply::LinkUp { .. } = c.call(&setup_request("VM1", "VM2", 5_000_000)).unwrap() else {
         panic!()
     };
+    // The next reservation takes the parked class back.
     for n in ["tb1", "tb2", "tb3"] {
-        assert_eq!(reservations(&name, n), (1, 1), "{n} after the second setup");
+        assert_eq!(classes(&name, n), (1, 0, 1), "{n} after the second setup");
     }
+    let again = tb2_eth1();
+    assert!(
+        again.contains("class htb 1:2 parent 1:1 prio 0 rate 5Mbit ceil 5Mbit"),
+        "the parked class at the TMOD rate again: {again}"
+    );
     tb.kill_node("tb1").unwrap();
     assert_eq!(
-        reservations(&name, "tb1"),
-        (0, 0),
-        "a stopped node removes its classes"
+        classes(&name, "tb1"),
+        (0, 0, 0),
+        "a stopped node removes its classes, parked ones too"
     );
     // Its neighbours share its thread and kernel thread (the default):
     // theirs stay until the refresh timeout.
@@ -89,8 +107,8 @@ fn classes_follow_the_reservation_on_every_hop() {
     std::thread::sleep(refresh * 5);
     for n in ["tb2", "tb3"] {
         assert_eq!(
-            reservations(&name, n),
-            (0, 0),
+            classes(&name, n),
+            (0, 1, 0),
             "{n} after the refresh timeout"
         );
     }

@@ -143,9 +143,16 @@ pub fn via(topo: &str, node: &str, dst: &str) -> String {
         .to_string()
 }
 
-/// Reservation classes (HTB classes other than the capacity and
-/// best-effort ones) and u32 filters on every interface of `node`.
+/// Reservation classes at work (HTB classes other than the link's own,
+/// and not parked) and u32 filters on every interface of `node`.
 pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
+    let (at_work, _, filters) = classes(topo, node);
+    (at_work, filters)
+}
+
+/// Reservation classes at work, parked reservation classes, and
+/// reservation filters on every interface of `node`.
+pub fn classes(topo: &str, node: &str) -> (usize, usize, usize) {
     let ns = vlsp::kernel::substrate::ns_name(topo, node);
     let classes = ns_output(
         &ns,
@@ -158,12 +165,11 @@ pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
     (
         classes
             .lines()
-            .filter(|l| {
-                l.starts_with("class htb 1:")
-                    && !l.starts_with("class htb 1:1 ")
-                    && !l.starts_with("class htb 1:ffff ")
-                    && !l.starts_with(&format!("class htb {SIGNALING_CLASS} "))
-            })
+            .filter(|l| vlsp::kernel::tc::is_reservation_line(l))
+            .count(),
+        classes
+            .lines()
+            .filter(|l| vlsp::kernel::tc::is_parked_line(l))
             .count(),
         // The signaling filters are the link's own.
         filters

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::tc::is_reservation_class;
+use crate::kernel::tc::is_reservation_line;
 use crate::topology::Topology;
 
 /// Receiver bins: the resolution of `outage_ms` (a bin with no packet of
@@ -45,7 +45,8 @@ pub fn marker(node: &str, dev: &str) -> String {
 
 /// The reservation classes in the output of one poll: `@ NODE DEV` marker
 /// lines, each followed by that interface's `tc class show`. The link's
-/// own classes (see [`is_reservation_class`]) are not reservations.
+/// own classes (see [`crate::kernel::tc::is_reservation_class`]) and parked ones are not
+/// reservations.
 pub fn parse_classes(out: &str) -> BTreeSet<Hop> {
     let mut at: Option<Hop> = None;
     let mut hops = BTreeSet::new();
@@ -59,8 +60,7 @@ pub fn parse_classes(out: &str) -> BTreeSet<Hop> {
                 }),
                 _ => None,
             };
-        } else if let Some(handle) = line.strip_prefix("class htb ")
-            && is_reservation_class(handle.split_whitespace().next().unwrap_or(""))
+        } else if is_reservation_line(line)
             && let Some(h) = &at
         {
             hops.insert(h.clone());
@@ -242,6 +242,7 @@ pub fn read_csv<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::tc::is_reservation_class;
 
     fn ring() -> Topology {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/ring-6node.toml");
@@ -256,8 +257,8 @@ mod tests {
     }
 
     #[test]
-    fn classes_other_than_the_links_own_are_reservations() {
-        let out = "@ r0 eth0\nclass htb 1:1 root rate 20Mbit ceil 20Mbit burst 1600b cburst 1600b\nclass htb 1:2 parent 1:1 prio 0 rate 5Mbit ceil 5Mbit burst 1600b\nclass htb 1:ffff parent 1:1 prio 0 rate 8bit ceil 20Mbit\n@ r0 eth1\nclass htb 1:1 root rate 20Mbit\nclass htb 1:ffff parent 1:1 rate 8bit\n@ r1 eth1\nclass htb 1:a parent 1:1 rate 5Mbit\n";
+    fn classes_other_than_the_links_own_are_reservations_unless_parked() {
+        let out = "@ r0 eth0\nclass htb 1:1 root rate 20Mbit ceil 20Mbit burst 1600b cburst 1600b\nclass htb 1:2 parent 1:1 prio 0 rate 5Mbit ceil 5Mbit burst 1600b\nclass htb 1:ffff parent 1:1 prio 0 rate 8bit ceil 20Mbit\n@ r0 eth1\nclass htb 1:1 root rate 20Mbit\nclass htb 1:ffff parent 1:1 rate 8bit\nclass htb 1:3 parent 1:1 prio 0 rate 8bit ceil 8bit burst 3028b cburst 3028b\n@ r1 eth1\nclass htb 1:a parent 1:1 rate 5Mbit\n";
         assert_eq!(
             parse_classes(out),
             BTreeSet::from([hop("r0", "eth0"), hop("r1", "eth1")])

@@ -22,7 +22,7 @@
 //! blocking netlink socket: a node's actor calls it inline, so admission and
 //! installation stay one serial decision, without a `tc` process.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rtnetlink::packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
@@ -36,8 +36,10 @@ use rtnetlink::packet_route::tc::{
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use thiserror::Error;
 
-use crate::model::measure::{PointKind, Recorder};
-use crate::proto::rmf::{Classifier, Enforcer};
+use crate::proto::rmf::Classifier;
+
+mod enforcer;
+pub use enforcer::HtbEnforcer;
 
 /// Major number of the root HTB qdisc.
 pub const MAJOR: u16 = 1;
@@ -61,6 +63,27 @@ pub const SIG_PRIO: u16 = 1;
 /// The signaling class's handle as `tc class show` prints it, for code
 /// and tests that read `tc` output.
 pub const SIGNALING_CLASS: &str = "1:fffe";
+
+/// The rate (and ceil) of a parked reservation class: HTB's least, one
+/// byte a second, as `tc class show` prints it ("rate 8bit ceil 8bit").
+pub const PARKED_RATE_BPS: u64 = 8;
+
+/// Whether a line of `tc class show` is a reservation's class at work:
+/// one of a reservation's handles ([`is_reservation_class`]), not parked.
+pub fn is_reservation_line(line: &str) -> bool {
+    line.strip_prefix("class htb ").is_some_and(|rest| {
+        is_reservation_class(rest.split_whitespace().next().unwrap_or("")) && !is_parked_line(line)
+    })
+}
+
+/// Whether a line of `tc class show` is a parked reservation class
+/// (see `enforcer`).
+pub fn is_parked_line(line: &str) -> bool {
+    line.strip_prefix("class htb ").is_some_and(|rest| {
+        is_reservation_class(rest.split_whitespace().next().unwrap_or(""))
+            && rest.contains(" rate 8bit ceil 8bit")
+    })
+}
 
 /// Whether `handle` (`tc`'s `MAJOR:MINOR`, minor in hex) is a
 /// reservation's class: under the root HTB, and none of the link's own
@@ -633,6 +656,63 @@ impl Tc {
         )
     }
 
+    /// Puts parked class `1:minor` back to work: rate `rate_bps` and the
+    /// filter for `c`, in one round trip. Its block is bound already, so
+    /// the kernel searches no list of blocks. On error nothing is left.
+    pub fn reuse(
+        &mut self,
+        ifname: &str,
+        minor: u16,
+        rate_bps: u64,
+        c: &Classifier,
+    ) -> Result<(), QosError> {
+        let i = self.ifindex(ifname)?;
+        let [changed, filtered] = self.requests(
+            [
+                (
+                    class(i, minor, TOP_MINOR, rate_bps, rate_bps),
+                    false,
+                    &format!("HTB class 1:{minor:x} (reuse)"),
+                ),
+                (
+                    filter(i, minor, c),
+                    true,
+                    &format!("u32 filter prio {minor}"),
+                ),
+            ],
+            ifname,
+        );
+        match (changed, filtered) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), _) | (Ok(()), Err(e)) => {
+                let _ = self.del(ifname, minor);
+                Err(e)
+            }
+        }
+    }
+
+    /// Parks class `1:minor`: its filter removed (nothing leads to it
+    /// any more) and its rate down to [`PARKED_RATE_BPS`], in one round trip.
+    pub fn park(&mut self, ifname: &str, minor: u16) -> Result<(), QosError> {
+        let i = self.ifindex(ifname)?;
+        let [unfiltered, parked] = self.requests(
+            [
+                (
+                    del_filter(i, minor),
+                    false,
+                    &format!("delete u32 filter prio {minor}"),
+                ),
+                (
+                    class(i, minor, TOP_MINOR, PARKED_RATE_BPS, PARKED_RATE_BPS),
+                    false,
+                    &format!("HTB class 1:{minor:x} (park)"),
+                ),
+            ],
+            ifname,
+        );
+        unfiltered.and(parked)
+    }
+
     /// Removes the filter and class `1:minor`.
     pub fn del(&mut self, ifname: &str, minor: u16) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
@@ -649,152 +729,6 @@ impl Tc {
             ifname,
         )?;
         f
-    }
-}
-
-// ------------------------------------------------------------ the enforcer
-
-/// Installs a node's reservations as HTB classes on its egress interfaces.
-/// Lives on the node's thread (the socket is in the node's namespace) and
-/// removes everything it installed when dropped, i.e. when the node stops.
-pub struct HtbEnforcer {
-    tc: Tc,
-    rec: Recorder,
-    by_sid: HashMap<[u8; 16], (String, u16, u64)>,
-    used_minors: HashMap<String, HashSet<u16>>,
-    /// Capacities of the links `vlsp up` may have left unshaped (see
-    /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
-    /// shaped.
-    unshaped: HashMap<String, u64>,
-}
-
-impl HtbEnforcer {
-    /// Opens the netlink socket in the calling thread's namespace.
-    pub fn open(rec: Recorder) -> Result<Self, QosError> {
-        Ok(Self {
-            tc: Tc::open()?,
-            rec,
-            by_sid: HashMap::new(),
-            used_minors: HashMap::new(),
-            unshaped: HashMap::new(),
-        })
-    }
-
-    /// Links `(ifname, capacity)` to shape ([`Tc::shape`]) at their first
-    /// reservation if `vlsp up` left them unshaped. Every HTB qdisc and
-    /// class is a tc block, and the kernel binds each new block by a
-    /// linear search of one list of all blocks of all namespaces
-    /// (`flow_indr_dev_setup_offload`), so shaping every link of 10 000
-    /// routers up front costs minutes; see `kernel::substrate::Shaping`.
-    pub fn shaping_on_demand(mut self, links: impl IntoIterator<Item = (String, u64)>) -> Self {
-        self.unshaped.extend(links);
-        self
-    }
-
-    /// [`Tc::add`]; on a link without the root qdisc (`ENOENT` for the
-    /// parent class) that is to be shaped on demand, shapes it and retries.
-    fn add(
-        &mut self,
-        link: &str,
-        minor: u16,
-        rate_bps: u64,
-        c: &Classifier,
-    ) -> Result<(), QosError> {
-        match self.tc.add(link, minor, rate_bps, c) {
-            Err(QosError::Kernel {
-                errno: libc::ENOENT,
-                ..
-            }) if self.unshaped.contains_key(link) => {
-                let capacity = self.unshaped.get(link).copied().unwrap_or_default();
-                match self.tc.shape(link, capacity) {
-                    // Shaped meanwhile (another node instance): fine.
-                    Ok(())
-                    | Err(QosError::Kernel {
-                        errno: libc::EEXIST,
-                        ..
-                    }) => {}
-                    // Left in `unshaped`: the next reservation tries again.
-                    Err(e) => return Err(e),
-                }
-                self.unshaped.remove(link);
-                self.tc.add(link, minor, rate_bps, c)
-            }
-            r => r,
-        }
-    }
-
-    fn free_minor(&self, link: &str) -> Option<u16> {
-        let used = self.used_minors.get(link);
-        (2..SIG_MINOR).find(|m| used.is_none_or(|u| !u.contains(m)))
-    }
-}
-
-impl Enforcer for HtbEnforcer {
-    fn forget_interfaces(&mut self) {
-        self.tc.ifindexes.clear();
-    }
-
-    fn install(
-        &mut self,
-        sid: &[u8; 16],
-        link: &str,
-        rate: crate::model::units::Rate,
-        c: &Classifier,
-    ) -> Result<(), String> {
-        let rate_bps = rate.bps();
-        self.rec.mark(*sid, PointKind::QosInstallStart);
-        let out = match self.by_sid.get(sid).cloned() {
-            Some((l, minor, _)) if l == link => self
-                .tc
-                .change(link, minor, rate_bps)
-                .map(|()| {
-                    self.by_sid.insert(*sid, (l, minor, rate_bps));
-                })
-                .map_err(|e| e.to_string()),
-            old => {
-                if old.is_some() {
-                    self.remove(sid);
-                }
-                match self.free_minor(link) {
-                    None => Err(format!("{link}: all {} class ids in use", BE_MINOR - 2)),
-                    Some(minor) => match self.add(link, minor, rate_bps, c) {
-                        Ok(()) => {
-                            self.used_minors
-                                .entry(link.to_string())
-                                .or_default()
-                                .insert(minor);
-                            self.by_sid
-                                .insert(*sid, (link.to_string(), minor, rate_bps));
-                            Ok(())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    },
-                }
-            }
-        };
-        self.rec.mark(*sid, PointKind::QosInstallDone);
-        out
-    }
-
-    fn remove(&mut self, sid: &[u8; 16]) {
-        let Some((link, minor, _)) = self.by_sid.remove(sid) else {
-            return;
-        };
-        if let Some(u) = self.used_minors.get_mut(&link) {
-            u.remove(&minor);
-        }
-        if let Err(e) = self.tc.del(&link, minor) {
-            tracing::warn!("{}: {e}", self.rec.node());
-        }
-    }
-}
-
-impl Drop for HtbEnforcer {
-    fn drop(&mut self) {
-        let sids: Vec<[u8; 16]> = self.by_sid.keys().copied().collect();
-        for s in sids {
-            self.remove(&s);
-        }
     }
 }
 

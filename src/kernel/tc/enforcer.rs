@@ -1,0 +1,229 @@
+//! The enforcer: a node's reservations as HTB classes on its egress
+//! interfaces, through one [`Tc`] socket in the node's namespace.
+//!
+//! A torn-down reservation's class is parked, not deleted: its filter goes
+//! and its rate drops to [`super::PARKED_RATE_BPS`], and the link's next
+//! reservation takes it back. A new HTB class is a new tc block, which the
+//! kernel binds by searching one list of every block of every namespace
+//! (`flow_indr_dev_setup_offload`); on a chain of 1000 routers that search
+//! was some 40 % of the kernel threads' time and doubled an install
+//! (issue 17). A parked class carries nothing: no filter leads to it.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{BE_MINOR, QosError, SIG_MINOR, Tc};
+
+/// Classes a link keeps parked at most: the most reservations it held at
+/// once, up to this many.
+pub const PARKED_MAX: usize = 64;
+use crate::model::measure::{PointKind, Recorder};
+use crate::proto::rmf::{Classifier, Enforcer};
+
+/// Installs a node's reservations as HTB classes on its egress interfaces.
+/// Lives on the node's thread (the socket is in the node's namespace) and
+/// removes everything it installed when dropped, i.e. when the node stops.
+pub struct HtbEnforcer {
+    tc: Tc,
+    rec: Recorder,
+    by_sid: HashMap<[u8; 16], (String, u16, u64)>,
+    /// Class ids in the kernel per link: at work and parked.
+    used_minors: HashMap<String, HashSet<u16>>,
+    /// Parked classes per link, the next to reuse last.
+    parked: HashMap<String, Vec<u16>>,
+    /// Capacities of the links `vlsp up` may have left unshaped (see
+    /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
+    /// shaped.
+    unshaped: HashMap<String, u64>,
+}
+
+impl HtbEnforcer {
+    /// Opens the netlink socket in the calling thread's namespace.
+    pub fn open(rec: Recorder) -> Result<Self, QosError> {
+        Ok(Self {
+            tc: Tc::open()?,
+            rec,
+            by_sid: HashMap::new(),
+            used_minors: HashMap::new(),
+            parked: HashMap::new(),
+            unshaped: HashMap::new(),
+        })
+    }
+
+    /// Links `(ifname, capacity)` to shape ([`Tc::shape`]) at their first
+    /// reservation if `vlsp up` left them unshaped. Every HTB qdisc and
+    /// class is a tc block, and the kernel binds each new block by a
+    /// linear search of one list of all blocks of all namespaces
+    /// (`flow_indr_dev_setup_offload`), so shaping every link of 10 000
+    /// routers up front costs minutes; see `kernel::substrate::Shaping`.
+    pub fn shaping_on_demand(mut self, links: impl IntoIterator<Item = (String, u64)>) -> Self {
+        self.unshaped.extend(links);
+        self
+    }
+
+    /// [`Tc::add`]; on a link without the root qdisc (`ENOENT` for the
+    /// parent class) that is to be shaped on demand, shapes it and retries.
+    fn add(
+        &mut self,
+        link: &str,
+        minor: u16,
+        rate_bps: u64,
+        c: &Classifier,
+    ) -> Result<(), QosError> {
+        match self.tc.add(link, minor, rate_bps, c) {
+            Err(QosError::Kernel {
+                errno: libc::ENOENT,
+                ..
+            }) if self.unshaped.contains_key(link) => {
+                let capacity = self.unshaped.get(link).copied().unwrap_or_default();
+                match self.tc.shape(link, capacity) {
+                    // Shaped meanwhile (another node instance): fine.
+                    Ok(())
+                    | Err(QosError::Kernel {
+                        errno: libc::EEXIST,
+                        ..
+                    }) => {}
+                    // Left in `unshaped`: the next reservation tries again.
+                    Err(e) => return Err(e),
+                }
+                self.unshaped.remove(link);
+                self.tc.add(link, minor, rate_bps, c)
+            }
+            r => r,
+        }
+    }
+
+    fn free_minor(&self, link: &str) -> Option<u16> {
+        let used = self.used_minors.get(link);
+        (2..SIG_MINOR).find(|m| used.is_none_or(|u| !u.contains(m)))
+    }
+
+    /// A class for `sid` on `link`: a parked one put back to work, else a
+    /// new one.
+    fn take_class(
+        &mut self,
+        sid: &[u8; 16],
+        link: &str,
+        rate_bps: u64,
+        c: &Classifier,
+    ) -> Result<(), String> {
+        if let Some(minor) = self.parked.get_mut(link).and_then(Vec::pop) {
+            match self.tc.reuse(link, minor, rate_bps, c) {
+                Ok(()) => {
+                    self.by_sid
+                        .insert(*sid, (link.to_string(), minor, rate_bps));
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Gone meanwhile (the interface was made anew, or
+                    // someone removed it): none parked there is trusted.
+                    tracing::debug!(
+                        "{}: {e}; the classes parked on {link} are dropped",
+                        self.rec.node()
+                    );
+                    self.unuse(link, minor);
+                    for m in self.parked.remove(link).unwrap_or_default() {
+                        self.delete(link, m);
+                    }
+                }
+            }
+        }
+        let minor = self
+            .free_minor(link)
+            .ok_or_else(|| format!("{link}: all {} class ids in use", BE_MINOR - 2))?;
+        self.add(link, minor, rate_bps, c)
+            .map_err(|e| e.to_string())?;
+        self.used_minors
+            .entry(link.to_string())
+            .or_default()
+            .insert(minor);
+        self.by_sid
+            .insert(*sid, (link.to_string(), minor, rate_bps));
+        Ok(())
+    }
+
+    fn unuse(&mut self, link: &str, minor: u16) {
+        if let Some(u) = self.used_minors.get_mut(link) {
+            u.remove(&minor);
+        }
+    }
+
+    /// Deletes class `1:minor` and its filter, and frees the id.
+    fn delete(&mut self, link: &str, minor: u16) {
+        self.unuse(link, minor);
+        if let Err(e) = self.tc.del(link, minor) {
+            tracing::warn!("{}: {e}", self.rec.node());
+        }
+    }
+}
+
+impl Enforcer for HtbEnforcer {
+    fn forget_interfaces(&mut self) {
+        self.tc.ifindexes.clear();
+    }
+
+    fn install(
+        &mut self,
+        sid: &[u8; 16],
+        link: &str,
+        rate: crate::model::units::Rate,
+        c: &Classifier,
+    ) -> Result<(), String> {
+        let rate_bps = rate.bps();
+        self.rec.mark(*sid, PointKind::QosInstallStart);
+        let out = match self.by_sid.get(sid).cloned() {
+            Some((l, minor, _)) if l == link => self
+                .tc
+                .change(link, minor, rate_bps)
+                .map(|()| {
+                    self.by_sid.insert(*sid, (l, minor, rate_bps));
+                })
+                .map_err(|e| e.to_string()),
+            old => {
+                if old.is_some() {
+                    self.remove(sid);
+                }
+                self.take_class(sid, link, rate_bps, c)
+            }
+        };
+        self.rec.mark(*sid, PointKind::QosInstallDone);
+        out
+    }
+
+    fn remove(&mut self, sid: &[u8; 16]) {
+        let Some((link, minor, _)) = self.by_sid.remove(sid) else {
+            return;
+        };
+        if self.parked.get(&link).is_none_or(|p| p.len() < PARKED_MAX) {
+            match self.tc.park(&link, minor) {
+                Ok(()) => {
+                    self.parked.entry(link).or_default().push(minor);
+                    return;
+                }
+                Err(e) => tracing::debug!(
+                    "{}: {e}; class 1:{minor:x} is deleted instead",
+                    self.rec.node()
+                ),
+            }
+        }
+        self.delete(&link, minor);
+    }
+}
+
+impl Drop for HtbEnforcer {
+    /// A stopped node leaves no class of its own, at work or parked.
+    fn drop(&mut self) {
+        let at_work: Vec<(String, u16)> = self
+            .by_sid
+            .drain()
+            .map(|(_, (link, minor, _))| (link, minor))
+            .collect();
+        let parked: Vec<(String, u16)> = self
+            .parked
+            .drain()
+            .flat_map(|(link, minors)| minors.into_iter().map(move |m| (link.clone(), m)))
+            .collect();
+        for (link, minor) in at_work.into_iter().chain(parked) {
+            self.delete(&link, minor);
+        }
+    }
+}
