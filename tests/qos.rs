@@ -63,7 +63,7 @@ fn classes_follow_the_reservation_on_every_hop() {
         })
         .unwrap();
     assert!(matches!(r, Reply::LinkDown { .. }), "{r:?}");
-    // Each hop's class is parked, not deleted: no filter, HTB's least rate.
+    // Each hop's class is idle, not deleted: no filter, prio 7.
     for n in ["tb1", "tb2", "tb3"] {
         assert_eq!(classes(&name, n), (0, 1, 0), "{n} after teardown");
     }
@@ -73,10 +73,17 @@ fn classes_follow_the_reservation_on_every_hop() {
             "tc class show dev eth1",
         )
     };
-    let parked = tb2_eth1();
+    let class_2 = |shown: String| {
+        shown
+            .lines()
+            .find(|l| l.starts_with("class htb 1:2 "))
+            .unwrap_or_else(|| panic!("no class 1:2 on tb2's eth1: {shown}"))
+            .to_string()
+    };
+    let idle = class_2(tb2_eth1());
     assert!(
-        parked.contains("class htb 1:2 parent 1:1 prio 0 rate 8bit ceil 8bit"),
-        "parked at 8 bit/s: {parked}"
+        vlsp::kernel::tc::is_idle_line(&idle) && idle.contains(" prio 7 rate 5Mbit ceil 5Mbit"),
+        "idle: prio 7, at its rate: {idle}"
     );
 
     // Refresh timeout: the QNI stops (its own classes go with it), the
@@ -84,20 +91,20 @@ fn classes_follow_the_reservation_on_every_hop() {
     let Reply::LinkUp { .. } = c.call(&setup_request("VM1", "VM2", 5_000_000)).unwrap() else {
         panic!()
     };
-    // The next reservation takes the parked class back.
+    // The next reservation takes the idle class back.
     for n in ["tb1", "tb2", "tb3"] {
         assert_eq!(classes(&name, n), (1, 0, 1), "{n} after the second setup");
     }
-    let again = tb2_eth1();
+    let again = class_2(tb2_eth1());
     assert!(
-        again.contains("class htb 1:2 parent 1:1 prio 0 rate 5Mbit ceil 5Mbit"),
-        "the parked class at the TMOD rate again: {again}"
+        again.contains(" prio 0 rate 5Mbit ceil 5Mbit"),
+        "the idle class at the TMOD rate again: {again}"
     );
     tb.kill_node("tb1").unwrap();
     assert_eq!(
         classes(&name, "tb1"),
         (0, 0, 0),
-        "a stopped node removes its classes, parked ones too"
+        "a stopped node removes its classes, idle ones too"
     );
     // Its neighbours share its thread and kernel thread (the default):
     // theirs stay until the refresh timeout.

@@ -37,7 +37,9 @@ pub trait Enforcer: Send {
         rate: Rate,
         classifier: &Classifier,
     ) -> Result<(), String>;
-    /// Removes whatever `install` put in place for `sid` (idempotent).
+    /// Takes `sid`'s reservation out of force (idempotent): nothing it
+    /// installed carries its traffic any more. The HTB enforcer keeps the
+    /// class idle for the link's next reservation (`kernel::tc::enforcer`).
     fn remove(&mut self, sid: &[u8; 16]);
     /// Interfaces were added, removed or renamed (`vlsp apply`): forget
     /// what was looked up about them.

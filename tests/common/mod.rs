@@ -144,13 +144,13 @@ pub fn via(topo: &str, node: &str, dst: &str) -> String {
 }
 
 /// Reservation classes at work (HTB classes other than the link's own,
-/// and not parked) and u32 filters on every interface of `node`.
+/// and not idle) and u32 filters on every interface of `node`.
 pub fn reservations(topo: &str, node: &str) -> (usize, usize) {
     let (at_work, _, filters) = classes(topo, node);
     (at_work, filters)
 }
 
-/// Reservation classes at work, parked reservation classes, and
+/// Reservation classes at work, idle reservation classes, and
 /// reservation filters on every interface of `node`.
 pub fn classes(topo: &str, node: &str) -> (usize, usize, usize) {
     let ns = vlsp::kernel::substrate::ns_name(topo, node);
@@ -169,7 +169,7 @@ pub fn classes(topo: &str, node: &str) -> (usize, usize, usize) {
             .count(),
         classes
             .lines()
-            .filter(|l| vlsp::kernel::tc::is_parked_line(l))
+            .filter(|l| vlsp::kernel::tc::is_idle_line(l))
             .count(),
         // The signaling filters are the link's own.
         filters

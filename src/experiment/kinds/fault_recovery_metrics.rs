@@ -45,7 +45,7 @@ pub fn marker(node: &str, dev: &str) -> String {
 
 /// The reservation classes in the output of one poll: `@ NODE DEV` marker
 /// lines, each followed by that interface's `tc class show`. The link's
-/// own classes (see [`crate::kernel::tc::is_reservation_class`]) and parked ones are not
+/// own classes (see [`crate::kernel::tc::is_reservation_class`]) and idle ones are not
 /// reservations.
 pub fn parse_classes(out: &str) -> BTreeSet<Hop> {
     let mut at: Option<Hop> = None;
@@ -257,8 +257,8 @@ mod tests {
     }
 
     #[test]
-    fn classes_other_than_the_links_own_are_reservations_unless_parked() {
-        let out = "@ r0 eth0\nclass htb 1:1 root rate 20Mbit ceil 20Mbit burst 1600b cburst 1600b\nclass htb 1:2 parent 1:1 prio 0 rate 5Mbit ceil 5Mbit burst 1600b\nclass htb 1:ffff parent 1:1 prio 0 rate 8bit ceil 20Mbit\n@ r0 eth1\nclass htb 1:1 root rate 20Mbit\nclass htb 1:ffff parent 1:1 rate 8bit\nclass htb 1:3 parent 1:1 prio 0 rate 8bit ceil 8bit burst 3028b cburst 3028b\n@ r1 eth1\nclass htb 1:a parent 1:1 rate 5Mbit\n";
+    fn classes_other_than_the_links_own_are_reservations_unless_idle() {
+        let out = "@ r0 eth0\nclass htb 1:1 root rate 20Mbit ceil 20Mbit burst 1600b cburst 1600b\nclass htb 1:2 parent 1:1 prio 0 rate 5Mbit ceil 5Mbit burst 1600b\nclass htb 1:ffff parent 1:1 prio 0 rate 8bit ceil 20Mbit\n@ r0 eth1\nclass htb 1:1 root rate 20Mbit\nclass htb 1:ffff parent 1:1 rate 8bit\nclass htb 1:3 parent 1:1 prio 7 rate 5Mbit ceil 5Mbit burst 6250b cburst 6250b\n@ r1 eth1\nclass htb 1:a parent 1:1 rate 5Mbit\n";
         assert_eq!(
             parse_classes(out),
             BTreeSet::from([hop("r0", "eth0"), hop("r1", "eth1")])

@@ -1,23 +1,25 @@
 //! The enforcer: a node's reservations as HTB classes on its egress
 //! interfaces, through one [`Tc`] socket in the node's namespace.
 //!
-//! A torn-down reservation's class is parked, not deleted: its filter goes
-//! and its rate drops to [`super::PARKED_RATE_BPS`], and the link's next
-//! reservation takes it back. A new HTB class is a new tc block, which the
-//! kernel binds by searching one list of every block of every namespace
+//! A torn-down reservation's class is made idle, not deleted: its filter
+//! goes, it takes prio [`super::IDLE_PRIO`] and keeps its rate (so what its
+//! queue still holds drains as before), and the link's next reservation
+//! takes it back at its own rate. A new HTB class is a new tc block, which the kernel binds by
+//! searching one list of every block of every namespace
 //! (`flow_indr_dev_setup_offload`); on a chain of 1000 routers that search
 //! was some 40 % of the kernel threads' time and doubled an install
-//! (issue 17). A parked class carries nothing: no filter leads to it.
+//! (issue 17). An idle class carries nothing new: no filter leads to it. At most [`IDLE_MAX`] a link stay idle, each still a
+//! block on that list.
 
 use std::collections::{HashMap, HashSet};
 
 use super::{BE_MINOR, QosError, SIG_MINOR, Tc};
-
-/// Classes a link keeps parked at most: the most reservations it held at
-/// once, up to this many.
-pub const PARKED_MAX: usize = 64;
 use crate::model::measure::{PointKind, Recorder};
 use crate::proto::rmf::{Classifier, Enforcer};
+
+/// Classes a link keeps idle at most: the most reservations it held at
+/// once, up to this many.
+pub const IDLE_MAX: usize = 64;
 
 /// Installs a node's reservations as HTB classes on its egress interfaces.
 /// Lives on the node's thread (the socket is in the node's namespace) and
@@ -26,10 +28,10 @@ pub struct HtbEnforcer {
     tc: Tc,
     rec: Recorder,
     by_sid: HashMap<[u8; 16], (String, u16, u64)>,
-    /// Class ids in the kernel per link: at work and parked.
+    /// Class ids in the kernel per link: at work and idle.
     used_minors: HashMap<String, HashSet<u16>>,
-    /// Parked classes per link, the next to reuse last.
-    parked: HashMap<String, Vec<u16>>,
+    /// Idle classes per link, the next to reuse last.
+    idle: HashMap<String, Vec<u16>>,
     /// Capacities of the links `vlsp up` may have left unshaped (see
     /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
     /// shaped.
@@ -44,7 +46,7 @@ impl HtbEnforcer {
             rec,
             by_sid: HashMap::new(),
             used_minors: HashMap::new(),
-            parked: HashMap::new(),
+            idle: HashMap::new(),
             unshaped: HashMap::new(),
         })
     }
@@ -97,7 +99,7 @@ impl HtbEnforcer {
         (2..SIG_MINOR).find(|m| used.is_none_or(|u| !u.contains(m)))
     }
 
-    /// A class for `sid` on `link`: a parked one put back to work, else a
+    /// A class for `sid` on `link`: an idle one put back to work, else a
     /// new one.
     fn take_class(
         &mut self,
@@ -106,24 +108,30 @@ impl HtbEnforcer {
         rate_bps: u64,
         c: &Classifier,
     ) -> Result<(), String> {
-        if let Some(minor) = self.parked.get_mut(link).and_then(Vec::pop) {
+        if let Some(minor) = self.idle.get_mut(link).and_then(Vec::pop) {
             match self.tc.reuse(link, minor, rate_bps, c) {
                 Ok(()) => {
                     self.by_sid
                         .insert(*sid, (link.to_string(), minor, rate_bps));
                     return Ok(());
                 }
-                Err(e) => {
-                    // Gone meanwhile (the interface was made anew, or
-                    // someone removed it): none parked there is trusted.
+                // The interface or its tree is gone (made anew): none of
+                // the link's idle classes is there any more.
+                Err(e) if gone(&e) => {
                     tracing::debug!(
-                        "{}: {e}; the classes parked on {link} are dropped",
+                        "{}: {e}; the idle classes of {link} are forgotten",
                         self.rec.node()
                     );
                     self.unuse(link, minor);
-                    for m in self.parked.remove(link).unwrap_or_default() {
-                        self.delete(link, m);
+                    for m in self.idle.remove(link).unwrap_or_default() {
+                        self.unuse(link, m);
                     }
+                }
+                // Anything else (this request refused, the socket): that
+                // class alone is given up (`reuse` deleted it).
+                Err(e) => {
+                    tracing::debug!("{}: {e}; a new class is made", self.rec.node());
+                    self.unuse(link, minor);
                 }
             }
         }
@@ -147,17 +155,51 @@ impl HtbEnforcer {
         }
     }
 
-    /// Deletes class `1:minor` and its filter, and frees the id.
-    fn delete(&mut self, link: &str, minor: u16) {
+    /// Deletes class `1:minor` (and its filter, if `at_work`), and frees
+    /// the id.
+    fn delete(&mut self, link: &str, minor: u16, at_work: bool) {
         self.unuse(link, minor);
-        if let Err(e) = self.tc.del(link, minor) {
+        let r = if at_work {
+            self.tc.del(link, minor)
+        } else {
+            self.tc.del_class(link, minor)
+        };
+        if let Err(e) = r {
             tracing::warn!("{}: {e}", self.rec.node());
+        }
+    }
+
+    /// Deletes every idle class (by the interface indexes known now).
+    fn delete_idle(&mut self) {
+        let idle: Vec<(String, u16)> = self
+            .idle
+            .drain()
+            .flat_map(|(link, minors)| minors.into_iter().map(move |m| (link.clone(), m)))
+            .collect();
+        for (link, minor) in idle {
+            self.delete(&link, minor, false);
         }
     }
 }
 
+/// Whether `e` says the interface or its HTB tree is gone.
+fn gone(e: &QosError) -> bool {
+    matches!(
+        e,
+        QosError::NoInterface { .. }
+            | QosError::Kernel {
+                errno: libc::ENOENT | libc::ENODEV,
+                ..
+            }
+    )
+}
+
 impl Enforcer for HtbEnforcer {
+    /// Interfaces were renamed or made anew: the idle classes are deleted
+    /// by the indexes known until now (a renamed interface keeps its
+    /// index, and its classes would no longer be found by name).
     fn forget_interfaces(&mut self) {
+        self.delete_idle();
         self.tc.ifindexes.clear();
     }
 
@@ -190,13 +232,13 @@ impl Enforcer for HtbEnforcer {
     }
 
     fn remove(&mut self, sid: &[u8; 16]) {
-        let Some((link, minor, _)) = self.by_sid.remove(sid) else {
+        let Some((link, minor, rate_bps)) = self.by_sid.remove(sid) else {
             return;
         };
-        if self.parked.get(&link).is_none_or(|p| p.len() < PARKED_MAX) {
-            match self.tc.park(&link, minor) {
+        if self.idle.get(&link).is_none_or(|p| p.len() < IDLE_MAX) {
+            match self.tc.idle(&link, minor, rate_bps) {
                 Ok(()) => {
-                    self.parked.entry(link).or_default().push(minor);
+                    self.idle.entry(link).or_default().push(minor);
                     return;
                 }
                 Err(e) => tracing::debug!(
@@ -205,25 +247,21 @@ impl Enforcer for HtbEnforcer {
                 ),
             }
         }
-        self.delete(&link, minor);
+        self.delete(&link, minor, true);
     }
 }
 
 impl Drop for HtbEnforcer {
-    /// A stopped node leaves no class of its own, at work or parked.
+    /// A stopped node leaves no class of its own, at work or idle.
     fn drop(&mut self) {
         let at_work: Vec<(String, u16)> = self
             .by_sid
             .drain()
             .map(|(_, (link, minor, _))| (link, minor))
             .collect();
-        let parked: Vec<(String, u16)> = self
-            .parked
-            .drain()
-            .flat_map(|(link, minors)| minors.into_iter().map(move |m| (link.clone(), m)))
-            .collect();
-        for (link, minor) in at_work.into_iter().chain(parked) {
-            self.delete(&link, minor);
+        for (link, minor) in at_work {
+            self.delete(&link, minor, true);
         }
+        self.delete_idle();
     }
 }

@@ -1,6 +1,7 @@
 //! Reservations in the kernel data plane: an HTB tree per substrate egress
 //! interface, one class per admitted reservation, and a u32 filter that puts
-//! the virtual link's tunnel packets into it.
+//! the virtual link's tunnel packets into it. A torn-down reservation's class
+//! stays idle for the link's next one (`enforcer`).
 //!
 //! ```text
 //! 1:      root htb: unclassified to 1:ffff, the node's own GIST direct
@@ -8,7 +9,8 @@
 //!   ├ 1:ffff   best effort: rate capacity/100, may borrow up to capacity
 //!   ├ 1:fffe   other signaling, routing control (GIST UDP 270, C-mode
 //!   │          TCP, OSPF, BFD): small guaranteed rate, borrows first
-//!   └ 1:N      one reservation: rate = ceil = its TMOD-1 rate
+//!   └ 1:N      one reservation: rate = ceil = its TMOD-1 rate, prio 0;
+//!              idle between two (no filter, prio 7)
 //! ```
 //!
 //! Signaling has its own class so a best-effort flood on a shaped link
@@ -64,24 +66,24 @@ pub const SIG_PRIO: u16 = 1;
 /// and tests that read `tc` output.
 pub const SIGNALING_CLASS: &str = "1:fffe";
 
-/// The rate (and ceil) of a parked reservation class: HTB's least, one
-/// byte a second, as `tc class show` prints it ("rate 8bit ceil 8bit").
-pub const PARKED_RATE_BPS: u64 = 8;
+/// The HTB priority of an idle class, which no reservation's class has
+/// (theirs is 0): what tells an idle class in `tc` output.
+pub const IDLE_PRIO: u32 = 7;
 
 /// Whether a line of `tc class show` is a reservation's class at work:
-/// one of a reservation's handles ([`is_reservation_class`]), not parked.
+/// one of a reservation's handles ([`is_reservation_class`]), not idle.
 pub fn is_reservation_line(line: &str) -> bool {
     line.strip_prefix("class htb ").is_some_and(|rest| {
-        is_reservation_class(rest.split_whitespace().next().unwrap_or("")) && !is_parked_line(line)
+        is_reservation_class(rest.split_whitespace().next().unwrap_or("")) && !is_idle_line(line)
     })
 }
 
-/// Whether a line of `tc class show` is a parked reservation class
-/// (see `enforcer`).
-pub fn is_parked_line(line: &str) -> bool {
+/// Whether a line of `tc class show` is an idle reservation class (see
+/// `enforcer`): "prio 7".
+pub fn is_idle_line(line: &str) -> bool {
     line.strip_prefix("class htb ").is_some_and(|rest| {
         is_reservation_class(rest.split_whitespace().next().unwrap_or(""))
-            && rest.contains(" rate 8bit ceil 8bit")
+            && rest.contains(" prio 7 ")
     })
 }
 
@@ -656,8 +658,8 @@ impl Tc {
         )
     }
 
-    /// Puts parked class `1:minor` back to work: rate `rate_bps` and the
-    /// filter for `c`, in one round trip. Its block is bound already, so
+    /// Puts idle class `1:minor` back to work: rate `rate_bps`, prio 0 and
+    /// the filter for `c`, in one round trip. Its block is bound already, so
     /// the kernel searches no list of blocks. On error nothing is left.
     pub fn reuse(
         &mut self,
@@ -691,11 +693,14 @@ impl Tc {
         }
     }
 
-    /// Parks class `1:minor`: its filter removed (nothing leads to it
-    /// any more) and its rate down to [`PARKED_RATE_BPS`], in one round trip.
-    pub fn park(&mut self, ifname: &str, minor: u16) -> Result<(), QosError> {
+    /// Makes class `1:minor` idle, in one round trip: its filter removed
+    /// (nothing leads to it any more), then prio [`IDLE_PRIO`] at the rate
+    /// it had. What its queue still holds drains at that rate: lowered to
+    /// HTB's least, one such packet would leave the class a minute in debt
+    /// for its next reservation.
+    pub fn idle(&mut self, ifname: &str, minor: u16, rate_bps: u64) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
-        let [unfiltered, parked] = self.requests(
+        let [unfiltered, idled] = self.requests(
             [
                 (
                     del_filter(i, minor),
@@ -703,14 +708,25 @@ impl Tc {
                     &format!("delete u32 filter prio {minor}"),
                 ),
                 (
-                    class(i, minor, TOP_MINOR, PARKED_RATE_BPS, PARKED_RATE_BPS),
+                    class_prio(i, minor, TOP_MINOR, rate_bps, rate_bps, IDLE_PRIO),
                     false,
-                    &format!("HTB class 1:{minor:x} (park)"),
+                    &format!("HTB class 1:{minor:x} (idle)"),
                 ),
             ],
             ifname,
         );
-        unfiltered.and(parked)
+        unfiltered.and(idled)
+    }
+
+    /// Removes class `1:minor` alone (an idle class has no filter).
+    pub fn del_class(&mut self, ifname: &str, minor: u16) -> Result<(), QosError> {
+        let i = self.ifindex(ifname)?;
+        self.request(
+            del_class(i, minor),
+            false,
+            &format!("delete HTB class 1:{minor:x}"),
+            ifname,
+        )
     }
 
     /// Removes the filter and class `1:minor`.
@@ -736,6 +752,17 @@ impl Tc {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn idle_classes_are_told_from_reservations_in_tc_output() {
+        let idle = "class htb 1:2 parent 1:1 prio 7 rate 5Mbit ceil 5Mbit burst 6250b cburst 6250b";
+        let slow = "class htb 1:3 parent 1:1 prio 0 rate 8bit ceil 8bit burst 3028b cburst 3028b";
+        let own = "class htb 1:ffff parent 1:1 prio 7 rate 8bit ceil 8bit";
+        assert!(is_idle_line(idle) && !is_reservation_line(idle));
+        assert!(is_reservation_line(slow) && !is_idle_line(slow));
+        assert!(!is_idle_line(own) && !is_reservation_line(own));
+        assert!(!is_idle_line("qdisc htb 1: root") && !is_reservation_line(""));
+    }
 
     #[test]
     fn htb_glob_bytes() {

@@ -55,7 +55,7 @@ impl NodeCore {
     /// substrate links that are down.
     pub(super) fn egress_link(&self, dst: Ipv4Addr) -> Option<String> {
         let attached = self.cfg.links.iter().find(|l| {
-            let mask = u32::MAX.checked_shl(32 - l.prefix_len as u32).unwrap_or(0);
+            let mask = crate::node::routes::mask(l.prefix_len);
             u32::from(dst) & mask == u32::from(l.addr) & mask
         });
         match attached {
