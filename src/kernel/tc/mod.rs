@@ -599,21 +599,7 @@ impl Tc {
         let i = self.ifindex(ifname)?;
         // Class and filter in one round trip; the kernel takes a filter
         // whose class is missing, so each undoes the other's success.
-        let [class_made, filter_made] = self.requests(
-            [
-                (
-                    class(i, minor, TOP_MINOR, rate_bps, rate_bps),
-                    true,
-                    &format!("HTB class 1:{minor:x}"),
-                ),
-                (
-                    filter(i, minor, c),
-                    true,
-                    &format!("u32 filter prio {minor}"),
-                ),
-            ],
-            ifname,
-        );
+        let [class_made, filter_made] = self.class_and_filter(ifname, i, minor, rate_bps, c, true);
         match (class_made, filter_made) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(e), f) => {
@@ -658,6 +644,35 @@ impl Tc {
         )
     }
 
+    /// Class `1:minor` at `rate_bps` (made if `make`, else changed, prio 0)
+    /// and the filter for `c`, in one round trip: each one's answer.
+    fn class_and_filter(
+        &mut self,
+        ifname: &str,
+        i: u32,
+        minor: u16,
+        rate_bps: u64,
+        c: &Classifier,
+        make: bool,
+    ) -> [Result<(), QosError>; 2] {
+        let what = if make {
+            format!("HTB class 1:{minor:x}")
+        } else {
+            format!("HTB class 1:{minor:x} (reuse)")
+        };
+        self.requests(
+            [
+                (class(i, minor, TOP_MINOR, rate_bps, rate_bps), make, &what),
+                (
+                    filter(i, minor, c),
+                    true,
+                    &format!("u32 filter prio {minor}"),
+                ),
+            ],
+            ifname,
+        )
+    }
+
     /// Puts idle class `1:minor` back to work: rate `rate_bps`, prio 0 and
     /// the filter for `c`, in one round trip. Its block is bound already, so
     /// the kernel searches no list of blocks. On error nothing is left.
@@ -669,21 +684,7 @@ impl Tc {
         c: &Classifier,
     ) -> Result<(), QosError> {
         let i = self.ifindex(ifname)?;
-        let [changed, filtered] = self.requests(
-            [
-                (
-                    class(i, minor, TOP_MINOR, rate_bps, rate_bps),
-                    false,
-                    &format!("HTB class 1:{minor:x} (reuse)"),
-                ),
-                (
-                    filter(i, minor, c),
-                    true,
-                    &format!("u32 filter prio {minor}"),
-                ),
-            ],
-            ifname,
-        );
+        let [changed, filtered] = self.class_and_filter(ifname, i, minor, rate_bps, c, false);
         match (changed, filtered) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(e), _) | (Ok(()), Err(e)) => {
