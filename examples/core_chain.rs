@@ -16,6 +16,11 @@ use std::time::Instant;
 
 use vlsp::experiment::probe::CoreChain;
 
+/// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
+/// measures is what `vlsp` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUP: usize = 3;
 
 /// The value below which a fraction `q` of `v` lies.

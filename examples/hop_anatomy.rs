@@ -22,6 +22,11 @@ use vlsp::topology::{Topology, chain};
 
 mod common;
 
+/// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
+/// measures is what `vlsp` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUP: usize = 3;
 
 /// Which end of hop i → i+1 a point is taken at.

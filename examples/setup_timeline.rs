@@ -21,6 +21,11 @@ use vlsp::topology::Topology;
 
 mod common;
 
+/// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
+/// measures is what `vlsp` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WARMUP: usize = 5;
 
 fn main() -> anyhow::Result<()> {

@@ -22,6 +22,11 @@ use vlsp::node::api::{Reply, Request};
 use vlsp::testbed::{Options, Testbed};
 use vlsp::topology::{Topology, chain};
 
+/// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
+/// measures is what `vlsp` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Routers a measured virtual link crosses: IP's TTL bounds a tunnel's
 /// path, so a longer chain gets VM2 on router 99.
 const LINK_SPAN: usize = 100;
