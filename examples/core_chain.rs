@@ -19,7 +19,7 @@ use vlsp::experiment::probe::CoreChain;
 /// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
 /// measures is what `vlsp` does.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: vlsp::model::allocator::Chosen = vlsp::model::allocator::Chosen;
 
 const WARMUP: usize = 3;
 

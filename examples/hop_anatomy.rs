@@ -25,7 +25,7 @@ mod common;
 /// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
 /// measures is what `vlsp` does.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: vlsp::model::allocator::Chosen = vlsp::model::allocator::Chosen;
 
 const WARMUP: usize = 3;
 

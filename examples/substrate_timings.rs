@@ -25,7 +25,7 @@ use vlsp::topology::{Topology, chain};
 /// The allocator the `vlsp` binary runs with (`src/main.rs`), so what this
 /// measures is what `vlsp` does.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: vlsp::model::allocator::Chosen = vlsp::model::allocator::Chosen;
 
 /// Routers a measured virtual link crosses: IP's TTL bounds a tunnel's
 /// path, so a longer chain gets VM2 on router 99.

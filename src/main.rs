@@ -2,12 +2,9 @@
 
 use std::process::ExitCode;
 
-/// mimalloc, not glibc's malloc: on a chain of 1000 routers glibc's
-/// allocator was ~10 % of the node threads' time (each router's frees land
-/// in bins last touched a round ago); interleaved, setup -6 % and teardown
-/// -12.5 % with mimalloc (issue 17, README *Per hop at stop 34*).
+/// mimalloc unless `VLSP_ALLOCATOR=glibc` (`vlsp::model::allocator`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: vlsp::model::allocator::Chosen = vlsp::model::allocator::Chosen;
 
 /// Errors print their whole chain of causes first, one per line, so the
 /// reason a run stopped is read before any backtrace (`RUST_BACKTRACE=1`).

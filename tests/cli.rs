@@ -343,3 +343,30 @@ fn listings_speak_json_and_links_tear_down_by_short_id() {
     std::fs::remove_file(&file).unwrap();
     let _ = std::fs::remove_file(Path::new("/run/vlsp").join(format!("{name}.log")));
 }
+
+/// `VLSP_ALLOCATOR` names an allocator or stops the program before it does
+/// anything (a typo would otherwise measure the default without saying so).
+#[test]
+fn the_allocator_variable_is_checked() {
+    let validate = |v: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vlsp"))
+            .args(["validate", "topologies/paper-4node.toml"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("VLSP_ALLOCATOR", v)
+            .output()
+            .unwrap()
+    };
+    for ok in ["glibc", "mimalloc", ""] {
+        let o = validate(ok);
+        assert!(o.status.success(), "{ok:?}: {}", stderr(&o));
+    }
+    for bad in ["jemalloc", "GLIBC"] {
+        let o = validate(bad);
+        assert!(!o.status.success(), "{bad:?} accepted");
+        let e = stderr(&o);
+        assert!(
+            e.contains("VLSP_ALLOCATOR") && e.contains("glibc") && e.contains("mimalloc"),
+            "{bad:?}: {e}"
+        );
+    }
+}

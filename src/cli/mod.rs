@@ -147,6 +147,7 @@ pub fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    crate::model::allocator::check_env().map_err(anyhow::Error::msg)?;
     match Cli::parse().cmd {
         Cmd::Up(a) => updown::up(a),
         Cmd::Down(a) => updown::down(a),

@@ -50,6 +50,7 @@ fn modes_on(env: &[(String, String)]) -> Vec<String> {
                     && v.trim() != crate::node::NODES_PER_THREAD_DEFAULT.to_string()
             }
             crate::node::KERNEL_CPUS_ENV => !v.trim().is_empty(),
+            crate::model::allocator::ENV => v == crate::model::allocator::GLIBC,
             GIST_DATA_IN_QUERY_ENV | GIST_REUSE_PEERS_ENV => v == "1",
             _ => false,
         })

@@ -2,6 +2,7 @@
 //! tunnel kinds, run paths, in-memory measurement points and the hex of
 //! session ids. Depends on nothing else in the crate.
 
+pub mod allocator;
 pub mod cidr;
 pub mod measure;
 pub mod paths;
