@@ -62,7 +62,9 @@ environment of `vlsp up`, `run` or `node`; a run records them in meta.json and s
   VLSP_KERNEL_CPUS=LIST      tunnel ends, reservation classes, deletions and the route monitor
                              run on these CPUs (e.g. 1, or 2-3), the nodes' signaling on the
                              others (default, when nodes share threads: the last CPU, given two
-                             or more; none: where the scheduler puts them; same messages)";
+                             or more; none: where the scheduler puts them; same messages)
+  VLSP_ALLOCATOR=glibc       glibc's malloc instead of mimalloc (the default): slower on long
+                             chains, about a third of the memory per router at 10 000 routers";
 
 #[derive(Subcommand)]
 enum Cmd {
