@@ -139,10 +139,7 @@ impl VnodeConf {
     }
 }
 
-fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let m = super::routes::mask(len);
-    u32::from(a) & m == u32::from(net) & m
-}
+use crate::model::cidr::in_subnet;
 
 /// A fresh VLink ID whose VNI (the 24-bit fold the tunnel ends agree on) no
 /// link of this node uses yet: the ID is drawn at random (other initiators

@@ -29,13 +29,7 @@ pub struct Routes {
     lpm: Vec<(u32, u32)>,
 }
 
-/// The network mask of a prefix length (lengths above 32 count as 32).
-pub fn mask(prefix_len: u8) -> u32 {
-    match prefix_len.min(32) {
-        0 => 0,
-        n => u32::MAX << (32 - n as u32),
-    }
-}
+pub use crate::model::cidr::mask;
 
 /// Routes a node may hold at most for the dense copy (an index of 24 bits);
 /// beyond, a lookup scans the list.

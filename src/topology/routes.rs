@@ -49,14 +49,7 @@ pub fn aggregate(prefixes: Vec<(u32, u8)>) -> Vec<(u32, u8)> {
     out
 }
 
-pub(crate) fn network(a: Ipv4Addr, len: u8) -> u32 {
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len as u32)
-    };
-    u32::from(a) & mask
-}
+pub(crate) use crate::model::cidr::network;
 
 impl Topology {
     /// The links of `node`: (its end, the other end, capacity).

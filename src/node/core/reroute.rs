@@ -54,10 +54,8 @@ impl NodeCore {
     /// Egress interface towards `dst` under the current routes, skipping
     /// substrate links that are down.
     pub(super) fn egress_link(&self, dst: Ipv4Addr) -> Option<String> {
-        let attached = self.cfg.links.iter().find(|l| {
-            let mask = crate::node::routes::mask(l.prefix_len);
-            u32::from(dst) & mask == u32::from(l.addr) & mask
-        });
+        let attached = (self.cfg.links.iter())
+            .find(|l| crate::model::cidr::in_subnet(dst, l.addr, l.prefix_len));
         match attached {
             Some(l) if self.links_down.contains(&l.ifname) => {
                 // The attached subnet is cut: whatever route the kernel has.
@@ -241,10 +239,7 @@ mod egress_race {
         replies: Vec<(usize, Reply)>,
     }
 
-    fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-        let m = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
-        u32::from(a) & m == u32::from(net) & m
-    }
+    use crate::model::cidr::in_subnet;
 
     impl Ring {
         fn new() -> Self {
