@@ -31,6 +31,7 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    vlsp::model::allocator::check_env().map_err(anyhow::Error::msg)?;
     let mut args = std::env::args().skip(1);
     let num = |a: Option<String>, default: usize, what: &str| -> anyhow::Result<usize> {
         a.map_or(Ok(default), |a| {

@@ -64,6 +64,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    vlsp::model::allocator::check_env().map_err(anyhow::Error::msg)?;
     vlsp::kernel::substrate::require_root()?;
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(Ok(200), |a| a.parse())?;

@@ -29,6 +29,7 @@ static GLOBAL: vlsp::model::allocator::Chosen = vlsp::model::allocator::Chosen;
 const WARMUP: usize = 5;
 
 fn main() -> anyhow::Result<()> {
+    vlsp::model::allocator::check_env().map_err(anyhow::Error::msg)?;
     vlsp::kernel::substrate::require_root()?;
     let mut args = std::env::args().skip(1);
     let path = args.next().map_or_else(

@@ -53,6 +53,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    vlsp::model::allocator::check_env().map_err(anyhow::Error::msg)?;
     vlsp::kernel::substrate::require_root()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

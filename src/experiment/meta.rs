@@ -68,6 +68,12 @@ pub struct Meta {
     /// `VLSP_NODES_PER_THREAD`, `VLSP_GIST_DATA_IN_QUERY`); keys left out.
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// The memory allocator of the process that ran the experiment
+    /// (`mimalloc` or `glibc`, [`crate::model::allocator`]): it moves long
+    /// chains' times by several per cent. Absent in older records (glibc
+    /// before stop 34).
+    #[serde(default)]
+    pub allocator: Option<String>,
 }
 
 /// Whether the nodes of this process run GIST's data-in-Query mode (read
@@ -149,6 +155,7 @@ impl Meta {
             env: std::env::vars()
                 .filter(|(k, _)| k.starts_with("VLSP_") && !k.starts_with("VLSP_KEY"))
                 .collect(),
+            allocator: Some(crate::model::allocator::name().to_string()),
         }
     }
 

@@ -902,6 +902,7 @@ mod tests {
             gist_data_in_query: false,
             shape_eagerly_up_to: Some(1000),
             env: vec![],
+            allocator: None,
         }
     }
 

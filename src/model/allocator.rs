@@ -2,10 +2,12 @@
 //! malloc with `VLSP_ALLOCATOR=glibc`. On a chain of 1000 routers glibc's
 //! allocator took ~10 % of the node threads' time (each router's frees land
 //! in bins last touched a round ago), and with mimalloc setup was 6 % and
-//! teardown 12.5 % faster, interleaved. mimalloc keeps more memory resident
-//! once thousands of nodes share a process (161 against 60 KiB per router
-//! on the 10 000-router chain, `results/scale/`), which is what the switch
-//! is for. The `vlsp` binary and the timing examples install [`Chosen`].
+//! teardown 12.5 % faster, interleaved. Most of that comes with the
+//! transparent huge pages mimalloc backs its memory with, and so does the
+//! memory it keeps resident once thousands of nodes share a process (163
+//! against 62 KiB per router on the 10 000-router chain, `results/scale/`),
+//! which is what the switch is for. The `vlsp` binary and the timing
+//! examples install [`Chosen`].
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::CStr;
@@ -43,10 +45,12 @@ fn kind() -> u8 {
     if k != UNSET {
         return k;
     }
-    // Inside the first allocation: nothing here may allocate. The runtime
-    // makes it on the main thread before any other thread exists, so no
-    // `setenv` runs beside this `getenv`. An unknown value falls back to
-    // the default here and is refused by [`check_env`].
+    // Inside the first allocation: nothing here may allocate (`getenv`
+    // does not). Whichever thread allocates first decides; one that raced
+    // it takes the winner's choice, and every free follows an allocation
+    // that had decided. Nothing in the program calls `setenv`, so nothing
+    // writes the environment beside this `getenv`. An unknown value falls
+    // back to the default here and is refused by [`check_env`].
     // SAFETY: the name is a NUL-terminated constant; the result is read at
     // once.
     let v = unsafe { libc::getenv(c"VLSP_ALLOCATOR".as_ptr()) };
@@ -109,9 +113,15 @@ unsafe impl GlobalAlloc for Chosen {
     }
 }
 
-/// The allocator this process uses, by its [`ENV`] value.
+/// The allocator this process uses: mimalloc only where [`Chosen`] is the
+/// global allocator and picked it (a process without [`Chosen`], e.g. a
+/// test binary, never sets the choice and runs on glibc's).
 pub fn name() -> &'static str {
-    if kind() == SYS { GLIBC } else { MIMALLOC }
+    if KIND.load(Ordering::Relaxed) == MI {
+        MIMALLOC
+    } else {
+        GLIBC
+    }
 }
 
 /// Refuses a value of [`ENV`] that names no allocator (the process would

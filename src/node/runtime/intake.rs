@@ -85,8 +85,9 @@ pub struct Intake {
     capacity: usize,
     queues: HashMap<Ipv4Addr, VecDeque<Incoming>>,
     /// Emptied queues kept for the next peers (at most [`SPARE_QUEUES`]):
-    /// most datagrams find the intake empty and leave it empty again, and a
-    /// fresh queue was an allocation and a free per datagram (issue 17).
+    /// a datagram that queues behind another (a querier's Data behind its
+    /// Confirm) would otherwise cost a fresh queue, an allocation and a free
+    /// (issue 17).
     spare: Vec<VecDeque<Incoming>>,
     /// The one datagram of an intake that held nothing else: most datagrams
     /// arrive alone and leave before the next (a chain's), and the queues'
@@ -287,8 +288,9 @@ mod tests {
         }
     }
 
-    /// The common case reuses one queue, and a flood's long queue is not
-    /// kept once it drains (a spare holds at most a few small queues).
+    /// A lone datagram takes no queue, datagrams behind one reuse emptied
+    /// queues, and a flood's long queue is not kept once it drains (a spare
+    /// holds at most a few small queues).
     #[test]
     fn emptied_queues_are_reused_and_a_floods_queue_is_given_back() {
         let now = Instant::now();
