@@ -257,6 +257,7 @@ pub(super) async fn start_actors(
             core: NodeCore::new(cfg, rec2, rand::random()),
             sockets,
             vlink,
+            later: Vec::new(),
             api: None,
             replies: std::collections::HashMap::new(),
             next_token: 0,

@@ -154,6 +154,15 @@ impl KernelWork {
         }
     }
 
+    /// Wakes the tunnel thread ahead of a tunnel end about to come (see
+    /// [`Job::Warm`]); nothing before the node's first tunnel end has
+    /// started the thread.
+    pub(super) fn warm_tunnels(&self) {
+        if let Some(k) = &self.tunnels.kernel {
+            let _ = k.send(Job::Warm);
+        }
+    }
+
     /// Queues a tunnel end's work, counted as pending until its thread
     /// reports it.
     pub(super) fn tunnel(&mut self, w: VlinkWork) {
