@@ -156,8 +156,11 @@ impl KernelWork {
 
     /// Wakes the tunnel thread ahead of a tunnel end about to come (see
     /// [`Job::Warm`]); nothing before the node's first tunnel end has
-    /// started the thread.
+    /// started the thread, nor while it has work (it is awake then).
     pub(super) fn warm_tunnels(&self) {
+        if self.busy.load(Ordering::SeqCst) > 0 {
+            return;
+        }
         if let Some(k) = &self.tunnels.kernel {
             let _ = k.send(Job::Warm);
         }
