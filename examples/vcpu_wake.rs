@@ -1,10 +1,12 @@
 //! How long a thread woken onto an idle CPU waits before it runs, by how
 //! long that CPU was idle (issue 17, stop 35). A waiter pinned to the last
-//! CPU blocks on a channel; the main thread, pinned to the first, sleeps
-//! for the gap, then sends and measures until the waiter has run. On this
-//! machine kind (a virtual machine) an idle vCPU is halted by the host and
-//! waking it costs far more than on bare metal: what the kernel thread of a
-//! node pays when the first setup after a quiet spell hands it work.
+//! CPU this process may use blocks on a channel; the main thread, pinned to
+//! the first, sleeps for the gap, then sends and measures until the waiter
+//! has run. "Idle" means this program left the CPU alone for the gap; on a
+//! quiet machine nothing else runs there either. On this machine kind (a
+//! virtual machine) an idle vCPU is halted by the host, and waking it costs
+//! far more than on bare metal: what the kernel thread of a node pays when
+//! the first setup after a quiet spell hands it work.
 //!
 //! `cargo run --release --example vcpu_wake -- [ROUNDS]` (default 200 per
 //! gap). Needs two CPUs; not root.
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
 const GAPS_US: [u64; 4] = [100, 1_000, 5_000, 35_000];
@@ -27,23 +29,32 @@ fn pin(cpu: usize) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::args().nth(1).map_or(Ok(200), |a| a.parse())?;
-    let cpus = std::thread::available_parallelism()?.get();
-    anyhow::ensure!(cpus >= 2, "needs two CPUs, this process may use {cpus}");
+    anyhow::ensure!(rounds > 0, "ROUNDS must be at least 1");
+    let mask = sched_getaffinity(Pid::from_raw(0))?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| mask.is_set(c).unwrap_or(false))
+        .collect();
+    let (first, last) = match (cpus.first(), cpus.last()) {
+        (Some(&f), Some(&l)) if f != l => (f, l),
+        _ => anyhow::bail!("needs two CPUs; this process may use {cpus:?}"),
+    };
     let epoch = Instant::now();
     let ran = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<()>();
+    let (ready_tx, ready) = mpsc::channel::<anyhow::Result<()>>();
     let seen = ran.clone();
-    let waiter = std::thread::spawn(move || -> anyhow::Result<()> {
-        pin(cpus - 1)?;
+    let waiter = std::thread::spawn(move || {
+        // Pinned before the first round is timed; a failure ends the run.
+        let _ = ready_tx.send(pin(last));
         while rx.recv().is_ok() {
             seen.store(epoch.elapsed().as_nanos() as u64, Ordering::Release);
         }
-        Ok(())
     });
-    pin(0)?;
+    ready.recv()??;
+    pin(first)?;
     println!(
-        "wake -> run of a thread on CPU {}, by idle time before ({rounds} rounds each):",
-        cpus - 1
+        "wake -> run of a thread on CPU {last}, woken from CPU {first}, by idle time before \
+         ({rounds} rounds each):"
     );
     for gap in GAPS_US {
         let mut d = Vec::with_capacity(rounds);
@@ -73,6 +84,6 @@ fn main() -> anyhow::Result<()> {
     drop(tx);
     waiter
         .join()
-        .map_err(|_| anyhow::anyhow!("waiter panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the waiting thread panicked"))?;
     Ok(())
 }

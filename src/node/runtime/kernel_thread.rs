@@ -72,7 +72,8 @@ pub(super) enum Work {
 }
 
 /// How long the kernel thread of several nodes looks for more work after
-/// each operation before it sleeps.
+/// each operation before it sleeps, and any kernel thread after a
+/// [`Job::Warm`].
 pub(super) const LOOK: Duration = Duration::from_micros(200);
 
 /// What a node's [`KernelWork`](super::vlink::KernelWork) sends.
@@ -84,8 +85,9 @@ pub(super) enum Job {
     Close(NodeKey),
     /// Work is coming soon (a setup request was read): the thread looks for
     /// it for [`LOOK`] instead of sleeping, so its CPU is awake when it
-    /// comes. A virtual CPU idle for tens of ms takes ~80 µs (p90 ~190) to
-    /// run a thread woken onto it, against ~7 µs after 0.1 ms idle.
+    /// comes. On this machine kind a vCPU idle for 35 ms took 70-85 µs in
+    /// the median (p90 up to ~0.2 ms) to run a thread woken onto it, against
+    /// ~6 µs after 0.1 ms idle (`examples/vcpu_wake`).
     Warm,
 }
 
@@ -146,6 +148,13 @@ impl KernelThread {
     }
 }
 
+/// Whether the next wait looks for work first: always with several nodes,
+/// else once after a [`Job::Warm`] (which it uses up; with several nodes a
+/// Warm stays set, and changes nothing).
+fn looks(nodes: usize, warm: &mut bool) -> bool {
+    nodes > 1 || std::mem::take(warm)
+}
+
 /// The next job; with `look` (several nodes, or a [`Job::Warm`] before),
 /// looks for one for [`LOOK`] before sleeping. `None` once every sender is
 /// gone.
@@ -184,7 +193,7 @@ fn run(rx: Receiver<Job>) {
     // Whose namespace the thread is in.
     let mut here: Option<NodeKey> = None;
     let mut warm = false;
-    while let Some(job) = next(&rx, nodes.len() > 1 || std::mem::take(&mut warm)) {
+    while let Some(job) = next(&rx, looks(nodes.len(), &mut warm)) {
         match job {
             Job::Warm => warm = true,
             Job::Register(k, st) => {
@@ -374,11 +383,23 @@ impl NodeKernel {
 mod tests {
     use super::*;
 
-    /// What a `Warm` buys: the thread looks for its next job instead of
-    /// sleeping, and a job sent while it looks, or after it gave up and
-    /// slept, is taken all the same; the end of the senders ends it.
+    /// A thread of one node looks once after each Warm, a thread of
+    /// several after every job.
     #[test]
-    fn a_looking_thread_takes_work_sent_during_and_after_its_look() {
+    fn a_warm_makes_the_next_wait_look_once() {
+        let mut warm = false;
+        assert!(!looks(1, &mut warm));
+        warm = true;
+        assert!(looks(1, &mut warm));
+        assert!(!looks(1, &mut warm), "a Warm is used up by one wait");
+        assert!(looks(2, &mut warm));
+    }
+
+    /// Looking loses nothing: jobs sent at any time, during a look or
+    /// after it gave up and slept, are taken in order; the end of the
+    /// senders ends the wait.
+    #[test]
+    fn a_looking_wait_takes_every_job_in_order() {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let t = std::thread::spawn(move || {
             let mut got = vec![];

@@ -230,7 +230,9 @@ impl NodeState {
             // on this thread (veth), ~50 µs on the initiator, and the end
             // is the longest piece of the setup's kernel work, done in
             // order under the RTNL lock with the responder's end and the
-            // classes (issue 17). The rest keeps its place after them.
+            // classes (issue 17). A teardown's end (out of service) moves
+            // ahead of its TEAR alike: the two never waited for each other.
+            // The rest keeps its place after the datagrams.
             let mut later = std::mem::take(&mut self.later);
             let mut any = false;
             while let Some(a) = self.core.poll_action() {
@@ -495,8 +497,9 @@ impl Handler<ApiCall> for NodeActor {
                 st.vlink.class(ClassWork::ForgetInterfaces);
             }
             if matches!(call.req, Request::Setup { .. }) {
-                // The initiator's tunnel end follows in ~0.1 ms: its
-                // thread's CPU wakes meanwhile.
+                // The initiator's tunnel end is handed over at the end of
+                // this turn, after admission and the setup's state: the
+                // tunnel thread's CPU wakes meanwhile.
                 st.vlink.warm_tunnels();
             }
             st.core

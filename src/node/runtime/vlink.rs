@@ -156,7 +156,9 @@ impl KernelWork {
 
     /// Wakes the tunnel thread ahead of a tunnel end about to come (see
     /// [`Job::Warm`]); nothing before the node's first tunnel end has
-    /// started the thread, nor while it has work (it is awake then).
+    /// started the thread, nor while tunnel work or a deferred deletion is
+    /// pending (under load the thread is busy, and a Warm per request would
+    /// only queue).
     pub(super) fn warm_tunnels(&self) {
         if self.busy.load(Ordering::SeqCst) > 0 {
             return;
