@@ -15,8 +15,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use mimalloc::MiMalloc;
 
-/// The environment variable that picks the allocator.
-pub const ENV: &str = "VLSP_ALLOCATOR";
+/// The environment variable that picks the allocator, as `getenv` takes it
+/// inside the first allocation (where nothing may allocate).
+const ENV_C: &CStr = c"VLSP_ALLOCATOR";
+/// The same name, for everything else.
+pub const ENV: &str = match ENV_C.to_str() {
+    Ok(s) => s,
+    Err(_) => panic!("the variable's name is ASCII"),
+};
 /// Its values.
 pub const MIMALLOC: &str = "mimalloc";
 pub const GLIBC: &str = "glibc";
@@ -53,7 +59,7 @@ fn kind() -> u8 {
     // back to the default here and is refused by [`check_env`].
     // SAFETY: the name is a NUL-terminated constant; the result is read at
     // once.
-    let v = unsafe { libc::getenv(c"VLSP_ALLOCATOR".as_ptr()) };
+    let v = unsafe { libc::getenv(ENV_C.as_ptr()) };
     let v = (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_bytes());
     let k = parse(v).unwrap_or(MI);
     match KIND.compare_exchange(UNSET, k, Ordering::Relaxed, Ordering::Relaxed) {
