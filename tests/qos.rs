@@ -1,7 +1,8 @@
 //! Root integration tests of QoS enforcement: reservations become HTB
 //! classes and u32 filters on every hop, go away on teardown, on a refresh
 //! timeout and when a node stops; admission stays exact under concurrent
-//! requests; and a reserved virtual link keeps its rate under a flood.
+//! requests; a reserved virtual link keeps its rate under a flood; and a
+//! node's next instance removes the classes a killed one left.
 
 mod common;
 
@@ -354,4 +355,99 @@ fn own_signaling_takes_the_direct_queue_without_the_filters() {
     assert_eq!(class(), class0, "bytes reached {SIGNALING_CLASS}");
     tb.down().unwrap();
     assert!(leftovers(&name).is_empty());
+}
+
+/// A node killed with reservations in place leaves its classes (its
+/// enforcer never dropped). The node's next instance, at its first
+/// reservation on that link, removes them with their filters: before, its
+/// first class id was refused (`EEXIST`) and every reservation on the link
+/// failed, while the dead reservations' filters kept shaping their flows.
+#[tokio::test(flavor = "current_thread")]
+async fn a_restarted_node_removes_the_classes_its_killed_predecessor_left() {
+    use vlsp::kernel::tc::HtbEnforcer;
+    use vlsp::kernel::{netns, substrate};
+    use vlsp::model::measure::Recorder;
+    use vlsp::model::units::Rate;
+    use vlsp::proto::rmf::{Classifier, Enforcer};
+
+    if !require_root("a_restarted_node_removes_the_classes_its_killed_predecessor_left") {
+        return;
+    }
+    let name = format!("tkc{}", std::process::id() % 100_000);
+    let text = vlsp::topology::chain(&name, 3, 3).unwrap();
+    let t = vlsp::topology::Topology::parse(&text, std::path::Path::new("kc.toml")).unwrap();
+    let _guard = Down(t.name.clone());
+    substrate::up_shaped(&t, substrate::Shaping::Eager)
+        .await
+        .unwrap();
+    let ns = substrate::ns_name(&t.name, "r1");
+    let f = std::fs::File::open(netns::ns_path(&ns)).unwrap();
+    let flow = |vni: u32| Classifier {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        protocol: 17,
+        vni: Some(vni),
+    };
+    let open = || {
+        netns::with_netns(&f, || HtbEnforcer::open(Recorder::disabled("r1")))
+            .unwrap()
+            .unwrap()
+    };
+    let install = |e: &mut HtbEnforcer, sid: u8, vni: u32| {
+        netns::with_netns(&f, || {
+            e.install(&[sid; 16], "eth1", Rate::from_bps(1_000_000), &flow(vni))
+        })
+        .unwrap()
+    };
+    let classes = || ns_output(&ns, "tc class show dev eth1");
+    let filters = || ns_output(&ns, "tc filter show dev eth1");
+    // Two reservations at work (1:2, 1:3) and one idle (1:4, no filter).
+    let mut dead = open();
+    for (sid, vni) in [(1, 11), (2, 12), (3, 13)] {
+        install(&mut dead, sid, vni).unwrap();
+    }
+    netns::with_netns(&f, || dead.remove(&[3; 16])).unwrap();
+    for c in ["class htb 1:2 ", "class htb 1:3 ", "class htb 1:4 "] {
+        assert!(classes().contains(c), "{c} missing:\n{}", classes());
+    }
+    // Killed: nothing of it runs any more, its drop included.
+    std::mem::forget(dead);
+
+    let mut next = open();
+    install(&mut next, 9, 19).expect("the next instance's first reservation");
+    let shown = classes();
+    let reservations: Vec<&str> = shown
+        .lines()
+        .filter(|l| vlsp::kernel::tc::is_reservation_line(l) || vlsp::kernel::tc::is_idle_line(l))
+        .collect();
+    assert_eq!(reservations.len(), 1, "only the new class:\n{shown}");
+    assert!(reservations[0].starts_with("class htb 1:2 "), "{shown}");
+    // One reservation filter, leading to the new class: the dead ones'
+    // (pref 2 and 3) are gone, the signaling filters (pref 1) stay.
+    let shown = filters();
+    let words: Vec<&str> = shown.split_whitespace().collect();
+    let flowids: Vec<&str> = words
+        .windows(2)
+        .filter(|w| w[0].trim_start_matches('*') == "flowid" && w[1] != "1:fffe")
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(flowids, ["1:2"], "{shown}");
+    assert!(!shown.contains("pref 3 "), "{shown}");
+    assert!(
+        shown.contains("pref 1 "),
+        "signaling filters kept:\n{shown}"
+    );
+    // A second reservation takes the next id, as on a clean link.
+    install(&mut next, 10, 20).unwrap();
+    assert!(classes().contains("class htb 1:3 "), "{}", classes());
+    // The instance that stops cleanly leaves nothing.
+    netns::with_netns(&f, || drop(next)).unwrap();
+    assert!(
+        !classes()
+            .lines()
+            .any(|l| vlsp::kernel::tc::is_reservation_line(l) || vlsp::kernel::tc::is_idle_line(l)),
+        "{}",
+        classes()
+    );
+    substrate::down(&t.name).unwrap();
 }

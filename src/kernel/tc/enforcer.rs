@@ -32,6 +32,9 @@ pub struct HtbEnforcer {
     used_minors: HashMap<String, HashSet<u16>>,
     /// Idle classes per link, the next to reuse last.
     idle: HashMap<String, Vec<u16>>,
+    /// Links looked at for classes an earlier instance of the node left
+    /// ([`Self::sweep`]).
+    swept: HashSet<String>,
     /// Capacities of the links `vlsp up` may have left unshaped (see
     /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
     /// shaped.
@@ -47,6 +50,7 @@ impl HtbEnforcer {
             by_sid: HashMap::new(),
             used_minors: HashMap::new(),
             idle: HashMap::new(),
+            swept: HashSet::new(),
             unshaped: HashMap::new(),
         })
     }
@@ -94,6 +98,54 @@ impl HtbEnforcer {
         }
     }
 
+    /// At the node's first reservation on `link`, removes the reservation
+    /// classes (and their filters) that an earlier instance of the node
+    /// left there when it ended without dropping its enforcer (killed,
+    /// crashed): no other program makes reservation classes on a node's
+    /// links. Left, each would refuse the class id it holds (`EEXIST`) and
+    /// keep its filter putting a flow no longer reserved into its class.
+    fn sweep(&mut self, link: &str) {
+        if self.swept.contains(link) {
+            return;
+        }
+        let found = match self.tc.reservation_minors(link) {
+            Ok(found) => found,
+            // Looked at again at the next reservation.
+            Err(e) => {
+                tracing::debug!("{}: {e}", self.rec.node());
+                return;
+            }
+        };
+        let mine = self.used_minors.get(link);
+        let left: Vec<u16> = found
+            .into_iter()
+            .filter(|m| mine.is_none_or(|u| !u.contains(m)))
+            .collect();
+        if !left.is_empty() {
+            let ids: Vec<String> = left.iter().map(|m| format!("1:{m:x}")).collect();
+            tracing::warn!(
+                "{}: {} reservation classes on {link} ({}) were left by an earlier instance of \
+                 this node that did not stop cleanly (killed or crashed?); removing them and \
+                 their filters",
+                self.rec.node(),
+                left.len(),
+                ids.join(", ")
+            );
+        }
+        for m in left {
+            // An idle class has no filter: ENOENT for it is fine.
+            match self.tc.del(link, m) {
+                Ok(())
+                | Err(QosError::Kernel {
+                    errno: libc::ENOENT,
+                    ..
+                }) => {}
+                Err(e) => tracing::warn!("{}: {e}", self.rec.node()),
+            }
+        }
+        self.swept.insert(link.to_string());
+    }
+
     fn free_minor(&self, link: &str) -> Option<u16> {
         let used = self.used_minors.get(link);
         (2..SIG_MINOR).find(|m| used.is_none_or(|u| !u.contains(m)))
@@ -108,6 +160,7 @@ impl HtbEnforcer {
         rate_bps: u64,
         c: &Classifier,
     ) -> Result<(), String> {
+        self.sweep(link);
         if let Some(minor) = self.idle.get_mut(link).and_then(Vec::pop) {
             match self.tc.reuse(link, minor, rate_bps, c) {
                 Ok(()) => {
@@ -201,6 +254,7 @@ impl Enforcer for HtbEnforcer {
     fn forget_interfaces(&mut self) {
         self.delete_idle();
         self.tc.ifindexes.clear();
+        self.swept.clear();
     }
 
     fn install(

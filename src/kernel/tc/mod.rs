@@ -27,8 +27,8 @@
 use std::collections::HashMap;
 
 use rtnetlink::packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::tc::{
@@ -380,6 +380,20 @@ pub fn del_class(ifindex: u32, minor: u16) -> RouteNetlinkMessage {
     ))
 }
 
+/// Asks for every class of interface `ifindex` (sent with `NLM_F_DUMP`).
+pub fn get_classes(ifindex: u32) -> RouteNetlinkMessage {
+    RouteNetlinkMessage::GetTrafficClass(TcMessage::from_parts(
+        header(ifindex, TcHandle::UNSPEC, TcHandle::UNSPEC, 0),
+        vec![],
+    ))
+}
+
+/// Whether class `h` is a reservation's (`1:N`, none of the link's own),
+/// as [`is_reservation_class`] tells it from `tc` output.
+fn is_reservation_handle(h: TcHandle) -> bool {
+    h.major == MAJOR && ![0, TOP_MINOR, BE_MINOR, SIG_MINOR].contains(&h.minor)
+}
+
 /// A request as bytes, ready for the socket.
 pub fn serialize(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
     let mut h = NetlinkHeader::default();
@@ -516,6 +530,63 @@ impl Tc {
             }
         }
         std::array::from_fn(|i| out[i].take().unwrap_or_else(|| Err(no_ack(&whats[i]))))
+    }
+
+    /// The minors of the reservation classes on `ifname`, at work or idle,
+    /// whoever made them (a dump of its classes).
+    pub fn reservation_minors(&mut self, ifname: &str) -> Result<Vec<u16>, QosError> {
+        let i = self.ifindex(ifname)?;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let what = "dump of HTB classes";
+        let kernel = |errno: i32| QosError::Kernel {
+            what: what.to_string(),
+            ifname: ifname.to_string(),
+            errno,
+        };
+        self.sock.send(
+            &serialize(get_classes(i), NLM_F_REQUEST | NLM_F_DUMP, seq),
+            0,
+        )?;
+        let mut minors = vec![];
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            if n == 0 {
+                return Err(QosError::NoAck {
+                    what: what.to_string(),
+                    ifname: ifname.to_string(),
+                });
+            }
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap()) as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                let m =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + len]);
+                off += (len + 3) & !3;
+                let Ok(m) = m else { continue };
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(minors),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(minors),
+                            Some(c) => Err(kernel(-c.get())),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficClass(c))
+                        if c.header.index == i as i32 && is_reservation_handle(c.header.handle) =>
+                    {
+                        minors.push(c.header.handle.minor);
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Shapes `ifname` to `capacity_bps`: root HTB, the capacity class and
@@ -753,6 +824,35 @@ impl Tc {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn class_dump_request_bytes() {
+        let got = serialize(get_classes(7), NLM_F_REQUEST | NLM_F_DUMP, 9);
+        #[rustfmt::skip]
+        let want = [
+            36, 0, 0, 0,    // nlmsg_len: header 16 + tcmsg 20
+            42, 0,          // RTM_GETTCLASS
+            0x01, 0x03,     // NLM_F_REQUEST | NLM_F_DUMP
+            9, 0, 0, 0,     // sequence
+            0, 0, 0, 0,     // port id: the kernel's
+            0, 0, 0, 0,     // tcm_family, padding
+            7, 0, 0, 0,     // tcm_ifindex: that interface's classes only
+            0, 0, 0, 0,     // tcm_handle
+            0, 0, 0, 0,     // tcm_parent
+            0, 0, 0, 0,     // tcm_info
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn only_reservation_handles_are_swept() {
+        let h = |major, minor| TcHandle { major, minor };
+        assert!(is_reservation_handle(h(1, 2)));
+        assert!(is_reservation_handle(h(1, 0xfffd)));
+        for other in [h(1, 0), h(1, 1), h(1, 0xffff), h(1, 0xfffe), h(2, 2)] {
+            assert!(!is_reservation_handle(other), "{other:?}");
+        }
+    }
 
     #[test]
     fn idle_classes_are_told_from_reservations_in_tc_output() {
