@@ -359,9 +359,10 @@ fn own_signaling_takes_the_direct_queue_without_the_filters() {
 
 /// A node killed with reservations in place leaves its classes (its
 /// enforcer never dropped). The node's next instance, at its first
-/// reservation on that link, removes them with their filters: before, its
-/// first class id was refused (`EEXIST`) and every reservation on the link
-/// failed, while the dead reservations' filters kept shaping their flows.
+/// reservation, removes them with their filters: before, its first class
+/// id was refused (`EEXIST`) and every reservation on the link failed,
+/// while the other dead filters kept putting their flows into classes
+/// nobody owned.
 #[tokio::test(flavor = "current_thread")]
 async fn a_restarted_node_removes_the_classes_its_killed_predecessor_left() {
     use vlsp::kernel::tc::HtbEnforcer;
@@ -407,14 +408,31 @@ async fn a_restarted_node_removes_the_classes_its_killed_predecessor_left() {
         install(&mut dead, sid, vni).unwrap();
     }
     netns::with_netns(&f, || dead.remove(&[3; 16])).unwrap();
+    // And one on the node's other link, which the next instance does not
+    // reserve on.
+    netns::with_netns(&f, || {
+        dead.install(&[4; 16], "eth0", Rate::from_bps(1_000_000), &flow(14))
+    })
+    .unwrap()
+    .unwrap();
+    let reservations_on = |dev: &str| {
+        ns_output(&ns, &format!("tc class show dev {dev}"))
+            .lines()
+            .filter(|l| {
+                vlsp::kernel::tc::is_reservation_line(l) || vlsp::kernel::tc::is_idle_line(l)
+            })
+            .count()
+    };
+    assert_eq!(reservations_on("eth0"), 1);
     for c in ["class htb 1:2 ", "class htb 1:3 ", "class htb 1:4 "] {
         assert!(classes().contains(c), "{c} missing:\n{}", classes());
     }
     // Killed: nothing of it runs any more, its drop included.
     std::mem::forget(dead);
 
-    let mut next = open();
+    let mut next = open().sweeping(["eth0".to_string(), "eth1".to_string()]);
     install(&mut next, 9, 19).expect("the next instance's first reservation");
+    assert_eq!(reservations_on("eth0"), 0, "the other link is swept too");
     let shown = classes();
     let reservations: Vec<&str> = shown
         .lines()

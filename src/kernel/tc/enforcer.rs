@@ -1,5 +1,6 @@
 //! The enforcer: a node's reservations as HTB classes on its egress
-//! interfaces, through one [`Tc`] socket in the node's namespace.
+//! interfaces, through one [`Tc`] socket in the node's namespace (or a
+//! [`super::FakeTc`] in tests).
 //!
 //! A torn-down reservation's class is made idle, not deleted: its filter
 //! goes, it takes prio [`super::IDLE_PRIO`] and keeps its rate (so what its
@@ -13,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{BE_MINOR, QosError, SIG_MINOR, Tc};
+use super::{BE_MINOR, QosError, SIG_MINOR, Tc, TrafficControl};
 use crate::model::measure::{PointKind, Recorder};
 use crate::proto::rmf::{Classifier, Enforcer};
 
@@ -24,16 +25,17 @@ pub const IDLE_MAX: usize = 64;
 /// Installs a node's reservations as HTB classes on its egress interfaces.
 /// Lives on the node's thread (the socket is in the node's namespace) and
 /// removes everything it installed when dropped, i.e. when the node stops.
-pub struct HtbEnforcer {
-    tc: Tc,
+pub struct HtbEnforcer<T: TrafficControl = Tc> {
+    tc: T,
     rec: Recorder,
     by_sid: HashMap<[u8; 16], (String, u16, u64)>,
     /// Class ids in the kernel per link: at work and idle.
     used_minors: HashMap<String, HashSet<u16>>,
     /// Idle classes per link, the next to reuse last.
     idle: HashMap<String, Vec<u16>>,
-    /// Links looked at for classes an earlier instance of the node left
-    /// ([`Self::sweep`]).
+    /// The node's links, and those looked at for classes an earlier
+    /// instance of the node left ([`Self::sweep`]).
+    links: Vec<String>,
     swept: HashSet<String>,
     /// Capacities of the links `vlsp up` may have left unshaped (see
     /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
@@ -44,15 +46,23 @@ pub struct HtbEnforcer {
 impl HtbEnforcer {
     /// Opens the netlink socket in the calling thread's namespace.
     pub fn open(rec: Recorder) -> Result<Self, QosError> {
-        Ok(Self {
-            tc: Tc::open()?,
+        Ok(Self::with(Tc::open()?, rec))
+    }
+}
+
+impl<T: TrafficControl> HtbEnforcer<T> {
+    /// An enforcer working through `tc`.
+    pub fn with(tc: T, rec: Recorder) -> Self {
+        Self {
+            tc,
             rec,
             by_sid: HashMap::new(),
             used_minors: HashMap::new(),
             idle: HashMap::new(),
+            links: Vec::new(),
             swept: HashSet::new(),
             unshaped: HashMap::new(),
-        })
+        }
     }
 
     /// Links `(ifname, capacity)` to shape ([`Tc::shape`]) at their first
@@ -98,37 +108,67 @@ impl HtbEnforcer {
         }
     }
 
-    /// At the node's first reservation on `link`, removes the reservation
-    /// classes (and their filters) that an earlier instance of the node
-    /// left there when it ended without dropping its enforcer (killed,
-    /// crashed): no other program makes reservation classes on a node's
+    /// The node's links (`ifname`s): at its first reservation the
+    /// enforcer removes what a killed earlier instance left on each
+    /// ([`Self::sweep`]), not only on the link reserved.
+    pub fn sweeping(mut self, links: impl IntoIterator<Item = String>) -> Self {
+        self.links.extend(links);
+        self
+    }
+
+    /// Before a class is taken on `link`: the node's links and `link` not
+    /// looked at yet are, for reservation classes (and their filters) an
+    /// earlier instance of the node left when it ended without dropping
+    /// its enforcer (killed, crashed, a container restarted in the same
+    /// namespace). No other program makes reservation classes on a node's
     /// links. Left, each would refuse the class id it holds (`EEXIST`) and
-    /// keep its filter putting a flow no longer reserved into its class.
+    /// its filter would put a flow no longer reserved into a class nobody
+    /// owns. At the node's first reservation it owns no class; later (a
+    /// link that could not be looked at, or a name new since), a class id
+    /// it holds on any link is left alone: a renamed interface keeps its
+    /// classes under its new name.
     fn sweep(&mut self, link: &str) {
-        if self.swept.contains(link) {
-            return;
+        let mut todo: Vec<String> = self
+            .links
+            .iter()
+            .filter(|l| !self.swept.contains(*l))
+            .cloned()
+            .collect();
+        if !self.swept.contains(link) && !todo.iter().any(|l| l == link) {
+            todo.push(link.to_string());
         }
+        for l in todo {
+            self.sweep_link(&l);
+        }
+    }
+
+    fn sweep_link(&mut self, link: &str) {
+        let node = self.rec.node().to_string();
         let found = match self.tc.reservation_minors(link) {
             Ok(found) => found,
-            // Looked at again at the next reservation.
+            // No such interface: nothing on it to remove.
+            Err(QosError::NoInterface { .. }) => {
+                self.swept.insert(link.to_string());
+                return;
+            }
             Err(e) => {
-                tracing::debug!("{}: {e}", self.rec.node());
+                tracing::warn!(
+                    "{node}: {e}; classes an earlier instance of this node left on {link}, if \
+                     any, stay until its next reservation looks again"
+                );
                 return;
             }
         };
-        let mine = self.used_minors.get(link);
-        let left: Vec<u16> = found
-            .into_iter()
-            .filter(|m| mine.is_none_or(|u| !u.contains(m)))
-            .collect();
+        let ours: HashSet<u16> = self.used_minors.values().flatten().copied().collect();
+        let left: Vec<u16> = found.into_iter().filter(|m| !ours.contains(m)).collect();
         if !left.is_empty() {
             let ids: Vec<String> = left.iter().map(|m| format!("1:{m:x}")).collect();
             tracing::warn!(
-                "{}: {} reservation classes on {link} ({}) were left by an earlier instance of \
-                 this node that did not stop cleanly (killed or crashed?); removing them and \
+                "{node}: {} reservation class{} on {link} ({}) left by an earlier instance of \
+                 this node that did not stop cleanly (killed or crashed?): removing them with \
                  their filters",
-                self.rec.node(),
                 left.len(),
+                if left.len() == 1 { "" } else { "es" },
                 ids.join(", ")
             );
         }
@@ -140,7 +180,19 @@ impl HtbEnforcer {
                     errno: libc::ENOENT,
                     ..
                 }) => {}
-                Err(e) => tracing::warn!("{}: {e}", self.rec.node()),
+                // Its id is not handed out: the kernel would refuse it.
+                Err(e) => {
+                    tracing::warn!(
+                        "{node}: {e}; class 1:{m:x} on {link} stays, and this node uses other \
+                         ids there (remove it with `tc class del dev {link} classid 1:{m:x}`, \
+                         its filter with `tc filter del dev {link} prio {m}`, in the node's \
+                         namespace)"
+                    );
+                    self.used_minors
+                        .entry(link.to_string())
+                        .or_default()
+                        .insert(m);
+                }
             }
         }
         self.swept.insert(link.to_string());
@@ -247,14 +299,13 @@ fn gone(e: &QosError) -> bool {
     )
 }
 
-impl Enforcer for HtbEnforcer {
+impl<T: TrafficControl> Enforcer for HtbEnforcer<T> {
     /// Interfaces were renamed or made anew: the idle classes are deleted
     /// by the indexes known until now (a renamed interface keeps its
     /// index, and its classes would no longer be found by name).
     fn forget_interfaces(&mut self) {
         self.delete_idle();
-        self.tc.ifindexes.clear();
-        self.swept.clear();
+        self.tc.forget_interfaces();
     }
 
     fn install(
@@ -305,7 +356,7 @@ impl Enforcer for HtbEnforcer {
     }
 }
 
-impl Drop for HtbEnforcer {
+impl<T: TrafficControl> Drop for HtbEnforcer<T> {
     /// A stopped node leaves no class of its own, at work or idle.
     fn drop(&mut self) {
         let at_work: Vec<(String, u16)> = self
@@ -317,5 +368,180 @@ impl Drop for HtbEnforcer {
             self.delete(&link, minor, true);
         }
         self.delete_idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::tc::fake::{FakeClass, FakeTc};
+    use crate::model::units::Rate;
+
+    const FLOW: Classifier = Classifier {
+        src: std::net::Ipv4Addr::new(10, 0, 0, 1),
+        dst: std::net::Ipv4Addr::new(10, 0, 0, 2),
+        protocol: 17,
+        vni: Some(7),
+    };
+
+    fn enforcer(tc: &FakeTc) -> HtbEnforcer<FakeTc> {
+        HtbEnforcer::with(tc.clone(), Recorder::disabled("r1"))
+    }
+
+    fn install(e: &mut HtbEnforcer<FakeTc>, sid: u8, bps: u64) -> Result<(), String> {
+        e.install(&[sid; 16], "eth1", Rate::from_bps(bps), &FLOW)
+    }
+
+    fn at_work(rate_bps: u64) -> FakeClass {
+        FakeClass {
+            rate_bps,
+            idle: false,
+            filter: Some(FLOW),
+        }
+    }
+
+    #[test]
+    fn a_torn_down_class_waits_idle_and_the_next_reservation_takes_it_back() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        let mut e = enforcer(&tc);
+        install(&mut e, 1, 1_000_000).unwrap();
+        e.remove(&[1; 16]);
+        let idle = &tc.link("eth1").classes[&2];
+        assert!(idle.idle && idle.filter.is_none(), "{idle:?}");
+        assert_eq!(idle.rate_bps, 1_000_000, "it drains at its old rate");
+        install(&mut e, 2, 5_000_000).unwrap();
+        assert_eq!(tc.link("eth1").classes[&2], at_work(5_000_000));
+        assert_eq!(
+            tc.calls(),
+            [
+                "dump eth1",
+                "add eth1 1:2",
+                "idle eth1 1:2",
+                "reuse eth1 1:2"
+            ],
+            "one dump, then no new class"
+        );
+    }
+
+    #[test]
+    fn at_most_idle_max_classes_wait_on_a_link() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        let mut e = enforcer(&tc);
+        let n = IDLE_MAX as u8 + 1;
+        for sid in 0..n {
+            install(&mut e, sid, 1_000_000).unwrap();
+        }
+        for sid in 0..n {
+            e.remove(&[sid; 16]);
+        }
+        let classes = tc.link("eth1").classes;
+        assert_eq!(classes.len(), IDLE_MAX, "the one beyond is deleted");
+        assert!(classes.values().all(|c| c.idle));
+    }
+
+    fn idle_class(rate_bps: u64) -> FakeClass {
+        FakeClass {
+            rate_bps,
+            idle: true,
+            filter: None,
+        }
+    }
+
+    #[test]
+    fn what_a_killed_instance_left_on_every_link_goes_at_the_first_reservation() {
+        let tc = FakeTc::with_links(&["eth0", "eth1"], true);
+        tc.leave("eth1", 2, at_work(9_000_000));
+        tc.leave("eth1", 3, idle_class(9_000_000));
+        tc.leave("eth0", 2, at_work(9_000_000));
+        let mut e = enforcer(&tc).sweeping(["eth0".to_string(), "eth1".to_string()]);
+        install(&mut e, 1, 1_000_000).unwrap();
+        let eth1 = tc.link("eth1").classes;
+        assert_eq!(eth1.len(), 1, "{eth1:?}");
+        assert_eq!(eth1[&2], at_work(1_000_000), "the new class takes 1:2");
+        assert!(tc.link("eth0").classes.is_empty(), "the other link too");
+        // Each link is looked at once, also after its interfaces were made
+        // anew (a link's new interface has nothing left on it).
+        install(&mut e, 2, 1_000_000).unwrap();
+        e.forget_interfaces();
+        install(&mut e, 3, 1_000_000).unwrap();
+        let dumps: Vec<String> = tc
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("dump"))
+            .collect();
+        assert_eq!(dumps, ["dump eth0", "dump eth1"]);
+        assert_eq!(tc.link("eth1").classes.len(), 3);
+    }
+
+    #[test]
+    fn a_class_id_the_node_holds_is_never_swept() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        let mut e = enforcer(&tc).sweeping(["eth1".to_string()]);
+        install(&mut e, 1, 1_000_000).unwrap();
+        // A name the node had not seen: eth1's class 1:2 under it (a
+        // rename), and a class a killed instance left.
+        tc.add_link(
+            "eth2",
+            [(2, at_work(1_000_000)), (5, at_work(9_000_000))].into(),
+        );
+        let err = e
+            .install(&[2; 16], "eth2", Rate::from_bps(1_000_000), &FLOW)
+            .unwrap_err();
+        assert!(err.contains("File exists"), "{err}");
+        let eth2 = tc.link("eth2").classes;
+        assert_eq!(eth2.keys().copied().collect::<Vec<_>>(), [2], "{eth2:?}");
+    }
+
+    #[test]
+    fn a_left_class_that_cannot_be_removed_keeps_its_id_out_of_use() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        tc.leave("eth1", 2, at_work(9_000_000));
+        tc.refuse_next("del", libc::EPERM);
+        let mut e = enforcer(&tc);
+        install(&mut e, 1, 1_000_000).unwrap();
+        let eth1 = tc.link("eth1").classes;
+        assert_eq!(eth1[&2], at_work(9_000_000), "still there");
+        assert_eq!(eth1[&3], at_work(1_000_000), "the next id is taken");
+        drop(e);
+        assert_eq!(
+            tc.link("eth1").classes.keys().copied().collect::<Vec<_>>(),
+            [2],
+            "a stopping node removes its own classes only"
+        );
+    }
+
+    #[test]
+    fn a_failed_look_is_tried_again_at_the_next_reservation() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        tc.leave("eth1", 2, at_work(9_000_000));
+        tc.refuse_next("dump", libc::ENOBUFS);
+        let mut e = enforcer(&tc);
+        let err = install(&mut e, 1, 1_000_000).unwrap_err();
+        assert!(err.contains("File exists"), "{err}");
+        install(&mut e, 1, 1_000_000).unwrap();
+        assert_eq!(tc.link("eth1").classes[&2], at_work(1_000_000));
+    }
+
+    #[test]
+    fn an_unshaped_link_is_shaped_at_its_first_reservation() {
+        let tc = FakeTc::with_links(&["eth1"], false);
+        let mut e = enforcer(&tc).shaping_on_demand([("eth1".to_string(), 10_000_000)]);
+        install(&mut e, 1, 1_000_000).unwrap();
+        assert!(tc.link("eth1").shaped);
+        assert_eq!(
+            tc.calls(),
+            ["dump eth1", "add eth1 1:2", "shape eth1", "add eth1 1:2"]
+        );
+    }
+
+    #[test]
+    fn a_stopped_enforcer_leaves_no_class_at_work_or_idle() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        let mut e = enforcer(&tc);
+        install(&mut e, 1, 1_000_000).unwrap();
+        install(&mut e, 2, 1_000_000).unwrap();
+        e.remove(&[1; 16]);
+        drop(e);
+        assert!(tc.link("eth1").classes.is_empty(), "{:?}", tc.link("eth1"));
     }
 }

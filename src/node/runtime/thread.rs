@@ -225,7 +225,8 @@ pub(super) async fn start_actors(
         Box::new(
             crate::kernel::tc::HtbEnforcer::open(rec.clone())
                 .map_err(|e| format!("node {}: QoS enforcement: {e}", cfg.name))?
-                .shaping_on_demand(cfg.links.iter().map(|l| (l.ifname.clone(), l.capacity_bps))),
+                .shaping_on_demand(cfg.links.iter().map(|l| (l.ifname.clone(), l.capacity_bps)))
+                .sweeping(cfg.links.iter().map(|l| l.ifname.clone())),
         )
     } else {
         Box::new(crate::proto::rmf::NoEnforcer)
