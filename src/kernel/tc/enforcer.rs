@@ -165,11 +165,15 @@ impl<T: TrafficControl> HtbEnforcer<T> {
             let ids: Vec<String> = left.iter().map(|m| format!("1:{m:x}")).collect();
             tracing::warn!(
                 "{node}: {} reservation class{} on {link} ({}) left by an earlier instance of \
-                 this node that did not stop cleanly (killed or crashed?): removing them with \
-                 their filters",
+                 this node that did not stop cleanly (killed or crashed?): removing {}",
                 left.len(),
                 if left.len() == 1 { "" } else { "es" },
-                ids.join(", ")
+                ids.join(", "),
+                if left.len() == 1 {
+                    "it and its filter"
+                } else {
+                    "them and their filters"
+                }
             );
         }
         for m in left {
