@@ -397,11 +397,7 @@ mod tests {
     }
 
     fn at_work(rate_bps: u64) -> FakeClass {
-        FakeClass {
-            rate_bps,
-            idle: false,
-            filter: Some(FLOW),
-        }
+        FakeClass::at_work(rate_bps, &FLOW)
     }
 
     #[test]

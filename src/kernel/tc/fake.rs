@@ -20,6 +20,17 @@ pub struct FakeClass {
     pub filter: Option<Classifier>,
 }
 
+impl FakeClass {
+    /// A reservation's class with its filter for `c`.
+    pub fn at_work(rate_bps: u64, c: &Classifier) -> Self {
+        Self {
+            rate_bps,
+            idle: false,
+            filter: Some(*c),
+        }
+    }
+}
+
 /// A link: shaped (root HTB and its own classes) or not, and its
 /// reservation classes by minor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,14 +167,7 @@ impl TrafficControl for FakeTc {
         if l.classes.contains_key(&minor) {
             return Err(kernel("add", ifname, libc::EEXIST));
         }
-        l.classes.insert(
-            minor,
-            FakeClass {
-                rate_bps,
-                idle: false,
-                filter: Some(*c),
-            },
-        );
+        l.classes.insert(minor, FakeClass::at_work(rate_bps, c));
         Ok(())
     }
 
@@ -178,11 +182,7 @@ impl TrafficControl for FakeTc {
         let l = s.links.get_mut(ifname).expect("checked in begin");
         match l.classes.get_mut(&minor) {
             Some(k) => {
-                *k = FakeClass {
-                    rate_bps,
-                    idle: false,
-                    filter: Some(*c),
-                };
+                *k = FakeClass::at_work(rate_bps, c);
                 Ok(())
             }
             None => Err(kernel("reuse", ifname, libc::ENOENT)),
