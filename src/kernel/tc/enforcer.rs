@@ -33,9 +33,10 @@ pub struct HtbEnforcer<T: TrafficControl = Tc> {
     used_minors: HashMap<String, HashSet<u16>>,
     /// Idle classes per link, the next to reuse last.
     idle: HashMap<String, Vec<u16>>,
-    /// The node's links, and those looked at for classes an earlier
-    /// instance of the node left ([`Self::sweep`]).
+    /// The node's links ([`Self::sweeping`]).
     links: Vec<String>,
+    /// Links looked at for classes an earlier instance of the node left
+    /// ([`Self::sweep`]).
     swept: HashSet<String>,
     /// Capacities of the links `vlsp up` may have left unshaped (see
     /// [`HtbEnforcer::shaping_on_demand`]); a link leaves the map once
@@ -124,9 +125,12 @@ impl<T: TrafficControl> HtbEnforcer<T> {
     /// links. Left, each would refuse the class id it holds (`EEXIST`) and
     /// its filter would put a flow no longer reserved into a class nobody
     /// owns. At the node's first reservation it owns no class; later (a
-    /// link that could not be looked at, or a name new since), a class id
-    /// it holds on any link is left alone: a renamed interface keeps its
-    /// classes under its new name.
+    /// link whose look failed, or a name new since), a class with an id
+    /// the node holds on any link is left alone, as it may be the node's
+    /// own under an interface's new name, and its id is not used on that
+    /// link. Only one instance of a node runs at a time (its API socket
+    /// and GIST ports are its own), so what the sweep removes is no live
+    /// node's.
     fn sweep(&mut self, link: &str) {
         let mut todo: Vec<String> = self
             .links
@@ -160,7 +164,22 @@ impl<T: TrafficControl> HtbEnforcer<T> {
             }
         };
         let ours: HashSet<u16> = self.used_minors.values().flatten().copied().collect();
-        let left: Vec<u16> = found.into_iter().filter(|m| !ours.contains(m)).collect();
+        let (kept, left): (Vec<u16>, Vec<u16>) = found.into_iter().partition(|m| ours.contains(m));
+        if !kept.is_empty() {
+            tracing::warn!(
+                "{node}: classes on {link} ({}) have ids this node holds on its links; left in \
+                 place (they may be its own under a new interface name), their ids not used on \
+                 {link}",
+                kept.iter()
+                    .map(|m| format!("1:{m:x}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.used_minors
+                .entry(link.to_string())
+                .or_default()
+                .extend(kept);
+        }
         if !left.is_empty() {
             let ids: Vec<String> = left.iter().map(|m| format!("1:{m:x}")).collect();
             tracing::warn!(
@@ -170,7 +189,7 @@ impl<T: TrafficControl> HtbEnforcer<T> {
                 if left.len() == 1 { "" } else { "es" },
                 ids.join(", "),
                 if left.len() == 1 {
-                    "it and its filter"
+                    "it and its filter, if any"
                 } else {
                     "them and their filters"
                 }
@@ -267,14 +286,20 @@ impl<T: TrafficControl> HtbEnforcer<T> {
     /// Deletes class `1:minor` (and its filter, if `at_work`), and frees
     /// the id.
     fn delete(&mut self, link: &str, minor: u16, at_work: bool) {
-        self.unuse(link, minor);
         let r = if at_work {
             self.tc.del(link, minor)
         } else {
             self.tc.del_class(link, minor)
         };
-        if let Err(e) = r {
-            tracing::warn!("{}: {e}", self.rec.node());
+        match r {
+            Ok(()) => self.unuse(link, minor),
+            Err(e) if gone(&e) => self.unuse(link, minor),
+            // The class may still be there: its id is not handed out
+            // again, or the kernel would refuse it (EEXIST).
+            Err(e) => tracing::warn!(
+                "{}: {e}; class 1:{minor:x} on {link} may stay, and its id is not used again",
+                self.rec.node()
+            ),
         }
     }
 
@@ -474,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn a_class_id_the_node_holds_is_never_swept() {
+    fn a_class_id_the_node_holds_is_never_swept_nor_taken_again() {
         let tc = FakeTc::with_links(&["eth1"], true);
         let mut e = enforcer(&tc).sweeping(["eth1".to_string()]);
         install(&mut e, 1, 1_000_000).unwrap();
@@ -484,12 +509,11 @@ mod tests {
             "eth2",
             [(2, at_work(1_000_000)), (5, at_work(9_000_000))].into(),
         );
-        let err = e
-            .install(&[2; 16], "eth2", Rate::from_bps(1_000_000), &FLOW)
-            .unwrap_err();
-        assert!(err.contains("File exists"), "{err}");
+        e.install(&[2; 16], "eth2", Rate::from_bps(1_000_000), &FLOW)
+            .unwrap();
         let eth2 = tc.link("eth2").classes;
-        assert_eq!(eth2.keys().copied().collect::<Vec<_>>(), [2], "{eth2:?}");
+        assert_eq!(eth2.keys().copied().collect::<Vec<_>>(), [2, 3], "{eth2:?}");
+        assert_eq!(eth2[&2], at_work(1_000_000), "left as it was");
     }
 
     #[test]
@@ -500,7 +524,7 @@ mod tests {
         let mut e = enforcer(&tc);
         install(&mut e, 1, 1_000_000).unwrap();
         let eth1 = tc.link("eth1").classes;
-        assert_eq!(eth1[&2], at_work(9_000_000), "still there");
+        assert!(eth1.contains_key(&2), "still there");
         assert_eq!(eth1[&3], at_work(1_000_000), "the next id is taken");
         drop(e);
         assert_eq!(
@@ -508,6 +532,28 @@ mod tests {
             [2],
             "a stopping node removes its own classes only"
         );
+    }
+
+    #[test]
+    fn a_class_of_its_own_that_cannot_be_deleted_keeps_its_id() {
+        let tc = FakeTc::with_links(&["eth1"], true);
+        let mut e = enforcer(&tc);
+        for sid in 0..=IDLE_MAX as u8 {
+            install(&mut e, sid, 1_000_000).unwrap();
+        }
+        for sid in 0..IDLE_MAX as u8 {
+            e.remove(&[sid; 16]);
+        }
+        // The 65th is deleted, not made idle; the kernel refuses.
+        tc.refuse_next("del", libc::EBUSY);
+        e.remove(&[IDLE_MAX as u8; 16]);
+        let stuck = 2 + IDLE_MAX as u16;
+        assert!(tc.link("eth1").classes.contains_key(&stuck));
+        // Idle ones are taken first; past them, a new id, not the stuck one.
+        for sid in 100..100 + IDLE_MAX as u8 + 1 {
+            install(&mut e, sid, 1_000_000).unwrap();
+        }
+        assert!(tc.link("eth1").classes.contains_key(&(stuck + 1)));
     }
 
     #[test]

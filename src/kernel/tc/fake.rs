@@ -1,7 +1,10 @@
-//! Traffic control in memory, for tests without root: the classes and
-//! filters of a node's links as the kernel would hold them after each
-//! request, with the kernel's answers (`EEXIST` for a class id taken,
-//! `ENOENT` for one missing or a link not shaped yet). Clones share one
+//! Traffic control in memory, for tests without root: the reservation
+//! classes and their filters on a node's links after each request, with
+//! [`super::Tc`]'s answers (`EEXIST` for a class id taken, `ENOENT` for one
+//! missing or a link not shaped yet) and its side effects on them (`add` on
+//! a taken id loses that id's filters in its undo). Not modelled: interface
+//! indexes and renames, and partial effects of a refused request (one
+//! refused with [`FakeTc::refuse_next`] changes nothing). Clones share one
 //! state, so a test keeps a handle while an enforcer owns the other.
 
 use std::collections::BTreeMap;
@@ -164,7 +167,11 @@ impl TrafficControl for FakeTc {
         if !l.shaped {
             return Err(kernel("add", ifname, libc::ENOENT));
         }
-        if l.classes.contains_key(&minor) {
+        if let Some(k) = l.classes.get_mut(&minor) {
+            // `Tc::add` sends the class and its filter together; the class
+            // is refused, the filter joins that priority's, and the undo
+            // deletes every filter at that priority.
+            k.filter = None;
             return Err(kernel("add", ifname, libc::EEXIST));
         }
         l.classes.insert(minor, FakeClass::at_work(rate_bps, c));

@@ -43,7 +43,7 @@ use crate::proto::rmf::Classifier;
 mod enforcer;
 mod fake;
 pub use enforcer::HtbEnforcer;
-pub use fake::FakeTc;
+pub use fake::{FakeClass, FakeLink, FakeTc};
 
 /// What the enforcer asks of the kernel's traffic control on one node's
 /// links: [`Tc`] does it over netlink; [`FakeTc`] keeps the classes in
@@ -492,27 +492,33 @@ fn read_class_dump(
 ) -> Option<Result<(), i32>> {
     let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32_at(buf, off) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
+    while off < buf.len() {
+        let len = match buf.get(off..off + 4) {
+            Some(b) => u32::from_ne_bytes(b.try_into().expect("4 bytes")) as usize,
+            None => return Some(Err(libc::EPROTO)),
+        };
+        // The kernel never splits a message: one cut short would leave the
+        // dump's end unread, and its reader waiting for it.
+        let Some(m) = off.checked_add(len).and_then(|end| buf.get(off..end)) else {
+            return Some(Err(libc::EPROTO));
+        };
+        if len < 16 {
+            return Some(Err(libc::EPROTO));
         }
-        let m = &buf[off..off + len];
         off += len.next_multiple_of(4);
         if u32_at(m, 8) != seq {
             continue;
         }
         let kind = u16::from_ne_bytes([m[4], m[5]]);
-        let errno = || {
-            if m.len() >= 20 {
-                (u32_at(m, 16) as i32).wrapping_neg()
-            } else {
-                0
-            }
+        // NLMSG_ERROR always carries its code; NLMSG_DONE may.
+        let errno = match (kind, m.len() >= 20) {
+            (_, true) => (u32_at(m, 16) as i32).wrapping_neg(),
+            (NLMSG_ERROR, false) => libc::EPROTO,
+            (_, false) => 0,
         };
         match kind {
             NLMSG_DONE | NLMSG_ERROR => {
-                return Some(match errno() {
+                return Some(match errno {
                     0 => Ok(()),
                     e => Err(e),
                 });
@@ -1016,6 +1022,26 @@ mod tests {
             read_class_dump(&done(5, -libc::EINTR), 5, 7, &mut vec![]),
             Some(Err(libc::EINTR)),
             "an error the dump ended with"
+        );
+        let mut error = done(5, -libc::EBUSY);
+        error[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        assert_eq!(
+            read_class_dump(&error, 5, 7, &mut vec![]),
+            Some(Err(libc::EBUSY))
+        );
+        // Cut short, or a length that cannot be: an error, not a wait.
+        let whole = class(5, 7, 0x0001_0002);
+        for cut in [&whole[..30], &whole[..3]] {
+            assert_eq!(
+                read_class_dump(cut, 5, 7, &mut vec![]),
+                Some(Err(libc::EPROTO))
+            );
+        }
+        let mut short = whole.clone();
+        short[0..4].copy_from_slice(&8u32.to_ne_bytes());
+        assert_eq!(
+            read_class_dump(&short, 5, 7, &mut vec![]),
+            Some(Err(libc::EPROTO))
         );
     }
 
